@@ -1,0 +1,278 @@
+//! What every request to a provider goes through: admission (token buckets, fair queue,
+//! concurrency cap), retries with capped exponential backoff and jitter, and the circuit
+//! breaker. Provider-neutral: it only needs [`ProviderError`]'s classification.
+//!
+//! The client calls [`Traffic::run`] once per logical request and, inside the attempt,
+//! [`Traffic::admit`] right before the bytes go out — after any login, so a login never
+//! waits for a slot held by a request that waits for the login, and after the queue, so a
+//! signature's timestamp is fresh when it reaches the server.
+
+mod breaker;
+mod queue;
+
+use std::future::Future;
+use std::time::Duration;
+
+use actix::Recipient;
+use rand::Rng;
+
+pub use breaker::{BreakerState, Verdict};
+pub use queue::{Rate, RequestClass, Slot};
+
+use crate::actors::messages::Notify;
+use crate::config::SangforConfig;
+use crate::provider::ProviderError;
+use crate::telemetry::metrics::GatewayMetrics;
+
+/// Longest wait between two attempts, whatever the provider's `Retry-After` says.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
+
+/// Tunables of the traffic layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficPolicy {
+    pub read: Rate,
+    pub write: Rate,
+    pub max_concurrency: usize,
+    /// Retries after the first attempt for transient failures.
+    pub max_retries: u32,
+    /// First backoff; doubled per retry up to `retry_cap`, with jitter.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
+}
+
+impl TrafficPolicy {
+    /// The policy `provider.sangfor` describes.
+    ///
+    /// Bursts are a tenth of the per-minute budget: enough to absorb a page of list calls,
+    /// small enough that a queue of writes reaches SCP at an even pace instead of spending a
+    /// minute's budget in the first second (which a window-counting server would refuse).
+    pub fn from_config(c: &SangforConfig) -> Self {
+        let rate = |per_minute: u32| Rate { per_minute, burst: (per_minute / 10).max(1) };
+        Self {
+            read: rate(c.get_per_minute),
+            write: rate(c.write_per_minute),
+            max_concurrency: c.max_concurrency.max(1),
+            max_retries: c.max_retries,
+            retry_base: Duration::from_millis(500),
+            retry_cap: Duration::from_secs(30),
+            breaker_threshold: c.breaker_threshold,
+            breaker_cooldown: Duration::from_secs(c.breaker_cooldown_secs.max(1)),
+        }
+    }
+
+    /// The backoff before retry number `retry` (0-based): exponential, capped, with "equal
+    /// jitter" (half fixed, half random) so a burst of failures does not retry in lockstep.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let exp = self.retry_base.saturating_mul(2u32.saturating_pow(retry.min(16)));
+        let capped = exp.min(self.retry_cap);
+        let half = capped / 2;
+        let jitter = rand::thread_rng().gen_range(0.0..=1.0);
+        half + half.mul_f64(jitter)
+    }
+}
+
+/// Whether a request may be sent again after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// GET, DELETE, login, or a POST/PUT carrying the same idempotency token every time.
+    Safe,
+    /// Anything else: one attempt only.
+    Never,
+}
+
+/// The traffic layer of one provider connection.
+pub struct Traffic {
+    policy: TrafficPolicy,
+    admission: queue::Admission,
+    breaker: breaker::Breaker,
+    metrics: GatewayMetrics,
+}
+
+impl std::fmt::Debug for Traffic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Traffic").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+impl Traffic {
+    pub fn new(policy: TrafficPolicy, metrics: GatewayMetrics, notify: Option<Recipient<Notify>>) -> Self {
+        let admission = queue::Admission::new(policy.read, policy.write, policy.max_concurrency, metrics.clone());
+        let breaker = breaker::Breaker::new(policy.breaker_threshold, policy.breaker_cooldown, metrics.clone(), notify);
+        Self { policy, admission, breaker, metrics }
+    }
+
+    pub fn policy(&self) -> &TrafficPolicy {
+        &self.policy
+    }
+
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Waits for a token and a slot. Fails fast if the breaker opened meanwhile.
+    pub async fn admit(&self, class: RequestClass) -> Result<Slot, ProviderError> {
+        let slot = self.admission.admit(class).await;
+        match self.breaker.is_open() {
+            Some(retry_after) => Err(ProviderError::CircuitOpen { retry_after }),
+            None => Ok(slot),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails permanently, or the retries are spent.
+    ///
+    /// `attempt` gets the 0-based attempt number and must call [`Traffic::admit`] before it
+    /// sends. Transient failures (429, 5xx, timeouts, connection errors) are retried when
+    /// `replay` is [`Replay::Safe`], after the longer of the backoff and the provider's
+    /// `Retry-After`. Every attempt is counted by `op` and outcome.
+    pub async fn run<T, F, Fut>(&self, op: &'static str, replay: Replay, mut attempt: F) -> Result<T, ProviderError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let mut n = 0u32;
+        loop {
+            let ticket = match self.breaker.before() {
+                Ok(t) => t,
+                Err(e) => {
+                    self.metrics.requests.with_label_values(&[op, e.kind()]).inc();
+                    return Err(e);
+                }
+            };
+            let started = std::time::Instant::now();
+            let result = attempt(n).await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.kind(),
+            };
+            self.metrics.requests.with_label_values(&[op, outcome]).inc();
+            self.metrics.duration.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
+            match &result {
+                Err(ProviderError::CircuitOpen { .. }) => drop(ticket),
+                Err(e) if e.indicates_outage() => ticket.finish(Verdict::Outage),
+                _ => ticket.finish(Verdict::Answered),
+            }
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let retryable = replay == Replay::Safe
+                && err.is_transient()
+                && !matches!(err, ProviderError::CircuitOpen { .. })
+                && n < self.policy.max_retries;
+            if !retryable {
+                return Err(err);
+            }
+            let mut wait = self.policy.backoff(n);
+            if let Some(after) = err.retry_after() {
+                wait = wait.max(after);
+            }
+            let wait = wait.min(MAX_RETRY_WAIT);
+            self.metrics.retries.with_label_values(&[op, err.kind()]).inc();
+            tracing::debug!(op, attempt = n, error = %err, wait = ?wait, "transient provider failure; retrying");
+            tokio::time::sleep(wait).await;
+            n += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn policy(max_retries: u32, breaker_threshold: u32) -> TrafficPolicy {
+        TrafficPolicy {
+            read: Rate { per_minute: 0, burst: 0 },
+            write: Rate { per_minute: 0, burst: 0 },
+            max_concurrency: 4,
+            max_retries,
+            retry_base: Duration::from_millis(1),
+            retry_cap: Duration::from_millis(4),
+            breaker_threshold,
+            breaker_cooldown: Duration::from_secs(60),
+        }
+    }
+
+    async fn failing(t: &Traffic, calls: &AtomicU32, replay: Replay, err: ProviderError) -> Result<(), ProviderError> {
+        t.run("test", replay, |_| async {
+            let _slot = t.admit(RequestClass::Write).await?;
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(err.clone())
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_up_to_the_limit() {
+        let t = Traffic::new(policy(3, 0), GatewayMetrics::unregistered(), None);
+        let calls = AtomicU32::new(0);
+        let e = ProviderError::Server { status: 503, message: String::new(), code: String::new() };
+        assert!(failing(&t, &calls, Replay::Safe, e.clone()).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        calls.store(0, Ordering::SeqCst);
+        assert!(failing(&t, &calls, Replay::Never, e).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "non-replayable requests are sent once");
+        assert_eq!(t.metrics.retries.with_label_values(&["test", "server_error"]).get(), 3);
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_are_not_retried() {
+        let t = Traffic::new(policy(5, 0), GatewayMetrics::unregistered(), None);
+        let calls = AtomicU32::new(0);
+        let e = ProviderError::BadRequest { message: String::new(), code: String::new() };
+        assert!(matches!(failing(&t, &calls, Replay::Safe, e).await, Err(ProviderError::BadRequest { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn succeeds_after_transient_failures() {
+        let t = Traffic::new(policy(5, 0), GatewayMetrics::unregistered(), None);
+        let calls = Arc::new(AtomicU32::new(0));
+        let r = t
+            .run("flaky", Replay::Safe, |n| {
+                let calls = Arc::clone(&calls);
+                async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    if n < 2 { Err(ProviderError::Timeout(Duration::from_secs(1))) } else { Ok(n) }
+                }
+            })
+            .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(t.metrics.requests.with_label_values(&["flaky", "timeout"]).get(), 2);
+        assert_eq!(t.metrics.requests.with_label_values(&["flaky", "ok"]).get(), 1);
+    }
+
+    #[tokio::test]
+    async fn breaker_opens_and_fails_fast() {
+        let t = Traffic::new(policy(0, 2), GatewayMetrics::unregistered(), None);
+        let calls = AtomicU32::new(0);
+        let e = ProviderError::Connection("refused".into());
+        for _ in 0..2 {
+            let _ = failing(&t, &calls, Replay::Safe, e.clone()).await;
+        }
+        assert_eq!(t.breaker_state(), BreakerState::Open);
+        let r = failing(&t, &calls, Replay::Safe, e).await;
+        assert!(matches!(r, Err(ProviderError::CircuitOpen { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "no request while open");
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let p =
+            TrafficPolicy { retry_base: Duration::from_millis(100), retry_cap: Duration::from_secs(1), ..policy(5, 0) };
+        for n in 0..20 {
+            let d = p.backoff(n);
+            assert!(d <= Duration::from_secs(1), "{d:?}");
+            let full = (Duration::from_millis(100) * 2u32.pow(n.min(10))).min(Duration::from_secs(1));
+            assert!(d >= full / 2, "{n}: {d:?}");
+        }
+    }
+}
