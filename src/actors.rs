@@ -1,0 +1,13 @@
+//! The supervised actor tree (design.md §2). One actor per file; shared messages in
+//! [`messages`]; the tree is built in one place, [`supervisor::spawn_tree`].
+
+pub mod gateway;
+pub mod messages;
+pub mod notifier;
+pub mod plugins;
+pub mod reconciler;
+pub mod registry;
+pub mod scheduler;
+pub mod subscription;
+pub mod supervisor;
+pub mod webhook;

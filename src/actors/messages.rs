@@ -1,0 +1,56 @@
+//! Messages shared by several actors.
+
+use actix::Message;
+use serde::{Deserialize, Serialize};
+
+/// How loud a notification is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// What happened, as a stable kind that notification channels and templates key on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyKind {
+    VpsReady,
+    VpsDeleted,
+    OperationDead,
+    EventParked,
+    BreakerOpen,
+    BreakerClosed,
+    GuardTripped,
+    ReconcileFinding,
+    PaymentIssue,
+}
+
+/// Asks the notifier to tell admins about something (in the UI, by email, by webhook).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct Notify {
+    pub kind: NotifyKind,
+    pub severity: Severity,
+    pub title: String,
+    pub body: String,
+    /// The record this is about (`vps:…`, `operation:…`), when there is one.
+    pub subject: Option<String>,
+}
+
+/// Asks an actor to finish its current work and stop (graceful shutdown).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Asks a supervised actor to restart itself (an operator's "restart component", and the
+/// way tests exercise supervision). The mailbox survives; queued messages are kept.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Restart;
+
+/// Asks a supervised actor how many times it was restarted.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "u64")]
+pub struct RestartCount;

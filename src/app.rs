@@ -1,0 +1,120 @@
+//! Starting and stopping the appliance: store → actor tree → HTTP server, and the reverse on
+//! SIGTERM/SIGINT (the server drains in-flight requests, then the actors finish their work).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::Context;
+
+use crate::actors::supervisor::{Handles, TreeDeps, spawn_tree};
+use crate::config::Config;
+use crate::db::Store;
+use crate::http::{self, AppState};
+use crate::telemetry::metrics::Metrics;
+
+/// A running appliance.
+pub struct Appliance {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    server: ServerHandle,
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Appliance {
+    /// The base URL the HTTP server answers on.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn handles(&self) -> &Handles {
+        &self.state.handles
+    }
+
+    /// Waits until the server stops (SIGTERM/SIGINT, or [`Appliance::stop`]), then shuts the
+    /// actor tree down.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let result = self.server_task.await;
+        let timeout = Duration::from_secs(self.state.config.server.shutdown_timeout_secs);
+        self.state.handles.shutdown(timeout).await;
+        tracing::info!("vmauto stopped");
+        result.context("the HTTP server task failed")?.context("the HTTP server failed")
+    }
+
+    /// Stops gracefully: drain requests, then actors.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.server.stop(true).await;
+        self.wait().await
+    }
+}
+
+/// Opens the store, makes sure the appliance key exists, spawns the actor tree and binds the
+/// HTTP server. `handle_signals` lets the server stop on SIGTERM/SIGINT (off in tests that
+/// run several appliances in one process).
+pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appliance> {
+    crate::init_crypto();
+    let config = Arc::new(config);
+    let started_at = Instant::now();
+    ensure_appliance_key(&config)?;
+    let store = Store::open(&config).await?;
+    let metrics = Arc::new(Metrics::new());
+    let handles = spawn_tree(&TreeDeps { config: config.clone(), store: store.clone(), metrics: metrics.clone() });
+    let state = AppState { config: config.clone(), store, metrics: metrics.clone(), handles, started_at };
+
+    let data = web::Data::new(state.clone());
+    let body_limit = config.server.body_limit_bytes;
+    let mut server = HttpServer::new(move || {
+        let metrics = metrics.clone();
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(web::JsonConfig::default().limit(body_limit))
+            .wrap(middleware::from_fn(move |req, next| http::middleware::record_metrics(metrics.clone(), req, next)))
+            .configure(http::configure)
+    })
+    .shutdown_timeout(config.server.shutdown_timeout_secs);
+    if config.server.workers > 0 {
+        server = server.workers(config.server.workers);
+    }
+    if !handle_signals {
+        server = server.disable_signals();
+    }
+    let server = server
+        .bind(config.server.listen)
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+    let addr = server.addrs().first().copied().context("the server bound no address")?;
+    let server = server.run();
+    let handle = server.handle();
+    let server_task = tokio::spawn(server);
+    state.metrics.ready.set(1);
+    tracing::info!(%addr, version = crate::VERSION, startup_ms = started_at.elapsed().as_millis() as u64, "vmauto ready");
+    Ok(Appliance { addr, state, server: handle, server_task })
+}
+
+/// Runs the appliance until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    start(config, true).await?.wait().await
+}
+
+/// Creates the appliance key (32 random bytes, owner-only) on first start.
+fn ensure_appliance_key(config: &Config) -> anyhow::Result<()> {
+    let path = config.key_file();
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let key: [u8; 32] = rand::random();
+    std::fs::write(&path, hex::encode(key))
+        .with_context(|| format!("cannot write the appliance key {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::info!(path = %path.display(), "appliance key created; back it up together with the store");
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! The command-line interface of the `vmauto` binary.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{CliOverrides, Config};
+
+/// Where the configuration file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/vmauto/appliance.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vmauto",
+    version,
+    about = "Automates VPS provisioning and deprovisioning on Sangfor SCP from billing events."
+)]
+pub struct Cli {
+    /// Configuration file (default: /etc/vmauto/appliance.toml when it exists).
+    #[arg(long, short = 'c', global = true, env = "VMAUTO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Override any configuration key: --set policy.grace_days=0 (repeatable; beats the file
+    /// and the environment).
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    pub set: Vec<String>,
+    /// Shorthand for --set server.listen=ADDR.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Shorthand for --set server.data_dir=DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// Shorthand for --set database.url=URL.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Shorthand for --set log.format=FORMAT (text or json).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Shorthand for --set log.level=FILTER.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the appliance (the default).
+    Serve,
+    /// Validate a configuration file (and the environment) without starting anything.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Back up or restore the store.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file: unknown keys, invalid values and missing settings.
+    Check {
+        /// The file to check (default: --config).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Write a SurrealQL dump of the store to FILE (stop the appliance first when it uses the
+    /// embedded store).
+    Export { file: PathBuf },
+    /// Restore a dump into an empty store.
+    Import { file: PathBuf },
+    /// Print the store's schema version and this binary's.
+    Version,
+}
+
+impl Cli {
+    /// The configuration file to read, if any.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            let default = Path::new(DEFAULT_CONFIG_PATH);
+            default.exists().then(|| default.to_path_buf())
+        })
+    }
+
+    /// The `--set` overrides, with the shorthand flags appended (so they win).
+    pub fn overrides(&self) -> CliOverrides {
+        let mut set = self.set.clone();
+        let named = [
+            ("server.listen", &self.listen),
+            ("server.data_dir", &self.data_dir),
+            ("database.url", &self.database_url),
+            ("log.format", &self.log_format),
+            ("log.level", &self.log_level),
+        ];
+        for (key, value) in named {
+            if let Some(v) = value {
+                set.push(format!("{key}={v}"));
+            }
+        }
+        CliOverrides { set }
+    }
+
+    /// Loads the configuration from the file, the process environment and the flags.
+    pub fn load_config(&self, file: Option<&Path>) -> anyhow::Result<Config> {
+        Config::load(file, std::env::vars(), &self.overrides())
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::init_crypto();
+    match &cli.command {
+        None | Some(Command::Serve) => {
+            let config = cli.load_config(cli.config_file().as_deref())?;
+            crate::telemetry::init(&config.log);
+            warn_about_risky_settings(&config);
+            crate::app::run(config).await
+        }
+        Some(Command::Config { command: ConfigCommand::Check { file } }) => {
+            let file = file.clone().or_else(|| cli.config_file());
+            let config = cli.load_config(file.as_deref())?;
+            println!(
+                "configuration OK{}",
+                file.map(|f| format!(": {}", f.display()))
+                    .unwrap_or_else(|| " (no file; defaults and environment)".into())
+            );
+            println!("  listen      {}", config.server.listen);
+            println!("  data dir    {}", config.server.data_dir.display());
+            println!("  database    {}", config.database_url());
+            println!(
+                "  SCP         {}",
+                if config.provider.sangfor.base_url.is_empty() {
+                    "(not configured)"
+                } else {
+                    &config.provider.sangfor.base_url
+                }
+            );
+            println!("  sources     {}", config.sources.keys().cloned().collect::<Vec<_>>().join(", "));
+            Ok(())
+        }
+        Some(Command::Db { command }) => {
+            let config = cli.load_config(cli.config_file().as_deref())?;
+            crate::telemetry::init(&config.log);
+            run_db(&config, command).await
+        }
+    }
+}
+
+async fn run_db(config: &Config, command: &DbCommand) -> anyhow::Result<()> {
+    let store = crate::db::Store::connect(config).await?;
+    match command {
+        DbCommand::Export { file } => {
+            store.export(file).await?;
+            println!("exported the store (schema version {}) to {}", store.schema_version().await?, file.display());
+        }
+        DbCommand::Import { file } => {
+            store.import(file).await?;
+            println!("imported {} (schema version {})", file.display(), store.schema_version().await?);
+        }
+        DbCommand::Version => {
+            println!(
+                "store schema version {}; this binary knows up to {}",
+                store.schema_version().await?,
+                crate::db::SCHEMA_VERSION
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Settings that are legal but dangerous are logged at every start.
+fn warn_about_risky_settings(config: &Config) {
+    if !config.provider.sangfor.base_url.is_empty() && !config.provider.sangfor.verify_tls {
+        tracing::warn!("provider.sangfor.verify_tls = false: SCP's certificate is NOT verified; set ca_file instead");
+    }
+    for (name, source) in &config.sources {
+        if source.signature == crate::config::SignatureScheme::None {
+            tracing::warn!(source = %name, "webhooks from this source are NOT authenticated (signature = \"none\")");
+        }
+    }
+}

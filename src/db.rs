@@ -1,0 +1,149 @@
+//! The store: one SurrealDB handle, ordered schema migrations, export and import.
+//!
+//! This is the only module that talks to SurrealDB. The engine is chosen by
+//! `database.url`: the embedded SurrealKV file store (default), `mem://` (tests) or an
+//! external server over `ws://`. Rows cross this boundary as `serde_json::Value` and are
+//! (de)serialized with serde, so models stay plain Rust structs.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::de::DeserializeOwned;
+use surrealdb::Surreal;
+use surrealdb::engine::any::Any;
+use surrealdb::opt::auth::Root;
+
+use crate::config::Config;
+
+/// Ordered migrations: `(version, name, SurrealQL)`. Append only; never edit a shipped one.
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[(1, "initial schema", include_str!("db/migrations/0001_init.surql"))];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Surreal<Any>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens the store named by the configuration (creating the data directory for the
+    /// embedded engine) without touching the schema.
+    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        let url = config.database_url();
+        if let Some(parent) = url.strip_prefix("surrealkv://").and_then(|p| Path::new(p).parent()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create the data directory {}", parent.display()))?;
+        }
+        let db = surrealdb::engine::any::connect(url.as_str())
+            .await
+            .with_context(|| format!("cannot open the store at {url} (database.url)"))?;
+        if url.starts_with("ws") && !config.database.username.is_empty() {
+            db.signin(Root {
+                username: config.database.username.clone(),
+                password: config.database.password.expose().to_string(),
+            })
+            .await
+            .context("the SurrealDB server refused database.username / database.password")?;
+        }
+        db.use_ns(config.database.namespace.as_str())
+            .use_db(config.database.database.as_str())
+            .await
+            .context("cannot select the namespace and database")?;
+        Ok(Self { db })
+    }
+
+    /// Opens the store and brings its schema up to date.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        let store = Self::connect(config).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The schema version recorded in the store (0 for an empty store).
+    pub async fn schema_version(&self) -> anyhow::Result<u32> {
+        let v: Vec<u32> = self
+            .query_one(
+                "DEFINE TABLE IF NOT EXISTS schema_version SCHEMALESS; SELECT VALUE version FROM schema_version:current",
+                serde_json::json!({}),
+                1,
+            )
+            .await?;
+        Ok(v.first().copied().unwrap_or(0))
+    }
+
+    /// Applies every migration newer than the store's version, in order, each in its own
+    /// transaction together with the version bump. Refuses a store newer than this binary.
+    pub async fn migrate(&self) -> anyhow::Result<u32> {
+        let current = self.schema_version().await?;
+        if current > SCHEMA_VERSION {
+            bail!(
+                "the store has schema version {current} but this vmauto only knows up to {SCHEMA_VERSION}; \
+                 it was written by a newer vmauto. Install that version (or restore a backup made by this one)."
+            );
+        }
+        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+            let script = format!(
+                "BEGIN TRANSACTION;\n{sql}\nUPSERT schema_version:current SET version = {version}, name = $name, applied_at = time::now();\nCOMMIT TRANSACTION;"
+            );
+            self.db
+                .query(script)
+                .bind(("name", (*name).to_string()))
+                .await
+                .and_then(|r| r.check())
+                .with_context(|| format!("migration {version} ({name}) failed"))?;
+            tracing::info!(version, name, "schema migration applied");
+        }
+        Ok(SCHEMA_VERSION)
+    }
+
+    /// True when the store answers.
+    pub async fn is_healthy(&self) -> bool {
+        self.db.health().await.is_ok()
+    }
+
+    /// Runs a query with JSON bindings and returns statement `index` deserialized as `T`.
+    pub async fn query_one<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        bindings: serde_json::Value,
+        index: usize,
+    ) -> anyhow::Result<T> {
+        let mut response = self.db.query(sql).bind(bindings).await?.check()?;
+        let value: serde_json::Value = response.take::<Vec<serde_json::Value>>(index).map(serde_json::Value::Array)?;
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// Runs statements for their effect; any statement error fails the call.
+    pub async fn execute(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<()> {
+        self.db.query(sql).bind(bindings).await?.check()?;
+        Ok(())
+    }
+
+    /// Writes a SurrealQL dump of the whole database to `path`.
+    pub async fn export(&self, path: &Path) -> anyhow::Result<()> {
+        self.db.export(path).await.with_context(|| format!("export to {} failed", path.display()))
+    }
+
+    /// Restores a dump made by [`Store::export`] into this empty store (opened with
+    /// [`Store::connect`], not yet migrated), then brings the schema up to date.
+    pub async fn import(&self, path: &Path) -> anyhow::Result<()> {
+        let version = self.schema_version().await?;
+        if version != 0 {
+            bail!(
+                "the target store is not empty (schema version {version}); import only into an empty store \
+                 (a new data directory or database.url)"
+            );
+        }
+        self.db.import(path).await.with_context(|| format!("import from {} failed", path.display()))?;
+        self.migrate().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,30 @@
+//! HTTP routes. Handlers own no state: they read the store or send messages to actors.
+//! One file per resource, each with one mounting function whose routes sit at its top.
+
+pub mod health;
+pub mod middleware;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::web;
+
+use crate::actors::supervisor::Handles;
+use crate::config::Config;
+use crate::db::Store;
+use crate::telemetry::metrics::Metrics;
+
+/// Shared, read-only state of the HTTP layer.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub handles: Handles,
+    pub started_at: Instant,
+}
+
+/// Mounts every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    health::routes(cfg);
+}

@@ -1,0 +1,52 @@
+//! Liveness, readiness and metrics.
+//!
+//! - `GET /healthz`: the process is up (always 200 while it can answer).
+//! - `GET /readyz`: the store answers and every actor of the tree runs (else 503 with what
+//!   is missing).
+//! - `GET /metrics`: Prometheus text format.
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+use super::AppState;
+use crate::error::{AppError, Code};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_healthz).service(get_readyz).service(get_metrics);
+}
+
+#[get("/healthz")]
+async fn get_healthz(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "version": crate::VERSION,
+        "uptime_secs": state.started_at.elapsed().as_secs(),
+    }))
+}
+
+#[get("/readyz")]
+async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let store_ok = state.store.is_healthy().await;
+    let stopped = state.handles.stopped();
+    let ready = store_ok && stopped.is_empty();
+    state.metrics.ready.set(i64::from(ready));
+    if ready {
+        return Ok(HttpResponse::Ok().json(json!({ "status": "ready", "store": "ok", "actors": "running" })));
+    }
+    let mut problems = Vec::new();
+    if !store_ok {
+        problems.push("the store does not answer".to_string());
+    }
+    if !stopped.is_empty() {
+        problems.push(format!("actors not running: {}", stopped.join(", ")));
+    }
+    Err(AppError::new(
+        Code::NotReady,
+        format!("Not ready: {}. - Hint: see the log for the cause.", problems.join("; ")),
+    ))
+}
+
+#[get("/metrics")]
+async fn get_metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
+}

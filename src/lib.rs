@@ -1,0 +1,38 @@
+//! # vmauto
+//!
+//! Turns billing events into VPS lifecycle operations on Sangfor SCP, with an embedded admin
+//! UI, in one process.
+//!
+//! ## Layout
+//! - [`config`]: `appliance.toml` + `VMAUTO_*` environment + CLI flags, validated once.
+//! - [`error`]: the error-code table every client-facing error goes through.
+//! - [`telemetry`]: tracing set-up and every `vmauto_*` Prometheus metric.
+//! - [`db`]: the SurrealDB store, ordered migrations, export and import.
+//! - [`actors`]: the supervised actor tree (design.md §2) and its messages.
+//! - [`http`]: routes only; handlers translate requests into messages or store reads.
+//! - [`provider`]: the provider contract and the Sangfor SCP client.
+//! - [`sim`]: the SCP simulator used by tests, benchmarks and `vmauto demo`.
+//! - [`app`]: starts the store, the tree and the HTTP server; graceful shutdown.
+//! - [`cli`]: the command-line interface of the `vmauto` binary.
+//! - [`demo`]: `vmauto demo`, the simulator and the appliance together on loopback.
+
+pub mod actors;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod provider;
+pub mod sim;
+pub mod telemetry;
+
+/// The version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Makes ring the process-wide TLS crypto provider (idempotent). Call before building any
+/// HTTP client or TLS server; every entry point of the library does.
+pub fn init_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,247 @@
+//! Every `vmauto_*` Prometheus metric, registered once in one registry.
+//!
+//! Components get their group of metrics from [`Metrics`], which is built once at start and
+//! passed explicitly (`Arc<Metrics>`), never through a global.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Metric names, in one place.
+pub mod names {
+    pub const BUILD_INFO: &str = "vmauto_build_info";
+    pub const HTTP_REQUESTS: &str = "vmauto_http_requests_total";
+    pub const HTTP_DURATION: &str = "vmauto_http_request_duration_seconds";
+    pub const ACTOR_RESTARTS: &str = "vmauto_actor_restarts_total";
+    pub const ACTORS_RUNNING: &str = "vmauto_actors_running";
+    pub const READY: &str = "vmauto_ready";
+    pub const SCP_REQUESTS: &str = "vmauto_scp_requests_total";
+    pub const SCP_REQUEST_DURATION: &str = "vmauto_scp_request_duration_seconds";
+    pub const SCP_RATE_LIMIT_WAIT: &str = "vmauto_scp_rate_limit_wait_seconds";
+    pub const SCP_QUEUE_DEPTH: &str = "vmauto_scp_queue_depth";
+    pub const SCP_IN_FLIGHT: &str = "vmauto_scp_in_flight";
+    pub const SCP_RETRIES: &str = "vmauto_scp_retries_total";
+    pub const SCP_BREAKER_STATE: &str = "vmauto_scp_breaker_state";
+    pub const SCP_BREAKER_TRANSITIONS: &str = "vmauto_scp_breaker_transitions_total";
+    pub const SCP_TOKEN_REFRESHES: &str = "vmauto_scp_token_refreshes_total";
+}
+
+/// The registry and every metric handle.
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub actor_restarts: IntCounterVec,
+    pub actors_running: IntGaugeVec,
+    pub ready: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let build_info =
+            IntGaugeVec::new(Opts::new(names::BUILD_INFO, "Build information; the value is always 1."), &["version"])
+                .expect("valid metric");
+        build_info.with_label_values(&[crate::VERSION]).set(1);
+        let http_requests = IntCounterVec::new(
+            Opts::new(names::HTTP_REQUESTS, "HTTP requests by route pattern, method and status."),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(names::HTTP_DURATION, "HTTP request duration by route pattern.")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let actor_restarts = IntCounterVec::new(
+            Opts::new(names::ACTOR_RESTARTS, "Restarts of supervised actors by actor name."),
+            &["actor"],
+        )
+        .expect("valid metric");
+        let actors_running = IntGaugeVec::new(
+            Opts::new(names::ACTORS_RUNNING, "Supervised actors currently running, by actor name."),
+            &["actor"],
+        )
+        .expect("valid metric");
+        let ready =
+            IntGauge::new(names::READY, "1 when the store is open and the actor tree runs.").expect("valid metric");
+        for c in [
+            Box::new(build_info) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_requests.clone()),
+            Box::new(http_duration.clone()),
+            Box::new(actor_restarts.clone()),
+            Box::new(actors_running.clone()),
+            Box::new(ready.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Self { registry, http_requests, http_duration, actor_restarts, actors_running, ready }
+    }
+
+    /// Registers a component's collector (components that own a metrics group call this).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        self.registry.register(c).expect("metric registered once");
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The SCP gateway's metrics (`vmauto_scp_*`): traffic, waiting, retries, breaker, logins.
+///
+/// Built once per gateway and registered with [`Metrics::register`]; the handles are cheap
+/// clones shared by the gateway and its traffic layer. [`GatewayMetrics::unregistered`] serves
+/// one-shot tools (`vmauto provider check`) that expose no `/metrics`.
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    /// Requests by operation and outcome (`ok` or an error kind), one per HTTP attempt.
+    pub requests: IntCounterVec,
+    /// Time on the wire per attempt, by operation.
+    pub duration: HistogramVec,
+    /// Time a request waited for a rate-limit token and a concurrency slot, by class.
+    pub rate_limit_wait: HistogramVec,
+    /// Requests queued for admission, by class (`read`, `write`).
+    pub queue_depth: IntGaugeVec,
+    /// Requests on the wire now.
+    pub in_flight: IntGauge,
+    /// Retries by operation and the error kind that caused them.
+    pub retries: IntCounterVec,
+    /// 0 closed, 1 half-open, 2 open.
+    pub breaker_state: IntGauge,
+    /// Breaker transitions by new state.
+    pub breaker_transitions: IntCounterVec,
+    /// Token logins by outcome (`ok`, `error`).
+    pub token_refreshes: IntCounterVec,
+}
+
+impl std::fmt::Debug for GatewayMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatewayMetrics")
+    }
+}
+
+impl GatewayMetrics {
+    /// Builds the group and registers it in `metrics` (once per process and gateway).
+    pub fn new(metrics: &Metrics) -> Self {
+        let m = Self::unregistered();
+        for c in m.collectors() {
+            metrics.register(c);
+        }
+        m
+    }
+
+    /// Builds the group without registering it.
+    pub fn unregistered() -> Self {
+        let wait_buckets =
+            vec![0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0];
+        Self {
+            requests: IntCounterVec::new(
+                Opts::new(names::SCP_REQUESTS, "SCP requests (attempts) by operation and outcome."),
+                &["op", "outcome"],
+            )
+            .expect("valid metric"),
+            duration: HistogramVec::new(
+                HistogramOpts::new(names::SCP_REQUEST_DURATION, "SCP request latency on the wire, by operation.")
+                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                &["op"],
+            )
+            .expect("valid metric"),
+            rate_limit_wait: HistogramVec::new(
+                HistogramOpts::new(
+                    names::SCP_RATE_LIMIT_WAIT,
+                    "Time SCP requests waited for a rate-limit token and a concurrency slot, by class.",
+                )
+                .buckets(wait_buckets),
+                &["class"],
+            )
+            .expect("valid metric"),
+            queue_depth: IntGaugeVec::new(
+                Opts::new(names::SCP_QUEUE_DEPTH, "SCP requests waiting for admission, by class."),
+                &["class"],
+            )
+            .expect("valid metric"),
+            in_flight: IntGauge::new(names::SCP_IN_FLIGHT, "SCP requests on the wire.").expect("valid metric"),
+            retries: IntCounterVec::new(
+                Opts::new(names::SCP_RETRIES, "SCP request retries by operation and cause."),
+                &["op", "cause"],
+            )
+            .expect("valid metric"),
+            breaker_state: IntGauge::new(
+                names::SCP_BREAKER_STATE,
+                "SCP circuit breaker: 0 closed, 1 half-open, 2 open.",
+            )
+            .expect("valid metric"),
+            breaker_transitions: IntCounterVec::new(
+                Opts::new(names::SCP_BREAKER_TRANSITIONS, "SCP circuit breaker transitions by new state."),
+                &["state"],
+            )
+            .expect("valid metric"),
+            token_refreshes: IntCounterVec::new(
+                Opts::new(names::SCP_TOKEN_REFRESHES, "SCP token logins by outcome."),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.requests.clone()),
+            Box::new(self.duration.clone()),
+            Box::new(self.rate_limit_wait.clone()),
+            Box::new(self.queue_depth.clone()),
+            Box::new(self.in_flight.clone()),
+            Box::new(self.retries.clone()),
+            Box::new(self.breaker_state.clone()),
+            Box::new(self.breaker_transitions.clone()),
+            Box::new(self.token_refreshes.clone()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_build_info_with_prefix() {
+        let m = Metrics::new();
+        m.actor_restarts.with_label_values(&["webhook"]).inc();
+        let text = m.render();
+        assert!(text.contains("vmauto_build_info{version="), "{text}");
+        assert!(text.contains("vmauto_actor_restarts_total{actor=\"webhook\"} 1"), "{text}");
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            assert!(line.starts_with("vmauto_"), "unprefixed metric: {line}");
+        }
+    }
+
+    #[test]
+    fn gateway_metrics_register_with_scp_prefix() {
+        let m = Metrics::new();
+        let g = GatewayMetrics::new(&m);
+        g.requests.with_label_values(&["get_server", "ok"]).inc();
+        g.queue_depth.with_label_values(&["write"]).set(3);
+        g.breaker_state.set(2);
+        let text = m.render();
+        assert!(text.contains("vmauto_scp_requests_total{op=\"get_server\",outcome=\"ok\"} 1"), "{text}");
+        assert!(text.contains("vmauto_scp_queue_depth{class=\"write\"} 3"), "{text}");
+        assert!(text.contains("vmauto_scp_breaker_state 2"), "{text}");
+    }
+}

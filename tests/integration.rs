@@ -1,0 +1,4 @@
+//! The one integration-test binary: every area is a module, so the whole suite links once.
+
+mod app;
+mod common;

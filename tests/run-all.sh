@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need, checks
+# formatting and lints, then runs every unit and integration test (including the
+# conformance check of the public `sangfor-scp` Python client against `vmauto sim`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vmauto-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+rustup show active-toolchain
+command -v python3 >/dev/null || { apt-get update && apt-get install -y python3 python3-venv; }
+python3 -c 'import venv' 2>/dev/null || { apt-get update && apt-get install -y python3-venv; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --locked --lib --bins --tests -- --test-threads=2
