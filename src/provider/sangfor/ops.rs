@@ -177,7 +177,10 @@ impl Provider for SangforClient {
     }
 
     async fn find_servers_by_tag(&self, tag: &str) -> ProviderResult<Vec<Server>> {
-        let items = self.list_all(Call::get("list_servers", format!("{API}/servers"))).await?;
+        // `description` narrows the listing where SCP supports it; the whole-word match below
+        // is what decides, so a platform that ignores the filter only costs more pages.
+        let call = Call::get("list_servers", format!("{API}/servers")).query("description", tag);
+        let items = self.list_all(call).await?;
         Ok(items.iter().map(wire::server).filter(|s| s.has_tag(tag)).collect())
     }
 
