@@ -46,6 +46,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the appliance (the default).
     Serve,
+    /// Run the SCP simulator and the appliance together on loopback, with seeded data.
+    Demo(crate::demo::DemoArgs),
+    /// Run the SCP simulator alone.
+    Sim(crate::sim::SimArgs),
+    /// Check the connection to SCP and list what templates can use.
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
     /// Validate a configuration file (and the environment) without starting anything.
     Config {
         #[command(subcommand)]
@@ -65,6 +74,13 @@ pub enum ConfigCommand {
         /// The file to check (default: --config).
         file: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Log in with the configured credentials and list AZs (with free capacity), images,
+    /// storage tags, VPCs and subnets.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +136,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::telemetry::init(&config.log);
             warn_about_risky_settings(&config);
             crate::app::run(config).await
+        }
+        Some(Command::Demo(args)) => {
+            let config = cli.load_config(cli.config_file().as_deref())?;
+            crate::demo::run(args.clone(), config).await
+        }
+        Some(Command::Sim(args)) => {
+            crate::telemetry::init(&crate::config::LogConfig::default());
+            crate::sim::run(args.clone()).await
+        }
+        Some(Command::Provider { command: ProviderCommand::Check }) => {
+            let config = cli.load_config(cli.config_file().as_deref())?;
+            crate::telemetry::init(&config.log);
+            let report = crate::provider::check::check(&config).await?;
+            println!("{report}");
+            Ok(())
         }
         Some(Command::Config { command: ConfigCommand::Check { file } }) => {
             let file = file.clone().or_else(|| cli.config_file());

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The default log filter: vmauto at info, the store's and server's internals at warn.
+pub const DEFAULT_LOG_LEVEL: &str = "info,surrealdb=warn,surrealkv=warn,actix_server=warn";
+
 /// The environment-variable prefix.
 pub const ENV_PREFIX: &str = "VMAUTO_";
 /// Separates key-path levels in environment-variable names.
@@ -130,7 +133,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self { format: LogFormat::Text, level: DEFAULT_LOG_LEVEL.into() }
     }
 }
 

@@ -127,6 +127,19 @@ impl Store {
         Ok(())
     }
 
+    /// Creates a row in `table` stamped with `created_at = time::now()`; returns its id.
+    pub async fn create(&self, table: &str, row: serde_json::Value) -> anyhow::Result<String> {
+        let ids: Vec<serde_json::Value> = self
+            .query_one(
+                "CREATE type::table($table) CONTENT object::extend($row, { created_at: time::now() }) RETURN VALUE id",
+                serde_json::json!({ "table": table, "row": row }),
+                0,
+            )
+            .await?;
+        let id = ids.into_iter().next().context("CREATE returned no id")?;
+        Ok(id.as_str().map(str::to_owned).unwrap_or_else(|| id.to_string()))
+    }
+
     /// Writes a SurrealQL dump of the whole database to `path`.
     pub async fn export(&self, path: &Path) -> anyhow::Result<()> {
         self.db.export(path).await.with_context(|| format!("export to {} failed", path.display()))

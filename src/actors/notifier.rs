@@ -48,10 +48,7 @@ impl Handler<Notify> for Notifier {
                 "kind": msg.kind, "severity": msg.severity, "title": msg.title, "body": msg.body,
                 "subject": msg.subject, "read": false,
             });
-            if let Err(e) = store
-                .execute("CREATE notification CONTENT $row SET created_at = time::now()", json!({ "row": row }))
-                .await
-            {
+            if let Err(e) = store.create("notification", row).await {
                 tracing::error!(error = %e, "could not store a notification");
             }
         })
