@@ -41,8 +41,17 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
+/// How long `provider check` may take in all before it gives up.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Connects to SCP as `config` says and collects the report.
 pub async fn check(config: &Config) -> anyhow::Result<CheckReport> {
+    tokio::time::timeout(CHECK_TIMEOUT, collect(config)).await.map_err(|_| {
+        anyhow!("SCP did not answer the whole check within {}s; it may be overloaded", CHECK_TIMEOUT.as_secs())
+    })?
+}
+
+async fn collect(config: &Config) -> anyhow::Result<CheckReport> {
     let cfg = &config.provider.sangfor;
     let policy = TrafficPolicy { max_retries: cfg.max_retries.min(2), ..TrafficPolicy::from_config(cfg) };
     let traffic = Arc::new(Traffic::new(policy, GatewayMetrics::unregistered(), None));
@@ -201,9 +210,6 @@ impl fmt::Display for CheckReport {
         Ok(())
     }
 }
-
-/// How long `provider check` may take in all before it gives up.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[cfg(test)]
 mod tests {

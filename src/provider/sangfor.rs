@@ -175,27 +175,26 @@ impl SangforClient {
     }
 
     /// Sends a request without credentials (public key, login), with retries.
+    ///
+    /// These skip the admission queue: they are rare (a login a day, a key fetch per password
+    /// change), one login runs at a time, and a request holding a slot may be the one waiting
+    /// for the login, so queueing them behind a long write queue would stall everything.
     pub(crate) async fn call_anonymous(&self, call: Call) -> Result<Value, ProviderError> {
-        let class = call.class();
-        self.traffic
-            .run(call.op, Replay::Safe, |_| async {
-                let _slot = self.traffic.admit(class).await?;
-                self.send(&call, None).await
-            })
-            .await
+        self.traffic.run(call.op, Replay::Safe, |_| self.send(&call, None)).await
     }
 
-    /// One attempt: ensure a token (token mode), wait for admission, sign, send. A 401 in
-    /// token mode means the token died early (SCP restarted, another session logged in): log
-    /// in again once and resend.
+    /// One attempt: wait for admission, take a token (token mode; logs in when needed) or
+    /// sign (EC2) so credentials are fresh when the request leaves the queue, send. A 401 in
+    /// token mode means the token died early (SCP restarted, expired it): log in again once
+    /// and resend.
     async fn attempt(&self, call: &Call) -> Result<Value, ProviderError> {
         let mut relogged = false;
         loop {
+            let slot = self.traffic.admit(call.class()).await?;
             let token = match self.cfg.auth {
                 SangforAuth::Token => Some(self.token().await?),
                 SangforAuth::Ec2 => None,
             };
-            let slot = self.traffic.admit(call.class()).await?;
             let auth = match &token {
                 Some(t) => Auth::Token(t),
                 None => Auth::Ec2,

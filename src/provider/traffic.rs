@@ -3,9 +3,9 @@
 //! breaker. Provider-neutral: it only needs [`ProviderError`]'s classification.
 //!
 //! The client calls [`Traffic::run`] once per logical request and, inside the attempt,
-//! [`Traffic::admit`] right before the bytes go out — after any login, so a login never
-//! waits for a slot held by a request that waits for the login, and after the queue, so a
-//! signature's timestamp is fresh when it reaches the server.
+//! [`Traffic::admit`] right before it authenticates and sends, so a signature's timestamp
+//! (or a token) is fresh when the request leaves the queue. Logins skip admission (see
+//! `SangforClient::call_anonymous`), so a request holding a slot can always get its token.
 
 mod breaker;
 mod queue;
