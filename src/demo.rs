@@ -111,10 +111,8 @@ fn configure(config: &mut Config, dir: &Path, sim: &SimServer, memory: bool) -> 
 /// The webhook token, made once and kept in the demo directory.
 fn demo_token(dir: &Path) -> anyhow::Result<String> {
     let path = dir.join("webhook.token");
-    if let Ok(token) = std::fs::read_to_string(&path) {
-        if !token.trim().is_empty() {
-            return Ok(token.trim().to_string());
-        }
+    if let Some(token) = std::fs::read_to_string(&path).ok().filter(|t| !t.trim().is_empty()) {
+        return Ok(token.trim().to_string());
     }
     let token = hex::encode(rand::random::<[u8; 16]>());
     std::fs::write(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;

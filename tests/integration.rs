@@ -2,3 +2,6 @@
 
 mod app;
 mod common;
+mod demo;
+mod provider;
+mod sim;
