@@ -8,6 +8,7 @@
 //! - [`error`]: the error-code table every client-facing error goes through.
 //! - [`telemetry`]: tracing set-up and every `vmauto_*` Prometheus metric.
 //! - [`db`]: the SurrealDB store, ordered migrations, export and import.
+//! - [`billing`]: the normalized billing event and webhook signature verification.
 //! - [`actors`]: the supervised actor tree (design.md §2) and its messages.
 //! - [`http`]: routes only; handlers translate requests into messages or store reads.
 //! - [`provider`]: the provider contract and the Sangfor SCP client.
@@ -18,6 +19,7 @@
 
 pub mod actors;
 pub mod app;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod db;
