@@ -11,8 +11,14 @@ use vmauto::provider::traffic::{Traffic, TrafficPolicy};
 use vmauto::provider::{OpKey, Provider, ServerId};
 use vmauto::telemetry::metrics::GatewayMetrics;
 
-/// Accepts one connection, answers `answer`, and returns the raw request.
+/// Accepts one connection, answers 200 with `answer`, and returns the raw request.
 async fn one_request(listener: tokio::net::TcpListener, answer: &'static str) -> String {
+    one_exchange(listener, "200 OK", "", answer).await
+}
+
+/// Accepts one connection, answers `status` with extra header lines and `answer`, and
+/// returns the raw request.
+async fn one_exchange(listener: tokio::net::TcpListener, status: &str, headers: &str, answer: &str) -> String {
     let (mut sock, _) = listener.accept().await.expect("accept");
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
@@ -35,7 +41,7 @@ async fn one_request(listener: tokio::net::TcpListener, answer: &'static str) ->
         }
     }
     let resp = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        "HTTP/1.1 {status}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
         answer.len()
     );
     sock.write_all(resp.as_bytes()).await.expect("write");
@@ -82,4 +88,28 @@ async fn headers_are_title_case_and_the_signature_covers_the_sent_body() {
     let expected =
         signature(&scope, "POST", "/janus/20180725/servers/abc/start", &[("x-amz-date", &amz_date)], body.as_bytes());
     assert_eq!(parsed.signature, expected, "signature over the bytes that were sent");
+}
+
+#[actix_web::test]
+async fn a_rejected_signature_with_a_distant_server_clock_is_explained_as_clock_skew() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        one_exchange(
+            listener,
+            "401 Unauthorized",
+            "Date: Mon, 01 Jan 2001 00:00:00 GMT\r\n",
+            r#"{"errcode":"0x120010010001","message":"signature does not match"}"#,
+        )
+        .await
+    });
+    let mut config = Config::default();
+    let s = &mut config.provider.sangfor;
+    s.base_url = format!("http://127.0.0.1:{port}");
+    s.access_key = "AK".into();
+    s.secret_key = Secret::new("SK");
+    let err = vmauto::provider::check::check(&config).await.expect_err("refused").to_string();
+    assert!(err.contains("clock") && err.contains("NTP"), "{err}");
+    let raw = server.await.expect("server task");
+    assert!(raw.starts_with("GET /janus/20180725/system/version HTTP/1.1"), "{raw}");
 }
