@@ -74,29 +74,27 @@ pub enum Resolved<'a> {
 
 /// Routes a request path (without query). Trailing slashes are ignored.
 pub fn resolve<'a>(method: &str, path: &'a str) -> Resolved<'a> {
-    let Some(rest) = path.strip_prefix("/janus/") else { return Resolved::NotFound };
+    match route(method, path) {
+        Some((r, p)) => Resolved::Found(r, p),
+        // The path exists under another method: 405 rather than 404.
+        None if ["GET", "POST", "PUT", "DELETE"].iter().any(|m| *m != method && route(m, path).is_some()) => {
+            Resolved::WrongMethod
+        }
+        None => Resolved::NotFound,
+    }
+}
+
+fn route<'a>(method: &str, path: &'a str) -> Option<(Route<'a>, &'static str)> {
+    let rest = path.strip_prefix("/janus/")?;
     let segs: Vec<&'a str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let found = |r, p| Resolved::Found(r, p);
-    match segs.as_slice() {
-        ["v2", "public-key"] | ["public-key"] => {
-            return if method == "GET" {
-                found(Route::PublicKey, "GET /janus/public-key")
-            } else {
-                Resolved::WrongMethod
-            };
-        }
-        ["authenticate"] => {
-            return if method == "POST" {
-                found(Route::Authenticate, "POST /janus/authenticate")
-            } else {
-                Resolved::WrongMethod
-            };
-        }
+    match (method, segs.as_slice()) {
+        ("GET", ["v2", "public-key"] | ["public-key"]) => return Some((Route::PublicKey, "GET /janus/public-key")),
+        ("POST", ["authenticate"]) => return Some((Route::Authenticate, "POST /janus/authenticate")),
         _ => {}
     }
-    let Some((version, segs)) = segs.split_first() else { return Resolved::NotFound };
+    let (version, segs) = segs.split_first()?;
     if !VERSIONS.contains(version) {
-        return Resolved::NotFound;
+        return None;
     }
     let r = match (method, segs) {
         ("GET", ["servers"]) => (Route::ListServers, "GET /janus/{v}/servers"),
@@ -118,7 +116,7 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Resolved<'a> {
             "remote-consoles" => (Route::Console(id), "POST /janus/{v}/servers/{id}/remote-consoles"),
             "server-password" => (Route::Password(id), "POST /janus/{v}/servers/{id}/server-password"),
             "migrate" => (Route::Migrate(id), "POST /janus/{v}/servers/{id}/migrate"),
-            _ => return Resolved::NotFound,
+            _ => return None,
         },
         ("GET", ["tasks"]) => (Route::Tasks, "GET /janus/{v}/tasks"),
         ("GET", ["tasks", id]) => (Route::Task(id), "GET /janus/{v}/tasks/{id}"),
@@ -147,16 +145,9 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Resolved<'a> {
         ("GET", ["system", "maintenance"]) => (Route::Maintenance, "GET /janus/{v}/system/maintenance"),
         ("GET", ["platform"]) => (Route::Platform, "GET /janus/{v}/platform"),
         ("GET", ["licenses", "summary"]) => (Route::Licenses, "GET /janus/{v}/licenses/summary"),
-        _ => {
-            // The path exists under another method: 405 rather than 404.
-            let known = ["GET", "POST", "PUT", "DELETE"]
-                .iter()
-                .filter(|m| **m != method)
-                .any(|m| matches!(resolve(m, path), Resolved::Found(..)));
-            return if known { Resolved::WrongMethod } else { Resolved::NotFound };
-        }
+        _ => return None,
     };
-    Resolved::Found(r.0, r.1)
+    Some(r)
 }
 
 #[cfg(test)]
@@ -174,5 +165,7 @@ mod tests {
         assert!(matches!(resolve("PATCH", "/janus/20180725/servers"), Resolved::WrongMethod));
         assert!(matches!(resolve("GET", "/janus/19990101/servers"), Resolved::NotFound));
         assert!(matches!(resolve("GET", "/elsewhere"), Resolved::NotFound));
+        assert!(matches!(resolve("GET", "/janus/20180725/nothing-here"), Resolved::NotFound));
+        assert!(matches!(resolve("DELETE", "/janus/v2/public-key"), Resolved::WrongMethod));
     }
 }

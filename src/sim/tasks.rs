@@ -157,11 +157,16 @@ fn complete(world: &mut World, task_id: &str, at: Millis, ip_delay_ms: i64) {
     let Some(task) = world.tasks.get(task_id) else { return };
     let effect = task.effect.clone();
     let doomed = task.doomed.clone();
-    if let Some(id) = effect.server_id()
-        && let Some(s) = world.servers.get_mut(id)
-        && s.busy_task.as_deref() == Some(task_id)
-    {
-        s.busy_task = None;
+    let held: Vec<String> = match &effect {
+        Effect::Create { server_ids, .. } => server_ids.clone(),
+        other => other.server_id().map(str::to_string).into_iter().collect(),
+    };
+    for id in &held {
+        if let Some(s) = world.servers.get_mut(id)
+            && s.busy_task.as_deref() == Some(task_id)
+        {
+            s.busy_task = None;
+        }
     }
     if let Effect::VolumeCreate { volume_id }
     | Effect::VolumeResize { volume_id, .. }
