@@ -190,7 +190,7 @@ impl SangforClient {
     async fn attempt(&self, call: &Call) -> Result<Value, ProviderError> {
         let mut relogged = false;
         loop {
-            let slot = self.traffic.admit(call.class()).await?;
+            let permit = self.traffic.admit(call.class(), call.op).await?;
             let token = match self.cfg.auth {
                 SangforAuth::Token => Some(self.token().await?),
                 SangforAuth::Ec2 => None,
@@ -200,7 +200,7 @@ impl SangforClient {
                 None => Auth::Ec2,
             };
             let result = self.send(call, Some(auth)).await;
-            drop(slot);
+            drop(permit);
             match (result, token) {
                 (Err(ProviderError::Unauthorized { .. }), Some(t)) if !relogged => {
                     tracing::info!(op = call.op, "SCP rejected the token; logging in again");

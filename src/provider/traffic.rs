@@ -82,6 +82,20 @@ pub enum Replay {
     Never,
 }
 
+/// Permission to send one request; held until its answer is read.
+pub struct Permit {
+    _slot: Slot,
+    op: &'static str,
+    since: std::time::Instant,
+    metrics: GatewayMetrics,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.metrics.duration.with_label_values(&[self.op]).observe(self.since.elapsed().as_secs_f64());
+    }
+}
+
 /// The traffic layer of one provider connection.
 pub struct Traffic {
     policy: TrafficPolicy,
@@ -115,12 +129,13 @@ impl Traffic {
         self.breaker.state()
     }
 
-    /// Waits for a token and a slot. Fails fast if the breaker opened meanwhile.
-    pub async fn admit(&self, class: RequestClass) -> Result<Slot, ProviderError> {
+    /// Waits for a token and a slot. Fails fast if the breaker opened meanwhile. The permit
+    /// times the request on the wire (`vmauto_scp_request_duration_seconds{op}`) until dropped.
+    pub async fn admit(&self, class: RequestClass, op: &'static str) -> Result<Permit, ProviderError> {
         let slot = self.admission.admit(class).await;
         match self.breaker.is_open() {
             Some(retry_after) => Err(ProviderError::CircuitOpen { retry_after }),
-            None => Ok(slot),
+            None => Ok(Permit { _slot: slot, op, since: std::time::Instant::now(), metrics: self.metrics.clone() }),
         }
     }
 
@@ -144,14 +159,12 @@ impl Traffic {
                     return Err(e);
                 }
             };
-            let started = std::time::Instant::now();
             let result = attempt(n).await;
             let outcome = match &result {
                 Ok(_) => "ok",
                 Err(e) => e.kind(),
             };
             self.metrics.requests.with_label_values(&[op, outcome]).inc();
-            self.metrics.duration.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
             match &result {
                 Err(ProviderError::CircuitOpen { .. }) => drop(ticket),
                 Err(e) if e.indicates_outage() => ticket.finish(Verdict::Outage),
@@ -203,7 +216,7 @@ mod tests {
 
     async fn failing(t: &Traffic, calls: &AtomicU32, replay: Replay, err: ProviderError) -> Result<(), ProviderError> {
         t.run("test", replay, |_| async {
-            let _slot = t.admit(RequestClass::Write).await?;
+            let _permit = t.admit(RequestClass::Write, "test").await?;
             calls.fetch_add(1, Ordering::SeqCst);
             Err(err.clone())
         })
