@@ -204,6 +204,8 @@ impl SangforClient {
             match (result, token) {
                 (Err(ProviderError::Unauthorized { .. }), Some(t)) if !relogged => {
                     tracing::info!(op = call.op, "SCP rejected the token; logging in again");
+                    // The run loop counts the attempt's final outcome; count this answer too.
+                    self.traffic.metrics().requests.with_label_values(&[call.op, "unauthorized"]).inc();
                     self.tokens.invalidate(&t).await;
                     relogged = true;
                 }

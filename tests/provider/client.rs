@@ -136,6 +136,7 @@ async fn token_auth_logs_in_and_survives_expiry_mid_run() {
         .unwrap()
         .expect("create after the token expired");
     assert_eq!(gw.metric("vmauto_scp_token_refreshes_total{outcome=\"ok\"}"), 2.0);
+    assert_eq!(gw.metric("vmauto_scp_requests_total{op=\"create_server\",outcome=\"unauthorized\"}"), 1.0);
     gw.wait(&created.task_id).await;
     assert_eq!(scp.servers_tagged("vmauto:test:token").await.len(), 1);
     // Both public-key paths exist on the simulator; the v2 one is tried first.
@@ -152,6 +153,11 @@ async fn short_lived_tokens_are_renewed_before_they_expire() {
     gw.addr.send(ListZones).await.unwrap().expect("after the lifetime");
     assert_eq!(gw.metric("vmauto_scp_token_refreshes_total{outcome=\"ok\"}"), 2.0);
     assert_eq!(gw.metric("vmauto_scp_token_refreshes_total{outcome=\"error\"}"), 0.0);
+    assert_eq!(
+        gw.metric("vmauto_scp_requests_total{op=\"list_azs\",outcome=\"unauthorized\"}"),
+        0.0,
+        "renewed before, not after, expiry"
+    );
 }
 
 #[actix_web::test]
