@@ -50,9 +50,11 @@ use self::world::{World, now_ms};
 /// `vmauto sim`: run a simulated Sangfor SCP.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimArgs {
-    /// Address to listen on (port 0 picks a free one).
+    /// Address to listen on, IP:PORT (port 0 picks a free one).
+    // A string, not a SocketAddr: the top-level CLI has a global `--listen` of type String
+    // and clap merges the two into one argument, which must then have one type.
     #[arg(long, default_value = "127.0.0.1:9443", env = "VMAUTO_SIM_LISTEN")]
-    pub listen: SocketAddr,
+    pub listen: String,
     /// Serve plain HTTP instead of HTTPS with a generated self-signed certificate.
     #[arg(long)]
     pub http: bool,
@@ -172,8 +174,13 @@ impl SimConfig {
             .iter()
             .map(|s| FaultRule::parse(s).map_err(|e| anyhow::anyhow!("--fault {s:?}: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let listen = args
+            .listen
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--listen {:?} is not an IP:PORT address", args.listen))?;
         Ok(Self {
-            listen: args.listen,
+            listen,
             https: !args.http,
             access_key: args.access_key,
             secret_key: args.secret_key,
@@ -196,7 +203,8 @@ impl SimConfig {
     }
 }
 
-/// Fault specs that do not parse are dropped with a warning here; use
+/// Fault specs that do not parse are dropped, and an invalid `--listen` replaced by the
+/// default, with a warning; use
 /// [`SimConfig::from_args`] to get the error instead.
 impl From<SimArgs> for SimConfig {
     fn from(args: SimArgs) -> Self {
@@ -208,6 +216,10 @@ impl From<SimArgs> for SimConfig {
                 false
             }
         });
+        if good.listen.trim().parse::<SocketAddr>().is_err() {
+            tracing::warn!(listen = %good.listen, "invalid --listen, using 127.0.0.1:9443");
+            good.listen = "127.0.0.1:9443".into();
+        }
         Self::from_args(good).unwrap_or_default()
     }
 }
@@ -411,4 +423,57 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn sim_args(argv: &[&str]) -> SimArgs {
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        match cli.command {
+            Some(Command::Sim(args)) => args,
+            other => panic!("expected the sim command, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_line_maps_to_config() {
+        let args = sim_args(&[
+            "vmauto",
+            "sim",
+            "--http",
+            "--listen",
+            "127.0.0.1:0",
+            "--get-per-minute",
+            "0",
+            "--fault",
+            "GET /janus/*/azs error_rate=1 status=502",
+            "--seed",
+            "7",
+        ]);
+        let config = SimConfig::from_args(args.clone()).expect("valid");
+        assert!(!config.https);
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
+        assert_eq!(config.get_per_minute, 0);
+        assert_eq!(config.write_per_minute, 100);
+        assert_eq!(config.faults.len(), 1);
+        assert_eq!(config.seed, Some(7));
+        let defaults = SimConfig::from_args(sim_args(&["vmauto", "sim"])).expect("valid");
+        assert!(defaults.https, "HTTPS unless --http");
+        assert_eq!(defaults.listen.port(), 9443);
+        let mut bad = args;
+        bad.faults.push("GET".into());
+        assert!(SimConfig::from_args(bad.clone()).is_err());
+        assert_eq!(SimConfig::from(bad).faults.len(), 1, "From drops the invalid rule");
+        bad_listen();
+    }
+
+    fn bad_listen() {
+        let args = sim_args(&["vmauto", "sim", "--listen", "nowhere"]);
+        assert!(SimConfig::from_args(args).is_err());
+    }
 }

@@ -149,15 +149,15 @@ pub async fn dispatch(req: HttpRequest, payload: web::Payload, shared: web::Data
     let mut sim = shared.sim.lock();
     sim.advance(now);
     let identity = if route.public() {
-        format!("ip:{peer}")
+        Ok(format!("ip:{peer}"))
     } else {
-        let ttl_ok = authenticate(&req, &body, &shared.creds, &sim.tokens, shared.max_clock_skew_secs, now);
-        match ttl_ok {
-            Ok(id) => id,
-            Err(e) => {
-                drop(sim);
-                return error_response(&shared, e);
-            }
+        authenticate(&req, &body, &shared.creds, &sim.tokens, shared.max_clock_skew_secs, now)
+    };
+    let identity = match identity {
+        Ok(id) => id,
+        Err(e) => {
+            drop(sim);
+            return error_response(&shared, e);
         }
     };
     if let Err(wait) = shared.limits.check(&method, &identity) {
@@ -165,20 +165,19 @@ pub async fn dispatch(req: HttpRequest, payload: web::Payload, shared: web::Data
         return error_response(&shared, ApiError::rate_limited(wait));
     }
     let replay_key = client_token.filter(|t| !t.is_empty()).map(|t| (identity.clone(), t));
-    if let Some(k) = &replay_key
-        && let Some(r) = sim.replays.get(k)
-    {
-        let out = if r.method == method && r.path == path {
+    if let Some(r) = replay_key.as_ref().and_then(|k| sim.replays.get(k)) {
+        let same = r.method == method && r.path == path;
+        let answer = if same {
             http_response(r.status, r.body.clone(), None)
         } else {
-            let e = ApiError::conflict(format!(
+            let message = format!(
                 "X-Client-Token was already used for {} {}; use a new token for a new request",
                 r.method, r.path
-            ));
-            drop(sim);
-            return error_response(&shared, e);
+            );
+            error_response(&shared, ApiError::conflict(message))
         };
-        return out;
+        drop(sim);
+        return answer;
     }
     let ctx = Ctx {
         now,

@@ -150,7 +150,11 @@ pub fn batch(sim: &mut Sim, ctx: &Ctx<'_>) -> ApiResult {
 pub fn console(sim: &mut Sim, ctx: &Ctx<'_>, id: &str) -> ApiResult {
     let body = ctx.object()?;
     sim.world.server(id).ok_or_else(|| ApiError::not_found("server", id))?;
-    let rc = body.get("remote_console").and_then(Value::as_object);
+    let rc = match body.get("remote_console") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => return Err(ApiError::bad_request("field `remote_console` must be an object")),
+    };
     let protocol = rc.and_then(|m| m.get("protocol")).and_then(Value::as_str).unwrap_or("vnc").to_string();
     let kind = rc.and_then(|m| m.get("type")).and_then(Value::as_str).unwrap_or("novnc").to_string();
     if !["vnc", "spice", "rdp"].contains(&protocol.as_str()) {

@@ -14,6 +14,8 @@ use super::world::{Disk, Millis, Nic, Server, VmStatus, World, cidr_contains, sc
 const MAX_CORES: u64 = 128;
 const MAX_MEMORY_MB: u64 = 4 * 1_048_576;
 const MAX_COUNT: u64 = 20;
+/// Largest disk or volume (64 TiB); also keeps every capacity sum far from overflowing.
+pub const MAX_DISK_MB: u64 = 64 * 1_048_576;
 
 /// The server object of §6, as `GET /servers/{id}` and list items show it.
 pub fn render(world: &World, s: &Server, now: Millis) -> Value {
@@ -112,6 +114,9 @@ pub fn idle<'w>(world: &'w World, id: &str) -> Result<&'w Server, ApiError> {
 
 fn parse_disks(list: &Value) -> Result<Vec<Disk>, ApiError> {
     let items = list.as_array().ok_or_else(|| ApiError::bad_request("field `disks` must be an array"))?;
+    if items.len() > 16 {
+        return Err(ApiError::bad_request("at most 16 disks (ide0..ide15)"));
+    }
     items
         .iter()
         .enumerate()
@@ -120,12 +125,21 @@ fn parse_disks(list: &Value) -> Result<Vec<Disk>, ApiError> {
             Ok(Disk {
                 id: opt_str(obj, "id")?.map_or_else(|| format!("ide{i}"), str::to_string),
                 kind: opt_str(obj, "type")?.unwrap_or("new_disk").to_string(),
-                size_mb: req_u64(obj, "size_mb")?,
+                size_mb: disk_size(req_u64(obj, "size_mb")?)?,
                 preallocate: obj.get("preallocate").cloned().unwrap_or(json!("off")),
                 volume_id: None,
             })
         })
         .collect()
+}
+
+/// A disk size within 1..=MAX_DISK_MB.
+pub fn disk_size(size_mb: u64) -> Result<u64, ApiError> {
+    if (1..=MAX_DISK_MB).contains(&size_mb) {
+        Ok(size_mb)
+    } else {
+        Err(ApiError::bad_request(format!("size_mb must be 1..={MAX_DISK_MB}")))
+    }
 }
 
 /// The disks of a new VM: given ones checked against the image, or the image's template disk.
@@ -163,6 +177,9 @@ fn disks_for(image: &Value, given: Option<&Value>) -> Result<Vec<Disk>, ApiError
 /// (without MAC and IP yet) and each one's fixed IP, if asked for.
 fn parse_nics(world: &World, az_id: &str, list: &Value, count: u64) -> Result<Vec<(Nic, Option<String>)>, ApiError> {
     let items = list.as_array().ok_or_else(|| ApiError::bad_request("field `networks` must be an array"))?;
+    if items.len() > 10 {
+        return Err(ApiError::bad_request("at most 10 NICs"));
+    }
     let mut out = Vec::new();
     for (i, n) in items.iter().enumerate() {
         let obj = n.as_object().ok_or_else(|| ApiError::bad_request(format!("networks[{i}] must be an object")))?;
@@ -228,14 +245,14 @@ pub fn capacity_shortfall(
 ) -> Option<String> {
     let az = world.az(az_id)?;
     let used = world.allocation(az_id);
-    if used.vcpus + vcpus > az.vcpu_total {
+    if used.vcpus.saturating_add(vcpus) > az.vcpu_total {
         return Some(format!(
             "Insufficient CPU resources in resource pool {}: {vcpus} vCPU requested, {} available",
             az.name,
             az.vcpu_total.saturating_sub(used.vcpus)
         ));
     }
-    if used.memory_mb + memory_mb > az.memory_total_mb {
+    if used.memory_mb.saturating_add(memory_mb) > az.memory_total_mb {
         return Some(format!(
             "Insufficient memory in resource pool {}: {memory_mb} MB requested, {} MB available",
             az.name,

@@ -87,7 +87,8 @@ impl Sim {
             return;
         }
         let before = self.world.tasks.values().filter(|t| t.state == TaskState::Pending).count();
-        self.next_due = advance(&mut self.world, now, self.knobs.ip_delay_ms as i64);
+        let ip_delay = i64::try_from(self.knobs.ip_delay_ms).unwrap_or(i64::MAX);
+        self.next_due = advance(&mut self.world, now, ip_delay);
         if before > 0 {
             self.dirty = true;
         }
@@ -139,8 +140,8 @@ impl Sim {
             user_name: spec.user,
             user_ip: spec.user_ip,
             created_ms: now,
-            start_ms: now + waiting,
-            end_ms: now + waiting + doing,
+            start_ms: now.saturating_add(waiting),
+            end_ms: now.saturating_add(waiting).saturating_add(doing),
             seq,
             state: TaskState::Pending,
             description: String::new(),

@@ -228,7 +228,7 @@ fn undo(world: &mut World, effect: &Effect) {
 }
 
 fn apply(world: &mut World, effect: &Effect, at: Millis, ip_delay_ms: i64) -> Result<(), String> {
-    let boot = Some(at + ip_delay_ms);
+    let boot = Some(at.saturating_add(ip_delay_ms));
     match effect {
         Effect::Create { server_ids, power_on } => {
             for id in server_ids {

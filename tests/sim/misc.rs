@@ -250,3 +250,63 @@ async fn https_with_the_generated_certificate() {
     assert!(strict.get(server.base_url()).send().await.is_err());
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn garbage_bodies_never_break_the_simulator() {
+    let sim = Sim::start().await;
+    let id = sim.running_vm("robust-1").await;
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let bodies: Vec<String> = vec![
+        "null".into(),
+        "[]".into(),
+        "\"text\"".into(),
+        "42".into(),
+        "{\"cores\": -1, \"memory_mb\": 1e308, \"name\": 7}".into(),
+        "{\"size_mb\": 18446744073709551615, \"force\": \"yes\", \"action\": 3}".into(),
+        "{\"disks\": [{\"size_mb\": 18446744073709551615}], \"networks\": {}}".into(),
+        "{\"password\": \"zz\", \"remote_console\": 5, \"compute_location\": []}".into(),
+        "{\"server_ids\": [1, null], \"server_action\": []}".into(),
+        deep,
+        "\u{0}\u{1}binary".into(),
+    ];
+    let paths = [
+        ("POST", S.to_string()),
+        ("POST", format!("{S}/action")),
+        ("PUT", format!("{S}/{id}")),
+        ("DELETE", format!("{S}/no-such")),
+        ("POST", format!("{S}/{id}/action")),
+        ("POST", format!("{S}/{id}/clone")),
+        ("POST", format!("{S}/{id}/remote-consoles")),
+        ("POST", format!("{S}/{id}/server-password")),
+        ("POST", format!("{S}/{id}/migrate")),
+        ("POST", "/janus/20180725/volumes".to_string()),
+        ("PUT", "/janus/20180725/volumes/none".to_string()),
+        ("POST", "/janus/authenticate".to_string()),
+    ];
+    for (method, path) in &paths {
+        for body in &bodies {
+            let r = sim
+                .http
+                .request(method.parse().expect("method"), format!("{}{path}", sim.base))
+                .header("Authorization", format!("Token {}", sim.token))
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("answered");
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            // Some of these are valid requests (unknown fields are ignored, as SCP does); none
+            // may be a server error, and every answer is an envelope.
+            assert!(status < 500, "{method} {path} {body:.60}: {status} {v}");
+            if status < 300 {
+                assert_eq!(v["code"], 0, "{method} {path}: {v}");
+            } else {
+                assert!(status >= 400 && v["message"].is_string(), "{method} {path}: {status} {v}");
+            }
+        }
+    }
+    sim.server_until(&id, "running and idle", |s| s["status"] == "running").await;
+    assert_eq!(sim.data(Method::GET, S, None).await["total_size"], 1, "garbage created nothing");
+    sim.stop().await;
+}
