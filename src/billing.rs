@@ -1,6 +1,8 @@
 //! Billing: the normalized event every billing source is mapped to, and (in the host, never
 //! in plugins) the verification of webhook signatures.
 
+pub mod signature;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};

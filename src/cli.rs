@@ -65,6 +65,35 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// List, test and check WebAssembly plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// List the bundled plugins and those in the plugin directory.
+    List,
+    /// Run a plugin over a payload file and print the normalized events (or the error).
+    Test {
+        /// The plugin name (e.g. ghl-workflow).
+        plugin: String,
+        /// The request body (for a plan mapper: {"event": …, "catalogue": …}).
+        payload: PathBuf,
+        /// A request header, NAME=VALUE (repeatable).
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        /// The request path (default /webhooks/<source>).
+        #[arg(long)]
+        path: Option<String>,
+        /// The configured source whose settings apply.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Check a component against the plugin contract: version, kind, exports, imports.
+    Check { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +201,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             );
             println!("  sources     {}", config.sources.keys().cloned().collect::<Vec<_>>().join(", "));
+            Ok(())
+        }
+        Some(Command::Plugin { command }) => {
+            let out = match command {
+                PluginCommand::List => crate::plugin_host::cli::list(&cli.load_config(cli.config_file().as_deref())?)?,
+                PluginCommand::Test { plugin, payload, headers, path, source } => {
+                    let config = cli.load_config(cli.config_file().as_deref())?;
+                    let options = crate::plugin_host::cli::TestOptions {
+                        headers: headers.clone(),
+                        path: path.clone(),
+                        source: source.clone(),
+                    };
+                    crate::plugin_host::cli::test(&config, plugin, payload, &options)?
+                }
+                PluginCommand::Check { file } => crate::plugin_host::cli::check(file)?,
+            };
+            print!("{out}");
             Ok(())
         }
         Some(Command::Db { command }) => {

@@ -9,6 +9,8 @@
 //! - [`telemetry`]: tracing set-up and every `vmauto_*` Prometheus metric.
 //! - [`db`]: the SurrealDB store, ordered migrations, export and import.
 //! - [`billing`]: the normalized billing event and webhook signature verification.
+//! - [`plugin_host`]: the WebAssembly plugin host (billing sources, plan mapping) and the
+//!   `vmauto plugin` commands.
 //! - [`actors`]: the supervised actor tree (design.md §2) and its messages.
 //! - [`http`]: routes only; handlers translate requests into messages or store reads.
 //! - [`provider`]: the provider contract and the Sangfor SCP client.
@@ -26,6 +28,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod plugin_host;
 pub mod provider;
 pub mod sim;
 pub mod telemetry;

@@ -165,8 +165,8 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         Supervisor::start(move |_| SangforGateway::new(config, metrics, Some(notify)))
     };
     let plugins = {
-        let metrics = m.clone();
-        Supervisor::start(move |_| PluginHost::new(metrics))
+        let (config, metrics) = (deps.config.clone(), m.clone());
+        Supervisor::start(move |_| PluginHost::new(config, metrics))
     };
     let registry = {
         let (store, metrics, gateway) = (deps.store.clone(), m.clone(), gateway.clone());
