@@ -3,5 +3,6 @@
 mod app;
 mod common;
 mod demo;
+mod plugins;
 mod provider;
 mod sim;

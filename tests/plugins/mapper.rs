@@ -1,0 +1,145 @@
+//! The default plan mapper (`plan-table`) over a catalogue read from table rows.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use vmauto::billing::{BillingEvent, Customer, EventKind};
+use vmauto::plugin_host::{Catalogue, TemplateChoice};
+
+use super::support::runtime;
+
+fn catalogue() -> Catalogue {
+    Catalogue::from_rows(
+        &[
+            json!({"name": "small", "enabled": true, "cores": 1, "memory_mb": 1024, "disk_gb": 20, "image": "debian-12"}),
+            json!({"name": "large", "enabled": true, "cores": 4, "memory_mb": 8192, "disk_gb": 160}),
+            json!({"name": "retired", "enabled": false, "cores": 2, "memory_mb": 2048, "disk_gb": 40}),
+        ],
+        &[
+            json!({"source": "ghl", "plan_key": "vps-small", "template": "small"}),
+            json!({"source": "*", "plan_key": "vps-large", "template": "large"}),
+            json!({"source": "ghl", "plan_key": "old-plan", "template": "retired"}),
+            json!({"source": "ghl", "plan_key": "typo-plan", "template": "smal"}),
+        ],
+    )
+}
+
+fn event(plan: Option<&str>) -> BillingEvent {
+    BillingEvent {
+        kind: EventKind::Subscribe,
+        source_event_id: Some("e1".into()),
+        occurred_at: None,
+        subscription_id: Some("s1".into()),
+        customer: Customer { id: "c1".into(), name: "Dana".into(), email: "d@example.com".into() },
+        plan_key: plan.map(str::to_string),
+        attributes: BTreeMap::new(),
+    }
+}
+
+fn choose(source: &str, plan: Option<&str>, settings: &[(&str, &str)]) -> TemplateChoice {
+    let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    runtime()
+        .choose_template_blocking("plan-table", source, &event(plan), &catalogue(), &settings)
+        .expect("mapper answers")
+}
+
+#[test]
+fn catalogue_rows_keep_extra_columns() {
+    let c = catalogue();
+    assert_eq!(c.templates[0].extra.get("image").map(String::as_str), Some("\"debian-12\""));
+    assert_eq!(c.mappings.len(), 4);
+}
+
+#[test]
+fn plan_table_maps_source_and_wildcard_rows() {
+    assert_eq!(choose("ghl", Some("vps-small"), &[]), TemplateChoice::Template("small".into()));
+    assert_eq!(choose("stripe", Some("vps-large"), &[]), TemplateChoice::Template("large".into()));
+    // A plan key naming a template maps to it unless turned off.
+    assert_eq!(choose("stripe", Some("small"), &[]), TemplateChoice::Template("small".into()));
+    assert!(matches!(choose("stripe", Some("small"), &[("match_template_names", "false")]), TemplateChoice::None(_)));
+    assert_eq!(
+        choose("stripe", Some("mystery"), &[("fallback_template", "small")]),
+        TemplateChoice::Template("small".into())
+    );
+}
+
+#[test]
+fn plan_table_explains_why_there_is_no_template() {
+    let reason = |c: TemplateChoice| match c {
+        TemplateChoice::None(r) => r,
+        other => panic!("expected no template, got {other:?}"),
+    };
+    assert!(reason(choose("stripe", Some("vps-small"), &[])).contains("no plan mapping"));
+    assert!(reason(choose("ghl", Some("old-plan"), &[])).contains("disabled"));
+    assert!(reason(choose("ghl", Some("typo-plan"), &[])).contains("does not exist"));
+    assert!(reason(choose("ghl", None, &[])).contains("no plan key"));
+}
+
+#[tokio::test]
+async fn the_catalogue_is_read_from_the_store_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = vmauto::config::Config::for_data_dir(dir.path());
+    config.database.url = "mem://".into();
+    let store = vmauto::db::Store::open(&config).await.expect("store");
+    store.create("template", json!({"name": "small", "enabled": true, "cores": 1, "memory_mb": 1024, "disk_gb": 20, "image": "debian-12"})).await.unwrap();
+    store
+        .create("template", json!({"name": "off", "enabled": false, "cores": 1, "memory_mb": 512, "disk_gb": 10}))
+        .await
+        .unwrap();
+    store.create("plan_mapping", json!({"source": "ghl", "plan_key": "vps-small", "template": "small"})).await.unwrap();
+    let catalogue = Catalogue::load(&store).await.expect("catalogue");
+    assert_eq!(catalogue.templates.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["off", "small"]);
+    assert_eq!(catalogue.templates[1].memory_mb, 1024);
+    assert!(!catalogue.templates[0].enabled);
+    assert_eq!(
+        catalogue.mappings,
+        [vmauto::plugin_host::PlanMapping {
+            source: "ghl".into(),
+            plan_key: "vps-small".into(),
+            template: "small".into()
+        }]
+    );
+    let choice = runtime()
+        .choose_template("plan-table", "ghl", event(Some("vps-small")), std::sync::Arc::new(catalogue), BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(choice, TemplateChoice::Template("small".into()));
+}
+
+#[test]
+fn plugin_commands_list_test_and_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = vmauto::config::Config::for_data_dir(dir.path());
+    let list = vmauto::plugin_host::cli::list(&config).unwrap();
+    assert!(list.contains("ghl-workflow") && list.contains("plan-mapper"), "{list}");
+    let options = vmauto::plugin_host::cli::TestOptions {
+        headers: vec!["X-Event-Type=test".into()],
+        path: Some("/api/vps/provision".into()),
+        source: None,
+    };
+    let out = vmauto::plugin_host::cli::test(
+        &config,
+        "ghl-workflow",
+        &super::support::fixture_path("ghl-workflow-provision.json"),
+        &options,
+    )
+    .unwrap();
+    assert!(out.contains("\"kind\": \"subscribe\""), "{out}");
+    let err = vmauto::plugin_host::cli::test(
+        &config,
+        "stripe-billing",
+        &super::support::fixture_path("stripe-missing-id.json"),
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("missing field `id`"), "{err}");
+    // check: a component written in WebAssembly text, installed in the plugin directory.
+    let plugins = config.plugin_dir();
+    std::fs::create_dir_all(&plugins).unwrap();
+    let echo = super::support::component_from_wat(include_str!("echo.wat"), "billing-source");
+    std::fs::write(plugins.join("echo.wasm"), &echo).unwrap();
+    let report = vmauto::plugin_host::cli::check(&plugins.join("echo.wasm")).unwrap();
+    assert!(report.contains("vmauto:plugin@1.0.0") && report.contains("billing-source"), "{report}");
+    let list = vmauto::plugin_host::cli::list(&config).unwrap();
+    assert!(list.contains("echo.wasm"), "{list}");
+}
