@@ -230,3 +230,31 @@ async fn tokens_can_be_expired_from_the_control_endpoint_and_old_key_path_works(
     assert_error(s, &v, 401);
     sim.stop().await;
 }
+
+#[actix_web::test]
+async fn clock_skew_window_when_enabled() {
+    let sim = Sim::start_with(|c| {
+        c.access_key = "AKIDEXAMPLE".into();
+        c.secret_key = "SKEXAMPLESECRET".into();
+        c.max_clock_skew_secs = 900;
+    })
+    .await;
+    // The document's 2024 vector is now far outside the window.
+    let header = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240102/cn-south-1/open-api/aws4_request, SignedHeaders=x-amz-date, Signature=f21557db16961161064c231377b281f9258bfabfc56f016fc6b3a1c1b55b7494";
+    let (s, v) = raw(
+        &sim,
+        Method::GET,
+        "/janus/20180725/servers",
+        &[("Authorization", header.to_string()), ("X-Amz-Date", "20240102T030405Z".to_string())],
+        b"",
+    )
+    .await;
+    assert_error(s, &v, 401);
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("skew")), "{v}");
+    // A fresh signature is inside it.
+    let path = "/janus/20180725/servers";
+    let (s, v) =
+        raw(&sim, Method::GET, path, &signed(&sim, "GET", path, b"", None, "cn-south-1", "open-api"), b"").await;
+    assert_eq!(s, 200, "{v}");
+    sim.stop().await;
+}

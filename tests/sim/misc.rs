@@ -310,3 +310,49 @@ async fn garbage_bodies_never_break_the_simulator() {
     assert_eq!(sim.data(Method::GET, S, None).await["total_size"], 1, "garbage created nothing");
     sim.stop().await;
 }
+
+#[actix_web::test]
+async fn errcode_envelope_and_seeded_ids() {
+    let sim = Sim::start_with(|c| {
+        c.envelope = vmauto::sim::Envelope::Errcode;
+        c.seed = Some(42);
+    })
+    .await;
+    let (st, v) = sim.get("/janus/20180725/azs").await;
+    assert_eq!(st, 200);
+    assert_eq!(v["errcode"], "");
+    assert!(v.get("code").is_none(), "{v}");
+    let (st, v) = sim.get("/janus/20180725/servers/none").await;
+    assert_eq!(st, 404);
+    assert!(v["errcode"].as_str().is_some_and(|c| c.starts_with("0x")) && v.get("code").is_none(), "{v}");
+    let (st, v) = sim.post(S, create_body("seeded")).await;
+    assert_eq!(st, 200, "{v}");
+    let first = v["data"]["uuids"][0].clone();
+    sim.stop().await;
+    // The same seed gives the same ids.
+    let again = Sim::start_with(|c| c.seed = Some(42)).await;
+    let d = again.data(Method::POST, S, Some(create_body("seeded"))).await;
+    assert_eq!(d["uuids"][0], first);
+    again.stop().await;
+}
+
+#[actix_web::test]
+async fn dropped_connection_over_https() {
+    vmauto::init_crypto();
+    let config = vmauto::sim::SimConfig { https: true, ..Default::default() };
+    let sim = Sim::from_config(config).await;
+    let (st, _) = sim
+        .control(Method::POST, "/_sim/faults", Some(json!({"path": "/janus/*/azs", "drop_rate": 1.0, "times": 1})))
+        .await;
+    assert_eq!(st, 200);
+    let err = sim
+        .http
+        .get(format!("{}/janus/20180725/azs", sim.base))
+        .header("Authorization", format!("Token {}", sim.token))
+        .send()
+        .await
+        .expect_err("closed without an answer");
+    assert!(!err.is_status(), "{err:?}");
+    assert_eq!(sim.get("/janus/20180725/azs").await.0, 200);
+    sim.stop().await;
+}
