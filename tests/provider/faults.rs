@@ -182,3 +182,34 @@ async fn gateway_limits_keep_the_simulator_from_refusing() {
     assert_eq!(gw.metric("vmauto_scp_rate_limit_wait_seconds_count{class=\"write\"}"), 5.0);
     assert_eq!(scp.servers_tagged("vmauto:test:limited").await.len(), 5);
 }
+
+#[actix_web::test]
+async fn power_off_forces_when_the_graceful_stop_fails() {
+    let scp = Scp::start().await;
+    let config = scp.config(SangforAuth::Ec2);
+    let gw = Gw::quick(&config);
+    let created = gw
+        .addr
+        .send(CreateServer { spec: spec("stubborn", "vmauto:test:stubborn"), op: op("stubborn") })
+        .await
+        .unwrap()
+        .expect("create");
+    let id = created.server_id.clone().expect("id");
+    gw.wait(&created.task_id).await;
+    // The guest ignores the ACPI request: the graceful stop task fails.
+    scp.fault(json!({"method": "POST", "path": "/janus/*/servers/*/stop", "task_failure_rate": 1.0, "times": 1})).await;
+    let done = gw.addr.send(PowerOff { server_id: id.clone(), op: op("stubborn-off") }).await.unwrap().expect("off");
+    assert!(done.is_some());
+    let server = gw.addr.send(GetServer { server_id: id }).await.unwrap().expect("get");
+    assert_eq!(server.status, vmauto::provider::ServerStatus::Stopped);
+    assert_eq!(scp.requests("POST /janus/{v}/servers/{id}/stop").await, 2, "graceful, then forced");
+    let stops: Vec<_> = scp.state().await["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t["action"].as_str().is_some_and(|a| a.contains("stop") || a.contains("off")))
+        .map(|t| t["status"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(stops, vec!["failure", "finish"], "the forced stop finished the job");
+}
