@@ -10,4 +10,5 @@ pub mod registry;
 pub mod scheduler;
 pub mod subscription;
 pub mod supervisor;
+pub mod vps;
 pub mod webhook;

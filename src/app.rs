@@ -13,6 +13,7 @@ use crate::actors::supervisor::{Handles, TreeDeps, spawn_tree};
 use crate::config::Config;
 use crate::db::Store;
 use crate::http::{self, AppState};
+use crate::secrets::Sealer;
 use crate::telemetry::metrics::Metrics;
 
 /// A running appliance.
@@ -60,7 +61,15 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
     ensure_appliance_key(&config)?;
     let store = Store::open(&config).await?;
     let metrics = Arc::new(Metrics::new());
-    let handles = spawn_tree(&TreeDeps { config: config.clone(), store: store.clone(), metrics: metrics.clone() });
+    let sealer = Arc::new(Sealer::from_file(&config.key_file())?);
+    let install_id = store.install_id().await.context("cannot read the install id")?;
+    let handles = spawn_tree(&TreeDeps {
+        config: config.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        sealer,
+        install_id,
+    });
     let state = AppState { config: config.clone(), store, metrics: metrics.clone(), handles, started_at };
 
     let data = web::Data::new(state.clone());

@@ -116,15 +116,27 @@ impl Store {
         bindings: serde_json::Value,
         index: usize,
     ) -> anyhow::Result<T> {
-        let mut response = self.db.query(sql).bind(bindings).await?.check()?;
+        let mut response = self.run(sql, bindings).await?;
         let value: serde_json::Value = response.take::<Vec<serde_json::Value>>(index).map(serde_json::Value::Array)?;
         Ok(serde_json::from_value(value)?)
     }
 
     /// Runs statements for their effect; any statement error fails the call.
     pub async fn execute(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<()> {
-        self.db.query(sql).bind(bindings).await?.check()?;
-        Ok(())
+        self.run(sql, bindings).await.map(drop)
+    }
+
+    /// Runs a query; on failure reports the statement error that caused it (not the
+    /// "transaction failed" echoes of the statements after it).
+    async fn run(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
+        let mut response = self.db.query(sql).bind(bindings).await?;
+        let mut errors: Vec<(usize, surrealdb::Error)> = response.take_errors().into_iter().collect();
+        if errors.is_empty() {
+            return Ok(response);
+        }
+        errors.sort_by_key(|(i, _)| *i);
+        let cause = errors.iter().find(|(_, e)| !e.to_string().contains("failed transaction")).unwrap_or(&errors[0]);
+        anyhow::bail!("statement {} failed: {}", cause.0, cause.1)
     }
 
     /// Creates a row in `table` stamped with `created_at = time::now()`; returns its id.

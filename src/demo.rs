@@ -45,9 +45,9 @@ struct DemoTemplate {
 }
 
 const TEMPLATES: &[DemoTemplate] = &[
-    DemoTemplate { name: "vps-small", plan: "starter", cores: 1, memory_mb: 1024, disk_gb: 20 },
-    DemoTemplate { name: "vps-medium", plan: "business", cores: 2, memory_mb: 4096, disk_gb: 60 },
-    DemoTemplate { name: "vps-large", plan: "pro", cores: 4, memory_mb: 8192, disk_gb: 120 },
+    DemoTemplate { name: "vps-small", plan: "starter", cores: 1, memory_mb: 1024, disk_gb: 40 },
+    DemoTemplate { name: "vps-medium", plan: "business", cores: 2, memory_mb: 4096, disk_gb: 80 },
+    DemoTemplate { name: "vps-large", plan: "pro", cores: 4, memory_mb: 8192, disk_gb: 160 },
 ];
 
 /// Runs the demo until SIGINT/SIGTERM.
@@ -70,7 +70,7 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
 
     let token = config.sources[DEMO_SOURCE].token.expose().to_string();
     let app = crate::app::start(config, true).await?;
-    let seeded = seed(&app.state.store, &app.state.config).await?;
+    let seeded = seed(&app.state.store, &app.state.config, DEMO_SOURCE).await?;
     print_banner(&app.base_url(), &sim, &dir, &token, seeded, args.memory);
     let result = app.wait().await;
     sim.stop().await;
@@ -119,9 +119,10 @@ fn demo_token(dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Seeds templates built from what the simulator offers, and plan mappings for the demo
-/// source. Returns how many templates were added (0 when a previous run seeded them).
-async fn seed(store: &Store, config: &Config) -> anyhow::Result<usize> {
+/// Seeds templates built from what SCP offers (vps-small/medium/large) and maps the plans
+/// starter/business/pro of `source` to them. Returns how many templates were added (0 when a
+/// previous run seeded them).
+pub async fn seed(store: &Store, config: &Config, source: &str) -> anyhow::Result<usize> {
     let existing: Vec<String> = store.query_one("SELECT VALUE name FROM template", json!({}), 0).await?;
     if !existing.is_empty() {
         return Ok(0);
@@ -140,15 +141,17 @@ async fn seed(store: &Store, config: &Config) -> anyhow::Result<usize> {
         .find_map(|(n, subnets)| (n.zone_id == zone.zone.id).then(|| subnets.first().map(|s| (n, s))).flatten())
         .context("the simulator offers no subnet")?;
     for t in TEMPLATES {
+        // A VM's system disk cannot be smaller than its image's.
+        let disk_gb = t.disk_gb.max(image.disk_mb.div_ceil(1024));
         let row = json!({
-            "name": t.name, "description": format!("{} cores, {} GB RAM, {} GB disk", t.cores, t.memory_mb / 1024, t.disk_gb),
+            "name": t.name, "description": format!("{} cores, {} GB RAM, {disk_gb} GB disk", t.cores, t.memory_mb / 1024),
             "az_id": zone.zone.id, "image_id": image.id, "storage_tag_id": tag.id,
             "vpc_id": network.id, "subnet_id": subnet.id,
-            "cores": t.cores, "memory_mb": t.memory_mb, "disk_gb": t.disk_gb,
+            "cores": t.cores, "memory_mb": t.memory_mb, "disk_gb": disk_gb,
             "name_pattern": "vps-{customer}-{id}", "enabled": true,
         });
         store.create("template", row).await?;
-        store.create("plan_mapping", json!({ "source": DEMO_SOURCE, "plan_key": t.plan, "template": t.name })).await?;
+        store.create("plan_mapping", json!({ "source": source, "plan_key": t.plan, "template": t.name })).await?;
     }
     Ok(TEMPLATES.len())
 }

@@ -13,7 +13,9 @@
 //!   `vmauto plugin` commands.
 //! - [`actors`]: the supervised actor tree (design.md §2) and its messages.
 //! - [`http`]: routes only; handlers translate requests into messages or store reads.
+//! - [`lifecycle`]: VPS states, durable operations, and the decisions billing events cause.
 //! - [`provider`]: the provider contract and the Sangfor SCP client.
+//! - [`secrets`]: sealing secrets at rest with the appliance key.
 //! - [`sim`]: the SCP simulator used by tests, benchmarks and `vmauto demo`.
 //! - [`app`]: starts the store, the tree and the HTTP server; graceful shutdown.
 //! - [`cli`]: the command-line interface of the `vmauto` binary.
@@ -28,8 +30,10 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod plugin_host;
 pub mod provider;
+pub mod secrets;
 pub mod sim;
 pub mod telemetry;
 

@@ -3,6 +3,7 @@
 mod app;
 mod common;
 mod demo;
+mod lifecycle;
 mod plugins;
 mod provider;
 mod sim;

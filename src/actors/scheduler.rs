@@ -1,27 +1,28 @@
-//! Scheduler: timers for grace-period deletions and retry wake-ups.
+//! Scheduler: the appliance's only timer. Every tick it asks the registry to wake VPSs
+//! whose operations fell due (retries after back-off, deletions after the grace period).
+//! Times live in the store, so nothing is lost across a restart.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix::Addr;
-use actix::{Actor, Context, Handler};
+use actix::{Actor, Addr, AsyncContext, Context, Handler};
 
 use super::messages::Shutdown;
-use super::registry::VpsRegistry;
+use super::registry::{ActivateDue, VpsRegistry};
 use super::supervisor::Supervision;
-use crate::db::Store;
 use crate::telemetry::metrics::Metrics;
 
+/// How often due work is looked for.
+pub const TICK: Duration = Duration::from_millis(500);
+
 pub struct Scheduler {
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
-    store: Store,
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
     registry: Addr<VpsRegistry>,
     sup: Supervision,
 }
 
 impl Scheduler {
-    pub fn new(store: Store, registry: Addr<VpsRegistry>, metrics: Arc<Metrics>) -> Self {
-        Self { store, registry, sup: Supervision::new("scheduler", metrics) }
+    pub fn new(registry: Addr<VpsRegistry>, metrics: Arc<Metrics>) -> Self {
+        Self { registry, sup: Supervision::new("scheduler", metrics) }
     }
 }
 
@@ -30,6 +31,7 @@ impl Actor for Scheduler {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.sup.on_started(ctx);
+        ctx.run_interval(TICK, |act, _| act.registry.do_send(ActivateDue));
     }
 }
 

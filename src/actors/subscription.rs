@@ -1,28 +1,67 @@
-//! SubscriptionActor: per-subscription ordering and the subscription state machine; turns
-//! billing events into VPS commands for the registry.
+//! SubscriptionActor: applies billing events to subscriptions one at a time, in arrival
+//! order, and turns each decision into VPS and operation rows written in one transaction.
+//!
+//! Events of one subscription are therefore never interleaved; events older than the last one
+//! applied are recorded as stale and ignored; an unknown plan parks the event and alerts.
 
 use std::sync::Arc;
 
-use actix::Addr;
-use actix::{Actor, Context, Handler};
+use actix::{Actor, Addr, AtomicResponse, Context, Handler, Message, Recipient, WrapFuture};
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
 
-use super::messages::Shutdown;
-use super::registry::VpsRegistry;
+use super::messages::{Notify, NotifyKind, Severity, Shutdown};
+use super::registry::{Activate, VpsRegistry};
 use super::supervisor::Supervision;
+use crate::billing::{BillingEvent, EventKind};
+use crate::config::Config;
 use crate::db::Store;
+use crate::lifecycle::store::{DecisionWrite, NewOperation, NewVps, new_key, stable_key};
+use crate::lifecycle::{Decision, OpKind, Spec, VpsState, decide};
 use crate::telemetry::metrics::Metrics;
 
+/// Apply billing events from one source.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<EventOutcome>")]
+pub struct HandleEvents {
+    pub source: String,
+    /// Who asked: `webhook:<inbox id>`, `admin:<user>`, `system`.
+    pub requested_by: String,
+    pub events: Vec<BillingEvent>,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventOutcome {
+    /// `processed`, `ignored`, `stale`, `parked` or `failed`.
+    pub status: &'static str,
+    pub detail: String,
+}
+
+impl EventOutcome {
+    fn new(status: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, detail: detail.into() }
+    }
+}
+
 pub struct SubscriptionActor {
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
     store: Store,
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
+    config: Arc<Config>,
     registry: Addr<VpsRegistry>,
+    notify: Recipient<Notify>,
     sup: Supervision,
 }
 
 impl SubscriptionActor {
-    pub fn new(store: Store, registry: Addr<VpsRegistry>, metrics: Arc<Metrics>) -> Self {
-        Self { store, registry, sup: Supervision::new("subscription", metrics) }
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        registry: Addr<VpsRegistry>,
+        notify: Recipient<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { store, config, registry, notify, sup: Supervision::new("subscription", metrics) }
     }
 }
 
@@ -36,8 +75,238 @@ impl Actor for SubscriptionActor {
 
 crate::supervised_child!(SubscriptionActor);
 
+impl Handler<HandleEvents> for SubscriptionActor {
+    type Result = AtomicResponse<Self, Vec<EventOutcome>>;
+
+    fn handle(&mut self, msg: HandleEvents, _: &mut Self::Context) -> Self::Result {
+        let ctx = Apply {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            registry: self.registry.clone(),
+            notify: self.notify.clone(),
+        };
+        // Atomic: the next message waits until these events are applied.
+        AtomicResponse::new(Box::pin(
+            async move {
+                let mut outcomes = Vec::with_capacity(msg.events.len());
+                for event in &msg.events {
+                    let outcome = ctx.apply(&msg.source, &msg.requested_by, event).await.unwrap_or_else(|e| {
+                        tracing::error!(source = %msg.source, error = %format!("{e:#}"), "event could not be applied");
+                        EventOutcome::new("failed", format!("{e:#}"))
+                    });
+                    outcomes.push(outcome);
+                }
+                outcomes
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
 impl Handler<Shutdown> for SubscriptionActor {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {}
+}
+
+/// What applying an event needs.
+struct Apply {
+    store: Store,
+    config: Arc<Config>,
+    registry: Addr<VpsRegistry>,
+    notify: Recipient<Notify>,
+}
+
+impl Apply {
+    async fn apply(&self, source: &str, requested_by: &str, event: &BillingEvent) -> anyhow::Result<EventOutcome> {
+        if event.kind == EventKind::Ignore {
+            return Ok(EventOutcome::new("ignored", "the source marked this event as nothing to do"));
+        }
+        let external = match self.subscription_of(source, event).await? {
+            Ok(id) => id,
+            Err(reason) => return Ok(self.park(source, event, &reason).await),
+        };
+        let sub_key = stable_key(source, &external);
+        let view = self.store.subscription_view(&sub_key).await?;
+        let plan = event.plan_key.clone().or_else(|| view.plan_key.clone()).unwrap_or_default();
+        let grace = self.config.policy.grace_days_by_plan.get(&plan).copied().unwrap_or(self.config.policy.grace_days);
+        let decision = decide(&view, event, grace);
+        let mut w = DecisionWrite {
+            source: source.to_string(),
+            subscription_key: Some(sub_key.clone()),
+            subscription_external_id: Some(external.clone()),
+            plan_key: event.plan_key.clone(),
+            occurred_at: event.occurred_at,
+            ..Default::default()
+        };
+        let op = |vps: &str, kind: OpKind| NewOperation {
+            vps: vps.to_string(),
+            kind,
+            params: json!({}),
+            requested_by: requested_by.to_string(),
+            not_before: None,
+            held: false,
+        };
+        let outcome = match &decision {
+            Decision::Stale => return Ok(EventOutcome::new("stale", "older than the last event applied")),
+            Decision::Nothing(why) => {
+                w.plan_key = None;
+                EventOutcome::new("ignored", why.clone())
+            }
+            Decision::Park(why) => return Ok(self.park(source, event, why).await),
+            Decision::Provision { plan_key } => {
+                let Some(template) = self.store.template_for_plan(source, plan_key).await? else {
+                    let why = format!("plan {plan_key:?} of source {source:?} maps to no enabled template");
+                    return Ok(self.park(source, event, &why).await);
+                };
+                let id = new_key();
+                let name = template.name_pattern.replace("{id}", &id[..8]).replace("{customer}", "c");
+                w.subscription_status = Some("active");
+                w.new_vps.push(NewVps { id: id.clone(), name, template });
+                w.operations.push(op(&id, OpKind::Create));
+                EventOutcome::new("processed", format!("provisioning VPS {id}"))
+            }
+            Decision::Deprovision { vps, grace_days } => {
+                w.subscription_status = Some("cancelled");
+                let held = self.guard_trips(vps.len()).await?;
+                if *grace_days == 0 {
+                    for v in vps {
+                        if !held {
+                            w.vps_states.push((v.clone(), VpsState::Deleting, None));
+                        }
+                        w.operations.push(NewOperation { held, ..op(v, OpKind::Delete) });
+                    }
+                } else {
+                    let due = Utc::now() + chrono::Duration::days(i64::from(*grace_days));
+                    for v in vps {
+                        if !held {
+                            w.vps_states.push((v.clone(), VpsState::Suspending, Some(due)));
+                        }
+                        w.operations.push(NewOperation { held, ..op(v, OpKind::Suspend) });
+                        w.operations.push(NewOperation { held, not_before: Some(due), ..op(v, OpKind::Delete) });
+                    }
+                }
+                EventOutcome::new(
+                    "processed",
+                    if held {
+                        "held by the blast-radius guard until an admin approves".to_string()
+                    } else if *grace_days == 0 {
+                        format!("deleting {} VPS", vps.len())
+                    } else {
+                        format!("suspending {} VPS, deletion in {grace_days} day(s)", vps.len())
+                    },
+                )
+            }
+            Decision::Suspend { vps } => {
+                w.subscription_status = Some("suspended");
+                let held = self.guard_trips(vps.len()).await?;
+                for v in vps {
+                    w.operations.push(NewOperation { held, ..op(v, OpKind::Suspend) });
+                }
+                EventOutcome::new("processed", format!("suspending {} VPS", vps.len()))
+            }
+            Decision::Resume { vps } => {
+                w.subscription_status = Some("active");
+                for v in vps {
+                    w.cancel_pending_deletes_of.push(v.clone());
+                    w.operations.push(op(v, OpKind::Resume));
+                }
+                EventOutcome::new("processed", format!("resuming {} VPS", vps.len()))
+            }
+            Decision::ChangePlan { plan_key, vps } => {
+                let Some(template) = self.store.template_for_plan(source, plan_key).await? else {
+                    let why = format!("plan {plan_key:?} of source {source:?} maps to no enabled template");
+                    return Ok(self.park(source, event, &why).await);
+                };
+                for v in vps {
+                    w.operations.push(NewOperation {
+                        params: json!({ "spec": Spec::from(&template), "template": template.name, "template_row": template }),
+                        ..op(v, OpKind::Resize)
+                    });
+                }
+                EventOutcome::new("processed", format!("moving {} VPS to {}", vps.len(), template.name))
+            }
+        };
+        self.store.write_decision(event, &w).await?;
+        let touched: std::collections::BTreeSet<&String> = w.operations.iter().map(|o| &o.vps).collect();
+        for vps in touched {
+            self.registry.do_send(Activate { vps: vps.clone() });
+        }
+        let _ = self
+            .store
+            .record_activity(
+                "info",
+                requested_by,
+                Some(&format!("subscription:{sub_key}")),
+                &format!("{:?} for subscription {external}: {}", event.kind, outcome.detail),
+                json!({ "source": source, "event": event }),
+            )
+            .await;
+        Ok(outcome)
+    }
+
+    /// The subscription an event is about. A cancel that names only a customer acts when that
+    /// customer has exactly one live subscription; other events without a subscription id
+    /// use the customer id (one subscription per customer).
+    async fn subscription_of(&self, source: &str, event: &BillingEvent) -> anyhow::Result<Result<String, String>> {
+        if let Some(id) = event.subscription_id.as_ref().filter(|s| !s.is_empty()) {
+            return Ok(Ok(id.clone()));
+        }
+        if event.customer.id.is_empty() {
+            return Ok(Err("the event names neither a subscription nor a customer".into()));
+        }
+        if matches!(event.kind, EventKind::Cancel | EventKind::Suspend) {
+            let live = self.store.live_subscriptions_of_customer(source, &event.customer.id).await?;
+            return Ok(match live.len() {
+                1 => Ok(live[0].clone()),
+                0 if self.store.subscription_view(&stable_key(source, &event.customer.id)).await?.status.is_some() => {
+                    Ok(event.customer.id.clone())
+                }
+                n => Err(format!("customer {} has {n} live subscriptions; an admin must choose", event.customer.id)),
+            });
+        }
+        Ok(Ok(event.customer.id.clone()))
+    }
+
+    /// Whether `n` more destructive operations would exceed the hourly threshold.
+    async fn guard_trips(&self, n: usize) -> anyhow::Result<bool> {
+        let recent = self.store.destructive_ops_last_hour().await?;
+        let limit = u64::from(self.config.policy.max_destructive_per_hour);
+        if recent + n as u64 > limit {
+            self.notify.do_send(Notify {
+                kind: NotifyKind::GuardTripped,
+                severity: Severity::Critical,
+                title: "Destructive automation paused".into(),
+                body: format!(
+                    "{} suspensions/deletions in the last hour would exceed policy.max_destructive_per_hour = {limit}. \
+                     The new ones wait for an admin to approve or reject them.",
+                    recent + n as u64
+                ),
+                subject: None,
+            });
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn park(&self, source: &str, event: &BillingEvent, why: &str) -> EventOutcome {
+        self.notify.do_send(Notify {
+            kind: NotifyKind::EventParked,
+            severity: Severity::Warning,
+            title: format!("Billing event parked ({source})"),
+            body: format!("{why}. Resolve it (e.g. map the plan to a template), then replay the event."),
+            subject: event.subscription_id.as_ref().map(|s| format!("subscription:{}", stable_key(source, s))),
+        });
+        let _ = self
+            .store
+            .record_activity(
+                "warning",
+                "system",
+                None,
+                &format!("event parked: {why}"),
+                json!({ "source": source, "event": event }),
+            )
+            .await;
+        EventOutcome::new("parked", why)
+    }
 }

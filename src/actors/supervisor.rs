@@ -25,6 +25,8 @@ use super::subscription::SubscriptionActor;
 use super::webhook::WebhookActor;
 use crate::config::Config;
 use crate::db::Store;
+use crate::lifecycle::exec::ExecContext;
+use crate::secrets::Sealer;
 use crate::telemetry::metrics::Metrics;
 
 /// First restart back-off.
@@ -103,6 +105,10 @@ pub struct TreeDeps {
     pub config: Arc<Config>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// Seals VM root passwords.
+    pub sealer: Arc<Sealer>,
+    /// This installation's id, part of every VM ownership tag.
+    pub install_id: String,
 }
 
 /// Addresses of the running children.
@@ -169,12 +175,19 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         Supervisor::start(move |_| PluginHost::new(config, metrics))
     };
     let registry = {
-        let (store, metrics, gateway) = (deps.store.clone(), m.clone(), gateway.clone());
-        Supervisor::start(move |_| VpsRegistry::new(store, gateway, metrics))
+        let cx = ExecContext {
+            store: deps.store.clone(),
+            gateway: gateway.clone(),
+            sealer: deps.sealer.clone(),
+            install_id: deps.install_id.clone(),
+        };
+        let (config, metrics, notify) = (deps.config.clone(), m.clone(), notifier.clone().recipient());
+        Supervisor::start(move |_| VpsRegistry::new(cx, config, notify, metrics))
     };
     let subscription = {
-        let (store, metrics, registry) = (deps.store.clone(), m.clone(), registry.clone());
-        Supervisor::start(move |_| SubscriptionActor::new(store, registry, metrics))
+        let (store, config, metrics, registry, notify) =
+            (deps.store.clone(), deps.config.clone(), m.clone(), registry.clone(), notifier.clone().recipient());
+        Supervisor::start(move |_| SubscriptionActor::new(store, config, registry, notify, metrics))
     };
     let webhook = {
         let (store, metrics, plugins, subscription) =
@@ -182,8 +195,8 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         Supervisor::start(move |_| WebhookActor::new(store, plugins, subscription, metrics))
     };
     let scheduler = {
-        let (store, metrics, registry) = (deps.store.clone(), m.clone(), registry.clone());
-        Supervisor::start(move |_| Scheduler::new(store, registry, metrics))
+        let (metrics, registry) = (m.clone(), registry.clone());
+        Supervisor::start(move |_| Scheduler::new(registry, metrics))
     };
     let reconciler = {
         let (config, store, metrics, gateway, notify) =

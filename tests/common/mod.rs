@@ -49,3 +49,82 @@ impl TestApp {
         (status, resp.text().await.expect("body"))
     }
 }
+
+/// An appliance wired to a simulator, with the demo templates seeded for source `ghl`.
+pub struct Stack {
+    pub t: TestApp,
+    pub sim: vmauto::sim::SimServer,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(vmauto::sim::SimConfig::default(), |_| {}).await
+    }
+
+    pub async fn start_with(sim: vmauto::sim::SimConfig, edit: impl FnOnce(&mut Config)) -> Self {
+        vmauto::init_crypto();
+        let sim = vmauto::sim::start(sim).await.expect("simulator starts");
+        let (url, ak, sk) = (sim.base_url(), sim.access_key().to_string(), sim.secret_key().to_string());
+        let t = TestApp::start_with(move |c| {
+            c.provider.sangfor.base_url = url;
+            c.provider.sangfor.access_key = ak;
+            c.provider.sangfor.secret_key = vmauto::config::Secret::new(sk);
+            c.policy.retry_base_secs = 1;
+            c.policy.retry_max_secs = 2;
+            edit(c);
+        })
+        .await;
+        vmauto::demo::seed(&t.app.state.store, &t.app.state.config, "ghl").await.expect("seeded");
+        Self { t, sim }
+    }
+
+    /// The simulator's full state.
+    pub async fn sim_state(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/_sim/state", self.sim.base_url()))
+            .await
+            .expect("sim state")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Simulator servers that are not in the recycle bin.
+    pub async fn sim_servers(&self) -> Vec<serde_json::Value> {
+        let state = self.sim_state().await;
+        state["servers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s["recycled"] != serde_json::json!(true))
+            .collect()
+    }
+
+    /// Runs a query on the appliance's store.
+    pub async fn rows(&self, sql: &str) -> Vec<serde_json::Value> {
+        self.t.app.state.store.query_one(sql, serde_json::json!({}), 0).await.expect("query")
+    }
+
+    /// Polls `sql` (returning one JSON value) until `pred` holds; panics after `secs`.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        secs: u64,
+        sql: &str,
+        pred: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let rows = self.rows(sql).await;
+            if pred(&rows) {
+                return rows;
+            }
+            if std::time::Instant::now() >= deadline || rows.iter().any(|r| r["state"] == "failed") {
+                let ops =
+                    self.rows("SELECT kind, state, attempts, last_error FROM operation ORDER BY created_at").await;
+                panic!("gave up waiting for {what}; last: {rows:?}; operations: {ops:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

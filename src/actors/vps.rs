@@ -1,0 +1,186 @@
+//! VpsActor: owns one VPS and runs its operations one at a time, oldest first.
+//!
+//! Activated by the registry when an operation is written or falls due; stops itself when
+//! nothing is due, so only busy VPSs cost memory. A transient failure is retried with capped
+//! back-off (the retry time is stored, and the scheduler wakes the VPS again); a permanent
+//! failure or exhausted retries mark the operation `dead`, the VPS `failed`, and alert admins.
+
+use std::sync::Arc;
+
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient, WrapFuture};
+use chrono::Utc;
+use serde_json::json;
+
+use super::messages::{Notify, NotifyKind, Severity};
+use crate::config::Config;
+use crate::lifecycle::exec::{ExecContext, Outcome, execute};
+use crate::lifecycle::{OpKind, OpState, Operation, retry_delay};
+
+/// Look for due work now.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Kick;
+
+pub struct VpsActor {
+    id: String,
+    cx: ExecContext,
+    config: Arc<Config>,
+    notify: Recipient<Notify>,
+    /// A round of operations is running.
+    busy: bool,
+    /// A kick arrived during the round: look again when it ends.
+    again: bool,
+}
+
+impl VpsActor {
+    pub fn new(id: String, cx: ExecContext, config: Arc<Config>, notify: Recipient<Notify>) -> Self {
+        Self { id, cx, config, notify, busy: false, again: false }
+    }
+}
+
+impl Actor for VpsActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.notify(Kick);
+    }
+}
+
+impl Handler<Kick> for VpsActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Kick, ctx: &mut Self::Context) {
+        if self.busy {
+            self.again = true;
+            return;
+        }
+        self.busy = true;
+        let (id, cx, config, notify) = (self.id.clone(), self.cx.clone(), self.config.clone(), self.notify.clone());
+        ctx.spawn(async move { run_due(&id, &cx, &config, &notify).await }.into_actor(self).map(|(), act, ctx| {
+            act.busy = false;
+            if std::mem::take(&mut act.again) {
+                ctx.notify(Kick);
+            } else {
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+/// Runs due operations until none is due. The scheduler wakes the VPS again when a retry or
+/// a delayed operation falls due.
+async fn run_due(id: &str, cx: &ExecContext, config: &Config, notify: &Recipient<Notify>) {
+    loop {
+        let op = match cx.store.next_operation(id).await {
+            Ok(Some(op)) => op,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(vps = id, error = %e, "cannot read the next operation; the scheduler will retry");
+                return;
+            }
+        };
+        if op.next_attempt_at.is_some_and(|t| t > Utc::now()) {
+            return;
+        }
+        run_one(cx, config, notify, op).await;
+    }
+}
+
+#[tracing::instrument(skip_all, fields(vps = %op.vps, operation = %op.id, kind = op.kind.as_str()))]
+async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, op: Operation) {
+    let attempt = op.attempts + 1;
+    let running_state = match op.kind {
+        OpKind::Create => "provisioning",
+        OpKind::Suspend => "suspending",
+        OpKind::Resume => "resuming",
+        OpKind::Delete => "deleting",
+        OpKind::Resize => "resizing",
+        OpKind::Reset | OpKind::SetPassword => "resetting",
+        OpKind::Rebuild => "rebuilding",
+    };
+    let state = if op.task_id.is_some() { "waiting_task" } else { "running" };
+    if let Err(e) = cx.store.update_operation(&op.id, json!({ "state": state, "attempts": attempt })).await {
+        tracing::warn!(error = %e, "cannot mark the operation running");
+        return;
+    }
+    let _ = cx.store.update_vps(&op.vps, json!({ "state": running_state })).await;
+    let started = std::time::Instant::now();
+    let outcome = execute(cx, &op).await;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let subject = format!("vps:{}", op.vps);
+    match outcome {
+        Outcome::Done(patch) => {
+            if let Err(e) = cx.store.finish_operation(&op.id, OpState::Succeeded, None, &op.vps, patch).await {
+                tracing::error!(error = %e, "the operation succeeded but could not be recorded; it will be resumed");
+                return;
+            }
+            let _ = cx
+                .store
+                .record_activity(
+                    "info",
+                    "system",
+                    Some(&subject),
+                    &format!("{} succeeded", op.kind.as_str()),
+                    json!({ "operation": op.id, "attempt": attempt, "duration_ms": elapsed_ms }),
+                )
+                .await;
+            tracing::info!(attempt, elapsed_ms, "operation succeeded");
+            let kind = match op.kind {
+                OpKind::Create => Some((NotifyKind::VpsReady, "VPS ready")),
+                OpKind::Delete => Some((NotifyKind::VpsDeleted, "VPS deleted")),
+                _ => None,
+            };
+            if let Some((kind, title)) = kind {
+                notify.do_send(Notify {
+                    kind,
+                    severity: Severity::Info,
+                    title: format!("{title}: {}", op.vps),
+                    body: format!("Operation {} ({}) finished.", op.id, op.kind.as_str()),
+                    subject: Some(subject),
+                });
+            }
+        }
+        Outcome::Retry(error) if attempt < config.policy.max_attempts => {
+            let delay = retry_delay(attempt, config.policy.retry_base_secs, config.policy.retry_max_secs);
+            let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            tracing::warn!(attempt, error = %error, retry_in_ms = delay.as_millis() as u64, "operation will be retried");
+            let _ = cx.store.retry_operation_at(&op.id, at, &error).await;
+            let _ = cx
+                .store
+                .record_activity(
+                    "warning",
+                    "system",
+                    Some(&subject),
+                    &format!("{} attempt {attempt} failed; retrying", op.kind.as_str()),
+                    json!({ "operation": op.id, "error": error }),
+                )
+                .await;
+        }
+        Outcome::Retry(error) | Outcome::Fail(error) => {
+            tracing::error!(attempt, error = %error, "operation is dead");
+            let _ = cx
+                .store
+                .finish_operation(&op.id, OpState::Dead, Some(&error), &op.vps, json!({ "state": "failed" }))
+                .await;
+            let _ = cx
+                .store
+                .record_activity(
+                    "error",
+                    "system",
+                    Some(&subject),
+                    &format!("{} failed for good", op.kind.as_str()),
+                    json!({ "operation": op.id, "error": error, "attempts": attempt }),
+                )
+                .await;
+            notify.do_send(Notify {
+                kind: NotifyKind::OperationDead,
+                severity: Severity::Critical,
+                title: format!("{} of VPS {} failed", op.kind.as_str(), op.vps),
+                body: format!(
+                    "After {attempt} attempt(s): {error}. Retry it from the VPS page once the cause is fixed."
+                ),
+                subject: Some(subject),
+            });
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The lifecycle against the simulator over HTTP: billing events → decisions → operations →
+//! VMs, with ownership tags, sealed passwords, grace periods and the blast-radius guard.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use vmauto::actors::subscription::HandleEvents;
+use vmauto::billing::{BillingEvent, Customer, EventKind};
+
+use crate::common::Stack;
+
+fn event(kind: EventKind, sub: &str, plan: Option<&str>) -> BillingEvent {
+    BillingEvent {
+        kind,
+        source_event_id: None,
+        occurred_at: None,
+        subscription_id: Some(sub.into()),
+        customer: Customer {
+            id: format!("cust-{sub}"),
+            name: "Dana <b>Reyes</b>".into(),
+            email: "dana@example.com".into(),
+        },
+        plan_key: plan.map(Into::into),
+        attributes: BTreeMap::new(),
+    }
+}
+
+async fn send(s: &Stack, e: BillingEvent) -> Vec<vmauto::actors::subscription::EventOutcome> {
+    s.t.app
+        .handles()
+        .subscription
+        .send(HandleEvents { source: "ghl".into(), requested_by: "test".into(), events: vec![e] })
+        .await
+        .expect("delivered")
+}
+
+fn vps_of(sub: &str) -> String {
+    format!(
+        "SELECT record::id(id) AS id, state, server_id, ips, root_password, spec FROM vps WHERE subscription = '{}'",
+        vmauto::lifecycle::store::stable_key("ghl", sub)
+    )
+}
+
+fn one_in(state: &'static str) -> impl Fn(&[Value]) -> bool {
+    move |rows: &[Value]| rows.len() == 1 && rows[0]["state"] == state
+}
+
+#[actix_web::test]
+async fn subscribe_creates_one_tagged_vm_with_ip_and_sealed_password_then_cancel_deletes_it() {
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| c.policy.grace_days = 0).await;
+    let out = send(&s, event(EventKind::Subscribe, "sub-a", Some("starter"))).await;
+    assert_eq!(out[0].status, "processed", "{out:?}");
+    let rows = s.wait_for("VPS active", 60, &vps_of("sub-a"), one_in("active")).await;
+    let vps = &rows[0];
+    assert!(!vps["ips"].as_array().expect("ips").is_empty(), "{vps}");
+    assert_eq!(vps["spec"]["cores"], 1);
+    let sealed = vps["root_password"].as_str().expect("sealed password");
+    let sealer = vmauto::secrets::Sealer::from_file(&s.t.app.state.config.key_file()).expect("key");
+    assert_eq!(sealer.open(sealed).expect("opens").expose().len(), 20);
+
+    let servers = s.sim_servers().await;
+    assert_eq!(servers.len(), 1, "exactly one VM: {servers:?}");
+    let install = s.t.app.state.store.install_id().await.expect("install id");
+    let tag = vmauto::lifecycle::owner_tag(&install, vps["id"].as_str().expect("id"));
+    assert!(servers[0]["description"].as_str().unwrap_or_default().contains(&tag), "{}", servers[0]);
+    assert_eq!(servers[0]["id"], vps["server_id"]);
+
+    // A repeated subscribe changes nothing.
+    let out = send(&s, event(EventKind::Subscribe, "sub-a", Some("starter"))).await;
+    assert_eq!(out[0].status, "ignored");
+
+    let out = send(&s, event(EventKind::Cancel, "sub-a", None)).await;
+    assert_eq!(out[0].status, "processed", "{out:?}");
+    s.wait_for("VPS deleted", 60, &vps_of("sub-a"), one_in("deleted")).await;
+    assert!(s.sim_servers().await.is_empty(), "the VM went to the recycle bin");
+    let ops = s.rows("SELECT kind, state FROM operation ORDER BY created_at").await;
+    assert_eq!(ops.iter().filter(|o| o["state"] == "succeeded").count(), 2, "{ops:?}");
+    let notes = s.rows("SELECT VALUE kind FROM notification").await;
+    assert!(notes.contains(&json!("vps_ready")) && notes.contains(&json!("vps_deleted")), "{notes:?}");
+}
+
+#[actix_web::test]
+async fn cancel_with_grace_suspends_and_resume_inside_grace_cancels_the_deletion() {
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| c.policy.grace_days = 3).await;
+    send(&s, event(EventKind::Subscribe, "sub-g", Some("business"))).await;
+    s.wait_for("VPS active", 60, &vps_of("sub-g"), one_in("active")).await;
+    send(&s, event(EventKind::Cancel, "sub-g", None)).await;
+    let rows = s.wait_for("VPS suspended", 60, &vps_of("sub-g"), one_in("suspended")).await;
+    assert_eq!(rows[0]["spec"]["cores"], 2);
+    let sim = s.sim_servers().await;
+    assert_eq!(sim.len(), 1);
+    assert_eq!(sim[0]["status"], "stopped", "suspended means powered off: {}", sim[0]);
+    let pending = s.rows("SELECT state, next_attempt_at FROM operation WHERE kind = 'delete'").await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["state"], "queued", "the deletion waits for the grace period");
+
+    send(&s, event(EventKind::Resume, "sub-g", None)).await;
+    s.wait_for("VPS active again", 60, &vps_of("sub-g"), one_in("active")).await;
+    let pending = s.rows("SELECT VALUE state FROM operation WHERE kind = 'delete'").await;
+    assert_eq!(pending, vec![json!("cancelled")]);
+    assert_eq!(s.sim_servers().await[0]["status"], "running");
+}
+
+#[actix_web::test]
+async fn unknown_plan_is_parked_with_a_notification() {
+    let s = Stack::start().await;
+    let out = send(&s, event(EventKind::Subscribe, "sub-u", Some("platinum"))).await;
+    assert_eq!(out[0].status, "parked", "{out:?}");
+    assert!(out[0].detail.contains("platinum"));
+    assert!(s.rows(&vps_of("sub-u")).await.is_empty());
+    let notes = s.rows("SELECT VALUE kind FROM notification").await;
+    assert_eq!(notes, vec![json!("event_parked")]);
+}
+
+#[actix_web::test]
+async fn change_plan_resizes_the_vm() {
+    let s = Stack::start().await;
+    send(&s, event(EventKind::Subscribe, "sub-r", Some("starter"))).await;
+    s.wait_for("VPS active", 60, &vps_of("sub-r"), one_in("active")).await;
+    let out = send(&s, event(EventKind::ChangePlan, "sub-r", Some("pro"))).await;
+    assert_eq!(out[0].status, "processed", "{out:?}");
+    s.wait_for("VPS resized", 60, &vps_of("sub-r"), |r| {
+        r.len() == 1 && r[0]["state"] == "active" && r[0]["spec"]["cores"] == 4
+    })
+    .await;
+    let vm = &s.sim_servers().await[0];
+    assert_eq!(vm["cores"], 4, "{vm}");
+    assert_eq!(vm["memory_mb"], 8192, "{vm}");
+}
+
+#[actix_web::test]
+async fn the_guard_holds_destructive_operations_over_the_threshold() {
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| {
+        c.policy.grace_days = 0;
+        c.policy.max_destructive_per_hour = 1;
+    })
+    .await;
+    for sub in ["g1", "g2"] {
+        send(&s, event(EventKind::Subscribe, sub, Some("starter"))).await;
+    }
+    for sub in ["g1", "g2"] {
+        s.wait_for("VPS active", 60, &vps_of(sub), one_in("active")).await;
+    }
+    send(&s, event(EventKind::Cancel, "g1", None)).await;
+    let out = send(&s, event(EventKind::Cancel, "g2", None)).await;
+    assert!(out[0].detail.contains("blast-radius"), "{out:?}");
+    s.wait_for("first VPS deleted", 60, &vps_of("g1"), one_in("deleted")).await;
+    let held = s.rows("SELECT VALUE state FROM operation WHERE kind = 'delete' AND state = 'held'").await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(s.rows(&vps_of("g2")).await[0]["state"], "active", "the held deletion did not run");
+    let notes = s.rows("SELECT VALUE kind FROM notification").await;
+    assert!(notes.contains(&json!("guard_tripped")), "{notes:?}");
+}
