@@ -213,3 +213,30 @@ async fn power_off_forces_when_the_graceful_stop_fails() {
         .collect();
     assert_eq!(stops, vec!["failure", "finish"], "the forced stop finished the job");
 }
+
+#[actix_web::test]
+async fn a_queue_of_writes_does_not_hold_back_reads() {
+    let scp = Scp::start().await;
+    let mut config = scp.config(SangforAuth::Ec2);
+    // One write every 10 s: the second and later creates queue for a long time.
+    config.provider.sangfor.write_per_minute = 6;
+    let gw = Gw::quick(&config);
+    let mut pending = Vec::new();
+    for i in 0..6 {
+        let g = gw.addr.clone();
+        pending.push(actix::spawn(async move {
+            let _ = g
+                .send(CreateServer { spec: spec(&format!("q-{i}"), "vmauto:test:queue"), op: op(&format!("q-{i}")) })
+                .await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        gw.addr.send(ListZones).await.unwrap().expect("reads pass the queued writes");
+    }
+    assert!(gw.metric("vmauto_scp_queue_depth{class=\"write\"}") >= 4.0, "writes still queued while reads ran");
+    assert_eq!(gw.metric("vmauto_scp_queue_depth{class=\"read\"}"), 0.0);
+    for p in pending {
+        p.abort();
+    }
+}
