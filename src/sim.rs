@@ -261,6 +261,29 @@ impl SimServer {
         &self.creds.password
     }
 
+    /// Adds a fault rule, as `POST /_sim/faults` does (in-process convenience for tests).
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.shared.sim.lock().faults.push(rule);
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&self) {
+        self.shared.sim.lock().faults.clear();
+    }
+
+    /// What `GET /_sim/state` answers: servers, tasks, counts, requests per endpoint, ….
+    pub fn snapshot(&self) -> serde_json::Value {
+        let now = now_ms();
+        let mut sim = self.shared.sim.lock();
+        sim.advance(now);
+        control::snapshot(&sim, now)
+    }
+
+    /// Back to the seeded cloud, as `POST /_sim/reset` does.
+    pub fn reset(&self) {
+        self.shared.sim.lock().reset();
+    }
+
     /// Stops serving and writes the state file one last time.
     pub async fn stop(self) {
         self.handle.stop(true).await;

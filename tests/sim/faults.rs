@@ -129,3 +129,20 @@ async fn forced_429_and_regex_patterns() {
     assert_eq!(sim.get("/janus/20180725/images").await.0, 200, "reset clears faults");
     sim.stop().await;
 }
+
+#[actix_web::test]
+async fn in_process_fault_and_state_helpers() {
+    let sim = Sim::start().await;
+    sim.server.add_fault(FaultRule::parse("GET /janus/*/images error_rate=1 status=502").expect("rule"));
+    let (st, v) = sim.get("/janus/20180725/images").await;
+    assert_error(st, &v, 502);
+    sim.server.clear_faults();
+    assert_eq!(sim.get("/janus/20180725/images").await.0, 200);
+    sim.running_vm("helper-1").await;
+    let snap = sim.server.snapshot();
+    assert_eq!(snap["counts"]["servers"], 1);
+    assert_eq!(snap["requests"]["GET /janus/{v}/images"], 2);
+    sim.server.reset();
+    assert_eq!(sim.server.snapshot()["counts"]["servers"], 0);
+    sim.stop().await;
+}
