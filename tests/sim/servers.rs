@@ -15,7 +15,8 @@ async fn act(sim: &Sim, id: &str, op: &str, body: Value) -> String {
 
 #[actix_web::test]
 async fn full_lifecycle_of_a_server() {
-    let sim = Sim::start().await;
+    // Tasks long enough that the transient states below are still visible on a loaded machine.
+    let sim = Sim::start_with(|c| c.task_ms = 400).await;
     let (id, task) = sim.create("web-1", json!({"description": "vmauto:sub=sub_123"})).await;
     // The task is readable at once and starts queued or running; the VM exists, creating.
     let t = sim.data(Method::GET, &format!("/janus/20180725/tasks/{task}"), None).await;
@@ -123,7 +124,7 @@ async fn full_lifecycle_of_a_server() {
 
 #[actix_web::test]
 async fn busy_servers_batch_actions_clone_and_volumes() {
-    let sim = Sim::start().await;
+    let sim = Sim::start_with(|c| c.task_ms = 400).await;
     let (id, task) = sim.create("app-1", json!({"power_on": 0})).await;
     // Busy while its create task runs.
     let (st, v) = sim.post(&format!("{S}/{id}/start"), json!({})).await;
