@@ -81,7 +81,16 @@ pub struct Config {
     pub stripe: StripeConfig,
     pub plugins: PluginsConfig,
     pub security: SecurityConfig,
+    pub webhooks: WebhooksConfig,
     pub sources: BTreeMap<String, SourceConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// The source behind `POST /api/vps/provision` and `/api/vps/deprovision`. Empty: the
+    /// first source (by name) whose plugin is `ghl-workflow`.
+    pub seed_source: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -517,6 +526,14 @@ impl Config {
         }
     }
 
+    /// The source behind the seed endpoints `/api/vps/provision` and `/api/vps/deprovision`.
+    pub fn seed_source(&self) -> Option<&str> {
+        if !self.webhooks.seed_source.is_empty() {
+            return Some(&self.webhooks.seed_source);
+        }
+        self.sources.iter().find(|(_, s)| s.plugin == "ghl-workflow").map(|(n, _)| n.as_str())
+    }
+
     /// Cross-field rules, each failure naming its key.
     pub fn validate(&self) -> anyhow::Result<()> {
         let url = self.database_url();
@@ -565,6 +582,9 @@ impl Config {
         }
         if self.smtp.enabled && self.smtp.host.is_empty() {
             bail!("smtp.host: required when smtp.enabled = true");
+        }
+        if !self.webhooks.seed_source.is_empty() && !self.sources.contains_key(&self.webhooks.seed_source) {
+            bail!("webhooks.seed_source: {:?} is not a configured source", self.webhooks.seed_source);
         }
         for (name, source) in &self.sources {
             if source.plugin.is_empty() {

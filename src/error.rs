@@ -13,6 +13,9 @@ use serde::Serialize;
 /// Result alias for fallible handlers and services.
 pub type AppResult<T> = Result<T, AppError>;
 
+/// Seconds a client is asked to wait before retrying after a 429.
+const RETRY_AFTER_SECS: &str = "30";
+
 /// The documentation base for error links.
 const DOC_BASE: &str = "https://vmauto.invalid/docs/errors#";
 
@@ -143,13 +146,14 @@ impl ResponseError for AppError {
         let (status, name, kind) = self.code.info();
         if status.is_server_error() {
             tracing::error!(code = name, detail = self.detail.as_deref().unwrap_or(""), "{}", self.message);
+        } else if self.code == Code::RateLimited {
+            tracing::warn!(code = name, detail = self.detail.as_deref().unwrap_or(""), "{}", self.message);
         }
-        HttpResponse::build(status).json(ErrorBody {
-            message: &self.message,
-            code: name,
-            kind,
-            link: format!("{DOC_BASE}{name}"),
-        })
+        let mut response = HttpResponse::build(status);
+        if self.code == Code::RateLimited {
+            response.insert_header(("Retry-After", RETRY_AFTER_SECS));
+        }
+        response.json(ErrorBody { message: &self.message, code: name, kind, link: format!("{DOC_BASE}{name}") })
     }
 }
 

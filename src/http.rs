@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod middleware;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,4 +28,5 @@ pub struct AppState {
 /// Mounts every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
+    webhooks::routes(cfg);
 }

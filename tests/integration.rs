@@ -7,3 +7,4 @@ mod lifecycle;
 mod plugins;
 mod provider;
 mod sim;
+mod webhooks;

@@ -1,25 +1,73 @@
-//! WebhookActor: verifies, records and deduplicates incoming webhooks, maps them through
-//! the source's plugin and hands the normalized events to the subscription actor.
+//! WebhookActor: the inbox writer. Every accepted webhook is written here, durably, before
+//! its sender gets a 2xx; then its events go to the subscription actor and the outcome is
+//! written back to the inbox row.
+//!
+//! Writes are grouped: requests that arrive while a batch is being committed wait for the
+//! next batch, so one transaction carries many webhooks (group commit; design.md §8). The
+//! record id is the dedupe key, so a duplicate is found by a key lookup, not a unique index.
+//! The actor is the only writer of new inbox rows, so the lookup and the insert cannot race.
 
 use std::sync::Arc;
 
-use actix::Addr;
-use actix::{Actor, Context, Handler};
+use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
 use super::messages::Shutdown;
 use super::plugins::PluginHost;
-use super::subscription::SubscriptionActor;
+use super::subscription::{EventOutcome, HandleEvents, SubscriptionActor};
 use super::supervisor::Supervision;
+use crate::billing::BillingEvent;
 use crate::db::Store;
 use crate::telemetry::metrics::Metrics;
 
+/// Most rows one transaction carries.
+pub const MAX_BATCH: usize = 256;
+
+/// An inbox row to write.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    /// The dedupe key, used as the record id.
+    pub key: String,
+    pub source: String,
+    /// The stored fields (headers, body, signature result, status, events, error, …).
+    pub fields: Value,
+    /// Events to apply once the row is committed (empty for rejected rows).
+    pub events: Vec<BillingEvent>,
+}
+
+/// What happened to an ingested row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// Written now.
+    Stored,
+    /// A row with the same dedupe key exists; nothing was written.
+    Duplicate,
+}
+
+/// Write a row to the inbox (batched) and, once it is committed, process its events.
+#[derive(Debug, Message)]
+#[rtype(result = "anyhow::Result<Ingested>")]
+pub struct Ingest(pub InboxRow);
+
+/// Apply a stored inbox row's events again (an admin's replay).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "anyhow::Result<Vec<EventOutcome>>")]
+pub struct Replay {
+    pub key: String,
+    pub requested_by: String,
+}
+
+type Waiter = (InboxRow, oneshot::Sender<anyhow::Result<Ingested>>);
+
 pub struct WebhookActor {
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
     store: Store,
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
+    #[expect(dead_code, reason = "replay re-parses through the plugin host once raw bodies are re-mapped")]
     plugins: Addr<PluginHost>,
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
     subscription: Addr<SubscriptionActor>,
+    metrics: Arc<Metrics>,
+    pending: Vec<Waiter>,
+    flushing: bool,
     sup: Supervision,
 }
 
@@ -30,7 +78,75 @@ impl WebhookActor {
         subscription: Addr<SubscriptionActor>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { store, plugins, subscription, sup: Supervision::new("webhook", metrics) }
+        Self {
+            store,
+            plugins,
+            subscription,
+            sup: Supervision::new("webhook", metrics.clone()),
+            metrics,
+            pending: Vec::new(),
+            flushing: false,
+        }
+    }
+
+    /// Commits the waiting rows as one batch; more arrivals form the next batch.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.pending.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let take = self.pending.len().min(MAX_BATCH);
+        let batch: Vec<Waiter> = self.pending.drain(..take).collect();
+        let store = self.store.clone();
+        let subscription = self.subscription.clone();
+        let metrics = self.metrics.clone();
+        ctx.spawn(
+            async move {
+                let rows: Vec<&InboxRow> = batch.iter().map(|(r, _)| r).collect();
+                let result = store.insert_inbox(&rows).await;
+                metrics.inbox_batch_size.observe(batch.len() as f64);
+                match result {
+                    Ok(existing) => {
+                        for (row, tx) in batch {
+                            if existing.contains(&row.key) {
+                                let _ = tx.send(Ok(Ingested::Duplicate));
+                                continue;
+                            }
+                            let _ = tx.send(Ok(Ingested::Stored));
+                            if !row.events.is_empty() {
+                                let (store, subscription) = (store.clone(), subscription.clone());
+                                actix::spawn(process(store, subscription, row));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        tracing::error!(error = %msg, rows = batch.len(), "inbox write failed");
+                        for (_, tx) in batch {
+                            let _ = tx.send(Err(anyhow::anyhow!("inbox write failed: {msg}")));
+                        }
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                act.flushing = false;
+                act.flush(ctx);
+            }),
+        );
+    }
+}
+
+/// Applies a committed row's events and records the outcome on the row.
+async fn process(store: Store, subscription: Addr<SubscriptionActor>, row: InboxRow) {
+    let requested_by = format!("webhook:{}", row.key);
+    let outcomes =
+        match subscription.send(HandleEvents { source: row.source.clone(), requested_by, events: row.events }).await {
+            Ok(o) => o,
+            Err(e) => vec![EventOutcome { status: "failed", detail: format!("the lifecycle is not running: {e}") }],
+        };
+    if let Err(e) = store.record_inbox_outcome(&row.key, &outcomes).await {
+        tracing::error!(inbox = %row.key, error = %e, "cannot record the outcome of a webhook");
     }
 }
 
@@ -44,8 +160,118 @@ impl Actor for WebhookActor {
 
 crate::supervised_child!(WebhookActor);
 
-impl Handler<Shutdown> for WebhookActor {
-    type Result = ();
+impl Handler<Ingest> for WebhookActor {
+    type Result = ResponseFuture<anyhow::Result<Ingested>>;
 
-    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {}
+    fn handle(&mut self, msg: Ingest, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.pending.push((msg.0, tx));
+        self.flush(ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(anyhow::anyhow!("the inbox writer stopped"))) })
+    }
+}
+
+impl Handler<Replay> for WebhookActor {
+    type Result = ResponseFuture<anyhow::Result<Vec<EventOutcome>>>;
+
+    fn handle(&mut self, msg: Replay, _: &mut Self::Context) -> Self::Result {
+        let (store, subscription) = (self.store.clone(), self.subscription.clone());
+        Box::pin(async move {
+            let (source, events) = store.inbox_events(&msg.key).await?;
+            let outcomes = subscription
+                .send(HandleEvents { source, requested_by: msg.requested_by, events })
+                .await
+                .map_err(|e| anyhow::anyhow!("the lifecycle is not running: {e}"))?;
+            store.record_inbox_outcome(&msg.key, &outcomes).await?;
+            Ok(outcomes)
+        })
+    }
+}
+
+impl Handler<Shutdown> for WebhookActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        // Commit what is waiting before the process goes.
+        self.flush(ctx);
+        Box::pin(async {})
+    }
+}
+
+impl Store {
+    /// Writes inbox rows that are not there yet, in one transaction; returns the keys that
+    /// already existed (duplicates).
+    pub async fn insert_inbox(&self, rows: &[&InboxRow]) -> anyhow::Result<Vec<String>> {
+        let ids = rows.iter().map(|r| format!("webhook_event:{}", r.key)).collect::<Vec<_>>().join(", ");
+        let existing: Vec<String> =
+            self.query_one(&format!("SELECT VALUE record::id(id) FROM [{ids}]"), json!({}), 0).await?;
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<Value> = rows
+            .iter()
+            .filter(|r| !existing.contains(&r.key) && seen.insert(r.key.clone()))
+            .map(|r| {
+                let mut f = r.fields.clone();
+                f["source"] = json!(r.source);
+                f["events"] = serde_json::to_value(&r.events).unwrap_or_default();
+                json!({ "key": r.key, "fields": f })
+            })
+            .collect();
+        if !fresh.is_empty() {
+            self.execute(
+                "BEGIN TRANSACTION;
+                 FOR $r IN $rows {
+                    CREATE type::record('webhook_event', $r.key)
+                        CONTENT object::extend($r.fields, { received_at: time::now() });
+                 };
+                 COMMIT TRANSACTION;",
+                json!({ "rows": fresh }),
+            )
+            .await?;
+        }
+        // A key twice in one batch: the later ones are duplicates of the first.
+        let mut dups = existing;
+        let mut first = std::collections::HashSet::new();
+        for r in rows {
+            if !first.insert(r.key.clone()) && !dups.contains(&r.key) {
+                dups.push(r.key.clone());
+            }
+        }
+        Ok(dups)
+    }
+
+    /// Writes the outcome of processing onto an inbox row.
+    pub async fn record_inbox_outcome(&self, key: &str, outcomes: &[EventOutcome]) -> anyhow::Result<()> {
+        let status = inbox_status(outcomes);
+        self.execute(
+            "UPDATE type::record('webhook_event', $key) SET status = $status, outcomes = $outcomes,
+                processed_at = time::now()",
+            json!({ "key": key, "status": status, "outcomes": outcomes }),
+        )
+        .await
+    }
+
+    /// The source and events of an inbox row.
+    pub async fn inbox_events(&self, key: &str) -> anyhow::Result<(String, Vec<BillingEvent>)> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            source: String,
+            #[serde(default)]
+            events: Vec<BillingEvent>,
+        }
+        let rows: Vec<Row> = self
+            .query_one("SELECT source, events FROM type::record('webhook_event', $key)", json!({ "key": key }), 0)
+            .await?;
+        let row = rows.into_iter().next().ok_or_else(|| anyhow::anyhow!("no inbox entry {key}"))?;
+        Ok((row.source, row.events))
+    }
+}
+
+/// One status for a row from its events' outcomes: the most serious wins.
+pub fn inbox_status(outcomes: &[EventOutcome]) -> &'static str {
+    for status in ["failed", "parked", "processed", "stale"] {
+        if outcomes.iter().any(|o| o.status == status) {
+            return status;
+        }
+    }
+    "ignored"
 }

@@ -15,6 +15,8 @@ pub mod names {
     pub const ACTOR_RESTARTS: &str = "vmauto_actor_restarts_total";
     pub const ACTORS_RUNNING: &str = "vmauto_actors_running";
     pub const READY: &str = "vmauto_ready";
+    pub const WEBHOOKS: &str = "vmauto_webhooks_total";
+    pub const INBOX_BATCH: &str = "vmauto_inbox_batch_size";
     pub const SCP_REQUESTS: &str = "vmauto_scp_requests_total";
     pub const SCP_REQUEST_DURATION: &str = "vmauto_scp_request_duration_seconds";
     pub const SCP_RATE_LIMIT_WAIT: &str = "vmauto_scp_rate_limit_wait_seconds";
@@ -34,6 +36,10 @@ pub struct Metrics {
     pub actor_restarts: IntCounterVec,
     pub actors_running: IntGaugeVec,
     pub ready: IntGauge,
+    /// Webhooks by source and result (stored, duplicate, rejected_signature, rejected_payload, …).
+    pub webhooks: IntCounterVec,
+    /// Rows per inbox transaction (group commit).
+    pub inbox_batch_size: prometheus::Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,8 +78,20 @@ impl Metrics {
         .expect("valid metric");
         let ready =
             IntGauge::new(names::READY, "1 when the store is open and the actor tree runs.").expect("valid metric");
+        let webhooks = IntCounterVec::new(
+            Opts::new(names::WEBHOOKS, "Webhooks received, by source and result."),
+            &["source", "result"],
+        )
+        .expect("valid metric");
+        let inbox_batch_size = prometheus::Histogram::with_opts(
+            HistogramOpts::new(names::INBOX_BATCH, "Webhooks committed per inbox transaction.")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(build_info) as Box<dyn prometheus::core::Collector>,
+            Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(inbox_batch_size.clone()),
+            Box::new(build_info),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(actor_restarts.clone()),
@@ -82,7 +100,16 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
-        Self { registry, http_requests, http_duration, actor_restarts, actors_running, ready }
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            actor_restarts,
+            actors_running,
+            ready,
+            webhooks,
+            inbox_batch_size,
+        }
     }
 
     /// Registers a component's collector (components that own a metrics group call this).

@@ -1,0 +1,279 @@
+//! Incoming webhooks.
+//!
+//! - `POST /webhooks/{source}` and `POST /webhooks/{source}/{token}` (secret path token);
+//! - `POST /api/vps/provision[/{token}]` and `POST /api/vps/deprovision[/{token}]`, bound to
+//!   `webhooks.seed_source`.
+//!
+//! Order of work: size cap (413) → signature (401, recorded) → the source's plugin maps the
+//! body (400 when the body is bad, recorded) → the raw request is written durably to the
+//! inbox → 202 (200 for a duplicate). Mapping happens before the answer so a bad body gets a
+//! 400 and the sender's event id can be the dedupe key; applying the events happens after.
+//! A transient internal failure answers 429 (the only status GHL retries), never 5xx.
+
+use actix_web::http::header::HeaderMap;
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use crate::actors::plugins::ParseWebhook;
+use crate::actors::webhook::{InboxRow, Ingest, Ingested};
+use crate::billing::signature::{WebhookRequest, verify};
+use crate::config::{SignatureScheme, SourceConfig};
+use crate::error::{AppError, Code};
+use crate::plugin_host::{ALLOWED_HEADERS, PluginError, SourceRequest};
+
+/// Header names whose values are never stored (they may carry shared tokens).
+const REDACTED_HEADERS: &[&str] = &["authorization", "cookie", "x-api-key"];
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(post_webhook)
+        .service(post_webhook_with_token)
+        .service(post_provision)
+        .service(post_provision_with_token)
+        .service(post_deprovision)
+        .service(post_deprovision_with_token);
+}
+
+#[post("/webhooks/{source}")]
+async fn post_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    receive(&state, &req, &path.into_inner(), None, body).await
+}
+
+#[post("/webhooks/{source}/{token}")]
+async fn post_webhook_with_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let (source, token) = path.into_inner();
+    receive(&state, &req, &source, Some(token), body).await
+}
+
+#[post("/api/vps/provision")]
+async fn post_provision(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    receive(&state, &req, seed_source(&state)?, None, body).await
+}
+
+#[post("/api/vps/provision/{token}")]
+async fn post_provision_with_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    token: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    receive(&state, &req, seed_source(&state)?, Some(token.into_inner()), body).await
+}
+
+#[post("/api/vps/deprovision")]
+async fn post_deprovision(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    receive(&state, &req, seed_source(&state)?, None, body).await
+}
+
+#[post("/api/vps/deprovision/{token}")]
+async fn post_deprovision_with_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    token: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    receive(&state, &req, seed_source(&state)?, Some(token.into_inner()), body).await
+}
+
+fn seed_source(state: &AppState) -> Result<&str, AppError> {
+    state.config.seed_source().ok_or_else(|| {
+        AppError::not_found(
+            "No source serves /api/vps/provision. - Hint: configure a [sources.NAME] with plugin = \"ghl-workflow\" \
+             or set webhooks.seed_source.",
+        )
+    })
+}
+
+/// Reads the body up to the cap without buffering more than the cap.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Bytes, AppError> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| AppError::bad_request(format!("The request body could not be read: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(AppError::new(
+                Code::PayloadTooLarge,
+                format!(
+                    "The body is larger than {limit} bytes. - Hint: raise server.body_limit_bytes if this sender is legitimate."
+                ),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+fn headers_of(map: &HeaderMap) -> Vec<(String, String)> {
+    map.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string()))).collect()
+}
+
+/// Headers as stored in the inbox: token-carrying headers redacted.
+fn stored_headers(headers: &[(String, String)], source: &SourceConfig) -> Value {
+    let secret_header = (source.signature == SignatureScheme::SharedToken && source.token_in == "header")
+        .then(|| source.token_field.to_ascii_lowercase());
+    let map: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            let hidden = REDACTED_HEADERS.contains(&k.as_str()) || secret_header.as_deref() == Some(k.as_str());
+            (k.clone(), json!(if hidden { "***" } else { v.as_str() }))
+        })
+        .collect();
+    Value::Object(map)
+}
+
+fn key_of(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    // A letter first keeps the key a plain record identifier.
+    format!("e{}", hex::encode(&h.finalize()[..16]))
+}
+
+async fn receive(
+    state: &AppState,
+    req: &HttpRequest,
+    source_name: &str,
+    token: Option<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let metrics = &state.metrics;
+    let Some(source) = state.config.sources.get(source_name) else {
+        return Err(AppError::not_found(format!(
+            "There is no billing source named {source_name:?}. - Hint: sources are configured as [sources.NAME] in appliance.toml."
+        )));
+    };
+    let count = |result: &str| metrics.webhooks.with_label_values(&[source_name, result]).inc();
+    let body = match read_body(payload, state.config.server.body_limit_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            count("too_large");
+            record_rejection(state, source_name, req, source, b"", 413, &e.message).await;
+            return Err(e);
+        }
+    };
+    let headers = headers_of(req.headers());
+    let path = req.path().to_string();
+    // The path as stored and shown to the plugin never carries the secret token.
+    let clean_path = match &token {
+        Some(t) => path.strip_suffix(&format!("/{t}")).unwrap_or(&path).to_string(),
+        None => path.clone(),
+    };
+    let wr = WebhookRequest { path_token: token.as_deref(), headers: &headers, body: &body };
+    let verified = match verify(source, &wr, chrono::Utc::now(), state.config.stripe.tolerance_secs) {
+        Ok(v) => v,
+        Err(e) => {
+            count("rejected_signature");
+            let message = format!("The webhook could not be authenticated: {e}");
+            record_rejection(state, source_name, req, source, &body, 401, &message).await;
+            return Err(AppError::new(Code::InvalidSignature, message));
+        }
+    };
+    let request = SourceRequest {
+        source: source_name.to_string(),
+        path: clean_path.clone(),
+        headers: headers.iter().filter(|(k, _)| ALLOWED_HEADERS.contains(&k.as_str())).cloned().collect(),
+        body: body.clone(),
+        settings: source.settings.clone(),
+    };
+    let parsed = state
+        .handles
+        .plugins
+        .send(ParseWebhook { plugin: source.plugin.clone(), request })
+        .await
+        .map_err(|e| busy(format!("the plugin host is not running: {e}")))?;
+    let mut fields = json!({
+        "path": clean_path, "headers": stored_headers(&headers, source), "body": String::from_utf8_lossy(&body),
+        "body_sha256": hex::encode(Sha256::digest(&body)), "signature": { "ok": true, "detail": verified },
+    });
+    let (events, status) = match parsed {
+        Ok(events) => (events, "received"),
+        Err(PluginError::Rejected { plugin, rejection }) => {
+            count("rejected_payload");
+            let message = format!("The {plugin} plugin could not read this webhook: {rejection}");
+            record_rejection(state, source_name, req, source, &body, 400, &message).await;
+            return Err(AppError::new(Code::BadRequest, message));
+        }
+        Err(e) => {
+            // The body is fine as far as we know; the plugin is not. Keep the request so it
+            // can be replayed once the plugin is fixed.
+            fields["error"] = json!(e.to_string());
+            fields["error_code"] = json!(e.code());
+            (Vec::new(), "failed")
+        }
+    };
+    fields["status"] = json!(status);
+    fields["http_status"] = json!(202);
+    let dedupe = match events.iter().find_map(|e| e.source_event_id.clone()) {
+        Some(id) => key_of(&[source_name.as_bytes(), b"id", id.as_bytes()]),
+        None => key_of(&[source_name.as_bytes(), b"body", &body]),
+    };
+    let row = InboxRow { key: dedupe.clone(), source: source_name.to_string(), fields, events };
+    match state.handles.webhook.send(Ingest(row)).await {
+        Ok(Ok(Ingested::Stored)) => {
+            count(if status == "failed" { "stored_failed" } else { "stored" });
+            Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "id": dedupe })))
+        }
+        Ok(Ok(Ingested::Duplicate)) => {
+            count("duplicate");
+            Ok(HttpResponse::Ok().json(json!({ "status": "duplicate", "id": dedupe })))
+        }
+        Ok(Err(e)) => {
+            count("unavailable");
+            Err(busy(format!("{e:#}")))
+        }
+        Err(e) => {
+            count("unavailable");
+            Err(busy(format!("the inbox writer is not running: {e}")))
+        }
+    }
+}
+
+/// A transient failure: 429 so the sender retries (GHL retries only 429).
+fn busy(detail: String) -> AppError {
+    AppError::new(Code::RateLimited, "vmauto cannot store this webhook right now; please retry. - Hint: see the log.")
+        .with_detail(detail)
+}
+
+/// Records a rejected request in the inbox (no events; the reason shown to admins).
+async fn record_rejection(
+    state: &AppState,
+    source_name: &str,
+    req: &HttpRequest,
+    source: &SourceConfig,
+    body: &[u8],
+    http_status: u16,
+    reason: &str,
+) {
+    let headers = headers_of(req.headers());
+    let key = key_of(&[source_name.as_bytes(), b"rejected", uuid::Uuid::new_v4().as_bytes()]);
+    let fields = json!({
+        "path": req.match_pattern().unwrap_or_default(), "headers": stored_headers(&headers, source),
+        "body": String::from_utf8_lossy(body), "body_sha256": hex::encode(Sha256::digest(body)),
+        "signature": { "ok": http_status != 401 }, "status": "rejected", "error": reason, "http_status": http_status,
+    });
+    let row = InboxRow { key, source: source_name.to_string(), fields, events: Vec::new() };
+    if !matches!(state.handles.webhook.send(Ingest(row)).await, Ok(Ok(_))) {
+        tracing::warn!(source = source_name, "a rejected webhook could not be recorded");
+    }
+}
