@@ -121,7 +121,13 @@ async fn token_auth_logs_in_and_survives_expiry_mid_run() {
     let scp = Scp::start().await;
     let config = scp.config(SangforAuth::Token);
     let gw = Gw::quick(&config);
+    // An older SCP without the v2 key path: the client falls back to /janus/public-key.
+    scp.fault(
+        json!({"method": "GET", "path": "/janus/v2/public-key", "error_rate": 1.0, "statuses": [404], "times": 1}),
+    )
+    .await;
     let zones = gw.addr.send(ListZones).await.unwrap().expect("zones with a token");
+    assert_eq!(scp.requests("GET /janus/public-key").await, 2, "v2 refused, then the older path");
     assert!(!zones.is_empty());
     assert_eq!(gw.metric("vmauto_scp_token_refreshes_total{outcome=\"ok\"}"), 1.0);
     // The token is reused, not fetched per request.
@@ -139,8 +145,6 @@ async fn token_auth_logs_in_and_survives_expiry_mid_run() {
     assert_eq!(gw.metric("vmauto_scp_requests_total{op=\"create_server\",outcome=\"unauthorized\"}"), 1.0);
     gw.wait(&created.task_id).await;
     assert_eq!(scp.servers_tagged("vmauto:test:token").await.len(), 1);
-    // Both public-key paths exist on the simulator; the v2 one is tried first.
-    assert!(scp.requests("GET /janus/public-key").await >= 2);
 }
 
 #[actix_web::test]
