@@ -13,8 +13,10 @@
 //! `deserialize` is `unsafe` and this crate forbids unsafe code.)
 //!
 //! **Sandbox.** A plugin gets no imports at all: no filesystem, network, environment or
-//! clock. Every call runs with a fuel budget ([`Limits::fuel_per_call`]) and a linear-memory
-//! cap ([`Limits::memory_bytes`]); a trap, an exhausted budget, a memory bomb or an output
+//! clock. Every call runs with a deadline ([`Limits::deadline`], enforced by wasmtime's
+//! epoch interruption: a ticker thread advances the engine's epoch every [`EPOCH_TICK`];
+//! fuel metering cost 40–70 % of a call's time) and a linear-memory cap
+//! ([`Limits::memory_bytes`]); a trap, an exceeded deadline, a memory bomb or an output
 //! that breaks the contract's bounds fails that one call with a [`PluginError`] that says
 //! which, and never affects the process. Instances are reused between calls (a fresh one
 //! costs ~10× a call) and dropped after any failure.
@@ -30,6 +32,8 @@ pub mod cli;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
@@ -54,12 +58,15 @@ pub const MAX_COMPONENT_BYTES: usize = 16 << 20;
 const RECYCLE_AFTER_CALLS: u32 = 10_000;
 /// Idle instances kept per plugin.
 const MAX_IDLE_INSTANCES: usize = 16;
+/// How often the engine's epoch advances; deadlines are whole ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Per-call resource limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Fuel (about one unit per WebAssembly instruction) one call may burn.
-    pub fuel_per_call: u64,
+    /// Wall-clock time one call (or one instantiation) may run, rounded up to whole
+    /// [`EPOCH_TICK`]s.
+    pub deadline: Duration,
     /// Largest linear memory of an instance, in bytes.
     pub memory_bytes: usize,
     /// Keep instances between calls (a fresh instance per call costs ~10× more).
@@ -68,7 +75,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { fuel_per_call: 200_000_000, memory_bytes: 32 << 20, reuse_instances: true }
+        Self { deadline: Duration::from_millis(250), memory_bytes: 32 << 20, reuse_instances: true }
     }
 }
 
@@ -163,9 +170,9 @@ pub enum PluginError {
     #[error("the {plugin} plugin refused the request: {rejection}")]
     Rejected { plugin: String, rejection: Rejection },
     #[error(
-        "the {plugin} plugin ran out of its time budget ({fuel} fuel) - Hint: an endless loop or a very large body"
+        "the {plugin} plugin ran out of its time budget ({deadline_ms} ms) - Hint: an endless loop or a very large body"
     )]
-    Timeout { plugin: String, fuel: u64 },
+    Timeout { plugin: String, deadline_ms: u64 },
     #[error("the {plugin} plugin exceeded its memory limit of {limit_bytes} bytes")]
     MemoryLimit { plugin: String, limit_bytes: usize },
     #[error("the {plugin} plugin crashed (trap): {message}")]
@@ -244,15 +251,40 @@ pub struct PluginRuntime {
     plugins: RwLock<BTreeMap<String, Arc<Loaded>>>,
     /// Compiled components by SHA-256 of their bytes.
     compiled: Mutex<HashMap<String, Component>>,
+    /// Stops the epoch ticker thread when the runtime is dropped.
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl PluginRuntime {
     /// A runtime with no plugins loaded.
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true).consume_fuel(true).max_wasm_stack(512 << 10);
+        config.wasm_component_model(true).epoch_interruption(true).max_wasm_stack(512 << 10);
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
-        Ok(Self { engine, limits, plugins: RwLock::new(BTreeMap::new()), compiled: Mutex::new(HashMap::new()) })
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (ticking, stop) = (engine.clone(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("vmauto-plugin-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start the plugin deadline ticker: {e}"))?;
+        Ok(Self {
+            engine,
+            limits,
+            plugins: RwLock::new(BTreeMap::new()),
+            compiled: Mutex::new(HashMap::new()),
+            ticker_stop,
+        })
     }
 
     /// A runtime holding the bundled plugins and every `*.wasm` in `dir` (when it exists).
@@ -367,6 +399,12 @@ impl PluginRuntime {
         Ok(p.clone())
     }
 
+    /// The deadline in epoch ticks (at least one whole tick beyond the current one).
+    fn deadline_ticks(&self) -> u64 {
+        let ticks = self.limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1) + 1
+    }
+
     fn checkout(&self, plugin: &Loaded) -> Result<Warm, PluginError> {
         if let Some(warm) = plugin.idle.lock().pop() {
             return Ok(warm);
@@ -374,7 +412,7 @@ impl PluginRuntime {
         let mut store =
             Store::new(&self.engine, HostState { memory_cap: self.limits.memory_bytes, memory_exceeded: false });
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store.set_fuel(self.limits.fuel_per_call).map_err(|e| PluginError::Unavailable(e.to_string()))?;
+        store.set_epoch_deadline(self.deadline_ticks());
         let bound = match &plugin.prepared {
             Prepared::Source(pre) => pre.instantiate(&mut store).map(Bound::Source),
             Prepared::Mapper(pre) => pre.instantiate(&mut store).map(Bound::Mapper),
@@ -399,7 +437,10 @@ impl PluginRuntime {
             return PluginError::MemoryLimit { plugin: plugin.into(), limit_bytes: self.limits.memory_bytes };
         }
         match e.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => PluginError::Timeout { plugin: plugin.into(), fuel: self.limits.fuel_per_call },
+            Some(Trap::Interrupt | Trap::OutOfFuel) => PluginError::Timeout {
+                plugin: plugin.into(),
+                deadline_ms: u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX),
+            },
             Some(trap) => PluginError::Trap { plugin: plugin.into(), message: trap.to_string() },
             // Errors outside a trap: lifting an out-of-bounds or invalid result, and the like.
             None => PluginError::BadOutput { plugin: plugin.into(), reason: format!("{e:#}") },
@@ -410,7 +451,7 @@ impl PluginRuntime {
     pub fn parse_blocking(&self, plugin: &str, req: &SourceRequest) -> Result<Vec<BillingEvent>, PluginError> {
         let loaded = self.get(plugin, PluginKind::BillingSource)?;
         let mut warm = self.checkout(&loaded)?;
-        warm.store.set_fuel(self.limits.fuel_per_call).map_err(|e| PluginError::Unavailable(e.to_string()))?;
+        warm.store.set_epoch_deadline(self.deadline_ticks());
         let Bound::Source(instance) = &warm.bound else {
             return Err(PluginError::Unavailable("instance kind mismatch".into()));
         };
@@ -449,7 +490,7 @@ impl PluginRuntime {
     ) -> Result<TemplateChoice, PluginError> {
         let loaded = self.get(plugin, PluginKind::PlanMapper)?;
         let mut warm = self.checkout(&loaded)?;
-        warm.store.set_fuel(self.limits.fuel_per_call).map_err(|e| PluginError::Unavailable(e.to_string()))?;
+        warm.store.set_epoch_deadline(self.deadline_ticks());
         let Bound::Mapper(instance) = &warm.bound else {
             return Err(PluginError::Unavailable("instance kind mismatch".into()));
         };

@@ -92,10 +92,10 @@ fn read(req: &Request, body: &Body) -> Result<Event> {
         Some(_) => return Err(vmauto_plugin_sdk::wrong(at_path, "string or integer")),
     };
     for (name, path) in &req.settings {
-        if let Some(attr) = name.strip_prefix("attribute.") {
-            if let Some(v) = lookup(&body.0, path) {
-                e.attr(attr, text(v));
-            }
+        if let Some(attr) = name.strip_prefix("attribute.")
+            && let Some(v) = lookup(&body.0, path)
+        {
+            e.attr(attr, text(v));
         }
     }
     Ok(e)

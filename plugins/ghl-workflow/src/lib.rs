@@ -19,10 +19,8 @@ use vmauto_plugin_sdk::{Body, Customer, Error, Event, Instant, Kind, Request, Re
 
 fn parse(req: &Request) -> Result<Vec<Event>> {
     let body = req.json()?;
-    if let Some(v) = body.get("customData") {
-        if !v.is_object() {
-            return Err(vmauto_plugin_sdk::wrong("customData", "object"));
-        }
+    if body.get("customData").is_some_and(|v| !v.is_object()) {
+        return Err(vmauto_plugin_sdk::wrong("customData", "object"));
     }
     // Keys may sit under customData (standard action) or at the top level (custom action).
     let custom = |key: &str| -> Result<Option<String>> {
