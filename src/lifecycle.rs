@@ -6,6 +6,7 @@
 //! write a decision's rows in one transaction.
 
 pub mod exec;
+pub mod kpi;
 pub mod store;
 
 use chrono::{DateTime, Utc};

@@ -58,6 +58,9 @@ pub trait Provider: Send + Sync + 'static {
     async fn get_server(&self, id: &ServerId) -> ProviderResult<Server>;
     /// Servers whose description carries `tag` as a whole word (the ownership tag).
     async fn find_servers_by_tag(&self, tag: &str) -> ProviderResult<Vec<Server>>;
+    /// Servers whose description carries a word starting with `prefix` (every VM of one
+    /// installation: `vmauto:<install-id>:`), for the reconciler.
+    async fn find_servers_by_tag_prefix(&self, prefix: &str) -> ProviderResult<Vec<Server>>;
     async fn start(&self, id: &ServerId, op: &OpKey) -> ProviderResult<TaskId>;
     /// Graceful (ACPI) stop, or a hard power-off when `force`.
     async fn stop(&self, id: &ServerId, force: bool, op: &OpKey) -> ProviderResult<TaskId>;

@@ -151,3 +151,97 @@ async fn the_guard_holds_destructive_operations_over_the_threshold() {
     let notes = s.rows("SELECT VALUE kind FROM notification").await;
     assert!(notes.contains(&json!("guard_tripped")), "{notes:?}");
 }
+
+#[actix_web::test]
+async fn the_reconciler_reports_orphans_missing_vms_and_drift_without_touching_them() {
+    use vmauto::actors::gateway::{CreateServer, DeleteServer, UpdateCompute, WaitTask};
+    use vmauto::actors::reconciler::{Finding, Reconcile};
+    use vmauto::provider::{OpKey, ServerId, ServerSpec};
+
+    let s = Stack::start().await;
+    for sub in ["sub-m", "sub-d"] {
+        send(&s, event(EventKind::Subscribe, sub, Some("starter"))).await;
+    }
+    let missing = s.wait_for("VPS active", 60, &vps_of("sub-m"), one_in("active")).await;
+    let drifted = s.wait_for("VPS active", 60, &vps_of("sub-d"), one_in("active")).await;
+    let gw = s.t.app.handles().gateway.clone();
+    let wait = |task| WaitTask { task_id: task, timeout: None };
+
+    // A VM removed behind vmauto's back.
+    let sid = ServerId::new(missing[0]["server_id"].as_str().expect("server id"));
+    let task = gw
+        .send(DeleteServer { server_id: sid, op: OpKey::random(), permanent: Some(true) })
+        .await
+        .expect("sent")
+        .expect("delete");
+    gw.send(wait(task)).await.expect("sent").expect("deleted");
+    // A VM resized behind vmauto's back.
+    let sid = ServerId::new(drifted[0]["server_id"].as_str().expect("server id"));
+    let task = gw
+        .send(UpdateCompute { server_id: sid, op: OpKey::random(), cores: Some(3), memory_mb: None })
+        .await
+        .expect("sent")
+        .expect("update");
+    gw.send(wait(task)).await.expect("sent").expect("updated");
+    // A VM carrying this installation's tag that no VPS claims.
+    let template =
+        s.t.app.state.store.vps_template(missing[0]["id"].as_str().expect("id")).await.expect("q").expect("t");
+    let install = s.t.app.state.store.install_id().await.expect("install");
+    let spec = ServerSpec {
+        name: "ghost".into(),
+        zone_id: template.az_id.clone(),
+        image_id: template.image_id.clone(),
+        storage_tag_id: template.storage_tag_id.clone(),
+        cores: 1,
+        sockets: 1,
+        memory_mb: 1024,
+        disk_mb: Some(template.disk_gb * 1024),
+        nics: vec![],
+        owner_tag: vmauto::lifecycle::owner_tag(&install, "ghost"),
+        power_on: false,
+    };
+    let created = gw.send(CreateServer { spec, op: OpKey::random() }).await.expect("sent").expect("create");
+    gw.send(wait(created.task_id)).await.expect("sent").expect("created");
+
+    let findings = s.t.app.handles().reconciler.send(Reconcile).await.expect("sent").expect("reconciled");
+    assert_eq!(findings.len(), 3, "{findings:?}");
+    assert!(
+        findings.iter().any(|f| matches!(f, Finding::Orphan { tag, .. } if tag.ends_with(":ghost"))),
+        "{findings:?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| matches!(f, Finding::Missing { vps, .. } if Some(vps.as_str()) == missing[0]["id"].as_str()))
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| matches!(f, Finding::Drift { vps, .. } if Some(vps.as_str()) == drifted[0]["id"].as_str()))
+    );
+    // Nothing was changed: the orphan still exists, the records keep their state.
+    assert_eq!(s.sim_servers().await.len(), 2);
+    assert_eq!(s.rows(&vps_of("sub-m")).await[0]["state"], "active");
+    let logged = s.rows("SELECT VALUE data.kind FROM activity WHERE actor = 'reconciler'").await;
+    assert_eq!(logged.len(), 3, "{logged:?}");
+}
+
+#[actix_web::test]
+async fn key_figures_reflect_the_lifecycle() {
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| c.policy.grace_days = 0).await;
+    let empty = vmauto::lifecycle::kpi::compute(&s.t.app.state.store).await.expect("kpis");
+    assert_eq!(empty.automation_success_rate, 1.0);
+    assert_eq!(empty.avg_provisioning_secs, None);
+    send(&s, event(EventKind::Subscribe, "sub-k", Some("starter"))).await;
+    s.wait_for("VPS active", 60, &vps_of("sub-k"), one_in("active")).await;
+    send(&s, event(EventKind::Cancel, "sub-k", None)).await;
+    s.wait_for("VPS deleted", 60, &vps_of("sub-k"), one_in("deleted")).await;
+    let k = vmauto::lifecycle::kpi::compute(&s.t.app.state.store).await.expect("kpis");
+    assert_eq!(k.succeeded_operations, 2);
+    assert_eq!(k.dead_operations, 0);
+    assert_eq!(k.automation_success_rate, 1.0);
+    assert!(k.avg_provisioning_secs.expect("measured") > 0.0);
+    assert!(k.avg_deprovisioning_secs.is_some());
+    let (_, metrics) = s.t.get("/metrics").await;
+    assert!(metrics.contains(r#"vmauto_kpi{name="automation_success_rate"} 1"#), "{metrics}");
+}

@@ -94,6 +94,13 @@ pub struct GetServer {
     pub server_id: ServerId,
 }
 
+/// Servers whose ownership tag starts with `prefix` (every VM of this installation).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ProviderResult<Vec<Server>>")]
+pub struct FindServersByTagPrefix {
+    pub prefix: String,
+}
+
 /// Servers carrying an ownership tag (before creating: does the VM exist already?).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "ProviderResult<Vec<Server>>")]
@@ -328,6 +335,7 @@ handle!(ListSubnets => Vec<Subnet>, |p, m, _s| p.list_subnets(&m.network_id).awa
 handle!(CreateServer => Created, |p, m, _s| p.create_server(&m.spec, &m.op).await);
 handle!(GetServer => Server, |p, m, _s| p.get_server(&m.server_id).await);
 handle!(FindServersByTag => Vec<Server>, |p, m, _s| p.find_servers_by_tag(&m.tag).await);
+handle!(FindServersByTagPrefix => Vec<Server>, |p, m, _s| p.find_servers_by_tag_prefix(&m.prefix).await);
 handle!(StartServer => TaskId, |p, m, _s| p.start(&m.server_id, &m.op).await);
 handle!(StopServer => TaskId, |p, m, _s| p.stop(&m.server_id, m.force, &m.op).await);
 handle!(PowerOff => Option<TaskState>, |p, m, s| {

@@ -1,28 +1,52 @@
-//! Reconciler: diffs the store against SCP (orphan VMs, missing VMs, spec drift) and reports;
-//! it never deletes on its own.
+//! Reconciler: diffs the store against SCP every `policy.reconcile_interval_secs` and reports
+//! what differs; it never deletes or changes anything on its own.
+//!
+//! - orphan: a VM tagged by this installation that no live VPS record claims;
+//! - missing: a live VPS record whose VM is gone;
+//! - drift: a VM whose cores or memory differ from its record's spec.
+//!
+//! Each finding is written to the activity log, and new findings raise a notification.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix::{Actor, Context, Handler};
-use actix::{Addr, Recipient};
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture, WrapFuture,
+};
+use serde::Serialize;
+use serde_json::json;
 
-use super::gateway::SangforGateway;
-use super::messages::Notify;
-use super::messages::Shutdown;
+use super::gateway::{FindServersByTagPrefix, SangforGateway};
+use super::messages::{Notify, NotifyKind, Severity, Shutdown};
 use super::supervisor::Supervision;
 use crate::config::Config;
 use crate::db::Store;
+use crate::lifecycle::Spec;
 use crate::telemetry::metrics::Metrics;
 
+/// Run one reconciliation now and answer its findings.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "anyhow::Result<Vec<Finding>>")]
+pub struct Reconcile;
+
+/// One difference between the store and SCP.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
+    Orphan { server_id: String, tag: String },
+    Missing { vps: String, server_id: String },
+    Drift { vps: String, server_id: String, expected: String, actual: String },
+}
+
 pub struct Reconciler {
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
     config: Arc<Config>,
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
     store: Store,
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
     gateway: Addr<SangforGateway>,
-    #[expect(dead_code, reason = "used once the lifecycle lands")]
     notify: Recipient<Notify>,
+    install_id: String,
+    /// Findings already reported, so a standing difference alerts once.
+    reported: HashSet<Finding>,
     sup: Supervision,
 }
 
@@ -32,9 +56,18 @@ impl Reconciler {
         store: Store,
         gateway: Addr<SangforGateway>,
         notify: Recipient<Notify>,
+        install_id: String,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { config, store, gateway, notify, sup: Supervision::new("reconciler", metrics) }
+        Self {
+            config,
+            store,
+            gateway,
+            notify,
+            install_id,
+            reported: HashSet::new(),
+            sup: Supervision::new("reconciler", metrics),
+        }
     }
 }
 
@@ -43,13 +76,137 @@ impl Actor for Reconciler {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.sup.on_started(ctx);
+        let every = self.config.policy.reconcile_interval_secs;
+        if every > 0 && !self.config.provider.sangfor.base_url.is_empty() {
+            ctx.run_interval(Duration::from_secs(every), |act, ctx| {
+                let (store, gateway, install) = (act.store.clone(), act.gateway.clone(), act.install_id.clone());
+                ctx.spawn(async move { reconcile(&store, &gateway, &install).await }.into_actor(act).map(
+                    |result, act, _| match result {
+                        Ok(findings) => act.report(findings),
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "reconciliation could not run"),
+                    },
+                ));
+            });
+        }
+    }
+}
+
+impl Reconciler {
+    /// Notifies about findings not reported before; forgets the ones that went away.
+    fn report(&mut self, findings: Vec<Finding>) {
+        let now: HashSet<Finding> = findings.into_iter().collect();
+        for f in now.difference(&self.reported) {
+            let (title, subject) = match f {
+                Finding::Orphan { server_id, .. } => (format!("Orphan VM {server_id} on SCP"), None),
+                Finding::Missing { vps, server_id } => {
+                    (format!("VM {server_id} of VPS {vps} is missing on SCP"), Some(format!("vps:{vps}")))
+                }
+                Finding::Drift { vps, expected, actual, .. } => {
+                    (format!("VPS {vps} drifted: expected {expected}, SCP has {actual}"), Some(format!("vps:{vps}")))
+                }
+            };
+            self.notify.do_send(Notify {
+                kind: NotifyKind::ReconcileFinding,
+                severity: Severity::Warning,
+                title,
+                body: "The reconciler found this difference; nothing was changed. Decide in the UI what to do.".into(),
+                subject,
+            });
+        }
+        self.reported = now;
     }
 }
 
 crate::supervised_child!(Reconciler);
 
+impl Handler<Reconcile> for Reconciler {
+    type Result = ResponseFuture<anyhow::Result<Vec<Finding>>>;
+
+    fn handle(&mut self, _: Reconcile, _: &mut Self::Context) -> Self::Result {
+        let (store, gateway, install) = (self.store.clone(), self.gateway.clone(), self.install_id.clone());
+        Box::pin(async move { reconcile(&store, &gateway, &install).await })
+    }
+}
+
 impl Handler<Shutdown> for Reconciler {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {}
+}
+
+/// Compares this installation's VMs with the live VPS records and records each finding.
+pub async fn reconcile(
+    store: &Store,
+    gateway: &Addr<SangforGateway>,
+    install_id: &str,
+) -> anyhow::Result<Vec<Finding>> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        id: String,
+        server_id: Option<String>,
+        state: String,
+        spec: Option<Spec>,
+    }
+    let prefix = format!("vmauto:{install_id}:");
+    let servers = gateway
+        .send(FindServersByTagPrefix { prefix: prefix.clone() })
+        .await
+        .map_err(|e| anyhow::anyhow!("the gateway is not running: {e}"))??;
+    let rows: Vec<Row> = store
+        .query_one(
+            "SELECT record::id(id) AS id, server_id, state, spec FROM vps
+             WHERE state NOT IN ['deleted', 'pending', 'provisioning', 'deleting']",
+            json!({}),
+            0,
+        )
+        .await?;
+    let live: HashMap<&str, &Row> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let by_server: HashSet<&str> = servers.iter().map(|s| s.id.as_str()).collect();
+    let mut findings = Vec::new();
+    for server in &servers {
+        let tag = server.tag_with_prefix(&prefix).unwrap_or_default();
+        let vps_id = &tag[prefix.len().min(tag.len())..];
+        match live.get(vps_id) {
+            None => {
+                // A VPS being created or deleted right now is not an orphan.
+                let busy: Vec<String> = store
+                    .query_one(
+                        "SELECT VALUE state FROM type::record('vps', $id) WHERE state IN ['pending', 'provisioning', 'deleting']",
+                        json!({ "id": vps_id }),
+                        0,
+                    )
+                    .await?;
+                if busy.is_empty() {
+                    findings.push(Finding::Orphan { server_id: server.id.0.clone(), tag: tag.to_string() });
+                }
+            }
+            Some(row) => {
+                if let Some(spec) = &row.spec {
+                    if spec.cores != server.cores || spec.memory_mb != server.memory_mb {
+                        findings.push(Finding::Drift {
+                            vps: row.id.clone(),
+                            server_id: server.id.0.clone(),
+                            expected: format!("{} cores / {} MB", spec.cores, spec.memory_mb),
+                            actual: format!("{} cores / {} MB", server.cores, server.memory_mb),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for row in &rows {
+        if let Some(sid) = &row.server_id {
+            if !by_server.contains(sid.as_str()) && row.state != "failed" {
+                findings.push(Finding::Missing { vps: row.id.clone(), server_id: sid.clone() });
+            }
+        }
+    }
+    for f in &findings {
+        let subject = match f {
+            Finding::Orphan { .. } => None,
+            Finding::Missing { vps, .. } | Finding::Drift { vps, .. } => Some(format!("vps:{vps}")),
+        };
+        store.record_activity("warning", "reconciler", subject.as_deref(), "reconciliation finding", json!(f)).await?;
+    }
+    Ok(findings)
 }

@@ -163,8 +163,8 @@ impl Handles {
 pub fn spawn_tree(deps: &TreeDeps) -> Handles {
     let m = &deps.metrics;
     let notifier = {
-        let (store, metrics) = (deps.store.clone(), m.clone());
-        Supervisor::start(move |_| Notifier::new(store, metrics))
+        let (store, metrics, config) = (deps.store.clone(), m.clone(), deps.config.clone());
+        Supervisor::start(move |_| Notifier::new(store, metrics, config))
     };
     let gateway = {
         let (config, metrics, notify) = (deps.config.clone(), m.clone(), notifier.clone().recipient());
@@ -201,7 +201,8 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
     let reconciler = {
         let (config, store, metrics, gateway, notify) =
             (deps.config.clone(), deps.store.clone(), m.clone(), gateway.clone(), notifier.clone().recipient());
-        Supervisor::start(move |_| Reconciler::new(config, store, gateway, notify, metrics))
+        let install = deps.install_id.clone();
+        Supervisor::start(move |_| Reconciler::new(config, store, gateway, notify, install, metrics))
     };
     Handles { notifier, gateway, plugins, registry, subscription, webhook, scheduler, reconciler }
 }

@@ -48,5 +48,17 @@ async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError
 
 #[get("/metrics")]
 async fn get_metrics(state: web::Data<AppState>) -> HttpResponse {
+    match crate::lifecycle::kpi::compute(&state.store).await {
+        Ok(k) => {
+            let set = |name: &str, v: f64| state.metrics.kpi.with_label_values(&[name]).set(v);
+            set("automation_success_rate", k.automation_success_rate);
+            set("error_rate", k.error_rate);
+            set("avg_provisioning_secs", k.avg_provisioning_secs.unwrap_or(0.0));
+            set("avg_deprovisioning_secs", k.avg_deprovisioning_secs.unwrap_or(0.0));
+            set("webhooks_per_minute", k.webhooks_per_minute);
+            set("manual_interventions", k.manual_interventions as f64);
+        }
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "key figures could not be computed"),
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
 }

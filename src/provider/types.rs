@@ -209,6 +209,11 @@ impl Server {
     pub fn has_tag(&self, tag: &str) -> bool {
         !tag.is_empty() && self.description.split_whitespace().any(|w| w == tag)
     }
+
+    /// The first description word starting with `prefix`, if any.
+    pub fn tag_with_prefix(&self, prefix: &str) -> Option<&str> {
+        self.description.split_whitespace().find(|w| !prefix.is_empty() && w.starts_with(prefix))
+    }
 }
 
 /// Task progress as the platform reports it.

@@ -17,6 +17,7 @@ pub mod names {
     pub const READY: &str = "vmauto_ready";
     pub const WEBHOOKS: &str = "vmauto_webhooks_total";
     pub const INBOX_BATCH: &str = "vmauto_inbox_batch_size";
+    pub const KPI: &str = "vmauto_kpi";
     pub const SCP_REQUESTS: &str = "vmauto_scp_requests_total";
     pub const SCP_REQUEST_DURATION: &str = "vmauto_scp_request_duration_seconds";
     pub const SCP_RATE_LIMIT_WAIT: &str = "vmauto_scp_rate_limit_wait_seconds";
@@ -40,6 +41,8 @@ pub struct Metrics {
     pub webhooks: IntCounterVec,
     /// Rows per inbox transaction (group commit).
     pub inbox_batch_size: prometheus::Histogram,
+    /// The service's key figures (`vmauto_kpi{name}`), refreshed at each scrape.
+    pub kpi: prometheus::GaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -88,8 +91,18 @@ impl Metrics {
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .expect("valid metric");
+        let kpi = prometheus::GaugeVec::new(
+            Opts::new(
+                names::KPI,
+                "Key figures over 30 days: automation_success_rate, error_rate, avg_provisioning_secs, \
+                 avg_deprovisioning_secs, webhooks_per_minute (last hour), manual_interventions.",
+            ),
+            &["name"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(kpi.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(webhooks.clone()),
             Box::new(inbox_batch_size.clone()),
             Box::new(build_info),
             Box::new(http_requests.clone()),
@@ -109,6 +122,7 @@ impl Metrics {
             ready,
             webhooks,
             inbox_batch_size,
+            kpi,
         }
     }
 

@@ -184,6 +184,12 @@ impl Provider for SangforClient {
         Ok(items.iter().map(wire::server).filter(|s| s.has_tag(tag)).collect())
     }
 
+    async fn find_servers_by_tag_prefix(&self, prefix: &str) -> ProviderResult<Vec<Server>> {
+        let call = Call::get("list_servers", format!("{API}/servers")).query("description", prefix);
+        let items = self.list_all(call).await?;
+        Ok(items.iter().map(wire::server).filter(|s| s.tag_with_prefix(prefix).is_some()).collect())
+    }
+
     async fn start(&self, id: &ServerId, op: &OpKey) -> ProviderResult<TaskId> {
         self.server_action("start_server", id, "start", json!({}), op).await
     }
