@@ -12,6 +12,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain"
 rustup show active-toolchain
+# The bundled plugins are built for wasm32 by build.rs.
+rustup target add wasm32-unknown-unknown
 command -v python3 >/dev/null || { apt-get update && apt-get install -y python3 python3-venv; }
 python3 -c 'import venv' 2>/dev/null || { apt-get update && apt-get install -y python3-venv; }
 
