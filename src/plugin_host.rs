@@ -253,6 +253,9 @@ pub struct PluginRuntime {
     compiled: Mutex<HashMap<String, Component>>,
     /// Stops the epoch ticker thread when the runtime is dropped.
     ticker_stop: Arc<AtomicBool>,
+    /// Bounds the async entry points to one call per core, so a burst of webhooks queues
+    /// here instead of starving running calls of CPU (their deadlines are wall-clock).
+    slots: tokio::sync::Semaphore,
 }
 
 impl Drop for PluginRuntime {
@@ -284,6 +287,7 @@ impl PluginRuntime {
             plugins: RwLock::new(BTreeMap::new()),
             compiled: Mutex::new(HashMap::new()),
             ticker_stop,
+            slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         })
     }
 
@@ -473,6 +477,7 @@ impl PluginRuntime {
 
     /// Runs the billing-source plugin on tokio's blocking pool.
     pub async fn parse(self: &Arc<Self>, plugin: &str, req: SourceRequest) -> Result<Vec<BillingEvent>, PluginError> {
+        let _slot = self.slots.acquire().await.map_err(|e| PluginError::Unavailable(e.to_string()))?;
         let (this, plugin) = (self.clone(), plugin.to_string());
         tokio::task::spawn_blocking(move || this.parse_blocking(&plugin, &req))
             .await
@@ -530,6 +535,7 @@ impl PluginRuntime {
         catalogue: Arc<Catalogue>,
         settings: BTreeMap<String, String>,
     ) -> Result<TemplateChoice, PluginError> {
+        let _slot = self.slots.acquire().await.map_err(|e| PluginError::Unavailable(e.to_string()))?;
         let (this, plugin, source) = (self.clone(), plugin.to_string(), source.to_string());
         tokio::task::spawn_blocking(move || {
             this.choose_template_blocking(&plugin, &source, &event, &catalogue, &settings)

@@ -29,7 +29,8 @@ pub fn list(config: &Config) -> anyhow::Result<String> {
             Origin::Bundled => "bundled".to_string(),
             Origin::File(path) => path.display().to_string(),
         };
-        let _ = writeln!(out, "{:<18} {:<15} {:>8}  {:<16} {origin}", p.name, p.kind, p.size, &p.sha256[..16]);
+        let _ =
+            writeln!(out, "{:<18} {:<15} {:>8}  {:<16} {origin}", p.name, p.kind.to_string(), p.size, &p.sha256[..16]);
     }
     let _ = writeln!(out, "plugin directory: {} (contract {})", config.plugin_dir().display(), super::CONTRACT_VERSION);
     Ok(out)
