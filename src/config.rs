@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::actors::messages::NotifyKind;
+
 /// The default log filter: vmauto at info, the store's and server's internals at warn.
 pub const DEFAULT_LOG_LEVEL: &str = "info,surrealdb=warn,surrealkv=warn,actix_server=warn";
 
@@ -28,8 +30,17 @@ pub const ENV_PREFIX: &str = "VMAUTO_";
 /// Separates key-path levels in environment-variable names.
 pub const ENV_SEPARATOR: &str = "__";
 /// Keys that hold secrets: they accept a `_file` twin and never print.
-pub const SECRET_KEYS: &[&str] =
-    &["secret_key", "password", "token", "secret", "secrets", "webhook_secrets", "api_key", "hmac_secret"];
+pub const SECRET_KEYS: &[&str] = &[
+    "secret_key",
+    "password",
+    "token",
+    "secret",
+    "secrets",
+    "webhook_secrets",
+    "api_key",
+    "hmac_secret",
+    "webhook_secret",
+];
 
 /// A secret string: its `Debug`, `Display` and `Serialize` show `***`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -78,6 +89,7 @@ pub struct Config {
     pub provider: ProviderConfig,
     pub policy: PolicyConfig,
     pub smtp: SmtpConfig,
+    pub notify: NotifyConfig,
     pub stripe: StripeConfig,
     pub plugins: PluginsConfig,
     pub security: SecurityConfig,
@@ -324,6 +336,45 @@ impl Default for SmtpConfig {
             password: Secret::default(),
             from: "vmauto@localhost".into(),
             admin_recipients: Vec::new(),
+        }
+    }
+}
+
+/// Where notifications go besides the UI: which kinds are emailed to admins, and outgoing
+/// signed webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Kinds emailed to `smtp.admin_recipients`.
+    pub email_kinds: Vec<NotifyKind>,
+    /// URLs that receive every notification of `webhook_kinds` as a signed JSON POST.
+    pub webhook_urls: Vec<String>,
+    /// HMAC-SHA256 key for the `X-Vmauto-Signature` header; required with `webhook_urls`.
+    pub webhook_secret: Secret,
+    /// Kinds sent to `webhook_urls`.
+    pub webhook_kinds: Vec<NotifyKind>,
+    /// Attempts per delivery (email or webhook) before it is given up and recorded as failed.
+    pub max_attempts: u32,
+    /// Cap of the back-off between attempts, in seconds (it starts at one second and doubles).
+    pub retry_max_secs: u64,
+    /// Seconds one webhook request or SMTP session may take.
+    pub timeout_secs: u64,
+    /// Hours the one-time link in the customer's "your VPS is ready" email stays valid.
+    pub reveal_link_hours: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        use NotifyKind::*;
+        Self {
+            email_kinds: vec![OperationDead, EventParked, BreakerOpen, GuardTripped, ReconcileFinding, PaymentIssue],
+            webhook_urls: Vec::new(),
+            webhook_secret: Secret::default(),
+            webhook_kinds: vec![VpsReady, VpsDeleted, OperationDead, EventParked, BreakerOpen, GuardTripped],
+            max_attempts: 6,
+            retry_max_secs: 60,
+            timeout_secs: 10,
+            reveal_link_hours: 72,
         }
     }
 }
@@ -582,6 +633,24 @@ impl Config {
         }
         if self.smtp.enabled && self.smtp.host.is_empty() {
             bail!("smtp.host: required when smtp.enabled = true");
+        }
+        let n = &self.notify;
+        for (i, u) in n.webhook_urls.iter().enumerate() {
+            let parsed = url::Url::parse(u).map_err(|e| {
+                anyhow!("notify.webhook_urls[{i}]: {u:?} is not a URL ({e}); e.g. https://hooks.example.com/vmauto")
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                bail!("notify.webhook_urls[{i}]: scheme must be http or https, not {:?}", parsed.scheme());
+            }
+        }
+        if !n.webhook_urls.is_empty() && n.webhook_secret.is_empty() {
+            bail!("notify.webhook_secret: required when notify.webhook_urls is set (or use webhook_secret_file)");
+        }
+        if n.max_attempts == 0 {
+            bail!("notify.max_attempts: must be at least 1");
+        }
+        if n.reveal_link_hours == 0 {
+            bail!("notify.reveal_link_hours: must be at least 1");
         }
         if !self.webhooks.seed_source.is_empty() && !self.sources.contains_key(&self.webhooks.seed_source) {
             bail!("webhooks.seed_source: {:?} is not a configured source", self.webhooks.seed_source);

@@ -15,6 +15,8 @@
 //! - [`http`]: routes only; handlers translate requests into messages or store reads.
 //! - [`lifecycle`]: VPS states, durable operations, and the decisions billing events cause.
 //! - [`provider`]: the provider contract and the Sangfor SCP client.
+//! - [`notify`]: notification channels: admin and customer email (SMTP), signed outgoing
+//!   webhooks, one-time reveal links.
 //! - [`secrets`]: sealing secrets at rest with the appliance key.
 //! - [`sim`]: the SCP simulator used by tests, benchmarks and `vmauto demo`.
 //! - [`app`]: starts the store, the tree and the HTTP server; graceful shutdown.
@@ -31,6 +33,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod notify;
 pub mod plugin_host;
 pub mod provider;
 pub mod secrets;

@@ -1,0 +1,278 @@
+//! Notification channels besides the UI: admin alert emails, the customer's "your VPS is
+//! ready" email with a one-time reveal link, and outgoing signed webhooks.
+//!
+//! [`Channels::dispatch`] starts every delivery a notification calls for as its own task
+//! and returns at once, so the Notifier's mailbox never waits on an SMTP server or a webhook
+//! receiver. Each delivery retries with capped back-off and records every attempt
+//! ([`delivery`]); one that gives up is logged as an error.
+//!
+//! - [`templates`]: the handlebars registry (embedded `templates/`, strict mode).
+//! - [`email`]: the SMTP transport.
+//! - [`webhook`]: payload, HMAC-SHA256 signature, one POST.
+//! - [`reveal`]: one-time links that show a VPS's root password once.
+//! - [`delivery`]: attempts, back-off, attempt records.
+
+pub mod delivery;
+pub mod email;
+pub mod reveal;
+pub mod templates;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use self::delivery::Delivery;
+use self::email::{Email, Mailer};
+use self::templates::Templates;
+use crate::actors::messages::{Notify, NotifyKind, Severity};
+use crate::config::Config;
+use crate::db::Store;
+
+/// The context of `email/alert.{txt,html}`.
+#[derive(Debug, Serialize)]
+struct AlertEmail<'a> {
+    subject_line: &'a str,
+    kind: &'a str,
+    severity: &'a str,
+    critical: bool,
+    title: &'a str,
+    body: &'a str,
+    subject: Option<&'a str>,
+    at: String,
+    public_url: &'a str,
+}
+
+/// The context of `email/vps_ready.{txt,html}`.
+#[derive(Serialize)]
+struct VpsReadyEmail<'a> {
+    subject_line: &'a str,
+    customer_name: &'a str,
+    vps_name: &'a str,
+    ips: &'a [String],
+    link: &'a str,
+    expires_hours: u64,
+    expires_at: String,
+    public_url: &'a str,
+}
+
+/// The VPS fields the customer email needs.
+#[derive(Debug, Deserialize)]
+struct VpsContact {
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    customer_email: Option<String>,
+    #[serde(default)]
+    customer_name: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    ips: Vec<String>,
+}
+
+/// Everything deliveries need; shared by the tasks of one Notifier.
+#[derive(Debug)]
+pub struct Channels {
+    store: Store,
+    config: Arc<Config>,
+    templates: Arc<Templates>,
+    /// None when SMTP is off.
+    mailer: Option<Mailer>,
+    http: reqwest::Client,
+}
+
+/// The notifier's tables: delivery attempts and reveal links. Defined at the Notifier's
+/// start (idempotent) so reads of an empty install find them.
+pub const SCHEMA: &str = "
+    DEFINE TABLE IF NOT EXISTS notify_attempt SCHEMALESS;
+    DEFINE INDEX IF NOT EXISTS notify_attempt_delivery ON notify_attempt FIELDS delivery;
+    DEFINE INDEX IF NOT EXISTS notify_attempt_time ON notify_attempt FIELDS created_at;
+    DEFINE TABLE IF NOT EXISTS reveal_link SCHEMALESS;
+    DEFINE INDEX IF NOT EXISTS reveal_link_vps ON reveal_link FIELDS vps;
+";
+
+/// Defines the notifier's tables when they are missing.
+pub async fn ensure_schema(store: &Store) -> anyhow::Result<()> {
+    store.execute(SCHEMA, json!({})).await.context("cannot define the notifier's tables")
+}
+
+/// A kind's stable snake_case name.
+pub fn kind_name(kind: NotifyKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+impl Channels {
+    /// Builds the channels from the configuration. Fails when SMTP is on but cannot be set
+    /// up (a bad `smtp.from`), or a template does not parse.
+    pub fn new(store: Store, config: Arc<Config>) -> anyhow::Result<Self> {
+        let timeout = Duration::from_secs(config.notify.timeout_secs.max(1));
+        let mailer = if config.smtp.enabled { Some(Mailer::new(&config.smtp, timeout)?) } else { None };
+        Ok(Self { store, templates: Templates::load()?, mailer, http: webhook::client(timeout), config })
+    }
+
+    /// Starts every delivery `n` calls for, each as its own task, and returns at once.
+    pub fn dispatch(self: &Arc<Self>, n: &Notify) {
+        let kind = kind_name(n.kind);
+        let nc = &self.config.notify;
+        if self.mailer.is_some() && nc.email_kinds.contains(&n.kind) && !self.config.smtp.admin_recipients.is_empty() {
+            let (this, n, kind) = (self.clone(), n.clone(), kind.clone());
+            actix_rt::spawn(async move { this.admin_email(&n, &kind).await });
+        }
+        if nc.webhook_kinds.contains(&n.kind) && !nc.webhook_secret.is_empty() {
+            let created_at = Utc::now().to_rfc3339();
+            let delivery = uuid::Uuid::new_v4().to_string();
+            match serde_json::to_vec(&webhook::Payload::new(&delivery, n, &created_at)) {
+                Ok(body) => {
+                    let body: Arc<[u8]> = body.into();
+                    for url in &nc.webhook_urls {
+                        let (this, url, body, kind_s) = (self.clone(), url.clone(), body.clone(), kind.clone());
+                        let (delivery, kind) = (delivery.clone(), n.kind);
+                        actix_rt::spawn(async move { this.webhook(url, delivery, kind, kind_s, body).await });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot serialize an outgoing webhook"),
+            }
+        }
+        if n.kind == NotifyKind::VpsReady
+            && let Some(vps) = n.subject.as_deref().and_then(|s| s.strip_prefix("vps:"))
+        {
+            let (this, vps) = (self.clone(), vps.to_string());
+            actix_rt::spawn(async move {
+                if let Err(e) = this.customer_vps_ready(&vps).await {
+                    tracing::error!(vps = %vps, error = %format!("{e:#}"), "the customer's VPS-ready email was not sent");
+                }
+            });
+        }
+    }
+
+    fn retry_max(&self) -> Duration {
+        Duration::from_secs(self.config.notify.retry_max_secs.max(1))
+    }
+
+    async fn admin_email(&self, n: &Notify, kind: &str) {
+        let subject_line = format!("[vmauto] {}", n.title);
+        let ctx = AlertEmail {
+            subject_line: &subject_line,
+            kind,
+            severity: severity_name(n.severity),
+            critical: n.severity == Severity::Critical,
+            title: &n.title,
+            body: &n.body,
+            subject: n.subject.as_deref(),
+            at: Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            public_url: &self.config.server.public_url,
+        };
+        let email =
+            match self.render("email/alert", &ctx, self.config.smtp.admin_recipients.clone(), subject_line.clone()) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(kind, error = %format!("{e:#}"), "cannot render the alert email");
+                    return;
+                }
+            };
+        let d = Delivery {
+            id: uuid::Uuid::new_v4().to_string(),
+            channel: "email",
+            target: email.to.join(", "),
+            kind: kind.to_string(),
+        };
+        self.send_email(&d, &email).await;
+    }
+
+    async fn customer_vps_ready(&self, vps: &str) -> anyhow::Result<()> {
+        let rows: Vec<VpsContact> = self
+            .store
+            .query_one(
+                "SELECT source, customer_email, customer_name, name, ips FROM type::record('vps', $id)",
+                json!({ "id": vps }),
+                0,
+            )
+            .await?;
+        let v = rows.into_iter().next().context("the VPS row is missing")?;
+        let source = v.source.unwrap_or_default();
+        if !self.config.sources.get(&source).is_some_and(|s| s.customer_email) {
+            return Ok(());
+        }
+        let to = v.customer_email.filter(|e| !e.trim().is_empty()).context("the VPS has no customer email")?;
+        if self.mailer.is_none() {
+            anyhow::bail!("sources.{source}.customer_email is on but smtp.enabled is false");
+        }
+        let hours = self.config.notify.reveal_link_hours;
+        let expires_at = Utc::now() + chrono::Duration::hours(i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000));
+        let token = reveal::create(&self.store, vps, expires_at).await?;
+        let link = format!("{}/reveal/{}", self.config.server.public_url.trim_end_matches('/'), token.expose());
+        let vps_name = v.name.unwrap_or_else(|| vps.to_string());
+        let subject_line = format!("Your server {vps_name} is ready");
+        let ctx = VpsReadyEmail {
+            subject_line: &subject_line,
+            customer_name: v.customer_name.as_deref().unwrap_or("there"),
+            vps_name: &vps_name,
+            ips: &v.ips,
+            link: &link,
+            expires_hours: hours,
+            expires_at: expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            public_url: &self.config.server.public_url,
+        };
+        let email = self.render("email/vps_ready", &ctx, vec![to.clone()], subject_line.clone())?;
+        let d = Delivery {
+            id: uuid::Uuid::new_v4().to_string(),
+            channel: "email",
+            target: to,
+            kind: "customer_vps_ready".into(),
+        };
+        self.send_email(&d, &email).await;
+        Ok(())
+    }
+
+    fn render<T: Serialize>(&self, base: &str, ctx: &T, to: Vec<String>, subject: String) -> anyhow::Result<Email> {
+        let text = self.templates.render(&format!("{base}.txt"), ctx)?;
+        let html = self.templates.render(&format!("{base}.html"), ctx)?;
+        Ok(Email { to, subject, text, html })
+    }
+
+    async fn send_email(&self, d: &Delivery, email: &Email) {
+        let Some(mailer) = &self.mailer else { return };
+        let n = self.config.notify.max_attempts;
+        delivery::run(&self.store, d, n, self.retry_max(), |_| async {
+            let message = mailer.message(email)?;
+            mailer.send_once(message).await
+        })
+        .await;
+    }
+
+    async fn webhook(&self, url: String, id: String, kind: NotifyKind, kind_s: String, body: Arc<[u8]>) {
+        let d = Delivery { id: id.clone(), channel: "webhook", target: redact_url(&url), kind: kind_s };
+        let secret = &self.config.notify.webhook_secret;
+        let n = self.config.notify.max_attempts;
+        delivery::run(&self.store, &d, n, self.retry_max(), |_| {
+            webhook::post_once(&self.http, &url, secret, &id, kind, &body)
+        })
+        .await;
+    }
+}
+
+/// A URL without its query and credentials (they may carry tokens), for records and logs.
+fn redact_url(u: &str) -> String {
+    match url::Url::parse(u) {
+        Ok(mut p) => {
+            p.set_query(None);
+            let _ = p.set_password(None);
+            let _ = p.set_username("");
+            p.to_string()
+        }
+        Err(_) => "<invalid url>".into(),
+    }
+}

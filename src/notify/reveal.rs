@@ -1,0 +1,161 @@
+//! One-time reveal links: the customer's "your VPS is ready" email carries a link that shows
+//! the root password once, instead of the password itself.
+//!
+//! The token is 128 random bits (base64url, 22 characters) and is never stored: the
+//! `reveal_link` row's id is the SHA-256 of the token, so a copy of the store reveals nothing.
+//! A row holds the VPS, its expiry and a `used` flag; claiming sets the flag in the same
+//! statement that checks it, so two requests cannot both see the password.
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::config::Secret;
+use crate::db::Store;
+use crate::secrets::Sealer;
+
+/// Length of an encoded token.
+pub const TOKEN_LEN: usize = 22;
+
+/// A reveal token as the customer sees it; `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RevealToken(String);
+
+impl std::fmt::Debug for RevealToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevealToken(***)")
+    }
+}
+
+impl RevealToken {
+    /// A fresh random token.
+    pub fn generate() -> Self {
+        let bytes: [u8; 16] = rand::random();
+        Self(B64URL.encode(bytes))
+    }
+
+    /// Accepts only strings shaped like a token (anything else is simply unknown).
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = s.len() == TOKEN_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(s.to_string()))
+    }
+
+    /// The token for a URL; call only where the link is built.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The stored key: hex SHA-256 of the token.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+/// What a VPS's credentials look like on the reveal page.
+#[derive(Debug, Clone)]
+pub struct Revealed {
+    pub vps_name: String,
+    pub ips: Vec<String>,
+    pub password: Secret,
+}
+
+/// The answer to a claim.
+#[derive(Debug)]
+pub enum Claim {
+    Revealed(Revealed),
+    /// The link was used already.
+    Used,
+    /// The link expired unused.
+    Expired,
+    /// No such link.
+    Unknown,
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkRow {
+    vps: String,
+    used: bool,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VpsRow {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    ips: Vec<String>,
+    #[serde(default)]
+    root_password: Option<String>,
+}
+
+/// Stores a new link for VPS `vps` (the key, without `vps:`) valid until `expires_at`.
+pub async fn create(store: &Store, vps: &str, expires_at: DateTime<Utc>) -> anyhow::Result<RevealToken> {
+    let token = RevealToken::generate();
+    store
+        .execute(
+            "CREATE type::record('reveal_link', $id) CONTENT {
+                vps: $vps, used: false, expires_at: <datetime>$expires_at, created_at: time::now()
+            }",
+            json!({ "id": token.hash(), "vps": vps, "expires_at": expires_at.to_rfc3339() }),
+        )
+        .await
+        .context("cannot store the reveal link")?;
+    Ok(token)
+}
+
+/// Claims a link: marks it used (if unused and unexpired) and returns the VPS's name, IPs and
+/// opened root password.
+pub async fn claim(store: &Store, sealer: &Sealer, token: &RevealToken) -> anyhow::Result<Claim> {
+    let id = token.hash();
+    let claimed: Vec<Value> = store
+        .query_one(
+            "UPDATE type::record('reveal_link', $id) SET used = true, used_at = time::now()
+                WHERE used = false AND expires_at > time::now() RETURN BEFORE",
+            json!({ "id": id }),
+            0,
+        )
+        .await
+        .context("cannot claim the reveal link")?;
+    let Some(row) = claimed.into_iter().next() else {
+        let rows: Vec<Value> = store
+            .query_one("SELECT vps, used, expires_at FROM type::record('reveal_link', $id)", json!({ "id": id }), 0)
+            .await?;
+        return Ok(match rows.into_iter().next().map(serde_json::from_value::<LinkRow>) {
+            Some(Ok(link)) if link.used => Claim::Used,
+            Some(Ok(link)) if link.expires_at <= Utc::now() => Claim::Expired,
+            Some(Ok(_)) => Claim::Used,
+            Some(Err(e)) => return Err(e).context("malformed reveal link row"),
+            None => Claim::Unknown,
+        });
+    };
+    let link: LinkRow = serde_json::from_value(row).context("malformed reveal link row")?;
+    let rows: Vec<VpsRow> = store
+        .query_one("SELECT name, ips, root_password FROM type::record('vps', $id)", json!({ "id": link.vps }), 0)
+        .await?;
+    let vps = rows.into_iter().next().context("the VPS of this link no longer exists")?;
+    let sealed = vps.root_password.context("the VPS has no root password yet")?;
+    let password = sealer.open(&sealed).context("cannot open the root password")?;
+    Ok(Claim::Revealed(Revealed { vps_name: vps.name.unwrap_or_default(), ips: vps.ips, password }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_128_bit_url_safe_and_hashed() {
+        let a = RevealToken::generate();
+        assert_eq!(a.expose().len(), TOKEN_LEN);
+        assert_eq!(RevealToken::parse(a.expose()), Some(a.clone()));
+        assert_ne!(RevealToken::generate(), a);
+        assert_eq!(a.hash().len(), 64);
+        assert!(!a.hash().contains(a.expose()));
+        assert!(!format!("{a:?}").contains(a.expose()));
+        assert_eq!(RevealToken::parse("short"), None);
+        assert_eq!(RevealToken::parse("<script>alert(1)</script>"), None);
+    }
+}
