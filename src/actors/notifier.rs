@@ -1,25 +1,43 @@
-//! Notifier: tells admins when something needs them. Every notification is stored (the UI's
-//! notification centre reads the `notification` table) and logged; email and outgoing
-//! webhooks are added as channels behind the same message.
+//! Notifier: tells admins (and, when a VPS is ready, its customer) when something needs
+//! them. Every notification is stored (the UI's notification centre reads the
+//! `notification` table) and logged; email and outgoing webhooks go out through
+//! [`crate::notify::Channels`], each delivery as its own task started the moment the
+//! notification arrives, so a slow SMTP server or webhook receiver never holds up the
+//! mailbox or the stored notification.
 
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, ResponseFuture};
+use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
 use serde_json::json;
 
 use super::messages::{Notify, Severity, Shutdown};
 use super::supervisor::Supervision;
+use crate::config::Config;
 use crate::db::Store;
+use crate::notify::Channels;
 use crate::telemetry::metrics::Metrics;
 
 pub struct Notifier {
     store: Store,
+    /// Email and webhook deliveries; None when they cannot be set up (the reason is logged
+    /// at start and with every notification, so the failure stays loud).
+    channels: Option<Arc<Channels>>,
+    /// Why `channels` is None.
+    channels_error: Option<String>,
     sup: Supervision,
 }
 
 impl Notifier {
-    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
-        Self { store, sup: Supervision::new("notifier", metrics) }
+    pub fn new(store: Store, metrics: Arc<Metrics>, config: Arc<Config>) -> Self {
+        let (channels, channels_error) = match Channels::new(store.clone(), config) {
+            Ok(c) => (Some(Arc::new(c)), None),
+            Err(e) => {
+                let e = format!("{e:#}");
+                tracing::error!(error = %e, "email and webhook notifications are off: they cannot be set up");
+                (None, Some(e))
+            }
+        };
+        Self { store, channels, channels_error, sup: Supervision::new("notifier", metrics) }
     }
 }
 
@@ -28,6 +46,16 @@ impl Actor for Notifier {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.sup.on_started(ctx);
+        // Notifications wait in the mailbox until the tables exist.
+        let store = self.store.clone();
+        ctx.wait(
+            async move {
+                if let Err(e) = crate::notify::ensure_schema(&store).await {
+                    tracing::error!(error = %format!("{e:#}"), "delivery attempts and reveal links cannot be stored");
+                }
+            }
+            .into_actor(self),
+        );
     }
 }
 
@@ -41,6 +69,11 @@ impl Handler<Notify> for Notifier {
             Severity::Critical => tracing::error!(kind = ?msg.kind, subject = ?msg.subject, "{}", msg.title),
             Severity::Warning => tracing::warn!(kind = ?msg.kind, subject = ?msg.subject, "{}", msg.title),
             Severity::Info => tracing::info!(kind = ?msg.kind, subject = ?msg.subject, "{}", msg.title),
+        }
+        match (&self.channels, &self.channels_error) {
+            (Some(channels), _) => channels.dispatch(&msg),
+            (None, Some(e)) => tracing::error!(kind = ?msg.kind, error = %e, "notification not emailed or posted"),
+            (None, None) => {}
         }
         let store = self.store.clone();
         Box::pin(async move {
