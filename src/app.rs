@@ -67,10 +67,12 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
         config: config.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
-        sealer,
+        sealer: sealer.clone(),
         install_id,
     });
-    let state = AppState { config: config.clone(), store, metrics: metrics.clone(), handles, started_at };
+    let templates = crate::notify::templates::Templates::load().context("a built-in template does not parse")?;
+    let state =
+        AppState { config: config.clone(), store, metrics: metrics.clone(), handles, started_at, sealer, templates };
 
     let data = web::Data::new(state.clone());
     let body_limit = config.server.body_limit_bytes;

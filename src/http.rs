@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod middleware;
+pub mod reveal;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use actix_web::web;
 use crate::actors::supervisor::Handles;
 use crate::config::Config;
 use crate::db::Store;
+use crate::notify::templates::Templates;
+use crate::secrets::Sealer;
 use crate::telemetry::metrics::Metrics;
 
 /// Shared, read-only state of the HTTP layer.
@@ -23,10 +26,15 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub handles: Handles,
     pub started_at: Instant,
+    /// Opens sealed secrets (the one-time reveal page).
+    pub sealer: Arc<Sealer>,
+    /// Customer pages (the reveal page).
+    pub templates: Arc<Templates>,
 }
 
 /// Mounts every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
     webhooks::routes(cfg);
+    reveal::routes(cfg);
 }

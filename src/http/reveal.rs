@@ -1,0 +1,109 @@
+//! The customer's one-time reveal page: `GET /reveal/{token}` shows a VPS's name, IP and
+//! root password once (the link comes in the "your VPS is ready" email), then answers 410.
+//!
+//! Every value is HTML-escaped by the template; the page is never cached, indexed or sent as
+//! a referrer; neither the token nor the password is logged.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+
+use super::AppState;
+use crate::notify::reveal::{self, Claim, RevealToken};
+
+/// Mounts the reveal page.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/reveal/{token}", web::get().to(get_reveal));
+}
+
+/// The context of `pages/reveal.html`.
+#[derive(Serialize)]
+struct RevealPage<'a> {
+    vps_name: &'a str,
+    ips: &'a [String],
+    username: &'a str,
+    password: &'a str,
+}
+
+/// The context of `errors/reveal_gone.html`.
+#[derive(Serialize)]
+struct GonePage<'a> {
+    heading: &'a str,
+    message: &'a str,
+}
+
+async fn get_reveal(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
+    let claim = match RevealToken::parse(&token) {
+        Some(t) => reveal::claim(&state.store, &state.sealer, &t).await,
+        None => Ok(Claim::Unknown),
+    };
+    match claim {
+        Ok(Claim::Revealed(r)) => {
+            let page =
+                RevealPage { vps_name: &r.vps_name, ips: &r.ips, username: "root", password: r.password.expose() };
+            match state.templates.render("pages/reveal.html", &page) {
+                Ok(html) => page_response(StatusCode::OK, html),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot render the reveal page");
+                    gone(
+                        &state,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Something went wrong",
+                        "The page could not be shown, and the link has been used. Ask your provider for a new password.",
+                    )
+                }
+            }
+        }
+        Ok(Claim::Used) => gone(
+            &state,
+            StatusCode::GONE,
+            "This link was already used",
+            "For your security the login details are shown only once, and this link has been opened before.",
+        ),
+        Ok(Claim::Expired) => gone(
+            &state,
+            StatusCode::GONE,
+            "This link has expired",
+            "For your security the link to your login details is valid only for a limited time.",
+        ),
+        Ok(Claim::Unknown) => gone(
+            &state,
+            StatusCode::NOT_FOUND,
+            "Link not found",
+            "This link is not valid. Check that you copied the whole address from the email.",
+        ),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "a reveal link could not be claimed");
+            gone(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again",
+                "Your login details could not be shown right now. Try the link again in a minute.",
+            )
+        }
+    }
+}
+
+fn gone(state: &AppState, status: StatusCode, heading: &str, message: &str) -> HttpResponse {
+    match state.templates.render("errors/reveal_gone.html", &GonePage { heading, message }) {
+        Ok(html) => page_response(status, html),
+        Err(_) => HttpResponse::build(status)
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{heading}\n\n{message}\n")),
+    }
+}
+
+fn page_response(status: StatusCode, html: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .insert_header(("X-Robots-Tag", "noindex, nofollow"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+        ))
+        .body(html)
+}
