@@ -4,6 +4,7 @@ mod app;
 mod common;
 mod demo;
 mod lifecycle;
+mod notifier;
 mod plugins;
 mod provider;
 mod sim;
