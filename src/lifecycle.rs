@@ -237,10 +237,10 @@ pub enum Decision {
 
 /// Decides what an event means for a subscription (per-subscription, in arrival order).
 pub fn decide(view: &SubscriptionView, event: &BillingEvent, grace_days: u32) -> Decision {
-    if let (Some(last), Some(at)) = (view.last_event_at, event.occurred_at) {
-        if at < last {
-            return Decision::Stale;
-        }
+    if let (Some(last), Some(at)) = (view.last_event_at, event.occurred_at)
+        && at < last
+    {
+        return Decision::Stale;
     }
     let ids = |pred: fn(VpsState) -> bool| -> Vec<String> {
         view.live.iter().filter(|v| pred(v.state)).map(|v| v.id.clone()).collect()

@@ -181,24 +181,22 @@ pub async fn reconcile(
                 }
             }
             Some(row) => {
-                if let Some(spec) = &row.spec {
-                    if spec.cores != server.cores || spec.memory_mb != server.memory_mb {
-                        findings.push(Finding::Drift {
-                            vps: row.id.clone(),
-                            server_id: server.id.0.clone(),
-                            expected: format!("{} cores / {} MB", spec.cores, spec.memory_mb),
-                            actual: format!("{} cores / {} MB", server.cores, server.memory_mb),
-                        });
-                    }
+                if let Some(spec) =
+                    row.spec.as_ref().filter(|s| s.cores != server.cores || s.memory_mb != server.memory_mb)
+                {
+                    findings.push(Finding::Drift {
+                        vps: row.id.clone(),
+                        server_id: server.id.0.clone(),
+                        expected: format!("{} cores / {} MB", spec.cores, spec.memory_mb),
+                        actual: format!("{} cores / {} MB", server.cores, server.memory_mb),
+                    });
                 }
             }
         }
     }
     for row in &rows {
-        if let Some(sid) = &row.server_id {
-            if !by_server.contains(sid.as_str()) && row.state != "failed" {
-                findings.push(Finding::Missing { vps: row.id.clone(), server_id: sid.clone() });
-            }
+        if let Some(sid) = row.server_id.as_ref().filter(|s| !by_server.contains(s.as_str()) && row.state != "failed") {
+            findings.push(Finding::Missing { vps: row.id.clone(), server_id: sid.clone() });
         }
     }
     for f in &findings {
