@@ -662,6 +662,9 @@ impl Config {
             if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 bail!("sources.{name}: a source name may hold only letters, digits, '-' and '_'");
             }
+            if source.customer_email && !self.smtp.enabled {
+                bail!("sources.{name}.customer_email: needs smtp.enabled = true (the email goes out over SMTP)");
+            }
             if !matches!(source.token_in.as_str(), "path" | "header" | "body") {
                 bail!("sources.{name}.token_in: {:?} must be path, header or body", source.token_in);
             }

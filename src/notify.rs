@@ -131,7 +131,7 @@ impl Channels {
             let (this, n, kind) = (self.clone(), n.clone(), kind.clone());
             actix_rt::spawn(async move { this.admin_email(&n, &kind).await });
         }
-        if nc.webhook_kinds.contains(&n.kind) && !nc.webhook_secret.is_empty() {
+        if !nc.webhook_urls.is_empty() && nc.webhook_kinds.contains(&n.kind) && !nc.webhook_secret.is_empty() {
             let created_at = Utc::now().to_rfc3339();
             let delivery = uuid::Uuid::new_v4().to_string();
             match serde_json::to_vec(&webhook::Payload::new(&delivery, n, &created_at)) {

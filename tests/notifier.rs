@@ -303,6 +303,12 @@ async fn customer_email_links_to_a_page_that_reveals_the_password_once() {
     let (status, again) = s.t.get(path).await;
     assert_eq!(status, 410, "{again}");
     assert!(again.contains("already used") && !again.contains(&escaped_password), "{again}");
+    let vps_id = vps["id"].as_str().expect("id");
+    let past = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let expired = vmauto::notify::reveal::create(&s.t.app.state.store, vps_id, past).await.expect("link");
+    let (status, page) = s.t.get(&format!("/reveal/{}", expired.expose())).await;
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("expired") && !page.contains(&escaped_password), "{page}");
     let (status, unknown) = s.t.get("/reveal/AAAAAAAAAAAAAAAAAAAAAA").await;
     assert_eq!(status, 404, "{unknown}");
     let (status, _) = s.t.get("/reveal/%3Cscript%3E").await;
@@ -442,4 +448,43 @@ async fn bench_notify_latency() {
         ms(samples[samples.len() * 9 / 10]),
         ms(samples[samples.len() - 1])
     );
+}
+
+#[test]
+fn notify_config_needs_a_secret_for_webhooks_and_reads_it_from_a_file() {
+    use vmauto::config::CliOverrides;
+    let env =
+        |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect::<Vec<_>>();
+    let err = Config::load(
+        None,
+        env(&[("VMAUTO_NOTIFY__WEBHOOK_URLS", "[\"https://hooks.test/x\"]")]),
+        &CliOverrides::default(),
+    )
+    .expect_err("a webhook URL without a secret");
+    assert!(format!("{err:#}").contains("notify.webhook_secret"), "{err:#}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("notify.secret");
+    std::fs::write(&file, "s3cr3t-notify\n").expect("write");
+    let c = Config::load(
+        None,
+        env(&[
+            ("VMAUTO_NOTIFY__WEBHOOK_URLS", "[\"https://hooks.test/x\"]"),
+            ("VMAUTO_NOTIFY__WEBHOOK_SECRET_FILE", file.to_str().expect("utf8")),
+        ]),
+        &CliOverrides::default(),
+    )
+    .expect("valid");
+    assert_eq!(c.notify.webhook_secret.expose(), "s3cr3t-notify");
+    assert!(!format!("{c:?}").contains("s3cr3t-notify"), "the secret never prints");
+    let err = Config::load(
+        None,
+        env(&[
+            ("VMAUTO_SOURCES__SHOP__PLUGIN", "ghl-workflow"),
+            ("VMAUTO_SOURCES__SHOP__SIGNATURE", "none"),
+            ("VMAUTO_SOURCES__SHOP__CUSTOMER_EMAIL", "true"),
+        ]),
+        &CliOverrides::default(),
+    )
+    .expect_err("customer email without SMTP");
+    assert!(format!("{err:#}").contains("sources.shop.customer_email"), "{err:#}");
 }

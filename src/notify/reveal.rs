@@ -107,10 +107,29 @@ pub async fn create(store: &Store, vps: &str, expires_at: DateTime<Utc>) -> anyh
     Ok(token)
 }
 
-/// Claims a link: marks it used (if unused and unexpired) and returns the VPS's name, IPs and
-/// opened root password.
+/// Claims a link: when it is unused and unexpired, reads the VPS's name, IPs and root
+/// password, then marks the link used in a statement that checks it is still unused (so of
+/// two racing requests only one gets the password). A failure before that mark (the VPS or
+/// its password cannot be read) leaves the link usable.
 pub async fn claim(store: &Store, sealer: &Sealer, token: &RevealToken) -> anyhow::Result<Claim> {
     let id = token.hash();
+    let links: Vec<LinkRow> = store
+        .query_one("SELECT vps, used, expires_at FROM type::record('reveal_link', $id)", json!({ "id": id }), 0)
+        .await
+        .context("cannot read the reveal link")?;
+    let Some(link) = links.into_iter().next() else { return Ok(Claim::Unknown) };
+    if link.used {
+        return Ok(Claim::Used);
+    }
+    if link.expires_at <= Utc::now() {
+        return Ok(Claim::Expired);
+    }
+    let rows: Vec<VpsRow> = store
+        .query_one("SELECT name, ips, root_password FROM type::record('vps', $id)", json!({ "id": link.vps }), 0)
+        .await?;
+    let vps = rows.into_iter().next().context("the VPS of this link no longer exists")?;
+    let sealed = vps.root_password.context("the VPS has no root password yet")?;
+    let password = sealer.open(&sealed).context("cannot open the root password")?;
     let claimed: Vec<Value> = store
         .query_one(
             "UPDATE type::record('reveal_link', $id) SET used = true, used_at = time::now()
@@ -119,26 +138,10 @@ pub async fn claim(store: &Store, sealer: &Sealer, token: &RevealToken) -> anyho
             0,
         )
         .await
-        .context("cannot claim the reveal link")?;
-    let Some(row) = claimed.into_iter().next() else {
-        let rows: Vec<Value> = store
-            .query_one("SELECT vps, used, expires_at FROM type::record('reveal_link', $id)", json!({ "id": id }), 0)
-            .await?;
-        return Ok(match rows.into_iter().next().map(serde_json::from_value::<LinkRow>) {
-            Some(Ok(link)) if link.used => Claim::Used,
-            Some(Ok(link)) if link.expires_at <= Utc::now() => Claim::Expired,
-            Some(Ok(_)) => Claim::Used,
-            Some(Err(e)) => return Err(e).context("malformed reveal link row"),
-            None => Claim::Unknown,
-        });
-    };
-    let link: LinkRow = serde_json::from_value(row).context("malformed reveal link row")?;
-    let rows: Vec<VpsRow> = store
-        .query_one("SELECT name, ips, root_password FROM type::record('vps', $id)", json!({ "id": link.vps }), 0)
-        .await?;
-    let vps = rows.into_iter().next().context("the VPS of this link no longer exists")?;
-    let sealed = vps.root_password.context("the VPS has no root password yet")?;
-    let password = sealer.open(&sealed).context("cannot open the root password")?;
+        .context("cannot mark the reveal link used")?;
+    if claimed.is_empty() {
+        return Ok(Claim::Used);
+    }
     Ok(Claim::Revealed(Revealed { vps_name: vps.name.unwrap_or_default(), ips: vps.ips, password }))
 }
 
