@@ -19,6 +19,7 @@ pub mod templates;
 pub mod webhook;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -84,6 +85,24 @@ pub struct Channels {
     /// None when SMTP is off.
     mailer: Option<Mailer>,
     http: reqwest::Client,
+    /// Deliveries running now (graceful shutdown waits for them).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a delivery as running until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The notifier's tables: delivery attempts and reveal links. Defined at the Notifier's
@@ -120,7 +139,14 @@ impl Channels {
     pub fn new(store: Store, config: Arc<Config>) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(config.notify.timeout_secs.max(1));
         let mailer = if config.smtp.enabled { Some(Mailer::new(&config.smtp, timeout)?) } else { None };
-        Ok(Self { store, templates: Templates::load()?, mailer, http: webhook::client(timeout), config })
+        Ok(Self {
+            store,
+            templates: Templates::load()?,
+            mailer,
+            http: webhook::client(timeout),
+            config,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
     /// Starts every delivery `n` calls for, each as its own task, and returns at once.
@@ -129,7 +155,11 @@ impl Channels {
         let nc = &self.config.notify;
         if self.mailer.is_some() && nc.email_kinds.contains(&n.kind) && !self.config.smtp.admin_recipients.is_empty() {
             let (this, n, kind) = (self.clone(), n.clone(), kind.clone());
-            actix_rt::spawn(async move { this.admin_email(&n, &kind).await });
+            let guard = InFlight::new(&self.in_flight);
+            actix_rt::spawn(async move {
+                this.admin_email(&n, &kind).await;
+                drop(guard);
+            });
         }
         if !nc.webhook_urls.is_empty() && nc.webhook_kinds.contains(&n.kind) && !nc.webhook_secret.is_empty() {
             let created_at = Utc::now().to_rfc3339();
@@ -140,7 +170,11 @@ impl Channels {
                     for url in &nc.webhook_urls {
                         let (this, url, body, kind_s) = (self.clone(), url.clone(), body.clone(), kind.clone());
                         let (delivery, kind) = (delivery.clone(), n.kind);
-                        actix_rt::spawn(async move { this.webhook(url, delivery, kind, kind_s, body).await });
+                        let guard = InFlight::new(&self.in_flight);
+                        actix_rt::spawn(async move {
+                            this.webhook(url, delivery, kind, kind_s, body).await;
+                            drop(guard);
+                        });
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "cannot serialize an outgoing webhook"),
@@ -150,12 +184,28 @@ impl Channels {
             && let Some(vps) = n.subject.as_deref().and_then(|s| s.strip_prefix("vps:"))
         {
             let (this, vps) = (self.clone(), vps.to_string());
+            let guard = InFlight::new(&self.in_flight);
             actix_rt::spawn(async move {
+                let _guard = guard;
                 if let Err(e) = this.customer_vps_ready(&vps).await {
                     tracing::error!(vps = %vps, error = %format!("{e:#}"), "the customer's VPS-ready email was not sent");
                 }
             });
         }
+    }
+
+    /// Deliveries running now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no delivery runs, or `timeout` passes; returns how many still run.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.in_flight()
     }
 
     fn retry_max(&self) -> Duration {

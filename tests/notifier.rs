@@ -488,3 +488,22 @@ fn notify_config_needs_a_secret_for_webhooks_and_reads_it_from_a_file() {
     .expect_err("customer email without SMTP");
     assert!(format!("{err:#}").contains("sources.shop.customer_email"), "{err:#}");
 }
+
+#[actix_web::test]
+async fn graceful_shutdown_lets_a_retrying_webhook_finish() {
+    let (url, mut rx) = receiver().await;
+    let t = TestApp::start_with(|c| {
+        c.notify.webhook_urls = vec![url.clone()];
+        c.notify.webhook_secret = Secret::new("drain-secret");
+        c.notify.retry_max_secs = 1;
+    })
+    .await;
+    t.app.handles().notifier.send(dead_op()).await.expect("delivered");
+    let first = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("first attempt");
+    assert!(first.is_some());
+    // The first attempt got a 500; the retry is due a second later, during the shutdown.
+    let TestApp { app, dir: _dir, .. } = t;
+    app.stop().await.expect("stops");
+    let second = rx.try_recv();
+    assert!(second.is_ok(), "the retry was delivered before the notifier stopped");
+}

@@ -6,6 +6,7 @@
 //! mailbox or the stored notification.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
 use serde_json::json;
@@ -16,6 +17,9 @@ use crate::config::Config;
 use crate::db::Store;
 use crate::notify::Channels;
 use crate::telemetry::metrics::Metrics;
+
+/// Longest wait for running deliveries at shutdown.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 pub struct Notifier {
     store: Store,
@@ -89,7 +93,18 @@ impl Handler<Notify> for Notifier {
 }
 
 impl Handler<Shutdown> for Notifier {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {}
+    /// Gives running deliveries up to [`SHUTDOWN_DRAIN`] to finish (the caller's own
+    /// shutdown timeout may cut that shorter); what is still retrying then is logged.
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        let channels = self.channels.clone();
+        Box::pin(async move {
+            let Some(channels) = channels else { return };
+            let left = channels.drain(SHUTDOWN_DRAIN).await;
+            if left > 0 {
+                tracing::warn!(deliveries = left, "stopping with email or webhook deliveries still retrying");
+            }
+        })
+    }
 }
