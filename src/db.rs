@@ -16,7 +16,10 @@ use surrealdb::opt::auth::Root;
 use crate::config::Config;
 
 /// Ordered migrations: `(version, name, SurrealQL)`. Append only; never edit a shipped one.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(1, "initial schema", include_str!("db/migrations/0001_init.surql"))];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "initial schema", include_str!("db/migrations/0001_init.surql")),
+    (2, "notification deliveries and reveal links", include_str!("db/migrations/0002_notify.surql")),
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

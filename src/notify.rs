@@ -105,21 +105,6 @@ impl Drop for InFlight {
     }
 }
 
-/// The notifier's tables: delivery attempts and reveal links. Defined at the Notifier's
-/// start (idempotent) so reads of an empty install find them.
-pub const SCHEMA: &str = "
-    DEFINE TABLE IF NOT EXISTS notify_attempt SCHEMALESS;
-    DEFINE INDEX IF NOT EXISTS notify_attempt_delivery ON notify_attempt FIELDS delivery;
-    DEFINE INDEX IF NOT EXISTS notify_attempt_time ON notify_attempt FIELDS created_at;
-    DEFINE TABLE IF NOT EXISTS reveal_link SCHEMALESS;
-    DEFINE INDEX IF NOT EXISTS reveal_link_vps ON reveal_link FIELDS vps;
-";
-
-/// Defines the notifier's tables when they are missing.
-pub async fn ensure_schema(store: &Store) -> anyhow::Result<()> {
-    store.execute(SCHEMA, json!({})).await.context("cannot define the notifier's tables")
-}
-
 /// A kind's stable snake_case name.
 pub fn kind_name(kind: NotifyKind) -> String {
     serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()

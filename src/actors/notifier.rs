@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
 use serde_json::json;
 
 use super::messages::{Notify, Severity, Shutdown};
@@ -50,16 +50,6 @@ impl Actor for Notifier {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.sup.on_started(ctx);
-        // Notifications wait in the mailbox until the tables exist.
-        let store = self.store.clone();
-        ctx.wait(
-            async move {
-                if let Err(e) = crate::notify::ensure_schema(&store).await {
-                    tracing::error!(error = %format!("{e:#}"), "delivery attempts and reveal links cannot be stored");
-                }
-            }
-            .into_actor(self),
-        );
     }
 }
 
