@@ -12,13 +12,15 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::messages::{Notify, NotifyKind, Severity, Shutdown};
+use super::plugins::{ChooseTemplate, PluginHost};
 use super::registry::{Activate, VpsRegistry};
 use super::supervisor::Supervision;
 use crate::billing::{BillingEvent, EventKind};
 use crate::config::Config;
 use crate::db::Store;
 use crate::lifecycle::store::{DecisionWrite, NewOperation, NewVps, new_key, stable_key};
-use crate::lifecycle::{Decision, OpKind, Spec, VpsState, decide};
+use crate::lifecycle::{Decision, OpKind, Spec, Template, VpsState, decide};
+use crate::plugin_host::{Catalogue, DEFAULT_MAPPER, TemplateChoice};
 use crate::telemetry::metrics::Metrics;
 
 /// Apply billing events from one source.
@@ -40,7 +42,7 @@ pub struct EventOutcome {
 }
 
 impl EventOutcome {
-    fn new(status: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: &'static str, detail: impl Into<String>) -> Self {
         Self { status, detail: detail.into() }
     }
 }
@@ -48,6 +50,7 @@ impl EventOutcome {
 pub struct SubscriptionActor {
     store: Store,
     config: Arc<Config>,
+    plugins: Addr<PluginHost>,
     registry: Addr<VpsRegistry>,
     notify: Recipient<Notify>,
     sup: Supervision,
@@ -57,11 +60,12 @@ impl SubscriptionActor {
     pub fn new(
         store: Store,
         config: Arc<Config>,
+        plugins: Addr<PluginHost>,
         registry: Addr<VpsRegistry>,
         notify: Recipient<Notify>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { store, config, registry, notify, sup: Supervision::new("subscription", metrics) }
+        Self { store, config, plugins, registry, notify, sup: Supervision::new("subscription", metrics) }
     }
 }
 
@@ -82,6 +86,7 @@ impl Handler<HandleEvents> for SubscriptionActor {
         let ctx = Apply {
             store: self.store.clone(),
             config: self.config.clone(),
+            plugins: self.plugins.clone(),
             registry: self.registry.clone(),
             notify: self.notify.clone(),
         };
@@ -113,6 +118,7 @@ impl Handler<Shutdown> for SubscriptionActor {
 struct Apply {
     store: Store,
     config: Arc<Config>,
+    plugins: Addr<PluginHost>,
     registry: Addr<VpsRegistry>,
     notify: Recipient<Notify>,
 }
@@ -137,6 +143,9 @@ impl Apply {
             subscription_external_id: Some(external.clone()),
             plan_key: event.plan_key.clone(),
             occurred_at: event.occurred_at,
+            inbox: requested_by
+                .strip_prefix("webhook:")
+                .map(|key| (key.to_string(), super::webhook::event_fingerprint(event))),
             ..Default::default()
         };
         let op = |vps: &str, kind: OpKind| NewOperation {
@@ -155,9 +164,9 @@ impl Apply {
             }
             Decision::Park(why) => return Ok(self.park(source, event, why).await),
             Decision::Provision { plan_key } => {
-                let Some(template) = self.store.template_for_plan(source, plan_key).await? else {
-                    let why = format!("plan {plan_key:?} of source {source:?} maps to no enabled template");
-                    return Ok(self.park(source, event, &why).await);
+                let template = match self.resolve_template(source, event, plan_key).await? {
+                    Ok(t) => t,
+                    Err(why) => return Ok(self.park(source, event, &why).await),
                 };
                 let id = new_key();
                 let name = template.name_pattern.replace("{id}", &id[..8]).replace("{customer}", "c");
@@ -214,9 +223,9 @@ impl Apply {
                 EventOutcome::new("processed", format!("resuming {} VPS", vps.len()))
             }
             Decision::ChangePlan { plan_key, vps } => {
-                let Some(template) = self.store.template_for_plan(source, plan_key).await? else {
-                    let why = format!("plan {plan_key:?} of source {source:?} maps to no enabled template");
-                    return Ok(self.park(source, event, &why).await);
+                let template = match self.resolve_template(source, event, plan_key).await? {
+                    Ok(t) => t,
+                    Err(why) => return Ok(self.park(source, event, &why).await),
                 };
                 for v in vps {
                     w.operations.push(NewOperation {
@@ -266,6 +275,44 @@ impl Apply {
             });
         }
         Ok(Ok(event.customer.id.clone()))
+    }
+
+    /// The template a plan maps to, chosen by the plan-mapping plugin over the store's
+    /// templates and this source's mappings; `Err(reason)` when there is none to use.
+    async fn resolve_template(
+        &self,
+        source: &str,
+        event: &BillingEvent,
+        plan_key: &str,
+    ) -> anyhow::Result<Result<Template, String>> {
+        let mut catalogue = Catalogue::load(&self.store).await?;
+        catalogue.mappings.retain(|m| m.source == source);
+        let mut event = event.clone();
+        event.plan_key = Some(plan_key.to_string());
+        let settings = self.config.sources.get(source).map(|s| s.settings.clone()).unwrap_or_default();
+        let choice = self
+            .plugins
+            .send(ChooseTemplate {
+                plugin: DEFAULT_MAPPER.into(),
+                source: source.to_string(),
+                event,
+                catalogue: Arc::new(catalogue),
+                settings,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("the plugin host is not running: {e}"))?
+            .map_err(|e| anyhow::anyhow!("the plan mapper failed: {e}"))?;
+        let name = match choice {
+            TemplateChoice::Template(name) => name,
+            TemplateChoice::None(reason) => {
+                return Ok(Err(format!("plan {plan_key:?} of source {source:?}: {reason}")));
+            }
+        };
+        Ok(match self.store.template_by_name(&name).await? {
+            Some(t) if t.enabled => Ok(t),
+            Some(_) => Err(format!("plan {plan_key:?} maps to template {name:?}, which is disabled")),
+            None => Err(format!("plan {plan_key:?} maps to template {name:?}, which does not exist")),
+        })
     }
 
     /// Whether `n` more destructive operations would exceed the hourly threshold.

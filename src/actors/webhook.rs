@@ -6,6 +6,11 @@
 //! next batch, so one transaction carries many webhooks (group commit; design.md §8). The
 //! record id is the dedupe key, so a duplicate is found by a key lookup, not a unique index.
 //! The actor is the only writer of new inbox rows, so the lookup and the insert cannot race.
+//!
+//! Crash safety: a row is acknowledged once committed, before its events are applied. Each
+//! decision marks its event applied on the row in the decision's own transaction, so at
+//! start-up the actor applies, oldest first, the events of every row still `received` that
+//! were not applied yet, and holds back newly arrived rows until that recovery is done.
 
 use std::sync::Arc;
 
@@ -68,6 +73,9 @@ pub struct WebhookActor {
     metrics: Arc<Metrics>,
     pending: Vec<Waiter>,
     flushing: bool,
+    /// Start-up recovery runs: committed rows wait in `deferred` so events keep arrival order.
+    recovering: bool,
+    deferred: Vec<InboxRow>,
     sup: Supervision,
 }
 
@@ -86,7 +94,41 @@ impl WebhookActor {
             metrics,
             pending: Vec::new(),
             flushing: false,
+            recovering: false,
+            deferred: Vec::new(),
         }
+    }
+
+    /// Applies the unapplied events of rows left `received` by a crash, then releases the rows
+    /// that arrived meanwhile.
+    fn recover(&mut self, ctx: &mut Context<Self>) {
+        self.recovering = true;
+        let (store, subscription) = (self.store.clone(), self.subscription.clone());
+        ctx.spawn(
+            async move {
+                let rows = match store.unapplied_inbox().await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "cannot list unapplied webhooks; replay them from the inbox");
+                        return;
+                    }
+                };
+                if !rows.is_empty() {
+                    tracing::warn!(rows = rows.len(), "applying webhooks a restart interrupted");
+                }
+                for (row, applied_before) in rows {
+                    let before = vec![EventOutcome::new("processed", "applied before a restart"); applied_before];
+                    process(store.clone(), subscription.clone(), row, before).await;
+                }
+            }
+            .into_actor(self)
+            .map(|(), act, _| {
+                act.recovering = false;
+                for row in std::mem::take(&mut act.deferred) {
+                    actix::spawn(process(act.store.clone(), act.subscription.clone(), row, Vec::new()));
+                }
+            }),
+        );
     }
 
     /// Commits the waiting rows as one batch; more arrivals form the next batch.
@@ -98,13 +140,13 @@ impl WebhookActor {
         let take = self.pending.len().min(MAX_BATCH);
         let batch: Vec<Waiter> = self.pending.drain(..take).collect();
         let store = self.store.clone();
-        let subscription = self.subscription.clone();
         let metrics = self.metrics.clone();
         ctx.spawn(
             async move {
                 let rows: Vec<&InboxRow> = batch.iter().map(|(r, _)| r).collect();
                 let result = store.insert_inbox(&rows).await;
                 metrics.inbox_batch_size.observe(batch.len() as f64);
+                let mut stored = Vec::new();
                 match result {
                     Ok(existing) => {
                         for (row, tx) in batch {
@@ -114,8 +156,7 @@ impl WebhookActor {
                             }
                             let _ = tx.send(Ok(Ingested::Stored));
                             if !row.events.is_empty() {
-                                let (store, subscription) = (store.clone(), subscription.clone());
-                                actix::spawn(process(store, subscription, row));
+                                stored.push(row);
                             }
                         }
                     }
@@ -127,9 +168,17 @@ impl WebhookActor {
                         }
                     }
                 }
+                stored
             }
             .into_actor(self)
-            .map(|(), act, ctx| {
+            .map(|stored, act, ctx| {
+                if act.recovering {
+                    act.deferred.extend(stored);
+                } else {
+                    for row in stored {
+                        actix::spawn(process(act.store.clone(), act.subscription.clone(), row, Vec::new()));
+                    }
+                }
                 act.flushing = false;
                 act.flush(ctx);
             }),
@@ -138,16 +187,26 @@ impl WebhookActor {
 }
 
 /// Applies a committed row's events and records the outcome on the row.
-async fn process(store: Store, subscription: Addr<SubscriptionActor>, row: InboxRow) {
+/// `before`: outcomes of events a decision applied before a restart interrupted the row.
+async fn process(store: Store, subscription: Addr<SubscriptionActor>, row: InboxRow, before: Vec<EventOutcome>) {
     let requested_by = format!("webhook:{}", row.key);
-    let outcomes =
+    let mut outcomes = before;
+    if !row.events.is_empty() {
         match subscription.send(HandleEvents { source: row.source.clone(), requested_by, events: row.events }).await {
-            Ok(o) => o,
-            Err(e) => vec![EventOutcome { status: "failed", detail: format!("the lifecycle is not running: {e}") }],
-        };
+            Ok(o) => outcomes.extend(o),
+            Err(e) => outcomes.push(EventOutcome::new("failed", format!("the lifecycle is not running: {e}"))),
+        }
+    }
     if let Err(e) = store.record_inbox_outcome(&row.key, &outcomes).await {
         tracing::error!(inbox = %row.key, error = %e, "cannot record the outcome of a webhook");
     }
+}
+
+/// Identifies one event of an inbox row, for the `applied` marks decisions leave on the row.
+pub fn event_fingerprint(event: &BillingEvent) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_string(event).unwrap_or_default();
+    hex::encode(&Sha256::digest(text.as_bytes())[..12])
 }
 
 impl Actor for WebhookActor {
@@ -155,6 +214,7 @@ impl Actor for WebhookActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.sup.on_started(ctx);
+        self.recover(ctx);
     }
 }
 
@@ -237,6 +297,40 @@ impl Store {
             }
         }
         Ok(dups)
+    }
+
+    /// Rows whose events may not all be applied (status still `received`), oldest first, each
+    /// with only the events no decision has marked applied.
+    /// Returns each row with how many of its events were applied already.
+    pub async fn unapplied_inbox(&self) -> anyhow::Result<Vec<(InboxRow, usize)>> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            key: String,
+            source: String,
+            #[serde(default)]
+            events: Vec<BillingEvent>,
+            #[serde(default)]
+            applied: Option<Vec<String>>,
+        }
+        let rows: Vec<Row> = self
+            .query_one(
+                "SELECT record::id(id) AS key, source, events, applied, received_at FROM webhook_event
+                 WHERE status = 'received' ORDER BY received_at",
+                json!({}),
+                0,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let applied = r.applied.unwrap_or_default();
+                let total = r.events.len();
+                let events: Vec<BillingEvent> =
+                    r.events.into_iter().filter(|e| !applied.contains(&event_fingerprint(e))).collect();
+                let done = total - events.len();
+                (InboxRow { key: r.key, source: r.source, fields: Value::Null, events }, done)
+            })
+            .collect())
     }
 
     /// Writes the outcome of processing onto an inbox row.

@@ -56,6 +56,9 @@ pub struct DecisionWrite {
     pub operations: Vec<NewOperation>,
     /// Operations made unnecessary (a pending deletion when the customer resumes).
     pub cancel_pending_deletes_of: Vec<String>,
+    /// The inbox row (key, event fingerprint) this decision applies: marked applied in the same
+    /// transaction, so start-up recovery never applies the event twice.
+    pub inbox: Option<(String, String)>,
 }
 
 const VPS_FIELDS: &str = "record::id(id) AS id, state, subscription, template, spec, server_id, delete_after";
@@ -104,6 +107,13 @@ impl Store {
                 1,
             )
             .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// A template by name.
+    pub async fn template_by_name(&self, name: &str) -> anyhow::Result<Option<Template>> {
+        let rows: Vec<Template> =
+            self.query_one("SELECT * FROM template WHERE name = $name LIMIT 1", json!({ "name": name }), 0).await?;
         Ok(rows.into_iter().next())
     }
 
@@ -191,7 +201,11 @@ impl Store {
                     created_at: time::now(), updated_at: time::now()
                 };
             };
+            IF $inbox_key {
+                UPDATE type::record('webhook_event', $inbox_key) SET applied = array::union(applied OR [], [$inbox_fp]);
+            };
             COMMIT TRANSACTION;";
+        let (inbox_key, inbox_fp) = w.inbox.clone().unzip();
         self.execute(
             sql,
             json!({
@@ -201,6 +215,7 @@ impl Store {
                 "sub_status": w.subscription_status, "plan_key": w.plan_key,
                 "occurred_at": w.occurred_at.map(|t| t.to_rfc3339()),
                 "new_vps": new_vps, "states": states, "ops": ops, "cancel_deletes": w.cancel_pending_deletes_of,
+                "inbox_key": inbox_key, "inbox_fp": inbox_fp,
             }),
         )
         .await?;
