@@ -1,7 +1,9 @@
 //! The one integration-test binary: every area is a module, so the whole suite links once.
 
 mod app;
+mod bench_lifecycle;
 mod common;
+mod crash;
 mod demo;
 mod lifecycle;
 mod notifier;

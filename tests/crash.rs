@@ -1,0 +1,524 @@
+//! Crash test: the real `vmauto serve` process is killed with SIGKILL at several points of a
+//! stream of subscribe and cancel webhooks and started again on the same SurrealKV store. The
+//! SCP simulator runs in this test process, so it outlives every appliance restart.
+//!
+//! A sender that loses an answer retries the same webhook until it gets a 2xx, as billing
+//! systems do. Once everything settled, the appliance is stopped and its store is read here:
+//! every live subscription has exactly one tagged VM and an `active` VPS, every cancelled one
+//! has no VM and a `deleted` VPS, no VM lacks its VPS, no tag was created twice, and every
+//! acknowledged webhook is in the inbox with its events applied.
+//!
+//! Templates are seeded by opening the store in this process before the first start (the
+//! embedded store is single-process, so it is only ever opened while the appliance is down).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use vmauto::config::Config;
+use vmauto::db::Store;
+use vmauto::lifecycle::store::stable_key;
+use vmauto::sim::{SimConfig, SimServer};
+
+const TOKEN: &str = "crash0123456789abcdef0123456789ab";
+const SUBS: usize = 30;
+
+/// The appliance binary, restarted on the same data directory and port.
+pub struct Proc {
+    dir: PathBuf,
+    config: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl Proc {
+    /// `provider`: more `provider.sangfor` keys; `extra`: more tables.
+    pub fn new(dir: &Path, sim: &SimServer, provider: &str, extra: &str) -> Self {
+        let port = free_port();
+        let config = dir.join("appliance.toml");
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+workers = 2
+shutdown_timeout_secs = 2
+
+[log]
+level = "warn"
+
+[provider.sangfor]
+base_url = "{url}"
+access_key = "{ak}"
+secret_key = "{sk}"
+{provider}
+
+[policy]
+grace_days = 0
+retry_base_secs = 1
+retry_max_secs = 2
+max_destructive_per_hour = 1000
+
+[sources.ghl]
+plugin = "ghl-workflow"
+signature = "shared_token"
+token = "{TOKEN}"
+token_in = "path"
+{extra}
+"#,
+            data = dir.display(),
+            url = sim.base_url(),
+            ak = sim.access_key(),
+            sk = sim.secret_key(),
+        );
+        std::fs::write(&config, toml).expect("config written");
+        Self { dir: dir.to_path_buf(), config, port, child: None, starts: 0 }
+    }
+
+    /// The same configuration, as the library reads it.
+    pub fn load_config(&self) -> Config {
+        Config::load(Some(&self.config), std::iter::empty(), &Default::default()).expect("config loads")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the binary and waits until `/readyz` answers 200.
+    pub async fn start(&mut self) -> Duration {
+        assert!(self.child.is_none(), "already running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("run-{}.log", self.starts))).expect("log file");
+        let t0 = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_vmauto"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("vmauto starts");
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        let deadline = t0 + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http.get(self.url("/readyz")).timeout(Duration::from_secs(2)).send().await
+                && r.status().is_success()
+            {
+                return t0.elapsed();
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let log =
+                    std::fs::read_to_string(self.dir.join(format!("run-{}.log", self.starts))).unwrap_or_default();
+                panic!("vmauto exited during start-up ({status}): {log}");
+            }
+            assert!(Instant::now() < deadline, "vmauto not ready within 60 s");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Sends one webhook whose event is `ignore`, so the first real ones do not all wait for
+    /// the plugin's first instantiation (which would answer them together).
+    pub async fn warm_up(&self) {
+        let body = json!({ "contact_id": "warm", "customData": { "event": "ignore", "n": self.starts } });
+        let r = reqwest::Client::new().post(self.url(&format!("/webhooks/ghl/{TOKEN}"))).json(&body).send().await;
+        assert!(r.is_ok_and(|r| r.status().is_success()), "warm-up webhook accepted");
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL");
+            c.wait().expect("reaped");
+        }
+    }
+
+    /// SIGTERM and wait for the process to exit (SIGKILL after 15 s).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while c.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// Opens the store in this process (the appliance must be stopped), runs `f`, closes it.
+    pub async fn with_store<T>(&self, f: impl AsyncFnOnce(&Store) -> T) -> T {
+        assert!(self.child.is_none(), "the embedded store is single-process");
+        let store = Store::open(&self.load_config()).await.expect("store opens");
+        let out = f(&store).await;
+        drop(store);
+        // The embedded engine closes its files in the background.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        out
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn workflow(event: &str, sub: &str, plan: &str) -> Value {
+    json!({
+        "contact_id": format!("CNT-{sub}"), "full_name": "Crash Test", "email": "crash@example.com",
+        "customData": { "event": event, "plan": plan, "subscription_id": sub }
+    })
+}
+
+fn sub_name(i: usize) -> String {
+    format!("crash-sub-{i:02}")
+}
+
+fn cancelled(i: usize) -> bool {
+    i.is_multiple_of(3)
+}
+
+/// What the senders saw: the inbox id of every webhook that got a 2xx.
+#[derive(Default)]
+struct Ledger {
+    acked: BTreeMap<String, (u16, String)>,
+    attempts: usize,
+}
+
+/// Sends one webhook until it gets a 2xx (retrying lost answers and 429s, as a sender would).
+async fn deliver(
+    http: reqwest::Client,
+    url: String,
+    name: String,
+    body: Value,
+    ledger: Arc<Mutex<Ledger>>,
+    ok: Arc<AtomicUsize>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        ledger.lock().await.attempts += 1;
+        match http.post(&url).json(&body).timeout(Duration::from_secs(5)).send().await {
+            Ok(r) if r.status().is_success() => {
+                let status = r.status().as_u16();
+                let answer: Value = r.json().await.unwrap_or(Value::Null);
+                let id = answer["id"].as_str().unwrap_or_default().to_string();
+                let mut l = ledger.lock().await;
+                // A retry after a lost answer may see 200 duplicate; the first 2xx's id stands
+                // and both must name the same row.
+                if let Some((_, first)) = l.acked.get(&name) {
+                    assert_eq!(first, &id, "a retried webhook maps to the same inbox row");
+                } else {
+                    l.acked.insert(name, (status, id));
+                }
+                ok.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            Ok(r) => assert!(
+                r.status().as_u16() == 429 || r.status().as_u16() == 503,
+                "unexpected answer {} for {name}",
+                r.status()
+            ),
+            Err(_) => {} // the appliance is down, or was killed with the request in flight
+        }
+        assert!(Instant::now() < deadline, "{name} never got a 2xx");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends webhooks concurrently; returns their tasks and the counter of 2xx answers.
+fn send_all(
+    p: &Proc,
+    items: Vec<(String, Value)>,
+    stagger_ms: u64,
+    ledger: &Arc<Mutex<Ledger>>,
+) -> (Vec<tokio::task::JoinHandle<()>>, Arc<AtomicUsize>) {
+    let http = reqwest::Client::new();
+    let ok = Arc::new(AtomicUsize::new(0));
+    let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
+    let tasks = items
+        .into_iter()
+        .enumerate()
+        .map(|(n, (name, body))| {
+            let (http, url, ledger, ok) = (http.clone(), url.clone(), ledger.clone(), ok.clone());
+            tokio::spawn(async move {
+                // Staggered, so kills land between answers.
+                tokio::time::sleep(Duration::from_millis(stagger_ms * n as u64)).await;
+                deliver(http, url, name, body, ledger, ok).await;
+            })
+        })
+        .collect();
+    (tasks, ok)
+}
+
+async fn until(n: usize, ok: &AtomicUsize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ok.load(Ordering::SeqCst) < n {
+        assert!(Instant::now() < deadline, "only {} of {n} webhooks acknowledged", ok.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        t.await.expect("sender");
+    }
+}
+
+/// Servers in the simulator (recycled ones included) with their tag (`vmauto:…` in the
+/// description), whether they are in the recycle bin, and whether a task runs on them.
+fn sim_servers(sim: &SimServer) -> Vec<(Option<String>, bool, bool, bool)> {
+    let state = sim.snapshot();
+    state["servers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let tag = s["description"]
+                .as_str()
+                .unwrap_or_default()
+                .split_whitespace()
+                .find(|w| w.starts_with("vmauto:"))
+                .map(str::to_owned);
+            let has_ip = s["ips"].as_array().is_some_and(|a| !a.is_empty());
+            (tag, s["recycled"] == json!(true), !s["busy_task"].is_null(), has_ip)
+        })
+        .collect()
+}
+
+/// The simulator shows the expected end state and has for `quiet` (no task running, the
+/// expected number of live VMs, each with an IP).
+async fn wait_sim_quiet(sim: &SimServer, live: usize, quiet: Duration, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        let servers = sim_servers(sim);
+        let running: Vec<_> = servers.iter().filter(|s| !s.1).collect();
+        let settled = running.len() == live && running.iter().all(|s| !s.2 && s.3) && servers.iter().all(|s| !s.2);
+        if settled {
+            let t = *since.get_or_insert_with(Instant::now);
+            if t.elapsed() >= quiet {
+                return true;
+            }
+        } else {
+            since = None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[actix_web::test]
+async fn sigkill_at_any_point_loses_and_duplicates_nothing() {
+    vmauto::init_crypto();
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = vmauto::sim::start(SimConfig {
+        task_ms: 400,
+        ip_delay_ms: 300,
+        state_file: Some(dir.path().join("sim-state.json")),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let mut p = Proc::new(dir.path(), &sim, "get_per_minute = 60000\nwrite_per_minute = 60000", "");
+    let config = p.load_config();
+    let seeded = p.with_store(async |s| vmauto::demo::seed(s, &config, "ghl").await.expect("seeded")).await;
+    assert_eq!(seeded, 3);
+    let install = p.with_store(async |s| s.install_id().await.expect("install id")).await;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let plans = ["starter", "business", "pro"];
+    let subscribe = |r: std::ops::Range<usize>| -> Vec<(String, Value)> {
+        r.map(|i| (format!("subscribe {}", sub_name(i)), workflow("subscribe", &sub_name(i), plans[i % 3]))).collect()
+    };
+    let mut kills = 0;
+
+    // 1. Ten subscribes, SIGKILL the moment the last is acknowledged: rows are committed but
+    //    their events may not be applied yet.
+    p.start().await;
+    p.warm_up().await;
+    let (tasks, ok) = send_all(&p, subscribe(0..10), 15, &ledger);
+    until(10, &ok).await;
+    p.kill();
+    kills += 1;
+    join(tasks).await;
+    p.start().await;
+    p.warm_up().await;
+
+    // 2. Ten more, SIGKILL after five answers, with requests in flight: their answers are
+    //    lost and the senders retry against the restarted process.
+    let (tasks, ok) = send_all(&p, subscribe(10..20), 15, &ledger);
+    until(5, &ok).await;
+    p.kill();
+    kills += 1;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.start().await;
+    p.warm_up().await;
+    join(tasks).await;
+
+    // 3. During the creates (tasks take 400 ms, IPs 300 ms more): kill twice.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    p.kill();
+    kills += 1;
+    p.start().await;
+    p.warm_up().await;
+    let (tasks, ok) = send_all(&p, subscribe(20..30), 15, &ledger);
+    until(10, &ok).await;
+    join(tasks).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    p.kill();
+    kills += 1;
+    p.start().await;
+    p.warm_up().await;
+
+    // 4. Cancel a third of them (some still provisioning), killing after half the answers,
+    //    then again during the deletions.
+    let cancels: Vec<(String, Value)> = (0..SUBS)
+        .filter(|i| cancelled(*i))
+        .map(|i| (format!("cancel {}", sub_name(i)), workflow("cancel", &sub_name(i), plans[i % 3])))
+        .collect();
+    // All at once: the kill lands inside a group commit, so some answers are lost after
+    // their rows were committed, and the senders' retries are answered as duplicates.
+    let (tasks, ok) = send_all(&p, cancels, 0, &ledger);
+    until(5, &ok).await;
+    p.kill();
+    kills += 1;
+    p.start().await;
+    p.warm_up().await;
+    join(tasks).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    p.kill();
+    kills += 1;
+    p.start().await;
+    p.warm_up().await;
+
+    // 5. Settle: the simulator quiet with the expected VMs, then the store says every
+    //    operation finished (restart and wait again otherwise, a bounded number of times).
+    let live = (0..SUBS).filter(|i| !cancelled(*i)).count();
+    let mut open_ops = Vec::new();
+    for round in 0..3 {
+        let quiet = wait_sim_quiet(&sim, live, Duration::from_secs(2), 40).await;
+        p.stop();
+        open_ops = p
+            .with_store(async |s| {
+                s.query_one::<Vec<Value>>(
+                    "SELECT record::id(id) AS id, vps, kind, state, attempts, last_error FROM operation
+                     WHERE state NOT IN ['succeeded', 'cancelled']",
+                    json!({}),
+                    0,
+                )
+                .await
+                .expect("operations")
+            })
+            .await;
+        if quiet && open_ops.is_empty() {
+            break;
+        }
+        eprintln!("crash test: round {round}: sim quiet = {quiet}, open operations: {open_ops:?}");
+        if round < 2 {
+            p.start().await;
+            p.warm_up().await;
+        }
+    }
+    assert!(open_ops.is_empty(), "operations left unfinished: {open_ops:?}");
+
+    // 6. The checks, against the store and the simulator.
+    let ledger = ledger.lock().await;
+    let (vps, inbox) = p
+        .with_store(async |s| {
+            let vps: Vec<Value> = s
+                .query_one("SELECT record::id(id) AS id, subscription, state, server_id FROM vps", json!({}), 0)
+                .await
+                .expect("vps");
+            let ids: Vec<&String> = ledger.acked.values().map(|(_, id)| id).collect();
+            let inbox: Vec<Value> = s
+                .query_one(
+                    "SELECT record::id(id) AS id, status, outcomes FROM webhook_event WHERE record::id(id) IN $ids",
+                    json!({ "ids": ids }),
+                    0,
+                )
+                .await
+                .expect("inbox");
+            (vps, inbox)
+        })
+        .await;
+    let servers = sim_servers(&sim);
+    let mut tags_live: BTreeMap<String, usize> = BTreeMap::new();
+    let mut tags_all: BTreeMap<String, usize> = BTreeMap::new();
+    for (tag, recycled, _, _) in &servers {
+        let tag = tag.clone().unwrap_or_else(|| "(untagged)".into());
+        *tags_all.entry(tag.clone()).or_default() += 1;
+        if !recycled {
+            *tags_live.entry(tag).or_default() += 1;
+        }
+    }
+    for (tag, n) in &tags_all {
+        assert_eq!(*n, 1, "VM tag {tag} was created {n} times (duplicate create)");
+    }
+    let by_id: BTreeMap<String, &Value> =
+        vps.iter().map(|v| (v["id"].as_str().unwrap_or_default().to_string(), v)).collect();
+    for i in 0..SUBS {
+        let key = stable_key("ghl", &sub_name(i));
+        let mine: Vec<&Value> = vps.iter().filter(|v| v["subscription"] == json!(key)).collect();
+        assert_eq!(mine.len(), 1, "{}: exactly one VPS record: {mine:?}", sub_name(i));
+        let v = mine[0];
+        let tag = vmauto::lifecycle::owner_tag(&install, v["id"].as_str().expect("id"));
+        if cancelled(i) {
+            assert_eq!(v["state"], "deleted", "{}: {v}", sub_name(i));
+            assert!(!tags_live.contains_key(&tag), "{}: its VM is still there", sub_name(i));
+        } else {
+            assert_eq!(v["state"], "active", "{}: {v}", sub_name(i));
+            assert_eq!(tags_live.get(&tag), Some(&1), "{}: exactly one live VM with tag {tag}", sub_name(i));
+        }
+    }
+    for tag in tags_live.keys() {
+        let id = tag.rsplit(':').next().unwrap_or_default();
+        let owner = by_id.get(id);
+        assert!(
+            tag.starts_with(&format!("vmauto:{install}:")) && owner.is_some_and(|v| v["state"] == "active"),
+            "orphan VM {tag}: {owner:?}"
+        );
+    }
+    assert_eq!(tags_live.len(), live, "live VMs: {tags_live:?}");
+    let expected: BTreeSet<&String> = ledger.acked.values().map(|(_, id)| id).collect();
+    assert_eq!(ledger.acked.len(), SUBS + SUBS / 3, "every webhook acknowledged");
+    assert_eq!(expected.len(), ledger.acked.len(), "distinct inbox rows");
+    let found: BTreeSet<String> = inbox.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect();
+    for id in &expected {
+        assert!(found.contains(*id), "acknowledged webhook {id} is not in the inbox");
+    }
+    for row in &inbox {
+        assert_eq!(row["status"], "processed", "every acknowledged webhook was applied: {row}");
+    }
+    let dup_answers = ledger.acked.values().filter(|(s, _)| *s == 200).count();
+    eprintln!(
+        "crash test: {kills} SIGKILLs, {} starts, {} webhooks acknowledged ({} first answered as duplicates after a lost \
+         answer), {} send attempts, {} VMs created, {live} live, in {:.1} s",
+        p.starts,
+        ledger.acked.len(),
+        dup_answers,
+        ledger.attempts,
+        tags_all.len(),
+        started.elapsed().as_secs_f64()
+    );
+    sim.stop().await;
+}
