@@ -1,0 +1,323 @@
+//! Lifecycle benchmarks against the real `vmauto serve` binary with its embedded SurrealKV
+//! store (the production default) and the SCP simulator in this process. They print figures
+//! and assert only correctness; run them with
+//! `cargo test --test integration -- --ignored --nocapture bench_lifecycle`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use vmauto::sim::{SimConfig, SimServer};
+
+use crate::crash::Proc;
+
+const TOKEN: &str = "crash0123456789abcdef0123456789ab";
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn sim(task_ms: u64, ip_delay_ms: u64, write_per_minute: u32) -> SimServer {
+    vmauto::init_crypto();
+    vmauto::sim::start(SimConfig { task_ms, ip_delay_ms, write_per_minute, ..SimConfig::default() })
+        .await
+        .expect("simulator starts")
+}
+
+fn workflow(event: &str, sub: &str, plan: &str) -> Value {
+    json!({
+        "contact_id": format!("CNT-{sub}"), "full_name": "Bench", "email": "bench@example.com",
+        "customData": { "event": event, "plan": plan, "subscription_id": sub }
+    })
+}
+
+/// Sums a Prometheus histogram's `_sum` and `_count` lines.
+fn histogram(metrics: &str, name: &str) -> (f64, f64) {
+    let get = |suffix: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{suffix}")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    (get("_sum"), get("_count"))
+}
+
+async fn seeded(dir: &std::path::Path, sim: &SimServer, provider: &str) -> Proc {
+    let p = Proc::new(dir, sim, provider, "");
+    let config = p.load_config();
+    p.with_store(async |s| vmauto::demo::seed(s, &config, "ghl").await.expect("seeded")).await;
+    p
+}
+
+/// (a) Durable webhook ingest: distinct webhooks whose event is `ignore`, from concurrent
+/// clients, each answered only after its inbox row is committed to SurrealKV.
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_lifecycle"]
+async fn bench_lifecycle_ingest() {
+    let total: usize = std::env::var("BENCH_INGEST_N").ok().and_then(|v| v.parse().ok()).unwrap_or(6000);
+    let clients: usize = std::env::var("BENCH_INGEST_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = sim(200, 300, 0).await;
+    let mut p = Proc::new(dir.path(), &sim, "", "");
+    p.start().await;
+    let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("client");
+    // Warm-up (connections, plugin instances).
+    for i in 0..50 {
+        let r = http.post(&url).json(&workflow("ignore", &format!("warm-{i}"), "starter")).send().await.expect("post");
+        assert!(r.status().is_success());
+    }
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (http, url, next) = (http.clone(), url.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        return lat;
+                    }
+                    let body = workflow("ignore", &format!("ingest-{i}"), "starter");
+                    let t = Instant::now();
+                    let r = http.post(&url).json(&body).send().await.expect("post");
+                    assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("client"));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let metrics = http.get(p.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let (sum, count) = histogram(&metrics, "vmauto_inbox_batch_size");
+    let pid = p.pid().unwrap_or_default();
+    println!(
+        "bench_lifecycle_ingest: {total} durable webhooks (SurrealKV), {clients} clients: {:.0}/s, latency p50 {:.1} ms, \
+         p99 {:.1} ms, max {:.1} ms; inbox batches: {count} (mean {:.1} rows); appliance RSS {} MB; load {}",
+        total as f64 / secs,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 1.0),
+        sum / count.max(1.0),
+        rss_mb(pid),
+        load()
+    );
+    p.stop();
+    let n: Vec<u64> = p
+        .with_store(async |s| {
+            s.query_one("SELECT VALUE count() FROM webhook_event GROUP ALL", json!({}), 0).await.expect("count")
+        })
+        .await;
+    assert_eq!(n.first().copied().unwrap_or(0), total as u64 + 50, "every acknowledged webhook is stored");
+}
+
+fn rss_mb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+/// Reads receipt → active per VPS from the stopped appliance's store (milliseconds).
+async fn receipt_to_active(p: &Proc) -> Vec<f64> {
+    let q = |sql: &'static str| async move {
+        p.with_store(async |s| s.query_one::<Vec<Value>>(sql, json!({}), 0).await.expect("rows")).await
+    };
+    let ops = q("SELECT vps, requested_by FROM operation WHERE kind = 'create'").await;
+    let vps = q("SELECT record::id(id) AS id, active_at FROM vps WHERE state = 'active'").await;
+    let inbox = q("SELECT record::id(id) AS id, received_at FROM webhook_event").await;
+    let time = |v: &Value| v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+    let by_id = |rows: &[Value], field: &str| -> std::collections::HashMap<String, Value> {
+        rows.iter().map(|r| (r["id"].as_str().unwrap_or_default().to_string(), r[field].clone())).collect()
+    };
+    let (active, received) = (by_id(&vps, "active_at"), by_id(&inbox, "received_at"));
+    ops.iter()
+        .filter_map(|o| {
+            let webhook = o["requested_by"].as_str()?.strip_prefix("webhook:")?;
+            let a = time(active.get(o["vps"].as_str()?)?)?;
+            let r = time(received.get(webhook)?)?;
+            Some((a - r).num_microseconds()? as f64 / 1000.0)
+        })
+        .collect()
+}
+
+/// (b) Webhook → `active` beyond the simulator's own time: tasks of a fixed length and a fixed
+/// boot delay, subscriptions paced so they do not queue behind each other.
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_lifecycle"]
+async fn bench_lifecycle_overhead() {
+    let (task_ms, ip_ms, n) = (200u64, 300u64, 40usize);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = sim(task_ms, ip_ms, 0).await;
+    let mut p = seeded(dir.path(), &sim, "get_per_minute = 60000\nwrite_per_minute = 60000").await;
+    p.start().await;
+    let http = reqwest::Client::new();
+    let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
+    for i in 0..n {
+        let r =
+            http.post(&url).json(&workflow("subscribe", &format!("ovh-{i}"), "starter")).send().await.expect("post");
+        assert_eq!(r.status().as_u16(), 202);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = sim.snapshot();
+        let servers = state["servers"].as_array().cloned().unwrap_or_default();
+        let done = servers.len() == n
+            && servers.iter().all(|s| s["busy_task"].is_null() && s["ips"].as_array().is_some_and(|a| !a.is_empty()));
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p.stop();
+    let mut total = receipt_to_active(&p).await;
+    assert_eq!(total.len(), n, "every VPS active");
+    total.sort_by(f64::total_cmp);
+    let floor = (2 * task_ms + ip_ms) as f64;
+    let over: Vec<f64> = total.iter().map(|t| t - floor).collect();
+    println!(
+        "bench_lifecycle_overhead: {n} subscriptions paced 10/s, SCP task {task_ms} ms, boot {ip_ms} ms \
+         (floor create + boot + set-password = {floor:.0} ms): receipt→active p50 {:.0} ms, p99 {:.0} ms; \
+         overhead p50 {:.0} ms, p99 {:.0} ms; load {}",
+        pct(&total, 0.5),
+        pct(&total, 0.99),
+        pct(&over, 0.5),
+        pct(&over, 0.99),
+        load()
+    );
+}
+
+/// (c) Many subscriptions at once against an SCP allowing 100 writes a minute: time to all
+/// `active` against the rate-limit bound, and the 429s the simulator answered.
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_lifecycle"]
+async fn bench_lifecycle_rate_limited_burst() {
+    let n: usize = std::env::var("BENCH_BURST_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = sim(100, 100, 100).await;
+    let mut p = seeded(dir.path(), &sim, "").await;
+    p.start().await;
+    let http = reqwest::Client::new();
+    let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
+    let t0 = Instant::now();
+    let sends: Vec<_> = (0..n)
+        .map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let r = http
+                    .post(&url)
+                    .json(&workflow("subscribe", &format!("burst-{i}"), "starter"))
+                    .send()
+                    .await
+                    .expect("post");
+                assert_eq!(r.status().as_u16(), 202);
+            })
+        })
+        .collect();
+    for s in sends {
+        s.await.expect("send");
+    }
+    let deadline = Instant::now() + Duration::from_secs(40 * 60);
+    let elapsed = loop {
+        let state = sim.snapshot();
+        let servers = state["servers"].as_array().cloned().unwrap_or_default();
+        let pw_done = state["tasks"]
+            .as_array()
+            .map_or(0, |t| t.iter().filter(|t| t.to_string().contains("password") && t["status"] != "running").count());
+        let done = servers.len() == n
+            && servers.iter().all(|s| s["busy_task"].is_null() && s["ips"].as_array().is_some_and(|a| !a.is_empty()))
+            && pw_done >= n;
+        if done || Instant::now() > deadline {
+            break t0.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let state = sim.snapshot();
+    p.stop();
+    let active: Vec<f64> = receipt_to_active(&p).await;
+    let counts = &state["counts"];
+    let writes = state["requests"]
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|r| r["method"].as_str().is_some_and(|m| m != "GET")).count());
+    println!(
+        "bench_lifecycle_rate_limited_burst: {n} subscriptions at once, SCP 100 writes/min: all active after {:.1} s \
+         ({} VPS active in the store); simulator counts {counts}; writes seen {writes}; load {}",
+        elapsed.as_secs_f64(),
+        active.len(),
+        load()
+    );
+}
+
+/// (d) Start-up with 100,000 VPS records: time to `/readyz` and resident memory.
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_lifecycle"]
+async fn bench_lifecycle_startup_100k() {
+    let n: usize = std::env::var("BENCH_VPS_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = sim(200, 300, 0).await;
+    let mut p = Proc::new(dir.path(), &sim, "", "");
+    let t0 = Instant::now();
+    p.with_store(async |s| {
+        for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
+            let rows: Vec<Value> = chunk
+                .iter()
+                .map(|i| {
+                    json!({
+                        "key": format!("v{i:07}"), "name": format!("vps-c-{i}"), "state": "active",
+                        "subscription": format!("s{i:07}"), "source": "ghl", "customer": format!("c{i:07}"),
+                        "template": "vps-small", "spec": { "cores": 1, "memory_mb": 1024, "disk_gb": 40 },
+                        "server_id": format!("srv-{i}"), "ips": ["10.0.0.1"],
+                    })
+                })
+                .collect();
+            s.execute(
+                "BEGIN TRANSACTION;
+                 FOR $r IN $rows { CREATE type::record('vps', $r.key) CONTENT object::extend($r, {
+                     created_at: time::now(), updated_at: time::now() }); };
+                 COMMIT TRANSACTION;",
+                json!({ "rows": rows }),
+            )
+            .await
+            .expect("insert");
+        }
+    })
+    .await;
+    let insert = t0.elapsed();
+    let ready = p.start().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = p.pid().unwrap_or_default();
+    let rss = rss_mb(pid);
+    let http = reqwest::Client::new();
+    let _ = http.get(p.url("/metrics")).send().await;
+    println!(
+        "bench_lifecycle_startup_100k: {n} VPS rows inserted in {:.1} s; vmauto serve ready (/readyz 200) in {:.2} s; \
+         RSS {rss} MB 2 s after ready; load {}",
+        insert.as_secs_f64(),
+        ready.as_secs_f64(),
+        load()
+    );
+    p.stop();
+}
