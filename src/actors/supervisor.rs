@@ -187,7 +187,8 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
     let subscription = {
         let (store, config, metrics, registry, notify) =
             (deps.store.clone(), deps.config.clone(), m.clone(), registry.clone(), notifier.clone().recipient());
-        Supervisor::start(move |_| SubscriptionActor::new(store, config, registry, notify, metrics))
+        let plugins = plugins.clone();
+        Supervisor::start(move |_| SubscriptionActor::new(store, config, plugins, registry, notify, metrics))
     };
     let webhook = {
         let (store, metrics, plugins, subscription) =
