@@ -5,6 +5,7 @@ mod bench_lifecycle;
 mod common;
 mod crash;
 mod demo;
+mod faults;
 mod lifecycle;
 mod notifier;
 mod plugins;
