@@ -2,6 +2,7 @@
 
 mod app;
 mod bench_lifecycle;
+mod cli;
 mod common;
 mod crash;
 mod demo;
