@@ -76,6 +76,8 @@ pub struct WebhookActor {
     /// Start-up recovery runs: committed rows wait in `deferred` so events keep arrival order.
     recovering: bool,
     deferred: Vec<InboxRow>,
+    /// Outcomes of processed rows, written with the next batch.
+    outcomes: Vec<(String, Vec<EventOutcome>)>,
     sup: Supervision,
 }
 
@@ -96,6 +98,7 @@ impl WebhookActor {
             flushing: false,
             recovering: false,
             deferred: Vec::new(),
+            outcomes: Vec::new(),
         }
     }
 
@@ -103,7 +106,7 @@ impl WebhookActor {
     /// that arrived meanwhile.
     fn recover(&mut self, ctx: &mut Context<Self>) {
         self.recovering = true;
-        let (store, subscription) = (self.store.clone(), self.subscription.clone());
+        let (store, subscription, me) = (self.store.clone(), self.subscription.clone(), ctx.address());
         ctx.spawn(
             async move {
                 let rows = match store.unapplied_inbox().await {
@@ -118,34 +121,42 @@ impl WebhookActor {
                 }
                 for (row, applied_before) in rows {
                     let before = vec![EventOutcome::new("processed", "applied before a restart"); applied_before];
-                    process(store.clone(), subscription.clone(), row, before).await;
+                    process(me.clone(), subscription.clone(), row, before).await;
                 }
             }
             .into_actor(self)
-            .map(|(), act, _| {
+            .map(|(), act, ctx| {
                 act.recovering = false;
                 for row in std::mem::take(&mut act.deferred) {
-                    actix::spawn(process(act.store.clone(), act.subscription.clone(), row, Vec::new()));
+                    actix::spawn(process(ctx.address(), act.subscription.clone(), row, Vec::new()));
                 }
             }),
         );
     }
 
-    /// Commits the waiting rows as one batch; more arrivals form the next batch.
+    /// Commits the waiting rows, and the outcomes of processed ones, as one batch; more
+    /// arrivals form the next batch.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || self.pending.is_empty() {
+        if self.flushing || (self.pending.is_empty() && self.outcomes.is_empty()) {
             return;
         }
         self.flushing = true;
         let take = self.pending.len().min(MAX_BATCH);
         let batch: Vec<Waiter> = self.pending.drain(..take).collect();
+        let take = self.outcomes.len().min(MAX_BATCH);
+        let outcomes: Vec<(String, Vec<EventOutcome>)> = self.outcomes.drain(..take).collect();
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         ctx.spawn(
             async move {
                 let rows: Vec<&InboxRow> = batch.iter().map(|(r, _)| r).collect();
-                let result = store.insert_inbox(&rows).await;
-                metrics.inbox_batch_size.observe(batch.len() as f64);
+                let result = store.insert_inbox_with_outcomes(&rows, &outcomes).await;
+                if let Err(e) = &result {
+                    tracing::error!(outcomes = outcomes.len(), error = %format!("{e:#}"), "cannot record webhook outcomes");
+                }
+                if !batch.is_empty() {
+                    metrics.inbox_batch_size.observe(batch.len() as f64);
+                }
                 let mut stored = Vec::new();
                 match result {
                     Ok(existing) => {
@@ -176,7 +187,7 @@ impl WebhookActor {
                     act.deferred.extend(stored);
                 } else {
                     for row in stored {
-                        actix::spawn(process(act.store.clone(), act.subscription.clone(), row, Vec::new()));
+                        actix::spawn(process(ctx.address(), act.subscription.clone(), row, Vec::new()));
                     }
                 }
                 act.flushing = false;
@@ -188,7 +199,12 @@ impl WebhookActor {
 
 /// Applies a committed row's events and records the outcome on the row.
 /// `before`: outcomes of events a decision applied before a restart interrupted the row.
-async fn process(store: Store, subscription: Addr<SubscriptionActor>, row: InboxRow, before: Vec<EventOutcome>) {
+async fn process(
+    inbox: Addr<WebhookActor>,
+    subscription: Addr<SubscriptionActor>,
+    row: InboxRow,
+    before: Vec<EventOutcome>,
+) {
     let requested_by = format!("webhook:{}", row.key);
     let mut outcomes = before;
     if !row.events.is_empty() {
@@ -197,8 +213,24 @@ async fn process(store: Store, subscription: Addr<SubscriptionActor>, row: Inbox
             Err(e) => outcomes.push(EventOutcome::new("failed", format!("the lifecycle is not running: {e}"))),
         }
     }
-    if let Err(e) = store.record_inbox_outcome(&row.key, &outcomes).await {
-        tracing::error!(inbox = %row.key, error = %e, "cannot record the outcome of a webhook");
+    inbox.do_send(RecordOutcome { key: row.key, outcomes });
+}
+
+/// Write a processed row's outcome (batched like the rows themselves). Losing one to a crash
+/// is harmless: the row stays `received` and recovery skips the events already applied.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct RecordOutcome {
+    key: String,
+    outcomes: Vec<EventOutcome>,
+}
+
+impl Handler<RecordOutcome> for WebhookActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordOutcome, ctx: &mut Self::Context) {
+        self.outcomes.push((msg.key, msg.outcomes));
+        self.flush(ctx);
     }
 }
 
@@ -262,9 +294,22 @@ impl Store {
     /// Writes inbox rows that are not there yet, in one transaction; returns the keys that
     /// already existed (duplicates).
     pub async fn insert_inbox(&self, rows: &[&InboxRow]) -> anyhow::Result<Vec<String>> {
+        self.insert_inbox_with_outcomes(rows, &[]).await
+    }
+
+    /// [`Store::insert_inbox`], writing in the same transaction the outcomes of rows processed
+    /// since the last batch (one commit for both).
+    pub async fn insert_inbox_with_outcomes(
+        &self,
+        rows: &[&InboxRow],
+        outcomes: &[(String, Vec<EventOutcome>)],
+    ) -> anyhow::Result<Vec<String>> {
         let ids = rows.iter().map(|r| format!("webhook_event:{}", r.key)).collect::<Vec<_>>().join(", ");
-        let existing: Vec<String> =
-            self.query_one(&format!("SELECT VALUE record::id(id) FROM [{ids}]"), json!({}), 0).await?;
+        let existing: Vec<String> = if rows.is_empty() {
+            Vec::new()
+        } else {
+            self.query_one(&format!("SELECT VALUE record::id(id) FROM [{ids}]"), json!({}), 0).await?
+        };
         let mut seen = std::collections::HashSet::new();
         let fresh: Vec<Value> = rows
             .iter()
@@ -276,15 +321,21 @@ impl Store {
                 json!({ "key": r.key, "fields": f })
             })
             .collect();
-        if !fresh.is_empty() {
+        let outcomes: Vec<Value> =
+            outcomes.iter().map(|(key, o)| json!({ "key": key, "status": inbox_status(o), "outcomes": o })).collect();
+        if !fresh.is_empty() || !outcomes.is_empty() {
             self.execute(
                 "BEGIN TRANSACTION;
                  FOR $r IN $rows {
                     CREATE type::record('webhook_event', $r.key)
                         CONTENT object::extend($r.fields, { received_at: time::now() });
                  };
+                 FOR $o IN $outcomes {
+                    UPDATE type::record('webhook_event', $o.key) SET status = $o.status, outcomes = $o.outcomes,
+                        processed_at = time::now();
+                 };
                  COMMIT TRANSACTION;",
-                json!({ "rows": fresh }),
+                json!({ "rows": fresh, "outcomes": outcomes }),
             )
             .await?;
         }
