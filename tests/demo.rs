@@ -25,19 +25,21 @@ async fn demo_starts_seeds_prints_a_webhook_and_stops_on_sigterm() {
         .spawn()
         .expect("vmauto demo starts");
     let stdout = child.stdout.take().expect("stdout");
-    let banner = tokio::task::spawn_blocking(move || {
+    // Read the banner, then keep draining stdout: closing the pipe early would make the
+    // demo's next print fail.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
         let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("utf-8 output");
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let done = line.contains("-d '{");
             lines.push(line);
-            if done {
-                break;
+            if done && let Some(tx) = tx.take() {
+                let _ = tx.send(lines.join("\n"));
             }
         }
-        lines.join("\n")
     });
-    let banner = tokio::time::timeout(Duration::from_secs(120), banner).await.expect("banner printed").expect("reader");
+    let banner = tokio::time::timeout(Duration::from_secs(120), rx).await.expect("banner printed").expect("reader");
 
     assert!(banner.contains(&format!("http://127.0.0.1:{app_port}")), "{banner}");
     assert!(banner.contains(&format!("https://127.0.0.1:{sim_port}")), "the simulator speaks HTTPS: {banner}");
