@@ -47,7 +47,14 @@ pub enum Outcome {
 
 impl From<ProviderError> for Outcome {
     fn from(e: ProviderError) -> Self {
-        if e.is_transient() { Outcome::Retry(e.to_string()) } else { Outcome::Fail(e.to_string()) }
+        // A 409 from SCP means the VM is busy with a task (typically our own earlier request,
+        // whose answer a crash or a timeout lost): retry once it has settled, within the
+        // operation's attempt budget.
+        if e.is_transient() || matches!(e, ProviderError::Conflict { .. }) {
+            Outcome::Retry(e.to_string())
+        } else {
+            Outcome::Fail(e.to_string())
+        }
     }
 }
 
