@@ -28,12 +28,7 @@ use crate::plugin_host::{ALLOWED_HEADERS, PluginError, SourceRequest};
 const REDACTED_HEADERS: &[&str] = &["authorization", "cookie", "x-api-key"];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(post_webhook)
-        .service(post_webhook_with_token)
-        .service(post_provision)
-        .service(post_provision_with_token)
-        .service(post_deprovision)
-        .service(post_deprovision_with_token);
+    cfg.service(post_webhook).service(post_webhook_with_token).service(post_seed).service(post_seed_with_token);
 }
 
 #[post("/webhooks/{source}")]
@@ -57,42 +52,38 @@ async fn post_webhook_with_token(
     receive(&state, &req, &source, Some(token), body).await
 }
 
-#[post("/api/vps/provision")]
-async fn post_provision(
+/// `POST /api/vps/provision` and `/api/vps/deprovision`: the plugin reads the action from
+/// the path when the body does not name the event.
+#[post("/api/vps/{action}")]
+async fn post_seed(
     state: web::Data<AppState>,
     req: HttpRequest,
+    action: web::Path<String>,
     body: web::Payload,
 ) -> Result<HttpResponse, AppError> {
+    seed_action(&action)?;
     receive(&state, &req, seed_source(&state)?, None, body).await
 }
 
-#[post("/api/vps/provision/{token}")]
-async fn post_provision_with_token(
+#[post("/api/vps/{action}/{token}")]
+async fn post_seed_with_token(
     state: web::Data<AppState>,
     req: HttpRequest,
-    token: web::Path<String>,
+    path: web::Path<(String, String)>,
     body: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    receive(&state, &req, seed_source(&state)?, Some(token.into_inner()), body).await
+    let (action, token) = path.into_inner();
+    seed_action(&action)?;
+    receive(&state, &req, seed_source(&state)?, Some(token), body).await
 }
 
-#[post("/api/vps/deprovision")]
-async fn post_deprovision(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Payload,
-) -> Result<HttpResponse, AppError> {
-    receive(&state, &req, seed_source(&state)?, None, body).await
-}
-
-#[post("/api/vps/deprovision/{token}")]
-async fn post_deprovision_with_token(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    token: web::Path<String>,
-    body: web::Payload,
-) -> Result<HttpResponse, AppError> {
-    receive(&state, &req, seed_source(&state)?, Some(token.into_inner()), body).await
+fn seed_action(action: &str) -> Result<(), AppError> {
+    match action {
+        "provision" | "deprovision" => Ok(()),
+        other => Err(AppError::not_found(format!(
+            "/api/vps/{other} does not exist. - Hint: use /api/vps/provision or /api/vps/deprovision."
+        ))),
+    }
 }
 
 fn seed_source(state: &AppState) -> Result<&str, AppError> {

@@ -198,17 +198,10 @@ async fn create(cx: &ExecContext, op: &Operation) -> Step<Value> {
         .await
         .map_err(|e| Outcome::Retry(format!("store: {e:#}")))?;
     let server = wait_for_ip(cx, &server_id).await?;
-    let password = generate_password();
-    let task = call(
-        cx,
-        SetPassword { server_id: ServerId::new(&server_id), op: key(op, "password"), password: password.clone() },
-    )
-    .await?
-    .map_err(Outcome::from)?;
-    wait(cx, op, task).await?;
+    let sealed = new_root_password(cx, op, &server_id).await?;
     Ok(json!({
         "state": "active", "server_id": server_id, "ips": server.ips, "vm_name": server.name,
-        "root_password": cx.sealer.seal(&password), "active_at": chrono::Utc::now().to_rfc3339(),
+        "root_password": sealed, "active_at": chrono::Utc::now().to_rfc3339(),
     }))
 }
 
@@ -327,13 +320,19 @@ async fn resize(cx: &ExecContext, op: &Operation) -> Step<Value> {
 async fn set_password(cx: &ExecContext, op: &Operation) -> Step<Value> {
     let server_id = server_id_of(cx, op).await?.ok_or_else(|| Outcome::Fail("the VPS has no VM".into()))?;
     owned_server(cx, op, &server_id).await?.ok_or_else(|| Outcome::Fail(format!("VM {server_id} is gone")))?;
+    let sealed = new_root_password(cx, op, &server_id).await?;
+    Ok(json!({ "state": "active", "root_password": sealed }))
+}
+
+/// Generates a root password, sets it through SCP, and returns it sealed for the store.
+async fn new_root_password(cx: &ExecContext, op: &Operation, server_id: &str) -> Step<String> {
     let password = generate_password();
     let task = call(
         cx,
-        SetPassword { server_id: ServerId::new(&server_id), op: key(op, "password"), password: password.clone() },
+        SetPassword { server_id: ServerId::new(server_id), op: key(op, "password"), password: password.clone() },
     )
     .await?
     .map_err(Outcome::from)?;
     wait(cx, op, task).await?;
-    Ok(json!({ "state": "active", "root_password": cx.sealer.seal(&password) }))
+    Ok(cx.sealer.seal(&password))
 }
