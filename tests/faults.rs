@@ -1,31 +1,15 @@
 //! The lifecycle under SCP faults injected by the simulator: every operation converges or
 //! ends `dead` with an alert; ordering rules hold under out-of-order and overlapping events.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
-use vmauto::actors::subscription::HandleEvents;
-use vmauto::billing::{BillingEvent, Customer, EventKind};
+use vmauto::billing::{BillingEvent, EventKind};
 use vmauto::sim::SimConfig;
 use vmauto::sim::fault::FaultRule;
 
-use crate::common::Stack;
-
-fn event(kind: EventKind, sub: &str, plan: Option<&str>, at: Option<&str>) -> BillingEvent {
-    BillingEvent {
-        kind,
-        source_event_id: None,
-        occurred_at: at.map(|t| t.parse().expect("time")),
-        subscription_id: Some(sub.into()),
-        customer: Customer { id: format!("c-{sub}"), name: "Dana".into(), email: "dana@example.com".into() },
-        plan_key: plan.map(Into::into),
-        attributes: BTreeMap::new(),
-    }
-}
+use crate::common::{Stack, event};
 
 async fn send(s: &Stack, e: BillingEvent) -> Vec<vmauto::actors::subscription::EventOutcome> {
-    let msg = HandleEvents { source: "ghl".into(), requested_by: "test".into(), events: vec![e] };
-    s.t.app.handles().subscription.send(msg).await.expect("delivered")
+    s.send(e).await
 }
 
 fn vps_of(sub: &str) -> String {

@@ -1,37 +1,17 @@
 //! The lifecycle against the simulator over HTTP: billing events → decisions → operations →
 //! VMs, with ownership tags, sealed passwords, grace periods and the blast-radius guard.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
-use vmauto::actors::subscription::HandleEvents;
-use vmauto::billing::{BillingEvent, Customer, EventKind};
+use vmauto::billing::{BillingEvent, EventKind};
 
 use crate::common::Stack;
 
 fn event(kind: EventKind, sub: &str, plan: Option<&str>) -> BillingEvent {
-    BillingEvent {
-        kind,
-        source_event_id: None,
-        occurred_at: None,
-        subscription_id: Some(sub.into()),
-        customer: Customer {
-            id: format!("cust-{sub}"),
-            name: "Dana <b>Reyes</b>".into(),
-            email: "dana@example.com".into(),
-        },
-        plan_key: plan.map(Into::into),
-        attributes: BTreeMap::new(),
-    }
+    crate::common::event(kind, sub, plan, None)
 }
 
 async fn send(s: &Stack, e: BillingEvent) -> Vec<vmauto::actors::subscription::EventOutcome> {
-    s.t.app
-        .handles()
-        .subscription
-        .send(HandleEvents { source: "ghl".into(), requested_by: "test".into(), events: vec![e] })
-        .await
-        .expect("delivered")
+    s.send(e).await
 }
 
 fn vps_of(sub: &str) -> String {

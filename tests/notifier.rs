@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vmauto::actors::messages::{Notify, NotifyKind, Severity};
 use vmauto::actors::subscription::HandleEvents;
-use vmauto::billing::{BillingEvent, Customer, EventKind};
+use vmauto::billing::{BillingEvent, EventKind};
 use vmauto::config::{Config, Secret, SignatureScheme, SmtpTls, SourceConfig};
 
 use crate::common::{Stack, TestApp};
@@ -213,19 +213,7 @@ async fn a_hanging_smtp_server_does_not_hold_back_the_stored_notification() {
 }
 
 fn subscribe(sub: &str) -> BillingEvent {
-    BillingEvent {
-        kind: EventKind::Subscribe,
-        source_event_id: None,
-        occurred_at: None,
-        subscription_id: Some(sub.into()),
-        customer: Customer {
-            id: format!("cust-{sub}"),
-            name: "Dana <b>Reyes</b>".into(),
-            email: "dana@example.com".into(),
-        },
-        plan_key: Some("starter".into()),
-        attributes: BTreeMap::new(),
-    }
+    crate::common::event(EventKind::Subscribe, sub, Some("starter"), None)
 }
 
 #[actix_web::test]

@@ -128,3 +128,37 @@ impl Stack {
         }
     }
 }
+
+/// A billing event for subscription `sub` of customer `cust-<sub>`.
+pub fn event(
+    kind: vmauto::billing::EventKind,
+    sub: &str,
+    plan: Option<&str>,
+    at: Option<&str>,
+) -> vmauto::billing::BillingEvent {
+    vmauto::billing::BillingEvent {
+        kind,
+        source_event_id: None,
+        occurred_at: at.map(|t| t.parse().expect("time")),
+        subscription_id: Some(sub.into()),
+        customer: vmauto::billing::Customer {
+            id: format!("cust-{sub}"),
+            name: "Dana <b>Reyes</b>".into(),
+            email: "dana@example.com".into(),
+        },
+        plan_key: plan.map(Into::into),
+        attributes: std::collections::BTreeMap::new(),
+    }
+}
+
+impl Stack {
+    /// Applies one event from source `ghl` through the subscription actor.
+    pub async fn send(&self, e: vmauto::billing::BillingEvent) -> Vec<vmauto::actors::subscription::EventOutcome> {
+        let msg = vmauto::actors::subscription::HandleEvents {
+            source: "ghl".into(),
+            requested_by: "test".into(),
+            events: vec![e],
+        };
+        self.t.app.handles().subscription.send(msg).await.expect("delivered")
+    }
+}
