@@ -19,7 +19,6 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::messages::Shutdown;
-use super::plugins::PluginHost;
 use super::subscription::{EventOutcome, HandleEvents, SubscriptionActor};
 use super::supervisor::Supervision;
 use crate::billing::BillingEvent;
@@ -67,8 +66,6 @@ type Waiter = (InboxRow, oneshot::Sender<anyhow::Result<Ingested>>);
 
 pub struct WebhookActor {
     store: Store,
-    #[expect(dead_code, reason = "replay re-parses through the plugin host once raw bodies are re-mapped")]
-    plugins: Addr<PluginHost>,
     subscription: Addr<SubscriptionActor>,
     metrics: Arc<Metrics>,
     pending: Vec<Waiter>,
@@ -82,15 +79,9 @@ pub struct WebhookActor {
 }
 
 impl WebhookActor {
-    pub fn new(
-        store: Store,
-        plugins: Addr<PluginHost>,
-        subscription: Addr<SubscriptionActor>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(store: Store, subscription: Addr<SubscriptionActor>, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
-            plugins,
             subscription,
             sup: Supervision::new("webhook", metrics.clone()),
             metrics,
