@@ -63,6 +63,8 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
     let metrics = Arc::new(Metrics::new());
     let sealer = Arc::new(Sealer::from_file(&config.key_file())?);
     let install_id = store.install_id().await.context("cannot read the install id")?;
+    // Checked before any actor exists, so a failure leaves nothing running behind it.
+    let templates = crate::notify::templates::Templates::load().context("a built-in template does not parse")?;
     let handles = spawn_tree(&TreeDeps {
         config: config.clone(),
         store: store.clone(),
@@ -70,7 +72,6 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
         sealer: sealer.clone(),
         install_id,
     });
-    let templates = crate::notify::templates::Templates::load().context("a built-in template does not parse")?;
     let state =
         AppState { config: config.clone(), store, metrics: metrics.clone(), handles, started_at, sealer, templates };
 

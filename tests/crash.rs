@@ -53,7 +53,7 @@ workers = 2
 shutdown_timeout_secs = 2
 
 [log]
-level = "warn"
+level = "info,actix_server=warn"
 
 [provider.sangfor]
 base_url = "{url}"
@@ -307,6 +307,34 @@ fn sim_servers(sim: &SimServer) -> Vec<(Option<String>, bool, bool, bool)> {
         .collect()
 }
 
+/// Prints what the simulator and the appliance's logs say about unfinished operations.
+fn explain(p: &Proc, sim: &SimServer, install: &str, open_ops: &[Value]) {
+    let state = sim.snapshot();
+    let servers = state["servers"].as_array().cloned().unwrap_or_default();
+    let tasks = state["tasks"].as_array().cloned().unwrap_or_default();
+    for op in open_ops {
+        let vps = op["vps"].as_str().unwrap_or_default();
+        let tag = vmauto::lifecycle::owner_tag(install, vps);
+        for s in servers.iter().filter(|s| s["description"].as_str().is_some_and(|d| d.contains(&tag))) {
+            eprintln!(
+                "  vps {vps}: VM {} status {} ips {} busy {} recycled {}",
+                s["id"], s["status"], s["ips"], s["busy_task"], s["recycled"]
+            );
+            let id = s["id"].as_str().unwrap_or_default();
+            for t in tasks.iter().filter(|t| t.to_string().contains(id)) {
+                eprintln!("    task {t}");
+            }
+        }
+        let op_id = op["id"].as_str().unwrap_or_default();
+        for n in 1..=p.starts {
+            let log = std::fs::read_to_string(p.dir.join(format!("run-{n}.log"))).unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains(vps) || l.contains(op_id)) {
+                eprintln!("    run {n}: {line}");
+            }
+        }
+    }
+}
+
 /// The simulator shows the expected end state and has for `quiet` (no task running, the
 /// expected number of live VMs, each with an IP).
 async fn wait_sim_quiet(sim: &SimServer, live: usize, quiet: Duration, secs: u64) -> bool {
@@ -446,6 +474,7 @@ async fn sigkill_at_any_point_loses_and_duplicates_nothing() {
             break;
         }
         eprintln!("crash test: round {round}: sim quiet = {quiet}, open operations: {open_ops:?}");
+        explain(&p, &sim, &install, &open_ops);
         if round < 2 {
             p.start().await;
             p.warm_up().await;

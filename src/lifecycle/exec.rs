@@ -17,7 +17,7 @@ use crate::actors::gateway::{
     StartServer, UpdateCompute, WaitTask,
 };
 use crate::db::Store;
-use crate::provider::{NicSpec, OpKey, ProviderError, Server, ServerId, ServerSpec, TaskId};
+use crate::provider::{NicSpec, OpKey, ProviderError, Server, ServerId, ServerSpec, ServerStatus, TaskId};
 use crate::secrets::{Sealer, generate_password};
 
 /// How long a new VM may take to report its IP address.
@@ -197,7 +197,7 @@ async fn create(cx: &ExecContext, op: &Operation) -> Step<Value> {
         .update_vps(&op.vps, json!({ "server_id": server_id, "state": "provisioning" }))
         .await
         .map_err(|e| Outcome::Retry(format!("store: {e:#}")))?;
-    let server = wait_for_ip(cx, &server_id).await?;
+    let server = wait_for_ip(cx, op, &server_id).await?;
     let sealed = new_root_password(cx, op, &server_id).await?;
     Ok(json!({
         "state": "active", "server_id": server_id, "ips": server.ips, "vm_name": server.name,
@@ -209,12 +209,30 @@ fn vm_name(template: &Template, vps_id: &str) -> String {
     template.name_pattern.replace("{id}", &vps_id[..vps_id.len().min(8)]).replace("{customer}", "c")
 }
 
-async fn wait_for_ip(cx: &ExecContext, server_id: &str) -> Step<Server> {
+/// Waits until the VM reports an address. A VM found stopped (powered off behind our back, or
+/// created off by a lost request) is started once; one SCP has lost or failed is not waited on.
+async fn wait_for_ip(cx: &ExecContext, op: &Operation, server_id: &str) -> Step<Server> {
     let deadline = tokio::time::Instant::now() + IP_WAIT;
+    let mut started = false;
     loop {
         let server = call(cx, GetServer { server_id: ServerId::new(server_id) }).await?.map_err(Outcome::from)?;
         if !server.ips.is_empty() {
             return Ok(server);
+        }
+        match &server.status {
+            ServerStatus::Stopped if !started => {
+                tracing::info!(server_id, "the VM is stopped while its address is awaited; starting it");
+                let task = call(cx, StartServer { server_id: ServerId::new(server_id), op: key(op, "start-for-ip") })
+                    .await?
+                    .map_err(Outcome::from)?;
+                call(cx, WaitTask { task_id: task, timeout: None }).await?.map_err(Outcome::from)?;
+                started = true;
+                continue;
+            }
+            ServerStatus::Error | ServerStatus::Lost => {
+                return Err(Outcome::Retry(format!("VM {server_id} is in state {:?} on SCP", server.status)));
+            }
+            _ => {}
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(Outcome::Retry(format!("VM {server_id} reported no IP address within {IP_WAIT:?}")));
@@ -237,7 +255,7 @@ async fn resume(cx: &ExecContext, op: &Operation) -> Step<Value> {
     let server_id = server_id_of(cx, op).await?.ok_or_else(|| Outcome::Fail("the VPS has no VM to resume".into()))?;
     owned_server(cx, op, &server_id).await?.ok_or_else(|| Outcome::Fail(format!("VM {server_id} is gone")))?;
     start(cx, op, &server_id, "start").await?;
-    let server = wait_for_ip(cx, &server_id).await?;
+    let server = wait_for_ip(cx, op, &server_id).await?;
     Ok(json!({ "state": "active", "ips": server.ips, "delete_after": Value::Null }))
 }
 
