@@ -319,13 +319,45 @@ impl Store {
         .await
     }
 
+    /// Queues an operation asked for outside the billing flow: by an admin (`requested_by` =
+    /// `admin:<user>`), an upgrade payment (`stripe:<session>`), … `key` makes the request
+    /// idempotent: a second call with the same key queues nothing and answers the first id.
+    /// The caller then activates the VPS (`registry::Activate`).
+    pub async fn enqueue_operation(
+        &self,
+        vps: &str,
+        kind: OpKind,
+        params: Value,
+        requested_by: &str,
+        key: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let key = key.map_or_else(new_key, str::to_owned);
+        self.execute(
+            "BEGIN TRANSACTION;
+             IF (SELECT VALUE id FROM type::record('vps', $vps))[0] == NONE {
+                 THROW 'no such VPS: ' + $vps;
+             };
+             IF (SELECT VALUE id FROM type::record('operation', $key))[0] == NONE {
+                 CREATE type::record('operation', $key) CONTENT {
+                     vps: $vps, kind: $kind, params: $params, state: 'queued', attempts: 0,
+                     idempotency_key: $key, requested_by: $requested_by, next_attempt_at: time::now(),
+                     created_at: time::now(), updated_at: time::now()
+                 };
+             };
+             COMMIT TRANSACTION;",
+            json!({ "vps": vps, "kind": kind.as_str(), "params": params, "requested_by": requested_by, "key": key }),
+        )
+        .await?;
+        Ok(key)
+    }
+
     /// Destructive operations requested in the last hour (the blast-radius guard's count).
     pub async fn destructive_ops_last_hour(&self) -> anyhow::Result<u64> {
         let n: Vec<u64> = self
             .query_one(
                 "SELECT VALUE count() FROM operation
                  WHERE kind IN ['suspend', 'delete'] AND created_at > time::now() - 1h
-                   AND requested_by != 'admin' GROUP ALL",
+                   AND !string::starts_with(requested_by OR '', 'admin') GROUP ALL",
                 json!({}),
                 0,
             )
