@@ -72,8 +72,20 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
         sealer: sealer.clone(),
         install_id,
     });
-    let state =
-        AppState { config: config.clone(), store, metrics: metrics.clone(), handles, started_at, sealer, templates };
+    let auth = crate::auth::Auth::new(store.clone(), config.security.clone());
+    if auth.user_count().await.unwrap_or(1) == 0 {
+        tracing::warn!("no admin user yet: add one with `vmauto admin add-user <name>` to use the web UI");
+    }
+    let state = AppState {
+        config: config.clone(),
+        store,
+        metrics: metrics.clone(),
+        handles,
+        started_at,
+        sealer,
+        templates,
+        auth,
+    };
 
     let data = web::Data::new(state.clone());
     let body_limit = config.server.body_limit_bytes;
@@ -83,6 +95,7 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(body_limit))
             .app_data(web::JsonConfig::default().limit(body_limit))
+            .wrap(http::security_headers())
             .wrap(middleware::from_fn(move |req, next| http::middleware::record_metrics(metrics.clone(), req, next)))
             .configure(http::configure)
     })

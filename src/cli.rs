@@ -65,6 +65,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Manage the web UI's users (stop the appliance first when it uses the embedded store).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// List, test and check WebAssembly plugins.
     Plugin {
         #[command(subcommand)]
@@ -94,6 +99,25 @@ pub enum PluginCommand {
     },
     /// Check a component against the plugin contract: version, kind, exports, imports.
     Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Add a user with a generated password, printed once as `password: …`.
+    AddUser {
+        username: String,
+        #[arg(long, value_enum, default_value = "admin")]
+        role: crate::auth::Role,
+    },
+    /// Give a user a new generated password (printed once); unlocks the account and ends its
+    /// sessions.
+    ResetPassword { username: String },
+    /// Disable a user (their sessions end at once).
+    Disable { username: String },
+    /// Enable a disabled user.
+    Enable { username: String },
+    /// List the users.
+    ListUsers,
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,12 +244,61 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{out}");
             Ok(())
         }
+        Some(Command::Admin { command }) => {
+            let config = cli.load_config(cli.config_file().as_deref())?;
+            crate::telemetry::init(&config.log);
+            run_admin(&config, command).await
+        }
         Some(Command::Db { command }) => {
             let config = cli.load_config(cli.config_file().as_deref())?;
             crate::telemetry::init(&config.log);
             run_db(&config, command).await
         }
     }
+}
+
+async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()> {
+    let store = crate::db::Store::open(config).await?;
+    let auth = crate::auth::Auth::new(store, config.security.clone());
+    match command {
+        AdminCommand::AddUser { username, role } => {
+            let password = crate::secrets::generate_password();
+            auth.add_user(username, password.expose(), *role).await?;
+            println!("added {role} {username}");
+            println!("password: {}", password.expose());
+        }
+        AdminCommand::ResetPassword { username } => {
+            let password = crate::secrets::generate_password();
+            auth.set_password(username, password.expose()).await?;
+            println!("new password for {username}; their sessions have ended");
+            println!("password: {}", password.expose());
+        }
+        AdminCommand::Disable { username } => {
+            auth.set_disabled(username, true).await?;
+            println!("disabled {username}; their sessions have ended");
+        }
+        AdminCommand::Enable { username } => {
+            auth.set_disabled(username, false).await?;
+            println!("enabled {username}");
+        }
+        AdminCommand::ListUsers => {
+            let users = auth.users().await?;
+            if users.is_empty() {
+                println!("no users yet: add one with `vmauto admin add-user <name>`");
+            }
+            for u in users {
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!(
+                    "{}\t{}\t{}\tlast login {}",
+                    u.username,
+                    u.role,
+                    state,
+                    u.last_login_at.as_deref().unwrap_or("never")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn run_db(config: &Config, command: &DbCommand) -> anyhow::Result<()> {

@@ -71,10 +71,28 @@ pub async fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     let token = config.sources[DEMO_SOURCE].token.expose().to_string();
     let app = crate::app::start(config, true).await?;
     let seeded = seed(&app.state.store, &app.state.config, DEMO_SOURCE).await?;
+    let password = demo_admin(&app.state.auth).await?;
     print_banner(&app.base_url(), &sim, &dir, &token, seeded, args.memory);
+    println!("Log in to the web UI at {}/ as user {DEMO_ADMIN} with password {}", app.base_url(), password.expose());
+    println!();
     let result = app.wait().await;
     sim.stop().await;
     result
+}
+
+/// The demo's web UI user.
+pub const DEMO_ADMIN: &str = "admin";
+
+/// Gives the demo's admin user a fresh password (creating the user on the first run).
+async fn demo_admin(auth: &crate::auth::Auth) -> anyhow::Result<Secret> {
+    let password = crate::secrets::generate_password();
+    let exists = auth.users().await?.iter().any(|u| u.username == DEMO_ADMIN);
+    if exists {
+        auth.set_password(DEMO_ADMIN, password.expose()).await?;
+    } else {
+        auth.add_user(DEMO_ADMIN, password.expose(), crate::auth::Role::Admin).await?;
+    }
+    Ok(password)
 }
 
 /// Points the configuration at the simulator and the demo directory.

@@ -1,9 +1,15 @@
 //! HTTP routes. Handlers own no state: they read the store or send messages to actors.
 //! One file per resource, each with one mounting function whose routes sit at its top.
 
+pub mod api;
+pub mod assets;
+pub mod charts;
+pub mod events;
 pub mod health;
 pub mod middleware;
 pub mod reveal;
+pub mod session;
+pub mod ui;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -28,8 +34,10 @@ pub struct AppState {
     pub started_at: Instant,
     /// Opens sealed secrets (the one-time reveal page).
     pub sealer: Arc<Sealer>,
-    /// Customer pages (the reveal page).
+    /// Pages: the admin UI and the customer pages.
     pub templates: Arc<Templates>,
+    /// Admin users, sessions and API tokens.
+    pub auth: crate::auth::Auth,
 }
 
 /// Mounts every route.
@@ -37,4 +45,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
     webhooks::routes(cfg);
     reveal::routes(cfg);
+    session::routes(cfg);
+    events::routes(cfg);
+    assets::routes(cfg);
+    api::routes(cfg);
+    ui::routes(cfg);
+}
+
+/// Headers every response gets unless its handler set its own: a CSP without inline script,
+/// no framing, no MIME sniffing, and a strict referrer policy.
+pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((
+            actix_web::http::header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ))
+        .add((actix_web::http::header::X_FRAME_OPTIONS, "DENY"))
+        .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((actix_web::http::header::REFERRER_POLICY, "same-origin"))
 }

@@ -17,6 +17,8 @@
 //! - [`provider`]: the provider contract and the Sangfor SCP client.
 //! - [`notify`]: notification channels: admin and customer email (SMTP), signed outgoing
 //!   webhooks, one-time reveal links.
+//! - [`admin`]: what the admin UI and the JSON API read and do.
+//! - [`auth`]: admin users (argon2id), sessions, API tokens and roles.
 //! - [`secrets`]: sealing secrets at rest with the appliance key.
 //! - [`sim`]: the SCP simulator used by tests, benchmarks and `vmauto demo`.
 //! - [`app`]: starts the store, the tree and the HTTP server; graceful shutdown.
@@ -24,7 +26,9 @@
 //! - [`demo`]: `vmauto demo`, the simulator and the appliance together on loopback.
 
 pub mod actors;
+pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod billing;
 pub mod cli;
 pub mod config;

@@ -25,6 +25,8 @@ pub enum NotifyKind {
     GuardTripped,
     ReconcileFinding,
     PaymentIssue,
+    /// An admin's test from the settings page.
+    Test,
 }
 
 /// Asks the notifier to tell admins about something (in the UI, by email, by webhook).

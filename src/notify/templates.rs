@@ -16,11 +16,25 @@ use serde::Serialize;
 #[folder = "templates/"]
 struct Builtin;
 
-/// Both registries; cheap to share behind an `Arc`.
+/// The registries; cheap to share behind an `Arc`.
 pub struct Templates {
     html: Handlebars<'static>,
     text: Handlebars<'static>,
+    /// The admin UI's pages (`admin/…`): escaped, not strict (rows from the store may lack
+    /// optional fields), with the display helpers `time` and `mem`.
+    admin: Handlebars<'static>,
 }
+
+handlebars::handlebars_helper!(time_helper: |t: Json| {
+    // "2026-11-25T02:03:47.123456Z" → "2026-11-25 02:03:47"
+    let s = t.as_str().unwrap_or_default();
+    if s.len() >= 19 { format!("{} {}", &s[..10], &s[11..19]) } else { s.to_string() }
+});
+
+handlebars::handlebars_helper!(mem_helper: |mb: Json| {
+    let mb = mb.as_f64().unwrap_or(0.0);
+    if mb >= 1024.0 { format!("{} GB", (mb / 1024.0 * 10.0).round() / 10.0) } else { format!("{mb} MB") }
+});
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,28 +51,43 @@ impl Templates {
         let mut text = Handlebars::new();
         text.set_strict_mode(true);
         text.register_escape_fn(handlebars::no_escape);
+        let mut admin = Handlebars::new();
+        admin.register_helper("time", Box::new(time_helper));
+        admin.register_helper("mem", Box::new(mem_helper));
         for path in Builtin::iter() {
             let Some(name) = path.strip_suffix(".hbs") else { continue };
             let file = Builtin::get(&path).with_context(|| format!("template {path} vanished"))?;
             let source = std::str::from_utf8(&file.data).with_context(|| format!("template {path} is not UTF-8"))?;
-            let registry = if name.ends_with(".txt") { &mut text } else { &mut html };
+            let registry = if name.starts_with("admin/") {
+                &mut admin
+            } else if name.ends_with(".txt") {
+                &mut text
+            } else {
+                &mut html
+            };
             registry.register_template_string(name, source).with_context(|| format!("template {path}"))?;
         }
         if html.get_templates().is_empty() {
             bail!("no built-in templates were found");
         }
-        Ok(Arc::new(Self { html, text }))
+        Ok(Arc::new(Self { html, text, admin }))
     }
 
     /// Renders `name` (`email/alert.html`, `email/alert.txt`, `pages/reveal.html`) with `ctx`.
     pub fn render<T: Serialize>(&self, name: &str, ctx: &T) -> anyhow::Result<String> {
-        let registry = if name.ends_with(".txt") { &self.text } else { &self.html };
+        let registry = if name.starts_with("admin/") {
+            &self.admin
+        } else if name.ends_with(".txt") {
+            &self.text
+        } else {
+            &self.html
+        };
         registry.render(name, ctx).with_context(|| format!("rendering template {name}"))
     }
 
     /// Whether a template is registered.
     pub fn has(&self, name: &str) -> bool {
-        self.html.has_template(name) || self.text.has_template(name)
+        self.html.has_template(name) || self.text.has_template(name) || self.admin.has_template(name)
     }
 }
 

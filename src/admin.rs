@@ -1,0 +1,631 @@
+//! What the admin UI and the JSON API read and do, in one place: both call these functions,
+//! and check roles before they do.
+//!
+//! Reads are shaped for pages (JSON rows with the fields a page shows); actions queue durable
+//! operations (`Store::enqueue_operation`), record who asked in the activity log and wake the
+//! VPS's actor.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::actors::registry::{Activate, VpsRegistry};
+use crate::db::Store;
+use crate::lifecycle::store::new_key;
+use crate::lifecycle::{OpKind, Spec, Template};
+
+/// Rows per page of every list.
+pub const PAGE_SIZE: u64 = 50;
+
+/// Fields of a VPS row in lists.
+const VPS_ROW: &str = "record::id(id) AS id, name, state, template, source, customer_name, customer_email,
+    customer_id, subscription, vm_name, server_id, ips, spec, <string>created_at AS created_at,
+    IF updated_at { <string>updated_at } AS updated_at";
+
+/// Filters of the VPS list (all optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VpsQuery {
+    /// Matches customer name or email, subscription, IP, VM name or id (case-insensitive).
+    #[serde(default)]
+    pub q: String,
+    /// A state, `live` (anything not deleted) or `past` (deleted).
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub template: String,
+    #[serde(default)]
+    pub source: String,
+    /// `created` (default), `name`, `state`, `customer`; prefix `-` for descending… the
+    /// default is newest first.
+    #[serde(default)]
+    pub sort: String,
+    #[serde(default)]
+    pub page: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub total: u64,
+    pub page: u64,
+    pub pages: u64,
+}
+
+impl VpsQuery {
+    fn where_clause(&self) -> (String, Value) {
+        let mut conds: Vec<&str> = Vec::new();
+        match self.state.as_str() {
+            "" => {}
+            "live" => conds.push("state != 'deleted'"),
+            "past" => conds.push("state = 'deleted'"),
+            _ => conds.push("state = $state"),
+        }
+        if !self.template.is_empty() {
+            conds.push("template = $template");
+        }
+        if !self.source.is_empty() {
+            conds.push("source = $source");
+        }
+        // Every word must appear (in any field): "dana 10.0.0" finds Dana's VPS with that IP.
+        let words: Vec<String> = self.q.to_lowercase().split_whitespace().take(6).map(str::to_owned).collect();
+        let word_conds: Vec<String> = (0..words.len()).map(|i| format!("string::contains(search, $q[{i}])")).collect();
+        let mut conds: Vec<String> = conds.into_iter().map(str::to_owned).collect();
+        conds.extend(word_conds);
+        let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+        (clause, json!({ "state": self.state, "template": self.template, "source": self.source, "q": words }))
+    }
+
+    fn order(&self) -> &'static str {
+        match self.sort.as_str() {
+            "created" => "created_at ASC",
+            "name" => "name ASC",
+            "-name" => "name DESC",
+            "state" => "state ASC",
+            "customer" => "customer_name ASC",
+            _ => "created_at DESC",
+        }
+    }
+}
+
+/// Rows of `table` matching `clause` (a `WHERE …` or nothing).
+async fn count(store: &Store, table: &str, clause: &str, bindings: Value) -> anyhow::Result<u64> {
+    let rows: Vec<Value> =
+        store.query_one(&format!("SELECT count() AS n FROM {table} {clause} GROUP ALL"), bindings, 0).await?;
+    Ok(rows.first().and_then(|r| r["n"].as_u64()).unwrap_or(0))
+}
+
+/// One page of the VPS list.
+pub async fn list_vps(store: &Store, query: &VpsQuery) -> anyhow::Result<Page<Value>> {
+    let (clause, mut bindings) = query.where_clause();
+    let total = count(store, "vps", &clause, bindings.clone()).await?;
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = query.page.clamp(1, pages);
+    bindings["start"] = json!((page - 1) * PAGE_SIZE);
+    bindings["limit"] = json!(PAGE_SIZE);
+    let rows: Vec<Value> = store
+        .query_one(
+            &format!("SELECT {VPS_ROW} FROM vps {clause} ORDER BY {} LIMIT $limit START $start", query.order()),
+            bindings,
+            0,
+        )
+        .await?;
+    Ok(Page { rows, total, page, pages })
+}
+
+/// A VPS with everything its page shows (never its sealed password).
+pub async fn vps_detail(store: &Store, id: &str) -> anyhow::Result<Option<Value>> {
+    let rows: Vec<Value> = store
+        .query_one(
+            &format!(
+                "SELECT {VPS_ROW}, template_row, delete_after, IF active_at {{ <string>active_at }} AS active_at,
+                    root_password != NONE AS has_password
+                 FROM type::record('vps', $id)"
+            ),
+            json!({ "id": id }),
+            0,
+        )
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// The single timeline of a VPS: webhook events, decisions and admin actions (activity),
+/// operations with their provider tasks, and notifications; newest first.
+pub async fn vps_timeline(store: &Store, id: &str) -> anyhow::Result<Vec<Value>> {
+    let sql = "SELECT <string>at AS at, 'activity' AS kind, level, actor, message, data FROM activity
+                 WHERE subject = $id ORDER BY at DESC LIMIT 200;
+               SELECT <string>created_at AS at, 'operation' AS kind, record::id(id) AS id, kind AS op, state, attempts,
+                    last_error, requested_by, task_id, IF finished_at { <string>finished_at } AS finished_at, params
+                 FROM operation WHERE vps = $id ORDER BY created_at DESC LIMIT 200;
+               SELECT <string>created_at AS at, 'notification' AS kind, title, severity FROM notification
+                 WHERE subject = $id OR subject = 'vps:' + $id ORDER BY created_at DESC LIMIT 50;";
+    let mut all: Vec<Value> = Vec::new();
+    for idx in 0..3 {
+        let rows: Vec<Value> = store.query_one(sql, json!({ "id": id }), idx).await.unwrap_or_default();
+        all.extend(rows);
+    }
+    all.sort_by(|a, b| b["at"].as_str().unwrap_or_default().cmp(a["at"].as_str().unwrap_or_default()));
+    Ok(all)
+}
+
+/// What an admin can ask of a VPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Power reset and a new root password.
+    Reset,
+    Suspend,
+    Resume,
+    Resize,
+    Rebuild,
+    Delete,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(json!(s)).ok()
+    }
+
+    fn kind(self) -> OpKind {
+        match self {
+            Self::Reset => OpKind::Reset,
+            Self::Suspend => OpKind::Suspend,
+            Self::Resume => OpKind::Resume,
+            Self::Resize => OpKind::Resize,
+            Self::Rebuild => OpKind::Rebuild,
+            Self::Delete => OpKind::Delete,
+        }
+    }
+}
+
+/// Queues an admin's action on a VPS; answers the operation id.
+pub async fn request_action(
+    store: &Store,
+    registry: &actix::Addr<VpsRegistry>,
+    vps: &str,
+    action: Action,
+    params: Value,
+    actor: &str,
+) -> anyhow::Result<String> {
+    let Some(detail) = vps_detail(store, vps).await? else { anyhow::bail!("no such VPS: {vps}") };
+    if detail["state"] == "deleted" {
+        anyhow::bail!("this VPS is deleted; nothing can be done to it any more");
+    }
+    let mut params = params;
+    if action == Action::Resize {
+        let spec: Spec = serde_json::from_value(params.get("spec").cloned().unwrap_or_default())
+            .map_err(|e| anyhow::anyhow!("a resize needs cores, memory_mb and disk_gb: {e}"))?;
+        anyhow::ensure!(spec.cores >= 1 && spec.memory_mb >= 256, "a VPS needs at least 1 core and 256 MB of memory");
+        let current: Option<Spec> = serde_json::from_value(detail["spec"].clone()).ok();
+        if let Some(c) = current {
+            anyhow::ensure!(
+                spec.disk_gb >= c.disk_gb,
+                "disks only grow: {} GB is less than {} GB",
+                spec.disk_gb,
+                c.disk_gb
+            );
+        }
+        params = json!({ "spec": spec });
+    }
+    let id = store.enqueue_operation(vps, action.kind(), params.clone(), actor, None).await?;
+    store
+        .record_activity(
+            "info",
+            actor,
+            Some(vps),
+            &format!("{actor} asked for {}", action.kind().as_str()),
+            json!({ "operation": id, "params": params }),
+        )
+        .await?;
+    registry.do_send(Activate { vps: vps.to_string() });
+    Ok(id)
+}
+
+/// Puts a dead operation back in the queue.
+pub async fn retry_operation(
+    store: &Store,
+    registry: &actix::Addr<VpsRegistry>,
+    op: &str,
+    actor: &str,
+) -> anyhow::Result<String> {
+    let rows: Vec<Value> = store
+        .query_one(
+            "UPDATE type::record('operation', $op) SET state = 'queued', attempts = 0, next_attempt_at = time::now(),
+                updated_at = time::now() WHERE state = 'dead' RETURN vps",
+            json!({ "op": op }),
+            0,
+        )
+        .await?;
+    let Some(vps) = rows.first().and_then(|r| r["vps"].as_str()).map(str::to_owned) else {
+        anyhow::bail!("operation {op} is not dead (only a dead operation can be retried)");
+    };
+    store.update_vps(&vps, json!({})).await?;
+    store
+        .record_activity(
+            "info",
+            actor,
+            Some(&vps),
+            &format!("{actor} retried a dead operation"),
+            json!({ "operation": op }),
+        )
+        .await?;
+    registry.do_send(Activate { vps: vps.clone() });
+    Ok(vps)
+}
+
+/// Approves (queues) or rejects (cancels) operations held by the blast-radius guard.
+pub async fn decide_held(
+    store: &Store,
+    registry: &actix::Addr<VpsRegistry>,
+    op: &str,
+    approve: bool,
+    actor: &str,
+) -> anyhow::Result<()> {
+    let sql = if approve {
+        "UPDATE type::record('operation', $op) SET state = 'queued', approved_by = $actor, updated_at = time::now()
+         WHERE state = 'held' RETURN vps"
+    } else {
+        "UPDATE type::record('operation', $op) SET state = 'cancelled', last_error = 'rejected by ' + $actor,
+            updated_at = time::now() WHERE state = 'held' RETURN vps"
+    };
+    let rows: Vec<Value> = store.query_one(sql, json!({ "op": op, "actor": actor }), 0).await?;
+    let Some(vps) = rows.first().and_then(|r| r["vps"].as_str()).map(str::to_owned) else {
+        anyhow::bail!("operation {op} is not held");
+    };
+    let verb = if approve { "approved" } else { "rejected" };
+    store
+        .record_activity(
+            "warn",
+            actor,
+            Some(&vps),
+            &format!("{actor} {verb} a held operation"),
+            json!({ "operation": op }),
+        )
+        .await?;
+    if approve {
+        registry.do_send(Activate { vps });
+    }
+    Ok(())
+}
+
+/// A customer for a VPS created by hand.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ManualVps {
+    pub customer_name: String,
+    pub customer_email: String,
+    pub template: String,
+}
+
+/// Creates a VPS by hand from a template; answers its id.
+pub async fn create_vps(
+    store: &Store,
+    registry: &actix::Addr<VpsRegistry>,
+    req: &ManualVps,
+    actor: &str,
+) -> anyhow::Result<String> {
+    anyhow::ensure!(!req.customer_name.trim().is_empty(), "the customer's name is required");
+    anyhow::ensure!(req.customer_email.contains('@'), "the customer's email address is required");
+    let Some(template) = store.template_by_name(&req.template).await? else {
+        anyhow::bail!("no template named {:?}", req.template)
+    };
+    anyhow::ensure!(template.enabled, "template {} is disabled", template.name);
+    let id = new_key();
+    let name = template.name_pattern.replace("{id}", &id[..8]).replace("{customer}", "c");
+    let spec = Spec::from(&template);
+    let op = new_key();
+    store
+        .execute(
+            "BEGIN TRANSACTION;
+             CREATE type::record('vps', $id) CONTENT {
+                 name: $name, state: 'pending', source: 'manual', customer_name: $cname, customer_email: $cemail,
+                 customer_id: '', template: $template, spec: $spec, template_row: $row, ips: [],
+                 created_by: $actor, created_at: time::now(), updated_at: time::now()
+             };
+             CREATE type::record('operation', $op) CONTENT {
+                 vps: $id, kind: 'create', params: {}, state: 'queued', attempts: 0, idempotency_key: $op,
+                 requested_by: $actor, next_attempt_at: time::now(), created_at: time::now(), updated_at: time::now()
+             };
+             CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $id,
+                 message: $actor + ' created a VPS by hand', data: { template: $template } };
+             COMMIT TRANSACTION;",
+            json!({
+                "id": id, "name": name, "cname": req.customer_name.trim(), "cemail": req.customer_email.trim(),
+                "template": template.name, "spec": spec, "row": template, "op": op, "actor": actor,
+            }),
+        )
+        .await?;
+    registry.do_send(Activate { vps: id.clone() });
+    Ok(id)
+}
+
+/// VPS counts by state.
+pub async fn counts_by_state(store: &Store) -> anyhow::Result<Vec<(String, u64)>> {
+    let rows: Vec<Value> = store.query_one("SELECT state, count() AS n FROM vps GROUP BY state", json!({}), 0).await?;
+    let mut out: Vec<(String, u64)> = rows
+        .into_iter()
+        .map(|r| (r["state"].as_str().unwrap_or("?").to_string(), r["n"].as_u64().unwrap_or(0)))
+        .collect();
+    out.sort_by_key(|c| std::cmp::Reverse(c.1));
+    Ok(out)
+}
+
+/// Buckets of an hourly series over the last `hours`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    pub label: String,
+    /// Hour start (RFC 3339) and value.
+    pub points: Vec<(String, f64)>,
+}
+
+fn hour_buckets(hours: i64) -> Vec<DateTime<Utc>> {
+    let now = Utc::now();
+    let top = now - Duration::seconds(i64::from(now.timestamp() as i32 % 3600));
+    (0..hours).rev().map(|h| top - Duration::hours(h)).collect()
+}
+
+fn bucket_of(buckets: &[DateTime<Utc>], t: DateTime<Utc>) -> Option<usize> {
+    buckets.iter().rposition(|b| *b <= t)
+}
+
+/// Webhooks per hour by outcome over the last 24 hours.
+pub async fn webhook_volume(store: &Store) -> anyhow::Result<Vec<Series>> {
+    let rows: Vec<Value> = store
+        .query_one(
+            "SELECT <string>received_at AS at, status FROM webhook_event WHERE received_at > time::now() - 24h
+             ORDER BY received_at LIMIT 100000",
+            json!({}),
+            0,
+        )
+        .await?;
+    let buckets = hour_buckets(24);
+    let kinds = ["processed", "parked", "failed", "other"];
+    let mut counts = vec![vec![0.0; buckets.len()]; kinds.len()];
+    for r in rows {
+        let Some(t) = r["at"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()) else { continue };
+        let Some(b) = bucket_of(&buckets, t) else { continue };
+        let status = r["status"].as_str().unwrap_or("other");
+        let k = kinds.iter().position(|k| *k == status).unwrap_or(kinds.len() - 1);
+        counts[k][b] += 1.0;
+    }
+    Ok(kinds
+        .iter()
+        .zip(counts)
+        .map(|(k, c)| Series {
+            label: (*k).to_string(),
+            points: buckets.iter().map(|b| b.to_rfc3339()).zip(c).collect(),
+        })
+        .collect())
+}
+
+/// Mean provisioning and deprovisioning seconds per hour, and failed operations per hour,
+/// over the last 24 hours.
+pub async fn operation_series(store: &Store) -> anyhow::Result<Vec<Series>> {
+    let rows: Vec<Value> = store
+        .query_one(
+            "SELECT kind, state, <string>finished_at AS at,
+                time::unix(finished_at) - time::unix(next_attempt_at OR created_at) AS secs
+             FROM operation WHERE finished_at > time::now() - 24h LIMIT 100000",
+            json!({}),
+            0,
+        )
+        .await?;
+    let buckets = hour_buckets(24);
+    let mut sums = [vec![0.0; buckets.len()], vec![0.0; buckets.len()]];
+    let mut ns = [vec![0.0; buckets.len()], vec![0.0; buckets.len()]];
+    let mut failed = vec![0.0; buckets.len()];
+    for r in rows {
+        let Some(t) = r["at"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()) else { continue };
+        let Some(b) = bucket_of(&buckets, t) else { continue };
+        if r["state"] == "dead" {
+            failed[b] += 1.0;
+            continue;
+        }
+        let i = match r["kind"].as_str() {
+            Some("create") => 0,
+            Some("delete") => 1,
+            _ => continue,
+        };
+        if r["state"] == "succeeded" {
+            sums[i][b] += r["secs"].as_f64().unwrap_or(0.0);
+            ns[i][b] += 1.0;
+        }
+    }
+    let mean = |i: usize| -> Vec<f64> {
+        sums[i].iter().zip(&ns[i]).map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 }).collect()
+    };
+    let labels = |v: Vec<f64>| buckets.iter().map(|b| b.to_rfc3339()).zip(v).collect();
+    Ok(vec![
+        Series { label: "provisioning (s)".into(), points: labels(mean(0)) },
+        Series { label: "deprovisioning (s)".into(), points: labels(mean(1)) },
+        Series { label: "failed operations".into(), points: labels(failed) },
+    ])
+}
+
+/// Recent dead operations (newest first).
+pub async fn recent_failures(store: &Store, limit: u64) -> anyhow::Result<Vec<Value>> {
+    store
+        .query_one(
+            "SELECT record::id(id) AS id, vps, kind, last_error, attempts, <string>updated_at AS at FROM operation
+             WHERE state = 'dead' ORDER BY updated_at DESC LIMIT $limit",
+            json!({ "limit": limit }),
+            0,
+        )
+        .await
+}
+
+/// Operations the blast-radius guard holds for an admin.
+pub async fn held_operations(store: &Store) -> anyhow::Result<Vec<Value>> {
+    store
+        .query_one(
+            "SELECT record::id(id) AS id, vps, kind, requested_by, <string>created_at AS at,
+                (SELECT VALUE customer_name FROM ONLY type::record('vps', $parent.vps)) AS customer
+             FROM operation WHERE state = 'held' ORDER BY created_at LIMIT 500",
+            json!({}),
+            0,
+        )
+        .await
+}
+
+/// Filters of the activity log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ActivityQuery {
+    /// `info`, `warn`, `error` or empty for all.
+    #[serde(default)]
+    pub level: String,
+    /// Text in the message or the actor.
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub page: u64,
+}
+
+pub async fn activity(store: &Store, query: &ActivityQuery) -> anyhow::Result<Page<Value>> {
+    let mut conds = Vec::new();
+    if !query.level.is_empty() {
+        conds.push("level = $level");
+    }
+    let q = query.q.trim().to_lowercase();
+    if !q.is_empty() {
+        conds.push(
+            "(string::contains(string::lowercase(message), $q) OR string::contains(string::lowercase(actor), $q))",
+        );
+    }
+    let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    let mut b = json!({ "level": query.level, "q": q });
+    let total = count(store, "activity", &clause, b.clone()).await?;
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = query.page.clamp(1, pages);
+    b["start"] = json!((page - 1) * PAGE_SIZE);
+    b["limit"] = json!(PAGE_SIZE);
+    let rows: Vec<Value> = store
+        .query_one(
+            &format!(
+                "SELECT <string>at AS at, level, actor, subject, message, data FROM activity {clause}
+                 ORDER BY at DESC LIMIT $limit START $start"
+            ),
+            b,
+            0,
+        )
+        .await?;
+    Ok(Page { rows, total, page, pages })
+}
+
+/// The webhook inbox, newest first; `status` filters.
+pub async fn inbox(store: &Store, status: &str, page: u64) -> anyhow::Result<Page<Value>> {
+    let clause = if status.is_empty() { "" } else { "WHERE status = $status" };
+    let b = json!({ "status": status });
+    let total = count(store, "webhook_event", clause, b.clone()).await?;
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = page.clamp(1, pages);
+    let rows: Vec<Value> = store
+        .query_one(
+            &format!(
+                "SELECT record::id(id) AS id, source, status, <string>received_at AS received_at, signature,
+                    outcomes, error FROM webhook_event {clause} ORDER BY received_at DESC LIMIT {PAGE_SIZE} START {}",
+                (page - 1) * PAGE_SIZE
+            ),
+            b,
+            0,
+        )
+        .await?;
+    Ok(Page { rows, total, page, pages })
+}
+
+/// One inbox row with its headers and body.
+pub async fn inbox_event(store: &Store, id: &str) -> anyhow::Result<Option<Value>> {
+    let rows: Vec<Value> = store
+        .query_one(
+            "SELECT *, record::id(id) AS id, <string>received_at AS received_at FROM type::record('webhook_event', $id)",
+            json!({ "id": id }),
+            0,
+        )
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// Templates with the plans mapped to them.
+pub async fn templates(store: &Store) -> anyhow::Result<Vec<Value>> {
+    store
+        .query_one(
+            "SELECT record::id(id) AS id, name, description, az_id, image_id, storage_tag_id, vpc_id, subnet_id, cores,
+                memory_mb, disk_gb, name_pattern, enabled OR enabled = NONE AS enabled,
+                (SELECT source, plan_key FROM plan_mapping WHERE template = $parent.name) AS plans
+             FROM template ORDER BY name",
+            json!({}),
+            0,
+        )
+        .await
+}
+
+/// Creates or updates a template by name.
+pub async fn save_template(store: &Store, t: &Template, actor: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(!t.name.trim().is_empty(), "a template needs a name");
+    anyhow::ensure!(
+        !t.az_id.is_empty() && !t.image_id.is_empty() && !t.storage_tag_id.is_empty(),
+        "a template needs an AZ, an image and a storage tag"
+    );
+    anyhow::ensure!(t.cores >= 1 && t.memory_mb >= 256 && t.disk_gb >= 1, "cores ≥ 1, memory ≥ 256 MB, disk ≥ 1 GB");
+    anyhow::ensure!(t.name_pattern.contains("{id}"), "the VM name pattern must contain {{id}}");
+    store
+        .execute(
+            "IF (SELECT VALUE id FROM template WHERE name = $t.name)[0] {
+                 UPDATE template MERGE $t WHERE name = $t.name;
+             } ELSE {
+                 CREATE template CONTENT object::extend($t, { created_at: time::now() });
+             };
+             CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $t.name,
+                 message: $actor + ' saved template ' + $t.name, data: $t };",
+            json!({ "t": t, "actor": actor }),
+        )
+        .await
+}
+
+/// Maps a source's plan to a template (replacing an earlier mapping of that plan).
+pub async fn map_plan(store: &Store, source: &str, plan: &str, template: &str, actor: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(!source.is_empty() && !plan.is_empty(), "a mapping needs a source and a plan");
+    anyhow::ensure!(store.template_by_name(template).await?.is_some(), "no template named {template:?}");
+    store
+        .execute(
+            "DELETE plan_mapping WHERE source = $source AND plan_key = $plan;
+             CREATE plan_mapping CONTENT { source: $source, plan_key: $plan, template: $template };
+             CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $template,
+                 message: $actor + ' mapped plan ' + $plan + ' of ' + $source + ' to ' + $template, data: {} };",
+            json!({ "source": source, "plan": plan, "template": template, "actor": actor }),
+        )
+        .await
+}
+
+/// Recent notifications, newest first.
+pub async fn notifications(store: &Store, limit: u64) -> anyhow::Result<Vec<Value>> {
+    store
+        .query_one(
+            "SELECT record::id(id) AS id, <string>created_at AS at, kind, severity, title, body, subject FROM notification
+             ORDER BY created_at DESC LIMIT $limit",
+            json!({ "limit": limit }),
+            0,
+        )
+        .await
+}
+
+/// VPS rows changed after `since` (the live-update stream).
+pub async fn vps_changes(store: &Store, since: DateTime<Utc>) -> anyhow::Result<Vec<Value>> {
+    store
+        .query_one(
+            "SELECT record::id(id) AS id, state, ips, <string>updated_at AS updated_at FROM vps
+             WHERE updated_at > <datetime>$since ORDER BY updated_at LIMIT 500",
+            json!({ "since": since.to_rfc3339() }),
+            0,
+        )
+        .await
+}
+
+/// Notifications after `since`.
+pub async fn notifications_since(store: &Store, since: DateTime<Utc>) -> anyhow::Result<Vec<Value>> {
+    store
+        .query_one(
+            "SELECT record::id(id) AS id, <string>created_at AS at, severity, title, subject FROM notification
+             WHERE created_at > <datetime>$since ORDER BY created_at LIMIT 50",
+            json!({ "since": since.to_rfc3339() }),
+            0,
+        )
+        .await
+}

@@ -1,0 +1,455 @@
+//! Admin users, sessions and API tokens.
+//!
+//! - Passwords are argon2id hashes (PHC strings); a login that fails
+//!   `security.login_max_failures` times in a row locks the account for
+//!   `security.lockout_minutes`.
+//! - A session is a random 256-bit cookie value; the store keeps only its SHA-256, with the
+//!   user, the role, a CSRF token and its times. It ends after `security.session_idle_minutes`
+//!   without use or `security.session_absolute_hours` after login, at logout, when the user is
+//!   disabled or when they log out everywhere.
+//! - API tokens (`vma_…`) are stored the same way (hash only), carry a role and are revoked by
+//!   an admin.
+//!
+//! Roles: `admin` does everything, `operator` acts on VPSs, `viewer` reads.
+
+use std::fmt;
+
+use anyhow::Context;
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::config::SecurityConfig;
+use crate::db::Store;
+
+/// What a user may do. Ordered: a higher role includes the lower ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "viewer" => Some(Self::Viewer),
+            "operator" => Some(Self::Operator),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An admin user as listed (never with its hash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub role: Role,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub last_login_at: Option<String>,
+    #[serde(default)]
+    pub locked_until: Option<String>,
+}
+
+/// Who is making a request: a session's user or an API token.
+#[derive(Debug, Clone, Serialize)]
+pub struct Principal {
+    pub username: String,
+    pub role: Role,
+    /// The session's CSRF token (empty for API tokens, which need none).
+    pub csrf: String,
+    /// The hash of the session or token (to end this session).
+    #[serde(skip)]
+    pub session_hash: String,
+    pub via_token: bool,
+}
+
+impl Principal {
+    /// `admin:<user>` or `token:<name>`: how the activity log names this principal.
+    pub fn actor(&self) -> String {
+        if self.via_token { format!("token:{}", self.username) } else { format!("admin:{}", self.username) }
+    }
+
+    pub fn can(&self, role: Role) -> bool {
+        self.role >= role
+    }
+}
+
+/// Why a login was refused. The message shown never says whether the user exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    BadCredentials,
+    LockedUntil(DateTime<Utc>),
+    Disabled,
+}
+
+/// SHA-256 of a secret token, hex (record ids of sessions and API tokens).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// 256 random bits, base64url without padding.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An argon2id PHC string of `password`.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+}
+
+/// Whether `password` matches the PHC string `hash`.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A hash checked when the user does not exist, so a login takes as long either way.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not a password").unwrap_or_default())
+}
+
+/// Usernames: 1–64 of letters, digits, `.`, `_`, `-`, `@`.
+pub fn valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+/// Passwords: at least 12 characters.
+pub fn check_password_policy(password: &str) -> Result<(), String> {
+    if password.chars().count() < 12 {
+        return Err("a password needs at least 12 characters".into());
+    }
+    Ok(())
+}
+
+/// The users, sessions and tokens of one store.
+#[derive(Clone)]
+pub struct Auth {
+    store: Store,
+    config: SecurityConfig,
+}
+
+impl Auth {
+    pub fn new(store: Store, config: SecurityConfig) -> Self {
+        Self { store, config }
+    }
+
+    pub async fn user_count(&self) -> anyhow::Result<u64> {
+        let n: Vec<u64> = self.store.query_one("SELECT VALUE count() FROM admin_user GROUP ALL", json!({}), 0).await?;
+        Ok(n.first().copied().unwrap_or(0))
+    }
+
+    pub async fn users(&self) -> anyhow::Result<Vec<User>> {
+        self.store
+            .query_one(
+                "SELECT username, role, disabled OR false AS disabled, <string>created_at AS created_at,
+                    IF last_login_at { <string>last_login_at } AS last_login_at,
+                    IF locked_until { <string>locked_until } AS locked_until
+                 FROM admin_user ORDER BY username",
+                json!({}),
+                0,
+            )
+            .await
+    }
+
+    /// Adds a user; fails if the name is taken.
+    pub async fn add_user(&self, username: &str, password: &str, role: Role) -> anyhow::Result<()> {
+        anyhow::ensure!(valid_username(username), "usernames are 1-64 letters, digits, '.', '_', '-' or '@'");
+        check_password_policy(password).map_err(anyhow::Error::msg)?;
+        let hash = hash_password(password)?;
+        self.store
+            .execute(
+                "IF (SELECT VALUE id FROM type::record('admin_user', $u))[0] != NONE {
+                     THROW 'user ' + $u + ' already exists';
+                 };
+                 CREATE type::record('admin_user', $u) CONTENT {
+                     username: $u, password_hash: $hash, role: $role, disabled: false, failures: 0,
+                     created_at: time::now(), sessions_valid_after: time::now()
+                 };",
+                json!({ "u": username, "hash": hash, "role": role }),
+            )
+            .await
+    }
+
+    /// Sets a new password, unlocks the account and ends its sessions.
+    pub async fn set_password(&self, username: &str, password: &str) -> anyhow::Result<()> {
+        check_password_policy(password).map_err(anyhow::Error::msg)?;
+        let hash = hash_password(password)?;
+        self.update_existing(
+            username,
+            "UPDATE type::record('admin_user', $u) SET password_hash = $hash, failures = 0, locked_until = NONE,
+                sessions_valid_after = time::now()",
+            json!({ "hash": hash }),
+        )
+        .await
+    }
+
+    pub async fn set_role(&self, username: &str, role: Role) -> anyhow::Result<()> {
+        self.update_existing(
+            username,
+            "UPDATE type::record('admin_user', $u) SET role = $role, sessions_valid_after = time::now()",
+            json!({ "role": role }),
+        )
+        .await
+    }
+
+    /// Disables (or enables) a user; disabling ends their sessions and tokens at once.
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> anyhow::Result<()> {
+        self.update_existing(
+            username,
+            "UPDATE type::record('admin_user', $u) SET disabled = $disabled, sessions_valid_after = time::now()",
+            json!({ "disabled": disabled }),
+        )
+        .await
+    }
+
+    /// Ends every session of a user ("log out everywhere").
+    pub async fn end_all_sessions(&self, username: &str) -> anyhow::Result<()> {
+        self.update_existing(
+            username,
+            "UPDATE type::record('admin_user', $u) SET sessions_valid_after = time::now()",
+            json!({}),
+        )
+        .await?;
+        self.store.execute("DELETE session WHERE user = $u", json!({ "u": username })).await
+    }
+
+    async fn update_existing(&self, username: &str, sql: &str, mut bindings: Value) -> anyhow::Result<()> {
+        bindings["u"] = json!(username);
+        let sql = format!(
+            "IF (SELECT VALUE id FROM type::record('admin_user', $u))[0] == NONE {{ THROW 'no user named ' + $u; }}; {sql};"
+        );
+        self.store.execute(&sql, bindings).await
+    }
+
+    /// Checks a login. On success answers a new session's cookie value and its principal.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        ip: &str,
+    ) -> anyhow::Result<Result<(String, Principal), LoginError>> {
+        let rows: Vec<Value> = self
+            .store
+            .query_one(
+                "SELECT username, password_hash, role, disabled, failures, locked_until FROM type::record('admin_user', $u)",
+                json!({ "u": username }),
+                0,
+            )
+            .await?;
+        let Some(row) = rows.into_iter().next() else {
+            let _ = verify_password(password, dummy_hash());
+            return Ok(Err(LoginError::BadCredentials));
+        };
+        let now = Utc::now();
+        if let Some(until) = row["locked_until"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok())
+            && until > now
+        {
+            return Ok(Err(LoginError::LockedUntil(until)));
+        }
+        let hash = row["password_hash"].as_str().unwrap_or_default();
+        if !verify_password(password, hash) {
+            let failures = row["failures"].as_u64().unwrap_or(0) + 1;
+            let lock = failures >= u64::from(self.config.login_max_failures.max(1));
+            let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
+            self.store
+                .execute(
+                    "UPDATE type::record('admin_user', $u) SET failures = $failures,
+                        locked_until = IF $lock { <datetime>$until } ELSE { NONE }",
+                    json!({ "u": username, "failures": if lock { 0 } else { failures }, "lock": lock,
+                            "until": until.to_rfc3339() }),
+                )
+                .await?;
+            if lock {
+                return Ok(Err(LoginError::LockedUntil(until)));
+            }
+            return Ok(Err(LoginError::BadCredentials));
+        }
+        if row["disabled"].as_bool() == Some(true) {
+            return Ok(Err(LoginError::Disabled));
+        }
+        let role = row["role"].as_str().and_then(Role::parse).unwrap_or(Role::Viewer);
+        let token = random_token();
+        let hash = token_hash(&token);
+        let csrf = random_token();
+        self.store
+            .execute(
+                "UPDATE type::record('admin_user', $u) SET failures = 0, locked_until = NONE, last_login_at = time::now();
+                 CREATE type::record('session', $h) CONTENT {
+                     user: $u, csrf: $csrf, ip: $ip, created_at: time::now(), last_seen_at: time::now()
+                 };",
+                json!({ "u": username, "h": hash, "csrf": csrf, "ip": ip }),
+            )
+            .await?;
+        Ok(Ok((token, Principal { username: username.to_string(), role, csrf, session_hash: hash, via_token: false })))
+    }
+
+    /// The principal of a session cookie, if the session is still valid (touching it).
+    pub async fn session(&self, token: &str) -> anyhow::Result<Option<Principal>> {
+        let hash = token_hash(token);
+        let rows: Vec<Value> = self
+            .store
+            .query_one(
+                "SELECT user, csrf, <string>created_at AS created_at, <string>last_seen_at AS last_seen_at,
+                    (SELECT role, disabled, <string>sessions_valid_after AS valid_after
+                     FROM ONLY type::record('admin_user', $parent.user)) AS owner
+                 FROM type::record('session', $h)",
+                json!({ "h": hash }),
+                0,
+            )
+            .await?;
+        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        let now = Utc::now();
+        let time = |v: &Value| v.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok());
+        let (Some(created), Some(seen)) = (time(&row["created_at"]), time(&row["last_seen_at"])) else {
+            return Ok(None);
+        };
+        let owner = &row["owner"];
+        let idle = Duration::minutes(i64::try_from(self.config.session_idle_minutes).unwrap_or(60));
+        let absolute = Duration::hours(i64::try_from(self.config.session_absolute_hours).unwrap_or(12));
+        let revoked = time(&owner["valid_after"]).is_some_and(|t| t > created);
+        if owner.is_null()
+            || owner["disabled"].as_bool() == Some(true)
+            || revoked
+            || now - seen > idle
+            || now - created > absolute
+        {
+            self.store.execute("DELETE type::record('session', $h)", json!({ "h": hash })).await?;
+            return Ok(None);
+        }
+        // Touch at most once a minute: a page view is not a write.
+        if now - seen > Duration::seconds(60) {
+            self.store
+                .execute("UPDATE type::record('session', $h) SET last_seen_at = time::now()", json!({ "h": hash }))
+                .await?;
+        }
+        Ok(Some(Principal {
+            username: row["user"].as_str().unwrap_or_default().to_string(),
+            role: owner["role"].as_str().and_then(Role::parse).unwrap_or(Role::Viewer),
+            csrf: row["csrf"].as_str().unwrap_or_default().to_string(),
+            session_hash: hash,
+            via_token: false,
+        }))
+    }
+
+    pub async fn logout(&self, session_hash: &str) -> anyhow::Result<()> {
+        self.store.execute("DELETE type::record('session', $h)", json!({ "h": session_hash })).await
+    }
+
+    /// Creates an API token; answers its value (shown once).
+    pub async fn create_token(&self, name: &str, role: Role, created_by: &str) -> anyhow::Result<String> {
+        anyhow::ensure!(valid_username(name), "token names are 1-64 letters, digits, '.', '_', '-' or '@'");
+        let token = format!("vma_{}", random_token());
+        self.store
+            .execute(
+                "CREATE type::record('api_token', $h) CONTENT {
+                     name: $name, role: $role, created_by: $by, created_at: time::now(), revoked: false
+                 }",
+                json!({ "h": token_hash(&token), "name": name, "role": role, "by": created_by }),
+            )
+            .await
+            .context("cannot create the token")?;
+        Ok(token)
+    }
+
+    pub async fn tokens(&self) -> anyhow::Result<Vec<Value>> {
+        self.store
+            .query_one(
+                "SELECT record::id(id) AS id, name, role, created_by, <string>created_at AS created_at,
+                    IF last_used_at { <string>last_used_at } AS last_used_at, revoked
+                 FROM api_token ORDER BY created_at DESC",
+                json!({}),
+                0,
+            )
+            .await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> anyhow::Result<()> {
+        self.store
+            .execute(
+                "UPDATE type::record('api_token', $id) SET revoked = true, revoked_at = time::now()",
+                json!({ "id": id }),
+            )
+            .await
+    }
+
+    /// The principal of a bearer token, if it exists and is not revoked.
+    pub async fn token(&self, token: &str) -> anyhow::Result<Option<Principal>> {
+        if !token.starts_with("vma_") {
+            return Ok(None);
+        }
+        let hash = token_hash(token);
+        let rows: Vec<Value> = self
+            .store
+            .query_one(
+                "UPDATE type::record('api_token', $h) SET last_used_at = time::now()
+                 WHERE revoked = false RETURN name, role",
+                json!({ "h": hash }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next().map(|row| Principal {
+            username: row["name"].as_str().unwrap_or_default().to_string(),
+            role: row["role"].as_str().and_then(Role::parse).unwrap_or(Role::Viewer),
+            csrf: String::new(),
+            session_hash: hash,
+            via_token: true,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let h = hash_password("correct horse battery").expect("hash");
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse batterY", &h));
+        assert!(!verify_password("x", "not a phc string"));
+    }
+
+    #[test]
+    fn roles_are_ordered_and_policies_hold() {
+        assert!(Role::Admin > Role::Operator && Role::Operator > Role::Viewer);
+        assert_eq!(Role::parse("operator"), Some(Role::Operator));
+        assert_eq!(Role::parse("root"), None);
+        assert!(valid_username("ops.team-1@x") && !valid_username("a b") && !valid_username(""));
+        assert!(check_password_policy("short").is_err() && check_password_policy("long enough pw").is_ok());
+        assert_ne!(random_token(), random_token());
+        assert_eq!(token_hash("a").len(), 64);
+    }
+}

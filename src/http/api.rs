@@ -1,0 +1,213 @@
+//! The JSON API, `/api/v1/…`: the UI's reads and actions for scripts, authenticated by API
+//! tokens (`Authorization: Bearer vma_…`) with the same role rules as the UI. Its OpenAPI
+//! document is served at `/api/v1/openapi.json`.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::session::ApiUser;
+use crate::actors::webhook::Replay;
+use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
+use crate::auth::Role;
+use crate::error::{AppError, AppResult, Code};
+use crate::lifecycle::{Template, kpi};
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/openapi.json", web::get().to(openapi))
+            .route("/me", web::get().to(me))
+            .route("/vps", web::get().to(list_vps))
+            .route("/vps", web::post().to(create_vps))
+            .route("/vps/{id}", web::get().to(get_vps))
+            .route("/vps/{id}/actions", web::post().to(vps_action))
+            .route("/operations/{id}/retry", web::post().to(retry))
+            .route("/operations/{id}/approve", web::post().to(approve))
+            .route("/operations/{id}/reject", web::post().to(reject))
+            .route("/activity", web::get().to(activity))
+            .route("/kpis", web::get().to(kpis))
+            .route("/inbox", web::get().to(inbox))
+            .route("/inbox/{id}", web::get().to(inbox_event))
+            .route("/inbox/{id}/replay", web::post().to(replay))
+            .route("/templates", web::get().to(templates))
+            .route("/templates", web::put().to(save_template))
+            .route("/notifications", web::get().to(notifications)),
+    );
+}
+
+fn bad(e: anyhow::Error) -> AppError {
+    let msg = format!("{e:#}");
+    if msg.starts_with("no such") || msg.contains("no such VPS") {
+        AppError::not_found(msg)
+    } else {
+        AppError::bad_request(msg)
+    }
+}
+
+fn store_err(e: anyhow::Error) -> AppError {
+    AppError::store(format!("{e:#}"))
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+}
+
+async fn me(user: ApiUser) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(json!({ "name": user.0.username, "role": user.0.role, "token": user.0.via_token })))
+}
+
+async fn list_vps(state: web::Data<AppState>, user: ApiUser, q: web::Query<VpsQuery>) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    let page = admin::list_vps(&state.store, &q).await.map_err(store_err)?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+async fn get_vps(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    let vps = admin::vps_detail(&state.store, &id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| AppError::not_found(format!("no VPS with id {id}")))?;
+    let timeline = admin::vps_timeline(&state.store, &id).await.map_err(store_err)?;
+    Ok(HttpResponse::Ok().json(json!({ "vps": vps, "timeline": timeline })))
+}
+
+async fn create_vps(state: web::Data<AppState>, user: ApiUser, body: web::Json<ManualVps>) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Operator)?;
+    let id = admin::create_vps(&state.store, &state.handles.registry, &body, &p.actor()).await.map_err(bad)?;
+    Ok(HttpResponse::Accepted().json(json!({ "id": id })))
+}
+
+#[derive(Deserialize)]
+struct ActionBody {
+    action: String,
+    /// For `resize`: `{cores, memory_mb, disk_gb}`.
+    #[serde(default)]
+    spec: Option<Value>,
+    /// For `delete`: the VPS's name, as a confirmation.
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn vps_action(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    id: web::Path<String>,
+    body: web::Json<ActionBody>,
+) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Operator)?;
+    let action = Action::parse(&body.action).ok_or_else(|| {
+        AppError::bad_request(format!(
+            "unknown action {:?}: use reset, suspend, resume, resize, rebuild or delete",
+            body.action
+        ))
+    })?;
+    if action == Action::Delete {
+        let vps = admin::vps_detail(&state.store, &id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| AppError::not_found(format!("no VPS with id {id}")))?;
+        if body.confirm != vps["name"].as_str().unwrap_or_default() {
+            return Err(AppError::new(Code::Conflict, "To delete, send `confirm` with the VPS's name."));
+        }
+    }
+    let params = body.spec.clone().map(|s| json!({ "spec": s })).unwrap_or_else(|| json!({}));
+    let op = admin::request_action(&state.store, &state.handles.registry, &id, action, params, &p.actor())
+        .await
+        .map_err(bad)?;
+    Ok(HttpResponse::Accepted().json(json!({ "operation": op })))
+}
+
+async fn retry(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Operator)?;
+    let vps = admin::retry_operation(&state.store, &state.handles.registry, &id, &p.actor()).await.map_err(bad)?;
+    Ok(HttpResponse::Accepted().json(json!({ "vps": vps })))
+}
+
+async fn approve(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Admin)?;
+    admin::decide_held(&state.store, &state.handles.registry, &id, true, &p.actor()).await.map_err(bad)?;
+    Ok(HttpResponse::Accepted().json(json!({ "approved": *id })))
+}
+
+async fn reject(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Admin)?;
+    admin::decide_held(&state.store, &state.handles.registry, &id, false, &p.actor()).await.map_err(bad)?;
+    Ok(HttpResponse::Ok().json(json!({ "rejected": *id })))
+}
+
+async fn activity(state: web::Data<AppState>, user: ApiUser, q: web::Query<ActivityQuery>) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    Ok(HttpResponse::Ok().json(admin::activity(&state.store, &q).await.map_err(store_err)?))
+}
+
+async fn kpis(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    let k = kpi::compute(&state.store).await.map_err(store_err)?;
+    let counts = admin::counts_by_state(&state.store).await.map_err(store_err)?;
+    let by_state: serde_json::Map<String, Value> = counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
+    Ok(HttpResponse::Ok().json(json!({ "kpis": k, "vps_by_state": by_state, "window_days": kpi::WINDOW_DAYS })))
+}
+
+#[derive(Deserialize)]
+struct InboxQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    page: u64,
+}
+
+async fn inbox(state: web::Data<AppState>, user: ApiUser, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    Ok(HttpResponse::Ok().json(admin::inbox(&state.store, &q.status, q.page).await.map_err(store_err)?))
+}
+
+async fn inbox_event(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    let ev = admin::inbox_event(&state.store, &id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| AppError::not_found(format!("no inbox event {id}")))?;
+    Ok(HttpResponse::Ok().json(ev))
+}
+
+async fn replay(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Operator)?;
+    let outcomes = state
+        .handles
+        .webhook
+        .send(Replay { key: id.to_string(), requested_by: p.actor() })
+        .await
+        .map_err(AppError::internal)?
+        .map_err(bad)?;
+    let _ = state
+        .store
+        .record_activity("info", &p.actor(), Some(&id), &format!("{} replayed an inbox event", p.actor()), json!({}))
+        .await;
+    let outcomes: Vec<String> = outcomes.iter().map(|o| format!("{o:?}")).collect();
+    Ok(HttpResponse::Ok().json(json!({ "outcomes": outcomes })))
+}
+
+async fn templates(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    Ok(HttpResponse::Ok().json(admin::templates(&state.store).await.map_err(store_err)?))
+}
+
+async fn save_template(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    body: web::Json<Template>,
+) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Admin)?;
+    admin::save_template(&state.store, &body, &p.actor()).await.map_err(bad)?;
+    Ok(HttpResponse::Ok().json(json!({ "saved": body.name })))
+}
+
+async fn notifications(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    Ok(HttpResponse::Ok().json(admin::notifications(&state.store, 200).await.map_err(store_err)?))
+}

@@ -1,0 +1,851 @@
+//! The admin web UI: server-rendered pages (`templates/admin/`), forms that work without
+//! JavaScript, and live updates through [`super::events`] when it runs.
+//!
+//! Every handler takes a [`UiUser`] and checks its role before it reads or acts: viewers read,
+//! operators act on VPSs, admins configure. Every form carries the session's CSRF token.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::charts;
+use super::session::{CsrfForm, UiError, UiUser, check_csrf};
+use crate::actors::gateway::{GetGatewayStatus, ListImages, ListNetworks, ListStorageTags, ListSubnets, ListZones};
+use crate::actors::plugins::ParseWebhook;
+use crate::actors::webhook::Replay;
+use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
+use crate::auth::{Principal, Role};
+use crate::lifecycle::{Template, kpi};
+use crate::plugin_host::SourceRequest;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(dashboard))
+        .route("/vps", web::get().to(vps_list))
+        .route("/vps/new", web::get().to(vps_new_form))
+        .route("/vps/new", web::post().to(vps_create))
+        .route("/vps/{id}", web::get().to(vps_page))
+        .route("/vps/{id}/action", web::post().to(vps_action))
+        .route("/vps/{id}/reveal", web::post().to(vps_reveal))
+        .route("/operations/{id}/retry", web::post().to(op_retry))
+        .route("/operations/{id}/approve", web::post().to(op_approve))
+        .route("/operations/{id}/reject", web::post().to(op_reject))
+        .route("/activity", web::get().to(activity))
+        .route("/inbox", web::get().to(inbox))
+        .route("/inbox/{id}", web::get().to(inbox_event))
+        .route("/inbox/{id}/replay", web::post().to(inbox_replay))
+        .route("/templates", web::get().to(templates))
+        .route("/templates/edit", web::get().to(template_form))
+        .route("/templates", web::post().to(template_save))
+        .route("/templates/map", web::post().to(template_map))
+        .route("/sources", web::get().to(sources))
+        .route("/sources/{name}/test", web::post().to(source_test))
+        .route("/notifications", web::get().to(notifications))
+        .route("/settings", web::get().to(settings))
+        .route("/settings/users", web::post().to(user_add))
+        .route("/settings/users/{name}", web::post().to(user_change))
+        .route("/settings/tokens", web::post().to(token_create))
+        .route("/settings/tokens/{id}/revoke", web::post().to(token_revoke))
+        .route("/settings/smtp-test", web::post().to(smtp_test));
+}
+
+type Page = Result<HttpResponse, UiError>;
+
+fn internal(e: impl std::fmt::Display) -> UiError {
+    UiError::internal(e)
+}
+
+fn anyhow_internal(e: anyhow::Error) -> UiError {
+    UiError::internal(format!("{e:#}"))
+}
+
+/// Renders `template` inside the layout.
+fn render(state: &AppState, user: &Principal, template: &str, title: &str, nav: &str, ctx: Value) -> Page {
+    let body = state.templates.render(template, &ctx).map_err(anyhow_internal)?;
+    let layout = json!({
+        "title": title, "body": body, "user": user, "nav": { nav: true },
+        "can_operate": user.can(Role::Operator), "is_admin": user.can(Role::Admin),
+        "version": crate::VERSION,
+    });
+    let html = state.templates.render("admin/layout.html", &layout).map_err(anyhow_internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(html))
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, to.to_string())).finish()
+}
+
+/// Redirects with a flash message in the query (`?ok=` or `?err=`).
+fn redirect_msg(to: &str, ok: bool, msg: &str) -> HttpResponse {
+    let sep = if to.contains('?') { '&' } else { '?' };
+    let key = if ok { "ok" } else { "err" };
+    redirect(&format!("{to}{sep}{key}={}", url::form_urlencoded::byte_serialize(msg.as_bytes()).collect::<String>()))
+}
+
+#[derive(Deserialize, Default)]
+struct Flash {
+    #[serde(default)]
+    ok: String,
+    #[serde(default)]
+    err: String,
+}
+
+fn flash(req: &HttpRequest) -> Value {
+    let f = web::Query::<Flash>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    json!({ "ok": f.ok, "err": f.err })
+}
+
+// ---------------------------------------------------------------------------------------
+// Dashboard.
+
+async fn dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
+    let store = &state.store;
+    let counts = admin::counts_by_state(store).await.map_err(anyhow_internal)?;
+    let total: u64 = counts.iter().map(|c| c.1).sum();
+    let kpis = kpi::compute(store).await.map_err(anyhow_internal)?;
+    let webhooks = admin::webhook_volume(store).await.map_err(anyhow_internal)?;
+    let ops = admin::operation_series(store).await.map_err(anyhow_internal)?;
+    let failures = admin::recent_failures(store, 10).await.map_err(anyhow_internal)?;
+    let held = admin::held_operations(store).await.map_err(anyhow_internal)?;
+    let parked = admin::inbox(store, "parked", 1).await.map_err(anyhow_internal)?;
+    let templates = admin::templates(store).await.map_err(anyhow_internal)?;
+    let gateway = state.handles.gateway.send(GetGatewayStatus).await.ok();
+    let (breaker, in_flight, wait_ms) = gateway_figures(&state.metrics);
+    let mut setup = Vec::new();
+    if state.config.provider.sangfor.base_url.is_empty() {
+        setup.push("Connect SCP: set provider.sangfor.base_url and its keys in appliance.toml, then run `vmauto provider check`.");
+    }
+    if templates.is_empty() {
+        setup.push("Create a template (Templates → New template) so plans have something to provision.");
+    }
+    if state.config.sources.is_empty() {
+        setup.push("Add a billing source ([sources.<name>] in appliance.toml) and point its webhook at /webhooks/<name>/<token>.");
+    }
+    if state.config.smtp.host.is_empty() {
+        setup.push("Set up SMTP so admins hear about failures by email within seconds.");
+    }
+    let fmt_secs = |s: Option<f64>| s.map_or_else(|| "—".to_string(), |v| format!("{v:.1} s"));
+    let ctx = json!({
+        "counts": counts.iter().map(|(s, n)| json!({ "state": s, "n": n })).collect::<Vec<_>>(),
+        "total": total,
+        "kpis": {
+            "success": format!("{:.1} %", kpis.automation_success_rate * 100.0),
+            "errors": format!("{:.1} %", kpis.error_rate * 100.0),
+            "provisioning": fmt_secs(kpis.avg_provisioning_secs),
+            "deprovisioning": fmt_secs(kpis.avg_deprovisioning_secs),
+            "webhooks": format!("{:.2}", kpis.webhooks_per_minute),
+            "manual": kpis.manual_interventions,
+        },
+        "webhook_chart": charts::bars(&webhooks, true, "", "No webhooks in the last 24 hours."),
+        "provisioning_chart": charts::bars(&ops[..2], false, " s", "No VPS was provisioned or deleted in the last 24 hours."),
+        "failure_chart": charts::bars(&ops[2..], true, "", "No operation failed in the last 24 hours."),
+        "failures": failures,
+        "held": held,
+        "parked": parked.rows,
+        "parked_total": parked.total,
+        "gateway": gateway,
+        "breaker": match breaker as i64 { 0 => "closed", 1 => "half-open", _ => "open" },
+        "rate_wait_ms": format!("{wait_ms:.1}"),
+        "in_flight": in_flight,
+        "guard_limit": state.config.policy.max_destructive_per_hour,
+        "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin),
+        "setup": setup,
+    });
+    render(&state, &user.0, "admin/dashboard.html", "Dashboard", "dashboard", ctx)
+}
+
+/// The SCP gateway's breaker state, requests in flight and mean rate-limit wait (ms), read
+/// from the metrics registry.
+fn gateway_figures(metrics: &crate::telemetry::metrics::Metrics) -> (f64, f64, f64) {
+    use crate::telemetry::metrics::names;
+    let (mut breaker, mut in_flight, mut sum, mut count) = (0.0, 0.0, 0.0, 0u64);
+    for mf in metrics.registry.gather() {
+        let name = mf.name();
+        for m in mf.get_metric() {
+            if name == names::SCP_BREAKER_STATE {
+                breaker = m.get_gauge().get_value();
+            } else if name == names::SCP_IN_FLIGHT {
+                in_flight = m.get_gauge().get_value();
+            } else if name == names::SCP_RATE_LIMIT_WAIT {
+                sum += m.get_histogram().get_sample_sum();
+                count += m.get_histogram().get_sample_count();
+            }
+        }
+    }
+    (breaker, in_flight, if count > 0 { sum / count as f64 * 1000.0 } else { 0.0 })
+}
+
+// ---------------------------------------------------------------------------------------
+// VPS.
+
+async fn vps_list(state: web::Data<AppState>, user: UiUser, q: web::Query<VpsQuery>, req: HttpRequest) -> Page {
+    let q = q.into_inner();
+    let page = admin::list_vps(&state.store, &q).await.map_err(anyhow_internal)?;
+    let templates = admin::templates(&state.store).await.map_err(anyhow_internal)?;
+    let mut base = q.clone();
+    base.page = 0;
+    let qs = serde_urlencoded(&base);
+    let ctx = json!({
+        "filtered": !q.q.is_empty() || !q.state.is_empty() || !q.template.is_empty() || !q.source.is_empty(),
+        "page": page, "q": q, "qs": qs, "flash": flash(&req), "can_operate": user.0.can(Role::Operator),
+        "prev": (page.page > 1).then(|| page.page - 1), "next": (page.page < page.pages).then(|| page.page + 1),
+        "states": ["live", "past", "pending", "provisioning", "active", "suspended", "resizing", "deleting", "deleted", "failed"],
+        "templates": templates.iter().map(|t| t["name"].clone()).collect::<Vec<_>>(),
+        "sources": state.config.sources.keys().cloned().chain(["manual".to_string()]).collect::<Vec<_>>(),
+    });
+    render(&state, &user.0, "admin/vps_list.html", "VPS", "vps", ctx)
+}
+
+fn serde_urlencoded<T: Serialize>(v: &T) -> String {
+    let value = serde_json::to_value(v).unwrap_or_default();
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(obj) = value.as_object() {
+        for (k, v) in obj {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => continue,
+            };
+            if !s.is_empty() && s != "0" {
+                out.append_pair(k, &s);
+            }
+        }
+    }
+    out.finish()
+}
+
+async fn vps_page(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
+    let Some(vps) = admin::vps_detail(&state.store, &id).await.map_err(anyhow_internal)? else {
+        return Err(UiError::status(
+            StatusCode::NOT_FOUND,
+            "There is no VPS with this id. It may have been typed wrong.",
+        ));
+    };
+    let timeline = admin::vps_timeline(&state.store, &id).await.map_err(anyhow_internal)?;
+    let live = vps["state"] != "deleted";
+    let dead_ops: Vec<&Value> = timeline.iter().filter(|t| t["kind"] == "operation" && t["state"] == "dead").collect();
+    let ctx = json!({
+        "vps": vps, "timeline": timeline, "live": live, "flash": flash(&req), "dead_ops": dead_ops,
+        "csrf": user.0.csrf, "can_operate": user.0.can(Role::Operator) && live,
+        "upgrades": state.config.stripe.enabled,
+    });
+    let title = vps["name"].as_str().unwrap_or("VPS").to_string();
+    render(&state, &user.0, "admin/vps_detail.html", &title, "vps", ctx)
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    _csrf: String,
+    action: String,
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    cores: Option<u32>,
+    #[serde(default)]
+    memory_mb: Option<u64>,
+    #[serde(default)]
+    disk_gb: Option<u64>,
+}
+
+async fn vps_action(
+    state: web::Data<AppState>,
+    user: UiUser,
+    id: web::Path<String>,
+    form: web::Form<ActionForm>,
+) -> Page {
+    let p = user.require(Role::Operator)?;
+    check_csrf(p, &form._csrf)?;
+    let back = format!("/vps/{id}");
+    let Some(action) = Action::parse(&form.action) else {
+        return Ok(redirect_msg(&back, false, "Unknown action."));
+    };
+    if action == Action::Delete {
+        let vps = admin::vps_detail(&state.store, &id).await.map_err(anyhow_internal)?.unwrap_or_default();
+        if form.confirm.trim() != vps["name"].as_str().unwrap_or_default() {
+            return Ok(redirect_msg(&back, false, "To delete, type the VPS's name exactly."));
+        }
+    }
+    let params = match action {
+        Action::Resize => json!({ "spec": {
+            "cores": form.cores.unwrap_or(0), "memory_mb": form.memory_mb.unwrap_or(0), "disk_gb": form.disk_gb.unwrap_or(0)
+        }}),
+        _ => json!({}),
+    };
+    match admin::request_action(&state.store, &state.handles.registry, &id, action, params, &p.actor()).await {
+        Ok(_) => Ok(redirect_msg(&back, true, &format!("{} queued; progress shows below.", form.action))),
+        Err(e) => Ok(redirect_msg(&back, false, &format!("{e:#}"))),
+    }
+}
+
+async fn vps_reveal(
+    state: web::Data<AppState>,
+    user: UiUser,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
+    let p = user.require(Role::Operator)?;
+    check_csrf(p, &form._csrf)?;
+    let rows: Vec<Value> = state
+        .store
+        .query_one("SELECT name, root_password FROM type::record('vps', $id)", json!({ "id": *id }), 0)
+        .await
+        .map_err(anyhow_internal)?;
+    let Some(row) = rows.into_iter().next() else {
+        return Err(UiError::status(StatusCode::NOT_FOUND, "There is no VPS with this id."));
+    };
+    let Some(sealed) = row["root_password"].as_str() else {
+        return Ok(redirect_msg(&format!("/vps/{id}"), false, "This VPS has no stored password yet."));
+    };
+    let password = state.sealer.open(sealed).map_err(anyhow_internal)?;
+    state
+        .store
+        .record_activity("warn", &p.actor(), Some(&id), &format!("{} revealed the root password", p.actor()), json!({}))
+        .await
+        .map_err(anyhow_internal)?;
+    let ctx = json!({ "id": *id, "name": row["name"], "password": password.expose() });
+    render(&state, p, "admin/reveal.html", "Root password", "vps", ctx)
+}
+
+async fn vps_new_form(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
+    let p = user.require(Role::Operator)?;
+    let templates = admin::templates(&state.store).await.map_err(anyhow_internal)?;
+    let ctx = json!({ "templates": templates, "csrf": p.csrf, "flash": flash(&req) });
+    render(&state, p, "admin/vps_new.html", "New VPS", "vps", ctx)
+}
+
+#[derive(Deserialize)]
+struct NewVpsForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(flatten)]
+    vps: ManualVps,
+}
+
+async fn vps_create(state: web::Data<AppState>, user: UiUser, form: web::Form<NewVpsForm>) -> Page {
+    let p = user.require(Role::Operator)?;
+    check_csrf(p, &form._csrf)?;
+    match admin::create_vps(&state.store, &state.handles.registry, &form.vps, &p.actor()).await {
+        Ok(id) => Ok(redirect_msg(&format!("/vps/{id}"), true, "VPS queued for creation; progress shows below.")),
+        Err(e) => Ok(redirect_msg("/vps/new", false, &format!("{e:#}"))),
+    }
+}
+
+async fn op_retry(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, form: web::Form<CsrfForm>) -> Page {
+    let p = user.require(Role::Operator)?;
+    check_csrf(p, &form._csrf)?;
+    match admin::retry_operation(&state.store, &state.handles.registry, &id, &p.actor()).await {
+        Ok(vps) => Ok(redirect_msg(&format!("/vps/{vps}"), true, "Operation queued again.")),
+        Err(e) => Ok(redirect_msg("/", false, &format!("{e:#}"))),
+    }
+}
+
+async fn decide(state: &AppState, user: &UiUser, id: &str, form: &CsrfForm, approve: bool) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    match admin::decide_held(&state.store, &state.handles.registry, id, approve, &p.actor()).await {
+        Ok(()) => Ok(redirect_msg("/", true, if approve { "Approved." } else { "Rejected." })),
+        Err(e) => Ok(redirect_msg("/", false, &format!("{e:#}"))),
+    }
+}
+
+async fn op_approve(
+    state: web::Data<AppState>,
+    user: UiUser,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
+    decide(&state, &user, &id, &form, true).await
+}
+
+async fn op_reject(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, form: web::Form<CsrfForm>) -> Page {
+    decide(&state, &user, &id, &form, false).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Logs.
+
+async fn activity(state: web::Data<AppState>, user: UiUser, q: web::Query<ActivityQuery>) -> Page {
+    let q = q.into_inner();
+    let page = admin::activity(&state.store, &q).await.map_err(anyhow_internal)?;
+    let mut base = q.clone();
+    base.page = 0;
+    let ctx = json!({
+        "page": page, "q": q, "qs": serde_urlencoded(&base),
+        "prev": (page.page > 1).then(|| page.page - 1), "next": (page.page < page.pages).then(|| page.page + 1),
+    });
+    render(&state, &user.0, "admin/activity.html", "Activity", "activity", ctx)
+}
+
+#[derive(Deserialize)]
+struct InboxQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    page: u64,
+}
+
+async fn inbox(state: web::Data<AppState>, user: UiUser, q: web::Query<InboxQuery>) -> Page {
+    let page = admin::inbox(&state.store, &q.status, q.page).await.map_err(anyhow_internal)?;
+    let ctx = json!({
+        "page": page, "status": q.status,
+        "statuses": ["processed", "parked", "failed", "rejected", "stale", "pending"],
+        "prev": (page.page > 1).then(|| page.page - 1), "next": (page.page < page.pages).then(|| page.page + 1),
+    });
+    render(&state, &user.0, "admin/inbox.html", "Webhook inbox", "inbox", ctx)
+}
+
+async fn inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
+    let Some(mut ev) = admin::inbox_event(&state.store, &id).await.map_err(anyhow_internal)? else {
+        return Err(UiError::status(StatusCode::NOT_FOUND, "There is no inbox event with this id."));
+    };
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let body = match &ev["body"] {
+        Value::String(s) => serde_json::from_str::<Value>(s).map_or_else(|_| s.clone(), |v| pretty(&v)),
+        other => pretty(other),
+    };
+    ev["body_pretty"] = json!(body);
+    ev["headers_pretty"] = json!(pretty(&ev["headers"]));
+    ev["outcomes_pretty"] = json!(pretty(&ev["outcomes"]));
+    ev["events_pretty"] = json!(pretty(&ev["events"]));
+    let ctx = json!({ "ev": ev, "csrf": user.0.csrf, "can_operate": user.0.can(Role::Operator), "flash": flash(&req) });
+    render(&state, &user.0, "admin/inbox_event.html", "Inbox event", "inbox", ctx)
+}
+
+async fn inbox_replay(
+    state: web::Data<AppState>,
+    user: UiUser,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
+    let p = user.require(Role::Operator)?;
+    check_csrf(p, &form._csrf)?;
+    let back = format!("/inbox/{id}");
+    let result = state.handles.webhook.send(Replay { key: id.to_string(), requested_by: p.actor() }).await;
+    let _ = state
+        .store
+        .record_activity("info", &p.actor(), Some(&id), &format!("{} replayed an inbox event", p.actor()), json!({}))
+        .await;
+    match result {
+        Ok(Ok(outcomes)) => {
+            let summary: Vec<String> = outcomes.iter().map(|o| format!("{o:?}")).collect();
+            Ok(redirect_msg(&back, true, &format!("Replayed: {}", summary.join("; "))))
+        }
+        Ok(Err(e)) => Ok(redirect_msg(&back, false, &format!("Replay failed: {e:#}"))),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn notifications(state: web::Data<AppState>, user: UiUser) -> Page {
+    let rows = admin::notifications(&state.store, 200).await.map_err(anyhow_internal)?;
+    let held = admin::held_operations(&state.store).await.map_err(anyhow_internal)?;
+    let ctx = json!({ "rows": rows, "held": held, "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin) });
+    render(&state, &user.0, "admin/notifications.html", "Notifications", "notifications", ctx)
+}
+
+// ---------------------------------------------------------------------------------------
+// Templates and sources.
+
+async fn templates(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
+    let rows = admin::templates(&state.store).await.map_err(anyhow_internal)?;
+    let ctx = json!({
+        "rows": rows, "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin), "flash": flash(&req),
+        "sources": state.config.sources.keys().collect::<Vec<_>>(),
+    });
+    render(&state, &user.0, "admin/templates.html", "Templates", "templates", ctx)
+}
+
+#[derive(Deserialize)]
+struct TemplateQuery {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    az: String,
+}
+
+/// The new/edit form, with pickers filled from SCP through the gateway (a field falls back to
+/// free text when SCP cannot be asked).
+async fn template_form(
+    state: web::Data<AppState>,
+    user: UiUser,
+    q: web::Query<TemplateQuery>,
+    req: HttpRequest,
+) -> Page {
+    let p = user.require(Role::Admin)?;
+    let all = admin::templates(&state.store).await.map_err(anyhow_internal)?;
+    let current = all.into_iter().find(|t| t["name"] == json!(q.name)).unwrap_or_else(|| {
+        json!({ "name": "", "cores": 1, "memory_mb": 1024, "disk_gb": 20, "name_pattern": "vps-{id}", "enabled": true })
+    });
+    let az = if q.az.is_empty() { current["az_id"].as_str().unwrap_or_default().to_string() } else { q.az.clone() };
+    let gw = &state.handles.gateway;
+    let mut problems = Vec::new();
+    let mut note = |what: &str, e: String| problems.push(format!("{what}: {e}"));
+    let zones = match gw.send(ListZones).await {
+        Ok(Ok(z)) => serde_json::to_value(z).unwrap_or_default(),
+        Ok(Err(e)) => {
+            note("AZs", e.to_string());
+            json!([])
+        }
+        Err(e) => {
+            note("AZs", e.to_string());
+            json!([])
+        }
+    };
+    let (mut images, mut tags, mut vpcs, mut subnets) = (json!([]), json!([]), json!([]), json!([]));
+    if !az.is_empty() {
+        match gw.send(ListImages { zone_id: Some(az.clone()) }).await {
+            Ok(Ok(v)) => images = serde_json::to_value(v).unwrap_or_default(),
+            Ok(Err(e)) => note("images", e.to_string()),
+            Err(e) => note("images", e.to_string()),
+        }
+        match gw.send(ListStorageTags { zone_id: az.clone() }).await {
+            Ok(Ok(v)) => tags = serde_json::to_value(v).unwrap_or_default(),
+            Ok(Err(e)) => note("storage tags", e.to_string()),
+            Err(e) => note("storage tags", e.to_string()),
+        }
+        match gw.send(ListNetworks { zone_id: Some(az.clone()) }).await {
+            Ok(Ok(v)) => vpcs = serde_json::to_value(v).unwrap_or_default(),
+            Ok(Err(e)) => note("VPCs", e.to_string()),
+            Err(e) => note("VPCs", e.to_string()),
+        }
+        let vpc = current["vpc_id"].as_str().unwrap_or_default().to_string();
+        if !vpc.is_empty() {
+            match gw.send(ListSubnets { network_id: vpc }).await {
+                Ok(Ok(v)) => subnets = serde_json::to_value(v).unwrap_or_default(),
+                Ok(Err(e)) => note("subnets", e.to_string()),
+                Err(e) => note("subnets", e.to_string()),
+            }
+        }
+    }
+    let ctx = json!({
+        "t": current, "az": az, "zones": zones, "images": images, "tags": tags, "vpcs": vpcs, "subnets": subnets,
+        "problems": problems, "csrf": p.csrf, "flash": flash(&req), "editing": !q.name.is_empty(),
+    });
+    render(&state, p, "admin/template_form.html", "Template", "templates", ctx)
+}
+
+#[derive(Deserialize)]
+struct TemplateForm {
+    #[serde(default)]
+    _csrf: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    az_id: String,
+    image_id: String,
+    storage_tag_id: String,
+    #[serde(default)]
+    vpc_id: String,
+    #[serde(default)]
+    subnet_id: String,
+    cores: u32,
+    memory_mb: u64,
+    disk_gb: u64,
+    #[serde(default)]
+    name_pattern: String,
+    #[serde(default)]
+    enabled: Option<String>,
+}
+
+async fn template_save(state: web::Data<AppState>, user: UiUser, form: web::Form<TemplateForm>) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    let f = form.into_inner();
+    let t = Template {
+        name: f.name.trim().to_string(),
+        description: f.description,
+        az_id: f.az_id,
+        image_id: f.image_id,
+        storage_tag_id: f.storage_tag_id,
+        vpc_id: f.vpc_id,
+        subnet_id: f.subnet_id,
+        cores: f.cores,
+        memory_mb: f.memory_mb,
+        disk_gb: f.disk_gb,
+        name_pattern: if f.name_pattern.is_empty() { "vps-{id}".into() } else { f.name_pattern },
+        enabled: f.enabled.is_some(),
+    };
+    match admin::save_template(&state.store, &t, &p.actor()).await {
+        Ok(()) => Ok(redirect_msg("/templates", true, &format!("Template {} saved.", t.name))),
+        Err(e) => {
+            let back = format!(
+                "/templates/edit?name={}",
+                url::form_urlencoded::byte_serialize(t.name.as_bytes()).collect::<String>()
+            );
+            Ok(redirect_msg(&back, false, &format!("{e:#}")))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MapForm {
+    #[serde(default)]
+    _csrf: String,
+    source: String,
+    plan: String,
+    template: String,
+}
+
+async fn template_map(state: web::Data<AppState>, user: UiUser, form: web::Form<MapForm>) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    match admin::map_plan(&state.store, form.source.trim(), form.plan.trim(), &form.template, &p.actor()).await {
+        Ok(()) => Ok(redirect_msg("/templates", true, "Plan mapped.")),
+        Err(e) => Ok(redirect_msg("/templates", false, &format!("{e:#}"))),
+    }
+}
+
+async fn sources(state: web::Data<AppState>, user: UiUser) -> Page {
+    let rows: Vec<Value> = state
+        .config
+        .sources
+        .iter()
+        .map(|(name, s)| {
+            json!({
+                "name": name, "plugin": s.plugin, "signature": format!("{:?}", s.signature),
+                "url": format!("/webhooks/{name}"),
+            })
+        })
+        .collect();
+    let ctx = json!({ "rows": rows, "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin), "result": Value::Null });
+    render(&state, &user.0, "admin/sources.html", "Sources", "sources", ctx)
+}
+
+#[derive(Deserialize)]
+struct TestForm {
+    #[serde(default)]
+    _csrf: String,
+    payload: String,
+}
+
+/// Runs a source's plugin over a pasted payload and shows the normalized events (nothing is
+/// stored or applied).
+async fn source_test(
+    state: web::Data<AppState>,
+    user: UiUser,
+    name: web::Path<String>,
+    form: web::Form<TestForm>,
+) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    let Some(source) = state.config.sources.get(name.as_str()) else {
+        return Err(UiError::status(StatusCode::NOT_FOUND, "No such source."));
+    };
+    let request = SourceRequest {
+        source: name.to_string(),
+        path: format!("/webhooks/{name}"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: bytes::Bytes::from(form.payload.clone()),
+        settings: source.settings.clone(),
+    };
+    let result = match state.handles.plugins.send(ParseWebhook { plugin: source.plugin.clone(), request }).await {
+        Ok(Ok(events)) => {
+            json!({ "ok": true, "text": serde_json::to_string_pretty(&events).unwrap_or_default(), "n": events.len() })
+        }
+        Ok(Err(e)) => json!({ "ok": false, "text": e.to_string() }),
+        Err(e) => json!({ "ok": false, "text": e.to_string() }),
+    };
+    let rows: Vec<Value> = state
+        .config
+        .sources
+        .iter()
+        .map(|(n, s)| json!({ "name": n, "plugin": s.plugin, "signature": format!("{:?}", s.signature), "url": format!("/webhooks/{n}") }))
+        .collect();
+    let ctx = json!({
+        "rows": rows, "csrf": p.csrf, "is_admin": true, "result": result, "tested": *name, "payload": form.payload,
+    });
+    render(&state, p, "admin/sources.html", "Sources", "sources", ctx)
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings, users and tokens.
+
+async fn settings(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
+    let p = user.require(Role::Admin)?;
+    let users = state.auth.users().await.map_err(anyhow_internal)?;
+    let tokens = state.auth.tokens().await.map_err(anyhow_internal)?;
+    let c = &state.config;
+    let set = |s: &crate::config::Secret| if s.is_empty() { "not set" } else { "set (hidden)" };
+    let ctx = json!({
+        "users": users, "tokens": tokens, "csrf": p.csrf, "flash": flash(&req), "me": p.username,
+        "new_token": Value::Null,
+        "policy": {
+            "grace_days": c.policy.grace_days, "max_destructive_per_hour": c.policy.max_destructive_per_hour,
+            "max_attempts": c.policy.max_attempts, "reconcile_interval_secs": c.policy.reconcile_interval_secs,
+        },
+        "smtp": { "host": c.smtp.host, "port": c.smtp.port, "from": c.smtp.from, "recipients": c.smtp.admin_recipients.join(", "),
+                  "password": set(&c.smtp.password) },
+        "notify": { "urls": c.notify.webhook_urls.join(", "), "secret": set(&c.notify.webhook_secret) },
+        "stripe": { "enabled": c.stripe.enabled, "api_base": c.stripe.api_base, "secret_key": set(&c.stripe.secret_key),
+                    "webhook_secrets": c.stripe.webhook_secrets.len() },
+        "security": { "idle": c.security.session_idle_minutes, "absolute": c.security.session_absolute_hours,
+                      "failures": c.security.login_max_failures, "lockout": c.security.lockout_minutes },
+    });
+    render(&state, p, "admin/settings.html", "Settings", "settings", ctx)
+}
+
+#[derive(Deserialize)]
+struct UserForm {
+    #[serde(default)]
+    _csrf: String,
+    username: String,
+    role: String,
+}
+
+async fn user_add(state: web::Data<AppState>, user: UiUser, form: web::Form<UserForm>) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    let Some(role) = Role::parse(&form.role) else { return Ok(redirect_msg("/settings", false, "Unknown role.")) };
+    let password = crate::secrets::generate_password();
+    match state.auth.add_user(form.username.trim(), password.expose(), role).await {
+        Ok(()) => {
+            let _ = state
+                .store
+                .record_activity(
+                    "warn",
+                    &p.actor(),
+                    None,
+                    &format!("{} added {role} {}", p.actor(), form.username.trim()),
+                    json!({}),
+                )
+                .await;
+            Ok(redirect_msg(
+                "/settings",
+                true,
+                &format!("Added {}. Their password (shown once): {}", form.username.trim(), password.expose()),
+            ))
+        }
+        Err(e) => Ok(redirect_msg("/settings", false, &format!("{e:#}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct UserChange {
+    #[serde(default)]
+    _csrf: String,
+    /// `disable`, `enable`, `reset_password`, `role`, `logout`.
+    change: String,
+    #[serde(default)]
+    role: String,
+}
+
+async fn user_change(
+    state: web::Data<AppState>,
+    user: UiUser,
+    name: web::Path<String>,
+    form: web::Form<UserChange>,
+) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    if *name == p.username && matches!(form.change.as_str(), "disable" | "role") {
+        return Ok(redirect_msg("/settings", false, "You cannot disable yourself or change your own role."));
+    }
+    let auth = &state.auth;
+    let result = match form.change.as_str() {
+        "disable" => auth.set_disabled(&name, true).await.map(|()| format!("{name} is disabled.")),
+        "enable" => auth.set_disabled(&name, false).await.map(|()| format!("{name} is enabled.")),
+        "logout" => auth.end_all_sessions(&name).await.map(|()| format!("{name} is logged out everywhere.")),
+        "reset_password" => {
+            let pw = crate::secrets::generate_password();
+            auth.set_password(&name, pw.expose())
+                .await
+                .map(|()| format!("New password for {name} (shown once): {}", pw.expose()))
+        }
+        "role" => match Role::parse(&form.role) {
+            Some(r) => auth.set_role(&name, r).await.map(|()| format!("{name} is now {r}.")),
+            None => Err(anyhow::anyhow!("unknown role")),
+        },
+        _ => Err(anyhow::anyhow!("unknown change")),
+    };
+    match result {
+        Ok(msg) => {
+            let _ = state
+                .store
+                .record_activity(
+                    "warn",
+                    &p.actor(),
+                    None,
+                    &format!("{} changed user {name}: {}", p.actor(), form.change),
+                    json!({}),
+                )
+                .await;
+            Ok(redirect_msg("/settings", true, &msg))
+        }
+        Err(e) => Ok(redirect_msg("/settings", false, &format!("{e:#}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    _csrf: String,
+    name: String,
+    role: String,
+}
+
+async fn token_create(state: web::Data<AppState>, user: UiUser, form: web::Form<TokenForm>) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    let Some(role) = Role::parse(&form.role) else { return Ok(redirect_msg("/settings", false, "Unknown role.")) };
+    match state.auth.create_token(form.name.trim(), role, &p.actor()).await {
+        Ok(token) => {
+            let _ = state
+                .store
+                .record_activity(
+                    "warn",
+                    &p.actor(),
+                    None,
+                    &format!("{} created API token {}", p.actor(), form.name.trim()),
+                    json!({}),
+                )
+                .await;
+            Ok(redirect_msg("/settings", true, &format!("Token {} created (shown once): {token}", form.name.trim())))
+        }
+        Err(e) => Ok(redirect_msg("/settings", false, &format!("{e:#}"))),
+    }
+}
+
+async fn token_revoke(
+    state: web::Data<AppState>,
+    user: UiUser,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    state.auth.revoke_token(&id).await.map_err(anyhow_internal)?;
+    let _ = state
+        .store
+        .record_activity("warn", &p.actor(), None, &format!("{} revoked an API token", p.actor()), json!({}))
+        .await;
+    Ok(redirect_msg("/settings", true, "Token revoked."))
+}
+
+async fn smtp_test(state: web::Data<AppState>, user: UiUser, form: web::Form<CsrfForm>) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    use crate::actors::messages::{Notify, NotifyKind, Severity};
+    let sent = state
+        .handles
+        .notifier
+        .send(Notify {
+            kind: NotifyKind::Test,
+            severity: Severity::Info,
+            title: "vmauto test notification".into(),
+            body: format!("{} asked for a test message from the settings page.", p.actor()),
+            subject: None,
+        })
+        .await;
+    match sent {
+        Ok(_) => Ok(redirect_msg(
+            "/settings",
+            true,
+            "Test notification sent; check the admin mailbox and the notification centre.",
+        )),
+        Err(e) => Ok(redirect_msg("/settings", false, &format!("The notifier is not running: {e}"))),
+    }
+}
