@@ -143,6 +143,31 @@ pub async fn vps_timeline(store: &Store, id: &str) -> anyhow::Result<Vec<Value>>
         let rows: Vec<Value> = store.query_one(sql, json!({ "id": id }), idx).await.unwrap_or_default();
         all.extend(rows);
     }
+    // The webhooks behind the operations, with the decisions they caused.
+    let keys: Vec<String> = all
+        .iter()
+        .filter_map(|r| r["requested_by"].as_str().and_then(|b| b.strip_prefix("webhook:")).map(str::to_owned))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for key in keys {
+        if let Some(ev) = inbox_event(store, &key).await? {
+            let decisions: Vec<String> = ev["outcomes"]
+                .as_array()
+                .map(|o| {
+                    o.iter()
+                        .map(|o| {
+                            format!("{}: {}", o["status"].as_str().unwrap_or("?"), o["detail"].as_str().unwrap_or(""))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            all.push(json!({
+                "at": ev["received_at"], "kind": "webhook", "id": key, "source": ev["source"], "status": ev["status"],
+                "decision": decisions.join("; "),
+            }));
+        }
+    }
     all.sort_by(|a, b| b["at"].as_str().unwrap_or_default().cmp(a["at"].as_str().unwrap_or_default()));
     Ok(all)
 }

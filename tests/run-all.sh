@@ -17,6 +17,14 @@ rustup target add wasm32-unknown-unknown
 command -v python3 >/dev/null || { apt-get update && apt-get install -y python3 python3-venv; }
 python3 -c 'import venv' 2>/dev/null || { apt-get update && apt-get install -y python3-venv; }
 
+step "browser test prerequisites"
+# Debian's Chromium for the admin UI's browser test, and Playwright (playwright-core) from npm.
+if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium nodejs npm
+fi
+npm ci --prefix tests/browser --no-audit --no-fund
+
 step "format"
 cargo fmt --all -- --check
 

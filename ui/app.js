@@ -18,16 +18,21 @@
   }
 
   // A VPS the page lists but does not show yet (a new row): refresh the table in place.
-  var refreshing = false;
+  var refreshing = false, again = false;
   function refreshTable() {
-    var table = document.getElementById('vps-table');
-    if (refreshing || !table) return;
+    var table = document.getElementById('vps-table') || document.querySelector('.empty.card');
+    if (!table || !document.querySelector('form.filters[action="/vps"]')) return;
+    if (refreshing) { again = true; return; }
     refreshing = true;
     fetch(location.href, { credentials: 'same-origin' }).then(function (r) { return r.text(); }).then(function (html) {
       var doc = new DOMParser().parseFromString(html, 'text/html');
       var fresh = doc.getElementById('vps-table');
-      if (fresh) table.replaceWith(fresh);
-    }).finally(function () { refreshing = false; });
+      var current = document.getElementById('vps-table') || document.querySelector('.empty.card');
+      if (fresh && current) current.replaceWith(fresh);
+    }).finally(function () {
+      refreshing = false;
+      if (again) { again = false; refreshTable(); }
+    });
   }
 
   var es = new EventSource('/events');

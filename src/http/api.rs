@@ -188,7 +188,7 @@ async fn replay(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>
         .store
         .record_activity("info", &p.actor(), Some(&id), &format!("{} replayed an inbox event", p.actor()), json!({}))
         .await;
-    let outcomes: Vec<String> = outcomes.iter().map(|o| format!("{o:?}")).collect();
+    let outcomes: Vec<Value> = outcomes.iter().map(|o| json!({ "status": o.status, "detail": o.detail })).collect();
     Ok(HttpResponse::Ok().json(json!({ "outcomes": outcomes })))
 }
 

@@ -150,7 +150,7 @@ async fn dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
         "gateway": gateway,
         "breaker": match breaker as i64 { 0 => "closed", 1 => "half-open", _ => "open" },
         "rate_wait_ms": format!("{wait_ms:.1}"),
-        "in_flight": in_flight,
+        "in_flight": in_flight as i64,
         "guard_limit": state.config.policy.max_destructive_per_hour,
         "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin),
         "setup": setup,
@@ -432,7 +432,7 @@ async fn inbox_replay(
         .await;
     match result {
         Ok(Ok(outcomes)) => {
-            let summary: Vec<String> = outcomes.iter().map(|o| format!("{o:?}")).collect();
+            let summary: Vec<String> = outcomes.iter().map(|o| format!("{}: {}", o.status, o.detail)).collect();
             Ok(redirect_msg(&back, true, &format!("Replayed: {}", summary.join("; "))))
         }
         Ok(Err(e)) => Ok(redirect_msg(&back, false, &format!("Replay failed: {e:#}"))),

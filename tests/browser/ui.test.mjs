@@ -1,0 +1,209 @@
+// Browser test of the vmauto admin UI in Debian's Chromium, driven by Playwright.
+// Started by tests/browser.rs with a running appliance (and SCP simulator); its environment:
+//   VMAUTO_URL       the appliance's base URL
+//   VMAUTO_WEBHOOK   a GoHighLevel source URL (with its token)
+//   VMAUTO_PASSWORD  the password of users "admin" (admin) and "viewer" (viewer)
+//   VMAUTO_SHOTS     where screenshots of the main pages are written
+//   CHROMIUM         the browser (default /usr/bin/chromium)
+// Exits non-zero with the failing step on the first failed check.
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = process.env.VMAUTO_URL;
+const hook = process.env.VMAUTO_WEBHOOK;
+const password = process.env.VMAUTO_PASSWORD;
+const shots = process.env.VMAUTO_SHOTS || 'artifacts';
+fs.mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+
+const problems = [];
+async function newPage({ expectForbidden = false } = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await ctx.newPage();
+  page.on('dialog', (d) => { problems.push(`a dialog opened: ${d.message()}`); d.dismiss(); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e}`));
+  page.on('console', (m) => {
+    // A CSP violation or a failed script shows as a console error.
+    const forbidden = expectForbidden && m.text().includes('status of 403');
+    if (m.type() === 'error' && !forbidden) problems.push(`console: ${m.text()}`);
+  });
+  return page;
+}
+
+let current = '';
+async function step(name, fn) {
+  current = name;
+  const t0 = Date.now();
+  await fn();
+  console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+}
+
+async function login(page, user, pw) {
+  await page.goto(`${base}/`);
+  assert.match(page.url(), /\/login/, 'an anonymous visit lands on the login page');
+  await page.fill('input[name=username]', user);
+  await page.fill('input[name=password]', pw);
+  await page.click('button[type=submit]');
+}
+
+/** Reloads `url` until `check(page)` holds (live updates are tested elsewhere). */
+async function eventually(page, url, check, what, secs = 60) {
+  const deadline = Date.now() + secs * 1000;
+  for (;;) {
+    await page.goto(url);
+    if (await check(page)) return;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await page.waitForTimeout(500);
+  }
+}
+
+async function sendWebhook(sub, name) {
+  const body = {
+    contact_id: `CNT-${sub}`, full_name: name, email: `${sub}@example.com`,
+    customData: { event: 'subscribe', plan: 'starter', subscription_id: sub },
+  };
+  const r = await fetch(hook, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal(r.status, 202, 'the webhook is accepted');
+}
+
+const evil = '<script>alert("xss")</script> Mallory';
+let vpsUrl = '';
+
+try {
+  const page = await newPage();
+
+  await step('log in (a wrong password first)', async () => {
+    await login(page, 'admin', 'not the password at all');
+    await page.waitForSelector('.flash.err');
+    assert.match(await page.textContent('.flash.err'), /Wrong username or password/);
+    await shot(page, 'login');
+    await page.fill('input[name=username]', 'admin');
+    await page.fill('input[name=password]', password);
+    await page.click('button[type=submit]');
+    await page.waitForURL(`${base}/`);
+    assert.equal(await page.textContent('h1'), 'Dashboard');
+    await shot(page, 'dashboard-empty');
+  });
+
+  await step('a webhook-created VPS turns active live, its name shown as text', async () => {
+    await page.goto(`${base}/vps`);
+    await page.evaluate(() => { window.vmautoMarker = 'same page'; });
+    await sendWebhook('sub_browser_1', evil);
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('#vps-table [data-vps-state]')].some((e) => e.textContent === 'active'),
+      null, { timeout: 60000 },
+    );
+    assert.equal(await page.evaluate(() => window.vmautoMarker), 'same page', 'no reload: the row changed in place');
+    const text = await page.textContent('#vps-table');
+    assert.ok(text.includes(evil), 'the customer name shows as text');
+    assert.equal(await page.locator('#vps-table script').count(), 0, 'no script element was injected');
+    await shot(page, 'vps-list');
+    vpsUrl = base + (await page.getAttribute('#vps-table tbody a', 'href'));
+  });
+
+  await step('dashboard shows the VPS and the charts', async () => {
+    await page.goto(`${base}/`);
+    assert.ok(await page.locator('.tile.state-active').count() > 0, 'an active tile');
+    assert.ok(await page.locator('svg.chart').count() > 0, 'a chart is drawn');
+    await shot(page, 'dashboard');
+  });
+
+  await step('reset a VPS', async () => {
+    await page.goto(vpsUrl);
+    await shot(page, 'vps-detail');
+    await page.click('button:has-text("Reset")');
+    await page.waitForSelector('.flash.ok');
+    await eventually(page, vpsUrl, async (p) => (await p.textContent('#timeline')).match(/reset\s+—\s+succeeded/), 'the reset to succeed');
+  });
+
+  await step('resize a VPS', async () => {
+    await page.fill('input[name=cores]', '2');
+    await page.fill('input[name=memory_mb]', '2048');
+    await page.click('button:has-text("Resize")');
+    await page.waitForSelector('.flash.ok');
+    await eventually(page, vpsUrl, async (p) => (await p.textContent('main')).includes('2 vCPU · 2 GB'), 'the new spec');
+  });
+
+  await step('a POST without its CSRF token is refused', async () => {
+    const r = await page.request.post(`${vpsUrl}/action`, { form: { action: 'suspend' }, maxRedirects: 0 });
+    assert.equal(r.status(), 403);
+  });
+
+  await step('edit a template', async () => {
+    await page.goto(`${base}/templates/edit?name=vps-small`);
+    await page.fill('input[name=description]', 'Edited in the browser');
+    await shot(page, 'template-form');
+    await page.click('button:has-text("Save template")');
+    await page.waitForSelector('.flash.ok');
+    assert.ok((await page.textContent('main')).includes('Edited in the browser'));
+    await shot(page, 'templates');
+  });
+
+  await step('replay an inbox event', async () => {
+    await page.goto(`${base}/inbox`);
+    await shot(page, 'inbox');
+    await page.click('table.rows tbody a');
+    assert.ok((await page.textContent('#inbox-body')).includes('sub_browser_1'), 'the body is shown');
+    await shot(page, 'inbox-event');
+    await page.click('button:has-text("Replay")');
+    await page.waitForSelector('.flash.ok');
+    assert.match(await page.textContent('.flash.ok'), /Replayed/);
+  });
+
+  await step('delete a VPS with a typed confirmation, watching it go live', async () => {
+    await page.goto(vpsUrl);
+    const name = (await page.textContent('h1')).replace(/\s+\S+$/, '').trim();
+    await page.fill('input[name=confirm]', 'not the name');
+    await page.click('button:has-text("Delete now")');
+    await page.waitForSelector('.flash.err');
+    await page.fill('input[name=confirm]', name);
+    await page.click('button:has-text("Delete now")');
+    await page.waitForSelector('.flash.ok');
+    await page.waitForFunction(() => document.querySelector('h1 [data-vps-state]')?.textContent === 'deleted', null, { timeout: 60000 });
+  });
+
+  await step('activity and settings', async () => {
+    await page.goto(`${base}/activity`);
+    const text = await page.textContent('main');
+    assert.ok(text.includes('admin:admin asked for reset') && text.includes('admin:admin asked for delete'), 'actions are audited');
+    await shot(page, 'activity');
+    await page.goto(`${base}/settings`);
+    await shot(page, 'settings');
+  });
+
+  await step('a viewer cannot mutate', async () => {
+    const v = await newPage({ expectForbidden: true });
+    await login(v, 'viewer', password);
+    await v.waitForURL(`${base}/`);
+    await sendWebhook('sub_browser_2', 'Vera Viewer');
+    await eventually(v, `${base}/vps?q=vera`, async (p) => (await p.locator('#vps-table tbody a').count()) > 0, 'the second VPS');
+    await v.click('#vps-table tbody a');
+    assert.equal(await v.locator('button:has-text("Reset")').count(), 0, 'no action buttons for a viewer');
+    const csrf = await v.getAttribute('#main', 'data-csrf');
+    const r = await v.request.post(`${v.url()}/action`, { form: { _csrf: csrf, action: 'suspend' }, maxRedirects: 0 });
+    assert.equal(r.status(), 403, 'the server refuses a viewer');
+    const s = await v.goto(`${base}/settings`);
+    assert.equal(s.status(), 403);
+  });
+
+  assert.deepEqual(problems, [], 'no dialogs, script errors or CSP violations');
+  console.log('browser test passed');
+} catch (e) {
+  console.error(`FAILED at step "${current}": ${e.stack || e}`);
+  if (problems.length) console.error(`also seen: ${problems.join('\n')}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
