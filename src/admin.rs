@@ -66,13 +66,15 @@ impl VpsQuery {
         if !self.source.is_empty() {
             conds.push("source = $source");
         }
-        // Every word must appear (in any field): "dana 10.0.0" finds Dana's VPS with that IP.
-        let words: Vec<String> = self.q.to_lowercase().split_whitespace().take(6).map(str::to_owned).collect();
-        let word_conds: Vec<String> = (0..words.len()).map(|i| format!("string::contains(search, $q[{i}])")).collect();
-        let mut conds: Vec<String> = conds.into_iter().map(str::to_owned).collect();
-        conds.extend(word_conds);
+        // Every word must start a word of the VPS's search text (full-text index `vps_search`):
+        // "dana 10.0.3" finds Dana's VPS with that IP.
+        let words: Vec<&str> = self.q.split_whitespace().take(8).collect();
+        let q = words.join(" ");
+        if !q.is_empty() {
+            conds.push("search @@ $q");
+        }
         let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
-        (clause, json!({ "state": self.state, "template": self.template, "source": self.source, "q": words }))
+        (clause, json!({ "state": self.state, "template": self.template, "source": self.source, "q": q }))
     }
 
     fn order(&self) -> &'static str {
@@ -100,16 +102,87 @@ pub async fn list_vps(store: &Store, query: &VpsQuery) -> anyhow::Result<Page<Va
     let total = count(store, "vps", &clause, bindings.clone()).await?;
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let page = query.page.clamp(1, pages);
-    bindings["start"] = json!((page - 1) * PAGE_SIZE);
-    bindings["limit"] = json!(PAGE_SIZE);
-    let rows: Vec<Value> = store
+    let start = (page - 1) * PAGE_SIZE;
+    // Pages past the middle are read from the other end, so the last page costs what the
+    // first does.
+    let from_end = start > total / 2;
+    let (order, start, limit) = if from_end {
+        let limit = PAGE_SIZE.min(total - start);
+        (reverse(query.order()), total - start - limit, limit)
+    } else {
+        (query.order().to_string(), start, PAGE_SIZE)
+    };
+    bindings["start"] = json!(start);
+    bindings["limit"] = json!(limit);
+    let mut rows: Vec<Value> = store
         .query_one(
-            &format!("SELECT {VPS_ROW} FROM vps {clause} ORDER BY {} LIMIT $limit START $start", query.order()),
+            &format!("SELECT {VPS_ROW} FROM vps {clause} ORDER BY {order} LIMIT $limit START $start"),
             bindings,
             0,
         )
         .await?;
+    if from_end {
+        rows.reverse();
+    }
     Ok(Page { rows, total, page, pages })
+}
+
+/// `created_at DESC` → `created_at ASC` and back.
+fn reverse(order: &str) -> String {
+    match order.rsplit_once(' ') {
+        Some((field, "DESC")) => format!("{field} ASC"),
+        Some((field, _)) => format!("{field} DESC"),
+        None => format!("{order} DESC"),
+    }
+}
+
+/// A value computed from the store that pages may show a few seconds old when computing it
+/// is slow (over 20 ms, i.e. a large table): a view older than `max_age` is then served while
+/// a fresh one is computed in the background, so no page waits for the scan. While it is
+/// cheap, every view computes it afresh.
+pub struct Snapshot<T> {
+    /// When it was computed, the value, and how long computing it took.
+    value: parking_lot::Mutex<Option<(std::time::Instant, T, std::time::Duration)>>,
+    refreshing: std::sync::atomic::AtomicBool,
+    max_age: std::time::Duration,
+}
+
+impl<T: Clone + Send + 'static> Snapshot<T> {
+    pub fn new(max_age: std::time::Duration) -> Self {
+        Self { value: parking_lot::Mutex::new(None), refreshing: false.into(), max_age }
+    }
+
+    pub async fn get<F, Fut>(self: &std::sync::Arc<Self>, compute: F) -> anyhow::Result<T>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    {
+        use std::sync::atomic::Ordering;
+        use std::time::{Duration, Instant};
+        const CHEAP: Duration = Duration::from_millis(20);
+        let current = self.value.lock().clone();
+        match current {
+            Some((at, v, took)) if took >= CHEAP => {
+                if at.elapsed() > self.max_age && !self.refreshing.swap(true, Ordering::SeqCst) {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let t0 = Instant::now();
+                        if let Ok(fresh) = compute().await {
+                            *me.value.lock() = Some((Instant::now(), fresh, t0.elapsed()));
+                        }
+                        me.refreshing.store(false, Ordering::SeqCst);
+                    });
+                }
+                Ok(v)
+            }
+            _ => {
+                let t0 = Instant::now();
+                let v = compute().await?;
+                *self.value.lock() = Some((Instant::now(), v.clone(), t0.elapsed()));
+                Ok(v)
+            }
+        }
+    }
 }
 
 /// A VPS with everything its page shows (never its sealed password).

@@ -85,6 +85,7 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
         sealer,
         templates,
         auth,
+        vps_counts: Arc::new(crate::admin::Snapshot::new(Duration::from_secs(10))),
     };
 
     let data = web::Data::new(state.clone());

@@ -38,6 +38,8 @@ pub struct AppState {
     pub templates: Arc<Templates>,
     /// Admin users, sessions and API tokens.
     pub auth: crate::auth::Auth,
+    /// VPS counts by state for the dashboard (a scan of the whole table), at most 10 s old.
+    pub vps_counts: Arc<crate::admin::Snapshot<Vec<(String, u64)>>>,
 }
 
 /// Mounts every route.

@@ -2,6 +2,7 @@
 
 mod app;
 mod bench_lifecycle;
+mod bench_ui;
 mod browser;
 mod cli;
 mod common;

@@ -104,7 +104,12 @@ fn flash(req: &HttpRequest) -> Value {
 
 async fn dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
     let store = &state.store;
-    let counts = admin::counts_by_state(store).await.map_err(anyhow_internal)?;
+    let st = store.clone();
+    let counts = state
+        .vps_counts
+        .get(move || async move { admin::counts_by_state(&st).await })
+        .await
+        .map_err(anyhow_internal)?;
     let total: u64 = counts.iter().map(|c| c.1).sum();
     let kpis = kpi::compute(store).await.map_err(anyhow_internal)?;
     let webhooks = admin::webhook_volume(store).await.map_err(anyhow_internal)?;
