@@ -72,7 +72,7 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
         sealer: sealer.clone(),
         install_id,
     });
-    let auth = crate::auth::Auth::new(store.clone(), config.security.clone());
+    let auth = crate::auth::Auth::new(store.clone(), config.security.clone(), sealer.clone());
     if auth.user_count().await.unwrap_or(1) == 0 {
         tracing::warn!("no admin user yet: add one with `vmauto admin add-user <name>` to use the web UI");
     }
@@ -125,7 +125,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Creates the appliance key (32 random bytes, owner-only) on first start.
-fn ensure_appliance_key(config: &Config) -> anyhow::Result<()> {
+pub fn ensure_appliance_key(config: &Config) -> anyhow::Result<()> {
     let path = config.key_file();
     if path.exists() {
         return Ok(());

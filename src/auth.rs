@@ -13,6 +13,7 @@
 //! Roles: `admin` does everything, `operator` acts on VPSs, `viewer` reads.
 
 use std::fmt;
+use std::sync::Arc;
 
 use anyhow::Context;
 use argon2::Argon2;
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::SecurityConfig;
 use crate::db::Store;
+use crate::secrets::Sealer;
 
 /// What a user may do. Ordered: a higher role includes the lower ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
@@ -73,6 +75,9 @@ pub struct User {
     pub last_login_at: Option<String>,
     #[serde(default)]
     pub locked_until: Option<String>,
+    /// Two-factor is on.
+    #[serde(default)]
+    pub totp: bool,
 }
 
 /// Who is making a request: a session's user or an API token.
@@ -86,6 +91,10 @@ pub struct Principal {
     #[serde(skip)]
     pub session_hash: String,
     pub via_token: bool,
+    /// The password was right but the second factor is still to come: this session may only
+    /// open the two-factor page.
+    #[serde(skip)]
+    pub mfa_pending: bool,
 }
 
 impl Principal {
@@ -158,11 +167,37 @@ pub fn check_password_policy(password: &str) -> Result<(), String> {
 pub struct Auth {
     store: Store,
     config: SecurityConfig,
+    /// Seals two-factor secrets at rest.
+    sealer: Arc<Sealer>,
+}
+
+/// Recovery codes given when two-factor is turned on.
+pub const RECOVERY_CODES: usize = 10;
+
+/// The TOTP generator of a secret (RFC 6238: SHA-1, 6 digits, 30 s steps, one step of skew).
+pub fn totp(secret: &[u8], account: &str) -> anyhow::Result<totp_rs::TOTP> {
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret.to_vec(),
+        Some("vmauto".into()),
+        account.replace(':', "_"),
+    )
+    .map_err(|e| anyhow::anyhow!("invalid two-factor secret: {e}"))
+}
+
+/// A new two-factor enrolment: the secret to type (base32) and the `otpauth://` URL.
+#[derive(Debug, Clone, Serialize)]
+pub struct TotpSetup {
+    pub secret: String,
+    pub url: String,
 }
 
 impl Auth {
-    pub fn new(store: Store, config: SecurityConfig) -> Self {
-        Self { store, config }
+    pub fn new(store: Store, config: SecurityConfig, sealer: Arc<Sealer>) -> Self {
+        Self { store, config, sealer }
     }
 
     pub async fn user_count(&self) -> anyhow::Result<u64> {
@@ -173,7 +208,7 @@ impl Auth {
     pub async fn users(&self) -> anyhow::Result<Vec<User>> {
         self.store
             .query_one(
-                "SELECT username, role, disabled OR false AS disabled, <string>created_at AS created_at,
+                "SELECT username, role, disabled OR false AS disabled, totp_enabled = true AS totp, <string>created_at AS created_at,
                     IF last_login_at { <string>last_login_at } AS last_login_at,
                     IF locked_until { <string>locked_until } AS locked_until
                  FROM admin_user ORDER BY username",
@@ -263,7 +298,8 @@ impl Auth {
         let rows: Vec<Value> = self
             .store
             .query_one(
-                "SELECT username, password_hash, role, disabled, failures, locked_until FROM type::record('admin_user', $u)",
+                "SELECT username, password_hash, role, disabled, failures, locked_until, totp_enabled
+                 FROM type::record('admin_user', $u)",
                 json!({ "u": username }),
                 0,
             )
@@ -300,6 +336,7 @@ impl Auth {
             return Ok(Err(LoginError::Disabled));
         }
         let role = row["role"].as_str().and_then(Role::parse).unwrap_or(Role::Viewer);
+        let two_factor = row["totp_enabled"].as_bool() == Some(true);
         let token = random_token();
         let hash = token_hash(&token);
         let csrf = random_token();
@@ -307,12 +344,23 @@ impl Auth {
             .execute(
                 "UPDATE type::record('admin_user', $u) SET failures = 0, locked_until = NONE, last_login_at = time::now();
                  CREATE type::record('session', $h) CONTENT {
-                     user: $u, csrf: $csrf, ip: $ip, created_at: time::now(), last_seen_at: time::now()
+                     user: $u, csrf: $csrf, ip: $ip, created_at: time::now(), last_seen_at: time::now(),
+                     mfa_pending: $mfa, mfa_failures: 0
                  };",
-                json!({ "u": username, "h": hash, "csrf": csrf, "ip": ip }),
+                json!({ "u": username, "h": hash, "csrf": csrf, "ip": ip, "mfa": two_factor }),
             )
             .await?;
-        Ok(Ok((token, Principal { username: username.to_string(), role, csrf, session_hash: hash, via_token: false })))
+        Ok(Ok((
+            token,
+            Principal {
+                username: username.to_string(),
+                role,
+                csrf,
+                session_hash: hash,
+                via_token: false,
+                mfa_pending: two_factor,
+            },
+        )))
     }
 
     /// The principal of a session cookie, if the session is still valid (touching it).
@@ -321,7 +369,7 @@ impl Auth {
         let rows: Vec<Value> = self
             .store
             .query_one(
-                "SELECT user, csrf, <string>created_at AS created_at, <string>last_seen_at AS last_seen_at,
+                "SELECT user, csrf, mfa_pending, <string>created_at AS created_at, <string>last_seen_at AS last_seen_at,
                     (SELECT role, disabled, <string>sessions_valid_after AS valid_after
                      FROM ONLY type::record('admin_user', $parent.user)) AS owner
                  FROM type::record('session', $h)",
@@ -360,7 +408,122 @@ impl Auth {
             csrf: row["csrf"].as_str().unwrap_or_default().to_string(),
             session_hash: hash,
             via_token: false,
+            mfa_pending: row["mfa_pending"].as_bool() == Some(true),
         }))
+    }
+
+    /// Checks the second factor of a pending session: a current TOTP code or an unused
+    /// recovery code (which is then used up). Five wrong codes end the session.
+    pub async fn complete_second_factor(&self, session_hash: &str, username: &str, code: &str) -> anyhow::Result<bool> {
+        let code = code.trim().replace(' ', "");
+        let rows: Vec<Value> = self
+            .store
+            .query_one("SELECT totp_secret, recovery FROM type::record('admin_user', $u)", json!({ "u": username }), 0)
+            .await?;
+        let row = rows.into_iter().next().unwrap_or_default();
+        let mut ok = false;
+        if let Some(sealed) = row["totp_secret"].as_str() {
+            let secret = hex::decode(self.sealer.open(sealed)?.expose())?;
+            ok = totp(&secret, username)?.check_current(&code).unwrap_or(false);
+        }
+        if !ok {
+            let hash = token_hash(&code.to_lowercase());
+            let used: Vec<Value> = self
+                .store
+                .query_one(
+                    "UPDATE type::record('admin_user', $u) SET recovery = array::remove(recovery, array::find_index(recovery, $h))
+                     WHERE $h IN recovery RETURN username",
+                    json!({ "u": username, "h": hash }),
+                    0,
+                )
+                .await?;
+            ok = !used.is_empty();
+        }
+        if ok {
+            self.store
+                .execute(
+                    "UPDATE type::record('session', $h) SET mfa_pending = false, last_seen_at = time::now()",
+                    json!({ "h": session_hash }),
+                )
+                .await?;
+        } else {
+            self.store
+                .execute(
+                    "UPDATE type::record('session', $h) SET mfa_failures += 1;
+                     DELETE type::record('session', $h) WHERE mfa_failures >= 5;",
+                    json!({ "h": session_hash }),
+                )
+                .await?;
+        }
+        Ok(ok)
+    }
+
+    /// Whether a user has two-factor on.
+    pub async fn has_totp(&self, username: &str) -> anyhow::Result<bool> {
+        let rows: Vec<bool> = self
+            .store
+            .query_one(
+                "SELECT VALUE totp_enabled = true FROM type::record('admin_user', $u)",
+                json!({ "u": username }),
+                0,
+            )
+            .await?;
+        Ok(rows.first().copied().unwrap_or(false))
+    }
+
+    /// Starts enrolling two-factor: a new secret, kept pending until a code confirms it.
+    pub async fn begin_totp(&self, username: &str) -> anyhow::Result<TotpSetup> {
+        let secret: [u8; 20] = rand::random();
+        let t = totp(&secret, username)?;
+        let sealed = self.sealer.seal(&crate::config::Secret::new(hex::encode(secret)));
+        self.update_existing(
+            username,
+            "UPDATE type::record('admin_user', $u) SET totp_pending = $sealed",
+            json!({ "sealed": sealed }),
+        )
+        .await?;
+        Ok(TotpSetup { secret: t.get_secret_base32(), url: t.get_url() })
+    }
+
+    /// Confirms enrolment with a code from the app; answers the recovery codes (shown once).
+    pub async fn confirm_totp(&self, username: &str, code: &str) -> anyhow::Result<Option<Vec<String>>> {
+        let rows: Vec<Value> = self
+            .store
+            .query_one("SELECT totp_pending FROM type::record('admin_user', $u)", json!({ "u": username }), 0)
+            .await?;
+        let Some(sealed) = rows.first().and_then(|r| r["totp_pending"].as_str()).map(str::to_owned) else {
+            anyhow::bail!("start two-factor set-up first");
+        };
+        let secret = hex::decode(self.sealer.open(&sealed)?.expose())?;
+        if !totp(&secret, username)?.check_current(code.trim()).unwrap_or(false) {
+            return Ok(None);
+        }
+        let codes: Vec<String> = (0..RECOVERY_CODES)
+            .map(|_| {
+                let b: [u8; 5] = rand::random();
+                hex::encode(b)
+            })
+            .collect();
+        let hashes: Vec<String> = codes.iter().map(|c| token_hash(c)).collect();
+        self.store
+            .execute(
+                "UPDATE type::record('admin_user', $u) SET totp_secret = $sealed, totp_pending = NONE, totp_enabled = true,
+                    recovery = $hashes",
+                json!({ "u": username, "sealed": sealed, "hashes": hashes }),
+            )
+            .await?;
+        Ok(Some(codes))
+    }
+
+    /// Turns two-factor off (the user, or an admin resetting another user's).
+    pub async fn reset_totp(&self, username: &str) -> anyhow::Result<()> {
+        self.update_existing(
+            username,
+            "UPDATE type::record('admin_user', $u) SET totp_enabled = false, totp_secret = NONE, totp_pending = NONE,
+                recovery = []",
+            json!({}),
+        )
+        .await
     }
 
     pub async fn logout(&self, session_hash: &str) -> anyhow::Result<()> {
@@ -425,6 +588,7 @@ impl Auth {
             csrf: String::new(),
             session_hash: hash,
             via_token: true,
+            mfa_pending: false,
         }))
     }
 }

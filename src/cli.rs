@@ -114,6 +114,8 @@ pub enum AdminCommand {
     ResetPassword { username: String },
     /// Disable a user (their sessions end at once).
     Disable { username: String },
+    /// Turn off a user's two-factor login (a lost phone); they can set it up again.
+    Reset2fa { username: String },
     /// Enable a disabled user.
     Enable { username: String },
     /// List the users.
@@ -259,7 +261,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()> {
     let store = crate::db::Store::open(config).await?;
-    let auth = crate::auth::Auth::new(store, config.security.clone());
+    crate::app::ensure_appliance_key(config)?;
+    let sealer = std::sync::Arc::new(crate::secrets::Sealer::from_file(&config.key_file())?);
+    let auth = crate::auth::Auth::new(store, config.security.clone(), sealer);
     match command {
         AdminCommand::AddUser { username, role } => {
             let password = crate::secrets::generate_password();
@@ -276,6 +280,10 @@ async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()
         AdminCommand::Disable { username } => {
             auth.set_disabled(username, true).await?;
             println!("disabled {username}; their sessions have ended");
+        }
+        AdminCommand::Reset2fa { username } => {
+            auth.reset_totp(username).await?;
+            println!("two-factor login of {username} is off; they can set it up again under Account");
         }
         AdminCommand::Enable { username } => {
             auth.set_disabled(username, false).await?;

@@ -409,3 +409,95 @@ async fn admin_actions_reach_the_lifecycle_and_values_are_escaped() {
     assert!(acts.iter().all(|m| m.as_str().unwrap_or_default().contains("admin:ops")), "with the user: {acts:?}");
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
+
+#[actix_web::test]
+async fn two_factor_login_with_codes_and_recovery_codes() {
+    let t = TestApp::start().await;
+    let base = t.app.base_url();
+    let auth = users(&t).await;
+    let s = login(&base, "root").await;
+    let http = client();
+    let page = |path: &'static str, form: Vec<(&'static str, String)>, cookie: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http.post(format!("{base}{path}")).header("cookie", cookie).form(&form).send().await.expect("post");
+            (
+                r.status().as_u16(),
+                r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
+                r.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (status, _, html) = page("/account/2fa/begin", vec![("_csrf", s.csrf.clone())], s.cookie.clone()).await;
+    assert_eq!(status, 200);
+    let secret =
+        html.split("id=\"totp-secret\">").nth(1).and_then(|x| x.split('<').next()).expect("secret").to_string();
+    let bytes = totp_rs::Secret::Encoded(secret).to_bytes().expect("base32");
+    let code = || vmauto::auth::totp(&bytes, "root").expect("totp").generate_current().expect("code");
+    let (_, loc, _) =
+        page("/account/2fa/confirm", vec![("_csrf", s.csrf.clone()), ("code", "000000".into())], s.cookie.clone())
+            .await;
+    assert!(loc.contains("err="), "a wrong code does not turn it on: {loc}");
+    let (_, _, html) = page("/account/2fa/begin", vec![("_csrf", s.csrf.clone())], s.cookie.clone()).await;
+    let secret =
+        html.split("id=\"totp-secret\">").nth(1).and_then(|x| x.split('<').next()).expect("secret").to_string();
+    let bytes = totp_rs::Secret::Encoded(secret).to_bytes().expect("base32");
+    let code = || vmauto::auth::totp(&bytes, "root").expect("totp").generate_current().expect("code");
+    let (status, _, html) =
+        page("/account/2fa/confirm", vec![("_csrf", s.csrf.clone()), ("code", code())], s.cookie.clone()).await;
+    assert_eq!(status, 200);
+    let recovery: Vec<String> =
+        html.split("<li><code>").skip(1).filter_map(|x| x.split('<').next().map(str::to_owned)).collect();
+    assert_eq!(recovery.len(), vmauto::auth::RECOVERY_CODES, "recovery codes shown once");
+
+    // The password alone now gives only a pending session.
+    let (status, location, pending) = try_login(&base, "root", PW).await;
+    assert_eq!(status, 303);
+    assert!(location.starts_with("/login/2fa"), "{location}");
+    let pending = pending.expect("pending session");
+    assert_eq!(get(&base, &pending, "/").await.0, 303, "no page before the second factor");
+    let r = http.get(format!("{base}/api/v1/me")).header("cookie", &pending.cookie).send().await.expect("api");
+    assert_eq!(r.status().as_u16(), 401, "nor the API");
+    let csrf = {
+        let r = http.get(format!("{base}/login/2fa")).header("cookie", &pending.cookie).send().await.expect("page");
+        attr(&r.text().await.expect("html"), "name=\"_csrf\" value=\"")
+    };
+    let (_, loc, _) = page(
+        "/login/2fa",
+        vec![("_csrf", csrf.clone()), ("code", "123456".into()), ("next", "/".into())],
+        pending.cookie.clone(),
+    )
+    .await;
+    assert!(loc.contains("error="), "a wrong code is refused: {loc}");
+    let (_, loc, _) = page(
+        "/login/2fa",
+        vec![("_csrf", csrf.clone()), ("code", code()), ("next", "/".into())],
+        pending.cookie.clone(),
+    )
+    .await;
+    assert_eq!(loc, "/");
+    assert_eq!(get(&base, &pending, "/").await.0, 200, "the code completes the login");
+
+    // A recovery code works once.
+    for (attempt, expect_ok) in [(1, true), (2, false)] {
+        let (_, _, p) = try_login(&base, "root", PW).await;
+        let p = p.expect("pending");
+        let csrf = {
+            let r = http.get(format!("{base}/login/2fa")).header("cookie", &p.cookie).send().await.expect("page");
+            attr(&r.text().await.expect("html"), "name=\"_csrf\" value=\"")
+        };
+        let (_, loc, _) = page(
+            "/login/2fa",
+            vec![("_csrf", csrf), ("code", recovery[0].clone()), ("next", "/".into())],
+            p.cookie.clone(),
+        )
+        .await;
+        assert_eq!(loc == "/", expect_ok, "recovery code use {attempt}: {loc}");
+    }
+
+    // An admin resets it: the password alone works again.
+    auth.reset_totp("root").await.expect("reset");
+    let (_, location, _) = try_login(&base, "root", PW).await;
+    assert_eq!(location, "/vps");
+}

@@ -28,14 +28,17 @@ const LOGIN_CSRF_COOKIE: &str = "vmauto_login";
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(login_page))
         .route("/login", web::post().to(login))
+        .route("/login/2fa", web::get().to(second_factor_page))
+        .route("/login/2fa", web::post().to(second_factor))
         .route("/logout", web::post().to(logout))
         .route("/logout/everywhere", web::post().to(logout_everywhere));
 }
 
-/// A page's failure: a redirect to the login page, or an HTML error page.
+/// A page's failure: a redirect to the login page (or its second step), or an HTML error page.
 #[derive(Debug)]
 pub enum UiError {
     Login { next: String },
+    SecondFactor { next: String },
     Page { status: StatusCode, message: String },
 }
 
@@ -63,7 +66,7 @@ impl UiError {
 impl std::fmt::Display for UiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Login { .. } => f.write_str("login required"),
+            Self::Login { .. } | Self::SecondFactor { .. } => f.write_str("login required"),
             Self::Page { message, .. } => f.write_str(message),
         }
     }
@@ -72,7 +75,7 @@ impl std::fmt::Display for UiError {
 impl ResponseError for UiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Login { .. } => StatusCode::SEE_OTHER,
+            Self::Login { .. } | Self::SecondFactor { .. } => StatusCode::SEE_OTHER,
             Self::Page { status, .. } => *status,
         }
     }
@@ -81,6 +84,9 @@ impl ResponseError for UiError {
         match self {
             Self::Login { next } => HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, format!("/login?next={}", url_encode(next))))
+                .finish(),
+            Self::SecondFactor { next } => HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, format!("/login/2fa?next={}", url_encode(next))))
                 .finish(),
             Self::Page { status, message } => {
                 HttpResponse::build(*status).content_type("text/html; charset=utf-8").body(format!(
@@ -118,6 +124,7 @@ impl FromRequest for UiUser {
             let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| UiError::internal("no state"))?;
             let Some(cookie) = req.cookie(SESSION_COOKIE) else { return Err(UiError::Login { next }) };
             match state.auth.session(cookie.value()).await {
+                Ok(Some(p)) if p.mfa_pending => Err(UiError::SecondFactor { next }),
                 Ok(Some(p)) => Ok(Self(p)),
                 Ok(None) => Err(UiError::Login { next }),
                 Err(e) => Err(UiError::internal(format!("{e:#}"))),
@@ -166,8 +173,8 @@ impl FromRequest for ApiUser {
             }
             let Some(cookie) = req.cookie(SESSION_COOKIE) else { return Err(unauthorized()) };
             let p = match state.auth.session(cookie.value()).await {
-                Ok(Some(p)) => p,
-                Ok(None) => return Err(unauthorized()),
+                Ok(Some(p)) if !p.mfa_pending => p,
+                Ok(_) => return Err(unauthorized()),
                 Err(e) => return Err(AppError::store(format!("{e:#}"))),
             };
             if !req.method().is_safe() {
@@ -289,11 +296,12 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form<Log
                 .finish();
             let mut clear = Cookie::build(LOGIN_CSRF_COOKIE, "").path("/login").finish();
             clear.make_removal();
-            HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, safe_next(&form.next).to_string()))
-                .cookie(cookie)
-                .cookie(clear)
-                .finish()
+            let to = if principal.mfa_pending {
+                format!("/login/2fa?next={}", url_encode(safe_next(&form.next)))
+            } else {
+                safe_next(&form.next).to_string()
+            };
+            HttpResponse::SeeOther().insert_header((header::LOCATION, to)).cookie(cookie).cookie(clear).finish()
         }
         Ok(Err(e)) => {
             let message = match e {
@@ -349,4 +357,87 @@ async fn logout_everywhere(
     state.auth.end_all_sessions(&user.0.username).await.map_err(|e| UiError::internal(format!("{e:#}")))?;
     let _ = state.store.record_activity("info", &user.0.actor(), None, "logged out everywhere", json!({})).await;
     Ok(logged_out())
+}
+
+#[derive(Deserialize)]
+struct SecondFactorForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    _csrf: String,
+}
+
+/// The session of a password-checked login still waiting for its second factor.
+async fn pending(state: &AppState, req: &HttpRequest) -> Option<Principal> {
+    let cookie = req.cookie(SESSION_COOKIE)?;
+    state.auth.session(cookie.value()).await.ok().flatten().filter(|p| p.mfa_pending)
+}
+
+async fn second_factor_page(state: web::Data<AppState>, req: HttpRequest, q: web::Query<LoginQuery>) -> HttpResponse {
+    let Some(p) = pending(&state, &req).await else {
+        return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish();
+    };
+    match state
+        .templates
+        .render("admin/second_factor.html", &json!({ "csrf": p.csrf, "next": safe_next(&q.next), "error": q.error }))
+    {
+        Ok(html) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(html),
+        Err(e) => UiError::internal(format!("{e:#}")).error_response(),
+    }
+}
+
+async fn second_factor(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<SecondFactorForm>,
+) -> HttpResponse {
+    let Some(p) = pending(&state, &req).await else {
+        return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish();
+    };
+    if !csrf_matches(&form._csrf, &p.csrf) {
+        return UiError::status(StatusCode::FORBIDDEN, "This form has expired. Log in again.").error_response();
+    }
+    match state.auth.complete_second_factor(&p.session_hash, &p.username, &form.code).await {
+        Ok(true) => {
+            let _ = state
+                .store
+                .record_activity(
+                    "info",
+                    &p.actor(),
+                    None,
+                    &format!("{} logged in with two factors", p.username),
+                    json!({}),
+                )
+                .await;
+            HttpResponse::SeeOther().insert_header((header::LOCATION, safe_next(&form.next).to_string())).finish()
+        }
+        Ok(false) => {
+            let _ = state
+                .store
+                .record_activity(
+                    "warn",
+                    "login",
+                    None,
+                    &format!("wrong second-factor code for {}", p.username),
+                    json!({}),
+                )
+                .await;
+            HttpResponse::SeeOther()
+                .insert_header((
+                    header::LOCATION,
+                    format!(
+                        "/login/2fa?next={}&error={}",
+                        url_encode(safe_next(&form.next)),
+                        url_encode("That code is not right. Try the current one, or a recovery code.")
+                    ),
+                ))
+                .finish()
+        }
+        Err(e) => UiError::internal(format!("{e:#}")).error_response(),
+    }
 }

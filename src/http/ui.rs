@@ -47,7 +47,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/users/{name}", web::post().to(user_change))
         .route("/settings/tokens", web::post().to(token_create))
         .route("/settings/tokens/{id}/revoke", web::post().to(token_revoke))
-        .route("/settings/smtp-test", web::post().to(smtp_test));
+        .route("/settings/smtp-test", web::post().to(smtp_test))
+        .route("/account", web::get().to(account))
+        .route("/account/2fa/begin", web::post().to(totp_begin))
+        .route("/account/2fa/confirm", web::post().to(totp_confirm))
+        .route("/account/2fa/disable", web::post().to(totp_disable));
 }
 
 type Page = Result<HttpResponse, UiError>;
@@ -754,6 +758,10 @@ async fn user_change(
         "disable" => auth.set_disabled(&name, true).await.map(|()| format!("{name} is disabled.")),
         "enable" => auth.set_disabled(&name, false).await.map(|()| format!("{name} is enabled.")),
         "logout" => auth.end_all_sessions(&name).await.map(|()| format!("{name} is logged out everywhere.")),
+        "reset_2fa" => auth
+            .reset_totp(&name)
+            .await
+            .map(|()| format!("Two-factor login of {name} is off; they can set it up again.")),
         "reset_password" => {
             let pw = crate::secrets::generate_password();
             auth.set_password(&name, pw.expose())
@@ -853,4 +861,78 @@ async fn smtp_test(state: web::Data<AppState>, user: UiUser, form: web::Form<Csr
         )),
         Err(e) => Ok(redirect_msg("/settings", false, &format!("The notifier is not running: {e}"))),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The user's own account: two-factor login.
+
+async fn account(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
+    let on = state.auth.has_totp(&user.0.username).await.map_err(anyhow_internal)?;
+    let ctx =
+        json!({ "totp": on, "csrf": user.0.csrf, "flash": flash(&req), "setup": Value::Null, "codes": Value::Null });
+    render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
+}
+
+async fn totp_begin(state: web::Data<AppState>, user: UiUser, form: web::Form<CsrfForm>) -> Page {
+    check_csrf(&user.0, &form._csrf)?;
+    let setup = state.auth.begin_totp(&user.0.username).await.map_err(anyhow_internal)?;
+    let ctx = json!({ "totp": false, "csrf": user.0.csrf, "flash": json!({}), "setup": setup, "codes": Value::Null });
+    render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn totp_confirm(state: web::Data<AppState>, user: UiUser, form: web::Form<CodeForm>) -> Page {
+    check_csrf(&user.0, &form._csrf)?;
+    match state.auth.confirm_totp(&user.0.username, &form.code).await {
+        Ok(Some(codes)) => {
+            let _ = state
+                .store
+                .record_activity(
+                    "warn",
+                    &user.0.actor(),
+                    None,
+                    &format!("{} turned on two-factor login", user.0.actor()),
+                    json!({}),
+                )
+                .await;
+            let ctx =
+                json!({ "totp": true, "csrf": user.0.csrf, "flash": json!({}), "setup": Value::Null, "codes": codes });
+            render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
+        }
+        Ok(None) => {
+            Ok(redirect_msg("/account", false, "That code is not right; start again and enter the current code."))
+        }
+        Err(e) => Ok(redirect_msg("/account", false, &format!("{e:#}"))),
+    }
+}
+
+async fn totp_disable(state: web::Data<AppState>, user: UiUser, form: web::Form<CodeForm>) -> Page {
+    check_csrf(&user.0, &form._csrf)?;
+    let ok = state
+        .auth
+        .complete_second_factor(&user.0.session_hash, &user.0.username, &form.code)
+        .await
+        .map_err(anyhow_internal)?;
+    if !ok {
+        return Ok(redirect_msg("/account", false, "That code is not right; two-factor login stays on."));
+    }
+    state.auth.reset_totp(&user.0.username).await.map_err(anyhow_internal)?;
+    let _ = state
+        .store
+        .record_activity(
+            "warn",
+            &user.0.actor(),
+            None,
+            &format!("{} turned off two-factor login", user.0.actor()),
+            json!({}),
+        )
+        .await;
+    Ok(redirect_msg("/account", true, "Two-factor login is off."))
 }
