@@ -23,6 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::config::SecurityConfig;
 use crate::db::Store;
@@ -186,6 +187,15 @@ pub fn totp(secret: &[u8], account: &str) -> anyhow::Result<totp_rs::TOTP> {
         account.replace(':', "_"),
     )
     .map_err(|e| anyhow::anyhow!("invalid two-factor secret: {e}"))
+}
+
+/// The 30-second step whose code `code` is (now, or one step either side), if any.
+fn matching_step(t: &totp_rs::TOTP, code: &str) -> Option<u64> {
+    let now = u64::try_from(Utc::now().timestamp()).ok()?;
+    [now, now.saturating_sub(30), now + 30]
+        .into_iter()
+        .find(|time| bool::from(t.generate(*time).as_bytes().ct_eq(code.as_bytes())))
+        .map(|time| time / 30)
 }
 
 /// A new two-factor enrolment: the secret to type (base32) and the `otpauth://` URL.
@@ -424,7 +434,19 @@ impl Auth {
         let mut ok = false;
         if let Some(sealed) = row["totp_secret"].as_str() {
             let secret = hex::decode(self.sealer.open(sealed)?.expose())?;
-            ok = totp(&secret, username)?.check_current(&code).unwrap_or(false);
+            if let Some(step) = matching_step(&totp(&secret, username)?, &code) {
+                // Each code works once: a step at or before the last one used is a replay.
+                let fresh: Vec<Value> = self
+                    .store
+                    .query_one(
+                        "UPDATE type::record('admin_user', $u) SET totp_last_step = $step
+                         WHERE (totp_last_step OR 0) < $step RETURN username",
+                        json!({ "u": username, "step": step }),
+                        0,
+                    )
+                    .await?;
+                ok = !fresh.is_empty();
+            }
         }
         if !ok {
             let hash = token_hash(&code.to_lowercase());

@@ -467,14 +467,25 @@ async fn two_factor_login_with_codes_and_recovery_codes() {
     )
     .await;
     assert!(loc.contains("error="), "a wrong code is refused: {loc}");
+    let used = code();
     let (_, loc, _) = page(
         "/login/2fa",
-        vec![("_csrf", csrf.clone()), ("code", code()), ("next", "/".into())],
+        vec![("_csrf", csrf.clone()), ("code", used.clone()), ("next", "/".into())],
         pending.cookie.clone(),
     )
     .await;
     assert_eq!(loc, "/");
     assert_eq!(get(&base, &pending, "/").await.0, 200, "the code completes the login");
+    // The same code again (a replay) is refused.
+    let (_, _, again) = try_login(&base, "root", PW).await;
+    let again = again.expect("pending");
+    let csrf2 = {
+        let r = http.get(format!("{base}/login/2fa")).header("cookie", &again.cookie).send().await.expect("page");
+        attr(&r.text().await.expect("html"), "name=\"_csrf\" value=\"")
+    };
+    let (_, loc, _) =
+        page("/login/2fa", vec![("_csrf", csrf2), ("code", used), ("next", "/".into())], again.cookie.clone()).await;
+    assert!(loc.contains("error="), "a used code does not work twice: {loc}");
 
     // A recovery code works once.
     for (attempt, expect_ok) in [(1, true), (2, false)] {
