@@ -19,6 +19,7 @@ use crate::config::Config;
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "initial schema", include_str!("db/migrations/0001_init.surql")),
     (2, "notification deliveries and reveal links", include_str!("db/migrations/0002_notify.surql")),
+    (3, "upgrade payments and links", include_str!("db/migrations/0003_upgrades.surql")),
 ];
 
 /// The schema version this binary writes.

@@ -4,6 +4,8 @@
 pub mod health;
 pub mod middleware;
 pub mod reveal;
+pub mod stripe;
+pub mod upgrade;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -37,4 +39,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
     webhooks::routes(cfg);
     reveal::routes(cfg);
+    upgrade::routes(cfg);
+    stripe::routes(cfg);
 }

@@ -18,6 +18,7 @@
 //! - [`notify`]: notification channels: admin and customer email (SMTP), signed outgoing
 //!   webhooks, one-time reveal links.
 //! - [`secrets`]: sealing secrets at rest with the appliance key.
+//! - [`upgrade`]: Stripe-paid upgrades: offers, signed upgrade links, Checkout, fulfilment.
 //! - [`sim`]: the SCP simulator used by tests, benchmarks and `vmauto demo`.
 //! - [`app`]: starts the store, the tree and the HTTP server; graceful shutdown.
 //! - [`cli`]: the command-line interface of the `vmauto` binary.
@@ -39,6 +40,7 @@ pub mod provider;
 pub mod secrets;
 pub mod sim;
 pub mod telemetry;
+pub mod upgrade;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

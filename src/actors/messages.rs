@@ -25,6 +25,8 @@ pub enum NotifyKind {
     GuardTripped,
     ReconcileFinding,
     PaymentIssue,
+    /// A paid upgrade was applied (the customer is emailed when SMTP is on).
+    UpgradeApplied,
 }
 
 /// Asks the notifier to tell admins about something (in the UI, by email, by webhook).
