@@ -12,4 +12,5 @@ mod notifier;
 mod plugins;
 mod provider;
 mod sim;
+mod upgrades;
 mod webhooks;

@@ -88,8 +88,10 @@ pub async fn create_session(config: &StripeConfig, req: &CheckoutRequest<'_>) ->
     if !config.enabled || config.secret_key.is_empty() {
         return Err(CheckoutError::NotConfigured);
     }
+    // The client appends `v1/…` to the base, so the base ends with a slash.
+    let base = format!("{}/", config.api_base.trim_end_matches('/'));
     let client = stripe::ClientBuilder::new(config.secret_key.expose())
-        .url(config.api_base.trim_end_matches('/'))
+        .url(base)
         .timeout(STRIPE_TIMEOUT)
         .build()
         .map_err(|e| CheckoutError::Unreachable(e.to_string()))?;

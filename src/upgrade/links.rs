@@ -244,10 +244,10 @@ pub async fn resolve(store: &Store, sealer: &Sealer, token: &str) -> anyhow::Res
 pub async fn claim_link(store: &Store, link_id: &str, session: &str) -> anyhow::Result<bool> {
     let rows: Vec<Option<String>> = store
         .query_one(
-            "UPDATE type::record('upgrade_link', $id) SET used_session = $session, used_at = time::now()
+            "UPDATE type::record('upgrade_link', $id) SET used_session = $claim, used_at = time::now()
                 WHERE !used_session;
              SELECT VALUE used_session FROM type::record('upgrade_link', $id);",
-            json!({ "id": link_id, "session": session }),
+            json!({ "id": link_id, "claim": session }),
             1,
         )
         .await?;
