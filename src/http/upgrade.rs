@@ -44,7 +44,7 @@ struct SpecView {
 
 impl From<Spec> for SpecView {
     fn from(s: Spec) -> Self {
-        let memory = if s.memory_mb % 1024 == 0 {
+        let memory = if s.memory_mb.is_multiple_of(1024) {
             format!("{} GB", s.memory_mb / 1024)
         } else {
             format!("{:.1} GB", s.memory_mb as f64 / 1024.0)
