@@ -910,6 +910,35 @@ mod tests {
     }
 
     #[test]
+    fn stripe_offers_are_checked_and_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("o.toml");
+        let load = |offers: &str| {
+            std::fs::write(&file, offers).expect("write");
+            Config::load(Some(&file), env(&[]), &CliOverrides::default())
+        };
+        let ok = load("[[stripe.offers]]\nid = \"ram\"\nname = \"+2 GB\"\nadd_memory_gb = 2\nprice = 900\n")
+            .expect("valid offer");
+        assert_eq!(ok.stripe.offers[0].add_memory_gb, 2);
+        let cases = [
+            ("id = \"a b\"\nname = \"x\"\nadd_cores = 1\nprice = 1", "stripe.offers[0].id"),
+            ("id = \"a\"\nname = \"x\"\nprice = 1", "either to_template"),
+            ("id = \"a\"\nname = \"x\"\nto_template = \"t\"\nadd_cores = 1\nprice = 1", "either to_template"),
+            ("id = \"a\"\nname = \"x\"\nadd_cores = 1\nprice = 0", "stripe.offers[0].price"),
+            ("id = \"a\"\nname = \"x\"\nadd_cores = 1\nprice = 1\ncurrency = \"USD\"", "currency"),
+        ];
+        for (body, expected) in cases {
+            let err = load(&format!("[[stripe.offers]]\n{body}\n")).expect_err(expected);
+            assert!(format!("{err:#}").contains(expected), "{expected}: {err:#}");
+        }
+        let twice = "[[stripe.offers]]\nid = \"a\"\nname = \"x\"\nadd_cores = 1\nprice = 1\n";
+        let err = load(&format!("{twice}{twice}")).expect_err("duplicate id");
+        assert!(format!("{err:#}").contains("used twice"), "{err:#}");
+        let err = load("[stripe]\nenabled = true\n").expect_err("no key");
+        assert!(format!("{err:#}").contains("stripe.secret_key"), "{err:#}");
+    }
+
+    #[test]
     fn ec2_auth_requires_keys() {
         let err = Config::load(
             None,
