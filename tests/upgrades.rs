@@ -40,10 +40,21 @@ impl Recorded {
 struct FakeStripe {
     url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    /// While set, every request is refused the way Stripe refuses one.
+    refuse: Arc<std::sync::atomic::AtomicBool>,
     server: actix_web::dev::ServerHandle,
 }
 
-async fn create_session(req: HttpRequest, body: web::Bytes, log: web::Data<Arc<Mutex<Vec<Recorded>>>>) -> HttpResponse {
+async fn create_session(
+    req: HttpRequest,
+    body: web::Bytes,
+    log: web::Data<Arc<Mutex<Vec<Recorded>>>>,
+    refuse: web::Data<Arc<std::sync::atomic::AtomicBool>>,
+) -> HttpResponse {
+    if refuse.load(std::sync::atomic::Ordering::SeqCst) {
+        return HttpResponse::BadRequest().json(json!({ "error": {
+            "type": "invalid_request_error", "code": "account_invalid", "message": "Your account cannot accept payments." } }));
+    }
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let headers = req
         .headers()
@@ -86,9 +97,14 @@ async fn create_session(req: HttpRequest, body: web::Bytes, log: web::Data<Arc<M
 impl FakeStripe {
     async fn start() -> Self {
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let refuse: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let data = web::Data::new(requests.clone());
+        let refusing = web::Data::new(refuse.clone());
         let server = HttpServer::new(move || {
-            App::new().app_data(data.clone()).route("/v1/checkout/sessions", web::post().to(create_session))
+            App::new()
+                .app_data(data.clone())
+                .app_data(refusing.clone())
+                .route("/v1/checkout/sessions", web::post().to(create_session))
         })
         .workers(1)
         .disable_signals()
@@ -98,7 +114,7 @@ impl FakeStripe {
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);
-        Self { url: format!("http://{addr}"), requests, server: handle }
+        Self { url: format!("http://{addr}"), requests, refuse, server: handle }
     }
 
     fn requests(&self) -> Vec<Recorded> {
@@ -383,7 +399,18 @@ async fn failed_and_expired_sessions_change_nothing_and_template_offers_move_the
     let link = issue(&s, &vps).await;
     let token = token_of(&link.url);
     let (_, html) = s.t.get(&format!("/upgrade/{token}")).await;
-    let resp = pay(&s.t, &token, "to-large", &input_value(&html, "form_token")).await;
+    let form_token = input_value(&html, "form_token");
+
+    // Stripe refusing the session: 502, nothing charged, the reason in the activity log.
+    fake.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let resp = pay(&s.t, &token, "to-large", &form_token).await;
+    assert_eq!(resp.status(), 502);
+    assert!(resp.text().await.expect("page").contains("Nothing was charged"));
+    let acts = s.rows("SELECT VALUE data.reason FROM activity WHERE message = 'an upgrade payment was refused'").await;
+    assert!(acts.iter().any(|r| r.as_str().is_some_and(|r| r.contains("cannot accept payments"))), "{acts:?}");
+    fake.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let resp = pay(&s.t, &token, "to-large", &form_token).await;
     assert_eq!(resp.status(), 303);
     let r = &fake.requests()[0];
     assert_eq!(r.field("metadata[vmauto_template]"), Some("vps-large"));
@@ -791,4 +818,74 @@ fn the_cli_lists_offers_and_issues_and_revokes_links() {
     assert!(ok && out.contains("revoked"), "{out}");
     let (ok, out) = vmauto_cli(&["--config", config, "upgrade", "revoke", "0000"], dir.path());
     assert!(!ok && out.contains("no upgrade link"), "{out}");
+}
+
+#[actix_web::test]
+async fn the_ready_email_carries_an_upgrade_link_and_the_applied_upgrade_is_emailed() {
+    use crate::notifier::{SmtpSink, part};
+    vmauto::init_crypto();
+    let sink = SmtpSink::start();
+    let fake = FakeStripe::start().await;
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| {
+        stripe_config(c, &fake.url);
+        c.stripe.link_in_ready_email = true;
+        sink.configure(c);
+        c.sources.insert(
+            "ghl".into(),
+            vmauto::config::SourceConfig {
+                plugin: "ghl-workflow".into(),
+                signature: vmauto::config::SignatureScheme::None,
+                customer_email: true,
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let vps = active_vps(&s, "sub-mail").await;
+    let ready = sink.wait_for("dana@example.com", 30).await;
+    let public = s.t.app.state.config.server.public_url.clone();
+    let text = part(&ready, "text/plain");
+    let link = text
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{public}/upgrade/")))
+        .unwrap_or_else(|| panic!("no upgrade link in {text}"))
+        .to_string();
+    assert!(part(&ready, "text/html").contains(&link), "the HTML part carries the same link");
+    let token = token_of(&link);
+    let (code, html) = s.t.get(&format!("/upgrade/{token}")).await;
+    assert_eq!(code, 200, "{html}");
+
+    let resp = pay(&s.t, &token, "more-memory", &input_value(&html, "form_token")).await;
+    assert_eq!(resp.status(), 303);
+    let r = &fake.requests()[0];
+    let metadata: Value = r
+        .form
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("metadata[").and_then(|m| m.strip_suffix(']')).map(|m| (m.to_string(), json!(v)))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    assert_eq!(metadata["vmauto_vps"], vps.as_str());
+    let (code, _) = send_signed(
+        &s.t,
+        &session_event("evt_mail", "checkout.session.completed", "cs_test_fake0001", "paid", &metadata),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let upgraded = loop {
+        let found = sink
+            .messages()
+            .into_iter()
+            .find(|m| m["subject"].as_str().is_some_and(|s| s.contains("has been upgraded")));
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no upgrade email; got {:?}", sink.messages());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(upgraded["rcpt_tos"].to_string().contains("dana@example.com"), "{upgraded}");
+    let text = part(&upgraded, "text/plain");
+    assert!(text.contains("3 GB memory") && text.contains("1 vCPU"), "{text}");
 }

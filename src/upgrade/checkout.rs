@@ -75,11 +75,15 @@ pub fn metadata(req: &CheckoutRequest<'_>) -> HashMap<String, String> {
     m
 }
 
-/// The idempotency key of a pay request (link, offer, ten-minute window).
+/// The idempotency key of a pay request: link, offer and its terms, ten-minute window (a
+/// changed price is a new request, never a reuse Stripe would refuse).
 fn idempotency_key(req: &CheckoutRequest<'_>) -> String {
     use sha2::{Digest, Sha256};
     let window = chrono::Utc::now().timestamp() / 600;
-    let h = Sha256::digest(format!("{}\0{}\0{window}", req.link_id, req.offer.id).as_bytes());
+    let o = req.offer;
+    let h = Sha256::digest(
+        format!("{}\0{}\0{}\0{}\0{}\0{window}", req.link_id, o.id, o.price, o.currency, o.name).as_bytes(),
+    );
     format!("vmauto-upgrade-{}", hex::encode(&h[..16]))
 }
 
