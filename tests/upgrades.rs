@@ -324,6 +324,14 @@ async fn paid_checkout_resizes_the_vm_once_whatever_stripe_redelivers() {
     let (code, _) = send_signed(&s.t, &late).await;
     assert_eq!(code, 200);
     assert_eq!(s.rows(resizes).await.len(), 1, "one resize whatever Stripe redelivers");
+    // An admin's replay from the inbox is as harmless as a redelivery.
+    let replayed =
+        vmauto::upgrade::fulfil::replay(&s.t.app.state, body["id"].as_str().expect("inbox key")).await.expect("replay");
+    assert_eq!(replayed.status, "processed", "{replayed:?}");
+    assert!(replayed.detail.contains("before"), "{replayed:?}");
+    assert_eq!(s.rows(resizes).await.len(), 1);
+    let paid_notes = s.rows("SELECT * FROM activity WHERE message = 'upgrade paid; resize queued'").await;
+    assert_eq!(paid_notes.len(), 1, "one activity entry per payment: {paid_notes:?}");
     assert_eq!(s.rows("SELECT * FROM payment").await.len(), 1);
 
     // The VM really grows on the simulator and the record follows.

@@ -51,6 +51,39 @@ pub async fn handle_event(state: &AppState, event: &Value) -> anyhow::Result<Eve
     }
 }
 
+/// Applies a stored `/stripe/webhook` inbox row again (an admin's replay from the inbox);
+/// idempotent like a redelivery. The outcome is written on the row.
+pub async fn replay(state: &AppState, inbox_key: &str) -> anyhow::Result<EventOutcome> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        source: String,
+        #[serde(default)]
+        body: Option<String>,
+        #[serde(default)]
+        status: Option<String>,
+    }
+    let rows: Vec<Row> = state
+        .store
+        .query_one(
+            "SELECT source, body, status FROM type::record('webhook_event', $key)",
+            json!({ "key": inbox_key }),
+            0,
+        )
+        .await?;
+    let row = rows.into_iter().next().ok_or_else(|| anyhow::anyhow!("there is no inbox entry {inbox_key}"))?;
+    if row.source != super::INBOX_SOURCE {
+        anyhow::bail!("inbox entry {inbox_key} is not a Stripe upgrade event (source {})", row.source);
+    }
+    if row.status.as_deref() == Some("rejected") {
+        anyhow::bail!("inbox entry {inbox_key} was rejected (bad signature or body); it cannot be applied");
+    }
+    let event: Value = serde_json::from_str(row.body.as_deref().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("inbox entry {inbox_key} does not hold a JSON event: {e}"))?;
+    let outcome = handle_event(state, &event).await?;
+    state.store.record_inbox_outcome(inbox_key, std::slice::from_ref(&outcome)).await?;
+    Ok(outcome)
+}
+
 fn meta_str<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
     object["metadata"][key].as_str().filter(|s| !s.is_empty())
 }
@@ -156,14 +189,19 @@ async fn fulfil(state: &AppState, event: &Value, session: &Value) -> anyhow::Res
         }
         Err(e) => return Err(e),
     };
-    store
-        .execute(
+    let first: Vec<Value> = store
+        .query_one(
             "UPDATE type::record('payment', $sid) SET status = 'queued', operation = $op, updated_at = time::now()
-                WHERE status = 'paid'",
+                WHERE status = 'paid' RETURN VALUE id",
             json!({ "sid": sid, "op": op }),
+            0,
         )
         .await?;
+    // Wake the VPS's actor every time: after a crash this is what runs the queued resize.
     state.handles.registry.do_send(crate::actors::registry::Activate { vps: vps_id.to_string() });
+    if first.is_empty() {
+        return Ok(EventOutcome::new("processed", format!("payment {sid} was recorded before; resize {op} queued")));
+    }
     let _ = store
         .record_activity(
             "info",
