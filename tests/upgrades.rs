@@ -611,14 +611,27 @@ async fn offers_are_seeded_from_config_and_edited_through_the_library() {
     assert_eq!((o.price, o.enabled), (1200, false));
 }
 
-/// Paid event POST → resize queued, over many distinct sessions.
+/// Paid event POST → resize queued, over many distinct sessions, on the in-memory store and
+/// on the embedded SurrealKV file store (fsync on commit), as shipped.
 /// `cargo test --test integration -- --ignored --nocapture bench_upgrade_paid_to_queued`
 #[actix_web::test]
 #[ignore = "benchmark: prints figures"]
 async fn bench_upgrade_paid_to_queued() {
+    for (label, file_store) in [("mem", false), ("surrealkv", true)] {
+        bench_paid_to_queued(label, file_store).await;
+    }
+}
+
+async fn bench_paid_to_queued(label: &str, file_store: bool) {
     const N: usize = 200;
     vmauto::init_crypto();
-    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| stripe_config(c, "http://127.0.0.1:9")).await;
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| {
+        stripe_config(c, "http://127.0.0.1:9");
+        if file_store {
+            c.database.url = String::new();
+        }
+    })
+    .await;
     let vps = active_vps(&s, "sub-bench").await;
     let mut samples = Vec::with_capacity(N);
     for i in 0..N {
@@ -639,7 +652,7 @@ async fn bench_upgrade_paid_to_queued() {
     samples.sort();
     let pct = |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).saturating_sub(1)];
     println!(
-        "bench_upgrade_paid_to_queued: n={N} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms (target p50 < 50 ms)",
+        "bench_upgrade_paid_to_queued[{label}]: n={N} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms (target p50 < 50 ms)",
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.90).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
