@@ -233,7 +233,10 @@ pub async fn offers_for_vps(
     if candidates.is_empty() {
         return Ok(candidates);
     }
-    let zone = store.vps_template(&vps.id).await?.map(|t| t.az_id).filter(|z| !z.is_empty());
+    let zones: Vec<Option<String>> = store
+        .query_one("SELECT VALUE template_row.az_id FROM type::record('vps', $id)", json!({ "id": vps.id }), 0)
+        .await?;
+    let zone = zones.into_iter().next().flatten().filter(|z| !z.is_empty());
     let zone = match zone {
         Some(z) => z,
         None => store.template_by_name(&vps.template).await?.map(|t| t.az_id).context("the VPS's AZ is unknown")?,
