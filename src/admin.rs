@@ -727,3 +727,15 @@ pub async fn notifications_since(store: &Store, since: DateTime<Utc>) -> anyhow:
         )
         .await
 }
+
+/// Operations changed after `since` (the live-update stream).
+pub async fn operation_changes(store: &Store, since: DateTime<Utc>) -> anyhow::Result<Vec<Value>> {
+    store
+        .query_one(
+            "SELECT record::id(id) AS id, vps, kind, state, <string>updated_at AS updated_at FROM operation
+             WHERE updated_at > <datetime>$since ORDER BY updated_at LIMIT 500",
+            json!({ "since": since.to_rfc3339() }),
+            0,
+        )
+        .await
+}

@@ -63,6 +63,7 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
     let metrics = Arc::new(Metrics::new());
     let sealer = Arc::new(Sealer::from_file(&config.key_file())?);
     let install_id = store.install_id().await.context("cannot read the install id")?;
+    crate::upgrade::offers::sync_config_offers(&store, &config).await.context("cannot store [[stripe.offers]]")?;
     // Checked before any actor exists, so a failure leaves nothing running behind it.
     let templates = crate::notify::templates::Templates::load().context("a built-in template does not parse")?;
     let handles = spawn_tree(&TreeDeps {

@@ -75,6 +75,28 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Issue or revoke upgrade links and list upgrade offers (stop the appliance first when
+    /// it uses the embedded store).
+    Upgrade {
+        #[command(subcommand)]
+        command: UpgradeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpgradeCommand {
+    /// Issue an upgrade link for a VPS and print its URL.
+    Link {
+        /// The VPS id.
+        vps: String,
+    },
+    /// Revoke an upgrade link by its id (printed when it was issued).
+    Revoke {
+        /// The link id.
+        link: String,
+    },
+    /// List the upgrade offers.
+    Offers,
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,6 +273,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::telemetry::init(&config.log);
             run_admin(&config, command).await
         }
+        Some(Command::Upgrade { command }) => {
+            let config = cli.load_config(cli.config_file().as_deref())?;
+            crate::telemetry::init(&config.log);
+            run_upgrade(&config, command).await
+        }
         Some(Command::Db { command }) => {
             let config = cli.load_config(cli.config_file().as_deref())?;
             crate::telemetry::init(&config.log);
@@ -302,6 +329,49 @@ async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()
                     u.role,
                     state,
                     u.last_login_at.as_deref().unwrap_or("never")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_upgrade(config: &Config, command: &UpgradeCommand) -> anyhow::Result<()> {
+    let store = crate::db::Store::open(config).await?;
+    crate::upgrade::offers::sync_config_offers(&store, config).await?;
+    match command {
+        UpgradeCommand::Link { vps } => {
+            let sealer = crate::secrets::Sealer::from_file(&config.key_file())?;
+            let link = crate::upgrade::issue_link(&store, config, &sealer, vps, "cli").await?;
+            println!("{}", link.url);
+            println!("link id {} (for `vmauto upgrade revoke`), valid until {}", link.id, link.expires_at.to_rfc3339());
+        }
+        UpgradeCommand::Revoke { link } => {
+            if !crate::upgrade::revoke_link(&store, link, "cli").await? {
+                anyhow::bail!("there is no upgrade link {link}");
+            }
+            println!("revoked upgrade link {link}");
+        }
+        UpgradeCommand::Offers => {
+            let offers = crate::upgrade::list_offers(&store).await?;
+            if offers.is_empty() {
+                println!("no upgrade offers; declare them as [[stripe.offers]] in appliance.toml");
+            }
+            for o in offers {
+                let what = if o.to_template.is_empty() {
+                    format!("+{} vCPU, +{} GB memory, +{} GB disk", o.add_cores, o.add_memory_gb, o.add_disk_gb)
+                } else {
+                    format!("to template {}", o.to_template)
+                };
+                let from =
+                    if o.from_template.is_empty() { "any template".to_string() } else { o.from_template.clone() };
+                println!(
+                    "{}\t{}\t{}\tfrom {from}\t{}\t{}",
+                    o.id,
+                    if o.enabled { "enabled" } else { "disabled" },
+                    o.name,
+                    what,
+                    crate::upgrade::format_price(o.price, &o.currency)
                 );
             }
         }

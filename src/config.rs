@@ -392,6 +392,33 @@ pub struct StripeConfig {
     pub currency: String,
     /// Hours an upgrade link stays valid.
     pub link_ttl_hours: u64,
+    /// Put an upgrade link in the customer's "your VPS is ready" email (needs `enabled`).
+    pub link_in_ready_email: bool,
+    /// Upgrade offers written to the store at start-up (an offer edited in the UI since is
+    /// left as edited); `[[stripe.offers]]` tables.
+    pub offers: Vec<OfferConfig>,
+}
+
+/// An upgrade offer as declared in `appliance.toml`: either a move to another template
+/// (`to_template`) or a delta (`add_cores`, `add_memory_gb`, `add_disk_gb`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfferConfig {
+    /// Stable identifier (letters, digits, `-`, `_`).
+    pub id: String,
+    /// What the customer sees ("Double the memory").
+    pub name: String,
+    /// Offered only to VPS of this template; empty: to every VPS.
+    pub from_template: String,
+    /// The template the VPS grows to; empty for a delta offer.
+    pub to_template: String,
+    pub add_cores: u32,
+    pub add_memory_gb: u64,
+    pub add_disk_gb: u64,
+    /// Price in minor units (cents).
+    pub price: u64,
+    /// ISO currency, lower case; empty: `stripe.currency`.
+    pub currency: String,
 }
 
 impl Default for StripeConfig {
@@ -404,6 +431,8 @@ impl Default for StripeConfig {
             tolerance_secs: 300,
             currency: "usd".into(),
             link_ttl_hours: 72,
+            link_in_ready_email: false,
+            offers: Vec::new(),
         }
     }
 }
@@ -652,6 +681,7 @@ impl Config {
         if n.reveal_link_hours == 0 {
             bail!("notify.reveal_link_hours: must be at least 1");
         }
+        self.validate_stripe()?;
         if !self.webhooks.seed_source.is_empty() && !self.sources.contains_key(&self.webhooks.seed_source) {
             bail!("webhooks.seed_source: {:?} is not a configured source", self.webhooks.seed_source);
         }
@@ -676,6 +706,69 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    fn validate_stripe(&self) -> anyhow::Result<()> {
+        let st = &self.stripe;
+        let parsed = url::Url::parse(&st.api_base).map_err(|e| {
+            anyhow!("stripe.api_base: {:?} is not a URL ({e}); e.g. https://api.stripe.com", st.api_base)
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!("stripe.api_base: scheme must be http or https, not {:?}", parsed.scheme());
+        }
+        if st.link_ttl_hours == 0 {
+            bail!("stripe.link_ttl_hours: must be at least 1");
+        }
+        if !is_currency(&st.currency) {
+            bail!("stripe.currency: {:?} must be a lower-case ISO code such as \"usd\"", st.currency);
+        }
+        if st.enabled && st.secret_key.is_empty() {
+            bail!("stripe.secret_key: required when stripe.enabled = true (or use secret_key_file)");
+        }
+        if st.enabled && st.webhook_secrets.iter().all(Secret::is_empty) {
+            bail!("stripe.webhook_secrets: required when stripe.enabled = true (the endpoint's whsec_... secret)");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, o) in st.offers.iter().enumerate() {
+            o.check().map_err(|e| anyhow!("stripe.offers[{i}]{e}"))?;
+            if !seen.insert(o.id.as_str()) {
+                bail!("stripe.offers[{i}].id: {:?} is used twice", o.id);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OfferConfig {
+    /// Checks one offer; the error starts with the field (`.price: …`) or `: …`.
+    pub fn check(&self) -> Result<(), String> {
+        if self.id.is_empty()
+            || self.id.len() > 64
+            || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(".id: {:?} must be 1 to 64 letters, digits, '-' or '_'", self.id));
+        }
+        if self.name.trim().is_empty() {
+            return Err(".name: required (what the customer sees)".into());
+        }
+        let delta = self.add_cores > 0 || self.add_memory_gb > 0 || self.add_disk_gb > 0;
+        if self.to_template.is_empty() != delta {
+            return Err(": set either to_template or at least one of add_cores, add_memory_gb, add_disk_gb".into());
+        }
+        if self.price == 0 {
+            return Err(".price: must be at least 1 (minor units, e.g. cents)".into());
+        }
+        if !self.currency.is_empty() && !is_currency(&self.currency) {
+            return Err(format!(".currency: {:?} must be a lower-case ISO code such as \"usd\"", self.currency));
+        }
+        Ok(())
+    }
+}
+
+/// A lower-case three-letter currency code.
+pub fn is_currency(s: &str) -> bool {
+    s.len() == 3 && s.chars().all(|c| c.is_ascii_lowercase())
 }
 
 /// Reads a value given on the command line or in the environment: TOML scalars and arrays
@@ -814,6 +907,35 @@ mod tests {
         )
         .expect_err("both forms");
         assert!(format!("{err:#}").contains("smtp.password_file"), "{err:#}");
+    }
+
+    #[test]
+    fn stripe_offers_are_checked_and_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("o.toml");
+        let load = |offers: &str| {
+            std::fs::write(&file, offers).expect("write");
+            Config::load(Some(&file), env(&[]), &CliOverrides::default())
+        };
+        let ok = load("[[stripe.offers]]\nid = \"ram\"\nname = \"+2 GB\"\nadd_memory_gb = 2\nprice = 900\n")
+            .expect("valid offer");
+        assert_eq!(ok.stripe.offers[0].add_memory_gb, 2);
+        let cases = [
+            ("id = \"a b\"\nname = \"x\"\nadd_cores = 1\nprice = 1", "stripe.offers[0].id"),
+            ("id = \"a\"\nname = \"x\"\nprice = 1", "either to_template"),
+            ("id = \"a\"\nname = \"x\"\nto_template = \"t\"\nadd_cores = 1\nprice = 1", "either to_template"),
+            ("id = \"a\"\nname = \"x\"\nadd_cores = 1\nprice = 0", "stripe.offers[0].price"),
+            ("id = \"a\"\nname = \"x\"\nadd_cores = 1\nprice = 1\ncurrency = \"USD\"", "currency"),
+        ];
+        for (body, expected) in cases {
+            let err = load(&format!("[[stripe.offers]]\n{body}\n")).expect_err(expected);
+            assert!(format!("{err:#}").contains(expected), "{expected}: {err:#}");
+        }
+        let twice = "[[stripe.offers]]\nid = \"a\"\nname = \"x\"\nadd_cores = 1\nprice = 1\n";
+        let err = load(&format!("{twice}{twice}")).expect_err("duplicate id");
+        assert!(format!("{err:#}").contains("used twice"), "{err:#}");
+        let err = load("[stripe]\nenabled = true\n").expect_err("no key");
+        assert!(format!("{err:#}").contains("stripe.secret_key"), "{err:#}");
     }
 
     #[test]

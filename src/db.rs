@@ -20,6 +20,8 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "initial schema", include_str!("db/migrations/0001_init.surql")),
     (2, "notification deliveries and reveal links", include_str!("db/migrations/0002_notify.surql")),
     (3, "admin UI lookups", include_str!("db/migrations/0003_admin_ui.surql")),
+    (4, "upgrade payments and links", include_str!("db/migrations/0004_upgrades.surql")),
+    (5, "VPS search index", include_str!("db/migrations/0005_vps_search.surql")),
 ];
 
 /// The schema version this binary writes.

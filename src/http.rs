@@ -9,7 +9,9 @@ pub mod health;
 pub mod middleware;
 pub mod reveal;
 pub mod session;
+pub mod stripe;
 pub mod ui;
+pub mod upgrade;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -50,6 +52,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     session::routes(cfg);
     events::routes(cfg);
     assets::routes(cfg);
+    upgrade::routes(cfg);
+    stripe::routes(cfg);
     api::routes(cfg);
     ui::routes(cfg);
 }

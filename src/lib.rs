@@ -20,6 +20,7 @@
 //! - [`admin`]: what the admin UI and the JSON API read and do.
 //! - [`auth`]: admin users (argon2id), sessions, API tokens and roles.
 //! - [`secrets`]: sealing secrets at rest with the appliance key.
+//! - [`upgrade`]: Stripe-paid upgrades: offers, signed upgrade links, Checkout, fulfilment.
 //! - [`sim`]: the SCP simulator used by tests, benchmarks and `vmauto demo`.
 //! - [`app`]: starts the store, the tree and the HTTP server; graceful shutdown.
 //! - [`cli`]: the command-line interface of the `vmauto` binary.
@@ -43,6 +44,7 @@ pub mod provider;
 pub mod secrets;
 pub mod sim;
 pub mod telemetry;
+pub mod upgrade;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

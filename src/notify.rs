@@ -56,6 +56,8 @@ struct VpsReadyEmail<'a> {
     vps_name: &'a str,
     ips: &'a [String],
     link: &'a str,
+    /// An upgrade link, when `stripe.link_in_ready_email` is on.
+    upgrade_link: Option<String>,
     expires_hours: u64,
     expires_at: String,
     public_url: &'a str,
@@ -165,6 +167,18 @@ impl Channels {
                 Err(e) => tracing::error!(error = %e, "cannot serialize an outgoing webhook"),
             }
         }
+        if n.kind == NotifyKind::UpgradeApplied
+            && let Some(vps) = n.subject.as_deref().and_then(|s| s.strip_prefix("vps:"))
+        {
+            let (this, vps) = (self.clone(), vps.to_string());
+            let guard = InFlight::new(&self.in_flight);
+            actix_rt::spawn(async move {
+                let _guard = guard;
+                if let Err(e) = this.customer_upgrade_applied(&vps).await {
+                    tracing::error!(vps = %vps, error = %format!("{e:#}"), "the customer's upgrade email was not sent");
+                }
+            });
+        }
         if n.kind == NotifyKind::VpsReady
             && let Some(vps) = n.subject.as_deref().and_then(|s| s.strip_prefix("vps:"))
         {
@@ -251,12 +265,14 @@ impl Channels {
         let link = format!("{}/reveal/{}", self.config.server.public_url.trim_end_matches('/'), token.expose());
         let vps_name = v.name.unwrap_or_else(|| vps.to_string());
         let subject_line = format!("Your server {vps_name} is ready");
+        let upgrade_link = self.upgrade_link(vps).await;
         let ctx = VpsReadyEmail {
             subject_line: &subject_line,
             customer_name: v.customer_name.as_deref().unwrap_or("there"),
             vps_name: &vps_name,
             ips: &v.ips,
             link: &link,
+            upgrade_link,
             expires_hours: hours,
             expires_at: expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
             public_url: &self.config.server.public_url,
@@ -270,6 +286,69 @@ impl Channels {
         };
         self.send_email(&d, &email).await;
         Ok(())
+    }
+
+    /// Tells the customer their paid upgrade is applied (when SMTP is on and the VPS has an
+    /// email address; upgrades are paid by the customer, so no source switch is needed).
+    async fn customer_upgrade_applied(&self, vps: &str) -> anyhow::Result<()> {
+        if self.mailer.is_none() {
+            return Ok(());
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            #[serde(default)]
+            customer_email: Option<String>,
+            #[serde(default)]
+            customer_name: Option<String>,
+            #[serde(default)]
+            name: Option<String>,
+            spec: crate::lifecycle::Spec,
+        }
+        let rows: Vec<Row> = self
+            .store
+            .query_one(
+                "SELECT customer_email, customer_name, name, spec FROM type::record('vps', $id)",
+                json!({ "id": vps }),
+                0,
+            )
+            .await?;
+        let v = rows.into_iter().next().context("the VPS row is missing")?;
+        let Some(to) = v.customer_email.filter(|e| !e.trim().is_empty()) else { return Ok(()) };
+        let vps_name = v.name.unwrap_or_else(|| vps.to_string());
+        let subject_line = format!("Your server {vps_name} has been upgraded");
+        let ctx = json!({
+            "subject_line": subject_line, "customer_name": v.customer_name.as_deref().unwrap_or("there"),
+            "vps_name": vps_name, "cores": v.spec.cores, "memory_gb": v.spec.memory_mb.div_ceil(1024),
+            "disk_gb": v.spec.disk_gb, "public_url": self.config.server.public_url,
+        });
+        let email = self.render("email/upgrade_applied", &ctx, vec![to.clone()], subject_line.clone())?;
+        let d = Delivery {
+            id: uuid::Uuid::new_v4().to_string(),
+            channel: "email",
+            target: to,
+            kind: "customer_upgrade_applied".into(),
+        };
+        self.send_email(&d, &email).await;
+        Ok(())
+    }
+
+    /// An upgrade link for the ready email, when configured; a failure only loses the link.
+    async fn upgrade_link(&self, vps: &str) -> Option<String> {
+        let st = &self.config.stripe;
+        if !(st.enabled && st.link_in_ready_email) {
+            return None;
+        }
+        let issued = match crate::secrets::Sealer::from_file(&self.config.key_file()) {
+            Ok(sealer) => crate::upgrade::issue_link(&self.store, &self.config, &sealer, vps, "email").await,
+            Err(e) => Err(e),
+        };
+        match issued {
+            Ok(l) => Some(l.url),
+            Err(e) => {
+                tracing::warn!(vps, error = %format!("{e:#}"), "no upgrade link in the ready email");
+                None
+            }
+        }
     }
 
     fn render<T: Serialize>(&self, base: &str, ctx: &T, to: Vec<String>, subject: String) -> anyhow::Result<Email> {

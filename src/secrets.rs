@@ -19,6 +19,7 @@ const VERSION_PREFIX: &str = "v1:";
 #[derive(Clone)]
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -29,7 +30,17 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn new(key: [u8; 32]) -> Self {
-        Self { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)) }
+        Self { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)), key }
+    }
+
+    /// A key for one purpose (signing upgrade links, …), derived from the appliance key with
+    /// HMAC-SHA256 so a key for one purpose says nothing about the appliance key or another.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key");
+        mac.update(b"vmauto derived key\0");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Reads the hex key file.
@@ -102,6 +113,15 @@ mod tests {
         assert_ne!(a.seal(&Secret::new("hunter2")), sealed, "a fresh nonce each time");
         assert!(Sealer::new([8; 32]).open(&sealed).is_err());
         assert!(a.open("v1:AAAA").is_err());
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_appliance_key() {
+        let a = Sealer::new([7; 32]);
+        assert_eq!(a.derive_key("x"), a.derive_key("x"));
+        assert_ne!(a.derive_key("x"), a.derive_key("y"));
+        assert_ne!(a.derive_key("x"), Sealer::new([8; 32]).derive_key("x"));
+        assert_ne!(a.derive_key("x"), [7; 32]);
     }
 
     #[test]

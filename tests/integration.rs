@@ -15,4 +15,5 @@ mod plugins;
 mod provider;
 mod sim;
 mod ui;
+mod upgrades;
 mod webhooks;

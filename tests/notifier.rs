@@ -44,14 +44,14 @@ fn sink_python() -> PathBuf {
 }
 
 /// A local SMTP server that writes each received message to a directory as JSON.
-struct SmtpSink {
+pub(crate) struct SmtpSink {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl SmtpSink {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let python = sink_python();
         let dir = tempfile::tempdir().expect("tempdir");
         let script = dir.path().join("smtp_sink.py");
@@ -74,7 +74,7 @@ impl SmtpSink {
         Self { child, port, dir }
     }
 
-    fn messages(&self) -> Vec<Value> {
+    pub(crate) fn messages(&self) -> Vec<Value> {
         let mut files: Vec<_> = std::fs::read_dir(self.dir.path().join("mail"))
             .expect("mail dir")
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -85,7 +85,7 @@ impl SmtpSink {
     }
 
     /// Waits for a message to `rcpt`.
-    async fn wait_for(&self, rcpt: &str, secs: u64) -> Value {
+    pub(crate) async fn wait_for(&self, rcpt: &str, secs: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             if let Some(m) = self.messages().into_iter().find(|m| m["rcpt_tos"].to_string().contains(rcpt)) {
@@ -96,7 +96,7 @@ impl SmtpSink {
         }
     }
 
-    fn configure(&self, c: &mut Config) {
+    pub(crate) fn configure(&self, c: &mut Config) {
         c.smtp.enabled = true;
         c.smtp.host = "127.0.0.1".into();
         c.smtp.port = self.port;
@@ -118,7 +118,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-fn part<'a>(m: &'a Value, ty: &str) -> &'a str {
+pub(crate) fn part<'a>(m: &'a Value, ty: &str) -> &'a str {
     m["parts"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["type"] == ty))

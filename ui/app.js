@@ -57,6 +57,20 @@
     });
     if (!known) refreshTable();
   });
+  // On a VPS page, an operation of that VPS moving on refreshes its timeline in place.
+  var timelineBusy = false;
+  es.addEventListener('operation', function (e) {
+    var o;
+    try { o = JSON.parse(e.data); } catch (err) { return; }
+    var tl = document.getElementById('timeline');
+    if (!tl || timelineBusy || location.pathname !== '/vps/' + o.vps) return;
+    timelineBusy = true;
+    fetch(location.pathname, { credentials: 'same-origin' }).then(function (r) { return r.text(); }).then(function (html) {
+      var fresh = new DOMParser().parseFromString(html, 'text/html').getElementById('timeline');
+      var current = document.getElementById('timeline');
+      if (fresh && current) current.replaceWith(fresh);
+    }).finally(function () { timelineBusy = false; });
+  });
   es.addEventListener('notification', function (e) {
     var n;
     try { n = JSON.parse(e.data); } catch (err) { return; }

@@ -27,6 +27,8 @@ pub enum NotifyKind {
     PaymentIssue,
     /// An admin's test from the settings page.
     Test,
+    /// A paid upgrade was applied (the customer is emailed when SMTP is on).
+    UpgradeApplied,
 }
 
 /// Asks the notifier to tell admins about something (in the UI, by email, by webhook).

@@ -128,6 +128,9 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
             let kind = match op.kind {
                 OpKind::Create => Some((NotifyKind::VpsReady, "VPS ready")),
                 OpKind::Delete => Some((NotifyKind::VpsDeleted, "VPS deleted")),
+                OpKind::Resize if op.requested_by.starts_with("stripe:") => {
+                    Some((NotifyKind::UpgradeApplied, "Upgrade applied"))
+                }
                 _ => None,
             };
             if let Some((kind, title)) = kind {

@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/vps", web::post().to(create_vps))
             .route("/vps/{id}", web::get().to(get_vps))
             .route("/vps/{id}/actions", web::post().to(vps_action))
+            .route("/vps/{id}/upgrade-links", web::post().to(issue_upgrade_link))
             .route("/operations/{id}/retry", web::post().to(retry))
             .route("/operations/{id}/approve", web::post().to(approve))
             .route("/operations/{id}/reject", web::post().to(reject))
@@ -210,4 +211,26 @@ async fn save_template(
 async fn notifications(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
     Ok(HttpResponse::Ok().json(admin::notifications(&state.store, 200).await.map_err(store_err)?))
+}
+
+async fn issue_upgrade_link(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Operator)?;
+    let link =
+        crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await.map_err(bad)?;
+    let _ = state
+        .store
+        .record_activity(
+            "info",
+            &p.actor(),
+            Some(&id),
+            &format!("{} issued an upgrade link", p.actor()),
+            json!({ "link": link.id }),
+        )
+        .await;
+    Ok(HttpResponse::Created()
+        .json(json!({ "id": link.id, "url": link.url, "expires_at": link.expires_at.to_rfc3339() })))
 }

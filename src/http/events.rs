@@ -1,5 +1,6 @@
 //! Live updates for the admin UI: `GET /events` is a server-sent-event stream of VPS state
-//! changes (`event: vps`) and new notifications (`event: notification`), read from the store
+//! changes (`event: vps`), operation progress (`event: operation`) and new notifications
+//! (`event: notification`), read from the store
 //! once a second, so every change shows whoever made it (a webhook, an operation, another
 //! admin). `ui/app.js` applies them to the page; without JavaScript pages simply do not move.
 
@@ -37,6 +38,14 @@ async fn events(state: web::Data<AppState>, _user: UiUser) -> HttpResponse {
                     newest = newest.max(t);
                 }
                 out.push_str(&format!("event: vps\ndata: {r}\n\n"));
+            }
+        }
+        if let Ok(rows) = admin::operation_changes(&state.store, since).await {
+            for r in rows {
+                if let Some(t) = r["updated_at"].as_str().and_then(|s| s.parse::<chrono::DateTime<Utc>>().ok()) {
+                    newest = newest.max(t);
+                }
+                out.push_str(&format!("event: operation\ndata: {r}\n\n"));
             }
         }
         if let Ok(rows) = admin::notifications_since(&state.store, since).await {

@@ -28,6 +28,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/vps/{id}", web::get().to(vps_page))
         .route("/vps/{id}/action", web::post().to(vps_action))
         .route("/vps/{id}/reveal", web::post().to(vps_reveal))
+        .route("/vps/{id}/upgrade-link", web::post().to(upgrade_link))
+        .route("/upgrade-links/{id}/revoke", web::post().to(upgrade_link_revoke))
         .route("/operations/{id}/retry", web::post().to(op_retry))
         .route("/operations/{id}/approve", web::post().to(op_approve))
         .route("/operations/{id}/reject", web::post().to(op_reject))
@@ -235,12 +237,19 @@ async fn vps_page(state: web::Data<AppState>, user: UiUser, id: web::Path<String
         ));
     };
     let timeline = admin::vps_timeline(&state.store, &id).await.map_err(anyhow_internal)?;
+    let now = chrono::Utc::now();
+    let links: Vec<Value> = crate::upgrade::links::links_of_vps(&state.store, &id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| json!({ "id": l.id, "state": l.state(now), "issued_by": l.issued_by, "created_at": l.created_at.to_rfc3339(), "expires_at": l.expires_at.to_rfc3339() }))
+        .collect();
     let live = vps["state"] != "deleted";
     let dead_ops: Vec<&Value> = timeline.iter().filter(|t| t["kind"] == "operation" && t["state"] == "dead").collect();
     let ctx = json!({
         "vps": vps, "timeline": timeline, "live": live, "flash": flash(&req), "dead_ops": dead_ops,
         "csrf": user.0.csrf, "can_operate": user.0.can(Role::Operator) && live,
-        "upgrades": state.config.stripe.enabled,
+        "upgrades": state.config.stripe.enabled, "links": links,
     });
     let title = vps["name"].as_str().unwrap_or("VPS").to_string();
     render(&state, &user.0, "admin/vps_detail.html", &title, "vps", ctx)
@@ -434,6 +443,25 @@ async fn inbox_replay(
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
     let back = format!("/inbox/{id}");
+    // Stripe upgrade payments are fulfilled by their own path (idempotent by session id).
+    let source = admin::inbox_event(&state.store, &id).await.ok().flatten().map(|e| e["source"].clone());
+    if source.as_ref().and_then(Value::as_str) == Some(crate::upgrade::INBOX_SOURCE) {
+        let outcome = crate::upgrade::fulfil::replay(&state, &id).await;
+        let _ = state
+            .store
+            .record_activity(
+                "info",
+                &p.actor(),
+                Some(&id),
+                &format!("{} replayed an upgrade payment event", p.actor()),
+                json!({}),
+            )
+            .await;
+        return Ok(match outcome {
+            Ok(o) => redirect_msg(&back, true, &format!("Replayed: {}: {}", o.status, o.detail)),
+            Err(e) => redirect_msg(&back, false, &format!("Replay failed: {e:#}")),
+        });
+    }
     let result = state.handles.webhook.send(Replay { key: id.to_string(), requested_by: p.actor() }).await;
     let _ = state
         .store
@@ -935,4 +963,51 @@ async fn totp_disable(state: web::Data<AppState>, user: UiUser, form: web::Form<
         )
         .await;
     Ok(redirect_msg("/account", true, "Two-factor login is off."))
+}
+
+// ---------------------------------------------------------------------------------------
+// Upgrade links.
+
+async fn upgrade_link(
+    state: web::Data<AppState>,
+    user: UiUser,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
+    let p = user.require(Role::Operator)?;
+    check_csrf(p, &form._csrf)?;
+    let back = format!("/vps/{id}");
+    match crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await {
+        Ok(link) => {
+            let _ = state
+                .store
+                .record_activity(
+                    "info",
+                    &p.actor(),
+                    Some(&id),
+                    &format!("{} issued an upgrade link", p.actor()),
+                    json!({ "link": link.id }),
+                )
+                .await;
+            Ok(redirect_msg(&back, true, &format!("Upgrade link (give it to the customer): {}", link.url)))
+        }
+        Err(e) => Ok(redirect_msg(&back, false, &format!("{e:#}"))),
+    }
+}
+
+async fn upgrade_link_revoke(
+    state: web::Data<AppState>,
+    user: UiUser,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
+    let p = user.require(Role::Operator)?;
+    check_csrf(p, &form._csrf)?;
+    let link = crate::upgrade::links::link_by_id(&state.store, &id).await.map_err(anyhow_internal)?;
+    let back = link.as_ref().map_or_else(|| "/".to_string(), |l| format!("/vps/{}", l.vps));
+    match crate::upgrade::revoke_link(&state.store, &id, &p.actor()).await {
+        Ok(true) => Ok(redirect_msg(&back, true, "Upgrade link revoked.")),
+        Ok(false) => Ok(redirect_msg(&back, false, "There is no such upgrade link.")),
+        Err(e) => Ok(redirect_msg(&back, false, &format!("{e:#}"))),
+    }
 }

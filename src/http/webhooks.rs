@@ -96,7 +96,7 @@ fn seed_source(state: &AppState) -> Result<&str, AppError> {
 }
 
 /// Reads the body up to the cap without buffering more than the cap.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Bytes, AppError> {
+pub(crate) async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Bytes, AppError> {
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| AppError::bad_request(format!("The request body could not be read: {e}")))?;
@@ -113,7 +113,7 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Byt
     Ok(buf.freeze())
 }
 
-fn headers_of(map: &HeaderMap) -> Vec<(String, String)> {
+pub(crate) fn headers_of(map: &HeaderMap) -> Vec<(String, String)> {
     map.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string()))).collect()
 }
 
@@ -131,7 +131,7 @@ fn stored_headers(headers: &[(String, String)], source: &SourceConfig) -> Value 
     Value::Object(map)
 }
 
-fn key_of(parts: &[&[u8]]) -> String {
+pub(crate) fn key_of(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update((p.len() as u64).to_be_bytes());
@@ -247,7 +247,7 @@ fn busy(detail: String) -> AppError {
 }
 
 /// Records a rejected request in the inbox (no events; the reason shown to admins).
-async fn record_rejection(
+pub(crate) async fn record_rejection(
     state: &AppState,
     source_name: &str,
     req: &HttpRequest,

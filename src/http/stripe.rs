@@ -1,0 +1,120 @@
+//! `POST /stripe/webhook`: Stripe events for upgrade payments.
+//!
+//! Order of work: size cap (413) → `Stripe-Signature` against `stripe.webhook_secrets`
+//! (rotation, `stripe.tolerance_secs`; 401, recorded) → JSON with an event id (400,
+//! recorded) → the raw event is written to the inbox, its record id derived from the event
+//! id → the event is applied (`upgrade::fulfil`) and its outcome written on the row → 200.
+//! A redelivered event whose row is finished answers 200 `duplicate` without side effects;
+//! one whose earlier delivery did not finish is applied again (every step is idempotent).
+//! A store failure answers 503 so Stripe delivers again.
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::webhooks::{headers_of, key_of, read_body, record_rejection};
+use crate::actors::webhook::{InboxRow, Ingest, Ingested};
+use crate::billing::signature::{WebhookRequest, verify};
+use crate::config::{SignatureScheme, SourceConfig};
+use crate::error::{AppError, Code};
+use crate::upgrade::{INBOX_SOURCE, fulfil};
+
+/// Inbox status of a row whose event is being applied (start-up recovery leaves it alone;
+/// Stripe's redelivery applies it again).
+const APPLYING: &str = "applying";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(post_stripe_webhook);
+}
+
+/// The signature settings of the endpoint, as a source the shared verifier understands.
+fn endpoint(state: &AppState) -> SourceConfig {
+    SourceConfig {
+        plugin: String::new(),
+        signature: SignatureScheme::Stripe,
+        secrets: state.config.stripe.webhook_secrets.clone(),
+        ..SourceConfig::default()
+    }
+}
+
+#[post("/stripe/webhook")]
+async fn post_stripe_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let metrics = &state.metrics;
+    let count = |result: &str| metrics.webhooks.with_label_values(&[INBOX_SOURCE, result]).inc();
+    let source = endpoint(&state);
+    let body = match read_body(body, state.config.server.body_limit_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            count("too_large");
+            record_rejection(&state, INBOX_SOURCE, &req, &source, b"", 413, &e.message).await;
+            return Err(e);
+        }
+    };
+    let headers = headers_of(req.headers());
+    let wr = WebhookRequest { path_token: None, headers: &headers, body: &body };
+    let verified = match verify(&source, &wr, chrono::Utc::now(), state.config.stripe.tolerance_secs) {
+        Ok(v) => v,
+        Err(e) => {
+            count("rejected_signature");
+            let message = format!("The Stripe event could not be authenticated: {e}");
+            record_rejection(&state, INBOX_SOURCE, &req, &source, &body, 401, &message).await;
+            return Err(AppError::new(Code::InvalidSignature, message));
+        }
+    };
+    let event: Value = match serde_json::from_slice::<Value>(&body) {
+        Ok(v) if v["id"].as_str().is_some_and(|s| !s.is_empty()) && v["type"].is_string() => v,
+        _ => {
+            count("rejected_payload");
+            let message = "The body is not a Stripe event (JSON with \"id\" and \"type\"). - Hint: point only \
+                           Stripe's webhook endpoint at /stripe/webhook.";
+            record_rejection(&state, INBOX_SOURCE, &req, &source, &body, 400, message).await;
+            return Err(AppError::new(Code::BadRequest, message));
+        }
+    };
+    let event_id = event["id"].as_str().unwrap_or_default();
+    let kind = event["type"].as_str().unwrap_or_default();
+    let key = key_of(&[INBOX_SOURCE.as_bytes(), b"id", event_id.as_bytes()]);
+    let stored_headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(if k == "authorization" || k == "cookie" { "***" } else { v.as_str() })))
+        .collect();
+    let fields = json!({
+        "path": req.path(), "headers": stored_headers, "body": String::from_utf8_lossy(&body),
+        "body_sha256": hex::encode(Sha256::digest(&body)), "signature": { "ok": true, "detail": verified },
+        "status": APPLYING, "http_status": 200, "event_id": event_id, "event_type": kind,
+    });
+    let row = InboxRow { key: key.clone(), source: INBOX_SOURCE.to_string(), fields, events: Vec::new() };
+    let busy = |detail: String| {
+        count("unavailable");
+        AppError::new(Code::StoreUnavailable, "vmauto cannot store this event right now; Stripe will retry.")
+            .with_detail(detail)
+    };
+    match state.handles.webhook.send(Ingest(row)).await {
+        Ok(Ok(Ingested::Stored)) => count("stored"),
+        Ok(Ok(Ingested::Duplicate)) => {
+            let status: Vec<Option<String>> = state
+                .store
+                .query_one("SELECT VALUE status FROM type::record('webhook_event', $key)", json!({ "key": key }), 0)
+                .await
+                .map_err(|e| busy(format!("{e:#}")))?;
+            if status.first().cloned().flatten().as_deref() != Some(APPLYING) {
+                count("duplicate");
+                return Ok(HttpResponse::Ok().json(json!({ "status": "duplicate", "id": key })));
+            }
+            count("redelivered");
+        }
+        Ok(Err(e)) => return Err(busy(format!("{e:#}"))),
+        Err(e) => return Err(busy(format!("the inbox writer is not running: {e}"))),
+    }
+    let outcome = fulfil::handle_event(&state, &event).await.map_err(|e| busy(format!("{e:#}")))?;
+    if let Err(e) = state.store.record_inbox_outcome(&key, std::slice::from_ref(&outcome)).await {
+        tracing::warn!(error = %format!("{e:#}"), "the outcome of a Stripe event was not recorded");
+    }
+    tracing::info!(event = event_id, kind, status = outcome.status, "stripe event applied");
+    Ok(HttpResponse::Ok().json(json!({ "status": outcome.status, "detail": outcome.detail, "id": key })))
+}

@@ -1,0 +1,139 @@
+//! The Stripe Checkout Session behind a pay button, created with async-stripe against
+//! `stripe.api_base` with `stripe.secret_key`.
+//!
+//! The session carries the link, the VPS, the offer and the target spec in `metadata` and in
+//! `payment_intent_data.metadata` (so refunds and disputes can be traced back), and the link
+//! id as `client_reference_id`. The webhook trusts these values because the event that
+//! brings them back is signed by Stripe. One idempotency key per link, offer and ten-minute
+//! window makes a double click answer the same session.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use stripe::StripeRequest as _;
+use stripe_checkout::CheckoutSessionMode;
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSessionPaymentIntentData, ProductData,
+};
+
+use super::meta;
+use super::offers::{Offer, Target};
+use crate::config::StripeConfig;
+use crate::lifecycle::Vps;
+
+/// How long one call to Stripe may take.
+const STRIPE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A created session: where to send the customer.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub url: String,
+}
+
+/// Why a session could not be created; the message never holds the secret key.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("Stripe payments are not configured (stripe.enabled / stripe.secret_key)")]
+    NotConfigured,
+    #[error("Stripe refused the payment request: {0}")]
+    Refused(String),
+    #[error("Stripe could not be reached: {0}")]
+    Unreachable(String),
+    #[error("Stripe answered without a payment page URL")]
+    NoUrl,
+}
+
+/// What the session is for.
+#[derive(Debug)]
+pub struct CheckoutRequest<'a> {
+    pub link_id: &'a str,
+    pub vps: &'a Vps,
+    pub vps_name: &'a str,
+    pub offer: &'a Offer,
+    pub target: &'a Target,
+    /// Where Stripe returns after payment (may hold `{CHECKOUT_SESSION_ID}`).
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+/// The metadata a session and its PaymentIntent carry.
+pub fn metadata(req: &CheckoutRequest<'_>) -> HashMap<String, String> {
+    let spec = req.target.spec;
+    let mut m = HashMap::from([
+        (meta::LINK.to_string(), req.link_id.to_string()),
+        (meta::VPS.to_string(), req.vps.id.clone()),
+        (meta::OFFER.to_string(), req.offer.id.clone()),
+        (meta::CORES.to_string(), spec.cores.to_string()),
+        (meta::MEMORY_MB.to_string(), spec.memory_mb.to_string()),
+        (meta::DISK_GB.to_string(), spec.disk_gb.to_string()),
+    ]);
+    if let Some(t) = &req.target.template {
+        m.insert(meta::TEMPLATE.to_string(), t.name.clone());
+    }
+    m
+}
+
+/// The idempotency key of a pay request: link, offer and its terms, ten-minute window (a
+/// changed price is a new request, never a reuse Stripe would refuse).
+fn idempotency_key(req: &CheckoutRequest<'_>) -> String {
+    use sha2::{Digest, Sha256};
+    let window = chrono::Utc::now().timestamp() / 600;
+    let o = req.offer;
+    let h = Sha256::digest(
+        format!("{}\0{}\0{}\0{}\0{}\0{window}", req.link_id, o.id, o.price, o.currency, o.name).as_bytes(),
+    );
+    format!("vmauto-upgrade-{}", hex::encode(&h[..16]))
+}
+
+/// Creates the Checkout Session (payment mode, one line item priced inline).
+pub async fn create_session(config: &StripeConfig, req: &CheckoutRequest<'_>) -> Result<Session, CheckoutError> {
+    if !config.enabled || config.secret_key.is_empty() {
+        return Err(CheckoutError::NotConfigured);
+    }
+    // The client appends `v1/…` to the base, so the base ends with a slash.
+    let base = format!("{}/", config.api_base.trim_end_matches('/'));
+    let client = stripe::ClientBuilder::new(config.secret_key.expose())
+        .url(base)
+        .timeout(STRIPE_TIMEOUT)
+        .build()
+        .map_err(|e| CheckoutError::Unreachable(e.to_string()))?;
+    let currency: stripe_types::Currency =
+        req.offer.currency.parse().map_err(|_| CheckoutError::Refused(format!("currency {}", req.offer.currency)))?;
+    let mut product = ProductData::new(format!("{}: {}", req.vps_name, req.offer.name));
+    let spec = req.target.spec;
+    product.description =
+        Some(format!("{} vCPU, {} GB memory, {} GB disk", spec.cores, spec.memory_mb.div_ceil(1024), spec.disk_gb));
+    let mut price = CreateCheckoutSessionLineItemsPriceData::new(currency);
+    price.product_data = Some(product);
+    price.unit_amount = Some(i64::try_from(req.offer.price).unwrap_or(i64::MAX));
+    let mut item = CreateCheckoutSessionLineItems::new();
+    item.price_data = Some(price);
+    item.quantity = Some(1);
+    let metadata = metadata(req);
+    let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+    intent.metadata = Some(metadata.clone());
+    intent.description = Some(format!("Upgrade of {}: {}", req.vps_name, req.offer.name));
+    let key = stripe::IdempotencyKey::new(idempotency_key(req)).map_err(|e| CheckoutError::Refused(e.to_string()))?;
+    let session = CreateCheckoutSession::new()
+        .mode(CheckoutSessionMode::Payment)
+        .line_items(vec![item])
+        .client_reference_id(req.link_id)
+        .metadata(metadata)
+        .payment_intent_data(intent)
+        .success_url(req.success_url.clone())
+        .cancel_url(req.cancel_url.clone())
+        .customize()
+        .request_strategy(stripe::RequestStrategy::Idempotent(key))
+        .send(&client)
+        .await
+        .map_err(|e| match e {
+            stripe::StripeError::Stripe(err, status) => {
+                CheckoutError::Refused(format!("{} (HTTP {status})", err.message.as_deref().unwrap_or("no message")))
+            }
+            other => CheckoutError::Unreachable(other.to_string()),
+        })?;
+    let url = session.url.filter(|u| !u.is_empty()).ok_or(CheckoutError::NoUrl)?;
+    Ok(Session { id: session.id.to_string(), url })
+}

@@ -1,0 +1,277 @@
+//! What a verified Stripe event does (webhooks.md §2b, §3.7).
+//!
+//! - `checkout.session.completed` with `payment_status` `paid` (or `no_payment_required`),
+//!   and `checkout.session.async_payment_succeeded`: record the payment (record id = the
+//!   session id, so it exists once), use up the link, queue a `resize` operation whose
+//!   idempotency key is derived from the session id, and wake the VPS's actor.
+//! - `checkout.session.completed` unpaid, `…async_payment_failed`, `…expired`: nothing changes.
+//! - `charge.refunded`, `charge.dispute.created`: an admin is told; nothing is undone.
+//!
+//! Every step is idempotent, so a duplicate or an out-of-order delivery (a success before
+//! its `completed`) changes nothing twice. A second paid session for a link already used
+//! is recorded as `duplicate` and an admin is asked to refund it.
+
+use serde_json::{Value, json};
+
+use super::{links, meta};
+use crate::actors::messages::{Notify, NotifyKind, Severity};
+use crate::actors::subscription::EventOutcome;
+use crate::http::AppState;
+use crate::lifecycle::{OpKind, Spec};
+
+/// Who the resize is requested by.
+pub fn requested_by(session: &str) -> String {
+    format!("stripe:{session}")
+}
+
+/// The idempotency key (and id) of the resize a session pays for.
+pub fn operation_key(session: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("upg{}", hex::encode(&Sha256::digest(session.as_bytes())[..16]))
+}
+
+/// Applies one verified Stripe event; the outcome is written on its inbox row. An `Err` is a
+/// transient failure (the store): the caller answers non-2xx so Stripe delivers it again.
+pub async fn handle_event(state: &AppState, event: &Value) -> anyhow::Result<EventOutcome> {
+    let kind = event["type"].as_str().unwrap_or_default();
+    let object = &event["data"]["object"];
+    match kind {
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            let paid = matches!(object["payment_status"].as_str(), Some("paid" | "no_payment_required"));
+            if !paid {
+                return Ok(EventOutcome::new("ignored", "the payment is not confirmed yet; waiting for Stripe"));
+            }
+            fulfil(state, event, object).await
+        }
+        "checkout.session.async_payment_failed" | "checkout.session.expired" => {
+            Ok(EventOutcome::new("ignored", format!("{kind}: nothing to change")))
+        }
+        "charge.refunded" | "charge.dispute.created" => payment_issue(state, kind, object).await,
+        other => Ok(EventOutcome::new("ignored", format!("{other} is not used by upgrades"))),
+    }
+}
+
+/// Applies a stored `/stripe/webhook` inbox row again (an admin's replay from the inbox);
+/// idempotent like a redelivery. The outcome is written on the row.
+pub async fn replay(state: &AppState, inbox_key: &str) -> anyhow::Result<EventOutcome> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        source: String,
+        #[serde(default)]
+        body: Option<String>,
+        #[serde(default)]
+        status: Option<String>,
+    }
+    let rows: Vec<Row> = state
+        .store
+        .query_one(
+            "SELECT source, body, status FROM type::record('webhook_event', $key)",
+            json!({ "key": inbox_key }),
+            0,
+        )
+        .await?;
+    let row = rows.into_iter().next().ok_or_else(|| anyhow::anyhow!("there is no inbox entry {inbox_key}"))?;
+    if row.source != super::INBOX_SOURCE {
+        anyhow::bail!("inbox entry {inbox_key} is not a Stripe upgrade event (source {})", row.source);
+    }
+    if row.status.as_deref() == Some("rejected") {
+        anyhow::bail!("inbox entry {inbox_key} was rejected (bad signature or body); it cannot be applied");
+    }
+    let event: Value = serde_json::from_str(row.body.as_deref().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("inbox entry {inbox_key} does not hold a JSON event: {e}"))?;
+    let outcome = handle_event(state, &event).await?;
+    state.store.record_inbox_outcome(inbox_key, std::slice::from_ref(&outcome)).await?;
+    Ok(outcome)
+}
+
+fn meta_str<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object["metadata"][key].as_str().filter(|s| !s.is_empty())
+}
+
+fn meta_u64(object: &Value, key: &str) -> Option<u64> {
+    meta_str(object, key).and_then(|s| s.parse().ok())
+}
+
+async fn fulfil(state: &AppState, event: &Value, session: &Value) -> anyhow::Result<EventOutcome> {
+    let store = &state.store;
+    let Some(sid) = session["id"].as_str().filter(|s| !s.is_empty()) else {
+        return Ok(EventOutcome::new("failed", "the session has no id"));
+    };
+    let (Some(link_id), Some(vps_id), Some(offer)) =
+        (meta_str(session, meta::LINK), meta_str(session, meta::VPS), meta_str(session, meta::OFFER))
+    else {
+        return Ok(EventOutcome::new("ignored", "not an upgrade session (no vmauto metadata)"));
+    };
+    let spec =
+        match (meta_u64(session, meta::CORES), meta_u64(session, meta::MEMORY_MB), meta_u64(session, meta::DISK_GB)) {
+            (Some(c), Some(m), Some(d)) => {
+                Spec { cores: u32::try_from(c).unwrap_or(u32::MAX), memory_mb: m, disk_gb: d }
+            }
+            _ => {
+                return Ok(EventOutcome::new("failed", "the session metadata lacks the target spec"));
+            }
+        };
+    let subject = format!("vps:{vps_id}");
+    let actor = requested_by(sid);
+    // The payment, once per session id.
+    store
+        .execute(
+            "IF !(SELECT VALUE id FROM type::record('payment', $sid))[0] {
+                CREATE type::record('payment', $sid) CONTENT {
+                    session_id: $sid, link: $link, vps: $vps, offer: $offer, spec: $spec,
+                    amount: $amount, currency: $currency, payment_intent: $intent, customer_email: $email,
+                    event: $event, status: 'paid', created_at: time::now()
+                };
+             };",
+            json!({
+                "sid": sid, "link": link_id, "vps": vps_id, "offer": offer, "spec": spec,
+                "amount": session["amount_total"], "currency": session["currency"],
+                "intent": session["payment_intent"].as_str(), "email": session["customer_details"]["email"].as_str(),
+                "event": event["id"],
+            }),
+        )
+        .await?;
+    if !links::claim_link(store, link_id, sid).await? {
+        store
+            .execute(
+                "UPDATE type::record('payment', $sid) SET status = 'duplicate', updated_at = time::now()",
+                json!({ "sid": sid }),
+            )
+            .await?;
+        let body = format!(
+            "Checkout Session {sid} paid for upgrade link {link_id} of VPS {vps_id}, which an earlier payment \
+             already used. Nothing was applied for it: refund it in Stripe."
+        );
+        let _ = store
+            .record_activity(
+                "warning",
+                &actor,
+                Some(&subject),
+                "a second payment for one upgrade link",
+                json!({ "session": sid, "link": link_id }),
+            )
+            .await;
+        state.handles.notifier.do_send(Notify {
+            kind: NotifyKind::PaymentIssue,
+            severity: Severity::Warning,
+            title: format!("Refund needed: a second upgrade payment for VPS {vps_id}"),
+            body: body.clone(),
+            subject: Some(subject),
+        });
+        return Ok(EventOutcome::new("processed", body));
+    }
+    let mut params = json!({ "spec": spec, "payment": sid, "offer": offer });
+    if let Some(t) = meta_str(session, meta::TEMPLATE) {
+        params["template"] = json!(t);
+        if let Some(row) = store.template_by_name(t).await? {
+            params["template_row"] = serde_json::to_value(row)?;
+        }
+    }
+    let key = operation_key(sid);
+    let op = match store.enqueue_operation(vps_id, OpKind::Resize, params, &actor, Some(&key)).await {
+        Ok(op) => op,
+        Err(e) if format!("{e:#}").contains("no such VPS") => {
+            let msg = format!("payment {sid} is for VPS {vps_id}, which does not exist; refund it in Stripe");
+            store
+                .execute(
+                    "UPDATE type::record('payment', $sid) SET status = 'orphaned', updated_at = time::now()",
+                    json!({ "sid": sid }),
+                )
+                .await?;
+            state.handles.notifier.do_send(Notify {
+                kind: NotifyKind::PaymentIssue,
+                severity: Severity::Critical,
+                title: format!("An upgrade was paid for a missing VPS {vps_id}"),
+                body: msg.clone(),
+                subject: Some(subject),
+            });
+            return Ok(EventOutcome::new("failed", msg));
+        }
+        Err(e) => return Err(e),
+    };
+    let first: Vec<Value> = store
+        .query_one(
+            "UPDATE type::record('payment', $sid) SET status = 'queued', operation = $op, updated_at = time::now()
+                WHERE status = 'paid' RETURN VALUE id",
+            json!({ "sid": sid, "op": op }),
+            0,
+        )
+        .await?;
+    // Wake the VPS's actor every time: after a crash this is what runs the queued resize.
+    state.handles.registry.do_send(crate::actors::registry::Activate { vps: vps_id.to_string() });
+    if first.is_empty() {
+        return Ok(EventOutcome::new("processed", format!("payment {sid} was recorded before; resize {op} queued")));
+    }
+    let _ = store
+        .record_activity(
+            "info",
+            &actor,
+            Some(&subject),
+            "upgrade paid; resize queued",
+            json!({ "session": sid, "offer": offer, "spec": spec, "operation": op, "amount": session["amount_total"], "currency": session["currency"] }),
+        )
+        .await;
+    Ok(EventOutcome::new("processed", format!("payment {sid} recorded; resize {op} queued")))
+}
+
+/// A refund or dispute: tell an admin, mark the payment; no automatic downgrade.
+async fn payment_issue(state: &AppState, kind: &str, object: &Value) -> anyhow::Result<EventOutcome> {
+    let store = &state.store;
+    let intent = object["payment_intent"].as_str().unwrap_or_default();
+    #[derive(serde::Deserialize)]
+    struct Row {
+        session_id: String,
+        vps: String,
+    }
+    let rows: Vec<Row> = if intent.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .query_one(
+                "SELECT session_id, vps FROM payment WHERE payment_intent = $intent LIMIT 1",
+                json!({ "intent": intent }),
+                0,
+            )
+            .await?
+    };
+    let vps = rows.first().map(|r| r.vps.clone()).or_else(|| meta_str(object, meta::VPS).map(str::to_owned));
+    let Some(vps) = vps else {
+        return Ok(EventOutcome::new("ignored", format!("{kind} for a payment that is not an upgrade")));
+    };
+    let (what, field) =
+        if kind == "charge.refunded" { ("refunded", "refunded_at") } else { ("disputed", "disputed_at") };
+    if let Some(r) = rows.first() {
+        store
+            .execute(
+                &format!("UPDATE type::record('payment', $sid) SET {field} = time::now(), updated_at = time::now()"),
+                json!({ "sid": r.session_id }),
+            )
+            .await?;
+    }
+    let amount = object["amount_refunded"].as_u64().or_else(|| object["amount"].as_u64()).unwrap_or_default();
+    let currency = object["currency"].as_str().unwrap_or_default();
+    let body = format!(
+        "The upgrade payment {} of VPS {vps} was {what} ({}). The upgrade stays applied; resize the VPS \
+         by hand if it should be undone.",
+        if intent.is_empty() { object["id"].as_str().unwrap_or_default() } else { intent },
+        super::format_price(amount, currency),
+    );
+    let subject = format!("vps:{vps}");
+    let _ = store
+        .record_activity(
+            "warning",
+            "stripe",
+            Some(&subject),
+            &format!("upgrade payment {what}"),
+            json!({ "event": kind, "object": object["id"] }),
+        )
+        .await;
+    state.handles.notifier.do_send(Notify {
+        kind: NotifyKind::PaymentIssue,
+        severity: Severity::Warning,
+        title: format!("Upgrade payment {what} for VPS {vps}"),
+        body: body.clone(),
+        subject: Some(subject),
+    });
+    Ok(EventOutcome::new("processed", body))
+}
