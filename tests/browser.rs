@@ -1,5 +1,6 @@
 //! Runs the browser test (`tests/browser/ui.test.mjs`: Playwright driving Debian's Chromium)
-//! against a real appliance and SCP simulator started here. Screenshots of the main pages
+//! against a real appliance and SCP simulator started here, with a fake Stripe whose hosted
+//! checkout page "pays" by sending the signed event. Screenshots of the main pages
 //! are kept in `tests/browser/artifacts/`.
 //!
 //! Needs `node`, the npm packages of `tests/browser` (installed here with `npm ci` when
@@ -34,7 +35,16 @@ async fn the_admin_ui_works_in_a_real_browser() {
             run(tokio::process::Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir)).await;
         assert!(out.status.success(), "npm ci in tests/browser: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let s = Stack::start_with(SimConfig { task_ms: 300, ip_delay_ms: 200, ..SimConfig::default() }, |c| {
+    // A fake Stripe whose hosted checkout page "pays" by sending the signed event to vmauto.
+    let stripe = crate::upgrades::FakeStripe::start().await;
+    let port = crate::crash::free_port();
+    let app_url = format!("http://127.0.0.1:{port}");
+    stripe.host_checkout(&format!("{app_url}/stripe/webhook"));
+    let (stripe_url, public_url) = (stripe.url.clone(), app_url.clone());
+    let s = Stack::start_with(SimConfig { task_ms: 300, ip_delay_ms: 200, ..SimConfig::default() }, move |c| {
+        c.server.listen = format!("127.0.0.1:{port}").parse().expect("addr");
+        c.server.public_url = public_url;
+        crate::upgrades::stripe_config(c, &stripe_url);
         c.sources.insert(
             "ghl".into(),
             SourceConfig {
@@ -65,7 +75,18 @@ async fn the_admin_ui_works_in_a_real_browser() {
     eprintln!("{stdout}{stderr}");
     assert!(out.status.success(), "the browser test failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("browser test passed"));
-    for page in ["login", "dashboard", "vps-list", "vps-detail", "templates", "inbox-event", "activity", "settings"] {
+    for page in [
+        "login",
+        "dashboard",
+        "vps-list",
+        "vps-detail",
+        "templates",
+        "inbox-event",
+        "activity",
+        "settings",
+        "upgrade-page",
+        "upgrade-done",
+    ] {
         assert!(shots.join(format!("{page}.png")).exists(), "screenshot of {page}");
     }
 }

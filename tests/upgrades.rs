@@ -17,9 +17,9 @@ use vmauto::config::{Config, OfferConfig, Secret};
 
 use crate::common::{Stack, TestApp};
 
-const SECRET_KEY: &str = "sk_test_vmauto";
-const OLD_WHSEC: &str = "whsec_old_rotated";
-const WHSEC: &str = "whsec_test_secret";
+pub(crate) const SECRET_KEY: &str = "sk_test_vmauto";
+pub(crate) const OLD_WHSEC: &str = "whsec_old_rotated";
+pub(crate) const WHSEC: &str = "whsec_test_secret";
 
 /// One request the fake Stripe API received.
 #[derive(Debug, Clone)]
@@ -37,11 +37,12 @@ impl Recorded {
 
 /// A local stand-in for `api.stripe.com`: `POST /v1/checkout/sessions` records the
 /// form-encoded request and answers a Checkout Session shaped like Stripe's.
-struct FakeStripe {
-    url: String,
+pub(crate) struct FakeStripe {
+    pub(crate) url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
     /// While set, every request is refused the way Stripe refuses one.
     refuse: Arc<std::sync::atomic::AtomicBool>,
+    hosted: Hosted,
     server: actix_web::dev::ServerHandle,
 }
 
@@ -50,7 +51,9 @@ async fn create_session(
     body: web::Bytes,
     log: web::Data<Arc<Mutex<Vec<Recorded>>>>,
     refuse: web::Data<Arc<std::sync::atomic::AtomicBool>>,
+    hosted: web::Data<Hosted>,
 ) -> HttpResponse {
+    let hosted = &hosted.base;
     if refuse.load(std::sync::atomic::Ordering::SeqCst) {
         return HttpResponse::BadRequest().json(json!({ "error": {
             "type": "invalid_request_error", "code": "account_invalid", "message": "Your account cannot accept payments." } }));
@@ -81,7 +84,8 @@ async fn create_session(
     let now = chrono::Utc::now().timestamp();
     HttpResponse::Ok().json(json!({
         "id": id, "object": "checkout.session", "mode": "payment", "status": "open", "payment_status": "unpaid",
-        "url": format!("https://checkout.stripe.test/c/pay/{id}"), "client_reference_id": get("client_reference_id"),
+        "url": format!("{}/c/pay/{id}", hosted.lock().clone().unwrap_or_else(|| "https://checkout.stripe.test".into())),
+        "client_reference_id": get("client_reference_id"),
         "metadata": metadata, "amount_subtotal": get("line_items[0][price_data][unit_amount]").and_then(|a| a.parse::<i64>().ok()),
         "amount_total": get("line_items[0][price_data][unit_amount]").and_then(|a| a.parse::<i64>().ok()),
         "currency": get("line_items[0][price_data][currency]"), "customer": null, "customer_email": null,
@@ -94,17 +98,75 @@ async fn create_session(
     }))
 }
 
+/// The hosted checkout page, when a test turns it on ([`FakeStripe::host_checkout`]): its
+/// base URL (the session's `url` points there) and where a payment's signed
+/// `checkout.session.completed` event is delivered.
+#[derive(Clone, Default)]
+pub(crate) struct Hosted {
+    base: Arc<Mutex<Option<String>>>,
+    webhook: Arc<Mutex<Option<String>>>,
+}
+
+/// `GET /c/pay/{id}`: a minimal stand-in of Stripe's hosted checkout page.
+async fn checkout_page(id: web::Path<String>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!(
+        "<!doctype html><title>Fake Stripe Checkout</title><link rel=icon href=\"data:,\"><h1>Pay for {id}</h1>\
+         <form method=post><button id=pay type=submit>Pay</button></form>"
+    ))
+}
+
+/// `POST /c/pay/{id}`: "pays": delivers the signed paid event to vmauto, then sends the
+/// browser to the session's success URL, as Stripe does.
+async fn checkout_pay(
+    id: web::Path<String>,
+    log: web::Data<Arc<Mutex<Vec<Recorded>>>>,
+    hosted: web::Data<Hosted>,
+) -> HttpResponse {
+    let n: usize = id.trim_start_matches("cs_test_fake").parse().unwrap_or(0);
+    let Some(rec) = log.lock().get(n.saturating_sub(1)).cloned() else {
+        return HttpResponse::NotFound().body("no such session");
+    };
+    let metadata: serde_json::Map<String, Value> = rec
+        .form
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("metadata[").and_then(|r| r.strip_suffix(']')).map(|m| (m.to_string(), json!(v)))
+        })
+        .collect();
+    let body =
+        session_event(&format!("evt_paid_{id}"), "checkout.session.completed", &id, "paid", &Value::Object(metadata));
+    let target = hosted.webhook.lock().clone().unwrap_or_default();
+    let t = chrono::Utc::now().timestamp();
+    let sent = reqwest::Client::new()
+        .post(target)
+        .header("stripe-signature", signature(WHSEC, t, &body))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    if !sent.is_ok_and(|r| r.status().is_success()) {
+        return HttpResponse::BadGateway().body("the webhook was not accepted");
+    }
+    let success = rec.field("success_url").unwrap_or_default().replace("{CHECKOUT_SESSION_ID}", &id);
+    HttpResponse::SeeOther().insert_header(("location", success)).finish()
+}
+
 impl FakeStripe {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let refuse: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let hosted = Hosted::default();
         let data = web::Data::new(requests.clone());
         let refusing = web::Data::new(refuse.clone());
+        let hosting = web::Data::new(hosted.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(refusing.clone())
+                .app_data(hosting.clone())
                 .route("/v1/checkout/sessions", web::post().to(create_session))
+                .route("/c/pay/{id}", web::get().to(checkout_page))
+                .route("/c/pay/{id}", web::post().to(checkout_pay))
         })
         .workers(1)
         .disable_signals()
@@ -114,7 +176,13 @@ impl FakeStripe {
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);
-        Self { url: format!("http://{addr}"), requests, refuse, server: handle }
+        Self { url: format!("http://{addr}"), requests, refuse, hosted, server: handle }
+    }
+
+    /// Serves a hosted checkout page whose "Pay" delivers the paid event to `webhook`.
+    pub(crate) fn host_checkout(&self, webhook: &str) {
+        *self.hosted.base.lock() = Some(self.url.clone());
+        *self.hosted.webhook.lock() = Some(webhook.to_string());
     }
 
     fn requests(&self) -> Vec<Recorded> {
@@ -135,7 +203,7 @@ fn offer(id: &str, name: &str, edit: impl FnOnce(&mut OfferConfig)) -> OfferConf
     o
 }
 
-fn stripe_config(c: &mut Config, api_base: &str) {
+pub(crate) fn stripe_config(c: &mut Config, api_base: &str) {
     c.stripe.enabled = true;
     c.stripe.api_base = api_base.into();
     c.stripe.secret_key = Secret::new(SECRET_KEY);
@@ -152,14 +220,14 @@ fn stripe_config(c: &mut Config, api_base: &str) {
 }
 
 /// Stripe's `Stripe-Signature` for `body` at `t` with `secret`.
-fn signature(secret: &str, t: i64, body: &str) -> String {
+pub(crate) fn signature(secret: &str, t: i64, body: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(format!("{t}.{body}").as_bytes());
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// A Checkout Session event as Stripe sends it, with the metadata of a recorded session.
-fn session_event(event_id: &str, kind: &str, session: &str, paid: &str, metadata: &Value) -> String {
+pub(crate) fn session_event(event_id: &str, kind: &str, session: &str, paid: &str, metadata: &Value) -> String {
     json!({
         "id": event_id, "object": "event", "api_version": "2026-10-28.endive", "type": kind,
         "created": chrono::Utc::now().timestamp(), "livemode": false, "pending_webhooks": 1,

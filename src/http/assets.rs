@@ -9,7 +9,7 @@ use rust_embed::RustEmbed;
 struct Assets;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/assets/{file:.*}", web::get().to(asset));
+    cfg.route("/assets/{file:.*}", web::get().to(asset)).route("/favicon.ico", web::get().to(favicon));
 }
 
 async fn asset(file: web::Path<String>) -> HttpResponse {
@@ -28,4 +28,9 @@ async fn asset(file: web::Path<String>) -> HttpResponse {
         .content_type(mime)
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .body(f.data.into_owned())
+}
+
+/// Browsers ask for `/favicon.ico` on every page, the customer pages included.
+async fn favicon() -> HttpResponse {
+    asset(web::Path::from("favicon.svg".to_string())).await
 }

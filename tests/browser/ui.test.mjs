@@ -162,6 +162,26 @@ try {
     assert.match(await page.textContent('.flash.ok'), /Replayed/);
   });
 
+  await step('a customer pays for an upgrade and watches it finish', async () => {
+    await page.goto(vpsUrl);
+    await page.click('button:has-text("Issue an upgrade link")');
+    await page.waitForSelector('.flash.ok');
+    const link = (await page.textContent('.flash.ok')).match(/https?:\/\/\S+\/upgrade\/\S+/)[0];
+    const c = await newPage();
+    await c.goto(link);
+    const body = await c.textContent('body');
+    assert.ok(!body.includes('Log out') && !body.includes('srv-'), 'no admin data on the customer page');
+    assert.ok(!body.includes('+100000 vCPU'), 'an offer SCP cannot fulfil is not sold');
+    await shot(c, 'upgrade-page');
+    await c.click('li.offer:has-text("+2 GB memory") button');
+    await c.waitForURL(/\/c\/pay\//);
+    await c.click('#pay');
+    await c.waitForURL(/\/upgrade\/.+\/done/);
+    await c.locator('h1', { hasText: /complete/i }).waitFor({ timeout: 90000 });
+    await shot(c, 'upgrade-done');
+    await eventually(page, vpsUrl, async (p) => (await p.textContent('main')).includes('2 vCPU · 4 GB'), 'the upgraded spec');
+  });
+
   await step('delete a VPS with a typed confirmation, watching it go live', async () => {
     await page.goto(vpsUrl);
     const name = (await page.textContent('h1')).replace(/\s+\S+$/, '').trim();
