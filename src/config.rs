@@ -241,6 +241,11 @@ pub struct SangforConfig {
     pub delete_mode: DeleteMode,
     /// Seconds a soft stop may take before vmauto forces the power off.
     pub soft_stop_timeout_secs: u64,
+    /// Milliseconds before a task is polled again the first time; each later wait is 1.5
+    /// times the previous one, up to `task_poll_max_secs`. Lower finishes work sooner and
+    /// spends more of SCP's GET budget.
+    pub task_poll_initial_ms: u64,
+    pub task_poll_max_secs: u64,
 }
 
 impl Default for SangforConfig {
@@ -265,6 +270,8 @@ impl Default for SangforConfig {
             max_retries: 5,
             delete_mode: DeleteMode::RecycleBin,
             soft_stop_timeout_secs: 120,
+            task_poll_initial_ms: 500,
+            task_poll_max_secs: 10,
         }
     }
 }

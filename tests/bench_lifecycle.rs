@@ -169,9 +169,15 @@ async fn receipt_to_active(p: &Proc) -> Vec<f64> {
 async fn bench_lifecycle_overhead() {
     let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let (task_ms, ip_ms, n) = (env("BENCH_TASK_MS", 200), env("BENCH_IP_MS", 300), 40usize);
+    let poll_ms = env("BENCH_POLL_MS", 500);
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = sim(task_ms, ip_ms, 0).await;
-    let mut p = seeded(dir.path(), &sim, "get_per_minute = 60000\nwrite_per_minute = 60000").await;
+    let mut p = seeded(
+        dir.path(),
+        &sim,
+        &format!("get_per_minute = 60000\nwrite_per_minute = 60000\ntask_poll_initial_ms = {poll_ms}"),
+    )
+    .await;
     p.start().await;
     let http = reqwest::Client::new();
     let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
@@ -202,9 +208,10 @@ async fn bench_lifecycle_overhead() {
     let (create, password) = (2.2 * task_ms as f64, 1.2 * task_ms as f64);
     let floor = create + ip_ms as f64 + password;
     // What the appliance's polling can see at best: tasks are polled at once, then after
-    // 500 ms, growing × 1.5 (PollPolicy::default()); the IP every 250 ms (exec::IP_POLL).
+    // `task_poll_initial_ms` (BENCH_POLL_MS, 500 by default), growing × 1.5; the IP every
+    // 250 ms (exec::IP_POLL).
     let task_seen = |d: f64| {
-        let (mut t, mut step) = (0.0, 500.0);
+        let (mut t, mut step) = (0.0, poll_ms as f64);
         while t < d {
             t += step;
             step = (step * 1.5_f64).min(10_000.0);
@@ -217,7 +224,8 @@ async fn bench_lifecycle_overhead() {
     let over: Vec<f64> = total.iter().map(|t| t - floor).collect();
     let own: Vec<f64> = total.iter().map(|t| t - grid).collect();
     println!(
-        "bench_lifecycle_overhead: {n} subscriptions paced 10/s, SCP task_ms {task_ms}, boot {ip_ms} ms: simulator time \
+        "bench_lifecycle_overhead: {n} subscriptions paced 10/s, SCP task_ms {task_ms}, boot {ip_ms} ms, first task poll \
+         after {poll_ms} ms: simulator time \
          (create {create:.0} + boot {ip_ms} + set-password {password:.0}) = {floor:.0} ms, as seen through the poll \
          schedule {grid:.0} ms; receipt→active p50 {:.0} ms, p99 {:.0} ms; beyond the simulator p50 {:.0} ms, p99 \
          {:.0} ms; beyond the poll schedule (the appliance's own work) p50 {:.0} ms, p99 {:.0} ms; load {}",

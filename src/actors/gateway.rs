@@ -232,7 +232,11 @@ impl GatewaySettings {
     pub fn from_config(config: &Config) -> Self {
         let s = &config.provider.sangfor;
         Self {
-            poll: PollPolicy::default(),
+            poll: PollPolicy {
+                initial: Duration::from_millis(s.task_poll_initial_ms.clamp(20, 60_000)),
+                max: Duration::from_secs(s.task_poll_max_secs.max(1)),
+                ..PollPolicy::default()
+            },
             soft_stop_timeout: Duration::from_secs(s.soft_stop_timeout_secs.max(1)),
             delete_permanently: s.delete_mode == DeleteMode::Permanent,
         }
