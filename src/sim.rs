@@ -113,6 +113,9 @@ pub struct SimArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Multiplies the seeded cloud's capacity (pools and datastores) for large runs.
+    #[arg(long, default_value_t = 1)]
+    pub capacity_factor: u64,
 }
 
 /// How a simulator is started. `Default` suits tests: plain HTTP on a free loopback port,
@@ -138,6 +141,9 @@ pub struct SimConfig {
     pub max_body_bytes: usize,
     pub rsa_bits: usize,
     pub workers: usize,
+    /// Multiplies every pool's vCPU, memory and CPU capacity and every datastore's size
+    /// (a fresh world only): large benchmarks need more than the seeded cloud holds.
+    pub capacity_factor: u64,
 }
 
 impl Default for SimConfig {
@@ -162,6 +168,7 @@ impl Default for SimConfig {
             max_body_bytes: 1_048_576,
             rsa_bits: 1024,
             workers: 2,
+            capacity_factor: 1,
         }
     }
 }
@@ -199,6 +206,7 @@ impl SimConfig {
             max_body_bytes: args.max_body_bytes,
             rsa_bits: args.rsa_bits,
             workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
+            capacity_factor: args.capacity_factor.max(1),
         })
     }
 }
@@ -336,7 +344,18 @@ fn remember_socket(conn: &dyn std::any::Any, ext: &mut Extensions) {
 
 /// Binds, spawns the server and returns at once. Must run inside an actix system.
 pub async fn start(config: SimConfig) -> anyhow::Result<SimServer> {
-    let world = load_world(config.state_file.as_ref())?;
+    let mut world = load_world(config.state_file.as_ref())?;
+    if config.capacity_factor > 1 && world.servers.is_empty() {
+        let f = config.capacity_factor;
+        for az in &mut world.azs {
+            az.vcpu_total *= f;
+            az.memory_total_mb *= f;
+            az.cpu_total_mhz *= f;
+        }
+        for tag in &mut world.storage_tags {
+            tag.total_mb *= f;
+        }
+    }
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if config.https { "https" } else { "http" };

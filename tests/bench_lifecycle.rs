@@ -30,7 +30,9 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 async fn sim(task_ms: u64, ip_delay_ms: u64, write_per_minute: u32) -> SimServer {
     vmauto::init_crypto();
-    vmauto::sim::start(SimConfig { task_ms, ip_delay_ms, write_per_minute, ..SimConfig::default() })
+    // BENCH_SIM_CAPACITY multiplies the simulated cloud (the seeded pool holds ≈190 small VMs).
+    let capacity_factor = std::env::var("BENCH_SIM_CAPACITY").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    vmauto::sim::start(SimConfig { task_ms, ip_delay_ms, write_per_minute, capacity_factor, ..SimConfig::default() })
         .await
         .expect("simulator starts")
 }
