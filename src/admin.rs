@@ -49,7 +49,14 @@ pub struct Page<T> {
     pub total: u64,
     pub page: u64,
     pub pages: u64,
+    /// A search matched more than [`SEARCH_CAP`] rows; `total` is the cap.
+    #[serde(default)]
+    pub capped: bool,
 }
+
+/// A VPS search pages through at most this many matches (ordering every match of a search
+/// as broad as "customer" would read the whole table).
+pub const SEARCH_CAP: u64 = 1000;
 
 impl VpsQuery {
     fn where_clause(&self) -> (String, Value) {
@@ -99,6 +106,9 @@ async fn count(store: &Store, table: &str, clause: &str, bindings: Value) -> any
 /// One page of the VPS list.
 pub async fn list_vps(store: &Store, query: &VpsQuery) -> anyhow::Result<Page<Value>> {
     let (clause, mut bindings) = query.where_clause();
+    if !query.q.trim().is_empty() {
+        return search_vps(store, query, &clause, bindings).await;
+    }
     let total = count(store, "vps", &clause, bindings.clone()).await?;
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let page = query.page.clamp(1, pages);
@@ -124,7 +134,41 @@ pub async fn list_vps(store: &Store, query: &VpsQuery) -> anyhow::Result<Page<Va
     if from_end {
         rows.reverse();
     }
-    Ok(Page { rows, total, page, pages })
+    Ok(Page { rows, total, page, pages, capped: false })
+}
+
+/// A search: the first [`SEARCH_CAP`] matches the index yields, then sorted and paged.
+async fn search_vps(store: &Store, query: &VpsQuery, clause: &str, mut bindings: Value) -> anyhow::Result<Page<Value>> {
+    let mut ids: Vec<Value> = store
+        .query_one(
+            &format!("SELECT VALUE record::id(id) FROM vps {clause} LIMIT {}", SEARCH_CAP + 1),
+            bindings.clone(),
+            0,
+        )
+        .await?;
+    let capped = ids.len() as u64 > SEARCH_CAP;
+    ids.truncate(SEARCH_CAP as usize);
+    let total = ids.len() as u64;
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = query.page.clamp(1, pages);
+    bindings["ids"] = json!(ids);
+    let rows: Vec<Value> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .query_one(
+                &format!(
+                    "LET $records = array::map($ids, |$k| type::record('vps', $k));
+                     SELECT {VPS_ROW} FROM $records ORDER BY {} LIMIT {PAGE_SIZE} START {}",
+                    query.order(),
+                    (page - 1) * PAGE_SIZE
+                ),
+                bindings,
+                1,
+            )
+            .await?
+    };
+    Ok(Page { rows, total, page, pages, capped })
 }
 
 /// `created_at DESC` → `created_at ASC` and back.
@@ -604,7 +648,7 @@ pub async fn activity(store: &Store, query: &ActivityQuery) -> anyhow::Result<Pa
             0,
         )
         .await?;
-    Ok(Page { rows, total, page, pages })
+    Ok(Page { rows, total, page, pages, capped: false })
 }
 
 /// The webhook inbox, newest first; `status` filters.
@@ -625,7 +669,7 @@ pub async fn inbox(store: &Store, status: &str, page: u64) -> anyhow::Result<Pag
             0,
         )
         .await?;
-    Ok(Page { rows, total, page, pages })
+    Ok(Page { rows, total, page, pages, capped: false })
 }
 
 /// One inbox row with its headers and body.

@@ -89,6 +89,8 @@ async fn bench_ui_pages_100k() {
         q("SELECT record::id(id) AS id FROM vps WHERE search @@ 'c0010000' LIMIT 50").await;
         q("SELECT count() AS n FROM vps WHERE search @@ 'c0010000' GROUP ALL").await;
         q("SELECT count() AS n FROM vps WHERE search @@ 'customer 1' GROUP ALL").await;
+        q("SELECT VALUE id FROM vps WHERE search @@ 'customer 1' LIMIT 1001").await;
+        q("SELECT record::id(id) AS id FROM (SELECT VALUE id FROM vps WHERE search @@ 'customer 1' LIMIT 1001) ORDER BY created_at DESC LIMIT 50").await;
         q("SELECT record::id(id) AS id FROM vps WHERE search @@ 'customer 1' ORDER BY created_at DESC LIMIT 50").await;
         q("SELECT record::id(id) AS id FROM vps WHERE customer_email = 'c0010000@example.com'").await;
         let t0 = Instant::now();
