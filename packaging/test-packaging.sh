@@ -39,7 +39,7 @@ check() { # check "what" command...
 figure() { printf '  FIGURE %-34s %s\n' "$1" "$2"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB (%d bytes)", b / 1048576, b }'; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-owner_mode() { stat -c '%U:%G %a' "$1"; }
+owner_mode() { stat -c '%U %G %a' "$1"; }
 
 [ "$(id -u)" = 0 ] || fail "run as root (it installs a package and creates a system user)"
 
@@ -233,7 +233,7 @@ check "/healthz answers 200 after the upgrade" curl -fsS -o /dev/null "http://12
 stop_service
 
 step "a restart in the middle of provisioning converges, with the installed binary"
-VMAUTO_TEST_BIN=/usr/bin/vmauto cargo test --locked --test integration -- --test-threads=2 crash::
+TEST_VMAUTO_BIN=/usr/bin/vmauto cargo test --locked --test integration -- --test-threads=2 crash::
 
 step "remove: the data and the configuration stay"
 dpkg -r vmauto

@@ -180,10 +180,11 @@ impl Drop for Proc {
     }
 }
 
-/// The binary under test: this build's, or another one named by `VMAUTO_TEST_BIN` (the
-/// packaging checks run this test against the installed `/usr/bin/vmauto`).
+/// The binary under test: this build's, or another one named by `TEST_VMAUTO_BIN` (the
+/// packaging checks run this test against the installed `/usr/bin/vmauto`; the name is not
+/// `VMAUTO_*`, which the binary would read as configuration).
 pub fn binary() -> std::ffi::OsString {
-    std::env::var_os("VMAUTO_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vmauto").into())
+    std::env::var_os("TEST_VMAUTO_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vmauto").into())
 }
 
 pub fn free_port() -> u16 {
