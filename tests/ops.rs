@@ -149,3 +149,59 @@ fn the_packaged_configuration_is_the_shipped_one_with_the_package_directories() 
     assert_eq!(c.plugin_dir(), Path::new("/var/lib/vmauto/plugins"));
     assert_eq!(c.key_file(), Path::new("/var/lib/vmauto/appliance.key"));
 }
+
+#[actix_web::test]
+async fn metrics_export_the_backlog_that_alert_rules_watch() {
+    let t = TestApp::start().await;
+    let (_, before) = t.get("/metrics").await;
+    assert!(before.contains("vmauto_operations{state=\"dead\"} 0"), "{before}");
+    assert!(before.contains("vmauto_inbox_pending 0"), "{before}");
+    t.app
+        .state
+        .store
+        .execute(
+            "CREATE operation CONTENT { state: 'dead', kind: 'create', created_at: time::now() };
+             CREATE operation CONTENT { state: 'held', kind: 'delete', created_at: time::now() };
+             CREATE operation CONTENT { state: 'held', kind: 'delete', created_at: time::now() };
+             CREATE webhook_event CONTENT { status: 'received', source: 'x', received_at: time::now() - 90s };",
+            json!({}),
+        )
+        .await
+        .expect("rows written");
+    let (status, text) = t.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("vmauto_operations{state=\"dead\"} 1"), "{text}");
+    assert!(text.contains("vmauto_operations{state=\"held\"} 2"), "{text}");
+    assert!(text.contains("vmauto_inbox_pending 1"), "{text}");
+    let oldest: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vmauto_inbox_oldest_pending_seconds "))
+        .and_then(|v| v.parse().ok())
+        .expect("the oldest pending webhook's age is exported");
+    assert!(oldest >= 90.0, "{oldest}");
+}
+
+/// Every metric the alert rules, the dashboard and the operations guide name is one the
+/// appliance defines (the names live in `telemetry::metrics::names`).
+#[test]
+fn the_monitoring_files_name_only_exported_metrics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let re = regex::Regex::new(r"vmauto_[a-z_]+[a-z]").expect("regex");
+    let source = std::fs::read_to_string(root.join("src/telemetry/metrics.rs")).expect("metrics.rs");
+    let defined: Vec<&str> = source
+        .lines()
+        .filter(|l| l.trim_start().starts_with("pub const "))
+        .filter_map(|l| re.find(l).map(|m| m.as_str()))
+        .collect();
+    assert!(defined.len() >= 20, "{defined:?}");
+    for file in ["packaging/monitoring/alerts.yml", "packaging/monitoring/grafana-dashboard.json", "docs/operations.md"]
+    {
+        let text = std::fs::read_to_string(root.join(file)).expect("monitoring file");
+        let named: Vec<&str> = re.find_iter(&text).map(|m| m.as_str()).collect();
+        assert!(!named.is_empty(), "{file} names no metric");
+        for name in named {
+            let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(defined.contains(&base), "{file} names {name}, which vmauto does not export");
+        }
+    }
+}
