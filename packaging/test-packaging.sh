@@ -10,7 +10,8 @@
 #   3. upgrades to the second package and checks that data, key and configuration stayed,
 #   4. runs the crash test against the installed /usr/bin/vmauto,
 #   5. removes the package (data kept) and purges it (data and user gone),
-#   6. builds the container image from the packaged binary and runs it, checking /healthz
+#   6. checks the Prometheus alert rules with promtool (and their unit tests),
+#   7. builds the container image from the packaged binary and runs it, checking /healthz
 #      and that the store lands in the volume,
 #
 # and prints the figures: binary sizes, .deb size, image size, cold start time to ready.
@@ -169,9 +170,16 @@ webhook() { # webhook SUBSCRIPTION -> prints the HTTP status
         "http://127.0.0.1:$PORT/webhooks/ci/$TOKEN"
 }
 
+# Where systemd runs, the package starts the service itself; these checks start it by hand
+# (to measure and to see its output), so systemd's instance is stopped first.
+quiesce_systemd() {
+    if [ -d /run/systemd/system ]; then systemctl stop vmauto 2>/dev/null || true; fi
+}
+
 # --- install ----------------------------------------------------------------------------
 step "install $VERSION-1 on this machine"
 dpkg -i "$DEB1" | tee "$WORK/install.log"
+quiesce_systemd
 check "system user vmauto exists, without a login shell" sh -c 'getent passwd vmauto | grep -q ":/usr/sbin/nologin$"'
 check "$DATA is vmauto:vmauto 750" test "$(owner_mode "$DATA")" = "vmauto vmauto 750"
 check "the appliance key is vmauto's, 600" test "$(owner_mode "$DATA/appliance.key")" = "vmauto vmauto 600"
@@ -221,6 +229,7 @@ check "an export by a user without the appliance key is refused" sh -c "! runuse
 
 step "upgrade to $VERSION-2 while it runs (data, key and configuration stay)"
 dpkg -i --force-confold "$DEB2" | tee "$WORK/upgrade.log"
+quiesce_systemd
 stop_service   # systemd restarts it after the upgrade (restart-after-upgrade)
 start_service "$WORK/run-3.log"
 figure "start to ready (existing store)" "$READY_MS ms"
@@ -249,6 +258,14 @@ check "$DATA is gone" test ! -e "$DATA"
 check "/etc/vmauto is gone" test ! -e /etc/vmauto
 check "the user is gone" sh -c '! getent passwd vmauto'
 check "the group is gone" sh -c '! getent group vmauto'
+
+# --- monitoring ---------------------------------------------------------------------------
+step "alert rules (promtool from Debian's prometheus package, unpacked, not installed)"
+(cd "$WORK" && apt-get download -qq prometheus)
+dpkg-deb -x "$WORK"/prometheus_*.deb "$WORK/prometheus"
+"$WORK/prometheus/usr/bin/promtool" check rules packaging/monitoring/alerts.yml
+"$WORK/prometheus/usr/bin/promtool" test rules packaging/monitoring/alerts.test.yml
+check "the Grafana dashboard is valid JSON" python3 -c 'import json, sys; json.load(open(sys.argv[1]))' packaging/monitoring/grafana-dashboard.json
 
 # --- the container image -----------------------------------------------------------------
 step "container image (buildah, from the packaged binary)"
