@@ -46,7 +46,7 @@ owner_mode() { stat -c '%U %G %a' "$1"; }
 
 step "prerequisites"
 apt-get update -qq
-apt-get install -y -qq adduser binutils buildah curl dpkg-dev podman python3 util-linux >/dev/null
+apt-get install -y -qq adduser binutils buildah curl dpkg-dev podman python3 runc util-linux >/dev/null
 if [ "$(cargo deb --version 2>/dev/null | awk '{ print $2 }')" != "$CARGO_DEB_VERSION" ]; then
     cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
 fi
@@ -80,6 +80,7 @@ cleanup() {
     getent passwd vmauto >/dev/null && userdel vmauto 2>/dev/null || true
     getent group vmauto >/dev/null && groupdel vmauto 2>/dev/null || true
     rm -rf "$DATA" /etc/vmauto
+    podman --runtime runc rm -f vmauto-packaging-test >/dev/null 2>&1 || true
     buildah rm -a >/dev/null 2>&1 || true
     buildah rmi -f "localhost/vmauto:$VERSION" >/dev/null 2>&1 || true
 }
@@ -298,35 +299,47 @@ step "run the image"
 VOLUME_DIR="$WORK/volume"
 rm -rf "$VOLUME_DIR" && mkdir -p "$VOLUME_DIR" && chown 10001:10001 "$VOLUME_DIR"
 CPORT="$(free_port)"
-podman load -q -i "$IMAGE_ARCHIVE" >/dev/null
-if podman run -d --name vmauto-packaging-test -p "127.0.0.1:$CPORT:8080" -v "$VOLUME_DIR:/var/lib/vmauto" "$IMAGE" \
-    >"$WORK/podman.log" 2>&1; then
+# The Docker-format archive keeps the HEALTHCHECK that `podman healthcheck run` uses.
+podman load -q -i "${IMAGE_ARCHIVE%.oci.tar}.docker.tar" >/dev/null
+# runc rather than crun: crun refuses hosts with cgroups v1 and v2 mixed. Resource limits
+# at or below this shell's: without CAP_SYS_RESOURCE a runtime cannot raise them, and
+# podman's defaults are higher.
+NOFILE="$(ulimit -Hn)"; [ "$NOFILE" = unlimited ] || [ "$NOFILE" -gt 65536 ] && NOFILE=65536
+NPROC="$(ulimit -Hu)"; [ "$NPROC" = unlimited ] || [ "$NPROC" -gt 8192 ] && NPROC=8192
+NPROC=$((NPROC / 2))
+PODMAN=(podman --runtime runc)
+t0=$(date +%s%N)
+if "${PODMAN[@]}" run -d --name vmauto-packaging-test --ulimit "nofile=$NOFILE:$NOFILE" --ulimit "nproc=$NPROC:$NPROC" \
+    -p "127.0.0.1:$CPORT:8080" -v "$VOLUME_DIR:/var/lib/vmauto" "$IMAGE" >"$WORK/podman.log" 2>&1; then
     RUNNER=podman
 else
-    # On machines where the runtime may not set resource limits (no CAP_SYS_RESOURCE),
-    # crun and runc refuse to start any container; buildah's chroot isolation runs the
-    # same image, its user, environment and volume, in the host's network namespace.
+    # buildah's chroot isolation runs the same image, its user, environment and volume, in
+    # the host's network namespace, where no OCI runtime can start a container.
     echo "  podman cannot run containers here: $(grep -m1 -i error "$WORK/podman.log" || tail -n1 "$WORK/podman.log")"
     echo "  running the image with buildah run --isolation chroot instead"
-    podman rm -f vmauto-packaging-test >/dev/null 2>&1 || true
+    "${PODMAN[@]}" rm -f vmauto-packaging-test >/dev/null 2>&1 || true
     RUNNER=buildah
     CTR="$(buildah from "$IMAGE")"
     buildah run --isolation chroot -e VMAUTO_SERVER__LISTEN="127.0.0.1:$CPORT" -v "$VOLUME_DIR:/var/lib/vmauto" \
         "$CTR" -- /usr/bin/vmauto serve >"$WORK/container.log" 2>&1 &
     CTR_PID=$!
 fi
-t0=$(date +%s%N)
 for _ in $(seq 1 600); do
     curl -fsS -o /dev/null "http://127.0.0.1:$CPORT/readyz" 2>/dev/null && break
     sleep 0.05
 done
-figure "container start to ready" "$(( ($(date +%s%N) - t0) / 1000000 )) ms ($RUNNER)"
+figure "container start to ready (fresh volume)" "$(( ($(date +%s%N) - t0) / 1000000 )) ms ($RUNNER)"
 check "/healthz answers 200 from the container" curl -fsS -o /dev/null "http://127.0.0.1:$CPORT/healthz"
 check "the store landed in the volume" test -d "$VOLUME_DIR/store"
 check "the appliance key landed in the volume, owned by the image's user" test "$(stat -c '%u %a' "$VOLUME_DIR/appliance.key")" = "10001 600"
 if [ "$RUNNER" = podman ]; then
-    check "podman's health check passes" podman healthcheck run vmauto-packaging-test
-    podman rm -f vmauto-packaging-test >/dev/null
+    check "the image's health check (vmauto healthcheck) passes" "${PODMAN[@]}" healthcheck run vmauto-packaging-test
+    check "the container's process runs as vmauto" test "$("${PODMAN[@]}" top vmauto-packaging-test user | tail -n +2 | tr -d ' ')" = vmauto
+    # (Without systemd, podman logs that it cannot remove the health check's timer.)
+    "${PODMAN[@]}" stop -t 30 vmauto-packaging-test >/dev/null 2>&1
+    check "the container stopped gracefully on SIGTERM" \
+        test "$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' vmauto-packaging-test 2>/dev/null)" = 0
+    "${PODMAN[@]}" rm -f vmauto-packaging-test >/dev/null 2>&1
 else
     APP_PID="$(descendant_named "$CTR_PID" vmauto || true)"
     check "the container's process runs as uid 10001" test "$(ps -o uid= -p "${APP_PID:-0}" | tr -d ' ')" = 10001

@@ -3,12 +3,14 @@
 # pulling a base image: the image holds the vmauto binary, the shared libraries it links
 # (taken from the build host's Debian packages: libc6, libgcc-s1), Debian's CA
 # certificates, and passwd/group entries for the non-root user it runs as. Writes an OCI
-# archive, loadable with `podman load -i FILE` or `skopeo copy oci-archive:FILE …`.
+# archive (`podman load -i FILE`, `skopeo copy oci-archive:FILE …`) and, beside it, a
+# Docker-format archive, which keeps the HEALTHCHECK (OCI image configs have no such field).
 #
 #   packaging/container/build.sh [BINARY] [OUTPUT]
 #
 # BINARY defaults to $CARGO_TARGET_DIR/release/vmauto (build it with
-# `cargo build --release --locked`); OUTPUT defaults to vmauto-<version>.oci.tar.
+# `cargo build --release --locked`); OUTPUT defaults to vmauto-<version>.oci.tar, and the
+# Docker-format archive is OUTPUT with .oci.tar replaced by .docker.tar.
 # Needs root (or a user namespace), buildah, and binutils for strip. The image name is
 # localhost/vmauto:<version> in buildah's local storage (STORAGE_DRIVER, default vfs,
 # which works on any file system).
@@ -17,6 +19,8 @@ set -euo pipefail
 BIN="${1:-${CARGO_TARGET_DIR:-target}/release/vmauto}"
 VERSION="$("$BIN" --version | awk '{ print $2 }')"
 OUT="${2:-vmauto-$VERSION.oci.tar}"
+DOCKER_OUT="${OUT%.oci.tar}.docker.tar"
+[ "$DOCKER_OUT" != "$OUT" ] || DOCKER_OUT="$OUT.docker.tar"
 IMAGE="localhost/vmauto:$VERSION"
 REVISION="$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 # The uid/gid the appliance runs as inside the image; own a mounted volume with it.
@@ -74,6 +78,7 @@ buildah config \
 # label above names the command for runtimes that read only OCI).
 buildah commit --quiet --format docker --rm "$ctr" "$IMAGE" >/dev/null
 trap - EXIT
-rm -f "$OUT"
+rm -f "$OUT" "$DOCKER_OUT"
 buildah push --quiet "$IMAGE" "oci-archive:$OUT:$IMAGE"
-echo "image $IMAGE written to $OUT"
+buildah push --quiet "$IMAGE" "docker-archive:$DOCKER_OUT:$IMAGE"
+echo "image $IMAGE written to $OUT (OCI) and $DOCKER_OUT (Docker format, with its HEALTHCHECK)"
