@@ -7,7 +7,8 @@
 #      WorkingDirectory, EnvironmentFile and ExecStart, read from the unit file, with
 #      NoNewPrivileges, no capabilities, a read-only system but /var/lib/vmauto, a private
 #      /tmp and no /root or /home), checks /healthz, writes data, exports it while running,
-#   3. upgrades to the second package and checks that data, key and configuration stayed,
+#   3. upgrades to the second package and checks that data, key and configuration stayed
+#      and that migrations ran (PACKAGING_UPGRADE_FROM=older.deb starts from an older one),
 #   4. runs the crash test against the installed /usr/bin/vmauto,
 #   5. removes the package (data kept) and purges it (data and user gone),
 #   6. checks the Prometheus alert rules with promtool (and their unit tests),
@@ -60,7 +61,9 @@ if [ "$PROFILE" = release ]; then
     cargo build --locked --release --bin vmauto
     BIN="$CARGO_TARGET_DIR/release/vmauto"
 else
-    cargo build --locked --bin vmauto
+    # The binary `cargo test` built (with the test build's feature set, so this is a no-op
+    # after the test run; `cargo build` would build it again with other features).
+    cargo test --locked --no-run --test integration
     BIN="$CARGO_TARGET_DIR/debug/vmauto"
 fi
 VERSION="$("$BIN" --version | awk '{ print $2 }')"
@@ -94,6 +97,9 @@ for rev in 1 2; do
 done
 DEB1="$WORK/vmauto_$VERSION-1.deb"
 DEB2="$WORK/vmauto_$VERSION-2.deb"
+# PACKAGING_UPGRADE_FROM=older.deb installs that package first, so the upgrade crosses real
+# schema migrations (e.g. the previous release's .deb).
+FIRST_DEB="${PACKAGING_UPGRADE_FROM:-$DEB1}"
 dpkg-deb -c "$DEB1" | awk '{ print "  " $1, $2, $6 }'
 figure ".deb (gzip)" "$(mib "$(stat -c %s "$DEB1")")"
 check "the unit, the binary and the conffile are in the package" \
@@ -186,8 +192,8 @@ quiesce_systemd() {
 }
 
 # --- install ----------------------------------------------------------------------------
-step "install $VERSION-1 on this machine"
-dpkg -i "$DEB1" | tee "$WORK/install.log"
+step "install $(dpkg-deb -f "$FIRST_DEB" Version) on this machine"
+dpkg -i "$FIRST_DEB" | tee "$WORK/install.log"
 quiesce_systemd
 check "system user vmauto exists, without a login shell" sh -c 'getent passwd vmauto | grep -q ":/usr/sbin/nologin$"'
 check "$DATA is vmauto:vmauto 750" test "$(owner_mode "$DATA")" = "vmauto vmauto 750"
@@ -249,6 +255,10 @@ check "no new first-admin password on upgrade" sh -c "! grep -q 'first admin cre
 check "data survived: the first webhook is still a duplicate (200)" test "$(webhook pkg-sub-1)" = 200
 check "/healthz answers 200 after the upgrade" curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz"
 stop_service
+SCHEMA="$(as_vmauto vmauto --config "$CONF" --log-level error db version)"
+echo "  $SCHEMA"
+check "the store's schema is this version's (migrations ran at start)" \
+    sh -c "echo '$SCHEMA' | grep -Eq 'store schema version ([0-9]+); this binary knows up to \1\$'"
 
 step "a restart in the middle of provisioning converges, with the installed binary"
 TEST_VMAUTO_BIN=/usr/bin/vmauto cargo test --locked --test integration -- --test-threads=2 crash::
