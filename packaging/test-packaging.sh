@@ -75,6 +75,14 @@ else
     figure "release binary" "not built (PACKAGING_PROFILE=release $0 builds and packages it)"
 fi
 
+# This script installs and purges the package: it refuses to touch an installation it did
+# not make (its installs carry a marker in the data directory).
+MARKER="$DATA/.packaging-test"
+PKG_STATUS="$(dpkg-query -W -f '${db:Status-Status}' vmauto 2>/dev/null || true)"
+if [ ! -e "$MARKER" ] && { [ -n "$PKG_STATUS" ] && [ "$PKG_STATUS" != not-installed ] || [ -e "$DATA" ]; }; then
+    fail "vmauto ($PKG_STATUS) or $DATA is on this machine, not made by this script; purge it first (apt purge vmauto)"
+fi
+
 # A leftover from an interrupted run would spoil the fresh-install checks.
 cleanup() {
     [ -n "${SERVICE_PID:-}" ] && kill "$SERVICE_PID" 2>/dev/null || true
@@ -195,6 +203,7 @@ quiesce_systemd() {
 step "install $(dpkg-deb -f "$FIRST_DEB" Version) on this machine"
 dpkg -i "$FIRST_DEB" | tee "$WORK/install.log"
 quiesce_systemd
+touch "$MARKER"
 check "system user vmauto exists, without a login shell" sh -c 'getent passwd vmauto | grep -q ":/usr/sbin/nologin$"'
 check "$DATA is vmauto:vmauto 750" test "$(owner_mode "$DATA")" = "vmauto vmauto 750"
 check "the appliance key is vmauto's, 600" test "$(owner_mode "$DATA/appliance.key")" = "vmauto vmauto 600"
