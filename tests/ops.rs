@@ -141,7 +141,7 @@ fn the_packaged_configuration_is_the_shipped_one_with_the_package_directories() 
     let expected = shipped
         .replacen("# data_dir = \"/var/lib/vmauto\"\n", "data_dir = \"/var/lib/vmauto\"\n", 1)
         .replacen("# dir = \"\"\n", "dir = \"/var/lib/vmauto/plugins\"\n", 1);
-    assert_eq!(body, expected, "regenerate packaging/deb/appliance.toml from appliance.toml (see its header)");
+    assert_eq!(body, expected, "run packaging/deb/make-config.sh after changing appliance.toml");
     let c =
         Config::load(Some(&root.join("packaging/deb/appliance.toml")), std::iter::empty(), &CliOverrides::default())
             .expect("the packaged configuration loads");
