@@ -81,6 +81,9 @@ pub enum Command {
         #[command(subcommand)]
         command: UpgradeCommand,
     },
+    /// Ask the appliance at server.listen for /healthz; exit 0 when it answers 200 within a
+    /// few seconds (for container health checks and service monitors).
+    Healthcheck,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,8 +165,9 @@ pub enum ProviderCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Write a SurrealQL dump of the store to FILE (stop the appliance first when it uses the
-    /// embedded store).
+    /// Write a SurrealQL dump of the store to FILE. While the appliance runs on the embedded
+    /// store, the dump is a consistent snapshot asked from it (run as root or the vmauto user:
+    /// it needs the appliance key).
     Export { file: PathBuf },
     /// Restore a dump into an empty store.
     Import { file: PathBuf },
@@ -266,6 +270,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 PluginCommand::Check { file } => crate::plugin_host::cli::check(file)?,
             };
             print!("{out}");
+            Ok(())
+        }
+        Some(Command::Healthcheck) => {
+            let config = cli.load_config(cli.config_file().as_deref())?;
+            println!("{}", crate::ops::healthcheck(&config).await?);
             Ok(())
         }
         Some(Command::Admin { command }) => {
@@ -380,24 +389,23 @@ async fn run_upgrade(config: &Config, command: &UpgradeCommand) -> anyhow::Resul
 }
 
 async fn run_db(config: &Config, command: &DbCommand) -> anyhow::Result<()> {
-    let store = crate::db::Store::connect(config).await?;
-    match command {
-        DbCommand::Export { file } => {
-            store.export(file).await?;
-            println!("exported the store (schema version {}) to {}", store.schema_version().await?, file.display());
-        }
+    let out = match command {
+        DbCommand::Export { file } => crate::ops::export(config, file).await?,
         DbCommand::Import { file } => {
+            let store = crate::db::Store::connect(config).await?;
             store.import(file).await?;
-            println!("imported {} (schema version {})", file.display(), store.schema_version().await?);
+            format!("imported {} (schema version {})", file.display(), store.schema_version().await?)
         }
         DbCommand::Version => {
-            println!(
+            let store = crate::db::Store::connect(config).await?;
+            format!(
                 "store schema version {}; this binary knows up to {}",
                 store.schema_version().await?,
                 crate::db::SCHEMA_VERSION
-            );
+            )
         }
-    }
+    };
+    println!("{out}");
     Ok(())
 }
 

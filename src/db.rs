@@ -163,6 +163,14 @@ impl Store {
         self.db.export(path).await.with_context(|| format!("export to {} failed", path.display()))
     }
 
+    /// The same dump as [`Store::export`], as a stream of chunks. The dump is read in one
+    /// transaction, so it is a consistent snapshot even while the appliance writes.
+    pub async fn export_stream(&self) -> anyhow::Result<impl futures::Stream<Item = anyhow::Result<Vec<u8>>> + use<>> {
+        use futures::StreamExt;
+        let backup = self.db.export(()).await.context("the export could not start")?;
+        Ok(backup.map(|chunk| chunk.map_err(anyhow::Error::from)))
+    }
+
     /// Restores a dump made by [`Store::export`] into this empty store (opened with
     /// [`Store::connect`], not yet migrated), then brings the schema up to date.
     pub async fn import(&self, path: &Path) -> anyhow::Result<()> {

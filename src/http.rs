@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod backup;
 pub mod charts;
 pub mod events;
 pub mod health;
@@ -49,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
     webhooks::routes(cfg);
     reveal::routes(cfg);
+    backup::routes(cfg);
     session::routes(cfg);
     events::routes(cfg);
     assets::routes(cfg);

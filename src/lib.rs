@@ -24,6 +24,7 @@
 //! - [`sim`]: the SCP simulator used by tests, benchmarks and `vmauto demo`.
 //! - [`app`]: starts the store, the tree and the HTTP server; graceful shutdown.
 //! - [`cli`]: the command-line interface of the `vmauto` binary.
+//! - [`ops`]: `vmauto healthcheck` and the online export client (talk to a running appliance).
 //! - [`demo`]: `vmauto demo`, the simulator and the appliance together on loopback.
 
 pub mod actors;
@@ -39,6 +40,7 @@ pub mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod notify;
+pub mod ops;
 pub mod plugin_host;
 pub mod provider;
 pub mod secrets;

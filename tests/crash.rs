@@ -102,7 +102,7 @@ token_in = "path"
         self.starts += 1;
         let log = std::fs::File::create(self.dir.join(format!("run-{}.log", self.starts))).expect("log file");
         let t0 = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_vmauto"))
+        let child = Command::new(binary())
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
@@ -178,6 +178,13 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The binary under test: this build's, or another one named by `TEST_VMAUTO_BIN` (the
+/// packaging checks run this test against the installed `/usr/bin/vmauto`; the name is not
+/// `VMAUTO_*`, which the binary would read as configuration).
+pub fn binary() -> std::ffi::OsString {
+    std::env::var_os("TEST_VMAUTO_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vmauto").into())
 }
 
 pub fn free_port() -> u16 {

@@ -11,6 +11,7 @@ mod demo;
 mod faults;
 mod lifecycle;
 mod notifier;
+mod ops;
 mod plugins;
 mod provider;
 mod sim;

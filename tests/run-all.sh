@@ -33,3 +33,7 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "tests"
 cargo test --locked --lib --bins --tests -- --test-threads=2
+
+step "packaging"
+# The .deb and the container image, from the debug build the tests just used.
+./packaging/test-packaging.sh

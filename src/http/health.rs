@@ -60,5 +60,19 @@ async fn get_metrics(state: web::Data<AppState>) -> HttpResponse {
         }
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "key figures could not be computed"),
     }
+    match crate::lifecycle::kpi::backlog(&state.store).await {
+        Ok(b) => {
+            // Every state is exported, at 0 when empty, so alert rules always find a series.
+            for s in ["queued", "held", "running", "waiting_task", "succeeded", "dead", "cancelled"] {
+                state.metrics.operations.with_label_values(&[s]).set(0);
+            }
+            for (s, n) in &b.operations {
+                state.metrics.operations.with_label_values(&[s.as_str()]).set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+            state.metrics.inbox_pending.set(i64::try_from(b.inbox_pending).unwrap_or(i64::MAX));
+            state.metrics.inbox_oldest_pending.set(b.inbox_oldest_pending_secs);
+        }
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "the backlog could not be computed"),
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
 }

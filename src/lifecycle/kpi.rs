@@ -74,3 +74,48 @@ pub async fn compute(store: &Store) -> anyhow::Result<Kpis> {
         dead_operations: dead,
     })
 }
+
+/// What is waiting right now: operations by state, and the inbox rows stored but not yet
+/// applied (with the age of the oldest). Exported as gauges at each scrape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Backlog {
+    /// Operation count per state (`queued`, `held`, `dead`, …; states with no operation absent).
+    pub operations: Vec<(String, u64)>,
+    /// Webhooks stored (`received`) whose events are not applied yet.
+    pub inbox_pending: u64,
+    /// Seconds since the oldest of them arrived (0 when none).
+    pub inbox_oldest_pending_secs: f64,
+}
+
+/// Computes the backlog.
+pub async fn backlog(store: &Store) -> anyhow::Result<Backlog> {
+    #[derive(serde::Deserialize)]
+    struct ByState {
+        state: String,
+        n: u64,
+    }
+    let rows: Vec<ByState> =
+        store.query_one("SELECT state, count() AS n FROM operation GROUP BY state", json!({}), 0).await?;
+    #[derive(serde::Deserialize)]
+    struct Count {
+        // An empty selection grouped ALL comes back as one row without the field.
+        #[serde(default)]
+        n: u64,
+    }
+    let pending: Vec<Count> = store
+        .query_one("SELECT count() AS n FROM webhook_event WHERE status = 'received' GROUP ALL", json!({}), 0)
+        .await?;
+    let oldest: Vec<f64> = store
+        .query_one(
+            "SELECT VALUE time::unix(time::now()) - time::unix(received_at) FROM webhook_event
+             WHERE status = 'received' ORDER BY received_at LIMIT 1",
+            json!({}),
+            0,
+        )
+        .await?;
+    Ok(Backlog {
+        operations: rows.into_iter().map(|r| (r.state, r.n)).collect(),
+        inbox_pending: pending.first().map_or(0, |c| c.n),
+        inbox_oldest_pending_secs: oldest.first().copied().unwrap_or(0.0).max(0.0),
+    })
+}

@@ -18,6 +18,9 @@ pub mod names {
     pub const WEBHOOKS: &str = "vmauto_webhooks_total";
     pub const INBOX_BATCH: &str = "vmauto_inbox_batch_size";
     pub const KPI: &str = "vmauto_kpi";
+    pub const OPERATIONS: &str = "vmauto_operations";
+    pub const INBOX_PENDING: &str = "vmauto_inbox_pending";
+    pub const INBOX_OLDEST_PENDING: &str = "vmauto_inbox_oldest_pending_seconds";
     pub const SCP_REQUESTS: &str = "vmauto_scp_requests_total";
     pub const SCP_REQUEST_DURATION: &str = "vmauto_scp_request_duration_seconds";
     pub const SCP_RATE_LIMIT_WAIT: &str = "vmauto_scp_rate_limit_wait_seconds";
@@ -43,6 +46,13 @@ pub struct Metrics {
     pub inbox_batch_size: prometheus::Histogram,
     /// The service's key figures (`vmauto_kpi{name}`), refreshed at each scrape.
     pub kpi: prometheus::GaugeVec,
+    /// Operations in the store by state (`dead` needs an admin, `held` waits for the
+    /// blast-radius guard's approval), refreshed at each scrape.
+    pub operations: IntGaugeVec,
+    /// Webhooks stored but not applied yet, refreshed at each scrape.
+    pub inbox_pending: IntGauge,
+    /// Age of the oldest of them, refreshed at each scrape.
+    pub inbox_oldest_pending: prometheus::Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -100,8 +110,26 @@ impl Metrics {
             &["name"],
         )
         .expect("valid metric");
+        let operations = IntGaugeVec::new(
+            Opts::new(
+                names::OPERATIONS,
+                "Operations in the store by state (queued, held, running, waiting_task, succeeded, dead, cancelled).",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        let inbox_pending = IntGauge::new(names::INBOX_PENDING, "Webhooks stored whose events are not applied yet.")
+            .expect("valid metric");
+        let inbox_oldest_pending = prometheus::Gauge::new(
+            names::INBOX_OLDEST_PENDING,
+            "Seconds since the oldest webhook whose events are not applied yet arrived (0 when none).",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(kpi.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(operations.clone()),
+            Box::new(inbox_pending.clone()),
+            Box::new(inbox_oldest_pending.clone()),
             Box::new(webhooks.clone()),
             Box::new(inbox_batch_size.clone()),
             Box::new(build_info),
@@ -123,6 +151,9 @@ impl Metrics {
             webhooks,
             inbox_batch_size,
             kpi,
+            operations,
+            inbox_pending,
+            inbox_oldest_pending,
         }
     }
 
