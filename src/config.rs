@@ -270,7 +270,7 @@ impl Default for SangforConfig {
             max_retries: 5,
             delete_mode: DeleteMode::RecycleBin,
             soft_stop_timeout_secs: 120,
-            task_poll_initial_ms: 500,
+            task_poll_initial_ms: 100,
             task_poll_max_secs: 10,
         }
     }

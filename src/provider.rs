@@ -95,7 +95,7 @@ pub struct PollPolicy {
 
 impl Default for PollPolicy {
     fn default() -> Self {
-        Self { initial: Duration::from_millis(500), max: Duration::from_secs(10), factor: 1.5 }
+        Self { initial: Duration::from_millis(100), max: Duration::from_secs(10), factor: 1.5 }
     }
 }
 

@@ -171,7 +171,7 @@ async fn receipt_to_active(p: &Proc) -> Vec<f64> {
 async fn bench_lifecycle_overhead() {
     let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let (task_ms, ip_ms, n) = (env("BENCH_TASK_MS", 200), env("BENCH_IP_MS", 300), 40usize);
-    let poll_ms = env("BENCH_POLL_MS", 500);
+    let poll_ms = env("BENCH_POLL_MS", 100);
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = sim(task_ms, ip_ms, 0).await;
     let mut p = seeded(
@@ -210,7 +210,7 @@ async fn bench_lifecycle_overhead() {
     let (create, password) = (2.2 * task_ms as f64, 1.2 * task_ms as f64);
     let floor = create + ip_ms as f64 + password;
     // What the appliance's polling can see at best: tasks are polled at once, then after
-    // `task_poll_initial_ms` (BENCH_POLL_MS, 500 by default), growing × 1.5; the IP every
+    // `task_poll_initial_ms` (BENCH_POLL_MS, 100 by default, as the appliance's), growing × 1.5; the IP every
     // 250 ms (exec::IP_POLL).
     let task_seen = |d: f64| {
         let (mut t, mut step) = (0.0, poll_ms as f64);
