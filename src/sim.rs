@@ -141,8 +141,9 @@ pub struct SimConfig {
     pub max_body_bytes: usize,
     pub rsa_bits: usize,
     pub workers: usize,
-    /// Multiplies every pool's vCPU, memory and CPU capacity and every datastore's size
-    /// (a fresh world only): large benchmarks need more than the seeded cloud holds.
+    /// Multiplies every pool's vCPU, memory and CPU capacity, every datastore's size and every
+    /// subnet's addresses (a fresh world only): large benchmarks need more than the seeded
+    /// cloud holds.
     pub capacity_factor: u64,
 }
 
@@ -354,6 +355,15 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimServer> {
         }
         for tag in &mut world.storage_tags {
             tag.total_mb *= f;
+        }
+        // Subnets grow by the bits the factor needs (a /24 becomes a /20 for 10×).
+        let bits = 64 - (f - 1).leading_zeros();
+        for subnet in &mut world.subnets {
+            if let Some((addr, prefix)) = subnet["cidr"].as_str().and_then(|c| c.split_once('/'))
+                && let Ok(prefix) = prefix.parse::<u32>()
+            {
+                subnet["cidr"] = serde_json::json!(format!("{addr}/{}", prefix.saturating_sub(bits).max(8)));
+            }
         }
     }
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
