@@ -272,7 +272,14 @@ async fn customer_email_links_to_a_page_that_reveals_the_password_once() {
     assert_eq!(links[0]["used"], false);
 
     let path = link.trim_start_matches(PUBLIC_URL);
-    let resp = s.t.http.get(s.t.url(path)).send().await.expect("request");
+    // Opening the link (as a mail scanner would) only shows a confirm button.
+    for _ in 0..2 {
+        let (status, confirm) = s.t.get(path).await;
+        assert_eq!(status, 200, "{confirm}");
+        assert!(confirm.contains("Show my login details") && confirm.contains(&name), "{confirm}");
+        assert!(!confirm.contains(password.expose()), "no password before the click");
+    }
+    let resp = s.t.http.post(s.t.url(path)).send().await.expect("request");
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
     let page = resp.text().await.expect("body");
@@ -288,8 +295,11 @@ async fn customer_email_links_to_a_page_that_reveals_the_password_once() {
     assert!(page.contains(&escaped_password), "the page shows the password: {page}");
     assert!(page.contains(&name) && page.contains(&ip), "{page}");
 
-    let (status, again) = s.t.get(path).await;
-    assert_eq!(status, 410, "{again}");
+    let again = s.t.http.post(s.t.url(path)).send().await.expect("request");
+    assert_eq!(again.status().as_u16(), 410);
+    let again = again.text().await.expect("body");
+    let (status, _) = s.t.get(path).await;
+    assert_eq!(status, 410, "a used link no longer offers the button");
     assert!(again.contains("already used") && !again.contains(&escaped_password), "{again}");
     let vps_id = vps["id"].as_str().expect("id");
     let past = chrono::Utc::now() - chrono::Duration::minutes(1);

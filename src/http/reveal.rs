@@ -1,5 +1,6 @@
-//! The customer's one-time reveal page: `GET /reveal/{token}` shows a VPS's name, IP and
-//! root password once (the link comes in the "your VPS is ready" email), then answers 410.
+//! The customer's one-time reveal page: `GET /reveal/{token}` asks for a click, and its
+//! `POST` shows a VPS's name, IP and root password once (the link comes in the "your VPS is
+//! ready" email); afterwards the link answers 410.
 //!
 //! Every value is HTML-escaped by the template; the page is never cached, indexed or sent as
 //! a referrer; neither the token nor the password is logged.
@@ -14,7 +15,7 @@ use crate::notify::reveal::{self, Claim, RevealToken};
 
 /// Mounts the reveal page.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/reveal/{token}", web::get().to(get_reveal));
+    cfg.route("/reveal/{token}", web::get().to(confirm_reveal)).route("/reveal/{token}", web::post().to(post_reveal));
 }
 
 /// The context of `pages/reveal.html`.
@@ -33,7 +34,70 @@ struct GonePage<'a> {
     message: &'a str,
 }
 
-async fn get_reveal(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
+/// `GET`: a page with one button; only its `POST` spends the link, so a mail scanner that
+/// opens links does not use it up.
+async fn confirm_reveal(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
+    let peeked = match RevealToken::parse(&token) {
+        Some(t) => reveal::peek(&state.store, &t).await,
+        None => Ok(Err(Claim::Unknown)),
+    };
+    match peeked {
+        Ok(Ok(vps_name)) => {
+            match state.templates.render("pages/reveal_confirm.html", &ConfirmPage { vps_name: &vps_name }) {
+                Ok(html) => page_response(StatusCode::OK, html),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot render the reveal confirm page");
+                    gone(
+                        &state,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Something went wrong",
+                        "Try the link again in a minute.",
+                    )
+                }
+            }
+        }
+        Ok(Err(claim)) => gone_for(&state, claim),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "a reveal link could not be read");
+            gone(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again",
+                "Your login details could not be shown right now. Try the link again in a minute.",
+            )
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ConfirmPage<'a> {
+    vps_name: &'a str,
+}
+
+fn gone_for(state: &AppState, claim: Claim) -> HttpResponse {
+    match claim {
+        Claim::Used => gone(
+            state,
+            StatusCode::GONE,
+            "This link was already used",
+            "For your security the login details are shown only once, and this link has been opened before.",
+        ),
+        Claim::Expired => gone(
+            state,
+            StatusCode::GONE,
+            "This link has expired",
+            "For your security the link to your login details is valid only for a limited time.",
+        ),
+        _ => gone(
+            state,
+            StatusCode::NOT_FOUND,
+            "Link not found",
+            "This link is not valid. Check that you copied the whole address from the email.",
+        ),
+    }
+}
+
+async fn post_reveal(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
     let claim = match RevealToken::parse(&token) {
         Some(t) => reveal::claim(&state.store, &state.sealer, &t).await,
         None => Ok(Claim::Unknown),
@@ -103,7 +167,7 @@ fn page_response(status: StatusCode, html: String) -> HttpResponse {
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
         ))
         .body(html)
 }

@@ -107,6 +107,29 @@ pub async fn create(store: &Store, vps: &str, expires_at: DateTime<Utc>) -> anyh
     Ok(token)
 }
 
+/// What a link would give, without spending it (the confirm page a GET shows, so that mail
+/// scanners that follow links do not use it up): `Some(vps name)` while it is usable.
+pub async fn peek(store: &Store, token: &RevealToken) -> anyhow::Result<Result<String, Claim>> {
+    let links: Vec<LinkRow> = store
+        .query_one(
+            "SELECT vps, used, expires_at FROM type::record('reveal_link', $id)",
+            json!({ "id": token.hash() }),
+            0,
+        )
+        .await
+        .context("cannot read the reveal link")?;
+    let Some(link) = links.into_iter().next() else { return Ok(Err(Claim::Unknown)) };
+    if link.used {
+        return Ok(Err(Claim::Used));
+    }
+    if link.expires_at <= Utc::now() {
+        return Ok(Err(Claim::Expired));
+    }
+    let names: Vec<Option<String>> =
+        store.query_one("SELECT VALUE name FROM type::record('vps', $id)", json!({ "id": link.vps }), 0).await?;
+    Ok(Ok(names.into_iter().next().flatten().unwrap_or_default()))
+}
+
 /// Claims a link: when it is unused and unexpired, reads the VPS's name, IPs and root
 /// password, then marks the link used in a statement that checks it is still unused (so of
 /// two racing requests only one gets the password). A failure before that mark (the VPS or
