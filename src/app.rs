@@ -62,6 +62,16 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
     let store = Store::open(&config).await?;
     let metrics = Arc::new(Metrics::new());
     let sealer = Arc::new(Sealer::from_file(&config.key_file())?);
+    // Settings an admin saved in the web UI apply over the file and the environment.
+    let ui_settings = crate::settings::stored(&store).await?;
+    let config = if ui_settings.is_empty() {
+        config
+    } else {
+        let mut c = (*config).clone();
+        let applied = crate::settings::apply(&mut c, &ui_settings, &sealer)?;
+        tracing::info!(keys = ?applied, "settings saved in the web UI applied");
+        Arc::new(c)
+    };
     let install_id = store.install_id().await.context("cannot read the install id")?;
     crate::upgrade::offers::sync_config_offers(&store, &config).await.context("cannot store [[stripe.offers]]")?;
     // Checked before any actor exists, so a failure leaves nothing running behind it.

@@ -19,6 +19,7 @@
 //!   webhooks, one-time reveal links.
 //! - [`admin`]: what the admin UI and the JSON API read and do.
 //! - [`auth`]: admin users (argon2id), sessions, API tokens and roles.
+//! - [`settings`]: settings edited in the web UI, applied over the file at start.
 //! - [`secrets`]: sealing secrets at rest with the appliance key.
 //! - [`upgrade`]: Stripe-paid upgrades: offers, signed upgrade links, Checkout, fulfilment.
 //! - [`sim`]: the SCP simulator used by tests, benchmarks and `vmauto demo`.
@@ -44,6 +45,7 @@ pub mod ops;
 pub mod plugin_host;
 pub mod provider;
 pub mod secrets;
+pub mod settings;
 pub mod sim;
 pub mod telemetry;
 pub mod upgrade;

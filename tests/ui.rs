@@ -216,7 +216,8 @@ async fn every_route_enforces_its_role_and_csrf() {
     }
     // Actions: (path, form, least role). Allowed roles get a redirect (with an error flash for
     // these unknown ids), the others 403.
-    let actions: [Action; 12] = [
+    let actions: [Action; 13] = [
+        ("/settings/config", vec![("policy.grace_days", "x")], Role::Admin),
         ("/vps/nope/action", vec![("action", "suspend")], Role::Operator),
         ("/vps/nope/reveal", vec![], Role::Operator),
         ("/vps/new", vec![("customer_name", "x"), ("customer_email", "x@y"), ("template", "none")], Role::Operator),
@@ -508,4 +509,56 @@ async fn two_factor_login_with_codes_and_recovery_codes() {
     auth.reset_totp("root").await.expect("reset");
     let (_, location, _) = try_login(&base, "root", PW).await;
     assert_eq!(location, "/vps");
+}
+
+#[actix_web::test]
+async fn settings_saved_in_the_ui_are_checked_sealed_and_applied_at_start() {
+    let t = TestApp::start().await;
+    let base = t.app.base_url();
+    users(&t).await;
+    let admin = login(&base, "root").await;
+    let (_, loc) =
+        post(&base, &admin, "/settings/config", &[("_csrf", &admin.csrf), ("policy.grace_days", "soon")]).await;
+    assert!(loc.contains("err=") && loc.contains("whole+number"), "a bad value is refused: {loc}");
+    let (_, loc) = post(
+        &base,
+        &admin,
+        "/settings/config",
+        &[
+            ("_csrf", &admin.csrf),
+            ("policy.grace_days", "7"),
+            ("smtp.host", "mail.example.com"),
+            ("smtp.password", "s3cret-smtp-pass"),
+            ("stripe.secret_key", ""),
+        ],
+    )
+    .await;
+    assert!(loc.contains("ok=") && loc.contains("restarts"), "{loc}");
+    let state = &t.app.state;
+    let stored = vmauto::settings::stored(&state.store).await.expect("stored");
+    assert_eq!(stored.get("policy.grace_days").map(String::as_str), Some("7"));
+    assert!(!stored.contains_key("stripe.secret_key"), "an empty secret keeps the old one");
+    let sealed = stored.get("smtp.password").expect("password stored");
+    assert!(!sealed.contains("s3cret"), "secrets are sealed at rest");
+    let rows = state.store.query_one::<Vec<Value>>("SELECT * FROM setting", json!({}), 0).await.expect("rows");
+    assert!(!serde_json::to_string(&rows).expect("json").contains("s3cret-smtp-pass"));
+    // What the next start does: apply them over the file.
+    let mut next = (*state.config).clone();
+    vmauto::settings::apply(&mut next, &stored, &state.sealer).expect("applies");
+    assert_eq!(next.policy.grace_days, 7);
+    assert_eq!(next.smtp.host, "mail.example.com");
+    assert_eq!(next.smtp.password.expose(), "s3cret-smtp-pass");
+    // The page shows the secret as set, never its value; the change is audited.
+    let (_, html) = get(&base, &admin, "/settings").await;
+    assert!(!html.contains("s3cret-smtp-pass") && html.contains("saved here"), "write-only secrets");
+    let acts = state
+        .store
+        .query_one::<Vec<Value>>(
+            "SELECT VALUE message FROM activity WHERE message CONTAINS 'changed settings'",
+            json!({}),
+            0,
+        )
+        .await
+        .expect("activity");
+    assert_eq!(acts.len(), 1, "{acts:?}");
 }

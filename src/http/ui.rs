@@ -50,6 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens", web::post().to(token_create))
         .route("/settings/tokens/{id}/revoke", web::post().to(token_revoke))
         .route("/settings/smtp-test", web::post().to(smtp_test))
+        .route("/settings/config", web::post().to(settings_save))
         .route("/account", web::get().to(account))
         .route("/account/2fa/begin", web::post().to(totp_begin))
         .route("/account/2fa/confirm", web::post().to(totp_confirm))
@@ -707,7 +708,18 @@ async fn settings(state: web::Data<AppState>, user: UiUser, req: HttpRequest) ->
     let tokens = state.auth.tokens().await.map_err(anyhow_internal)?;
     let c = &state.config;
     let set = |s: &crate::config::Secret| if s.is_empty() { "not set" } else { "set (hidden)" };
+    let stored = crate::settings::stored(&state.store).await.map_err(anyhow_internal)?;
+    let editable: Vec<Value> = crate::settings::EDITABLE
+        .iter()
+        .map(|(key, kind, label)| {
+            let secret = matches!(kind, crate::settings::Kind::Secret | crate::settings::Kind::SecretList);
+            let value = if secret { String::new() } else { effective(c, key) };
+            json!({ "key": key, "label": label, "secret": secret, "value": value,
+                    "is_set": secret && !effective(c, key).is_empty(), "saved": stored.contains_key(*key) })
+        })
+        .collect();
     let ctx = json!({
+        "editable": editable,
         "users": users, "tokens": tokens, "csrf": p.csrf, "flash": flash(&req), "me": p.username,
         "new_token": Value::Null,
         "policy": {
@@ -1009,5 +1021,64 @@ async fn upgrade_link_revoke(
         Ok(true) => Ok(redirect_msg(&back, true, "Upgrade link revoked.")),
         Ok(false) => Ok(redirect_msg(&back, false, "There is no such upgrade link.")),
         Err(e) => Ok(redirect_msg(&back, false, &format!("{e:#}"))),
+    }
+}
+
+/// The running value of an editable setting, as text (secrets: their text, for "is set").
+fn effective(c: &crate::config::Config, key: &str) -> String {
+    match key {
+        "policy.grace_days" => c.policy.grace_days.to_string(),
+        "policy.max_destructive_per_hour" => c.policy.max_destructive_per_hour.to_string(),
+        "smtp.host" => c.smtp.host.clone(),
+        "smtp.port" => c.smtp.port.to_string(),
+        "smtp.username" => c.smtp.username.clone(),
+        "smtp.password" => c.smtp.password.expose().to_string(),
+        "smtp.from" => c.smtp.from.clone(),
+        "smtp.admin_recipients" => c.smtp.admin_recipients.join(", "),
+        "notify.webhook_urls" => c.notify.webhook_urls.join(", "),
+        "notify.webhook_secret" => c.notify.webhook_secret.expose().to_string(),
+        "stripe.secret_key" => c.stripe.secret_key.expose().to_string(),
+        "stripe.webhook_secrets" => {
+            if c.stripe.webhook_secrets.is_empty() {
+                String::new()
+            } else {
+                "set".into()
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+async fn settings_save(
+    state: web::Data<AppState>,
+    user: UiUser,
+    form: web::Form<std::collections::BTreeMap<String, String>>,
+) -> Page {
+    let p = user.require(Role::Admin)?;
+    let mut form = form.into_inner();
+    check_csrf(p, &form.remove("_csrf").unwrap_or_default())?;
+    match crate::settings::save(&state.store, &state.sealer, &state.config, &form).await {
+        Ok(changed) if changed.is_empty() => Ok(redirect_msg("/settings", true, "Nothing changed.")),
+        Ok(changed) => {
+            let _ = state
+                .store
+                .record_activity(
+                    "warn",
+                    &p.actor(),
+                    None,
+                    &format!("{} changed settings: {}", p.actor(), changed.join(", ")),
+                    json!({ "keys": changed }),
+                )
+                .await;
+            Ok(redirect_msg(
+                "/settings",
+                true,
+                &format!(
+                    "Saved {}. They take effect when vmauto restarts (systemctl restart vmauto).",
+                    changed.join(", ")
+                ),
+            ))
+        }
+        Err(e) => Ok(redirect_msg("/settings", false, &format!("{e:#}"))),
     }
 }

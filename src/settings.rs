@@ -1,0 +1,165 @@
+//! Settings an admin edits in the web UI: stored in the store (secrets sealed with the
+//! appliance key) and applied over `appliance.toml` and the environment at the next start,
+//! through the same validation as the file.
+//!
+//! Only the keys in [`EDITABLE`] can be set this way; everything else stays in the file.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::config::{Config, Secret};
+use crate::db::Store;
+use crate::secrets::Sealer;
+
+/// How a setting's text is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Number,
+    Text,
+    /// Comma-separated.
+    List,
+    /// Write-only: stored sealed, never shown.
+    Secret,
+    /// Comma-separated secrets.
+    SecretList,
+}
+
+/// `(key, kind, label)` of every setting the UI may change.
+pub const EDITABLE: &[(&str, Kind, &str)] = &[
+    ("policy.grace_days", Kind::Number, "Grace days before deletion"),
+    ("policy.max_destructive_per_hour", Kind::Number, "Guard: suspensions/deletions per hour"),
+    ("smtp.host", Kind::Text, "SMTP server"),
+    ("smtp.port", Kind::Number, "SMTP port"),
+    ("smtp.username", Kind::Text, "SMTP user"),
+    ("smtp.password", Kind::Secret, "SMTP password"),
+    ("smtp.from", Kind::Text, "Sender address"),
+    ("smtp.admin_recipients", Kind::List, "Admin recipients"),
+    ("notify.webhook_urls", Kind::List, "Outgoing webhook URLs"),
+    ("notify.webhook_secret", Kind::Secret, "Outgoing webhook signing secret"),
+    ("stripe.secret_key", Kind::Secret, "Stripe secret key"),
+    ("stripe.webhook_secrets", Kind::SecretList, "Stripe webhook signing secrets"),
+];
+
+fn kind_of(key: &str) -> Option<Kind> {
+    EDITABLE.iter().find(|(k, _, _)| *k == key).map(|(_, kind, _)| *kind)
+}
+
+fn list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// Sets one key on `config` from its text.
+fn set(config: &mut Config, key: &str, value: &str) -> anyhow::Result<()> {
+    let number = || value.trim().parse::<u64>().with_context(|| format!("{key}: {value:?} is not a whole number"));
+    let small = |n: u64| u32::try_from(n).with_context(|| format!("{key}: {n} is too large"));
+    match key {
+        "policy.grace_days" => config.policy.grace_days = small(number()?)?,
+        "policy.max_destructive_per_hour" => config.policy.max_destructive_per_hour = small(number()?)?,
+        "smtp.host" => config.smtp.host = value.trim().to_string(),
+        "smtp.port" => config.smtp.port = u16::try_from(number()?).with_context(|| format!("{key}: not a port"))?,
+        "smtp.username" => config.smtp.username = value.trim().to_string(),
+        "smtp.password" => config.smtp.password = Secret::new(value),
+        "smtp.from" => config.smtp.from = value.trim().to_string(),
+        "smtp.admin_recipients" => config.smtp.admin_recipients = list(value),
+        "notify.webhook_urls" => config.notify.webhook_urls = list(value),
+        "notify.webhook_secret" => config.notify.webhook_secret = Secret::new(value),
+        "stripe.secret_key" => config.stripe.secret_key = Secret::new(value),
+        "stripe.webhook_secrets" => config.stripe.webhook_secrets = list(value).into_iter().map(Secret::new).collect(),
+        _ => bail!("{key} cannot be changed in the UI; set it in appliance.toml"),
+    }
+    Ok(())
+}
+
+/// The stored settings: key → text (secrets still sealed).
+pub async fn stored(store: &Store) -> anyhow::Result<BTreeMap<String, String>> {
+    let rows: Vec<Value> =
+        store.query_one("SELECT VALUE values FROM setting:ui_overrides", json!({}), 0).await.unwrap_or_default();
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+        .collect())
+}
+
+/// Checks and stores new values (a secret left empty keeps its stored value). Answers the keys
+/// that changed. `current` is the running configuration, used to check the result.
+pub async fn save(
+    store: &Store,
+    sealer: &Sealer,
+    current: &Config,
+    changes: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<String>> {
+    let mut values = stored(store).await?;
+    let mut check = current.clone();
+    let mut changed = Vec::new();
+    for (key, value) in changes {
+        let Some(kind) = kind_of(key) else { bail!("{key} cannot be changed in the UI; set it in appliance.toml") };
+        let secret = matches!(kind, Kind::Secret | Kind::SecretList);
+        if secret && value.is_empty() {
+            continue;
+        }
+        set(&mut check, key, value)?;
+        let text = if secret { sealer.seal(&Secret::new(value.clone())) } else { value.trim().to_string() };
+        if values.get(key) != Some(&text) {
+            values.insert(key.clone(), text);
+            changed.push(key.clone());
+        }
+    }
+    check.validate().context("these settings are not valid together")?;
+    store
+        .execute(
+            "UPSERT setting:ui_overrides SET values = $values, updated_at = time::now()",
+            json!({ "values": values }),
+        )
+        .await?;
+    Ok(changed)
+}
+
+/// Applies the stored settings over `config` (at start-up); answers the keys applied.
+pub fn apply(config: &mut Config, values: &BTreeMap<String, String>, sealer: &Sealer) -> anyhow::Result<Vec<String>> {
+    let mut applied = Vec::new();
+    for (key, text) in values {
+        let Some(kind) = kind_of(key) else { continue };
+        let value = if matches!(kind, Kind::Secret | Kind::SecretList) {
+            sealer
+                .open(text)
+                .with_context(|| format!("cannot open the stored {key} (was the appliance key replaced?)"))?
+        } else {
+            Secret::new(text.clone())
+        };
+        set(config, key, value.expose())?;
+        applied.push(key.clone());
+    }
+    config.validate().context("the settings saved in the UI are not valid with this configuration")?;
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_apply_over_the_file_and_refuse_other_keys() {
+        let sealer = Sealer::new([3; 32]);
+        let mut c = Config::default();
+        let values: BTreeMap<String, String> = [
+            ("policy.grace_days".to_string(), "9".to_string()),
+            ("smtp.admin_recipients".to_string(), "a@x.io, b@x.io".to_string()),
+            ("smtp.password".to_string(), sealer.seal(&Secret::new("hunter2"))),
+        ]
+        .into_iter()
+        .collect();
+        let applied = apply(&mut c, &values, &sealer).expect("applies");
+        assert_eq!(applied.len(), 3);
+        assert_eq!(c.policy.grace_days, 9);
+        assert_eq!(c.smtp.admin_recipients, vec!["a@x.io", "b@x.io"]);
+        assert_eq!(c.smtp.password.expose(), "hunter2");
+        assert!(set(&mut c, "server.listen", "0.0.0.0:1").is_err(), "only editable keys");
+        assert!(set(&mut c, "policy.grace_days", "soon").is_err(), "numbers are checked");
+    }
+}
