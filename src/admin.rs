@@ -249,7 +249,7 @@ pub async fn vps_detail(store: &Store, id: &str) -> anyhow::Result<Option<Value>
 /// operations with their provider tasks, and notifications; newest first.
 pub async fn vps_timeline(store: &Store, id: &str) -> anyhow::Result<Vec<Value>> {
     let sql = "SELECT <string>at AS at, 'activity' AS kind, level, actor, message, data FROM activity
-                 WHERE subject = $id ORDER BY at DESC LIMIT 200;
+                 WHERE subject = $id OR subject = 'vps:' + $id ORDER BY at DESC LIMIT 200;
                SELECT <string>created_at AS at, 'operation' AS kind, record::id(id) AS id, kind AS op, state, attempts,
                     last_error, requested_by, task_id, IF finished_at { <string>finished_at } AS finished_at, params
                  FROM operation WHERE vps = $id ORDER BY created_at DESC LIMIT 200;

@@ -60,6 +60,50 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ui::routes(cfg);
 }
 
+/// Applies an inbox row's events again for `actor` (UI and API): a Stripe upgrade payment
+/// through its fulfilment (idempotent by session id), anything else through the webhook actor.
+/// The replay is recorded in the activity log either way.
+pub(crate) async fn replay_inbox(
+    state: &AppState,
+    key: &str,
+    actor: &str,
+) -> anyhow::Result<Vec<crate::actors::subscription::EventOutcome>> {
+    let source = crate::admin::inbox_event(&state.store, key).await?.map(|e| e["source"].clone());
+    let outcomes = if source.as_ref().and_then(serde_json::Value::as_str) == Some(crate::upgrade::INBOX_SOURCE) {
+        crate::upgrade::fulfil::replay(state, key).await.map(|o| vec![o])
+    } else {
+        let replay = crate::actors::webhook::Replay { key: key.to_string(), requested_by: actor.to_string() };
+        state
+            .handles
+            .webhook
+            .send(replay)
+            .await
+            .map_err(|e| anyhow::anyhow!("the webhook actor is not running: {e}"))?
+    };
+    let _ = state
+        .store
+        .record_activity("info", actor, Some(key), &format!("{actor} replayed an inbox event"), serde_json::json!({}))
+        .await;
+    outcomes
+}
+
+/// A customer-facing page (reveal, upgrade): never cached, indexed or sent as a referrer, and a
+/// CSP that allows only its own inline styles.
+pub(crate) fn customer_page(status: actix_web::http::StatusCode, html: String) -> actix_web::HttpResponse {
+    use actix_web::http::header;
+    actix_web::HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header(("X-Robots-Tag", "noindex, nofollow"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
+        ))
+        .body(html)
+}
+
 /// Headers every response gets unless its handler set its own: a CSP without inline script,
 /// no framing, no MIME sniffing, and a strict referrer policy.
 pub fn security_headers() -> actix_web::middleware::DefaultHeaders {

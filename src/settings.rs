@@ -72,6 +72,31 @@ fn set(config: &mut Config, key: &str, value: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The running value of an editable setting, as text (secrets: their text, for "is set").
+pub fn current(c: &Config, key: &str) -> String {
+    match key {
+        "policy.grace_days" => c.policy.grace_days.to_string(),
+        "policy.max_destructive_per_hour" => c.policy.max_destructive_per_hour.to_string(),
+        "smtp.host" => c.smtp.host.clone(),
+        "smtp.port" => c.smtp.port.to_string(),
+        "smtp.username" => c.smtp.username.clone(),
+        "smtp.password" => c.smtp.password.expose().to_string(),
+        "smtp.from" => c.smtp.from.clone(),
+        "smtp.admin_recipients" => c.smtp.admin_recipients.join(", "),
+        "notify.webhook_urls" => c.notify.webhook_urls.join(", "),
+        "notify.webhook_secret" => c.notify.webhook_secret.expose().to_string(),
+        "stripe.secret_key" => c.stripe.secret_key.expose().to_string(),
+        "stripe.webhook_secrets" => {
+            if c.stripe.webhook_secrets.is_empty() {
+                String::new()
+            } else {
+                "set".into()
+            }
+        }
+        _ => String::new(),
+    }
+}
+
 /// The stored settings: key → text (secrets still sealed).
 pub async fn stored(store: &Store) -> anyhow::Result<BTreeMap<String, String>> {
     let rows: Vec<Value> =

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use vmauto::auth::Role;
 
 use crate::common::TestApp;
-use crate::ui::login;
 
 const RUNS: usize = 15;
 const TEMPLATES: [&str; 3] = ["vps-small", "vps-medium", "vps-large"];
@@ -58,7 +57,6 @@ async fn bench_ui_pages_100k() {
     let (status, _, session) = crate::ui::try_login(&base, "bench", "benchmark password").await;
     assert_eq!(status, 303);
     let s = session.expect("session");
-    let _ = login; // the same helper the server tests use
     let last = n.div_ceil(50);
     let pages = [
         ("dashboard", "/".to_string()),

@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::session::ApiUser;
-use crate::actors::webhook::Replay;
 use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
 use crate::auth::Role;
 use crate::error::{AppError, AppResult, Code};
@@ -178,17 +177,7 @@ async fn inbox_event(state: web::Data<AppState>, user: ApiUser, id: web::Path<St
 
 async fn replay(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
-    let outcomes = state
-        .handles
-        .webhook
-        .send(Replay { key: id.to_string(), requested_by: p.actor() })
-        .await
-        .map_err(AppError::internal)?
-        .map_err(bad)?;
-    let _ = state
-        .store
-        .record_activity("info", &p.actor(), Some(&id), &format!("{} replayed an inbox event", p.actor()), json!({}))
-        .await;
+    let outcomes = super::replay_inbox(&state, &id, &p.actor()).await.map_err(bad)?;
     let outcomes: Vec<Value> = outcomes.iter().map(|o| json!({ "status": o.status, "detail": o.detail })).collect();
     Ok(HttpResponse::Ok().json(json!({ "outcomes": outcomes })))
 }
@@ -221,16 +210,6 @@ async fn issue_upgrade_link(
     let p = user.require(Role::Operator)?;
     let link =
         crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await.map_err(bad)?;
-    let _ = state
-        .store
-        .record_activity(
-            "info",
-            &p.actor(),
-            Some(&id),
-            &format!("{} issued an upgrade link", p.actor()),
-            json!({ "link": link.id }),
-        )
-        .await;
     Ok(HttpResponse::Created()
         .json(json!({ "id": link.id, "url": link.url, "expires_at": link.expires_at.to_rfc3339() })))
 }

@@ -32,28 +32,18 @@ async fn events(state: web::Data<AppState>, _user: UiUser) -> HttpResponse {
             out.push_str("retry: 3000\n: connected\n\n");
         }
         let mut newest = since;
-        if let Ok(rows) = admin::vps_changes(&state.store, since).await {
-            for r in rows {
-                if let Some(t) = r["updated_at"].as_str().and_then(|s| s.parse::<chrono::DateTime<Utc>>().ok()) {
+        let store = &state.store;
+        let batches = [
+            ("vps", "updated_at", admin::vps_changes(store, since).await),
+            ("operation", "updated_at", admin::operation_changes(store, since).await),
+            ("notification", "at", admin::notifications_since(store, since).await),
+        ];
+        for (event, time_field, rows) in batches {
+            for r in rows.unwrap_or_default() {
+                if let Some(t) = r[time_field].as_str().and_then(|s| s.parse::<chrono::DateTime<Utc>>().ok()) {
                     newest = newest.max(t);
                 }
-                out.push_str(&format!("event: vps\ndata: {r}\n\n"));
-            }
-        }
-        if let Ok(rows) = admin::operation_changes(&state.store, since).await {
-            for r in rows {
-                if let Some(t) = r["updated_at"].as_str().and_then(|s| s.parse::<chrono::DateTime<Utc>>().ok()) {
-                    newest = newest.max(t);
-                }
-                out.push_str(&format!("event: operation\ndata: {r}\n\n"));
-            }
-        }
-        if let Ok(rows) = admin::notifications_since(&state.store, since).await {
-            for r in rows {
-                if let Some(t) = r["at"].as_str().and_then(|s| s.parse::<chrono::DateTime<Utc>>().ok()) {
-                    newest = newest.max(t);
-                }
-                out.push_str(&format!("event: notification\ndata: {r}\n\n"));
+                out.push_str(&format!("event: {event}\ndata: {r}\n\n"));
             }
         }
         if out.is_empty() {

@@ -6,7 +6,6 @@
 //! a referrer; neither the token nor the password is logged.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
@@ -44,7 +43,7 @@ async fn confirm_reveal(state: web::Data<AppState>, token: web::Path<String>) ->
     match peeked {
         Ok(Ok(vps_name)) => {
             match state.templates.render("pages/reveal_confirm.html", &ConfirmPage { vps_name: &vps_name }) {
-                Ok(html) => page_response(StatusCode::OK, html),
+                Ok(html) => super::customer_page(StatusCode::OK, html),
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "cannot render the reveal confirm page");
                     gone(
@@ -107,7 +106,7 @@ async fn post_reveal(state: web::Data<AppState>, token: web::Path<String>) -> Ht
             let page =
                 RevealPage { vps_name: &r.vps_name, ips: &r.ips, username: "root", password: r.password.expose() };
             match state.templates.render("pages/reveal.html", &page) {
-                Ok(html) => page_response(StatusCode::OK, html),
+                Ok(html) => super::customer_page(StatusCode::OK, html),
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "cannot render the reveal page");
                     gone(
@@ -151,23 +150,9 @@ async fn post_reveal(state: web::Data<AppState>, token: web::Path<String>) -> Ht
 
 fn gone(state: &AppState, status: StatusCode, heading: &str, message: &str) -> HttpResponse {
     match state.templates.render("errors/reveal_gone.html", &GonePage { heading, message }) {
-        Ok(html) => page_response(status, html),
+        Ok(html) => super::customer_page(status, html),
         Err(_) => HttpResponse::build(status)
             .content_type("text/plain; charset=utf-8")
             .body(format!("{heading}\n\n{message}\n")),
     }
-}
-
-fn page_response(status: StatusCode, html: String) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .insert_header((header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .insert_header(("X-Robots-Tag", "noindex, nofollow"))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
-        ))
-        .body(html)
 }

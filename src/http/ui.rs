@@ -14,7 +14,6 @@ use super::charts;
 use super::session::{CsrfForm, UiError, UiUser, check_csrf};
 use crate::actors::gateway::{GetGatewayStatus, ListImages, ListNetworks, ListStorageTags, ListSubnets, ListZones};
 use crate::actors::plugins::ParseWebhook;
-use crate::actors::webhook::Replay;
 use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
 use crate::auth::{Principal, Role};
 use crate::lifecycle::{Template, kpi};
@@ -58,10 +57,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 type Page = Result<HttpResponse, UiError>;
-
-fn internal(e: impl std::fmt::Display) -> UiError {
-    UiError::internal(e)
-}
 
 fn anyhow_internal(e: anyhow::Error) -> UiError {
     UiError::internal(format!("{e:#}"))
@@ -444,38 +439,13 @@ async fn inbox_replay(
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
     let back = format!("/inbox/{id}");
-    // Stripe upgrade payments are fulfilled by their own path (idempotent by session id).
-    let source = admin::inbox_event(&state.store, &id).await.ok().flatten().map(|e| e["source"].clone());
-    if source.as_ref().and_then(Value::as_str) == Some(crate::upgrade::INBOX_SOURCE) {
-        let outcome = crate::upgrade::fulfil::replay(&state, &id).await;
-        let _ = state
-            .store
-            .record_activity(
-                "info",
-                &p.actor(),
-                Some(&id),
-                &format!("{} replayed an upgrade payment event", p.actor()),
-                json!({}),
-            )
-            .await;
-        return Ok(match outcome {
-            Ok(o) => redirect_msg(&back, true, &format!("Replayed: {}: {}", o.status, o.detail)),
-            Err(e) => redirect_msg(&back, false, &format!("Replay failed: {e:#}")),
-        });
-    }
-    let result = state.handles.webhook.send(Replay { key: id.to_string(), requested_by: p.actor() }).await;
-    let _ = state
-        .store
-        .record_activity("info", &p.actor(), Some(&id), &format!("{} replayed an inbox event", p.actor()), json!({}))
-        .await;
-    match result {
-        Ok(Ok(outcomes)) => {
+    Ok(match super::replay_inbox(&state, &id, &p.actor()).await {
+        Ok(outcomes) => {
             let summary: Vec<String> = outcomes.iter().map(|o| format!("{}: {}", o.status, o.detail)).collect();
-            Ok(redirect_msg(&back, true, &format!("Replayed: {}", summary.join("; "))))
+            redirect_msg(&back, true, &format!("Replayed: {}", summary.join("; ")))
         }
-        Ok(Err(e)) => Ok(redirect_msg(&back, false, &format!("Replay failed: {e:#}"))),
-        Err(e) => Err(internal(e)),
-    }
+        Err(e) => redirect_msg(&back, false, &format!("Replay failed: {e:#}")),
+    })
 }
 
 async fn notifications(state: web::Data<AppState>, user: UiUser) -> Page {
@@ -521,42 +491,15 @@ async fn template_form(
     let az = if q.az.is_empty() { current["az_id"].as_str().unwrap_or_default().to_string() } else { q.az.clone() };
     let gw = &state.handles.gateway;
     let mut problems = Vec::new();
-    let mut note = |what: &str, e: String| problems.push(format!("{what}: {e}"));
-    let zones = match gw.send(ListZones).await {
-        Ok(Ok(z)) => serde_json::to_value(z).unwrap_or_default(),
-        Ok(Err(e)) => {
-            note("AZs", e.to_string());
-            json!([])
-        }
-        Err(e) => {
-            note("AZs", e.to_string());
-            json!([])
-        }
-    };
+    let zones = pick(gw.send(ListZones).await, "AZs", &mut problems);
     let (mut images, mut tags, mut vpcs, mut subnets) = (json!([]), json!([]), json!([]), json!([]));
     if !az.is_empty() {
-        match gw.send(ListImages { zone_id: Some(az.clone()) }).await {
-            Ok(Ok(v)) => images = serde_json::to_value(v).unwrap_or_default(),
-            Ok(Err(e)) => note("images", e.to_string()),
-            Err(e) => note("images", e.to_string()),
-        }
-        match gw.send(ListStorageTags { zone_id: az.clone() }).await {
-            Ok(Ok(v)) => tags = serde_json::to_value(v).unwrap_or_default(),
-            Ok(Err(e)) => note("storage tags", e.to_string()),
-            Err(e) => note("storage tags", e.to_string()),
-        }
-        match gw.send(ListNetworks { zone_id: Some(az.clone()) }).await {
-            Ok(Ok(v)) => vpcs = serde_json::to_value(v).unwrap_or_default(),
-            Ok(Err(e)) => note("VPCs", e.to_string()),
-            Err(e) => note("VPCs", e.to_string()),
-        }
+        images = pick(gw.send(ListImages { zone_id: Some(az.clone()) }).await, "images", &mut problems);
+        tags = pick(gw.send(ListStorageTags { zone_id: az.clone() }).await, "storage tags", &mut problems);
+        vpcs = pick(gw.send(ListNetworks { zone_id: Some(az.clone()) }).await, "VPCs", &mut problems);
         let vpc = current["vpc_id"].as_str().unwrap_or_default().to_string();
         if !vpc.is_empty() {
-            match gw.send(ListSubnets { network_id: vpc }).await {
-                Ok(Ok(v)) => subnets = serde_json::to_value(v).unwrap_or_default(),
-                Ok(Err(e)) => note("subnets", e.to_string()),
-                Err(e) => note("subnets", e.to_string()),
-            }
+            subnets = pick(gw.send(ListSubnets { network_id: vpc }).await, "subnets", &mut problems);
         }
     }
     let ctx = json!({
@@ -564,6 +507,26 @@ async fn template_form(
         "problems": problems, "csrf": p.csrf, "flash": flash(&req), "editing": !q.name.is_empty(),
     });
     render(&state, p, "admin/template_form.html", "Template", "templates", ctx)
+}
+
+/// A picker's choices from the gateway's answer; a failure becomes a note on the page (the
+/// field falls back to free text) and no choices.
+fn pick<T: Serialize, E: std::fmt::Display>(
+    answer: Result<Result<Vec<T>, E>, actix::MailboxError>,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Value {
+    match answer {
+        Ok(Ok(v)) => serde_json::to_value(v).unwrap_or_default(),
+        Ok(Err(e)) => {
+            problems.push(format!("{what}: {e}"));
+            json!([])
+        }
+        Err(e) => {
+            problems.push(format!("{what}: {e}"));
+            json!([])
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -713,9 +676,9 @@ async fn settings(state: web::Data<AppState>, user: UiUser, req: HttpRequest) ->
         .iter()
         .map(|(key, kind, label)| {
             let secret = matches!(kind, crate::settings::Kind::Secret | crate::settings::Kind::SecretList);
-            let value = if secret { String::new() } else { effective(c, key) };
+            let value = if secret { String::new() } else { crate::settings::current(c, key) };
             json!({ "key": key, "label": label, "secret": secret, "value": value,
-                    "is_set": secret && !effective(c, key).is_empty(), "saved": stored.contains_key(*key) })
+                    "is_set": secret && !crate::settings::current(c, key).is_empty(), "saved": stored.contains_key(*key) })
         })
         .collect();
     let ctx = json!({
@@ -990,19 +953,8 @@ async fn upgrade_link(
     check_csrf(p, &form._csrf)?;
     let back = format!("/vps/{id}");
     match crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await {
-        Ok(link) => {
-            let _ = state
-                .store
-                .record_activity(
-                    "info",
-                    &p.actor(),
-                    Some(&id),
-                    &format!("{} issued an upgrade link", p.actor()),
-                    json!({ "link": link.id }),
-                )
-                .await;
-            Ok(redirect_msg(&back, true, &format!("Upgrade link (give it to the customer): {}", link.url)))
-        }
+        // `issue_link` records the activity.
+        Ok(link) => Ok(redirect_msg(&back, true, &format!("Upgrade link (give it to the customer): {}", link.url))),
         Err(e) => Ok(redirect_msg(&back, false, &format!("{e:#}"))),
     }
 }
@@ -1021,31 +973,6 @@ async fn upgrade_link_revoke(
         Ok(true) => Ok(redirect_msg(&back, true, "Upgrade link revoked.")),
         Ok(false) => Ok(redirect_msg(&back, false, "There is no such upgrade link.")),
         Err(e) => Ok(redirect_msg(&back, false, &format!("{e:#}"))),
-    }
-}
-
-/// The running value of an editable setting, as text (secrets: their text, for "is set").
-fn effective(c: &crate::config::Config, key: &str) -> String {
-    match key {
-        "policy.grace_days" => c.policy.grace_days.to_string(),
-        "policy.max_destructive_per_hour" => c.policy.max_destructive_per_hour.to_string(),
-        "smtp.host" => c.smtp.host.clone(),
-        "smtp.port" => c.smtp.port.to_string(),
-        "smtp.username" => c.smtp.username.clone(),
-        "smtp.password" => c.smtp.password.expose().to_string(),
-        "smtp.from" => c.smtp.from.clone(),
-        "smtp.admin_recipients" => c.smtp.admin_recipients.join(", "),
-        "notify.webhook_urls" => c.notify.webhook_urls.join(", "),
-        "notify.webhook_secret" => c.notify.webhook_secret.expose().to_string(),
-        "stripe.secret_key" => c.stripe.secret_key.expose().to_string(),
-        "stripe.webhook_secrets" => {
-            if c.stripe.webhook_secrets.is_empty() {
-                String::new()
-            } else {
-                "set".into()
-            }
-        }
-        _ => String::new(),
     }
 }
 

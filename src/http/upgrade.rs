@@ -113,26 +113,10 @@ pub struct Progress {
     pub spec: Option<Spec>,
 }
 
-fn page_response(status: StatusCode, html: String) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .insert_header((header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .insert_header(("X-Robots-Tag", "noindex, nofollow"))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
-            ),
-        ))
-        .body(html)
-}
-
 fn message(state: &AppState, status: StatusCode, heading: &str, text: &str, link: Option<String>) -> HttpResponse {
     let ctx = MessagePage { heading, message: text, link, link_text: "See the progress of your upgrade" };
     match state.templates.render("pages/upgrade_message.html", &ctx) {
-        Ok(html) => page_response(status, html),
+        Ok(html) => super::customer_page(status, html),
         Err(_) => {
             HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(format!("{heading}\n\n{text}\n"))
         }
@@ -236,7 +220,7 @@ async fn get_upgrade(
         unavailable: reason,
     };
     match state.templates.render("pages/upgrade.html", &page) {
-        Ok(html) => page_response(StatusCode::OK, html),
+        Ok(html) => super::customer_page(StatusCode::OK, html),
         Err(e) => unavailable(&state, &e),
     }
 }
@@ -449,7 +433,7 @@ async fn get_upgrade_done(
         spec: vps.spec.into(),
     };
     match state.templates.render("pages/upgrade_done.html", &page) {
-        Ok(html) => page_response(StatusCode::OK, html),
+        Ok(html) => super::customer_page(StatusCode::OK, html),
         Err(e) => unavailable(&state, &e),
     }
 }
