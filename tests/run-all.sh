@@ -19,9 +19,15 @@ python3 -c 'import venv' 2>/dev/null || { apt-get update && apt-get install -y p
 
 step "browser test prerequisites"
 # Debian's Chromium for the admin UI's browser test, and Playwright (playwright-core) from npm.
-if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+# Only what is missing: a Node.js that ships its own npm (e.g. from another repository)
+# conflicts with Debian's npm package.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium nodejs npm
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 fi
 npm ci --prefix tests/browser --no-audit --no-fund
 
