@@ -35,10 +35,10 @@ step "format"
 cargo fmt --all -- --check
 
 step "lint"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
-cargo test --locked --lib --bins --tests -- --test-threads=2
+cargo test --workspace --locked --lib --bins --tests -- --test-threads=2
 
 step "packaging"
 # The .deb and the container image, from the debug build the tests just used.

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::db::Store;
 use crate::lifecycle::store::{DecisionWrite, NewOperation, NewVps, new_key, stable_key};
 use crate::lifecycle::{Decision, OpKind, Spec, Template, VpsState, decide};
-use crate::plugin_host::{Catalogue, DEFAULT_MAPPER, TemplateChoice};
+use crate::plugin_host::{DEFAULT_MAPPER, TemplateChoice};
 use crate::telemetry::metrics::Metrics;
 
 /// Apply billing events from one source.
@@ -285,7 +285,7 @@ impl Apply {
         event: &BillingEvent,
         plan_key: &str,
     ) -> anyhow::Result<Result<Template, String>> {
-        let mut catalogue = Catalogue::load(&self.store).await?;
+        let mut catalogue = crate::plugin_host::load_catalogue(&self.store).await?;
         catalogue.mappings.retain(|m| m.source == source);
         let mut event = event.clone();
         event.plan_key = Some(plan_key.to_string());

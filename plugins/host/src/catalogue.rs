@@ -1,12 +1,10 @@
-//! The template catalogue a plan mapper chooses from: the store's `template` and
+//! The template catalogue a plan mapper chooses from: the appliance's `template` and
 //! `plan_mapping` tables.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::db::Store;
 
 /// One template row.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,19 +73,5 @@ impl Catalogue {
             })
             .collect();
         Self { templates, mappings }
-    }
-
-    /// Reads the catalogue from the store.
-    pub async fn load(store: &Store) -> anyhow::Result<Self> {
-        let templates: Vec<Value> =
-            store.query_one("SELECT * OMIT id FROM template ORDER BY name", serde_json::json!({}), 0).await?;
-        let mappings: Vec<Value> = store
-            .query_one(
-                "SELECT source, plan_key, template FROM plan_mapping ORDER BY source, plan_key",
-                serde_json::json!({}),
-                0,
-            )
-            .await?;
-        Ok(Self::from_rows(&templates, &mappings))
     }
 }

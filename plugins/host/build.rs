@@ -1,6 +1,6 @@
-//! Builds the bundled plugins (`plugins/`, a workspace of its own) for
+//! Builds the bundled plugins (`plugins/`, a workspace of its own, beside this crate) for
 //! `wasm32-unknown-unknown`, turns each core module into a component with `wit-component`,
-//! and writes `bundled_plugins.rs` into `OUT_DIR` for `src/plugin_host/bundled.rs` to include.
+//! and writes `bundled_plugins.rs` into `OUT_DIR` for `src/bundled.rs` to include.
 //!
 //! The plugins build in a target directory of their own (beside the outer one), so the
 //! nested cargo never waits on the lock the outer cargo holds, and check, build, clippy and
@@ -31,8 +31,10 @@ const SCRUBBED_ENV: &[&str] = &[
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    let plugins_dir = manifest_dir.join("plugins");
-    println!("cargo:rerun-if-changed=plugins");
+    let plugins_dir = manifest_dir.parent().expect("plugins/host has a parent").to_path_buf();
+    for input in ["wit", "sdk", "Cargo.toml", "Cargo.lock"].iter().chain(PLUGINS) {
+        println!("cargo:rerun-if-changed={}", plugins_dir.join(input).display());
+    }
     println!("cargo:rerun-if-changed=build.rs");
 
     let target_dir = plugin_target_dir(&out_dir);

@@ -4,7 +4,7 @@
 /// The `billing-source` world.
 pub mod source {
     wasmtime::component::bindgen!({
-        path: "plugins/wit",
+        path: "../wit",
         world: "billing-source",
     });
 }
@@ -12,7 +12,7 @@ pub mod source {
 /// The `plan-mapper` world.
 pub mod mapper {
     wasmtime::component::bindgen!({
-        path: "plugins/wit",
+        path: "../wit",
         world: "plan-mapper",
     });
 }
@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::{Catalogue, PluginError, Rejection, SourceRequest};
-use crate::billing::{BillingEvent, Customer, EventKind};
+use crate::event::{BillingEvent, Customer, EventKind};
 
 /// Most events one delivery may produce.
 pub const MAX_EVENTS: usize = 100;

@@ -1,0 +1,43 @@
+//! The normalized billing event every billing-source plugin produces.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What a billing event asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    Subscribe,
+    Cancel,
+    Suspend,
+    Resume,
+    ChangePlan,
+    /// Understood, but nothing to do (recorded as ignored).
+    Ignore,
+}
+
+/// The customer a billing event is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    /// The billing system's customer (contact) id.
+    pub id: String,
+    pub name: String,
+    pub email: String,
+}
+
+/// One billing event, as every source plugin produces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingEvent {
+    pub kind: EventKind,
+    /// The sender's id for this event (dedupe key), when it has one.
+    pub source_event_id: Option<String>,
+    /// When the billing system says it happened (orders events of one subscription).
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub subscription_id: Option<String>,
+    pub customer: Customer,
+    pub plan_key: Option<String>,
+    /// Free-form extras the plugin found worth keeping (order id, invoice id, reason, …).
+    pub attributes: BTreeMap<String, String>,
+}
