@@ -444,11 +444,20 @@ impl Default for StripeConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
     /// Directory of extra `.wasm` plugins. Empty: `<data_dir>/plugins`.
     pub dir: String,
+    /// Keep the compiled plugins in `<data_dir>/plugin-cache`, so a restart loads them
+    /// instead of compiling them again.
+    pub compile_cache: bool,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self { dir: String::new(), compile_cache: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -611,6 +620,11 @@ impl Config {
         } else {
             PathBuf::from(&self.plugins.dir)
         }
+    }
+
+    /// Where compiled plugins are kept between starts, when `plugins.compile_cache` is on.
+    pub fn plugin_cache_dir(&self) -> Option<PathBuf> {
+        self.plugins.compile_cache.then(|| self.server.data_dir.join("plugin-cache"))
     }
 
     /// The source behind the seed endpoints `/api/vps/provision` and `/api/vps/deprovision`.

@@ -65,11 +65,9 @@ impl PluginHost {
         let (cell, config) = (self.runtime.clone(), self.config.clone());
         async move {
             cell.get_or_try_init(|| async move {
-                let loaded = tokio::task::spawn_blocking(move || {
-                    PluginRuntime::with_plugins(Limits::default(), Some(&config.plugin_dir()))
-                })
-                .await
-                .map_err(|e| PluginError::Unavailable(e.to_string()))?;
+                let loaded = tokio::task::spawn_blocking(move || load_runtime(&config))
+                    .await
+                    .map_err(|e| PluginError::Unavailable(e.to_string()))?;
                 let (runtime, failures) = loaded.map_err(|e| PluginError::Unavailable(format!("{e:#}")))?;
                 for failure in failures {
                     tracing::error!(error = %failure, "a plugin was not loaded");
@@ -83,6 +81,28 @@ impl PluginHost {
             .cloned()
         }
     }
+}
+
+/// The runtime with the bundled and the configured directory's plugins, compiled through
+/// the disk cache when it is on and usable (in memory otherwise, with a warning).
+fn load_runtime(config: &Config) -> anyhow::Result<(PluginRuntime, Vec<PluginError>)> {
+    let limits = Limits::default();
+    let runtime = match config.plugin_cache_dir() {
+        None => PluginRuntime::new(limits)?,
+        Some(dir) => PluginRuntime::with_disk_cache(limits, &dir).or_else(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "plugins are compiled at every start: the compile cache is unusable");
+            PluginRuntime::new(limits)
+        })?,
+    };
+    let started = std::time::Instant::now();
+    let failures = runtime.load_all(Some(&config.plugin_dir()));
+    if let Some((dir, hits, misses)) = runtime.disk_cache() {
+        tracing::info!(
+            cache = %dir.display(), hits, compiled = misses, took_ms = started.elapsed().as_millis() as u64,
+            "plugins loaded through the compile cache"
+        );
+    }
+    Ok((runtime, failures))
 }
 
 impl Actor for PluginHost {
@@ -136,4 +156,31 @@ impl Handler<Shutdown> for PluginHost {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_compile_through_the_data_directory_cache_or_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::for_data_dir(dir.path());
+        let (runtime, failures) = load_runtime(&config).unwrap();
+        assert!(failures.is_empty(), "{failures:?}");
+        let (cache, _, compiled) = runtime.disk_cache().expect("the cache is on by default");
+        assert_eq!(cache, dir.path().join("plugin-cache").canonicalize().unwrap());
+        assert_eq!(compiled, runtime.list().len());
+
+        // A cache that cannot be created: the plugins still load, compiled in memory.
+        let blocked = tempfile::tempdir().unwrap();
+        std::fs::write(blocked.path().join("plugin-cache"), b"").unwrap();
+        let (runtime, failures) = load_runtime(&Config::for_data_dir(blocked.path())).unwrap();
+        assert!(failures.is_empty() && runtime.disk_cache().is_none());
+        assert!(!runtime.list().is_empty());
+
+        let mut off = Config::for_data_dir(blocked.path());
+        off.plugins.compile_cache = false;
+        assert!(load_runtime(&off).unwrap().0.disk_cache().is_none());
+    }
 }

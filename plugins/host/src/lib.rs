@@ -10,8 +10,10 @@
 //! `build.rs`) and from
 //! the configured plugin directory (`*.wasm`, a file named like a bundled plugin replaces
 //! it). Each distinct component is compiled once per process and kept in memory, keyed by
-//! the SHA-256 of its bytes. (wasmtime can reload precompiled artifacts from disk, but its
-//! `deserialize` is `unsafe` and this crate forbids unsafe code.)
+//! the SHA-256 of its bytes; with a disk cache ([`PluginRuntime::with_disk_cache`]) the
+//! native code is also kept between starts, keyed by a hash of the component's bytes and
+//! the engine's settings (wasmtime's compilation cache), so a restart loads the plugins
+//! instead of compiling them again.
 //!
 //! **Sandbox.** A plugin gets no imports at all: no filesystem, network, environment or
 //! clock. Every call runs with a deadline ([`Limits::deadline`], enforced by wasmtime's
@@ -252,6 +254,8 @@ pub struct PluginRuntime {
     plugins: RwLock<BTreeMap<String, Arc<Loaded>>>,
     /// Compiled components by SHA-256 of their bytes.
     compiled: Mutex<HashMap<String, Component>>,
+    /// The on-disk compilation cache the engine uses, if any.
+    disk_cache: Option<wasmtime::Cache>,
     /// Stops the epoch ticker thread when the runtime is dropped.
     ticker_stop: Arc<AtomicBool>,
     /// Bounds the async entry points to one call per core, so a burst of webhooks queues
@@ -266,10 +270,30 @@ impl Drop for PluginRuntime {
 }
 
 impl PluginRuntime {
-    /// A runtime with no plugins loaded.
+    /// A runtime with no plugins loaded, compiling in memory only.
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
+        Self::build(limits, None)
+    }
+
+    /// A runtime with no plugins loaded that keeps the native code of every component it
+    /// compiles in `cache_dir` (created if missing; an absolute path, or one relative to
+    /// the working directory) and loads it from there when the same component is loaded
+    /// again, in this process or after a restart. Whoever can write to `cache_dir` can run
+    /// code in this process: keep it inside the appliance's own data directory.
+    pub fn with_disk_cache(limits: Limits, cache_dir: &Path) -> anyhow::Result<Self> {
+        let dir = std::path::absolute(cache_dir)
+            .map_err(|e| anyhow::anyhow!("cannot resolve the plugin cache directory {}: {e}", cache_dir.display()))?;
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(&dir);
+        let cache = wasmtime::Cache::new(cache)
+            .map_err(|e| anyhow::anyhow!("cannot use {} as the plugin cache: {e:#}", dir.display()))?;
+        Self::build(limits, Some(cache))
+    }
+
+    fn build(limits: Limits, cache: Option<wasmtime::Cache>) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true).epoch_interruption(true).max_wasm_stack(512 << 10);
+        config.cache(cache.clone());
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (ticking, stop) = (engine.clone(), ticker_stop.clone());
@@ -287,6 +311,7 @@ impl PluginRuntime {
             limits,
             plugins: RwLock::new(BTreeMap::new()),
             compiled: Mutex::new(HashMap::new()),
+            disk_cache: cache,
             ticker_stop,
             slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         })
@@ -296,16 +321,28 @@ impl PluginRuntime {
     /// A plugin that fails to load is skipped and reported in the returned list.
     pub fn with_plugins(limits: Limits, dir: Option<&Path>) -> anyhow::Result<(Self, Vec<PluginError>)> {
         let runtime = Self::new(limits)?;
+        let failures = runtime.load_all(dir);
+        Ok((runtime, failures))
+    }
+
+    /// Loads the bundled plugins, then every `*.wasm` in `dir` (when given and present).
+    /// A plugin that fails to load is skipped and reported in the returned list.
+    pub fn load_all(&self, dir: Option<&Path>) -> Vec<PluginError> {
         let mut failures = Vec::new();
         for (name, bytes) in bundled::BUNDLED {
-            if let Err(e) = runtime.load(name, bytes, Origin::Bundled) {
+            if let Err(e) = self.load(name, bytes, Origin::Bundled) {
                 failures.push(e);
             }
         }
         if let Some(dir) = dir {
-            failures.extend(runtime.load_dir(dir));
+            failures.extend(self.load_dir(dir));
         }
-        Ok((runtime, failures))
+        failures
+    }
+
+    /// The disk cache's directory and its (hits, misses) so far, when there is one.
+    pub fn disk_cache(&self) -> Option<(PathBuf, usize, usize)> {
+        self.disk_cache.as_ref().map(|c| (c.directory().clone(), c.cache_hits(), c.cache_misses()))
     }
 
     /// Loads every `*.wasm` in `dir`; the file stem is the plugin name.
