@@ -27,6 +27,33 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
+/// Runs of a transaction that keeps meeting write conflicts, the first included.
+pub const CONFLICT_ATTEMPTS: u32 = 10;
+
+/// True for a query that is a single explicit transaction: nothing before `BEGIN`, nothing
+/// after its one `COMMIT`.
+fn is_one_transaction(sql: &str) -> bool {
+    let sql = sql.trim();
+    let upper = sql.to_ascii_uppercase();
+    upper.starts_with("BEGIN")
+        && (upper.ends_with("COMMIT TRANSACTION;") || upper.ends_with("COMMIT;"))
+        && upper.matches("BEGIN TRANSACTION").count() + upper.matches("BEGIN;").count() == 1
+        && upper.matches("COMMIT").count() == 1
+}
+
+/// SurrealDB's "… This transaction can be retried" (read or write conflicts).
+fn is_conflict(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("can be retried") || text.contains("Transaction conflict")
+}
+
+/// Exponential with full jitter: up to 2, 4, 8, … ms, at most 250 ms.
+fn conflict_pause(attempt: u32) -> std::time::Duration {
+    use rand::Rng;
+    let cap = (1u64 << attempt.min(8)).min(250);
+    std::time::Duration::from_micros(rand::thread_rng().gen_range(0..=cap * 1000))
+}
+
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -134,7 +161,32 @@ impl Store {
 
     /// Runs a query; on failure reports the statement error that caused it (not the
     /// "transaction failed" echoes of the statements after it).
+    ///
+    /// A query that is one explicit transaction (`BEGIN TRANSACTION; … COMMIT TRANSACTION;`)
+    /// and fails because a concurrent transaction wrote the same rows is run again, after a
+    /// short random pause, up to [`CONFLICT_ATTEMPTS`] times: a conflicting transaction
+    /// commits nothing, so running it again is as if it had started a little later.
     async fn run(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
+        let retryable = is_one_transaction(sql);
+        let mut attempt = 1;
+        loop {
+            match self.run_once(sql, bindings.clone()).await {
+                Err(e) if retryable && attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => {
+                    let pause = conflict_pause(attempt);
+                    tracing::debug!(
+                        attempt,
+                        pause_ms = pause.as_millis() as u64,
+                        "transaction conflict; running it again"
+                    );
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn run_once(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
         let mut response = self.db.query(sql).bind(bindings).await?;
         let mut errors: Vec<(usize, surrealdb::Error)> = response.take_errors().into_iter().collect();
         if errors.is_empty() {
@@ -184,5 +236,52 @@ impl Store {
         self.db.import(path).await.with_context(|| format!("import from {} failed", path.display()))?;
         self.migrate().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_whole_transaction_is_run_again() {
+        assert!(is_one_transaction("BEGIN TRANSACTION;\n UPDATE a:1 SET n += 1;\n COMMIT TRANSACTION;"));
+        assert!(!is_one_transaction("UPDATE a:1 SET n += 1;"));
+        assert!(!is_one_transaction(
+            "UPDATE b:1 SET n = 1; BEGIN TRANSACTION; UPDATE a:1 SET n += 1; COMMIT TRANSACTION;"
+        ));
+        assert!(!is_one_transaction(
+            "BEGIN TRANSACTION; UPDATE a:1 SET n += 1; COMMIT TRANSACTION; BEGIN TRANSACTION; UPDATE a:2 SET n = 1; COMMIT TRANSACTION;"
+        ));
+        assert!(is_conflict(&anyhow::anyhow!(
+            "statement 8 failed: Cannot COMMIT: Transaction conflict: Transaction write conflict. This transaction can be retried"
+        )));
+        assert!(!is_conflict(&anyhow::anyhow!("statement 1 failed: An error occurred: no such VPS")));
+    }
+
+    /// Concurrent transactions on one row conflict; each is run again until it commits, so
+    /// every increment lands.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conflicting_transactions_are_run_again_until_they_commit() {
+        let mut config = Config::default();
+        config.database.url = "mem://".into();
+        let store = Store::open(&config).await.expect("store");
+        store.execute("UPSERT counter:one SET n = 0", serde_json::json!({})).await.unwrap();
+        let tx = "BEGIN TRANSACTION;
+                  LET $n = (SELECT VALUE n FROM ONLY counter:one);
+                  UPDATE counter:one SET n = $n + 1;
+                  COMMIT TRANSACTION;";
+        let writers: Vec<_> = (0..12)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.execute(tx, serde_json::json!({})).await })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap().expect("a conflicting transaction is run again, not failed");
+        }
+        let n: Vec<u64> =
+            store.query_one("SELECT VALUE n FROM ONLY counter:one", serde_json::json!({}), 0).await.unwrap();
+        assert_eq!(n, vec![12]);
     }
 }
