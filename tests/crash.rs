@@ -342,6 +342,27 @@ fn explain(p: &Proc, sim: &SimServer, install: &str, open_ops: &[Value]) {
     }
 }
 
+/// Why a subscription ended in the wrong state: its webhooks as acknowledged, their inbox
+/// rows, and every appliance log line about it.
+fn explain_subscription(p: &Proc, sub: &str, vps: &Value, ledger: &Ledger, inbox: &[Value]) {
+    eprintln!("crash test: {sub} ended as {vps}");
+    let vps_id = vps["id"].as_str().unwrap_or_default();
+    let mut needles = vec![sub.to_string(), vps_id.to_string()];
+    for (label, (status, key)) in ledger.acked.iter().filter(|(label, _)| label.ends_with(sub)) {
+        eprintln!("  {label}: answered {status}, inbox row {key}");
+        for row in inbox.iter().filter(|r| r["id"] == json!(key)) {
+            eprintln!("    {row}");
+        }
+        needles.push(key.clone());
+    }
+    for n in 1..=p.starts {
+        let log = std::fs::read_to_string(p.dir.join(format!("run-{n}.log"))).unwrap_or_default();
+        for line in log.lines().filter(|l| needles.iter().any(|k| !k.is_empty() && l.contains(k.as_str()))) {
+            eprintln!("    run {n}: {line}");
+        }
+    }
+}
+
 /// The simulator shows the expected end state and has for `quiet` (no task running, the
 /// expected number of live VMs, each with an IP).
 async fn wait_sim_quiet(sim: &SimServer, live: usize, quiet: Duration, secs: u64) -> bool {
@@ -529,6 +550,10 @@ async fn sigkill_at_any_point_loses_and_duplicates_nothing() {
         let mine: Vec<&Value> = vps.iter().filter(|v| v["subscription"] == json!(key)).collect();
         assert_eq!(mine.len(), 1, "{}: exactly one VPS record: {mine:?}", sub_name(i));
         let v = mine[0];
+        let expected_state = if cancelled(i) { "deleted" } else { "active" };
+        if v["state"] != expected_state {
+            explain_subscription(&p, &sub_name(i), v, &ledger, &inbox);
+        }
         let tag = vmauto::lifecycle::owner_tag(&install, v["id"].as_str().expect("id"));
         if cancelled(i) {
             assert_eq!(v["state"], "deleted", "{}: {v}", sub_name(i));
