@@ -374,10 +374,26 @@ impl Default for NotifyConfig {
     fn default() -> Self {
         use NotifyKind::*;
         Self {
-            email_kinds: vec![OperationDead, EventParked, BreakerOpen, GuardTripped, ReconcileFinding, PaymentIssue],
+            email_kinds: vec![
+                OperationDead,
+                EventParked,
+                EventFailed,
+                BreakerOpen,
+                GuardTripped,
+                ReconcileFinding,
+                PaymentIssue,
+            ],
             webhook_urls: Vec::new(),
             webhook_secret: Secret::default(),
-            webhook_kinds: vec![VpsReady, VpsDeleted, OperationDead, EventParked, BreakerOpen, GuardTripped],
+            webhook_kinds: vec![
+                VpsReady,
+                VpsDeleted,
+                OperationDead,
+                EventParked,
+                EventFailed,
+                BreakerOpen,
+                GuardTripped,
+            ],
             max_attempts: 6,
             retry_max_secs: 60,
             timeout_secs: 10,

@@ -93,6 +93,37 @@ async fn unknown_plan_is_parked_with_a_notification() {
 }
 
 #[actix_web::test]
+async fn an_event_the_store_refuses_fails_loudly_and_applies_after_a_replay() {
+    let s = Stack::start().await;
+    let store = &s.t.app.state.store;
+    // The store refuses any customer with this email, as a broken schema or disk would.
+    let refuse = "DEFINE FIELD OVERWRITE email ON customer ASSERT $value != 'refused@example.com'";
+    store.execute(refuse, json!({})).await.expect("assertion defined");
+    let mut e = event(EventKind::Subscribe, "sub-f", Some("starter"));
+    e.customer.email = "refused@example.com".into();
+    let out = send(&s, e.clone()).await;
+    assert_eq!(out[0].status, "failed", "{out:?}");
+    assert!(out[0].detail.contains("refused@example.com"), "the store's reason is kept: {out:?}");
+    assert!(s.rows(&vps_of("sub-f")).await.is_empty(), "nothing half-applied");
+    let notes = s
+        .wait_for("a critical notification", 30, "SELECT kind, severity, body FROM notification", |rows| {
+            !rows.is_empty()
+        })
+        .await;
+    assert_eq!(notes[0]["kind"], "event_failed");
+    assert_eq!(notes[0]["severity"], "critical");
+    assert!(notes[0]["body"].as_str().is_some_and(|b| b.contains("sub-f")), "{}", notes[0]);
+    let activity = s.rows("SELECT VALUE message FROM activity WHERE level = 'error'").await;
+    assert!(activity.iter().any(|m| m.as_str().is_some_and(|m| m.contains("event not applied"))), "{activity:?}");
+
+    // Once the cause is gone the same event applies.
+    store.execute("REMOVE FIELD email ON customer", json!({})).await.expect("assertion removed");
+    let out = send(&s, e).await;
+    assert_eq!(out[0].status, "processed", "{out:?}");
+    s.wait_for("VPS active", 60, &vps_of("sub-f"), one_in("active")).await;
+}
+
+#[actix_web::test]
 async fn change_plan_resizes_the_vm() {
     let s = Stack::start().await;
     send(&s, event(EventKind::Subscribe, "sub-r", Some("starter"))).await;

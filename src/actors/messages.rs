@@ -20,6 +20,9 @@ pub enum NotifyKind {
     VpsDeleted,
     OperationDead,
     EventParked,
+    /// A billing event could not be applied (the store refused the decision); it waits in
+    /// the inbox for a replay.
+    EventFailed,
     BreakerOpen,
     BreakerClosed,
     GuardTripped,

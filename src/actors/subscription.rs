@@ -95,10 +95,10 @@ impl Handler<HandleEvents> for SubscriptionActor {
             async move {
                 let mut outcomes = Vec::with_capacity(msg.events.len());
                 for event in &msg.events {
-                    let outcome = ctx.apply(&msg.source, &msg.requested_by, event).await.unwrap_or_else(|e| {
-                        tracing::error!(source = %msg.source, error = %format!("{e:#}"), "event could not be applied");
-                        EventOutcome::new("failed", format!("{e:#}"))
-                    });
+                    let outcome = match ctx.apply(&msg.source, &msg.requested_by, event).await {
+                        Ok(outcome) => outcome,
+                        Err(e) => ctx.failed(&msg.source, &msg.requested_by, event, &format!("{e:#}")).await,
+                    };
                     outcomes.push(outcome);
                 }
                 outcomes
@@ -334,6 +334,36 @@ impl Apply {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// An event the store refused: logged, recorded, and an admin is told, since nothing
+    /// happens for that customer until the event is replayed from the inbox.
+    async fn failed(&self, source: &str, requested_by: &str, event: &BillingEvent, error: &str) -> EventOutcome {
+        tracing::error!(source = %source, error = %error, "event could not be applied");
+        let what =
+            format!("{:?} for subscription {}", event.kind, event.subscription_id.as_deref().unwrap_or("(none)"));
+        let replay = match requested_by.strip_prefix("webhook:") {
+            Some(key) => format!("replay webhook {key} from the inbox"),
+            None => "send it again".to_string(),
+        };
+        self.notify.do_send(Notify {
+            kind: NotifyKind::EventFailed,
+            severity: Severity::Critical,
+            title: format!("Billing event not applied ({source})"),
+            body: format!("{what} could not be applied: {error}. Once the cause is fixed, {replay}."),
+            subject: event.subscription_id.as_ref().map(|s| format!("subscription:{}", stable_key(source, s))),
+        });
+        let _ = self
+            .store
+            .record_activity(
+                "error",
+                requested_by,
+                None,
+                &format!("event not applied: {what}: {error}"),
+                json!({ "source": source, "event": event }),
+            )
+            .await;
+        EventOutcome::new("failed", error)
     }
 
     async fn park(&self, source: &str, event: &BillingEvent, why: &str) -> EventOutcome {
