@@ -84,6 +84,20 @@ async fn a_webhook_provisions_a_vps_and_its_duplicate_changes_nothing() {
     let (_, metrics) = s.t.get("/metrics").await;
     assert!(metrics.contains(r#"vmauto_webhooks_total{result="stored",source="ghl"} 2"#), "{metrics}");
     assert!(metrics.contains(r#"vmauto_webhooks_total{result="duplicate",source="ghl"} 1"#), "{metrics}");
+    let parsed = sample(&metrics, r#"vmauto_plugin_calls_total{call="parse",outcome="ok",plugin="ghl-workflow"}"#);
+    assert!(parsed >= 2.0, "both webhooks went through the source's plugin: {metrics}");
+    let chosen = sample(&metrics, r#"vmauto_plugin_calls_total{call="choose",outcome="ok",plugin="plan-table"}"#);
+    assert_eq!(chosen, 1.0, "one template chosen: {metrics}");
+    let timed = sample(&metrics, r#"vmauto_plugin_call_duration_seconds_count{call="parse",plugin="ghl-workflow"}"#);
+    assert_eq!(timed, parsed, "every successful call is timed");
+}
+
+/// The value of the sample named exactly `series` (name and labels) in a Prometheus text page.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no sample {series} in {metrics}"))
 }
 
 #[actix_web::test]
@@ -125,6 +139,10 @@ async fn bad_requests_get_clear_errors_and_are_recorded() {
     assert_eq!(codes, vec![&json!(400), &json!(401), &json!(401), &json!(413)], "{rejected:?}");
     assert!(s.sim_servers().await.is_empty());
     assert!(s.rows("SELECT * FROM vps").await.is_empty());
+    let (_, metrics) = s.t.get("/metrics").await;
+    let refused =
+        sample(&metrics, r#"vmauto_plugin_calls_total{call="parse",outcome="plugin_rejected",plugin="ghl-workflow"}"#);
+    assert_eq!(refused, 1.0, "the body the plugin could not read is counted: {metrics}");
 }
 
 #[actix_web::test]

@@ -50,6 +50,7 @@ pub struct GetRuntime;
 
 pub struct PluginHost {
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
     /// Built on first use.
     runtime: Arc<OnceCell<Arc<PluginRuntime>>>,
     sup: Supervision,
@@ -57,7 +58,12 @@ pub struct PluginHost {
 
 impl PluginHost {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
-        Self { config, runtime: Arc::new(OnceCell::new()), sup: Supervision::new("plugins", metrics) }
+        Self {
+            config,
+            metrics: metrics.clone(),
+            runtime: Arc::new(OnceCell::new()),
+            sup: Supervision::new("plugins", metrics),
+        }
     }
 
     /// A future resolving to the runtime, loading the plugins the first time.
@@ -105,6 +111,18 @@ fn load_runtime(config: &Config) -> anyhow::Result<(PluginRuntime, Vec<PluginErr
     Ok((runtime, failures))
 }
 
+/// Counts a call by outcome and records its duration. Calls to plugins that are not loaded
+/// are counted under `unknown_plugin` without the name (it comes from configuration, but a
+/// label per typo would grow without bound).
+fn observe(metrics: &Metrics, plugin: &str, call: &str, started: std::time::Instant, error: Option<&PluginError>) {
+    let outcome = error.map_or("ok", PluginError::code);
+    let plugin = if matches!(error, Some(PluginError::UnknownPlugin { .. })) { "(unknown)" } else { plugin };
+    metrics.plugin_calls.with_label_values(&[plugin, call, outcome]).inc();
+    if error.is_none() {
+        metrics.plugin_duration.with_label_values(&[plugin, call]).observe(started.elapsed().as_secs_f64());
+    }
+}
+
 impl Actor for PluginHost {
     type Context = Context<Self>;
 
@@ -119,8 +137,14 @@ impl Handler<ParseWebhook> for PluginHost {
     type Result = ResponseFuture<Result<Vec<BillingEvent>, PluginError>>;
 
     fn handle(&mut self, msg: ParseWebhook, _: &mut Self::Context) -> Self::Result {
-        let runtime = self.runtime();
-        Box::pin(async move { runtime.await?.parse(&msg.plugin, msg.request).await })
+        let (runtime, metrics) = (self.runtime(), self.metrics.clone());
+        Box::pin(async move {
+            let runtime = runtime.await?;
+            let started = std::time::Instant::now();
+            let result = runtime.parse(&msg.plugin, msg.request).await;
+            observe(&metrics, &msg.plugin, "parse", started, result.as_ref().err());
+            result
+        })
     }
 }
 
@@ -128,9 +152,14 @@ impl Handler<ChooseTemplate> for PluginHost {
     type Result = ResponseFuture<Result<TemplateChoice, PluginError>>;
 
     fn handle(&mut self, msg: ChooseTemplate, _: &mut Self::Context) -> Self::Result {
-        let runtime = self.runtime();
+        let (runtime, metrics) = (self.runtime(), self.metrics.clone());
         Box::pin(async move {
-            runtime.await?.choose_template(&msg.plugin, &msg.source, msg.event, msg.catalogue, msg.settings).await
+            let runtime = runtime.await?;
+            let started = std::time::Instant::now();
+            let result =
+                runtime.choose_template(&msg.plugin, &msg.source, msg.event, msg.catalogue, msg.settings).await;
+            observe(&metrics, &msg.plugin, "choose", started, result.as_ref().err());
+            result
         })
     }
 }

@@ -30,6 +30,8 @@ pub mod names {
     pub const SCP_BREAKER_STATE: &str = "vmauto_scp_breaker_state";
     pub const SCP_BREAKER_TRANSITIONS: &str = "vmauto_scp_breaker_transitions_total";
     pub const SCP_TOKEN_REFRESHES: &str = "vmauto_scp_token_refreshes_total";
+    pub const PLUGIN_CALLS: &str = "vmauto_plugin_calls_total";
+    pub const PLUGIN_CALL_DURATION: &str = "vmauto_plugin_call_duration_seconds";
 }
 
 /// The registry and every metric handle.
@@ -53,6 +55,10 @@ pub struct Metrics {
     pub inbox_pending: IntGauge,
     /// Age of the oldest of them, refreshed at each scrape.
     pub inbox_oldest_pending: prometheus::Gauge,
+    /// Plugin calls by plugin, call (`parse`, `choose`) and outcome (`ok` or the error's code).
+    pub plugin_calls: IntCounterVec,
+    /// Plugin call duration (queueing for a core included) by plugin and call.
+    pub plugin_duration: HistogramVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,8 +131,25 @@ impl Metrics {
             "Seconds since the oldest webhook whose events are not applied yet arrived (0 when none).",
         )
         .expect("valid metric");
+        let plugin_calls = IntCounterVec::new(
+            Opts::new(
+                names::PLUGIN_CALLS,
+                "Plugin calls by plugin, call (parse, choose) and outcome (ok, plugin_rejected, plugin_timeout, \
+                 plugin_trap, plugin_memory_limit, plugin_bad_output, …).",
+            ),
+            &["plugin", "call", "outcome"],
+        )
+        .expect("valid metric");
+        let plugin_duration = HistogramVec::new(
+            HistogramOpts::new(names::PLUGIN_CALL_DURATION, "Plugin call duration by plugin and call.")
+                .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]),
+            &["plugin", "call"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(kpi.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(plugin_calls.clone()),
+            Box::new(plugin_duration.clone()),
             Box::new(operations.clone()),
             Box::new(inbox_pending.clone()),
             Box::new(inbox_oldest_pending.clone()),
@@ -154,6 +177,8 @@ impl Metrics {
             operations,
             inbox_pending,
             inbox_oldest_pending,
+            plugin_calls,
+            plugin_duration,
         }
     }
 
