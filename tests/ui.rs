@@ -559,3 +559,45 @@ async fn settings_saved_in_the_ui_are_checked_sealed_and_applied_at_start() {
         .expect("activity");
     assert_eq!(acts.len(), 1, "{acts:?}");
 }
+
+#[actix_web::test]
+async fn the_sources_page_lists_the_plugins_with_their_calls() {
+    let t = TestApp::start_with(|c| {
+        c.sources.insert(
+            "ghl".into(),
+            vmauto::config::SourceConfig {
+                plugin: "ghl-workflow".into(),
+                signature: vmauto::config::SignatureScheme::SharedToken,
+                token: vmauto::config::Secret::new("0123456789abcdef0123456789abcdef"),
+                token_in: "path".into(),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let base = t.app.base_url();
+    users(&t).await;
+    let admin = login(&base, "root").await;
+    let tested = client()
+        .post(format!("{base}/sources/ghl/test"))
+        .header("cookie", &admin.cookie)
+        .form(&[("_csrf", admin.csrf.as_str()), ("payload", "{not json")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(tested.status().as_u16(), 200);
+    let html = tested.text().await.expect("html");
+    assert!(html.contains("The plugin refused the payload."), "{html}");
+
+    let viewer = login(&base, "view").await;
+    let (status, html) = get(&base, &viewer, "/sources").await;
+    assert_eq!(status, 200);
+    let row = |name: &str, kind: &str, ok: u64, refused: u64| {
+        format!(
+            "<td>{name}</td><td>{kind}</td><td>bundled</td><td class=\"num\">{ok}</td><td class=\"num\">{refused}</td><td class=\"num\">0</td>"
+        )
+    };
+    assert!(html.contains(&row("ghl-workflow", "billing-source", 0, 1)), "the refused test is counted: {html}");
+    assert!(html.contains(&row("plan-table", "plan-mapper", 0, 0)), "{html}");
+    assert_eq!(html.matches("<td>bundled</td>").count(), 5, "every bundled plugin is listed");
+}

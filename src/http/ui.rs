@@ -601,7 +601,17 @@ async fn template_map(state: web::Data<AppState>, user: UiUser, form: web::Form<
 }
 
 async fn sources(state: web::Data<AppState>, user: UiUser) -> Page {
-    let rows: Vec<Value> = state
+    let (plugins, plugins_error) = plugin_rows(&state).await;
+    let ctx = json!({
+        "rows": source_rows(&state), "plugins": plugins, "plugins_error": plugins_error, "csrf": user.0.csrf,
+        "is_admin": user.0.can(Role::Admin), "result": Value::Null,
+    });
+    render(&state, &user.0, "admin/sources.html", "Sources", "sources", ctx)
+}
+
+/// The configured sources, as the sources page lists them.
+fn source_rows(state: &AppState) -> Vec<Value> {
+    state
         .config
         .sources
         .iter()
@@ -611,9 +621,46 @@ async fn sources(state: web::Data<AppState>, user: UiUser) -> Page {
                 "url": format!("/webhooks/{name}"),
             })
         })
-        .collect();
-    let ctx = json!({ "rows": rows, "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin), "result": Value::Null });
-    render(&state, &user.0, "admin/sources.html", "Sources", "sources", ctx)
+        .collect()
+}
+
+/// The loaded plugins with their calls since start (ok, refused by the plugin, failed), read
+/// from the metrics registry; or why the plugin runtime is not available.
+async fn plugin_rows(state: &AppState) -> (Vec<Value>, Option<String>) {
+    use crate::telemetry::metrics::names;
+    let mut calls: std::collections::BTreeMap<String, [u64; 3]> = std::collections::BTreeMap::new();
+    for mf in state.metrics.registry.gather().iter().filter(|mf| mf.name() == names::PLUGIN_CALLS) {
+        for m in mf.get_metric() {
+            let label = |k: &str| m.get_label().iter().find(|l| l.name() == k).map(|l| l.value().to_string());
+            let (Some(plugin), Some(outcome)) = (label("plugin"), label("outcome")) else { continue };
+            let slot = match outcome.as_str() {
+                "ok" => 0,
+                "plugin_rejected" => 1,
+                _ => 2,
+            };
+            calls.entry(plugin).or_default()[slot] += m.get_counter().get_value() as u64;
+        }
+    }
+    match state.handles.plugins.send(crate::actors::plugins::ListPlugins).await {
+        Ok(Ok(list)) => (
+            list.iter()
+                .map(|p| {
+                    let [ok, refused, failed] = calls.get(&p.name).copied().unwrap_or_default();
+                    let origin = match &p.origin {
+                        crate::plugin_host::Origin::Bundled => "bundled".to_string(),
+                        crate::plugin_host::Origin::File(path) => path.display().to_string(),
+                    };
+                    json!({
+                        "name": p.name, "kind": p.kind.to_string(), "origin": origin, "sha256": &p.sha256[..16],
+                        "ok": ok, "refused": refused, "failed": failed,
+                    })
+                })
+                .collect(),
+            None,
+        ),
+        Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    }
 }
 
 #[derive(Deserialize)]
@@ -650,14 +697,10 @@ async fn source_test(
         Ok(Err(e)) => json!({ "ok": false, "text": e.to_string() }),
         Err(e) => json!({ "ok": false, "text": e.to_string() }),
     };
-    let rows: Vec<Value> = state
-        .config
-        .sources
-        .iter()
-        .map(|(n, s)| json!({ "name": n, "plugin": s.plugin, "signature": format!("{:?}", s.signature), "url": format!("/webhooks/{n}") }))
-        .collect();
+    let (plugins, plugins_error) = plugin_rows(&state).await;
     let ctx = json!({
-        "rows": rows, "csrf": p.csrf, "is_admin": true, "result": result, "tested": *name, "payload": form.payload,
+        "rows": source_rows(&state), "plugins": plugins, "plugins_error": plugins_error, "csrf": p.csrf,
+        "is_admin": true, "result": result, "tested": *name, "payload": form.payload,
     });
     render(&state, p, "admin/sources.html", "Sources", "sources", ctx)
 }

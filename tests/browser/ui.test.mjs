@@ -194,13 +194,17 @@ try {
     await page.waitForFunction(() => document.querySelector('h1 [data-vps-state]')?.textContent === 'deleted', null, { timeout: 60000 });
   });
 
-  await step('activity and settings', async () => {
+  await step('activity, settings and sources', async () => {
     await page.goto(`${base}/activity`);
     const text = await page.textContent('main');
     assert.ok(text.includes('admin:admin asked for reset') && text.includes('admin:admin asked for delete'), 'actions are audited');
     await shot(page, 'activity');
     await page.goto(`${base}/settings`);
     await shot(page, 'settings');
+    await page.goto(`${base}/sources`);
+    const plugins = await page.textContent('#plugins');
+    assert.ok(plugins.includes('ghl-workflow') && plugins.includes('plan-table'), 'the plugins are listed');
+    await shot(page, 'sources');
   });
 
   await step('a viewer cannot mutate', async () => {
