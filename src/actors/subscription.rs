@@ -346,44 +346,34 @@ impl Apply {
             Some(key) => format!("replay webhook {key} from the inbox"),
             None => "send it again".to_string(),
         };
-        self.notify.do_send(Notify {
-            kind: NotifyKind::EventFailed,
-            severity: Severity::Critical,
-            title: format!("Billing event not applied ({source})"),
-            body: format!("{what} could not be applied: {error}. Once the cause is fixed, {replay}."),
-            subject: event.subscription_id.as_ref().map(|s| format!("subscription:{}", stable_key(source, s))),
-        });
-        let _ = self
-            .store
-            .record_activity(
-                "error",
-                requested_by,
-                None,
-                &format!("event not applied: {what}: {error}"),
-                json!({ "source": source, "event": event }),
-            )
-            .await;
+        let body = format!("{what} could not be applied: {error}. Once the cause is fixed, {replay}.");
+        let (notice, activity) = (
+            (NotifyKind::EventFailed, Severity::Critical, format!("Billing event not applied ({source})"), body),
+            ("error", requested_by, format!("event not applied: {what}: {error}")),
+        );
+        self.tell(source, event, notice, activity).await;
         EventOutcome::new("failed", error)
     }
 
     async fn park(&self, source: &str, event: &BillingEvent, why: &str) -> EventOutcome {
-        self.notify.do_send(Notify {
-            kind: NotifyKind::EventParked,
-            severity: Severity::Warning,
-            title: format!("Billing event parked ({source})"),
-            body: format!("{why}. Resolve it (e.g. map the plan to a template), then replay the event."),
-            subject: event.subscription_id.as_ref().map(|s| format!("subscription:{}", stable_key(source, s))),
-        });
-        let _ = self
-            .store
-            .record_activity(
-                "warning",
-                "system",
-                None,
-                &format!("event parked: {why}"),
-                json!({ "source": source, "event": event }),
-            )
-            .await;
+        let body = format!("{why}. Resolve it (e.g. map the plan to a template), then replay the event.");
+        let notice = (NotifyKind::EventParked, Severity::Warning, format!("Billing event parked ({source})"), body);
+        self.tell(source, event, notice, ("warning", "system", format!("event parked: {why}"))).await;
         EventOutcome::new("parked", why)
+    }
+
+    /// Tells admins about an event that needs them (`notice`: kind, severity, title, body) and
+    /// records it in the activity log (`activity`: level, actor, message).
+    async fn tell(
+        &self,
+        source: &str,
+        event: &BillingEvent,
+        (kind, severity, title, body): (NotifyKind, Severity, String, String),
+        (level, actor, message): (&str, &str, String),
+    ) {
+        let subject = event.subscription_id.as_ref().map(|s| format!("subscription:{}", stable_key(source, s)));
+        self.notify.do_send(Notify { kind, severity, title, body, subject });
+        let data = json!({ "source": source, "event": event });
+        let _ = self.store.record_activity(level, actor, None, &message, data).await;
     }
 }
