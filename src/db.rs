@@ -34,9 +34,12 @@ pub const CONFLICT_ATTEMPTS: u32 = 10;
 /// after its one `COMMIT`.
 fn is_one_transaction(sql: &str) -> bool {
     let sql = sql.trim();
+    // Most queries are not transactions: decide those without copying the text.
+    if !sql.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("BEGIN")) {
+        return false;
+    }
     let upper = sql.to_ascii_uppercase();
-    upper.starts_with("BEGIN")
-        && (upper.ends_with("COMMIT TRANSACTION;") || upper.ends_with("COMMIT;"))
+    (upper.ends_with("COMMIT TRANSACTION;") || upper.ends_with("COMMIT;"))
         && upper.matches("BEGIN TRANSACTION").count() + upper.matches("BEGIN;").count() == 1
         && upper.matches("COMMIT").count() == 1
 }
@@ -167,11 +170,13 @@ impl Store {
     /// short random pause, up to [`CONFLICT_ATTEMPTS`] times: a conflicting transaction
     /// commits nothing, so running it again is as if it had started a little later.
     async fn run(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
-        let retryable = is_one_transaction(sql);
+        if !is_one_transaction(sql) {
+            return self.run_once(sql, bindings).await;
+        }
         let mut attempt = 1;
         loop {
             match self.run_once(sql, bindings.clone()).await {
-                Err(e) if retryable && attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => {
+                Err(e) if attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => {
                     let pause = conflict_pause(attempt);
                     tracing::debug!(
                         attempt,
