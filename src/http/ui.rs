@@ -625,11 +625,11 @@ fn source_rows(state: &AppState) -> Vec<Value> {
 }
 
 /// The loaded plugins with their calls since start (ok, refused by the plugin, failed), read
-/// from the metrics registry; or why the plugin runtime is not available.
+/// from the plugin-call counters; or why the plugin runtime is not available.
 async fn plugin_rows(state: &AppState) -> (Vec<Value>, Option<String>) {
-    use crate::telemetry::metrics::names;
+    use prometheus::core::Collector;
     let mut calls: std::collections::BTreeMap<String, [u64; 3]> = std::collections::BTreeMap::new();
-    for mf in state.metrics.registry.gather().iter().filter(|mf| mf.name() == names::PLUGIN_CALLS) {
+    for mf in state.metrics.plugin_calls.collect() {
         for m in mf.get_metric() {
             let label = |k: &str| m.get_label().iter().find(|l| l.name() == k).map(|l| l.value().to_string());
             let (Some(plugin), Some(outcome)) = (label("plugin"), label("outcome")) else { continue };
@@ -646,12 +646,9 @@ async fn plugin_rows(state: &AppState) -> (Vec<Value>, Option<String>) {
             list.iter()
                 .map(|p| {
                     let [ok, refused, failed] = calls.get(&p.name).copied().unwrap_or_default();
-                    let origin = match &p.origin {
-                        crate::plugin_host::Origin::Bundled => "bundled".to_string(),
-                        crate::plugin_host::Origin::File(path) => path.display().to_string(),
-                    };
                     json!({
-                        "name": p.name, "kind": p.kind.to_string(), "origin": origin, "sha256": &p.sha256[..16],
+                        "name": p.name, "kind": p.kind.to_string(), "origin": p.origin.to_string(),
+                        "sha256": &p.sha256[..16],
                         "ok": ok, "refused": refused, "failed": failed,
                     })
                 })

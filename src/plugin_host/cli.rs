@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use super::{Catalogue, Limits, Origin, PluginKind, PluginRuntime, SourceRequest, TemplateChoice, check_component};
+use super::{Catalogue, Limits, PluginKind, PluginRuntime, SourceRequest, TemplateChoice, check_component};
 use crate::billing::BillingEvent;
 use crate::config::Config;
 
@@ -25,12 +25,15 @@ pub fn list(config: &Config) -> anyhow::Result<String> {
     let (runtime, mut out) = runtime(config)?;
     let _ = writeln!(out, "{:<18} {:<15} {:>8}  {:<16} origin", "name", "kind", "bytes", "sha256");
     for p in runtime.list() {
-        let origin = match &p.origin {
-            Origin::Bundled => "bundled".to_string(),
-            Origin::File(path) => path.display().to_string(),
-        };
-        let _ =
-            writeln!(out, "{:<18} {:<15} {:>8}  {:<16} {origin}", p.name, p.kind.to_string(), p.size, &p.sha256[..16]);
+        let _ = writeln!(
+            out,
+            "{:<18} {:<15} {:>8}  {:<16} {}",
+            p.name,
+            p.kind.to_string(),
+            p.size,
+            &p.sha256[..16],
+            p.origin
+        );
     }
     let _ = writeln!(out, "plugin directory: {} (contract {})", config.plugin_dir().display(), super::CONTRACT_VERSION);
     Ok(out)

@@ -107,6 +107,15 @@ pub enum Origin {
     File(PathBuf),
 }
 
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Bundled => f.write_str("bundled"),
+            Origin::File(path) => path.display().fmt(f),
+        }
+    }
+}
+
 /// A loaded plugin, as `vmauto plugin list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginInfo {
