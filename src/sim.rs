@@ -94,7 +94,9 @@ pub struct SimArgs {
     pub state_file: Option<PathBuf>,
     /// A fault rule, repeatable: `METHOD PATH [key=value ...]` with PATH a glob (`*` matches
     /// anything, `/` included) or `re:REGEX`, and keys error_rate, status (comma list),
-    /// latency_ms, task_failure_rate, drop_rate, rate_limit_rate, times. Example:
+    /// latency_ms, task_failure_rate, task_failure_kinds (comma list of generic, timeout,
+    /// host_busy, lost, capacity, image, quota, license, or `all`), failed_create_leaves_vm,
+    /// drop_rate, rate_limit_rate, times. Example:
     /// `--fault 'POST /janus/*/servers error_rate=0.3 status=500,503'`. A JSON object works too.
     #[arg(long = "fault", value_name = "SPEC")]
     pub faults: Vec<String>,

@@ -243,7 +243,7 @@ pub fn volume(sim: &Sim, id: &str) -> ApiResult {
 }
 
 fn volume_task(sim: &mut Sim, ctx: &Ctx<'_>, action: &'static str, v: &Volume, effect: Effect) -> String {
-    let doomed = ctx.fail_task.then(|| format!("{action} failed: injected fault"));
+    let doomed = ctx.injected(action);
     sim.submit(
         TaskSpec {
             action,

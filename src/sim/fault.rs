@@ -30,6 +30,14 @@ pub struct FaultRule {
     /// Probability that a task created by the request ends in `failure`.
     #[serde(default)]
     pub task_failure_rate: f64,
+    /// How such a task fails, picked at random: SCP's reasons differ by cause, and a client
+    /// must tell a cause an admin has to fix from one that passes. Empty: `generic`.
+    #[serde(default)]
+    pub task_failure_kinds: Vec<TaskFailureKind>,
+    /// Probability that a failed create leaves its VM behind in `error` (half-built), as SCP
+    /// can, instead of removing it.
+    #[serde(default)]
+    pub failed_create_leaves_vm: f64,
     /// Probability of closing the connection without any response.
     #[serde(default)]
     pub drop_rate: f64,
@@ -54,7 +62,72 @@ pub struct Verdict {
     pub drop: bool,
     pub force_429: bool,
     pub error_status: Option<u16>,
-    pub fail_task: bool,
+    pub fail_task: Option<TaskFault>,
+}
+
+/// The causes of a failed SCP task the simulator can produce, each with the kind of reason
+/// text SCP gives for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskFailureKind {
+    /// SCP's catch-all ("internal error, try again later").
+    Generic,
+    /// The task ran out of time on the platform.
+    Timeout,
+    /// The host was busy with other work.
+    HostBusy,
+    /// The VM went missing under the task (`vm_lost`).
+    Lost,
+    /// The pool has no room for the VM.
+    Capacity,
+    /// The image is damaged or unusable.
+    Image,
+    /// The tenant's quota is used up.
+    Quota,
+    /// The platform's license does not allow more.
+    License,
+}
+
+impl TaskFailureKind {
+    pub const ALL: [Self; 8] = [
+        Self::Generic,
+        Self::Timeout,
+        Self::HostBusy,
+        Self::Lost,
+        Self::Capacity,
+        Self::Image,
+        Self::Quota,
+        Self::License,
+    ];
+
+    /// The task's failure `description`, worded as SCP words it.
+    pub fn reason(self, action: &str) -> String {
+        match self {
+            Self::Generic => format!("{action} failed: internal error, please try again later (injected fault)"),
+            Self::Timeout => format!("{action} failed: the operation timed out on the platform (injected fault)"),
+            Self::HostBusy => format!("{action} failed: the host is busy, please try again later (injected fault)"),
+            Self::Lost => format!("{action} failed: the VM is lost (vm_lost) (injected fault)"),
+            Self::Capacity => {
+                format!("{action} failed: Insufficient memory in resource pool, resources exhausted (injected fault)")
+            }
+            Self::Image => format!("{action} failed: the image is invalid or damaged (injected fault)"),
+            Self::Quota => format!("{action} failed: the project quota is exceeded (injected fault)"),
+            Self::License => format!("{action} failed: license limit reached, the license is invalid (injected fault)"),
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.trim().to_string()))
+            .map_err(|_| format!("unknown task failure kind {s:?} (one of generic, timeout, host_busy, lost, capacity, image, quota, license, all)"))
+    }
+}
+
+/// A rule's decision that the task a request creates fails, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskFault {
+    pub kind: TaskFailureKind,
+    /// A failed create leaves its VM in `error`.
+    pub leave_vm: bool,
 }
 
 impl FaultRule {
@@ -71,6 +144,7 @@ impl FaultRule {
             ("task_failure_rate", self.task_failure_rate),
             ("drop_rate", self.drop_rate),
             ("rate_limit_rate", self.rate_limit_rate),
+            ("failed_create_leaves_vm", self.failed_create_leaves_vm),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("{name} must be between 0 and 1, got {p}"));
@@ -102,6 +176,8 @@ impl FaultRule {
             task_failure_rate: 0.0,
             drop_rate: 0.0,
             rate_limit_rate: 0.0,
+            task_failure_kinds: Vec::new(),
+            failed_create_leaves_vm: 0.0,
             times: None,
             matcher: None,
         };
@@ -119,6 +195,14 @@ impl FaultRule {
                 }
                 "latency_ms" => rule.latency_ms = int()?,
                 "task_failure_rate" => rule.task_failure_rate = float()?,
+                "task_failure_kinds" | "task_failure_kind" => {
+                    rule.task_failure_kinds = if value == "all" {
+                        TaskFailureKind::ALL.to_vec()
+                    } else {
+                        value.split(',').map(TaskFailureKind::parse).collect::<Result<_, _>>()?
+                    };
+                }
+                "failed_create_leaves_vm" => rule.failed_create_leaves_vm = float()?,
                 "drop_rate" => rule.drop_rate = float()?,
                 "rate_limit_rate" | "force_429" => rule.rate_limit_rate = float()?,
                 "times" => rule.times = Some(int()?),
@@ -139,11 +223,21 @@ impl FaultRule {
         if let Some(t) = self.times.as_mut() {
             *t = t.saturating_sub(1);
         }
-        let mut hit = |p: f64| p > 0.0 && rng.gen_bool(p.min(1.0));
-        let drop = hit(self.drop_rate);
-        let force_429 = hit(self.rate_limit_rate);
-        let error = hit(self.error_rate);
-        let fail_task = hit(self.task_failure_rate);
+        fn hit(p: f64, rng: &mut impl Rng) -> bool {
+            p > 0.0 && rng.gen_bool(p.min(1.0))
+        }
+        let drop = hit(self.drop_rate, rng);
+        let force_429 = hit(self.rate_limit_rate, rng);
+        let error = hit(self.error_rate, rng);
+        let fail_task = if hit(self.task_failure_rate, rng) {
+            let kind = match self.task_failure_kinds.len() {
+                0 => TaskFailureKind::Generic,
+                n => self.task_failure_kinds[rng.gen_range(0..n)],
+            };
+            Some(TaskFault { kind, leave_vm: hit(self.failed_create_leaves_vm, rng) })
+        } else {
+            None
+        };
         let error_status = error.then(|| match self.statuses.len() {
             0 => 500,
             n => self.statuses[rng.gen_range(0..n)],
@@ -183,6 +277,12 @@ mod tests {
         assert!(FaultRule::parse("GET /x status=200 error_rate=1").is_err());
         assert!(FaultRule::parse("GET").is_err());
         assert!(FaultRule::parse("GET /x bogus=1").is_err());
+        let kinds = FaultRule::parse("POST /x task_failure_rate=1 task_failure_kinds=quota,lost").expect("rule");
+        assert_eq!(kinds.task_failure_kinds, vec![TaskFailureKind::Quota, TaskFailureKind::Lost]);
+        let all = FaultRule::parse("POST /x task_failure_kinds=all failed_create_leaves_vm=1").expect("rule");
+        assert_eq!(all.task_failure_kinds.len(), TaskFailureKind::ALL.len());
+        assert!(FaultRule::parse("POST /x task_failure_kinds=nope").is_err());
+        assert!(FaultRule::parse("POST /x failed_create_leaves_vm=2").is_err());
         let json = FaultRule::parse(r#"{"path": "/janus/*", "drop_rate": 1.0}"#).expect("json rule");
         assert!(json.matches("DELETE", "/janus/20180725/servers/1"));
     }
@@ -193,5 +293,17 @@ mod tests {
         let mut rng = rand::thread_rng();
         assert_eq!(r.roll(&mut rng).error_status, Some(500));
         assert!(!r.matches("GET", "/a"));
+    }
+
+    #[test]
+    fn task_faults_carry_their_kind() {
+        let mut r =
+            FaultRule::parse("POST /a task_failure_rate=1 task_failure_kinds=license failed_create_leaves_vm=1")
+                .expect("rule");
+        let v = r.roll(&mut rand::thread_rng());
+        assert_eq!(v.fail_task, Some(TaskFault { kind: TaskFailureKind::License, leave_vm: true }));
+        assert!(TaskFailureKind::License.reason("create_server").contains("license"));
+        let mut none = FaultRule::parse("POST /a error_rate=1").expect("rule");
+        assert_eq!(none.roll(&mut rand::thread_rng()).fail_task, None);
     }
 }

@@ -6,6 +6,7 @@
 use rsa::RsaPrivateKey;
 use serde_json::{Map, Value};
 
+use super::fault::TaskFault;
 use super::reply::{ApiError, Query};
 use super::world::Millis;
 
@@ -17,8 +18,8 @@ pub struct Ctx<'a> {
     pub user_ip: &'a str,
     pub query: Query,
     pub body: &'a [u8],
-    /// A fault rule decided that a task created by this request fails.
-    pub fail_task: bool,
+    /// A fault rule decided that a task created by this request fails, and how.
+    pub fail_task: Option<TaskFault>,
     /// The platform key, when the route needs it (login, passwords).
     pub rsa: Option<&'a RsaPrivateKey>,
     pub base_url: &'a str,
@@ -28,6 +29,16 @@ impl Ctx<'_> {
     /// The user name shown on tasks.
     pub fn user(&self) -> String {
         self.identity.split_once(':').map_or(self.identity, |(_, u)| u).to_string()
+    }
+
+    /// The failure reason of a task this request creates, when a fault rule dooms it.
+    pub fn injected(&self, action: &str) -> Option<String> {
+        self.fail_task.map(|f| f.kind.reason(action))
+    }
+
+    /// Whether a failed create should leave its VM behind in `error`.
+    pub fn leaves_vm(&self) -> bool {
+        self.fail_task.is_some_and(|f| f.leave_vm)
     }
 
     /// The body as a JSON object; an empty body counts as `{}` (power actions send `{}` or

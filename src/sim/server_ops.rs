@@ -34,7 +34,7 @@ pub fn power(sim: &mut Sim, ctx: &Ctx<'_>, id: &str, op: PowerOp, force: bool) -
     // Starting a running server or stopping a stopped one is accepted and changes nothing.
     let noop = matches!((op, prev), (PowerOp::Start, VmStatus::Running) | (PowerOp::Stop, VmStatus::Stopped));
     let (name, az) = (s.name.clone(), s.az_id.clone());
-    let doomed = ctx.fail_task.then(|| format!("{action} failed: injected fault"));
+    let doomed = ctx.injected(action);
     let effect = Effect::Power { server_id: id.to_string(), op, prev };
     let task = sim.submit(spec(ctx, action, id, name, az, factor, doomed, effect), ctx.now);
     if !noop {
@@ -75,7 +75,7 @@ pub fn action(sim: &mut Sim, ctx: &Ctx<'_>, id: &str) -> ApiResult {
     let s = idle(&sim.world, id)?;
     let (name, az) = (s.name.clone(), s.az_id.clone());
     let v = sim.world.volumes.get(volume_id).ok_or_else(|| ApiError::not_found("volume", volume_id))?;
-    let doomed = ctx.fail_task.then(|| format!("{verb} failed: injected fault"));
+    let doomed = ctx.injected(verb);
     let effect = match verb {
         "attach_volume" => {
             if !v.server_id.is_empty() {
@@ -180,7 +180,7 @@ pub fn password(sim: &mut Sim, ctx: &Ctx<'_>, id: &str) -> ApiResult {
         return Err(ApiError::bad_request(format!("server {id} is {}; vmtools must be running", s.status.as_str())));
     }
     let (name, az) = (s.name.clone(), s.az_id.clone());
-    let doomed = ctx.fail_task.then(|| "change_password failed: injected fault".to_string());
+    let doomed = ctx.injected("change_password");
     let effect = Effect::Password { server_id: id.to_string() };
     task(sim.submit(spec(ctx, "change_password", id, name, az, 1.0, doomed, effect), ctx.now))
 }
@@ -202,7 +202,7 @@ pub fn migrate(sim: &mut Sim, ctx: &Ctx<'_>, id: &str) -> ApiResult {
         return Err(ApiError::bad_request(format!("server {id} already runs on {host_id}")));
     }
     let (prev, name, az) = (s.status, s.name.clone(), s.az_id.clone());
-    let doomed = ctx.fail_task.then(|| "VM migration failed. injected fault".to_string());
+    let doomed = ctx.injected("VM migration").map(|r| r.replacen(" failed:", " failed.", 1));
     let effect = Effect::Migrate { server_id: id.to_string(), host_id, prev };
     let t = sim.submit(spec(ctx, "migrate_server", id, name, az, 2.0, doomed, effect), ctx.now);
     set_status(sim, id, VmStatus::Migrating);

@@ -376,7 +376,9 @@ fn build(
         sim.world.servers.insert(id.clone(), server);
         ids.push(id);
     }
-    let doomed = doomed.or_else(|| ctx.fail_task.then(|| format!("{action} failed: injected fault")));
+    // Only an injected failure may leave a half-built VM: a capacity refusal builds nothing.
+    let leave_vm = doomed.is_none() && ctx.leaves_vm();
+    let doomed = doomed.or_else(|| ctx.injected(action));
     let task = sim.submit(
         TaskSpec {
             action,
@@ -388,7 +390,7 @@ fn build(
             user_ip: ctx.user_ip.to_string(),
             factor: 2.0,
             doomed,
-            effect: Effect::Create { server_ids: ids.clone(), power_on },
+            effect: Effect::Create { server_ids: ids.clone(), power_on, leave_vm },
         },
         now,
     );
@@ -557,7 +559,7 @@ pub fn update(sim: &mut Sim, ctx: &Ctx<'_>, id: &str) -> ApiResult {
     let grow_disk =
         patch.disks.as_ref().map_or(0, |d| d.iter().map(|d| d.size_mb).sum::<u64>().saturating_sub(s.storage_mb()));
     let doomed = capacity_shortfall(&sim.world, &s.az_id, &s.storage_tag_id, grow_cpu, grow_mem, grow_disk)
-        .or_else(|| ctx.fail_task.then(|| "update_server failed: injected fault".to_string()));
+        .or_else(|| ctx.injected("update_server"));
     let (prev, name, az) = (s.status, s.name.clone(), s.az_id.clone());
     let effect = Effect::Update { server_id: id.to_string(), patch, prev };
     let task = sim.submit(spec(ctx, "update_server", id, name, az, 1.0, doomed, effect), ctx.now);
@@ -571,7 +573,7 @@ pub fn delete(sim: &mut Sim, ctx: &Ctx<'_>, id: &str) -> ApiResult {
     let permanent = flag(&body, "force", false)? || ctx.query.get("force") == Some("1");
     let s = idle(&sim.world, id)?;
     let (prev, name, az) = (s.status, s.name.clone(), s.az_id.clone());
-    let doomed = ctx.fail_task.then(|| "delete_server failed: injected fault".to_string());
+    let doomed = ctx.injected("delete_server");
     let effect = Effect::Delete { server_id: id.to_string(), permanent, prev };
     let task = sim.submit(spec(ctx, "delete_server", id, name, az, 1.0, doomed, effect), ctx.now);
     if prev.powered() {
@@ -590,7 +592,7 @@ pub fn restore(sim: &mut Sim, ctx: &Ctx<'_>, id: &str) -> ApiResult {
         return Err(ApiError::conflict(format!("server {id} is busy with task {task}")));
     }
     let (name, az) = (s.name.clone(), s.az_id.clone());
-    let doomed = ctx.fail_task.then(|| "restore_server failed: injected fault".to_string());
+    let doomed = ctx.injected("restore_server");
     let effect = Effect::Restore { server_id: id.to_string() };
     let task = sim.submit(spec(ctx, "restore_server", id, name, az, 1.0, doomed, effect), ctx.now);
     Ok(Outcome::Data(json!({"task_id": task})))

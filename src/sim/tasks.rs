@@ -49,18 +49,58 @@ pub struct ServerPatch {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Effect {
-    Create { server_ids: Vec<String>, power_on: bool },
-    Power { server_id: String, op: PowerOp, prev: VmStatus },
-    Update { server_id: String, patch: ServerPatch, prev: VmStatus },
-    Delete { server_id: String, permanent: bool, prev: VmStatus },
-    Restore { server_id: String },
-    Password { server_id: String },
-    Migrate { server_id: String, host_id: String, prev: VmStatus },
-    AttachVolume { server_id: String, volume_id: String, device_id: String },
-    DetachVolume { server_id: String, volume_id: String },
-    VolumeCreate { volume_id: String },
-    VolumeResize { volume_id: String, size_mb: u64 },
-    VolumeDelete { volume_id: String },
+    Create {
+        server_ids: Vec<String>,
+        power_on: bool,
+        /// A failure leaves the servers in `error` instead of removing them (a half-built VM).
+        #[serde(default)]
+        leave_vm: bool,
+    },
+    Power {
+        server_id: String,
+        op: PowerOp,
+        prev: VmStatus,
+    },
+    Update {
+        server_id: String,
+        patch: ServerPatch,
+        prev: VmStatus,
+    },
+    Delete {
+        server_id: String,
+        permanent: bool,
+        prev: VmStatus,
+    },
+    Restore {
+        server_id: String,
+    },
+    Password {
+        server_id: String,
+    },
+    Migrate {
+        server_id: String,
+        host_id: String,
+        prev: VmStatus,
+    },
+    AttachVolume {
+        server_id: String,
+        volume_id: String,
+        device_id: String,
+    },
+    DetachVolume {
+        server_id: String,
+        volume_id: String,
+    },
+    VolumeCreate {
+        volume_id: String,
+    },
+    VolumeResize {
+        volume_id: String,
+        size_mb: u64,
+    },
+    VolumeDelete {
+        volume_id: String,
+    },
 }
 
 impl Effect {
@@ -197,9 +237,16 @@ fn complete(world: &mut World, task_id: &str, at: Millis, ip_delay_ms: i64) {
 /// A failed task leaves the world as it was before the request.
 fn undo(world: &mut World, effect: &Effect) {
     match effect {
-        Effect::Create { server_ids, .. } => {
+        Effect::Create { server_ids, leave_vm, .. } => {
             for id in server_ids {
-                world.servers.remove(id);
+                if *leave_vm {
+                    if let Some(s) = world.servers.get_mut(id) {
+                        s.status = VmStatus::Error;
+                        s.ip_ready_ms = None;
+                    }
+                } else {
+                    world.servers.remove(id);
+                }
             }
         }
         Effect::Power { server_id, prev, .. }
@@ -230,7 +277,7 @@ fn undo(world: &mut World, effect: &Effect) {
 fn apply(world: &mut World, effect: &Effect, at: Millis, ip_delay_ms: i64) -> Result<(), String> {
     let boot = Some(at.saturating_add(ip_delay_ms));
     match effect {
-        Effect::Create { server_ids, power_on } => {
+        Effect::Create { server_ids, power_on, .. } => {
             for id in server_ids {
                 if let Some(s) = world.servers.get_mut(id) {
                     if *power_on {
