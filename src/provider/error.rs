@@ -60,6 +60,74 @@ pub enum ProviderError {
     GatewayGone,
 }
 
+/// Why an SCP task failed, as far as its reason text tells: whether waiting helps, or an admin
+/// has to change something first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskFailure {
+    /// The pool (CPU, memory, storage, addresses) has no room for the request.
+    Capacity,
+    /// The template's image is missing, unusable or not in the pool.
+    InvalidImage,
+    /// The tenant's quota on SCP is used up.
+    Quota,
+    /// SCP's license does not allow it.
+    License,
+    /// Anything else: SCP's generic failure, a timeout, a busy host, a lost VM. Retried.
+    Transient,
+}
+
+impl TaskFailure {
+    /// Reads a task's failure `description`. Permanent causes are recognised by the words SCP
+    /// uses for them; everything else is taken as passing, so an unknown reason is retried
+    /// (within `policy.max_attempts`) rather than given up at once.
+    pub fn classify(reason: &str) -> Self {
+        let r = reason.to_ascii_lowercase();
+        let any = |words: &[&str]| words.iter().any(|w| r.contains(w));
+        if any(&["license", "licence"]) {
+            Self::License
+        } else if any(&["quota"]) {
+            Self::Quota
+        } else if any(&["insufficient", "not enough", "no free", "exhausted", "out of capacity", "has no free address"])
+        {
+            Self::Capacity
+        } else if r.contains("image")
+            && any(&["invalid", "damaged", "does not exist", "not exist", "not found", "not active", "not available"])
+        {
+            Self::InvalidImage
+        } else {
+            Self::Transient
+        }
+    }
+
+    pub fn is_permanent(self) -> bool {
+        self != Self::Transient
+    }
+
+    /// What the admin must change before a retry can succeed.
+    pub fn admin_hint(self) -> &'static str {
+        match self {
+            Self::Capacity => {
+                "SCP has no room for this VM: free capacity in the template's resource pool, or point the template at \
+                 another pool, then retry"
+            }
+            Self::InvalidImage => "the template's image is unusable on SCP: fix the image or the template, then retry",
+            Self::Quota => "the SCP project's quota is used up: raise the quota or free resources, then retry",
+            Self::License => "SCP's license does not allow this: renew or extend the license, then retry",
+            Self::Transient => "SCP reported a passing failure; it is retried with back-off",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Capacity => "capacity",
+            Self::InvalidImage => "invalid_image",
+            Self::Quota => "quota",
+            Self::License => "license",
+            Self::Transient => "transient",
+        }
+    }
+}
+
 fn code_suffix(code: &str) -> String {
     if code.is_empty() { String::new() } else { format!(", {code}") }
 }
@@ -76,7 +144,15 @@ impl ProviderError {
                 | Self::CircuitOpen { .. }
                 | Self::TaskTimeout { .. }
                 | Self::GatewayGone
-        )
+        ) || matches!(self, Self::TaskFailed { reason, .. } if !TaskFailure::classify(reason).is_permanent())
+    }
+
+    /// For a failed task: why, as far as its reason tells.
+    pub fn task_failure(&self) -> Option<TaskFailure> {
+        match self {
+            Self::TaskFailed { reason, .. } => Some(TaskFailure::classify(reason)),
+            _ => None,
+        }
     }
 
     /// How long the provider asked us to wait, when it said.
@@ -161,5 +237,29 @@ mod tests {
         assert_eq!(e(404).to_string(), "not found (404, 0x1): m");
         let r = ProviderError::from_status(429, String::new(), String::new(), Some(Duration::from_secs(3)));
         assert_eq!(r.retry_after(), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn task_failures_are_classified_by_their_reason() {
+        let cases = [
+            ("create_server failed: internal error, please try again later", TaskFailure::Transient),
+            ("the operation timed out on the platform", TaskFailure::Transient),
+            ("the host is busy, please try again later", TaskFailure::Transient),
+            ("the VM is lost (vm_lost)", TaskFailure::Transient),
+            ("Insufficient memory in resource pool az1: 4096 MB requested, 0 MB available", TaskFailure::Capacity),
+            ("Insufficient storage on tag in resource pool az1", TaskFailure::Capacity),
+            ("the image is invalid or damaged", TaskFailure::InvalidImage),
+            ("image img-9 does not exist", TaskFailure::InvalidImage),
+            ("the project quota is exceeded", TaskFailure::Quota),
+            ("license limit reached", TaskFailure::License),
+            ("something nobody has seen before", TaskFailure::Transient),
+        ];
+        for (reason, want) in cases {
+            assert_eq!(TaskFailure::classify(reason), want, "{reason}");
+            let e = ProviderError::TaskFailed { task_id: "t".into(), reason: reason.into() };
+            assert_eq!(e.is_transient(), !want.is_permanent(), "{reason}");
+            assert_eq!(e.task_failure(), Some(want));
+        }
+        assert!(TaskFailure::Capacity.admin_hint().contains("capacity"));
     }
 }
