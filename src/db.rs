@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (3, "admin UI lookups", include_str!("db/migrations/0003_admin_ui.surql")),
     (4, "upgrade payments and links", include_str!("db/migrations/0004_upgrades.surql")),
     (5, "VPS search index", include_str!("db/migrations/0005_vps_search.surql")),
+    (6, "one spelling of activity levels", include_str!("db/migrations/0006_activity_levels.surql")),
 ];
 
 /// The schema version this binary writes.

@@ -23,6 +23,7 @@ use actix_web::web;
 use crate::actors::supervisor::Handles;
 use crate::config::Config;
 use crate::db::Store;
+use crate::lifecycle::store::Level;
 use crate::notify::templates::Templates;
 use crate::secrets::Sealer;
 use crate::telemetry::metrics::Metrics;
@@ -82,7 +83,13 @@ pub(crate) async fn replay_inbox(
     };
     let _ = state
         .store
-        .record_activity("info", actor, Some(key), &format!("{actor} replayed an inbox event"), serde_json::json!({}))
+        .record_activity(
+            Level::Info,
+            actor,
+            Some(key),
+            &format!("{actor} replayed an inbox event"),
+            serde_json::json!({}),
+        )
         .await;
     outcomes
 }

@@ -23,6 +23,7 @@ use super::supervisor::Supervision;
 use crate::config::Config;
 use crate::db::Store;
 use crate::lifecycle::Spec;
+use crate::lifecycle::store::Level;
 use crate::telemetry::metrics::Metrics;
 
 /// Run one reconciliation now and answer its findings.
@@ -204,7 +205,9 @@ pub async fn reconcile(
             Finding::Orphan { .. } => None,
             Finding::Missing { vps, .. } | Finding::Drift { vps, .. } => Some(format!("vps:{vps}")),
         };
-        store.record_activity("warning", "reconciler", subject.as_deref(), "reconciliation finding", json!(f)).await?;
+        store
+            .record_activity(Level::Warning, "reconciler", subject.as_deref(), "reconciliation finding", json!(f))
+            .await?;
     }
     Ok(findings)
 }

@@ -18,6 +18,7 @@ use super::supervisor::Supervision;
 use crate::billing::{BillingEvent, EventKind};
 use crate::config::Config;
 use crate::db::Store;
+use crate::lifecycle::store::Level;
 use crate::lifecycle::store::{DecisionWrite, NewOperation, NewVps, new_key, stable_key};
 use crate::lifecycle::{Decision, OpKind, Spec, Template, VpsState, decide};
 use crate::plugin_host::{DEFAULT_MAPPER, TemplateChoice};
@@ -244,7 +245,7 @@ impl Apply {
         let _ = self
             .store
             .record_activity(
-                "info",
+                Level::Info,
                 requested_by,
                 Some(&format!("subscription:{sub_key}")),
                 &format!("{:?} for subscription {external}: {}", event.kind, outcome.detail),
@@ -349,7 +350,7 @@ impl Apply {
         let body = format!("{what} could not be applied: {error}. Once the cause is fixed, {replay}.");
         let (notice, activity) = (
             (NotifyKind::EventFailed, Severity::Critical, format!("Billing event not applied ({source})"), body),
-            ("error", requested_by, format!("event not applied: {what}: {error}")),
+            (Level::Error, requested_by, format!("event not applied: {what}: {error}")),
         );
         self.tell(source, event, notice, activity).await;
         EventOutcome::new("failed", error)
@@ -358,7 +359,7 @@ impl Apply {
     async fn park(&self, source: &str, event: &BillingEvent, why: &str) -> EventOutcome {
         let body = format!("{why}. Resolve it (e.g. map the plan to a template), then replay the event.");
         let notice = (NotifyKind::EventParked, Severity::Warning, format!("Billing event parked ({source})"), body);
-        self.tell(source, event, notice, ("warning", "system", format!("event parked: {why}"))).await;
+        self.tell(source, event, notice, (Level::Warning, "system", format!("event parked: {why}"))).await;
         EventOutcome::new("parked", why)
     }
 
@@ -369,7 +370,7 @@ impl Apply {
         source: &str,
         event: &BillingEvent,
         (kind, severity, title, body): (NotifyKind, Severity, String, String),
-        (level, actor, message): (&str, &str, String),
+        (level, actor, message): (Level, &str, String),
     ) {
         let subject = event.subscription_id.as_ref().map(|s| format!("subscription:{}", stable_key(source, s)));
         self.notify.do_send(Notify { kind, severity, title, body, subject });

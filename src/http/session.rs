@@ -21,6 +21,7 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use crate::auth::{LoginError, Principal, Role, random_token};
 use crate::error::{AppError, Code};
+use crate::lifecycle::store::Level;
 
 pub const SESSION_COOKIE: &str = "vmauto_session";
 const LOGIN_CSRF_COOKIE: &str = "vmauto_login";
@@ -286,7 +287,13 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form<Log
         Ok(Ok((token, principal))) => {
             let _ = state
                 .store
-                .record_activity("info", &principal.actor(), None, &format!("{user} logged in"), json!({ "ip": ip }))
+                .record_activity(
+                    Level::Info,
+                    &principal.actor(),
+                    None,
+                    &format!("{user} logged in"),
+                    json!({ "ip": ip }),
+                )
                 .await;
             let cookie = Cookie::build(SESSION_COOKIE, token)
                 .path("/")
@@ -314,7 +321,7 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form<Log
             let _ = state
                 .store
                 .record_activity(
-                    "warn",
+                    Level::Warning,
                     "login",
                     None,
                     &format!("failed login for {user}"),
@@ -355,7 +362,7 @@ async fn logout_everywhere(
 ) -> Result<HttpResponse, UiError> {
     check_csrf(&user.0, &form._csrf)?;
     state.auth.end_all_sessions(&user.0.username).await.map_err(|e| UiError::internal(format!("{e:#}")))?;
-    let _ = state.store.record_activity("info", &user.0.actor(), None, "logged out everywhere", json!({})).await;
+    let _ = state.store.record_activity(Level::Info, &user.0.actor(), None, "logged out everywhere", json!({})).await;
     Ok(logged_out())
 }
 
@@ -407,7 +414,7 @@ async fn second_factor(
             let _ = state
                 .store
                 .record_activity(
-                    "info",
+                    Level::Info,
                     &p.actor(),
                     None,
                     &format!("{} logged in with two factors", p.username),
@@ -420,7 +427,7 @@ async fn second_factor(
             let _ = state
                 .store
                 .record_activity(
-                    "warn",
+                    Level::Warning,
                     "login",
                     None,
                     &format!("wrong second-factor code for {}", p.username),

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
+use crate::lifecycle::store::Level;
 use crate::lifecycle::{Spec, Vps};
 use crate::upgrade::checkout::{self, CheckoutError, CheckoutRequest};
 use crate::upgrade::links::{self, Link, LinkStatus};
@@ -245,7 +246,7 @@ async fn post_upgrade_pay(
             let _ = state
                 .store
                 .record_activity(
-                    "warning",
+                    Level::Warning,
                     "customer",
                     Some(&subject),
                     "an upgrade payment was refused",
@@ -306,7 +307,7 @@ async fn post_upgrade_pay(
             let _ = state
                 .store
                 .record_activity(
-                    "info",
+                    Level::Info,
                     "customer",
                     Some(&subject),
                     "upgrade checkout started",

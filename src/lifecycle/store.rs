@@ -5,6 +5,7 @@
 //! SELECT projects `record::id(id) AS id` so rows come back with that key as `id`.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{OpKind, OpState, Operation, Spec, SubscriptionView, Template, Vps, VpsState};
@@ -61,9 +62,45 @@ pub struct DecisionWrite {
     pub inbox: Option<(String, String)>,
 }
 
+/// How much an activity row matters: one spelling everywhere, so the activity filter finds
+/// every row of a level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Level {
+    pub const ALL: [Self; 4] = [Self::Info, Self::Warning, Self::Error, Self::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// Reads a level as a filter or a row gives it (`warn` is the old spelling of `warning`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "info" => Some(Self::Info),
+            "warn" | "warning" => Some(Self::Warning),
+            "error" => Some(Self::Error),
+            "critical" => Some(Self::Critical),
+            _ => None,
+        }
+    }
+}
+
 const VPS_FIELDS: &str = "record::id(id) AS id, state, subscription, template, spec, server_id, delete_after";
 const OP_FIELDS: &str =
-    "record::id(id) AS id, vps, kind, state, params, attempts, task_id, next_attempt_at, last_error, requested_by";
+    "record::id(id) AS id, vps, kind, state, params, attempts, attempt_seq OR 0 AS attempt_seq, task_id, next_attempt_at,
+     last_error, requested_by";
 
 impl Store {
     /// The state of a subscription (and its live VPS) for [`super::decide`].
@@ -279,11 +316,12 @@ impl Store {
         .await
     }
 
-    /// Schedules a retry: counts the attempt and sets the next attempt time.
+    /// Schedules a retry: the next attempt time; the failed attempt's task is forgotten, so the
+    /// next attempt looks at SCP afresh instead of waiting on a task that has ended.
     pub async fn retry_operation_at(&self, id: &str, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('operation', $id) SET state = 'queued', next_attempt_at = <datetime>$at,
-                last_error = $error, updated_at = time::now()",
+                last_error = $error, task_id = NONE, updated_at = time::now()",
             json!({ "id": id, "at": at.to_rfc3339(), "error": error }),
         )
         .await
@@ -368,7 +406,7 @@ impl Store {
     /// Appends to the activity log.
     pub async fn record_activity(
         &self,
-        level: &str,
+        level: Level,
         actor: &str,
         subject: Option<&str>,
         message: &str,
@@ -377,7 +415,7 @@ impl Store {
         self.execute(
             "CREATE activity CONTENT { at: time::now(), level: $level, actor: $actor, subject: $subject,
                 message: $message, data: $data }",
-            json!({ "level": level, "actor": actor, "subject": subject, "message": message, "data": data }),
+            json!({ "level": level.as_str(), "actor": actor, "subject": subject, "message": message, "data": data }),
         )
         .await
     }
@@ -426,6 +464,7 @@ mod tests {
             disk_gb: 20,
             name_pattern: "vps-{id}".into(),
             enabled: true,
+            allowed_images: Vec::new(),
         }
     }
 
@@ -492,7 +531,7 @@ mod tests {
         assert!(s.next_operation(&vps_id).await.expect("query").is_none());
         assert_eq!(s.vps(&vps_id).await.expect("q").expect("vps").state, VpsState::Active);
         assert_eq!(s.live_subscriptions_of_customer("ghl", "c1").await.expect("q"), vec!["sub1".to_string()]);
-        s.record_activity("info", "system", Some(&vps_id), "hello", json!({})).await.expect("activity");
+        s.record_activity(Level::Info, "system", Some(&vps_id), "hello", json!({})).await.expect("activity");
         assert_eq!(s.destructive_ops_last_hour().await.expect("count"), 0);
     }
 }

@@ -17,6 +17,7 @@ use super::{links, meta};
 use crate::actors::messages::{Notify, NotifyKind, Severity};
 use crate::actors::subscription::EventOutcome;
 use crate::http::AppState;
+use crate::lifecycle::store::Level;
 use crate::lifecycle::{OpKind, Spec};
 
 /// Who the resize is requested by.
@@ -144,7 +145,7 @@ async fn fulfil(state: &AppState, event: &Value, session: &Value) -> anyhow::Res
         );
         let _ = store
             .record_activity(
-                "warning",
+                Level::Warning,
                 &actor,
                 Some(&subject),
                 "a second payment for one upgrade link",
@@ -204,7 +205,7 @@ async fn fulfil(state: &AppState, event: &Value, session: &Value) -> anyhow::Res
     }
     let _ = store
         .record_activity(
-            "info",
+            Level::Info,
             &actor,
             Some(&subject),
             "upgrade paid; resize queued",
@@ -259,7 +260,7 @@ async fn payment_issue(state: &AppState, kind: &str, object: &Value) -> anyhow::
     let subject = format!("vps:{vps}");
     let _ = store
         .record_activity(
-            "warning",
+            Level::Warning,
             "stripe",
             Some(&subject),
             &format!("upgrade payment {what}"),

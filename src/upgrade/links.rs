@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::db::Store;
+use crate::lifecycle::store::Level;
 use crate::secrets::Sealer;
 
 /// The purpose the link-signing key is derived for.
@@ -174,7 +175,7 @@ pub async fn issue_link(
         .await?;
     let _ = store
         .record_activity(
-            "info",
+            Level::Info,
             issued_by,
             Some(&format!("vps:{vps_id}")),
             "upgrade link issued",
@@ -197,7 +198,7 @@ pub async fn revoke_link(store: &Store, link_id: &str, revoked_by: &str) -> anyh
         .await?;
     let _ = store
         .record_activity(
-            "info",
+            Level::Info,
             revoked_by,
             Some(&format!("vps:{}", link.vps)),
             "upgrade link revoked",

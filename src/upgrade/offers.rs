@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::actors::gateway::{GetCapacity, SangforGateway};
 use crate::config::{Config, OfferConfig};
 use crate::db::Store;
+use crate::lifecycle::store::Level;
 use crate::lifecycle::{Spec, Template, Vps, VpsState};
 use crate::provider::Capacity;
 
@@ -137,7 +138,7 @@ pub async fn disable_offer(store: &Store, id: &str, by: &str) -> anyhow::Result<
 async fn record(store: &Store, by: &str, id: &str, what: &str) {
     let _ = store
         .record_activity(
-            "info",
+            Level::Info,
             by,
             Some(&format!("upgrade_offer:{id}")),
             &format!("upgrade offer {id} {what}"),
