@@ -134,6 +134,17 @@ pub struct Template {
     pub name_pattern: String,
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// Other images (SCP image ids) a rebuild of this template's VPS may choose; the template's
+    /// own `image_id` is always allowed.
+    #[serde(default)]
+    pub allowed_images: Vec<String>,
+}
+
+impl Template {
+    /// Whether a rebuild may use `image_id`.
+    pub fn allows_image(&self, image_id: &str) -> bool {
+        image_id == self.image_id || self.allowed_images.iter().any(|i| i == image_id)
+    }
 }
 
 fn default_pattern() -> String {
@@ -182,8 +193,14 @@ pub struct Operation {
     pub state: OpState,
     #[serde(default)]
     pub params: serde_json::Value,
+    /// Attempts counted against `policy.max_attempts` (an admin's retry starts again at 0).
     #[serde(default)]
     pub attempts: u32,
+    /// Every attempt ever started, retries by an admin included: it names the attempt in the
+    /// idempotency keys of its provider writes, so a new attempt is new work for SCP while a
+    /// crash in the middle of one replays the same attempt.
+    #[serde(default)]
+    pub attempt_seq: u32,
     #[serde(default)]
     pub task_id: Option<String>,
     #[serde(default)]

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::messages::{Notify, NotifyKind, Severity};
 use crate::config::Config;
 use crate::lifecycle::exec::{ExecContext, Outcome, execute};
+use crate::lifecycle::store::Level;
 use crate::lifecycle::{OpKind, OpState, Operation, retry_delay};
 
 /// Look for due work now.
@@ -87,8 +88,13 @@ async fn run_due(id: &str, cx: &ExecContext, config: &Config, notify: &Recipient
 }
 
 #[tracing::instrument(skip_all, fields(vps = %op.vps, operation = %op.id, kind = op.kind.as_str()))]
-async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, op: Operation) {
-    let attempt = op.attempts + 1;
+async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, mut op: Operation) {
+    // An operation found `running` or `waiting_task` was interrupted in the middle of an
+    // attempt (a crash, a restart): that attempt goes on under the same keys, so SCP replays
+    // what it already did. Otherwise this is a new attempt, with keys of its own.
+    let interrupted = matches!(op.state, OpState::Running | OpState::WaitingTask) && op.attempts > 0;
+    let (attempt, seq) =
+        if interrupted { (op.attempts, op.attempt_seq.max(1)) } else { (op.attempts + 1, op.attempt_seq + 1) };
     let running_state = match op.kind {
         OpKind::Create => "provisioning",
         OpKind::Suspend => "suspending",
@@ -99,10 +105,14 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
         OpKind::Rebuild => "rebuilding",
     };
     let state = if op.task_id.is_some() { "waiting_task" } else { "running" };
-    if let Err(e) = cx.store.update_operation(&op.id, json!({ "state": state, "attempts": attempt })).await {
+    if let Err(e) =
+        cx.store.update_operation(&op.id, json!({ "state": state, "attempts": attempt, "attempt_seq": seq })).await
+    {
         tracing::warn!(error = %e, "cannot mark the operation running");
         return;
     }
+    op.attempts = attempt;
+    op.attempt_seq = seq;
     let _ = cx.store.update_vps(&op.vps, json!({ "state": running_state })).await;
     let started = std::time::Instant::now();
     let outcome = execute(cx, &op).await;
@@ -117,7 +127,7 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
             let _ = cx
                 .store
                 .record_activity(
-                    "info",
+                    Level::Info,
                     "system",
                     Some(&subject),
                     &format!("{} succeeded", op.kind.as_str()),
@@ -151,7 +161,7 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
             let _ = cx
                 .store
                 .record_activity(
-                    "warning",
+                    Level::Warning,
                     "system",
                     Some(&subject),
                     &format!("{} attempt {attempt} failed; retrying", op.kind.as_str()),
@@ -168,7 +178,7 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
             let _ = cx
                 .store
                 .record_activity(
-                    "error",
+                    Level::Error,
                     "system",
                     Some(&subject),
                     &format!("{} failed for good", op.kind.as_str()),

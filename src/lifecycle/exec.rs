@@ -1,9 +1,16 @@
 //! Running one operation against the provider, step by step, persisting every provider task
 //! id before waiting on it, so a crash at any point resumes without acting twice.
 //!
-//! Each step's writes carry an idempotency key derived from the operation id (plus a step
-//! name), and a create that lost its task id looks for its tagged VM before creating again.
-//! Destructive steps check the VM's ownership tag first and refuse a VM vmauto does not own.
+//! **Attempts, not replays.** Each step's writes carry an idempotency key derived from the
+//! operation id, the attempt ([`Operation::attempt_seq`], persisted before the attempt starts)
+//! and the step name. A crash in the middle of an attempt runs the same attempt again, so SCP
+//! replays what it already did; a new attempt (after a failure) is new work for SCP, never a
+//! replay of the task that failed.
+//!
+//! An attempt looks at SCP before it acts: a create first looks for the VM carrying the VPS's
+//! ownership tag and reuses it when it is healthy, or deletes it (it is ours, by tag) when SCP
+//! left it half-built, before creating again. Destructive steps check the tag first and refuse
+//! a VM vmauto does not own; a VM already gone counts as deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +20,14 @@ use serde_json::{Value, json};
 
 use super::{OpKind, Operation, Spec, Template, owner_tag};
 use crate::actors::gateway::{
-    CreateServer, DeleteServer, FindServersByTag, GetServer, PowerOff, ResizeDisk, SangforGateway, SetPassword,
-    StartServer, UpdateCompute, WaitTask,
+    CreateServer, DeleteServer, FindServersByTag, GetServer, PowerOff, RebootServer, ResizeDisk, SangforGateway,
+    SetPassword, StartServer, UpdateCompute, WaitTask,
 };
 use crate::db::Store;
-use crate::provider::{NicSpec, OpKey, ProviderError, Server, ServerId, ServerSpec, ServerStatus, TaskId};
+use crate::lifecycle::store::Level;
+use crate::provider::{
+    NicSpec, OpKey, ProviderError, ProviderResult, Server, ServerId, ServerSpec, ServerStatus, TaskId,
+};
 use crate::secrets::{Sealer, generate_password};
 
 /// How long a new VM may take to report its IP address.
@@ -47,6 +57,10 @@ pub enum Outcome {
 
 impl From<ProviderError> for Outcome {
     fn from(e: ProviderError) -> Self {
+        if let Some(cause) = e.task_failure().filter(|c| c.is_permanent()) {
+            // A task SCP failed for a cause nothing but an admin can change: say what to change.
+            return Outcome::Fail(format!("{e} — {} (cause: {})", cause.admin_hint(), cause.as_str()));
+        }
         // A 409 from SCP means the VM is busy with a task (typically our own earlier request,
         // whose answer a crash or a timeout lost): retry once it has settled, within the
         // operation's attempt budget.
@@ -66,13 +80,18 @@ pub async fn execute(cx: &ExecContext, op: &Operation) -> Outcome {
         OpKind::Resume => resume(cx, op).await,
         OpKind::Delete => delete(cx, op).await,
         OpKind::Resize => resize(cx, op).await,
-        OpKind::SetPassword | OpKind::Reset => set_password(cx, op).await,
-        OpKind::Rebuild => Err(Outcome::Fail("rebuild is not supported yet".into())),
+        OpKind::SetPassword => set_password(cx, op).await,
+        OpKind::Reset => reset(cx, op).await,
+        OpKind::Rebuild => rebuild(cx, op).await,
     };
     result.map_or_else(|o| o, Outcome::Done)
 }
 
 type Step<T> = Result<T, Outcome>;
+
+fn store_err(e: anyhow::Error) -> Outcome {
+    Outcome::Retry(format!("store: {e:#}"))
+}
 
 async fn call<M>(cx: &ExecContext, msg: M) -> Step<M::Result>
 where
@@ -89,35 +108,50 @@ async fn save_task(cx: &ExecContext, op: &Operation, task: &TaskId, extra: Value
     if let (Some(p), Some(e)) = (patch.as_object_mut(), extra.as_object()) {
         p.extend(e.clone());
     }
-    cx.store.update_operation(&op.id, patch).await.map_err(|e| Outcome::Retry(format!("store: {e:#}")))
+    cx.store.update_operation(&op.id, patch).await.map_err(store_err)
 }
 
 async fn wait(cx: &ExecContext, op: &Operation, task: TaskId) -> Step<()> {
     call(cx, WaitTask { task_id: task, timeout: None }).await?.map_err(Outcome::from)?;
-    cx.store
-        .update_operation(&op.id, json!({ "task_id": Value::Null, "state": "running" }))
-        .await
-        .map_err(|e| Outcome::Retry(format!("store: {e:#}")))
+    cx.store.update_operation(&op.id, json!({ "task_id": Value::Null, "state": "running" })).await.map_err(store_err)
 }
 
+/// Starts a task, saves its id, waits for it.
+async fn run_task(cx: &ExecContext, op: &Operation, task: ProviderResult<TaskId>) -> Step<()> {
+    let task = task.map_err(Outcome::from)?;
+    save_task(cx, op, &task, json!({})).await?;
+    wait(cx, op, task).await
+}
+
+/// The idempotency key of one step of the current attempt. The first attempt keeps the bare
+/// operation id, as operations written before attempts were keyed.
 fn key(op: &Operation, step: &str) -> OpKey {
-    OpKey::new(op.id.clone()).step(step)
+    let base = if op.attempt_seq <= 1 { op.id.clone() } else { format!("{}#{}", op.id, op.attempt_seq) };
+    OpKey::new(base).step(step)
+}
+
+/// Merges `patch` into the operation's params (in the row and in `op`), before the step that
+/// needs it runs.
+async fn save_params(cx: &ExecContext, op: &mut Operation, patch: Value) -> Step<()> {
+    if !op.params.is_object() {
+        op.params = json!({});
+    }
+    if let (Some(p), Some(e)) = (op.params.as_object_mut(), patch.as_object()) {
+        p.extend(e.clone());
+    }
+    cx.store.update_operation(&op.id, json!({ "params": op.params })).await.map_err(store_err)
 }
 
 async fn template_of(cx: &ExecContext, op: &Operation) -> Step<Template> {
     match cx.store.vps_template(&op.vps).await {
         Ok(Some(t)) => Ok(t),
         Ok(None) => Err(Outcome::Fail("the VPS has no template".into())),
-        Err(e) => Err(Outcome::Retry(format!("store: {e:#}"))),
+        Err(e) => Err(store_err(e)),
     }
 }
 
 async fn server_id_of(cx: &ExecContext, op: &Operation) -> Step<Option<String>> {
-    cx.store
-        .vps(&op.vps)
-        .await
-        .map(|v| v.and_then(|v| v.server_id))
-        .map_err(|e| Outcome::Retry(format!("store: {e:#}")))
+    cx.store.vps(&op.vps).await.map(|v| v.and_then(|v| v.server_id)).map_err(store_err)
 }
 
 /// Reads the VM and checks it carries this VPS's ownership tag. `None`: the VM is gone.
@@ -138,66 +172,132 @@ async fn owned_server(cx: &ExecContext, op: &Operation, server_id: &str) -> Step
     }
 }
 
-async fn create(cx: &ExecContext, op: &Operation) -> Step<Value> {
-    let template = template_of(cx, op).await?;
-    let tag = owner_tag(&cx.install_id, &op.vps);
-    let mut server_id = op.params.get("server_id").and_then(Value::as_str).map(str::to_owned);
-    if let Some(task) = &op.task_id {
-        // Resumed after a restart while the create task ran.
-        wait(cx, op, TaskId::new(task.clone())).await?;
-    } else if server_id.is_none() {
-        // A previous attempt may have created the VM without us hearing back.
-        let found = call(cx, FindServersByTag { tag: tag.clone() }).await?.map_err(Outcome::from)?;
-        if let Some(existing) = found.into_iter().next() {
-            server_id = Some(existing.id.0);
-        } else {
-            let spec = ServerSpec {
-                name: vm_name(&template, &op.vps),
-                zone_id: template.az_id.clone(),
-                image_id: template.image_id.clone(),
-                storage_tag_id: template.storage_tag_id.clone(),
-                cores: template.cores,
-                sockets: 1,
-                memory_mb: template.memory_mb,
-                disk_mb: Some(template.disk_gb * 1024),
-                nics: if template.subnet_id.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![NicSpec {
-                        network_id: template.vpc_id.clone(),
-                        subnet_id: template.subnet_id.clone(),
-                        ip: None,
-                    }]
-                },
-                owner_tag: tag.clone(),
-                power_on: true,
-            };
-            let created = call(cx, CreateServer { spec, op: key(op, "create") }).await?.map_err(Outcome::from)?;
-            let sid = created.server_id.as_ref().map(|s| s.0.clone());
-            save_task(cx, op, &created.task_id, json!({ "params": { "server_id": sid } })).await?;
-            if let Some(sid) = &sid {
-                let _ = cx.store.update_vps(&op.vps, json!({ "server_id": sid, "state": "provisioning" })).await;
-            }
-            wait(cx, op, created.task_id).await?;
-            server_id = sid;
+/// Whether SCP's refusal says the work is already done: the VM is gone, already stopped, or
+/// already in the recycle bin.
+fn already_done(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::NotFound { .. } => true,
+        ProviderError::BadRequest { message, .. } | ProviderError::Api { message, .. } => {
+            let m = message.to_ascii_lowercase();
+            m.contains("already") || m.contains("recycle bin") || m.contains(" is stopped")
         }
+        _ => false,
     }
-    let server_id = match server_id {
-        Some(s) => s,
+}
+
+/// A VM in one of these states was left half-built or broken by SCP: it is replaced, not used.
+fn is_broken(server: &Server) -> bool {
+    matches!(server.status, ServerStatus::Error | ServerStatus::Lost)
+}
+
+/// Powers a VM off and deletes it for good. A VM already gone, stopped or recycled counts as
+/// done. The caller has checked that the VM is ours.
+async fn remove_vm(cx: &ExecContext, op: &Operation, server_id: &str, step: &str) -> Step<()> {
+    let sid = ServerId::new(server_id);
+    match call(cx, PowerOff { server_id: sid.clone(), op: key(op, &format!("{step}/power-off")) }).await? {
+        Ok(_) => {}
+        Err(e) if matches!(e, ProviderError::NotFound { .. }) => return Ok(()),
+        Err(e) if already_done(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match call(cx, DeleteServer { server_id: sid, op: key(op, &format!("{step}/delete")), permanent: Some(true) })
+        .await?
+    {
+        Ok(task) => {
+            save_task(cx, op, &task, json!({})).await?;
+            wait(cx, op, task).await
+        }
+        Err(e) if already_done(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Finds the VM of this VPS by its ownership tag (ignoring `exclude`, the VM a rebuild
+/// replaces) or creates it. A healthy VM found is reused; broken ones are deleted first. With
+/// several healthy ones (a create SCP finished after we had given up on it), the first is kept
+/// and the others are deleted, so one VPS never ends with two VMs.
+async fn ensure_vm(
+    cx: &ExecContext,
+    op: &Operation,
+    template: &Template,
+    image_id: &str,
+    exclude: Option<&str>,
+) -> Step<String> {
+    let tag = owner_tag(&cx.install_id, &op.vps);
+    let mut found = call(cx, FindServersByTag { tag: tag.clone() }).await?.map_err(Outcome::from)?;
+    found.retain(|s| Some(s.id.0.as_str()) != exclude && s.has_tag(&tag));
+    found.sort_by_key(|s| (is_broken(s), s.id.0.clone()));
+    let mut keep: Option<String> = None;
+    for server in found {
+        if keep.is_none() && !is_broken(&server) {
+            keep = Some(server.id.0);
+            continue;
+        }
+        tracing::warn!(server_id = %server.id, status = ?server.status, "removing a VM of this VPS that SCP left broken or doubled");
+        let _ = cx
+            .store
+            .record_activity(
+                Level::Warning,
+                "system",
+                Some(&format!("vps:{}", op.vps)),
+                &format!("removing VM {} ({:?}) before trying again", server.id, server.status),
+                json!({ "operation": op.id, "server_id": server.id.0 }),
+            )
+            .await;
+        remove_vm(cx, op, &server.id.0, &format!("discard-{}", server.id.0)).await?;
+    }
+    if let Some(id) = keep {
+        return Ok(id);
+    }
+    let spec = ServerSpec {
+        name: vm_name(template, &op.vps),
+        zone_id: template.az_id.clone(),
+        image_id: image_id.to_string(),
+        storage_tag_id: template.storage_tag_id.clone(),
+        cores: template.cores,
+        sockets: 1,
+        memory_mb: template.memory_mb,
+        disk_mb: Some(template.disk_gb * 1024),
+        nics: if template.subnet_id.is_empty() {
+            Vec::new()
+        } else {
+            vec![NicSpec { network_id: template.vpc_id.clone(), subnet_id: template.subnet_id.clone(), ip: None }]
+        },
+        owner_tag: tag.clone(),
+        power_on: true,
+    };
+    let created = call(cx, CreateServer { spec, op: key(op, "create") }).await?.map_err(Outcome::from)?;
+    let sid = created.server_id.as_ref().map(|s| s.0.clone());
+    save_task(cx, op, &created.task_id, json!({})).await?;
+    wait(cx, op, created.task_id).await?;
+    match sid {
+        Some(s) => Ok(s),
         None => {
             let found = call(cx, FindServersByTag { tag }).await?.map_err(Outcome::from)?;
             found
                 .into_iter()
-                .next()
                 .map(|s| s.id.0)
-                .ok_or_else(|| Outcome::Retry("the new VM is not visible yet".into()))?
+                .find(|id| Some(id.as_str()) != exclude)
+                .ok_or_else(|| Outcome::Retry("the new VM is not visible yet".into()))
         }
-    };
+    }
+}
+
+async fn create(cx: &ExecContext, op: &Operation) -> Step<Value> {
+    let template = template_of(cx, op).await?;
+    if let Some(task) = &op.task_id {
+        // Resumed after a restart while a task of this attempt ran.
+        wait(cx, op, TaskId::new(task.clone())).await?;
+    }
+    let server_id = ensure_vm(cx, op, &template, &template.image_id, None).await?;
     cx.store
         .update_vps(&op.vps, json!({ "server_id": server_id, "state": "provisioning" }))
         .await
-        .map_err(|e| Outcome::Retry(format!("store: {e:#}")))?;
+        .map_err(store_err)?;
     let server = wait_for_ip(cx, op, &server_id).await?;
+    // The VM runs with an address: show it while the password step (which can fail and be
+    // retried alone) finishes.
+    cx.store.update_vps(&op.vps, json!({ "ips": server.ips, "vm_name": server.name })).await.map_err(store_err)?;
     let sealed = new_root_password(cx, op, &server_id).await?;
     Ok(json!({
         "state": "active", "server_id": server_id, "ips": server.ips, "vm_name": server.name,
@@ -215,8 +315,12 @@ async fn wait_for_ip(cx: &ExecContext, op: &Operation, server_id: &str) -> Step<
     let deadline = tokio::time::Instant::now() + IP_WAIT;
     let mut started = false;
     loop {
-        let server = call(cx, GetServer { server_id: ServerId::new(server_id) }).await?.map_err(Outcome::from)?;
-        if !server.ips.is_empty() {
+        let server = call(cx, GetServer { server_id: ServerId::new(server_id) }).await?.map_err(|e| match e {
+            // The VM vanished (a failed task removed it): the next attempt looks again.
+            ProviderError::NotFound { .. } => Outcome::Retry(format!("VM {server_id} is gone from SCP")),
+            e => e.into(),
+        })?;
+        if !server.ips.is_empty() && server.status == ServerStatus::Running {
             return Ok(server);
         }
         match &server.status {
@@ -242,13 +346,16 @@ async fn wait_for_ip(cx: &ExecContext, op: &Operation, server_id: &str) -> Step<
 }
 
 async fn suspend(cx: &ExecContext, op: &Operation) -> Step<Value> {
-    let Some(server_id) = server_id_of(cx, op).await? else { return Ok(json!({ "state": "suspended" })) };
+    let done = json!({ "state": "suspended", "suspended_at": chrono::Utc::now().to_rfc3339() });
+    let Some(server_id) = server_id_of(cx, op).await? else { return Ok(done) };
     if owned_server(cx, op, &server_id).await?.is_some() {
-        call(cx, PowerOff { server_id: ServerId::new(&server_id), op: key(op, "power-off") })
-            .await?
-            .map_err(Outcome::from)?;
+        match call(cx, PowerOff { server_id: ServerId::new(&server_id), op: key(op, "power-off") }).await? {
+            Ok(_) => {}
+            Err(e) if already_done(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(json!({ "state": "suspended", "suspended_at": chrono::Utc::now().to_rfc3339() }))
+    Ok(done)
 }
 
 async fn resume(cx: &ExecContext, op: &Operation) -> Step<Value> {
@@ -263,31 +370,35 @@ async fn start(cx: &ExecContext, op: &Operation, server_id: &str, step: &str) ->
     if let Some(task) = &op.task_id {
         return wait(cx, op, TaskId::new(task.clone())).await;
     }
-    let task = call(cx, StartServer { server_id: ServerId::new(server_id), op: key(op, step) })
-        .await?
-        .map_err(Outcome::from)?;
-    save_task(cx, op, &task, json!({})).await?;
-    wait(cx, op, task).await
+    let task = call(cx, StartServer { server_id: ServerId::new(server_id), op: key(op, step) }).await?;
+    run_task(cx, op, task).await
 }
 
 async fn delete(cx: &ExecContext, op: &Operation) -> Step<Value> {
     let done = json!({ "state": "deleted", "deleted_at": chrono::Utc::now().to_rfc3339(), "ips": [] });
     let Some(server_id) = server_id_of(cx, op).await? else { return Ok(done) };
     if let Some(task) = &op.task_id {
+        // Resumed while a task of this attempt ran; then look at the VM again below.
         wait(cx, op, TaskId::new(task.clone())).await?;
+    }
+    if owned_server(cx, op, &server_id).await?.is_none() {
         return Ok(done);
     }
-    let Some(server) = owned_server(cx, op, &server_id).await? else { return Ok(done) };
-    if server.power != crate::provider::Power::Off {
-        call(cx, PowerOff { server_id: ServerId::new(&server_id), op: key(op, "power-off") })
-            .await?
-            .map_err(Outcome::from)?;
+    let sid = ServerId::new(&server_id);
+    match call(cx, PowerOff { server_id: sid.clone(), op: key(op, "power-off") }).await? {
+        Ok(_) => {}
+        Err(e) if matches!(e, ProviderError::NotFound { .. }) => return Ok(done),
+        Err(e) if already_done(&e) => {}
+        Err(e) => return Err(e.into()),
     }
-    let task = call(cx, DeleteServer { server_id: ServerId::new(&server_id), op: key(op, "delete"), permanent: None })
-        .await?
-        .map_err(Outcome::from)?;
-    save_task(cx, op, &task, json!({})).await?;
-    wait(cx, op, task).await?;
+    match call(cx, DeleteServer { server_id: sid, op: key(op, "delete"), permanent: None }).await? {
+        Ok(task) => {
+            save_task(cx, op, &task, json!({})).await?;
+            wait(cx, op, task).await?;
+        }
+        Err(e) if already_done(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(done)
 }
 
@@ -342,15 +453,113 @@ async fn set_password(cx: &ExecContext, op: &Operation) -> Step<Value> {
     Ok(json!({ "state": "active", "root_password": sealed }))
 }
 
-/// Generates a root password, sets it through SCP, and returns it sealed for the store.
+/// Reset: a power cycle (a forced reboot of a running VM, a start of a stopped one), then a new
+/// root password once the guest is back.
+async fn reset(cx: &ExecContext, op: &Operation) -> Step<Value> {
+    let server_id = server_id_of(cx, op).await?.ok_or_else(|| Outcome::Fail("the VPS has no VM".into()))?;
+    let server =
+        owned_server(cx, op, &server_id).await?.ok_or_else(|| Outcome::Fail(format!("VM {server_id} is gone")))?;
+    if let Some(task) = &op.task_id {
+        // Resumed while this attempt's power cycle ran: it is done once the task is.
+        wait(cx, op, TaskId::new(task.clone())).await?;
+    } else {
+        let sid = ServerId::new(&server_id);
+        let task = if server.power == crate::provider::Power::Off {
+            call(cx, StartServer { server_id: sid, op: key(op, "power-cycle") }).await?
+        } else {
+            call(cx, RebootServer { server_id: sid, op: key(op, "power-cycle"), force: true }).await?
+        };
+        run_task(cx, op, task).await?;
+    }
+    let server = wait_for_ip(cx, op, &server_id).await?;
+    let sealed = new_root_password(cx, op, &server_id).await?;
+    Ok(json!({ "state": "active", "ips": server.ips, "root_password": sealed }))
+}
+
+/// Rebuild: a new VM from the template's image (or another image the template allows), with a
+/// new root password; the VPS record, its subscription and its history stay. The old VM is
+/// deleted only once the new one runs with an address, and only if it carries the VPS's tag.
+/// SCP gives the new VM its own address: the old one's is released with the old VM.
+async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<Value> {
+    let mut op = op.clone();
+    let mut template = template_of(cx, &op).await?;
+    // The new VM has the VPS's hardware as it is now (resized or upgraded since it was made).
+    if let Some(vps) = cx.store.vps(&op.vps).await.map_err(store_err)? {
+        template.cores = vps.spec.cores;
+        template.memory_mb = vps.spec.memory_mb;
+        template.disk_gb = vps.spec.disk_gb;
+    }
+    let image_id = op.params.get("image_id").and_then(Value::as_str).unwrap_or(&template.image_id).to_string();
+    let current = cx.store.template_by_name(&template.name).await.map_err(store_err)?;
+    if !template.allows_image(&image_id) && !current.is_some_and(|c| c.allows_image(&image_id)) {
+        return Err(Outcome::Fail(format!(
+            "image {image_id} is not one template {} allows (its image {} or allowed_images {:?})",
+            template.name, template.image_id, template.allowed_images
+        )));
+    }
+    // The VM being replaced, remembered before anything changes so a resumed rebuild never
+    // mistakes the new VM for the old one.
+    let old = match op.params.get("old_server_id") {
+        Some(v) => v.as_str().map(str::to_owned),
+        None => {
+            let old = server_id_of(cx, &op).await?;
+            save_params(cx, &mut op, json!({ "old_server_id": old })).await?;
+            old
+        }
+    };
+    if let Some(old) = &old {
+        // Refuse before building anything if the VM we would delete is not ours.
+        owned_server(cx, &op, old).await?;
+    }
+    if let Some(task) = &op.task_id {
+        wait(cx, &op, TaskId::new(task.clone())).await?;
+    }
+    let new_id = ensure_vm(cx, &op, &template, &image_id, old.as_deref()).await?;
+    let server = wait_for_ip(cx, &op, &new_id).await?;
+    let sealed = new_root_password(cx, &op, &new_id).await?;
+    // The VPS points at the new VM from here on; the old one is deleted next.
+    cx.store
+        .update_vps(
+            &op.vps,
+            json!({ "server_id": new_id, "ips": server.ips, "vm_name": server.name, "root_password": sealed,
+                    "image_id": image_id }),
+        )
+        .await
+        .map_err(store_err)?;
+    if let Some(old) = old.filter(|o| *o != new_id)
+        && owned_server(cx, &op, &old).await?.is_some()
+    {
+        remove_vm(cx, &op, &old, "remove-old").await?;
+    }
+    Ok(json!({
+        "state": "active", "server_id": new_id, "ips": server.ips, "vm_name": server.name,
+        "root_password": sealed, "image_id": image_id, "rebuilt_at": chrono::Utc::now().to_rfc3339(),
+    }))
+}
+
+/// Sets a new root password through SCP and returns it sealed for the store. The password is
+/// sealed into the operation before SCP is asked, so a crash during this attempt replays the
+/// same password under the same key instead of storing one SCP never set.
 async fn new_root_password(cx: &ExecContext, op: &Operation, server_id: &str) -> Step<String> {
-    let password = generate_password();
-    let task = call(
-        cx,
-        SetPassword { server_id: ServerId::new(server_id), op: key(op, "password"), password: password.clone() },
-    )
-    .await?
-    .map_err(Outcome::from)?;
+    let pending = op.params.get("pending_password");
+    let reuse = pending
+        .filter(|p| p["attempt"].as_u64() == Some(u64::from(op.attempt_seq)) && p["server_id"] == json!(server_id))
+        .and_then(|p| p["sealed"].as_str())
+        .and_then(|sealed| cx.sealer.open(sealed).ok().map(|pw| (pw, sealed.to_string())));
+    let (password, sealed) = match reuse {
+        Some(found) => found,
+        None => {
+            let password = generate_password();
+            let sealed = cx.sealer.seal(&password);
+            let patch =
+                json!({ "pending_password": { "attempt": op.attempt_seq, "server_id": server_id, "sealed": sealed } });
+            save_params(cx, &mut op.clone(), patch).await?;
+            (password, sealed)
+        }
+    };
+    let task = call(cx, SetPassword { server_id: ServerId::new(server_id), op: key(op, "password"), password })
+        .await?
+        .map_err(Outcome::from)?;
     wait(cx, op, task).await?;
-    Ok(cx.sealer.seal(&password))
+    Ok(sealed)
 }
