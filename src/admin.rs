@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::actors::registry::{Activate, VpsRegistry};
 use crate::db::Store;
+use crate::lifecycle::store::Level;
 use crate::lifecycle::store::new_key;
 use crate::lifecycle::{OpKind, Spec, Template};
 
@@ -19,7 +20,9 @@ pub const PAGE_SIZE: u64 = 50;
 
 /// Fields of a VPS row in lists.
 const VPS_ROW: &str = "record::id(id) AS id, name, state, template, source, customer_name, customer_email,
-    customer_id, subscription, vm_name, server_id, ips, spec, <string>created_at AS created_at,
+    customer_id, subscription, vm_name, server_id, ips, spec, image_id OR template_row.image_id AS image_id,
+    template_row.image_id AS template_image, template_row.allowed_images OR [] AS allowed_images,
+    <string>created_at AS created_at,
     IF updated_at { <string>updated_at } AS updated_at";
 
 /// Filters of the VPS list (all optional).
@@ -348,10 +351,30 @@ pub async fn request_action(
         }
         params = json!({ "spec": spec });
     }
+    if action == Action::Rebuild {
+        let image = params.get("image_id").and_then(Value::as_str).map(str::trim).filter(|i| !i.is_empty());
+        params = match (store.vps_template(vps).await?, image) {
+            (Some(t), Some(image)) => {
+                // The template as it is now may allow more images than the copy stored with
+                // the VPS when it was created.
+                let current = store.template_by_name(&t.name).await?;
+                anyhow::ensure!(
+                    t.allows_image(image) || current.is_some_and(|c| c.allows_image(image)),
+                    "image {image} is not allowed for template {}: choose {} or one of its allowed images {:?}",
+                    t.name,
+                    t.image_id,
+                    t.allowed_images
+                );
+                json!({ "image_id": image })
+            }
+            (None, _) => anyhow::bail!("this VPS has no template to rebuild from"),
+            (Some(_), None) => json!({}),
+        };
+    }
     let id = store.enqueue_operation(vps, action.kind(), params.clone(), actor, None).await?;
     store
         .record_activity(
-            "info",
+            Level::Info,
             actor,
             Some(vps),
             &format!("{actor} asked for {}", action.kind().as_str()),
@@ -362,35 +385,101 @@ pub async fn request_action(
     Ok(id)
 }
 
-/// Puts a dead operation back in the queue.
+/// Why a retry was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("no such operation: {0}")]
+    NotFound(String),
+    /// The retry would do harm or nothing: the message says why and what to do instead.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// Retries a dead operation. A retry is a decision, not a replay: the VPS and its
+/// subscription are looked at first, and a retry that would bring a VM back to a VPS that is
+/// deleted, or to a customer whose subscription is cancelled, is refused. Otherwise the
+/// operation starts a fresh series of attempts (new idempotency keys, no stale task id).
+/// `registry`: the running appliance's, to start at once; `None` when the appliance is down
+/// (it picks the operation up at its next start). Answers the VPS id.
 pub async fn retry_operation(
     store: &Store,
-    registry: &actix::Addr<VpsRegistry>,
+    registry: Option<&actix::Addr<VpsRegistry>>,
     op: &str,
     actor: &str,
-) -> anyhow::Result<String> {
+) -> Result<String, RetryError> {
     let rows: Vec<Value> = store
         .query_one(
-            "UPDATE type::record('operation', $op) SET state = 'queued', attempts = 0, next_attempt_at = time::now(),
-                updated_at = time::now() WHERE state = 'dead' RETURN vps",
+            "SELECT kind, state, vps,
+                (SELECT VALUE state FROM type::record('vps', $parent.vps))[0] AS vps_state,
+                (SELECT VALUE subscription FROM type::record('vps', $parent.vps))[0] AS subscription
+             FROM type::record('operation', $op)",
             json!({ "op": op }),
             0,
         )
         .await?;
-    let Some(vps) = rows.first().and_then(|r| r["vps"].as_str()).map(str::to_owned) else {
-        anyhow::bail!("operation {op} is not dead (only a dead operation can be retried)");
+    let Some(row) = rows.into_iter().next() else { return Err(RetryError::NotFound(op.to_string())) };
+    let vps = row["vps"].as_str().unwrap_or_default().to_string();
+    let kind: Option<OpKind> = serde_json::from_value(row["kind"].clone()).ok();
+    let state = row["state"].as_str().unwrap_or_default();
+    if state != "dead" {
+        return Err(RetryError::Refused(format!("operation {op} is {state}: only a dead operation can be retried")));
+    }
+    let sub_status = match row["subscription"].as_str() {
+        Some(sub) => store
+            .query_one::<Vec<Option<String>>>(
+                "SELECT VALUE status FROM type::record('subscription', $sub)",
+                json!({ "sub": sub }),
+                0,
+            )
+            .await?
+            .into_iter()
+            .next()
+            .flatten(),
+        None => None,
     };
-    store.update_vps(&vps, json!({})).await?;
+    let brings_vm_back = !matches!(kind, Some(OpKind::Delete | OpKind::Suspend));
+    if brings_vm_back {
+        let kind = kind.map_or("operation", OpKind::as_str);
+        if row["vps_state"] == "deleted" {
+            return Err(RetryError::Refused(format!(
+                "refusing to retry the {kind}: VPS {vps} is deleted, and retrying would bring a VM back. \
+                 Create a new VPS if the customer should have one."
+            )));
+        }
+        if sub_status.as_deref() == Some("cancelled") {
+            return Err(RetryError::Refused(format!(
+                "refusing to retry the {kind}: the subscription of VPS {vps} is cancelled, and retrying would give \
+                 a VM back to a customer who cancelled. Delete the VPS instead, or wait for the customer to subscribe \
+                 again."
+            )));
+        }
+    }
+    let updated: Vec<Value> = store
+        .query_one(
+            "UPDATE type::record('operation', $op) SET state = 'queued', attempts = 0, task_id = NONE,
+                next_attempt_at = time::now(), retried_by = $actor, updated_at = time::now()
+             WHERE state = 'dead' RETURN vps",
+            json!({ "op": op, "actor": actor }),
+            0,
+        )
+        .await?;
+    if updated.is_empty() {
+        return Err(RetryError::Refused(format!("operation {op} is no longer dead (someone else retried it)")));
+    }
     store
         .record_activity(
-            "info",
+            Level::Info,
             actor,
             Some(&vps),
-            &format!("{actor} retried a dead operation"),
+            &format!("{actor} retried a dead operation (a fresh series of attempts)"),
             json!({ "operation": op }),
         )
         .await?;
-    registry.do_send(Activate { vps: vps.clone() });
+    if let Some(registry) = registry {
+        registry.do_send(Activate { vps: vps.clone() });
+    }
     Ok(vps)
 }
 
@@ -416,7 +505,7 @@ pub async fn decide_held(
     let verb = if approve { "approved" } else { "rejected" };
     store
         .record_activity(
-            "warn",
+            Level::Warning,
             actor,
             Some(&vps),
             &format!("{actor} {verb} a held operation"),
@@ -610,7 +699,7 @@ pub async fn held_operations(store: &Store) -> anyhow::Result<Vec<Value>> {
 /// Filters of the activity log.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ActivityQuery {
-    /// `info`, `warn`, `error` or empty for all.
+    /// `info`, `warning`, `error`, `critical` or empty for all (`warn` is read as `warning`).
     #[serde(default)]
     pub level: String,
     /// Text in the message or the actor.
@@ -622,7 +711,14 @@ pub struct ActivityQuery {
 
 pub async fn activity(store: &Store, query: &ActivityQuery) -> anyhow::Result<Page<Value>> {
     let mut conds = Vec::new();
-    if !query.level.is_empty() {
+    let level = match query.level.trim() {
+        "" => None,
+        l => Some(
+            Level::parse(l)
+                .ok_or_else(|| anyhow::anyhow!("unknown activity level {l:?}: use info, warning, error or critical"))?,
+        ),
+    };
+    if level.is_some() {
         conds.push("level = $level");
     }
     let q = query.q.trim().to_lowercase();
@@ -632,7 +728,7 @@ pub async fn activity(store: &Store, query: &ActivityQuery) -> anyhow::Result<Pa
         );
     }
     let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
-    let mut b = json!({ "level": query.level, "q": q });
+    let mut b = json!({ "level": level.map(Level::as_str), "q": q });
     let total = count(store, "activity", &clause, b.clone()).await?;
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let page = query.page.clamp(1, pages);
@@ -689,7 +785,7 @@ pub async fn templates(store: &Store) -> anyhow::Result<Vec<Value>> {
     store
         .query_one(
             "SELECT record::id(id) AS id, name, description, az_id, image_id, storage_tag_id, vpc_id, subnet_id, cores,
-                memory_mb, disk_gb, name_pattern, enabled OR enabled = NONE AS enabled,
+                memory_mb, disk_gb, name_pattern, enabled OR enabled = NONE AS enabled, allowed_images OR [] AS allowed_images,
                 (SELECT source, plan_key FROM plan_mapping WHERE template = $parent.name) AS plans
              FROM template ORDER BY name",
             json!({}),
@@ -734,6 +830,48 @@ pub async fn map_plan(store: &Store, source: &str, plan: &str, template: &str, a
             json!({ "source": source, "plan": plan, "template": template, "actor": actor }),
         )
         .await
+}
+
+/// Filters of the notification list (all optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NotificationQuery {
+    /// `info`, `warning` or `critical`; empty for all.
+    #[serde(default)]
+    pub severity: String,
+    /// A notification kind (`operation_dead`, `event_parked`, …); empty for all.
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub page: u64,
+}
+
+/// One page of notifications, newest first.
+pub async fn notifications_page(store: &Store, query: &NotificationQuery) -> anyhow::Result<Page<Value>> {
+    let mut conds = Vec::new();
+    if !query.severity.trim().is_empty() {
+        conds.push("severity = $severity");
+    }
+    if !query.kind.trim().is_empty() {
+        conds.push("kind = $kind");
+    }
+    let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    let mut b = json!({ "severity": query.severity.trim(), "kind": query.kind.trim() });
+    let total = count(store, "notification", &clause, b.clone()).await?;
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = query.page.clamp(1, pages);
+    b["start"] = json!((page - 1) * PAGE_SIZE);
+    b["limit"] = json!(PAGE_SIZE);
+    let rows: Vec<Value> = store
+        .query_one(
+            &format!(
+                "SELECT record::id(id) AS id, <string>created_at AS at, kind, severity, title, body, subject
+                 FROM notification {clause} ORDER BY at DESC LIMIT $limit START $start"
+            ),
+            b,
+            0,
+        )
+        .await?;
+    Ok(Page { rows, total, page, pages, capped: false })
 }
 
 /// Recent notifications, newest first.

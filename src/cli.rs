@@ -145,6 +145,12 @@ pub enum AdminCommand {
     Enable { username: String },
     /// List the users.
     ListUsers,
+    /// Retry a dead operation (as the Retry button does): refused when it would bring a VM
+    /// back to a deleted VPS or a cancelled subscription. Works while the appliance runs.
+    Retry {
+        /// The operation id (shown on the VPS page and by the API).
+        operation: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +302,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()> {
+    if let AdminCommand::Retry { operation } = command {
+        println!("{}", crate::ops::retry(config, operation).await?);
+        return Ok(());
+    }
     let store = crate::db::Store::open(config).await?;
     crate::app::ensure_appliance_key(config)?;
     let sealer = std::sync::Arc::new(crate::secrets::Sealer::from_file(&config.key_file())?);
@@ -325,6 +335,8 @@ async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()
             auth.set_disabled(username, false).await?;
             println!("enabled {username}");
         }
+        // Answered above, without opening the store (the running appliance may hold it).
+        AdminCommand::Retry { .. } => {}
         AdminCommand::ListUsers => {
             let users = auth.users().await?;
             if users.is_empty() {

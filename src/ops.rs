@@ -157,6 +157,35 @@ pub async fn export_from_running(config: &Config, file: &Path) -> anyhow::Result
     Ok(bytes)
 }
 
+/// Retries a dead operation: in the store when it can be opened (the appliance is down, or
+/// the store is a server), otherwise through the running appliance
+/// (`POST /internal/operations/{id}/retry`, the same local-operator token as the export).
+pub async fn retry(config: &Config, op: &str) -> anyhow::Result<String> {
+    match crate::db::Store::open(config).await {
+        Ok(store) => match crate::admin::retry_operation(&store, None, op, "cli").await {
+            Ok(vps) => Ok(format!("operation {op} of VPS {vps} queued again; it runs when the appliance starts")),
+            Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        },
+        Err(direct) => {
+            let key = read_key(&config.key_file())?;
+            let url = format!("http://{}/internal/operations/{op}/retry", local_addr(config.server.listen));
+            let resp = client(Some(Duration::from_secs(30)))?
+                .post(&url)
+                .header(EXPORT_AUTH_HEADER, export_token(&key, chrono::Utc::now().timestamp()))
+                .send()
+                .await
+                .with_context(|| format!("the store cannot be opened ({direct:#}) and {url} did not answer"))?;
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            if !status.is_success() {
+                let msg = body["error"]["message"].as_str().or(body["message"].as_str()).unwrap_or("no message");
+                bail!("{msg} ({status})");
+            }
+            Ok(format!("operation {op} of VPS {} retried: a fresh series of attempts started", body["vps"]))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

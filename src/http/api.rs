@@ -11,6 +11,7 @@ use super::session::ApiUser;
 use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
 use crate::auth::Role;
 use crate::error::{AppError, AppResult, Code};
+use crate::lifecycle::store::Level;
 use crate::lifecycle::{Template, kpi};
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -88,9 +89,13 @@ struct ActionBody {
     /// For `resize`: `{cores, memory_mb, disk_gb}`.
     #[serde(default)]
     spec: Option<Value>,
-    /// For `delete`: the VPS's name, as a confirmation.
+    /// For `delete` and `rebuild`: the VPS's name, as a confirmation.
     #[serde(default)]
     confirm: String,
+    /// For `rebuild`: the image (the template's, or one of its `allowed_images`); default the
+    /// template's.
+    #[serde(default)]
+    image_id: Option<String>,
 }
 
 async fn vps_action(
@@ -106,16 +111,23 @@ async fn vps_action(
             body.action
         ))
     })?;
-    if action == Action::Delete {
+    if matches!(action, Action::Delete | Action::Rebuild) {
         let vps = admin::vps_detail(&state.store, &id)
             .await
             .map_err(store_err)?
             .ok_or_else(|| AppError::not_found(format!("no VPS with id {id}")))?;
         if body.confirm != vps["name"].as_str().unwrap_or_default() {
-            return Err(AppError::new(Code::Conflict, "To delete, send `confirm` with the VPS's name."));
+            return Err(AppError::new(
+                Code::Conflict,
+                format!("To {}, send `confirm` with the VPS's name (its disk is replaced).", body.action),
+            ));
         }
     }
-    let params = body.spec.clone().map(|s| json!({ "spec": s })).unwrap_or_else(|| json!({}));
+    let params = match (&body.spec, &body.image_id) {
+        (Some(s), _) => json!({ "spec": s }),
+        (None, Some(image)) => json!({ "image_id": image }),
+        (None, None) => json!({}),
+    };
     let op = admin::request_action(&state.store, &state.handles.registry, &id, action, params, &p.actor())
         .await
         .map_err(bad)?;
@@ -124,7 +136,13 @@ async fn vps_action(
 
 async fn retry(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
-    let vps = admin::retry_operation(&state.store, &state.handles.registry, &id, &p.actor()).await.map_err(bad)?;
+    let vps = admin::retry_operation(&state.store, Some(&state.handles.registry), &id, &p.actor()).await.map_err(
+        |e| match e {
+            admin::RetryError::NotFound(_) => AppError::not_found(e.to_string()),
+            admin::RetryError::Refused(m) => AppError::new(Code::Conflict, m),
+            admin::RetryError::Store(e) => store_err(e),
+        },
+    )?;
     Ok(HttpResponse::Accepted().json(json!({ "vps": vps })))
 }
 
@@ -142,6 +160,12 @@ async fn reject(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>
 
 async fn activity(state: web::Data<AppState>, user: ApiUser, q: web::Query<ActivityQuery>) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
+    if !q.level.is_empty() && Level::parse(&q.level).is_none() {
+        return Err(AppError::bad_request(format!(
+            "unknown level {:?}: use info, warning, error or critical",
+            q.level
+        )));
+    }
     Ok(HttpResponse::Ok().json(admin::activity(&state.store, &q).await.map_err(store_err)?))
 }
 
@@ -197,9 +221,18 @@ async fn save_template(
     Ok(HttpResponse::Ok().json(json!({ "saved": body.name })))
 }
 
-async fn notifications(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
+/// `GET /api/v1/notifications?page=&severity=&kind=`: one page (50 rows) with `total` and
+/// `pages`, newest first.
+async fn notifications(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    q: web::Query<admin::NotificationQuery>,
+) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
-    Ok(HttpResponse::Ok().json(admin::notifications(&state.store, 200).await.map_err(store_err)?))
+    if !q.severity.is_empty() && !["info", "warning", "critical"].contains(&q.severity.as_str()) {
+        return Err(AppError::bad_request(format!("unknown severity {:?}: use info, warning or critical", q.severity)));
+    }
+    Ok(HttpResponse::Ok().json(admin::notifications_page(&state.store, &q).await.map_err(store_err)?))
 }
 
 async fn issue_upgrade_link(

@@ -18,14 +18,15 @@ use crate::ops::{EXPORT_AUTH_HEADER, read_key, verify_export_token};
 const PROXY_HEADERS: &[&str] = &["forwarded", "x-forwarded-for", "x-real-ip"];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(post_export);
+    cfg.service(post_export).service(post_retry);
 }
 
-#[post("/internal/export")]
-async fn post_export(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+/// Checks that a request comes from an operator on this machine (loopback, no proxy headers, a
+/// fresh token keyed with the appliance key).
+fn local_operator(req: &HttpRequest, state: &AppState, what: &str) -> Result<(), AppError> {
     let refuse = |why: &str| {
-        tracing::warn!(peer = ?req.peer_addr(), why, "online export refused");
-        AppError::new(Code::Forbidden, "The export is only available to a local operator.".to_string())
+        tracing::warn!(peer = ?req.peer_addr(), why, what, "local operator request refused");
+        AppError::new(Code::Forbidden, format!("The {what} is only available to a local operator."))
     };
     if !req.peer_addr().is_some_and(|a| a.ip().is_loopback()) {
         return Err(refuse("not from a loopback address"));
@@ -35,11 +36,15 @@ async fn post_export(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
     }
     let token = req.headers().get(EXPORT_AUTH_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let key = read_key(&state.config.key_file()).map_err(|e| {
-        tracing::error!(error = %format!("{e:#}"), "online export: the appliance key cannot be read");
+        tracing::error!(error = %format!("{e:#}"), what, "the appliance key cannot be read");
         AppError::new(Code::Internal, "The appliance key cannot be read.".to_string())
     })?;
-    verify_export_token(&key, token, chrono::Utc::now().timestamp()).map_err(refuse)?;
+    verify_export_token(&key, token, chrono::Utc::now().timestamp()).map_err(refuse)
+}
 
+#[post("/internal/export")]
+async fn post_export(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    local_operator(&req, &state, "export")?;
     let stream = state.store.export_stream().await.map_err(|e| {
         tracing::error!(error = %format!("{e:#}"), "online export failed to start");
         AppError::new(Code::StoreUnavailable, "The store could not be exported.".to_string())
@@ -53,4 +58,21 @@ async fn post_export(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         })
     });
     Ok(HttpResponse::Ok().content_type("application/sql; charset=utf-8").streaming(body))
+}
+
+/// `vmauto admin retry` while the appliance runs: the same decision as the UI's and the API's
+/// retry button ([`crate::admin::retry_operation`]).
+#[post("/internal/operations/{id}/retry")]
+async fn post_retry(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    local_operator(&req, &state, "retry")?;
+    match crate::admin::retry_operation(&state.store, Some(&state.handles.registry), &id, "cli").await {
+        Ok(vps) => Ok(HttpResponse::Accepted().json(serde_json::json!({ "vps": vps }))),
+        Err(e @ crate::admin::RetryError::NotFound(_)) => Err(AppError::not_found(e.to_string())),
+        Err(crate::admin::RetryError::Refused(m)) => Err(AppError::new(Code::Conflict, m)),
+        Err(crate::admin::RetryError::Store(e)) => Err(AppError::store(format!("{e:#}"))),
+    }
 }

@@ -16,6 +16,7 @@ use crate::actors::gateway::{GetGatewayStatus, ListImages, ListNetworks, ListSto
 use crate::actors::plugins::ParseWebhook;
 use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
 use crate::auth::{Principal, Role};
+use crate::lifecycle::store::Level;
 use crate::lifecycle::{Template, kpi};
 use crate::plugin_host::SourceRequest;
 
@@ -242,10 +243,19 @@ async fn vps_page(state: web::Data<AppState>, user: UiUser, id: web::Path<String
         .collect();
     let live = vps["state"] != "deleted";
     let dead_ops: Vec<&Value> = timeline.iter().filter(|t| t["kind"] == "operation" && t["state"] == "dead").collect();
+    // The images a rebuild may choose: the template's own first, then its allowed ones.
+    let mut rebuild_images: Vec<Value> = Vec::new();
+    for img in std::iter::once(&vps["template_image"]).chain(vps["allowed_images"].as_array().into_iter().flatten()) {
+        if let Some(img) = img.as_str().filter(|i| !i.is_empty())
+            && !rebuild_images.iter().any(|r| r["id"] == img)
+        {
+            rebuild_images.push(json!({ "id": img, "current": vps["image_id"] == img }));
+        }
+    }
     let ctx = json!({
         "vps": vps, "timeline": timeline, "live": live, "flash": flash(&req), "dead_ops": dead_ops,
         "csrf": user.0.csrf, "can_operate": user.0.can(Role::Operator) && live,
-        "upgrades": state.config.stripe.enabled, "links": links,
+        "upgrades": state.config.stripe.enabled, "links": links, "rebuild_images": rebuild_images,
     });
     let title = vps["name"].as_str().unwrap_or("VPS").to_string();
     render(&state, &user.0, "admin/vps_detail.html", &title, "vps", ctx)
@@ -264,6 +274,8 @@ struct ActionForm {
     memory_mb: Option<u64>,
     #[serde(default)]
     disk_gb: Option<u64>,
+    #[serde(default)]
+    image_id: String,
 }
 
 async fn vps_action(
@@ -278,16 +290,17 @@ async fn vps_action(
     let Some(action) = Action::parse(&form.action) else {
         return Ok(redirect_msg(&back, false, "Unknown action."));
     };
-    if action == Action::Delete {
+    if matches!(action, Action::Delete | Action::Rebuild) {
         let vps = admin::vps_detail(&state.store, &id).await.map_err(anyhow_internal)?.unwrap_or_default();
         if form.confirm.trim() != vps["name"].as_str().unwrap_or_default() {
-            return Ok(redirect_msg(&back, false, "To delete, type the VPS's name exactly."));
+            return Ok(redirect_msg(&back, false, &format!("To {}, type the VPS's name exactly.", form.action)));
         }
     }
     let params = match action {
         Action::Resize => json!({ "spec": {
             "cores": form.cores.unwrap_or(0), "memory_mb": form.memory_mb.unwrap_or(0), "disk_gb": form.disk_gb.unwrap_or(0)
         }}),
+        Action::Rebuild => json!({ "image_id": form.image_id }),
         _ => json!({}),
     };
     match admin::request_action(&state.store, &state.handles.registry, &id, action, params, &p.actor()).await {
@@ -318,7 +331,13 @@ async fn vps_reveal(
     let password = state.sealer.open(sealed).map_err(anyhow_internal)?;
     state
         .store
-        .record_activity("warn", &p.actor(), Some(&id), &format!("{} revealed the root password", p.actor()), json!({}))
+        .record_activity(
+            Level::Warning,
+            &p.actor(),
+            Some(&id),
+            &format!("{} revealed the root password", p.actor()),
+            json!({}),
+        )
         .await
         .map_err(anyhow_internal)?;
     let ctx = json!({ "id": *id, "name": row["name"], "password": password.expose() });
@@ -352,8 +371,8 @@ async fn vps_create(state: web::Data<AppState>, user: UiUser, form: web::Form<Ne
 async fn op_retry(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, form: web::Form<CsrfForm>) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
-    match admin::retry_operation(&state.store, &state.handles.registry, &id, &p.actor()).await {
-        Ok(vps) => Ok(redirect_msg(&format!("/vps/{vps}"), true, "Operation queued again.")),
+    match admin::retry_operation(&state.store, Some(&state.handles.registry), &id, &p.actor()).await {
+        Ok(vps) => Ok(redirect_msg(&format!("/vps/{vps}"), true, "Retry started: a fresh series of attempts.")),
         Err(e) => Ok(redirect_msg("/", false, &format!("{e:#}"))),
     }
 }
@@ -384,7 +403,10 @@ async fn op_reject(state: web::Data<AppState>, user: UiUser, id: web::Path<Strin
 // Logs.
 
 async fn activity(state: web::Data<AppState>, user: UiUser, q: web::Query<ActivityQuery>) -> Page {
-    let q = q.into_inner();
+    let mut q = q.into_inner();
+    if Level::parse(&q.level).is_none() {
+        q.level.clear(); // an unknown level in a hand-made address lists every level
+    }
     let page = admin::activity(&state.store, &q).await.map_err(anyhow_internal)?;
     let mut base = q.clone();
     base.page = 0;
@@ -550,6 +572,9 @@ struct TemplateForm {
     name_pattern: String,
     #[serde(default)]
     enabled: Option<String>,
+    /// Other image ids a rebuild may choose, separated by commas or spaces.
+    #[serde(default)]
+    allowed_images: String,
 }
 
 async fn template_save(state: web::Data<AppState>, user: UiUser, form: web::Form<TemplateForm>) -> Page {
@@ -569,6 +594,12 @@ async fn template_save(state: web::Data<AppState>, user: UiUser, form: web::Form
         disk_gb: f.disk_gb,
         name_pattern: if f.name_pattern.is_empty() { "vps-{id}".into() } else { f.name_pattern },
         enabled: f.enabled.is_some(),
+        allowed_images: f
+            .allowed_images
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|i| !i.is_empty())
+            .map(str::to_owned)
+            .collect(),
     };
     match admin::save_template(&state.store, &t, &p.actor()).await {
         Ok(()) => Ok(redirect_msg("/templates", true, &format!("Template {} saved.", t.name))),
@@ -758,7 +789,7 @@ async fn user_add(state: web::Data<AppState>, user: UiUser, form: web::Form<User
             let _ = state
                 .store
                 .record_activity(
-                    "warn",
+                    Level::Warning,
                     &p.actor(),
                     None,
                     &format!("{} added {role} {}", p.actor(), form.username.trim()),
@@ -822,7 +853,7 @@ async fn user_change(
             let _ = state
                 .store
                 .record_activity(
-                    "warn",
+                    Level::Warning,
                     &p.actor(),
                     None,
                     &format!("{} changed user {name}: {}", p.actor(), form.change),
@@ -852,7 +883,7 @@ async fn token_create(state: web::Data<AppState>, user: UiUser, form: web::Form<
             let _ = state
                 .store
                 .record_activity(
-                    "warn",
+                    Level::Warning,
                     &p.actor(),
                     None,
                     &format!("{} created API token {}", p.actor(), form.name.trim()),
@@ -876,7 +907,7 @@ async fn token_revoke(
     state.auth.revoke_token(&id).await.map_err(anyhow_internal)?;
     let _ = state
         .store
-        .record_activity("warn", &p.actor(), None, &format!("{} revoked an API token", p.actor()), json!({}))
+        .record_activity(Level::Warning, &p.actor(), None, &format!("{} revoked an API token", p.actor()), json!({}))
         .await;
     Ok(redirect_msg("/settings", true, "Token revoked."))
 }
@@ -938,7 +969,7 @@ async fn totp_confirm(state: web::Data<AppState>, user: UiUser, form: web::Form<
             let _ = state
                 .store
                 .record_activity(
-                    "warn",
+                    Level::Warning,
                     &user.0.actor(),
                     None,
                     &format!("{} turned on two-factor login", user.0.actor()),
@@ -970,7 +1001,7 @@ async fn totp_disable(state: web::Data<AppState>, user: UiUser, form: web::Form<
     let _ = state
         .store
         .record_activity(
-            "warn",
+            Level::Warning,
             &user.0.actor(),
             None,
             &format!("{} turned off two-factor login", user.0.actor()),
@@ -1030,7 +1061,7 @@ async fn settings_save(
             let _ = state
                 .store
                 .record_activity(
-                    "warn",
+                    Level::Warning,
                     &p.actor(),
                     None,
                     &format!("{} changed settings: {}", p.actor(), changed.join(", ")),

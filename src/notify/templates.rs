@@ -36,6 +36,12 @@ handlebars::handlebars_helper!(mem_helper: |mb: Json| {
     if mb >= 1024.0 { format!("{} GB", (mb / 1024.0 * 10.0).round() / 10.0) } else { format!("{mb} MB") }
 });
 
+handlebars::handlebars_helper!(join_helper: |list: Json, sep: str| {
+    list.as_array()
+        .map(|items| items.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(sep))
+        .unwrap_or_default()
+});
+
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Templates").field("count", &(self.html.get_templates().len())).finish()
@@ -54,6 +60,7 @@ impl Templates {
         let mut admin = Handlebars::new();
         admin.register_helper("time", Box::new(time_helper));
         admin.register_helper("mem", Box::new(mem_helper));
+        admin.register_helper("join", Box::new(join_helper));
         for path in Builtin::iter() {
             let Some(name) = path.strip_suffix(".hbs") else { continue };
             let file = Builtin::get(&path).with_context(|| format!("template {path} vanished"))?;
