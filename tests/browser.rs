@@ -67,6 +67,7 @@ async fn the_admin_ui_works_in_a_real_browser() {
         .env("VMAUTO_URL", s.t.app.base_url())
         .env("VMAUTO_WEBHOOK", s.t.url(&format!("/webhooks/ghl/{TOKEN}")))
         .env("VMAUTO_PASSWORD", PW)
+        .env("VMAUTO_SIM", s.sim.base_url())
         .env("VMAUTO_SHOTS", &shots)
         .env("CHROMIUM", &chromium))
     .await;
@@ -80,6 +81,7 @@ async fn the_admin_ui_works_in_a_real_browser() {
         "dashboard",
         "vps-list",
         "vps-detail",
+        "vps-rebuild",
         "templates",
         "inbox-event",
         "activity",

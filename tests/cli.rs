@@ -50,3 +50,11 @@ fn db_export_and_import_round_trip_through_the_binary() {
     assert!(!ok, "a second import into a non-empty store is refused: {out}");
     assert!(out.contains("not empty"), "{out}");
 }
+
+#[test]
+fn admin_retry_names_an_unknown_operation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, out) = vmauto(&["admin", "retry", "no-such-op"], dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("no such operation: no-such-op"), "{out}");
+}

@@ -25,7 +25,7 @@ use vmauto::db::Store;
 use vmauto::lifecycle::store::stable_key;
 use vmauto::sim::{SimConfig, SimServer};
 
-const TOKEN: &str = "crash0123456789abcdef0123456789ab";
+pub const TOKEN: &str = "crash0123456789abcdef0123456789ab";
 const SUBS: usize = 30;
 /// Cancels whose first answer the sender loses.
 const LOST: usize = 5;
@@ -42,6 +42,11 @@ pub struct Proc {
 impl Proc {
     /// `provider`: more `provider.sangfor` keys; `extra`: more tables.
     pub fn new(dir: &Path, sim: &SimServer, provider: &str, extra: &str) -> Self {
+        Self::new_with_policy(dir, sim, provider, "", extra)
+    }
+
+    /// As [`Proc::new`], with more `policy` keys.
+    pub fn new_with_policy(dir: &Path, sim: &SimServer, provider: &str, policy: &str, extra: &str) -> Self {
         let port = free_port();
         let config = dir.join("appliance.toml");
         let toml = format!(
@@ -66,6 +71,7 @@ grace_days = 0
 retry_base_secs = 1
 retry_max_secs = 2
 max_destructive_per_hour = 1000
+{policy}
 
 [sources.ghl]
 plugin = "ghl-workflow"

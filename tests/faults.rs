@@ -57,7 +57,8 @@ async fn dropped_connections_converge() {
 #[actix_web::test]
 async fn a_failed_task_ends_dead_with_an_alert() {
     let s = Stack::start().await;
-    s.sim.add_fault(fault("POST /janus/*/servers task_failure_rate=1"));
+    // A cause only an admin can remove (the pool is full): dead at once, not retried.
+    s.sim.add_fault(fault("POST /janus/*/servers task_failure_rate=1 task_failure_kinds=capacity"));
     send(&s, event(EventKind::Subscribe, "sub-t", Some("starter"), None)).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

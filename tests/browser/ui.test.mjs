@@ -16,6 +16,7 @@ const base = process.env.VMAUTO_URL;
 const hook = process.env.VMAUTO_WEBHOOK;
 const password = process.env.VMAUTO_PASSWORD;
 const shots = process.env.VMAUTO_SHOTS || 'artifacts';
+const sim = process.env.VMAUTO_SIM;
 fs.mkdirSync(shots, { recursive: true });
 
 const browser = await chromium.launch({
@@ -36,6 +37,15 @@ async function newPage({ expectForbidden = false } = {}) {
     if (m.type() === 'error' && !forbidden) problems.push(`console: ${m.text()}`);
   });
   return page;
+}
+
+async function simState() {
+  const r = await fetch(`${sim}/_sim/state`);
+  return r.json();
+}
+
+function liveVms(state) {
+  return state.servers.filter((s) => !s.recycled);
 }
 
 let current = '';
@@ -126,6 +136,25 @@ try {
     await page.click('button:has-text("Reset")');
     await page.waitForSelector('.flash.ok');
     await eventually(page, vpsUrl, async (p) => (await p.textContent('#timeline')).match(/reset\s+—\s+succeeded/), 'the reset to succeed');
+    const tasks = (await simState()).tasks.filter((t) => t.status === 'finish').map((t) => t.action);
+    assert.ok(tasks.includes('reboot_server'), `the reset power-cycled the VM: ${tasks}`);
+  });
+
+  await step('rebuild a VPS: a new VM from the image, the old one deleted', async () => {
+    await page.goto(vpsUrl);
+    const before = liveVms(await simState());
+    assert.equal(before.length, 1);
+    const name = (await page.textContent('h1')).replace(/\s+\S+$/, '').trim();
+    assert.ok(await page.locator('#rebuild-form select[name=image_id] option').count() >= 1, 'images to choose from');
+    await page.fill('#rebuild-form input[name=confirm]', name);
+    await shot(page, 'vps-rebuild');
+    await page.click('#rebuild-form button:has-text("Rebuild")');
+    await page.waitForSelector('.flash.ok');
+    await eventually(page, vpsUrl, async (p) => (await p.textContent('#timeline')).match(/rebuild\s+—\s+succeeded/), 'the rebuild to succeed', 90);
+    const after = liveVms(await simState());
+    assert.equal(after.length, 1, 'one VM after the rebuild');
+    assert.notEqual(after[0].id, before[0].id, 'a new VM');
+    assert.equal(after[0].status, 'running');
   });
 
   await step('resize a VPS', async () => {
@@ -185,10 +214,10 @@ try {
   await step('delete a VPS with a typed confirmation, watching it go live', async () => {
     await page.goto(vpsUrl);
     const name = (await page.textContent('h1')).replace(/\s+\S+$/, '').trim();
-    await page.fill('input[name=confirm]', 'not the name');
+    await page.fill('#delete-form input[name=confirm]', 'not the name');
     await page.click('button:has-text("Delete now")');
     await page.waitForSelector('.flash.err');
-    await page.fill('input[name=confirm]', name);
+    await page.fill('#delete-form input[name=confirm]', name);
     await page.click('button:has-text("Delete now")');
     await page.waitForSelector('.flash.ok');
     await page.waitForFunction(() => document.querySelector('h1 [data-vps-state]')?.textContent === 'deleted', null, { timeout: 60000 });
