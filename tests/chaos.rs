@@ -38,7 +38,7 @@ fn sub_name(i: usize) -> String {
 
 /// Cancelled after its subscribe.
 fn cancelled_after(i: usize) -> bool {
-    i % 4 == 0
+    i.is_multiple_of(4)
 }
 
 /// Cancelled, the cancel delivered before the subscribe (stamped later, so it still wins).
@@ -73,13 +73,13 @@ fn events(n: usize) -> Vec<Value> {
     for i in 0..n {
         out.push(body("subscribe", i));
         // A duplicate of every other subscribe, as a sender that retries does.
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             out.push(body("subscribe", i));
         }
     }
     for i in (0..n).filter(|i| cancelled_after(*i)) {
         out.push(body("cancel", i));
-        if i % 8 == 0 {
+        if i.is_multiple_of(8) {
             out.push(body("cancel", i));
         }
     }

@@ -196,7 +196,7 @@ async fn remove_vm(cx: &ExecContext, op: &Operation, server_id: &str, step: &str
     let sid = ServerId::new(server_id);
     match call(cx, PowerOff { server_id: sid.clone(), op: key(op, &format!("{step}/power-off")) }).await? {
         Ok(_) => {}
-        Err(e) if matches!(e, ProviderError::NotFound { .. }) => return Ok(()),
+        Err(ProviderError::NotFound { .. }) => return Ok(()),
         Err(e) if already_done(&e) => {}
         Err(e) => return Err(e.into()),
     }
@@ -387,7 +387,7 @@ async fn delete(cx: &ExecContext, op: &Operation) -> Step<Value> {
     let sid = ServerId::new(&server_id);
     match call(cx, PowerOff { server_id: sid.clone(), op: key(op, "power-off") }).await? {
         Ok(_) => {}
-        Err(e) if matches!(e, ProviderError::NotFound { .. }) => return Ok(done),
+        Err(ProviderError::NotFound { .. }) => return Ok(done),
         Err(e) if already_done(&e) => {}
         Err(e) => return Err(e.into()),
     }
