@@ -36,6 +36,11 @@ fn attr(html: &str, marker: &str) -> String {
 
 /// Logs in through the form; answers the status of the POST, its Location and the session.
 pub async fn try_login(base: &str, user: &str, password: &str) -> (u16, String, Option<Session>) {
+    try_login_to(base, user, password, "/vps").await
+}
+
+/// Logs in with `next` as the page to return to.
+pub async fn try_login_to(base: &str, user: &str, password: &str, next: &str) -> (u16, String, Option<Session>) {
     let http = client();
     let page = http.get(format!("{base}/login")).send().await.expect("login page");
     let login_cookie = cookie_value(&page, "vmauto_login").expect("login cookie");
@@ -43,7 +48,7 @@ pub async fn try_login(base: &str, user: &str, password: &str) -> (u16, String, 
     let resp = http
         .post(format!("{base}/login"))
         .header("cookie", format!("vmauto_login={login_cookie}"))
-        .form(&[("username", user), ("password", password), ("_csrf", csrf.as_str()), ("next", "/vps")])
+        .form(&[("username", user), ("password", password), ("_csrf", csrf.as_str()), ("next", next)])
         .send()
         .await
         .expect("login");
@@ -600,4 +605,18 @@ async fn the_sources_page_lists_the_plugins_with_their_calls() {
     assert!(html.contains(&row("ghl-workflow", "billing-source", 0, 1)), "the refused test is counted: {html}");
     assert!(html.contains(&row("plan-table", "plan-mapper", 0, 0)), "{html}");
     assert_eq!(html.matches("<td>bundled</td>").count(), 5, "every bundled plugin is listed");
+}
+
+#[actix_web::test]
+async fn after_login_only_a_path_on_this_site_is_followed() {
+    let t = TestApp::start().await;
+    let base = t.app.base_url();
+    users(&t).await;
+    // Browsers drop the tab and read `/\` as `//`: each of these would leave the site.
+    for next in ["/\t/evil.example", "//evil.example", "/\\evil.example", "https://evil.example/"] {
+        let (status, location, _) = try_login_to(&base, "root", PW, next).await;
+        assert_eq!((status, location.as_str()), (303, "/"), "next = {next:?}");
+    }
+    let (status, location, _) = try_login_to(&base, "root", PW, "/activity?level=warning").await;
+    assert_eq!((status, location.as_str()), (303, "/activity?level=warning"));
 }

@@ -238,9 +238,15 @@ struct LoginForm {
     _csrf: String,
 }
 
-/// Only same-site paths are followed after login.
+/// Where to go after logging in: only a path on this site. Browsers drop tabs and newlines
+/// from a URL and read a backslash as `/`, so `/<TAB>/evil.example` would leave the site: any control
+/// character, space, backslash or non-ASCII character sends the user to `/` instead.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/" }
+    let bytes = next.as_bytes();
+    let same_origin_path = bytes.first() == Some(&b'/')
+        && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+        && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\');
+    if same_origin_path { next } else { "/" }
 }
 
 async fn login_page(state: web::Data<AppState>, req: HttpRequest, q: web::Query<LoginQuery>) -> HttpResponse {
@@ -446,5 +452,30 @@ async fn second_factor(
                 .finish()
         }
         Err(e) => UiError::internal(format!("{e:#}")).error_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_same_site_paths_are_followed_after_login() {
+        for ok in ["/", "/vps?q=a%20b", "/vps/abc", "/%2F%2Fevil.example"] {
+            assert_eq!(safe_next(ok), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "https://evil.example",
+            "evil",
+            "/caf\u{e9}",
+            "",
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad:?}");
+        }
     }
 }
