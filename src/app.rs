@@ -97,6 +97,10 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
         templates,
         auth,
         vps_counts: Arc::new(crate::admin::Snapshot::new(Duration::from_secs(10))),
+        refusals: Arc::new(http::refusals::RefusalBudget::new(
+            config.webhooks.refused_per_source_per_minute,
+            config.webhooks.refused_per_client_per_minute,
+        )),
     };
 
     let data = web::Data::new(state.clone());

@@ -94,15 +94,53 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub security: SecurityConfig,
     pub webhooks: WebhooksConfig,
+    pub inbox: InboxConfig,
     pub sources: BTreeMap<String, SourceConfig>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// How long the inbox keeps webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboxConfig {
+    /// Days a settled webhook (processed, ignored, stale or refused) keeps its headers, body
+    /// and outcomes; then it is compacted to its dedupe key (refused ones are deleted).
+    /// 0 keeps everything.
+    pub retention_days: u32,
+    /// Days a webhook's dedupe key is kept, so a sender's late retry is still recognised as a
+    /// duplicate; then the compacted row is deleted.
+    pub dedupe_days: u32,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        Self { retention_days: 30, dedupe_days: 90 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhooksConfig {
     /// The source behind `POST /api/vps/provision` and `/api/vps/deprovision`. Empty: the
     /// first source (by name) whose plugin is `ghl-workflow`.
     pub seed_source: String,
+    /// Refused webhooks (bad signature, bad body, too large) recorded in the inbox per source
+    /// and minute; more are counted but not stored.
+    pub refused_per_source_per_minute: u32,
+    /// Refused webhooks recorded per client address and minute.
+    pub refused_per_client_per_minute: u32,
+    /// Bytes of a refused webhook's body kept in its inbox row (with its length and SHA-256).
+    pub refused_body_bytes: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            seed_source: String::new(),
+            refused_per_source_per_minute: 60,
+            refused_per_client_per_minute: 10,
+            refused_body_bytes: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

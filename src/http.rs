@@ -8,6 +8,7 @@ pub mod charts;
 pub mod events;
 pub mod health;
 pub mod middleware;
+pub mod refusals;
 pub mod reveal;
 pub mod session;
 pub mod stripe;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub auth: crate::auth::Auth,
     /// VPS counts by state for the dashboard (a scan of the whole table), at most 10 s old.
     pub vps_counts: Arc<crate::admin::Snapshot<Vec<(String, u64)>>>,
+    /// How many refused webhooks may still be recorded this minute.
+    pub refusals: Arc<refusals::RefusalBudget>,
 }
 
 /// Mounts every route.
@@ -64,12 +67,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Applies an inbox row's events again for `actor` (UI and API): a Stripe upgrade payment
 /// through its fulfilment (idempotent by session id), anything else through the webhook actor.
 /// The replay is recorded in the activity log either way.
-pub(crate) async fn replay_inbox(
+pub async fn replay_inbox(
     state: &AppState,
     key: &str,
     actor: &str,
 ) -> anyhow::Result<Vec<crate::actors::subscription::EventOutcome>> {
-    let source = crate::admin::inbox_event(&state.store, key).await?.map(|e| e["source"].clone());
+    let row = crate::admin::inbox_event(&state.store, key).await?;
+    if row.as_ref().is_some_and(|e| !e["compacted"].is_null()) {
+        anyhow::bail!(
+            "webhook {key} was compacted after inbox.retention_days: its body is gone and it cannot be replayed"
+        );
+    }
+    let source = row.map(|e| e["source"].clone());
     let outcomes = if source.as_ref().and_then(serde_json::Value::as_str) == Some(crate::upgrade::INBOX_SOURCE) {
         crate::upgrade::fulfil::replay(state, key).await.map(|o| vec![o])
     } else {

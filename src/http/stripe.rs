@@ -44,6 +44,14 @@ async fn post_stripe_webhook(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, AppError> {
+    if !state.config.stripe.enabled {
+        // Nothing is recorded for an endpoint that is off: anonymous senders cannot use it to
+        // fill the inbox.
+        return Err(AppError::not_found(
+            "Stripe upgrades are not enabled on this appliance. - Hint: set stripe.enabled = true to receive \
+             Stripe events here.",
+        ));
+    }
     let metrics = &state.metrics;
     let count = |result: &str| metrics.webhooks.with_label_values(&[INBOX_SOURCE, result]).inc();
     let source = endpoint(&state);
@@ -63,7 +71,7 @@ async fn post_stripe_webhook(
             count("rejected_signature");
             let message = format!("The Stripe event could not be authenticated: {e}");
             record_rejection(&state, INBOX_SOURCE, &req, &source, &body, 401, &message).await;
-            return Err(AppError::new(Code::InvalidSignature, message));
+            return Err(super::webhooks::unauthenticated());
         }
     };
     let event: Value = match serde_json::from_slice::<Value>(&body) {

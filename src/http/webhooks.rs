@@ -177,7 +177,7 @@ async fn receive(
             count("rejected_signature");
             let message = format!("The webhook could not be authenticated: {e}");
             record_rejection(state, source_name, req, source, &body, 401, &message).await;
-            return Err(AppError::new(Code::InvalidSignature, message));
+            return Err(unauthenticated());
         }
     };
     let request = SourceRequest {
@@ -246,7 +246,39 @@ fn busy(detail: String) -> AppError {
         .with_detail(detail)
 }
 
-/// Records a rejected request in the inbox (no events; the reason shown to admins).
+/// The answer to a webhook that failed authentication: the same for every cause, so a
+/// prober learns nothing; the cause is recorded in the inbox row for admins.
+pub(crate) fn unauthenticated() -> AppError {
+    AppError::new(
+        Code::InvalidSignature,
+        "The webhook could not be authenticated. - Hint: check the token or signing secret this sender uses for \
+         the source; the reason is recorded in vmauto's inbox.",
+    )
+}
+
+/// Header values of a refused request are cut to this many bytes, and at most
+/// [`REFUSED_HEADERS`] headers are kept.
+const REFUSED_HEADER_BYTES: usize = 256;
+const REFUSED_HEADERS: usize = 32;
+/// The recorded reason is cut to this many bytes (a plugin's rejection may quote the body).
+const REFUSED_REASON_BYTES: usize = 1024;
+
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Records a refused request in the inbox (no events; the reason shown to admins), within the
+/// refusal budget ([`super::refusals`]): only the first `webhooks.refused_body_bytes` of the
+/// body with its length and SHA-256, at most 32 headers of 256 bytes, written on its own so
+/// it never joins the group commit of authenticated webhooks. Past the budget the refusal is
+/// only counted.
 pub(crate) async fn record_rejection(
     state: &AppState,
     source_name: &str,
@@ -256,15 +288,34 @@ pub(crate) async fn record_rejection(
     http_status: u16,
     reason: &str,
 ) {
-    let headers = headers_of(req.headers());
+    let client = req.peer_addr().map(|a| a.ip());
+    if !state.refusals.allow(source_name, client) {
+        state.metrics.webhooks.with_label_values(&[source_name, "refusal_unrecorded"]).inc();
+        return;
+    }
+    let cap = state.config.webhooks.refused_body_bytes;
+    let headers: Vec<(String, String)> = headers_of(req.headers())
+        .into_iter()
+        .take(REFUSED_HEADERS)
+        .map(|(k, v)| (cut(&k, REFUSED_HEADER_BYTES).to_string(), cut(&v, REFUSED_HEADER_BYTES).to_string()))
+        .collect();
     let key = key_of(&[source_name.as_bytes(), b"rejected", uuid::Uuid::new_v4().as_bytes()]);
     let fields = json!({
+        "source": source_name, "events": [],
         "path": req.match_pattern().unwrap_or_default(), "headers": stored_headers(&headers, source),
-        "body": String::from_utf8_lossy(body), "body_sha256": hex::encode(Sha256::digest(body)),
-        "signature": { "ok": http_status != 401 }, "status": "rejected", "error": reason, "http_status": http_status,
+        "body": String::from_utf8_lossy(&body[..body.len().min(cap)]), "body_len": body.len(),
+        "body_truncated": body.len() > cap, "body_sha256": hex::encode(Sha256::digest(body)),
+        "signature": { "ok": http_status != 401 }, "status": "rejected", "error": cut(reason, REFUSED_REASON_BYTES),
+        "http_status": http_status, "client": client.map(|c| c.to_string()),
     });
-    let row = InboxRow { key, source: source_name.to_string(), fields, events: Vec::new() };
-    if !matches!(state.handles.webhook.send(Ingest(row)).await, Ok(Ok(_))) {
-        tracing::warn!(source = source_name, "a rejected webhook could not be recorded");
+    let written = state
+        .store
+        .execute(
+            "CREATE type::record('webhook_event', $key) CONTENT object::extend($fields, { received_at: time::now() })",
+            json!({ "key": key, "fields": fields }),
+        )
+        .await;
+    if let Err(e) = written {
+        tracing::warn!(source = source_name, error = %format!("{e:#}"), "a refused webhook could not be recorded");
     }
 }
