@@ -179,6 +179,9 @@ pub enum DbCommand {
     Import { file: PathBuf },
     /// Print the store's schema version and this binary's.
     Version,
+    /// Purge the inbox now as `inbox.retention_days` / `dedupe_days` say (the appliance also
+    /// does it every hour). Works while the appliance runs.
+    Purge,
 }
 
 impl Cli {
@@ -408,6 +411,7 @@ async fn run_db(config: &Config, command: &DbCommand) -> anyhow::Result<()> {
             store.import(file).await?;
             format!("imported {} (schema version {})", file.display(), store.schema_version().await?)
         }
+        DbCommand::Purge => crate::ops::purge(config).await?,
         DbCommand::Version => {
             let store = crate::db::Store::connect(config).await?;
             format!(

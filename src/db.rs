@@ -15,6 +15,8 @@ use surrealdb::opt::auth::Root;
 
 use crate::config::Config;
 
+pub mod inbox;
+
 /// Ordered migrations: `(version, name, SurrealQL)`. Append only; never edit a shipped one.
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "initial schema", include_str!("db/migrations/0001_init.surql")),

@@ -157,6 +157,55 @@ pub async fn export_from_running(config: &Config, file: &Path) -> anyhow::Result
     Ok(bytes)
 }
 
+/// Purges the inbox ([`crate::db::inbox::purge`]): in the store when it can be opened,
+/// otherwise through the running appliance (`POST /internal/inbox/purge`).
+pub async fn purge(config: &Config) -> anyhow::Result<String> {
+    let report = match crate::db::Store::open(config).await {
+        Ok(store) => crate::db::inbox::purge(&store, &config.inbox, chrono::Utc::now()).await?,
+        Err(direct) => {
+            let body = local_post(config, "/internal/inbox/purge", &direct).await?;
+            serde_json::from_value::<PurgeAnswer>(body).map(|a| a.into()).unwrap_or_default()
+        }
+    };
+    Ok(format!(
+        "inbox purged: {} settled webhooks compacted to their dedupe keys, {} rows deleted (retention {} days, dedupe \
+         keys {} days)",
+        report.compacted, report.deleted, config.inbox.retention_days, config.inbox.dedupe_days
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct PurgeAnswer {
+    compacted: u64,
+    deleted: u64,
+}
+
+impl From<PurgeAnswer> for crate::db::inbox::PurgeReport {
+    fn from(a: PurgeAnswer) -> Self {
+        Self { compacted: a.compacted, deleted: a.deleted }
+    }
+}
+
+/// POSTs to a local-operator endpoint of the running appliance (loopback, appliance-key
+/// token); answers the JSON body, or the error the appliance gave.
+async fn local_post(config: &Config, path: &str, direct: &anyhow::Error) -> anyhow::Result<serde_json::Value> {
+    let key = read_key(&config.key_file())?;
+    let url = format!("http://{}{path}", local_addr(config.server.listen));
+    let resp = client(Some(Duration::from_secs(120)))?
+        .post(&url)
+        .header(EXPORT_AUTH_HEADER, export_token(&key, chrono::Utc::now().timestamp()))
+        .send()
+        .await
+        .with_context(|| format!("the store cannot be opened ({direct:#}) and {url} did not answer"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let msg = body["message"].as_str().unwrap_or("no message");
+        bail!("{msg} ({status})");
+    }
+    Ok(body)
+}
+
 /// Retries a dead operation: in the store when it can be opened (the appliance is down, or
 /// the store is a server), otherwise through the running appliance
 /// (`POST /internal/operations/{id}/retry`, the same local-operator token as the export).
@@ -167,20 +216,7 @@ pub async fn retry(config: &Config, op: &str) -> anyhow::Result<String> {
             Err(e) => Err(anyhow::anyhow!("{e:#}")),
         },
         Err(direct) => {
-            let key = read_key(&config.key_file())?;
-            let url = format!("http://{}/internal/operations/{op}/retry", local_addr(config.server.listen));
-            let resp = client(Some(Duration::from_secs(30)))?
-                .post(&url)
-                .header(EXPORT_AUTH_HEADER, export_token(&key, chrono::Utc::now().timestamp()))
-                .send()
-                .await
-                .with_context(|| format!("the store cannot be opened ({direct:#}) and {url} did not answer"))?;
-            let status = resp.status();
-            let body: serde_json::Value = resp.json().await.unwrap_or_default();
-            if !status.is_success() {
-                let msg = body["error"]["message"].as_str().or(body["message"].as_str()).unwrap_or("no message");
-                bail!("{msg} ({status})");
-            }
+            let body = local_post(config, &format!("/internal/operations/{op}/retry"), &direct).await?;
             Ok(format!("operation {op} of VPS {} retried: a fresh series of attempts started", body["vps"]))
         }
     }

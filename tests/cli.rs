@@ -58,3 +58,11 @@ fn admin_retry_names_an_unknown_operation() {
     assert!(!ok, "{out}");
     assert!(out.contains("no such operation: no-such-op"), "{out}");
 }
+
+#[test]
+fn db_purge_reports_what_it_did() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, out) = vmauto(&["db", "purge"], dir.path());
+    assert!(ok, "{out}");
+    assert!(out.contains("inbox purged: 0 settled webhooks compacted") && out.contains("retention 30 days"), "{out}");
+}

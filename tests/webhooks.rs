@@ -174,3 +174,95 @@ async fn a_parked_event_is_replayed_once_its_plan_is_mapped() {
     let inbox = s.rows(&format!("SELECT VALUE status FROM webhook_event:{id}")).await;
     assert_eq!(inbox, vec![json!("processed")]);
 }
+
+#[actix_web::test]
+async fn refused_webhooks_cost_a_bounded_prefix_within_a_budget() {
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| {
+        c.server.body_limit_bytes = 1 << 20;
+        c.webhooks.refused_per_client_per_minute = 3;
+        c.sources.insert(
+            "ghl".into(),
+            SourceConfig {
+                plugin: "ghl-workflow".into(),
+                signature: SignatureScheme::SharedToken,
+                token: Secret::new(TOKEN),
+                token_in: "path".into(),
+                ..SourceConfig::default()
+            },
+        );
+    })
+    .await;
+    // Ten forged webhooks of 200 KB from one address.
+    let junk = json!({ "customData": { "event": "subscribe", "pad": "x".repeat(200_000) } });
+    for _ in 0..10 {
+        let (status, answer) = post(&s, "/webhooks/ghl/forged-token", &junk).await;
+        assert_eq!(status, 401, "{answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains("could not be authenticated") && !message.contains("mismatch"), "{answer}");
+    }
+    let rows = s
+        .rows(
+            "SELECT string::len(body) AS kept, body_len, body_truncated, body_sha256, error FROM webhook_event
+             WHERE status = 'rejected'",
+        )
+        .await;
+    assert_eq!(rows.len(), 3, "only the client's budget of refusals is stored: {}", rows.len());
+    let sent = serde_json::to_vec(&junk).expect("json").len() as u64;
+    for r in &rows {
+        assert_eq!(r["kept"], 1024, "a prefix of the body");
+        assert_eq!(r["body_len"].as_u64(), Some(sent));
+        assert_eq!(r["body_truncated"], true);
+        assert!(r["error"].as_str().is_some_and(|e| e.contains("token")), "the cause is kept for admins: {r}");
+    }
+    let (_, metrics) = s.t.get("/metrics").await;
+    assert_eq!(sample(&metrics, r#"vmauto_webhooks_total{result="refusal_unrecorded",source="ghl"}"#), 7.0);
+    // A real webhook still goes through.
+    let (status, answer) =
+        post(&s, &format!("/webhooks/ghl/{TOKEN}"), &workflow("subscribe", "sub-ok", "starter")).await;
+    assert_eq!(status, 202, "{answer}");
+}
+
+#[actix_web::test]
+async fn the_inbox_keeps_settled_webhooks_only_as_long_as_it_is_told() {
+    use vmauto::config::InboxConfig;
+    use vmauto::db::inbox::{PurgeReport, purge};
+
+    let s = stack().await;
+    let ok = workflow("subscribe", "sub-keep", "starter");
+    let (status, answer) = post(&s, &format!("/webhooks/ghl/{TOKEN}"), &ok).await;
+    assert_eq!(status, 202, "{answer}");
+    let key = answer["id"].as_str().expect("id").to_string();
+    let (status, _) =
+        post(&s, &format!("/webhooks/ghl/{TOKEN}"), &workflow("subscribe", "sub-park", "no-such-plan")).await;
+    assert_eq!(status, 202);
+    let (status, _) = post(&s, "/webhooks/ghl/forged", &ok).await;
+    assert_eq!(status, 401);
+    s.wait_for("settled", 30, "SELECT VALUE status FROM webhook_event", |r| {
+        r.contains(&json!("processed")) && r.contains(&json!("parked"))
+    })
+    .await;
+    let store = &s.t.app.state.store;
+    let config = InboxConfig { retention_days: 30, dedupe_days: 90 };
+    let now = chrono::Utc::now();
+    assert_eq!(purge(store, &config, now).await.expect("purge"), PurgeReport::default(), "nothing is old yet");
+
+    // A month on: the processed webhook keeps only its key, the refused one is gone, the
+    // parked one (an admin still has to act) is kept whole.
+    let later = now + chrono::Duration::days(31);
+    assert_eq!(purge(store, &config, later).await.expect("purge"), PurgeReport { compacted: 1, deleted: 1 });
+    let rows = s.rows("SELECT record::id(id) AS id, status, body, compacted FROM webhook_event ORDER BY status").await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let kept = rows.iter().find(|r| r["id"] == json!(key)).expect("the processed webhook's key");
+    assert!(kept["body"].is_null() && !kept["compacted"].is_null(), "{kept}");
+    let parked = rows.iter().find(|r| r["status"] == "parked").expect("the parked webhook");
+    assert!(parked["body"].is_string(), "{parked}");
+    // Its sender retrying late is still a duplicate, and the compacted row cannot be replayed.
+    let (status, answer) = post(&s, &format!("/webhooks/ghl/{TOKEN}"), &ok).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("duplicate")), "{answer}");
+    let replay = vmauto::http::replay_inbox(&s.t.app.state, &key, "admin:test").await;
+    assert!(replay.is_err_and(|e| e.to_string().contains("compacted")));
+    // Past the dedupe window the key goes too.
+    let much_later = now + chrono::Duration::days(91);
+    assert_eq!(purge(store, &config, much_later).await.expect("purge"), PurgeReport { compacted: 0, deleted: 1 });
+    assert_eq!(s.rows("SELECT VALUE status FROM webhook_event").await, vec![json!("parked")]);
+}

@@ -195,8 +195,9 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         Supervisor::start(move |_| WebhookActor::new(store, subscription, metrics))
     };
     let scheduler = {
-        let (metrics, registry) = (m.clone(), registry.clone());
-        Supervisor::start(move |_| Scheduler::new(registry, metrics))
+        let (metrics, registry, store, inbox) =
+            (m.clone(), registry.clone(), deps.store.clone(), deps.config.inbox.clone());
+        Supervisor::start(move |_| Scheduler::new(registry, store, inbox, metrics))
     };
     let reconciler = {
         let (config, store, metrics, gateway, notify) =

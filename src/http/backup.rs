@@ -18,7 +18,7 @@ use crate::ops::{EXPORT_AUTH_HEADER, read_key, verify_export_token};
 const PROXY_HEADERS: &[&str] = &["forwarded", "x-forwarded-for", "x-real-ip"];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(post_export).service(post_retry);
+    cfg.service(post_export).service(post_retry).service(post_purge);
 }
 
 /// Checks that a request comes from an operator on this machine (loopback, no proxy headers, a
@@ -75,4 +75,15 @@ async fn post_retry(
         Err(crate::admin::RetryError::Refused(m)) => Err(AppError::new(Code::Conflict, m)),
         Err(crate::admin::RetryError::Store(e)) => Err(AppError::store(format!("{e:#}"))),
     }
+}
+
+/// `vmauto db purge` while the appliance runs.
+#[post("/internal/inbox/purge")]
+async fn post_purge(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    local_operator(&req, &state, "purge")?;
+    let report = crate::db::inbox::purge(&state.store, &state.config.inbox, chrono::Utc::now())
+        .await
+        .map_err(|e| AppError::store(format!("{e:#}")))?;
+    tracing::info!(compacted = report.compacted, deleted = report.deleted, "inbox purged by a local operator");
+    Ok(HttpResponse::Ok().json(report))
 }

@@ -445,6 +445,7 @@ async fn inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Path<Str
         other => pretty(other),
     };
     ev["body_pretty"] = json!(body);
+    ev["body_kept"] = json!(ev["body"].as_str().map_or(0, str::len));
     ev["headers_pretty"] = json!(pretty(&ev["headers"]));
     ev["outcomes_pretty"] = json!(pretty(&ev["outcomes"]));
     ev["events_pretty"] = json!(pretty(&ev["events"]));
