@@ -18,9 +18,20 @@ pub fn init(log: &LogConfig) -> Option<LogReloadHandle> {
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match log.format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        // Colour only when a person reads the terminal; a journal or a file gets plain text.
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            registry.with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)).try_init()
+        }
     };
     if installed.is_ok() {
         std::panic::set_hook(Box::new(|info| {

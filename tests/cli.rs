@@ -62,7 +62,19 @@ fn admin_retry_names_an_unknown_operation() {
 #[test]
 fn db_purge_reports_what_it_did() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ok, out) = vmauto(&["db", "purge"], dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_vmauto"))
+        .args(["db", "purge"])
+        .env_remove("VMAUTO_CONFIG")
+        .env("VMAUTO_SERVER__DATA_DIR", dir.path())
+        .env("VMAUTO_LOG__LEVEL", "debug")
+        .output()
+        .expect("vmauto runs");
+    let (ok, out) = (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    );
+    assert!(out.contains("DEBUG") || out.contains("INFO"), "something is logged: {out}");
+    assert!(!out.contains('\u{1b}'), "no colour codes when the log is not a terminal: {out}");
     assert!(ok, "{out}");
     assert!(out.contains("inbox purged: 0 settled webhooks compacted") && out.contains("retention 30 days"), "{out}");
 }
