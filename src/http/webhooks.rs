@@ -177,7 +177,10 @@ async fn receive(
             count("rejected_signature");
             let message = format!("The webhook could not be authenticated: {e}");
             record_rejection(state, source_name, req, source, &body, 401, &message).await;
-            return Err(unauthenticated());
+            return Err(match req.match_info().get("action") {
+                Some(action) => unauthenticated_seed(action, source),
+                None => unauthenticated(),
+            });
         }
     };
     let request = SourceRequest {
@@ -253,6 +256,27 @@ pub(crate) fn unauthenticated() -> AppError {
         Code::InvalidSignature,
         "The webhook could not be authenticated. - Hint: check the token or signing secret this sender uses for \
          the source; the reason is recorded in vmauto's inbox.",
+    )
+}
+
+/// The same for `/api/vps/provision` and `/api/vps/deprovision`, whose callers are scripts
+/// and workflows: the hint says where this endpoint takes its token (never the token).
+fn unauthenticated_seed(action: &str, source: &SourceConfig) -> AppError {
+    let hint = match (source.signature, source.token_in.as_str()) {
+        (SignatureScheme::SharedToken, "path") => {
+            format!("append the source's token to the path: /api/vps/{action}/<token>")
+        }
+        (SignatureScheme::SharedToken, "header") => {
+            format!("send the source's token in the {} header", source.token_field)
+        }
+        (SignatureScheme::SharedToken, _) => {
+            format!("send the source's token in the body field {}", source.token_field)
+        }
+        _ => "sign the body with the source's secret".to_string(),
+    };
+    AppError::new(
+        Code::InvalidSignature,
+        format!("The request could not be authenticated. - Hint: {hint}; the reason is recorded in vmauto's inbox."),
     )
 }
 
