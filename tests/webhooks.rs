@@ -266,3 +266,16 @@ async fn the_inbox_keeps_settled_webhooks_only_as_long_as_it_is_told() {
     assert_eq!(purge(store, &config, much_later).await.expect("purge"), PurgeReport { compacted: 0, deleted: 1 });
     assert_eq!(s.rows("SELECT VALUE status FROM webhook_event").await, vec![json!("parked")]);
 }
+
+#[actix_web::test]
+async fn the_seed_endpoint_without_its_token_says_where_the_token_goes() {
+    let s = stack().await;
+    let body = workflow("subscribe", "sub-seed", "starter");
+    let (status, answer) = post(&s, "/api/vps/provision", &body).await;
+    assert_eq!(status, 401, "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.contains("/api/vps/provision/<token>"), "{answer}");
+    assert!(!message.contains(TOKEN), "never the token itself: {answer}");
+    let (status, answer) = post(&s, &format!("/api/vps/provision/{TOKEN}"), &body).await;
+    assert_eq!(status, 202, "{answer}");
+}

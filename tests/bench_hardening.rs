@@ -1,0 +1,134 @@
+//! What a flood of refused (unauthenticated) webhooks costs, against the real `vmauto serve`
+//! binary on its SurrealKV store: the store's growth per minute and the latency of
+//! authenticated webhooks sent at the same time. Two configurations in one run: "every refusal
+//! stored whole" (no budget, the whole body kept: how refusals were recorded before the
+//! refusal budget) and the defaults. Run with
+//! `cargo test --release --test integration -- --ignored --nocapture bench_hardening`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vmauto::sim::SimConfig;
+
+use crate::crash::{Proc, TOKEN};
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Authenticated webhooks (each a new event) from `clients` senders for `secs`; latencies in ms.
+async fn authenticated(url: &str, clients: usize, secs: u64, tag: &str) -> Vec<f64> {
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (url, tag) = (url.to_string(), tag.to_string());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut out = Vec::new();
+                let mut n = 0;
+                while Instant::now() < stop {
+                    n += 1;
+                    let body = json!({ "contact_id": format!("{tag}-{c}-{n}"),
+                        "customData": { "event": "ignore", "event_id": format!("{tag}-{c}-{n}") } });
+                    let t0 = Instant::now();
+                    let r = http.post(&url).json(&body).send().await.expect("sent");
+                    assert!(r.status().is_success(), "{}", r.status());
+                    out.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("sender"));
+    }
+    all.sort_by(f64::total_cmp);
+    all
+}
+
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_hardening"]
+async fn bench_hardening_junk_flood() {
+    vmauto::init_crypto();
+    let secs = std::env::var("BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
+    let configs = [
+        (
+            "every refusal stored whole",
+            "[webhooks]\nrefused_per_source_per_minute = 4294967295\nrefused_per_client_per_minute = 4294967295\n\
+             refused_body_bytes = 1048576\n",
+        ),
+        ("defaults (budget 60/source, 10/client a minute, 1 KiB kept)", ""),
+    ];
+    for (label, extra) in configs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sim = vmauto::sim::start(SimConfig::default()).await.expect("simulator");
+        let mut p = Proc::new(dir.path(), &sim, "", extra);
+        p.start().await;
+        p.warm_up().await;
+        let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
+        let alone = authenticated(&url, 8, secs, "alone").await;
+
+        let store = dir.path().join("store");
+        let size0 = dir_size(&store);
+        let flooding = Arc::new(AtomicBool::new(true));
+        let junk_sent = Arc::new(AtomicU64::new(0));
+        let junk_url = p.url("/webhooks/ghl/forged-token");
+        let junk: Vec<u8> = serde_json::to_vec(&json!({ "pad": "x".repeat(1_000_000) })).expect("json");
+        let flood: Vec<_> = (0..8)
+            .map(|_| {
+                let (url, body, on, sent) = (junk_url.clone(), junk.clone(), flooding.clone(), junk_sent.clone());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::new();
+                    while on.load(Ordering::Relaxed) {
+                        let r =
+                            http.post(&url).header("content-type", "application/json").body(body.clone()).send().await;
+                        if r.is_ok_and(|r| r.status().as_u16() == 401) {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let t0 = Instant::now();
+        let during = authenticated(&url, 8, secs, "flood").await;
+        flooding.store(false, Ordering::Relaxed);
+        for f in flood {
+            f.await.expect("flooder");
+        }
+        let elapsed = t0.elapsed().as_secs_f64();
+        let size1 = dir_size(&store);
+        p.stop();
+        let growth = (size1.saturating_sub(size0)) as f64 / 1_048_576.0 / elapsed * 60.0;
+        eprintln!(
+            "bench_hardening [{label}]: authenticated webhooks alone p50 {:.1} ms p99 {:.1} ms ({} in {secs} s); \
+             during a flood of {:.0} refused 1 MB webhooks/s: p50 {:.1} ms p99 {:.1} ms ({}); store grew {:.1} MiB/min",
+            pct(&alone, 0.5),
+            pct(&alone, 0.99),
+            alone.len(),
+            junk_sent.load(Ordering::Relaxed) as f64 / elapsed,
+            pct(&during, 0.5),
+            pct(&during, 0.99),
+            during.len(),
+            growth
+        );
+        sim.stop().await;
+    }
+}
