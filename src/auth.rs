@@ -1,8 +1,14 @@
 //! Admin users, sessions and API tokens.
 //!
-//! - Passwords are argon2id hashes (PHC strings); a login that fails
-//!   `security.login_max_failures` times in a row locks the account for
-//!   `security.lockout_minutes`.
+//! - Passwords are argon2id hashes (PHC strings), checked on the blocking pool at most
+//!   `security.login_concurrency` at a time, so a flood of logins cannot stall the async
+//!   workers that answer webhooks; a login that waits too long for its turn is answered "busy".
+//! - `security.login_max_failures` failed logins for one user from one client address block
+//!   that pair for `security.lockout_minutes` (kept in memory, in a bounded table); someone
+//!   guessing from elsewhere cannot lock the user out. As a backstop,
+//!   `security.login_max_failures_per_user` failures from anywhere lock the account itself. A
+//!   failed login gets the same answer whatever the cause, so it does not tell which users
+//!   exist.
 //! - A session is a random 256-bit cookie value; the store keeps only its SHA-256, with the
 //!   user, the role, a CSRF token and its times. It ends after `security.session_idle_minutes`
 //!   without use or `security.session_absolute_hours` after login, at logout, when the user is
@@ -113,8 +119,54 @@ impl Principal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginError {
     BadCredentials,
+    /// The account is locked (the per-user backstop).
     LockedUntil(DateTime<Utc>),
+    /// This user is blocked from this address until then.
+    Blocked(DateTime<Utc>),
     Disabled,
+    /// Too many password checks are running; try again in a moment.
+    Busy,
+}
+
+/// How long a login waits for its turn at a password check before it is answered "busy".
+const LOGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// (user, address) pairs whose failures are remembered; a fuller table forgets expired pairs
+/// first, then everything (the per-user backstop, kept in the store, still holds).
+const MAX_FAILURE_PAIRS: usize = 10_000;
+
+/// Failed logins per (user, client address), in memory.
+#[derive(Debug, Default)]
+struct Failures {
+    pairs: std::collections::HashMap<(String, String), (u32, DateTime<Utc>)>,
+}
+
+impl Failures {
+    /// When the pair is blocked until, if it is.
+    fn blocked(&self, user: &str, ip: &str, max: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (n, until) = self.pairs.get(&(user.to_string(), ip.to_string()))?;
+        (*n >= max && *until > now).then_some(*until)
+    }
+
+    /// Counts a failure; the count lives until `until` (each failure extends it).
+    fn fail(&mut self, user: &str, ip: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> u32 {
+        if self.pairs.len() >= MAX_FAILURE_PAIRS {
+            self.pairs.retain(|_, (_, t)| *t > now);
+            if self.pairs.len() >= MAX_FAILURE_PAIRS {
+                self.pairs.clear();
+            }
+        }
+        let e = self.pairs.entry((user.to_string(), ip.to_string())).or_insert((0, until));
+        if e.1 <= now {
+            *e = (0, until);
+        }
+        e.0 += 1;
+        e.1 = until;
+        e.0
+    }
+
+    fn forget_user(&mut self, user: &str) {
+        self.pairs.retain(|(u, _), _| u != user);
+    }
 }
 
 /// SHA-256 of a secret token, hex (record ids of sessions and API tokens).
@@ -170,6 +222,9 @@ pub struct Auth {
     config: SecurityConfig,
     /// Seals two-factor secrets at rest.
     sealer: Arc<Sealer>,
+    /// Turns at a password check.
+    checks: Arc<tokio::sync::Semaphore>,
+    failures: Arc<parking_lot::Mutex<Failures>>,
 }
 
 /// Recovery codes given when two-factor is turned on.
@@ -207,7 +262,21 @@ pub struct TotpSetup {
 
 impl Auth {
     pub fn new(store: Store, config: SecurityConfig, sealer: Arc<Sealer>) -> Self {
-        Self { store, config, sealer }
+        let checks = Arc::new(tokio::sync::Semaphore::new(config.login_concurrency.max(1)));
+        Self { store, config, sealer, checks, failures: Arc::default() }
+    }
+
+    /// Checks a password on the blocking pool when a turn is free within [`LOGIN_WAIT`];
+    /// `None`: no turn came.
+    async fn check_password(&self, password: &str, hash: &str) -> Option<bool> {
+        let turn = tokio::time::timeout(LOGIN_WAIT, self.checks.clone().acquire_owned()).await.ok()?.ok()?;
+        let (password, hash) = (password.to_string(), hash.to_string());
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            verify_password(&password, &hash)
+        })
+        .await
+        .ok()
     }
 
     pub async fn user_count(&self) -> anyhow::Result<u64> {
@@ -251,6 +320,7 @@ impl Auth {
     pub async fn set_password(&self, username: &str, password: &str) -> anyhow::Result<()> {
         check_password_policy(password).map_err(anyhow::Error::msg)?;
         let hash = hash_password(password)?;
+        self.failures.lock().forget_user(username);
         self.update_existing(
             username,
             "UPDATE type::record('admin_user', $u) SET password_hash = $hash, failures = 0, locked_until = NONE,
@@ -314,21 +384,31 @@ impl Auth {
                 0,
             )
             .await?;
+        let now = Utc::now();
+        let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
+        let max = self.config.login_max_failures.max(1);
+        if let Some(t) = self.failures.lock().blocked(username, ip, max, now) {
+            return Ok(Err(LoginError::Blocked(t)));
+        }
         let Some(row) = rows.into_iter().next() else {
-            let _ = verify_password(password, dummy_hash());
+            // As long as a real check, so the time does not tell whether the user exists.
+            if self.check_password(password, dummy_hash()).await.is_none() {
+                return Ok(Err(LoginError::Busy));
+            }
+            self.failures.lock().fail(username, ip, until, now);
             return Ok(Err(LoginError::BadCredentials));
         };
-        let now = Utc::now();
-        if let Some(until) = row["locked_until"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok())
-            && until > now
+        if let Some(locked) = row["locked_until"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok())
+            && locked > now
         {
-            return Ok(Err(LoginError::LockedUntil(until)));
+            return Ok(Err(LoginError::LockedUntil(locked)));
         }
         let hash = row["password_hash"].as_str().unwrap_or_default();
-        if !verify_password(password, hash) {
+        let Some(matches) = self.check_password(password, hash).await else { return Ok(Err(LoginError::Busy)) };
+        if !matches {
+            let from_here = self.failures.lock().fail(username, ip, until, now);
             let failures = row["failures"].as_u64().unwrap_or(0) + 1;
-            let lock = failures >= u64::from(self.config.login_max_failures.max(1));
-            let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
+            let lock = failures >= u64::from(self.config.login_max_failures_per_user.max(max));
             self.store
                 .execute(
                     "UPDATE type::record('admin_user', $u) SET failures = $failures,
@@ -339,6 +419,9 @@ impl Auth {
                 .await?;
             if lock {
                 return Ok(Err(LoginError::LockedUntil(until)));
+            }
+            if from_here >= max {
+                return Ok(Err(LoginError::Blocked(until)));
             }
             return Ok(Err(LoginError::BadCredentials));
         }
@@ -618,6 +701,36 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_block_a_user_from_one_address_only_and_expire() {
+        let now = Utc::now();
+        let until = now + Duration::minutes(15);
+        let mut f = Failures::default();
+        for n in 1..=3 {
+            assert_eq!(f.fail("admin", "192.0.2.1", until, now), n);
+        }
+        assert_eq!(f.blocked("admin", "192.0.2.1", 3, now), Some(until));
+        assert_eq!(f.blocked("admin", "192.0.2.2", 3, now), None, "another address is not blocked");
+        assert_eq!(f.blocked("other", "192.0.2.1", 3, now), None, "another user is not blocked");
+        assert_eq!(f.blocked("admin", "192.0.2.1", 3, until + Duration::seconds(1)), None, "it expires");
+        f.forget_user("admin");
+        assert_eq!(f.blocked("admin", "192.0.2.1", 3, now), None, "a password reset forgets");
+        for i in 0..MAX_FAILURE_PAIRS + 5 {
+            f.fail(&format!("u{i}"), "192.0.2.9", until, now);
+        }
+        assert!(f.pairs.len() <= MAX_FAILURE_PAIRS, "the table is bounded");
+    }
+
+    #[tokio::test]
+    async fn password_checks_wait_for_a_turn_and_give_up_busy() {
+        let checks = Arc::new(tokio::sync::Semaphore::new(1));
+        let held = checks.clone().acquire_owned().await.expect("turn");
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), checks.clone().acquire_owned()).await;
+        assert!(waited.is_err(), "no second turn while the only one is taken");
+        drop(held);
+        assert!(checks.clone().try_acquire_owned().is_ok());
+    }
 
     #[test]
     fn passwords_hash_with_argon2id_and_verify() {

@@ -522,9 +522,16 @@ pub struct SecurityConfig {
     pub key_file: String,
     pub session_idle_minutes: u64,
     pub session_absolute_hours: u64,
-    /// Failed logins before a temporary lockout.
+    /// Failed logins of one user from one client address before that address is blocked for
+    /// this user for `lockout_minutes`.
     pub login_max_failures: u32,
+    /// Failed logins of one user from anywhere before the account itself is locked (a
+    /// backstop against guessing from many addresses).
+    pub login_max_failures_per_user: u32,
     pub lockout_minutes: u64,
+    /// Password checks (argon2id) run at once, on the blocking pool; more logins wait up to
+    /// 3 s for a turn, then are answered "busy".
+    pub login_concurrency: usize,
 }
 
 impl Default for SecurityConfig {
@@ -534,7 +541,9 @@ impl Default for SecurityConfig {
             session_idle_minutes: 30,
             session_absolute_hours: 12,
             login_max_failures: 5,
+            login_max_failures_per_user: 50,
             lockout_minutes: 15,
+            login_concurrency: 1,
         }
     }
 }

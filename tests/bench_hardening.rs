@@ -146,3 +146,77 @@ async fn bench_hardening_junk_flood() {
         sim.stop().await;
     }
 }
+
+/// A login-form session: the login CSRF cookie and its token.
+async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) {
+    let page = http.get(format!("{base}/login")).send().await.expect("login page");
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("vmauto_login="))
+        .and_then(|c| c.split(';').next())
+        .expect("login cookie")
+        .to_string();
+    let html = page.text().await.expect("html");
+    let csrf = html.split("name=\"_csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).expect("csrf");
+    (cookie, csrf.to_string())
+}
+
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_hardening"]
+async fn bench_hardening_login_flood() {
+    vmauto::init_crypto();
+    let secs = std::env::var("BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = vmauto::sim::start(SimConfig::default()).await.expect("simulator");
+    let mut p = Proc::new(dir.path(), &sim, "", "");
+    p.start().await;
+    p.warm_up().await;
+    let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
+    let alone = authenticated(&url, 8, secs, "alone").await;
+    let base = p.url("");
+    let (on, tried) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(0)));
+    let flood: Vec<_> = (0..32)
+        .map(|i| {
+            let (base, on, tried) = (base.clone(), on.clone(), tried.clone());
+            tokio::spawn(async move {
+                let http =
+                    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+                let (cookie, csrf) = login_form(&http, &base).await;
+                let mut n = 0u64;
+                while on.load(Ordering::Relaxed) {
+                    n += 1;
+                    // A new name each time: every attempt costs a password check.
+                    let user = format!("guess-{i}-{n}");
+                    let form =
+                        [("username", user.as_str()), ("password", "wrong"), ("_csrf", csrf.as_str()), ("next", "/")];
+                    let r = http.post(format!("{base}/login")).header("cookie", &cookie).form(&form).send().await;
+                    if r.is_ok() {
+                        tried.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    let during = authenticated(&url, 8, secs, "logins").await;
+    on.store(false, Ordering::Relaxed);
+    for f in flood {
+        f.await.expect("flooder");
+    }
+    let rate = tried.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
+    p.stop();
+    eprintln!(
+        "bench_hardening [login flood]: authenticated webhooks alone p50 {:.1} ms p99 {:.1} ms ({}); during {rate:.0} \
+         failed logins/s from 32 clients: p50 {:.1} ms p99 {:.1} ms ({})",
+        pct(&alone, 0.5),
+        pct(&alone, 0.99),
+        alone.len(),
+        pct(&during, 0.5),
+        pct(&during, 0.99),
+        during.len()
+    );
+    sim.stop().await;
+}

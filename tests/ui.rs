@@ -4,7 +4,7 @@
 
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
-use vmauto::auth::{Auth, Role};
+use vmauto::auth::{Auth, LoginError, Role};
 use vmauto::sim::SimConfig;
 
 use crate::common::{Stack, TestApp};
@@ -164,14 +164,18 @@ async fn login_sessions_expire_end_everywhere_and_lock_out() {
     assert_eq!(post(&base, &a, "/logout/everywhere", &[("_csrf", &a.csrf)]).await.0, 303);
     assert_eq!(get(&base, &b, "/").await.0, 303, "the other session ended");
 
-    // Three failures lock the account; the right password is then refused too, until an admin
-    // resets it.
-    for _ in 0..3 {
+    // Three failures from this address block the user from it; the right password is then
+    // refused too (with the same answer as a wrong one), until an admin resets it.
+    let (_, wrong, _) = try_login(&base, "view", "not the password").await;
+    for _ in 0..2 {
         let (_, _, s) = try_login(&base, "view", "not the password").await;
         assert!(s.is_none());
     }
     let (_, loc, s) = try_login(&base, "view", PW).await;
-    assert!(s.is_none() && loc.contains("locked"), "locked out: {loc}");
+    assert!(s.is_none(), "blocked: {loc}");
+    assert_eq!(loc, wrong, "a blocked login is answered as a wrong password is");
+    let (_, nobody, _) = try_login(&base, "nobody-at-all", "not the password").await;
+    assert_eq!(nobody, wrong, "an unknown user is answered the same way");
     auth.set_password("view", "another long password").await.expect("reset");
     let (status, _, s) = try_login(&base, "view", "another long password").await;
     assert!(status == 303 && s.is_some(), "a password reset unlocks");
@@ -619,4 +623,27 @@ async fn after_login_only_a_path_on_this_site_is_followed() {
     }
     let (status, location, _) = try_login_to(&base, "root", PW, "/activity?level=warning").await;
     assert_eq!((status, location.as_str()), (303, "/activity?level=warning"));
+}
+
+#[actix_web::test]
+async fn guessing_from_one_address_does_not_lock_the_user_out_elsewhere() {
+    let t = TestApp::start_with(|c| {
+        c.security.login_max_failures = 3;
+        c.security.login_max_failures_per_user = 8;
+    })
+    .await;
+    let auth = users(&t).await;
+    for _ in 0..3 {
+        assert!(auth.login("root", "guess", "198.51.100.7").await.expect("login").is_err());
+    }
+    assert!(
+        matches!(auth.login("root", PW, "198.51.100.7").await.expect("login"), Err(LoginError::Blocked(_))),
+        "the guessing address is blocked even with the right password"
+    );
+    assert!(auth.login("root", PW, "192.0.2.10").await.expect("login").is_ok(), "the admin elsewhere is not");
+    // The backstop: failures from many addresses lock the account itself.
+    for i in 0..8 {
+        let _ = auth.login("ops", "guess", &format!("203.0.113.{i}")).await.expect("login");
+    }
+    assert!(matches!(auth.login("ops", PW, "192.0.2.11").await.expect("login"), Err(LoginError::LockedUntil(_))));
 }

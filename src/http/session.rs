@@ -317,11 +317,14 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form<Log
             HttpResponse::SeeOther().insert_header((header::LOCATION, to)).cookie(cookie).cookie(clear).finish()
         }
         Ok(Err(e)) => {
+            // One answer for every cause, so a failed login does not tell which users exist or
+            // which are locked; the cause goes to the activity log.
             let message = match e {
-                LoginError::BadCredentials | LoginError::Disabled => "Wrong username or password.".to_string(),
-                LoginError::LockedUntil(t) => format!(
-                    "Too many failed logins: this account is locked until {} UTC. An admin can unlock it with a password reset.",
-                    t.format("%H:%M")
+                LoginError::Busy => "Many logins are being checked right now; try again in a few seconds.".to_string(),
+                _ => format!(
+                    "Wrong username or password, or too many failed attempts: try again in {} minutes. An admin \
+                     can reset a forgotten password.",
+                    state.config.security.lockout_minutes
                 ),
             };
             let _ = state
