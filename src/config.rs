@@ -40,6 +40,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "api_key",
     "hmac_secret",
     "webhook_secret",
+    "metrics_token",
 ];
 
 /// A secret string: its `Debug`, `Display` and `Serialize` show `***`.
@@ -158,6 +159,11 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// Seconds to drain in-flight work on SIGTERM/SIGINT.
     pub shutdown_timeout_secs: u64,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <this token>`.
+    pub metrics_token: Secret,
+    /// The gauges `/metrics` reads from the store (key figures, backlog) are recomputed at
+    /// most this often; scrapes in between are served from memory.
+    pub metrics_refresh_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -169,6 +175,8 @@ impl Default for ServerConfig {
             workers: 0,
             body_limit_bytes: 1024 * 1024,
             shutdown_timeout_secs: 30,
+            metrics_token: Secret::default(),
+            metrics_refresh_secs: 10,
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct AppState {
     pub vps_counts: Arc<crate::admin::Snapshot<Vec<(String, u64)>>>,
     /// How many refused webhooks may still be recorded this minute.
     pub refusals: Arc<refusals::RefusalBudget>,
+    /// When `/metrics` last read its gauges from the store (held while it reads them).
+    pub metrics_read_at: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
 /// Mounts every route.

@@ -152,7 +152,8 @@ fn the_packaged_configuration_is_the_shipped_one_with_the_package_directories() 
 
 #[actix_web::test]
 async fn metrics_export_the_backlog_that_alert_rules_watch() {
-    let t = TestApp::start().await;
+    // Read from the store at every scrape (the default reads it at most every 10 s).
+    let t = TestApp::start_with(|c| c.server.metrics_refresh_secs = 0).await;
     let (_, before) = t.get("/metrics").await;
     assert!(before.contains("vmauto_operations{state=\"dead\"} 0"), "{before}");
     assert!(before.contains("vmauto_inbox_pending 0"), "{before}");
@@ -203,5 +204,37 @@ fn the_monitoring_files_name_only_exported_metrics() {
             let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
             assert!(defined.contains(&base), "{file} names {name}, which vmauto does not export");
         }
+    }
+}
+
+#[actix_web::test]
+async fn metrics_are_served_from_memory_between_refreshes_and_can_need_a_token() {
+    let t = TestApp::start_with(|c| {
+        c.server.metrics_refresh_secs = 3600;
+        c.server.metrics_token = vmauto::config::Secret::new("scrape-me");
+    })
+    .await;
+    let (status, body) = t.get("/metrics").await;
+    assert_eq!(status, 401, "no token: {body}");
+    assert!(body.contains("metrics_token"), "{body}");
+    let scrape = || async {
+        let r = t.http.get(t.url("/metrics")).bearer_auth("scrape-me").send().await.expect("scrape");
+        (r.status().as_u16(), r.text().await.expect("text"))
+    };
+    let (status, first) = scrape().await;
+    assert_eq!(status, 200);
+    assert!(first.contains("vmauto_operations{state=\"dead\"} 0"), "{first}");
+    let wrong = t.http.get(t.url("/metrics")).bearer_auth("scrape-me-not").send().await.expect("scrape");
+    assert_eq!(wrong.status().as_u16(), 401);
+    t.app
+        .state
+        .store
+        .execute("CREATE operation CONTENT { state: 'dead', kind: 'create', created_at: time::now() }", json!({}))
+        .await
+        .expect("row written");
+    // Within the refresh interval a scrape reads nothing from the store.
+    for _ in 0..20 {
+        let (_, again) = scrape().await;
+        assert!(again.contains("vmauto_operations{state=\"dead\"} 0"), "{again}");
     }
 }

@@ -3,9 +3,12 @@
 //! - `GET /healthz`: the process is up (always 200 while it can answer).
 //! - `GET /readyz`: the store answers and every actor of the tree runs (else 503 with what
 //!   is missing).
-//! - `GET /metrics`: Prometheus text format.
+//! - `GET /metrics`: Prometheus text format, behind `server.metrics_token` when it is set. The
+//!   gauges read from the store are recomputed at most every `server.metrics_refresh_secs`,
+//!   by one scrape at a time; every other scrape renders what is in memory, so scraping
+//!   (even anonymously and often) costs the store nothing more.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde_json::json;
 
 use super::AppState;
@@ -47,7 +50,36 @@ async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError
 }
 
 #[get("/metrics")]
-async fn get_metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn get_metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let token = state.config.server.metrics_token.expose();
+    if !token.is_empty() {
+        let given = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes())) {
+            return Err(AppError::new(
+                Code::Unauthorized,
+                "The metrics need a token. - Hint: send Authorization: Bearer <server.metrics_token>.",
+            ));
+        }
+    }
+    // One scrape at a time reads the store, and only when the last read is older than the
+    // refresh interval; the others render what is in memory.
+    if let Ok(mut read_at) = state.metrics_read_at.try_lock() {
+        let every = std::time::Duration::from_secs(state.config.server.metrics_refresh_secs);
+        if read_at.is_none_or(|t| t.elapsed() >= every) {
+            refresh_store_gauges(&state).await;
+            *read_at = Some(std::time::Instant::now());
+        }
+    }
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render()))
+}
+
+/// Reads the key figures and the backlog from the store into the gauges.
+async fn refresh_store_gauges(state: &AppState) {
     match crate::lifecycle::kpi::compute(&state.store).await {
         Ok(k) => {
             let set = |name: &str, v: f64| state.metrics.kpi.with_label_values(&[name]).set(v);
@@ -74,5 +106,4 @@ async fn get_metrics(state: web::Data<AppState>) -> HttpResponse {
         }
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "the backlog could not be computed"),
     }
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
 }
