@@ -780,6 +780,16 @@ pub async fn inbox_event(store: &Store, id: &str) -> anyhow::Result<Option<Value
     Ok(rows.into_iter().next())
 }
 
+/// Removes what only admins may read from an inbox row: the request's headers and body (a
+/// sender may put secrets there that vmauto does not know to redact).
+pub fn hide_raw_request(ev: &mut Value) {
+    if let Some(o) = ev.as_object_mut() {
+        o.remove("headers");
+        o.remove("body");
+        o.insert("raw_hidden".into(), json!(true));
+    }
+}
+
 /// Templates with the plans mapped to them.
 pub async fn templates(store: &Store) -> anyhow::Result<Vec<Value>> {
     store

@@ -279,3 +279,44 @@ async fn the_seed_endpoint_without_its_token_says_where_the_token_goes() {
     let (status, answer) = post(&s, &format!("/api/vps/provision/{TOKEN}"), &body).await;
     assert_eq!(status, 202, "{answer}");
 }
+
+#[actix_web::test]
+async fn a_token_in_the_body_is_never_stored_and_only_admins_read_raw_requests() {
+    const BODY_TOKEN: &str = "body-token-0123456789abcdef";
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| {
+        c.sources.insert(
+            "ghl".into(),
+            SourceConfig {
+                plugin: "ghl-workflow".into(),
+                signature: SignatureScheme::SharedToken,
+                token: Secret::new(BODY_TOKEN),
+                token_in: "body".into(),
+                token_field: "auth_token".into(),
+                ..SourceConfig::default()
+            },
+        );
+    })
+    .await;
+    let mut body = workflow("subscribe", "sub-body-token", "starter");
+    body["auth_token"] = json!(BODY_TOKEN);
+    let (status, answer) = post(&s, "/webhooks/ghl", &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["id"].as_str().expect("id").to_string();
+    let stored = s.rows("SELECT VALUE body FROM webhook_event").await;
+    let text = stored[0].as_str().unwrap_or_default();
+    assert!(!text.contains(BODY_TOKEN) && text.contains("***"), "{text}");
+
+    let auth = &s.t.app.state.auth;
+    let viewer = auth.create_token("reader", vmauto::auth::Role::Viewer, "admin:test").await.expect("token");
+    let admin = auth.create_token("boss", vmauto::auth::Role::Admin, "admin:test").await.expect("token");
+    let read = |token: String| {
+        let req = s.t.http.get(s.t.url(&format!("/api/v1/inbox/{id}"))).bearer_auth(token);
+        async move { req.send().await.expect("api").json::<Value>().await.expect("json") }
+    };
+    let as_viewer = read(viewer).await;
+    assert!(as_viewer.get("body").is_none() && as_viewer.get("headers").is_none(), "{as_viewer}");
+    assert_eq!(as_viewer["raw_hidden"], true);
+    assert!(as_viewer["status"].is_string() && as_viewer["events"].is_array(), "the rest is there: {as_viewer}");
+    let as_admin = read(admin).await;
+    assert!(as_admin["body"].as_str().is_some_and(|b| b.contains("sub-body-token")), "{as_admin}");
+}

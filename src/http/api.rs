@@ -191,11 +191,14 @@ async fn inbox(state: web::Data<AppState>, user: ApiUser, q: web::Query<InboxQue
 }
 
 async fn inbox_event(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
-    user.require(Role::Viewer)?;
-    let ev = admin::inbox_event(&state.store, &id)
+    let p = user.require(Role::Viewer)?;
+    let mut ev = admin::inbox_event(&state.store, &id)
         .await
         .map_err(store_err)?
         .ok_or_else(|| AppError::not_found(format!("no inbox event {id}")))?;
+    if !p.can(Role::Admin) {
+        admin::hide_raw_request(&mut ev);
+    }
     Ok(HttpResponse::Ok().json(ev))
 }
 

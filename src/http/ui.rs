@@ -439,6 +439,9 @@ async fn inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Path<Str
     let Some(mut ev) = admin::inbox_event(&state.store, &id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(StatusCode::NOT_FOUND, "There is no inbox event with this id."));
     };
+    if !user.0.can(Role::Admin) {
+        admin::hide_raw_request(&mut ev);
+    }
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let body = match &ev["body"] {
         Value::String(s) => serde_json::from_str::<Value>(s).map_or_else(|_| s.clone(), |v| pretty(&v)),

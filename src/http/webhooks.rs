@@ -131,6 +131,18 @@ fn stored_headers(headers: &[(String, String)], source: &SourceConfig) -> Value 
     Value::Object(map)
 }
 
+/// The body as stored: a source's shared token, when it travels in the body (or anywhere in
+/// it), is replaced by `***`, so nobody reads it back from the inbox.
+fn stored_body(body: &[u8], source: &SourceConfig) -> String {
+    let text = String::from_utf8_lossy(body);
+    let token = source.token.expose();
+    if source.signature == SignatureScheme::SharedToken && token.len() >= 8 {
+        text.replace(token, "***")
+    } else {
+        text.into_owned()
+    }
+}
+
 pub(crate) fn key_of(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -197,7 +209,7 @@ async fn receive(
         .await
         .map_err(|e| busy(format!("the plugin host is not running: {e}")))?;
     let mut fields = json!({
-        "path": clean_path, "headers": stored_headers(&headers, source), "body": String::from_utf8_lossy(&body),
+        "path": clean_path, "headers": stored_headers(&headers, source), "body": stored_body(&body, source),
         "body_sha256": hex::encode(Sha256::digest(&body)), "signature": { "ok": true, "detail": verified },
     });
     let (events, status) = match parsed {
@@ -327,7 +339,7 @@ pub(crate) async fn record_rejection(
     let fields = json!({
         "source": source_name, "events": [],
         "path": req.match_pattern().unwrap_or_default(), "headers": stored_headers(&headers, source),
-        "body": String::from_utf8_lossy(&body[..body.len().min(cap)]), "body_len": body.len(),
+        "body": stored_body(&body[..body.len().min(cap)], source), "body_len": body.len(),
         "body_truncated": body.len() > cap, "body_sha256": hex::encode(Sha256::digest(body)),
         "signature": { "ok": http_status != 401 }, "status": "rejected", "error": cut(reason, REFUSED_REASON_BYTES),
         "http_status": http_status, "client": client.map(|c| c.to_string()),
