@@ -102,6 +102,7 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
             config.webhooks.refused_per_client_per_minute,
         )),
         metrics_read_at: Arc::default(),
+        event_streams: Arc::default(),
     };
 
     let data = web::Data::new(state.clone());

@@ -631,6 +631,31 @@ impl Auth {
         .await
     }
 
+    /// Whether the session with this hash still stands (it exists, its user is enabled and
+    /// has not ended their sessions since), without touching it: a live-update stream asks
+    /// this, and must not keep an idle session alive.
+    pub async fn session_stands(&self, session_hash: &str) -> anyhow::Result<bool> {
+        let rows: Vec<Value> = self
+            .store
+            .query_one(
+                "SELECT <string>created_at AS created_at,
+                    (SELECT disabled, <string>sessions_valid_after AS valid_after
+                     FROM ONLY type::record('admin_user', $parent.user)) AS owner
+                 FROM type::record('session', $h)",
+                json!({ "h": session_hash }),
+                0,
+            )
+            .await?;
+        let Some(row) = rows.into_iter().next() else { return Ok(false) };
+        let time = |v: &Value| v.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok());
+        let owner = &row["owner"];
+        let revoked = match (time(&owner["valid_after"]), time(&row["created_at"])) {
+            (Some(after), Some(created)) => after > created,
+            _ => false,
+        };
+        Ok(!owner.is_null() && owner["disabled"].as_bool() != Some(true) && !revoked)
+    }
+
     pub async fn logout(&self, session_hash: &str) -> anyhow::Result<()> {
         self.store.execute("DELETE type::record('session', $h)", json!({ "h": session_hash })).await
     }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub refusals: Arc<refusals::RefusalBudget>,
     /// When `/metrics` last read its gauges from the store (held while it reads them).
     pub metrics_read_at: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    /// Open live-update streams per user.
+    pub event_streams: events::StreamCounts,
 }
 
 /// Mounts every route.

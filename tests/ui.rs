@@ -647,3 +647,41 @@ async fn guessing_from_one_address_does_not_lock_the_user_out_elsewhere() {
     }
     assert!(matches!(auth.login("ops", PW, "192.0.2.11").await.expect("login"), Err(LoginError::LockedUntil(_))));
 }
+
+#[actix_web::test]
+async fn live_update_streams_are_capped_and_end_with_their_session() {
+    let t = TestApp::start().await;
+    let base = t.app.base_url();
+    users(&t).await;
+    let s = login(&base, "root").await;
+    let open =
+        || async { client().get(format!("{base}/events")).header("cookie", &s.cookie).send().await.expect("events") };
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let r = open().await;
+        assert_eq!(r.status().as_u16(), 200);
+        streams.push(r);
+    }
+    let fifth = open().await;
+    assert_eq!(fifth.status().as_u16(), 429, "a fifth stream for the same user");
+    // Closing one frees its place (once the server notices, at its next write).
+    drop(streams.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let again = loop {
+        let r = open().await;
+        if r.status().as_u16() == 200 {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "a closed stream's place is never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    streams.push(again);
+    // Logging out ends the open streams: each reaches its end.
+    assert_eq!(post(&base, &s, "/logout", &[("_csrf", &s.csrf)]).await.0, 303);
+    let mut stream = streams.pop().expect("a stream");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended with its session");
+}

@@ -3,7 +3,13 @@
 //! (`event: notification`), read from the store
 //! once a second, so every change shows whoever made it (a webhook, an operation, another
 //! admin). `ui/app.js` applies them to the page; without JavaScript pages simply do not move.
+//!
+//! A stream ends when its session does (logout, logout everywhere, the user disabled): the
+//! session is looked at every few seconds, without keeping it alive. A user has at most
+//! [`MAX_STREAMS_PER_USER`] streams open; one more is answered 429.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -20,12 +26,62 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 const TICK: Duration = Duration::from_secs(1);
+/// Ticks between two looks at the session.
+const SESSION_CHECK_TICKS: u32 = 5;
+/// Open streams per user (a few browser tabs).
+pub const MAX_STREAMS_PER_USER: usize = 4;
 
-async fn events(state: web::Data<AppState>, _user: UiUser) -> HttpResponse {
+/// Open streams per user.
+pub type StreamCounts = Arc<parking_lot::Mutex<HashMap<String, usize>>>;
+
+/// One open stream, counted until it is dropped.
+struct Open {
+    counts: StreamCounts,
+    user: String,
+}
+
+impl Open {
+    fn new(counts: &StreamCounts, user: &str) -> Option<Self> {
+        let mut c = counts.lock();
+        let n = c.entry(user.to_string()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(Self { counts: counts.clone(), user: user.to_string() })
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock();
+        if let Some(n) = c.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.user);
+            }
+        }
+    }
+}
+
+async fn events(state: web::Data<AppState>, user: UiUser) -> HttpResponse {
+    let Some(open) = Open::new(&state.event_streams, &user.0.username) else {
+        return HttpResponse::TooManyRequests().content_type("text/plain; charset=utf-8").body(format!(
+            "{MAX_STREAMS_PER_USER} live-update streams are open for this user already: close other vmauto tabs."
+        ));
+    };
     let since = Utc::now();
-    let stream = futures::stream::unfold((state, since, true), |(state, since, first)| async move {
+    let session = user.0.session_hash.clone();
+    let start = (state, since, 0u32, session, open);
+    let stream = futures::stream::unfold(start, |(state, since, n, session, open)| async move {
+        let first = n == 0;
         if !first {
             tokio::time::sleep(TICK).await;
+        }
+        if n > 0 && n.is_multiple_of(SESSION_CHECK_TICKS) && !state.auth.session_stands(&session).await.unwrap_or(true)
+        {
+            // The session ended: so does the stream (and its count, with `open`).
+            return None;
         }
         let mut out = String::new();
         if first {
@@ -50,7 +106,7 @@ async fn events(state: web::Data<AppState>, _user: UiUser) -> HttpResponse {
             // A comment keeps proxies from closing an idle stream and notices a gone client.
             out.push_str(": tick\n\n");
         }
-        Some((Ok::<_, actix_web::Error>(Bytes::from(out)), (state, newest, false)))
+        Some((Ok::<_, actix_web::Error>(Bytes::from(out)), (state, newest, n + 1, session, open)))
     });
     HttpResponse::Ok()
         .content_type("text/event-stream")
