@@ -143,20 +143,42 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Creates the appliance key (32 random bytes, owner-only) on first start.
 pub fn ensure_appliance_key(config: &Config) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
     let path = config.key_file();
     if path.exists() {
+        let mode = std::fs::metadata(&path).map(|m| m.permissions().mode()).unwrap_or(0);
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the appliance key can be read by other users: chmod 600 it (it opens every secret in the store)"
+            );
+        }
         return Ok(());
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    // Written to a private temporary file (mode 0600 from its creation, never readable by
+    // others even for an instant), synced, then renamed into place: a crash leaves either no
+    // key or a whole one, and a key that appeared meanwhile is not replaced.
     let key: [u8; 32] = rand::random();
-    std::fs::write(&path, hex::encode(key))
-        .with_context(|| format!("cannot write the appliance key {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(hex::encode(key).as_bytes())?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, &path)?;
+        std::fs::remove_file(&tmp)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        if e.kind() == std::io::ErrorKind::AlreadyExists && path.exists() {
+            return Ok(()); // another process made it first
+        }
+        return Err(e).with_context(|| format!("cannot write the appliance key {}", path.display()));
     }
     tracing::info!(path = %path.display(), "appliance key created; back it up together with the store");
     Ok(())

@@ -238,3 +238,25 @@ async fn metrics_are_served_from_memory_between_refreshes_and_can_need_a_token()
         assert!(again.contains("vmauto_operations{state=\"dead\"} 0"), "{again}");
     }
 }
+
+#[test]
+fn the_appliance_key_is_private_from_its_first_byte_and_never_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = vmauto::config::Config::for_data_dir(dir.path());
+    vmauto::app::ensure_appliance_key(&config).expect("key made");
+    let path = config.key_file();
+    let mode = std::fs::metadata(&path).expect("key").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let key = std::fs::read_to_string(&path).expect("key");
+    assert_eq!(key.len(), 64);
+    assert!(key.chars().all(|c| c.is_ascii_hexdigit()));
+    vmauto::app::ensure_appliance_key(&config).expect("kept");
+    assert_eq!(std::fs::read_to_string(&path).expect("key"), key, "an existing key is kept");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file is left behind");
+}
