@@ -157,6 +157,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
+    /// Seconds a sender may take to send a webhook's whole body (then 408).
+    pub body_timeout_secs: u64,
     /// Seconds to drain in-flight work on SIGTERM/SIGINT.
     pub shutdown_timeout_secs: u64,
     /// When set, `GET /metrics` needs `Authorization: Bearer <this token>`.
@@ -174,6 +176,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("/var/lib/vmauto"),
             workers: 0,
             body_limit_bytes: 1024 * 1024,
+            body_timeout_secs: 30,
             shutdown_timeout_secs: 30,
             metrics_token: Secret::default(),
             metrics_refresh_secs: 10,
@@ -718,6 +721,9 @@ impl Config {
         }
         if self.log.level.trim().is_empty() {
             bail!("log.level: must not be empty (e.g. \"info\")");
+        }
+        if self.server.body_timeout_secs == 0 {
+            bail!("server.body_timeout_secs: must be at least 1");
         }
         if self.server.body_limit_bytes < 1024 {
             bail!("server.body_limit_bytes: {} is too small; use at least 1024", self.server.body_limit_bytes);

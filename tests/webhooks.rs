@@ -320,3 +320,55 @@ async fn a_token_in_the_body_is_never_stored_and_only_admins_read_raw_requests()
     let as_admin = read(admin).await;
     assert!(as_admin["body"].as_str().is_some_and(|b| b.contains("sub-body-token")), "{as_admin}");
 }
+
+#[actix_web::test]
+async fn a_body_that_trickles_in_too_slowly_is_refused() {
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| {
+        c.server.body_timeout_secs = 1;
+        c.sources.insert(
+            "ghl".into(),
+            SourceConfig {
+                plugin: "ghl-workflow".into(),
+                signature: SignatureScheme::SharedToken,
+                token: Secret::new(TOKEN),
+                token_in: "path".into(),
+                ..SourceConfig::default()
+            },
+        );
+    })
+    .await;
+    // A body announced as 1000 bytes and sent one byte every 300 ms: it would take minutes.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.t.app.base_url().trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let head = format!(
+        "POST /webhooks/ghl/{TOKEN} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n"
+    );
+    wr.write_all(head.as_bytes()).await.expect("head");
+    let writer = tokio::spawn(async move {
+        for _ in 0..1000 {
+            if wr.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("request_timeout") {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer while the body trickled in");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+}

@@ -55,7 +55,7 @@ async fn post_stripe_webhook(
     let metrics = &state.metrics;
     let count = |result: &str| metrics.webhooks.with_label_values(&[INBOX_SOURCE, result]).inc();
     let source = endpoint(&state);
-    let body = match read_body(body, state.config.server.body_limit_bytes).await {
+    let body = match read_body(&state, body).await {
         Ok(b) => b,
         Err(e) => {
             count("too_large");

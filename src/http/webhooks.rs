@@ -95,8 +95,22 @@ fn seed_source(state: &AppState) -> Result<&str, AppError> {
     })
 }
 
-/// Reads the body up to the cap without buffering more than the cap.
-pub(crate) async fn read_body(mut payload: web::Payload, limit: usize) -> Result<bytes::Bytes, AppError> {
+/// Reads the body up to the cap without buffering more than the cap, within
+/// `server.body_timeout_secs`: a slow sender cannot hold a connection open for longer.
+pub(crate) async fn read_body(state: &AppState, payload: web::Payload) -> Result<bytes::Bytes, AppError> {
+    let secs = state.config.server.body_timeout_secs;
+    let limit = state.config.server.body_limit_bytes;
+    tokio::time::timeout(std::time::Duration::from_secs(secs), read_body_untimed(payload, limit)).await.unwrap_or_else(
+        |_| {
+            Err(AppError::new(
+                Code::RequestTimeout,
+                format!("The body did not arrive within {secs} s. - Hint: send the whole request at once."),
+            ))
+        },
+    )
+}
+
+async fn read_body_untimed(mut payload: web::Payload, limit: usize) -> Result<bytes::Bytes, AppError> {
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| AppError::bad_request(format!("The request body could not be read: {e}")))?;
@@ -167,7 +181,7 @@ async fn receive(
         )));
     };
     let count = |result: &str| metrics.webhooks.with_label_values(&[source_name, result]).inc();
-    let body = match read_body(payload, state.config.server.body_limit_bytes).await {
+    let body = match read_body(state, payload).await {
         Ok(b) => b,
         Err(e) => {
             count("too_large");
