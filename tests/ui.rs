@@ -657,13 +657,13 @@ async fn live_update_streams_are_capped_and_end_with_their_session() {
     let open =
         || async { client().get(format!("{base}/events")).header("cookie", &s.cookie).send().await.expect("events") };
     let mut streams = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..vmauto::http::events::MAX_STREAMS_PER_USER {
         let r = open().await;
         assert_eq!(r.status().as_u16(), 200);
         streams.push(r);
     }
     let fifth = open().await;
-    assert_eq!(fifth.status().as_u16(), 429, "a fifth stream for the same user");
+    assert_eq!(fifth.status().as_u16(), 429, "one stream more than the cap for the same user");
     // Closing one frees its place (once the server notices, at its next write).
     drop(streams.pop());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -684,4 +684,29 @@ async fn live_update_streams_are_capped_and_end_with_their_session() {
     })
     .await;
     assert!(ended.is_ok(), "the stream ended with its session");
+}
+
+#[actix_web::test]
+async fn new_secrets_are_shown_once_on_the_page_never_in_an_address() {
+    let t = TestApp::start().await;
+    let base = t.app.base_url();
+    users(&t).await;
+    let s = login(&base, "root").await;
+    for (path, form) in [
+        ("/settings/tokens", vec![("name", "robot"), ("role", "viewer")]),
+        ("/settings/users", vec![("username", "newbie"), ("role", "viewer")]),
+        ("/settings/users/view", vec![("change", "reset_password")]),
+    ] {
+        let mut form = form;
+        form.push(("_csrf", s.csrf.as_str()));
+        let r =
+            client().post(format!("{base}{path}")).header("cookie", &s.cookie).form(&form).send().await.expect("post");
+        assert_eq!(r.status().as_u16(), 200, "{path}: answered with a page, not a redirect");
+        assert!(r.headers().get("location").is_none(), "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+        let html = r.text().await.expect("html");
+        let secret = attr(&html, "id=\"shown-once-value\">");
+        let secret = secret.split('<').next().unwrap_or_default();
+        assert!(secret.len() >= 16, "{path}: the secret is on the page: {html}");
+    }
 }

@@ -28,8 +28,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 const TICK: Duration = Duration::from_secs(1);
 /// Ticks between two looks at the session.
 const SESSION_CHECK_TICKS: u32 = 5;
-/// Open streams per user (a few browser tabs).
-pub const MAX_STREAMS_PER_USER: usize = 4;
+/// Open streams per user: several tabs, and pages left faster than a closed stream is noticed
+/// (at its next write, within a second).
+pub const MAX_STREAMS_PER_USER: usize = 16;
 
 /// Open streams per user.
 pub type StreamCounts = Arc<parking_lot::Mutex<HashMap<String, usize>>>;

@@ -83,6 +83,13 @@ fn redirect(to: &str) -> HttpResponse {
 }
 
 /// Redirects with a flash message in the query (`?ok=` or `?err=`).
+/// A page that shows a new secret once, as the answer to the POST that made it: never in a
+/// redirect's query string, where it would stay in the history and in proxy logs.
+fn shown_once(state: &AppState, user: &Principal, heading: &str, message: &str, secret: &str, back: &str) -> Page {
+    let ctx = json!({ "heading": heading, "message": message, "secret": secret, "back": back });
+    render(state, user, "admin/shown_once.html", heading, "settings", ctx)
+}
+
 fn redirect_msg(to: &str, ok: bool, msg: &str) -> HttpResponse {
     let sep = if to.contains('?') { '&' } else { '?' };
     let key = if ok { "ok" } else { "err" };
@@ -800,11 +807,14 @@ async fn user_add(state: web::Data<AppState>, user: UiUser, form: web::Form<User
                     json!({}),
                 )
                 .await;
-            Ok(redirect_msg(
+            shown_once(
+                &state,
+                p,
+                "User added",
+                &format!("Added {}. Their password:", form.username.trim()),
+                password.expose(),
                 "/settings",
-                true,
-                &format!("Added {}. Their password (shown once): {}", form.username.trim(), password.expose()),
-            ))
+            )
         }
         Err(e) => Ok(redirect_msg("/settings", false, &format!("{e:#}"))),
     }
@@ -842,9 +852,27 @@ async fn user_change(
             .map(|()| format!("Two-factor login of {name} is off; they can set it up again.")),
         "reset_password" => {
             let pw = crate::secrets::generate_password();
-            auth.set_password(&name, pw.expose())
-                .await
-                .map(|()| format!("New password for {name} (shown once): {}", pw.expose()))
+            if let Err(e) = auth.set_password(&name, pw.expose()).await {
+                return Ok(redirect_msg("/settings", false, &format!("{e:#}")));
+            }
+            let _ = state
+                .store
+                .record_activity(
+                    Level::Warning,
+                    &p.actor(),
+                    None,
+                    &format!("{} changed user {name}: reset_password", p.actor()),
+                    json!({}),
+                )
+                .await;
+            return shown_once(
+                &state,
+                p,
+                "New password",
+                &format!("New password for {name}:"),
+                pw.expose(),
+                "/settings",
+            );
         }
         "role" => match Role::parse(&form.role) {
             Some(r) => auth.set_role(&name, r).await.map(|()| format!("{name} is now {r}.")),
@@ -894,7 +922,7 @@ async fn token_create(state: web::Data<AppState>, user: UiUser, form: web::Form<
                     json!({}),
                 )
                 .await;
-            Ok(redirect_msg("/settings", true, &format!("Token {} created (shown once): {token}", form.name.trim())))
+            shown_once(&state, p, "API token created", &format!("Token {}:", form.name.trim()), &token, "/settings")
         }
         Err(e) => Ok(redirect_msg("/settings", false, &format!("{e:#}"))),
     }
@@ -1029,7 +1057,7 @@ async fn upgrade_link(
     let back = format!("/vps/{id}");
     match crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await {
         // `issue_link` records the activity.
-        Ok(link) => Ok(redirect_msg(&back, true, &format!("Upgrade link (give it to the customer): {}", link.url))),
+        Ok(link) => shown_once(&state, p, "Upgrade link", "Upgrade link (give it to the customer):", &link.url, &back),
         Err(e) => Ok(redirect_msg(&back, false, &format!("{e:#}"))),
     }
 }

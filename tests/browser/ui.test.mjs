@@ -196,6 +196,7 @@ try {
     await page.click('button:has-text("Issue an upgrade link")');
     await page.waitForSelector('.flash.ok');
     const link = (await page.textContent('.flash.ok')).match(/https?:\/\/\S+\/upgrade\/\S+/)[0];
+    assert.ok(!page.url().includes('/upgrade/'), `the link is not in the address bar: ${page.url()}`);
     const c = await newPage();
     await c.goto(link);
     const body = await c.textContent('body');
