@@ -103,6 +103,7 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
         )),
         metrics_read_at: Arc::default(),
         event_streams: Arc::default(),
+        trusted_proxies: Arc::new(config.server.trusted_proxy_nets()?),
     };
 
     let data = web::Data::new(state.clone());

@@ -161,11 +161,29 @@ pub struct ServerConfig {
     pub body_timeout_secs: u64,
     /// Seconds to drain in-flight work on SIGTERM/SIGINT.
     pub shutdown_timeout_secs: u64,
+    /// Addresses (or CIDR ranges) of reverse proxies whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` are believed; from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<String>,
     /// When set, `GET /metrics` needs `Authorization: Bearer <this token>`.
     pub metrics_token: Secret,
     /// The gauges `/metrics` reads from the store (key figures, backlog) are recomputed at
     /// most this often; scrapes in between are served from memory.
     pub metrics_refresh_secs: u64,
+}
+
+impl ServerConfig {
+    /// `trusted_proxies` parsed: addresses become one-address ranges.
+    pub fn trusted_proxy_nets(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                let p = p.trim();
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| anyhow::anyhow!("server.trusted_proxies: {p:?} is not an address or a CIDR range"))
+            })
+            .collect()
+    }
 }
 
 impl Default for ServerConfig {
@@ -178,6 +196,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             body_timeout_secs: 30,
             shutdown_timeout_secs: 30,
+            trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
             metrics_token: Secret::default(),
             metrics_refresh_secs: 10,
         }
@@ -722,6 +741,7 @@ impl Config {
         if self.log.level.trim().is_empty() {
             bail!("log.level: must not be empty (e.g. \"info\")");
         }
+        self.server.trusted_proxy_nets()?;
         if self.server.body_timeout_secs == 0 {
             bail!("server.body_timeout_secs: must be at least 1");
         }

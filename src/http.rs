@@ -51,6 +51,37 @@ pub struct AppState {
     pub metrics_read_at: Arc<tokio::sync::Mutex<Option<Instant>>>,
     /// Open live-update streams per user.
     pub event_streams: events::StreamCounts,
+    /// `server.trusted_proxies`, parsed.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+}
+
+impl AppState {
+    fn from_trusted_proxy(&self, req: &actix_web::HttpRequest) -> bool {
+        req.peer_addr().is_some_and(|p| self.trusted_proxies.iter().any(|n| n.contains(&p.ip())))
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted proxy, the last
+    /// address in `X-Forwarded-For` that is not a trusted proxy itself.
+    pub fn client_ip(&self, req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+        let peer = req.peer_addr()?.ip();
+        if !self.from_trusted_proxy(req) {
+            return Some(peer);
+        }
+        let hops: Vec<std::net::IpAddr> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|h| h.trim().parse().ok())
+            .collect();
+        hops.into_iter().rev().find(|ip| !self.trusted_proxies.iter().any(|n| n.contains(ip))).or(Some(peer))
+    }
+
+    /// Whether the client reached vmauto over HTTPS: the connection's scheme, or what a
+    /// trusted proxy says in `X-Forwarded-Proto`.
+    pub fn is_https(&self, req: &actix_web::HttpRequest) -> bool {
+        if self.from_trusted_proxy(req) { req.connection_info().scheme() == "https" } else { req.app_config().secure() }
+    }
 }
 
 /// Mounts every route.

@@ -710,3 +710,49 @@ async fn new_secrets_are_shown_once_on_the_page_never_in_an_address() {
         assert!(secret.len() >= 16, "{path}: the secret is on the page: {html}");
     }
 }
+
+/// Logs in with an `X-Forwarded-For` header; answers whether a session came back.
+async fn login_forwarded(base: &str, user: &str, password: &str, forwarded_for: &str) -> bool {
+    let http = client();
+    let page = http.get(format!("{base}/login")).send().await.expect("login page");
+    let login_cookie = cookie_value(&page, "vmauto_login").expect("login cookie");
+    let csrf = attr(&page.text().await.expect("html"), "name=\"_csrf\" value=\"");
+    let resp = http
+        .post(format!("{base}/login"))
+        .header("cookie", format!("vmauto_login={login_cookie}"))
+        .header("x-forwarded-for", forwarded_for)
+        .form(&[("username", user), ("password", password), ("_csrf", csrf.as_str()), ("next", "/")])
+        .send()
+        .await
+        .expect("login");
+    cookie_value(&resp, "vmauto_session").is_some()
+}
+
+#[actix_web::test]
+async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+    // Behind a trusted proxy (loopback, the default), each client address counts alone.
+    let t = TestApp::start_with(|c| c.security.login_max_failures = 3).await;
+    let base = t.app.base_url();
+    users(&t).await;
+    for _ in 0..3 {
+        assert!(!login_forwarded(&base, "root", "guess", "198.51.100.1").await);
+    }
+    assert!(!login_forwarded(&base, "root", PW, "198.51.100.1").await, "the guessing client is blocked");
+    assert!(login_forwarded(&base, "root", PW, "198.51.100.2").await, "another client behind the proxy is not");
+
+    // Without trusted proxies, a client cannot dodge its block by writing the header.
+    let t = TestApp::start_with(|c| {
+        c.security.login_max_failures = 3;
+        c.server.trusted_proxies = Vec::new();
+    })
+    .await;
+    let base = t.app.base_url();
+    users(&t).await;
+    for i in 0..3 {
+        assert!(!login_forwarded(&base, "root", "guess", &format!("203.0.113.{i}")).await);
+    }
+    assert!(
+        !login_forwarded(&base, "root", PW, "203.0.113.99").await,
+        "the header from an untrusted peer is ignored: the peer itself is blocked"
+    );
+}

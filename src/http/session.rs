@@ -216,10 +216,6 @@ pub fn check_csrf(user: &Principal, sent: &str) -> Result<(), UiError> {
 }
 
 /// Whether the request came over HTTPS (directly or through a proxy that says so).
-fn is_https(req: &HttpRequest) -> bool {
-    req.connection_info().scheme() == "https"
-}
-
 #[derive(Deserialize)]
 struct LoginQuery {
     #[serde(default)]
@@ -260,7 +256,7 @@ async fn login_page(state: web::Data<AppState>, req: HttpRequest, q: web::Query<
         .path("/login")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(is_https(&req))
+        .secure(state.is_https(&req))
         .max_age(CookieDuration::minutes(30))
         .finish();
     match html {
@@ -286,7 +282,7 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form<Log
     if !csrf_matches(&form._csrf, &cookie_csrf) {
         return back("The login form expired. Please try again.");
     }
-    let ip = req.connection_info().realip_remote_addr().unwrap_or("?").to_string();
+    let ip = state.client_ip(&req).map_or_else(|| "?".to_string(), |ip| ip.to_string());
     let result = state.auth.login(form.username.trim(), &form.password, &ip).await;
     let user = form.username.trim();
     match result {
@@ -305,7 +301,7 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: web::Form<Log
                 .path("/")
                 .http_only(true)
                 .same_site(SameSite::Strict)
-                .secure(is_https(&req))
+                .secure(state.is_https(&req))
                 .finish();
             let mut clear = Cookie::build(LOGIN_CSRF_COOKIE, "").path("/login").finish();
             clear.make_removal();

@@ -338,7 +338,7 @@ pub(crate) async fn record_rejection(
     http_status: u16,
     reason: &str,
 ) {
-    let client = req.peer_addr().map(|a| a.ip());
+    let client = state.client_ip(req);
     if !state.refusals.allow(source_name, client) {
         state.metrics.webhooks.with_label_values(&[source_name, "refusal_unrecorded"]).inc();
         return;
