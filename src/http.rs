@@ -56,7 +56,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn from_trusted_proxy(&self, req: &actix_web::HttpRequest) -> bool {
+    fn peer_is_trusted_proxy(&self, req: &actix_web::HttpRequest) -> bool {
         req.peer_addr().is_some_and(|p| self.trusted_proxies.iter().any(|n| n.contains(&p.ip())))
     }
 
@@ -64,7 +64,7 @@ impl AppState {
     /// address in `X-Forwarded-For` that is not a trusted proxy itself.
     pub fn client_ip(&self, req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
         let peer = req.peer_addr()?.ip();
-        if !self.from_trusted_proxy(req) {
+        if !self.peer_is_trusted_proxy(req) {
             return Some(peer);
         }
         let hops: Vec<std::net::IpAddr> = req
@@ -80,7 +80,7 @@ impl AppState {
     /// Whether the client reached vmauto over HTTPS: the connection's scheme, or what a
     /// trusted proxy says in `X-Forwarded-Proto`.
     pub fn is_https(&self, req: &actix_web::HttpRequest) -> bool {
-        if self.from_trusted_proxy(req) { req.connection_info().scheme() == "https" } else { req.app_config().secure() }
+        if self.peer_is_trusted_proxy(req) { req.connection_info().scheme() == "https" } else { req.app_config().secure() }
     }
 }
 
