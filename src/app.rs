@@ -104,6 +104,10 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
         metrics_read_at: Arc::default(),
         event_streams: Arc::default(),
         trusted_proxies: Arc::new(config.server.trusted_proxy_nets()?),
+        link_requests: Arc::new(http::refusals::RefusalBudget::new(
+            http::upgrade::LINK_REQUESTS_PER_MINUTE,
+            http::upgrade::LINK_REQUESTS_PER_MINUTE,
+        )),
     };
 
     let data = web::Data::new(state.clone());

@@ -53,6 +53,8 @@ pub struct AppState {
     pub event_streams: events::StreamCounts,
     /// `server.trusted_proxies`, parsed.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Requests per customer link and per client address this minute (upgrade pages).
+    pub link_requests: Arc<refusals::RefusalBudget>,
 }
 
 impl AppState {
@@ -80,7 +82,11 @@ impl AppState {
     /// Whether the client reached vmauto over HTTPS: the connection's scheme, or what a
     /// trusted proxy says in `X-Forwarded-Proto`.
     pub fn is_https(&self, req: &actix_web::HttpRequest) -> bool {
-        if self.peer_is_trusted_proxy(req) { req.connection_info().scheme() == "https" } else { req.app_config().secure() }
+        if self.peer_is_trusted_proxy(req) {
+            req.connection_info().scheme() == "https"
+        } else {
+            req.app_config().secure()
+        }
     }
 }
 

@@ -607,9 +607,9 @@ async fn expired_revoked_forged_and_unknown_links_explain_themselves() {
     let link = vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, "v1", "test").await.expect("link");
     let token = token_of(&link.url);
     let (code, html) = t.get(&format!("/upgrade/{token}")).await;
-    assert_eq!(code, 200);
+    assert_eq!(code, 503, "capacity cannot be read: try again later");
     assert!(html.contains("web &lt;1&gt;") && !html.contains("web <1>"), "escaped: {html}");
-    assert!(html.contains("not available"), "{html}");
+    assert!(html.contains("cannot be checked right now"), "{html}");
     assert!(!html.contains("vps-small") && !html.contains("v1\""), "no internal names: {html}");
 
     // A pay request without the page's form token is refused and recorded.
@@ -993,4 +993,38 @@ async fn the_ready_email_carries_an_upgrade_link_and_the_applied_upgrade_is_emai
     assert!(upgraded["rcpt_tos"].to_string().contains("dana@example.com"), "{upgraded}");
     let text = part(&upgraded, "text/plain");
     assert!(text.contains("3 GB memory") && text.contains("1 vCPU"), "{text}");
+}
+
+#[actix_web::test]
+async fn a_hammered_customer_link_costs_scp_one_read_and_gets_429_and_a_slow_scp_503() {
+    vmauto::init_crypto();
+    let fake = FakeStripe::start().await;
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| stripe_config(c, &fake.url)).await;
+    let page = |token: String, client: &'static str| {
+        let req = s.t.http.get(s.t.url(&format!("/upgrade/{token}"))).header("x-forwarded-for", client);
+        async move { req.send().await.expect("page") }
+    };
+
+    // SCP too slow to answer: the page says so (503) within seconds; nothing waits on it.
+    let slow = token_of(&issue(&s, &active_vps(&s, "sub-slow").await).await.url);
+    s.sim.add_fault(vmauto::sim::fault::FaultRule::parse("GET /janus/*/overview latency_ms=10000").expect("fault"));
+    let r = page(slow, "198.51.100.1").await;
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.text().await.expect("html").contains("Try this link again"));
+    s.sim.clear_faults();
+
+    // A link opened far more often than a person would: one SCP read serves every view, and
+    // past the link's budget the page answers 429.
+    let token = token_of(&issue(&s, &active_vps(&s, "sub-hammer").await).await.url);
+    let overview = |state: &Value| state["requests"]["GET /janus/{v}/overview"].as_u64().unwrap_or(0);
+    let before = overview(&s.sim_state().await);
+    let mut statuses = Vec::new();
+    for _ in 0..vmauto::http::upgrade::LINK_REQUESTS_PER_MINUTE + 5 {
+        statuses.push(page(token.clone(), "198.51.100.2").await.status().as_u16());
+    }
+    let served = statuses.iter().filter(|s| **s == 200).count() as u32;
+    assert_eq!(served, vmauto::http::upgrade::LINK_REQUESTS_PER_MINUTE, "{statuses:?}");
+    assert!(statuses.ends_with(&[429, 429, 429, 429, 429]), "past the link's budget: {statuses:?}");
+    let reads = overview(&s.sim_state().await) - before;
+    assert_eq!(reads, 1, "one capacity read served every page view");
 }

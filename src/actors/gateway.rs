@@ -55,6 +55,21 @@ pub struct GetCapacity {
     pub zone_id: Option<String>,
 }
 
+/// Capacity for pages customers open: answered from a cache at most [`CAPACITY_CACHE`] old;
+/// at most one such SCP read runs at a time, and a caller that does not get an answer within
+/// [`CUSTOMER_WAIT`] gets [`ProviderError::Timeout`]. However often a customer page is
+/// opened, it costs SCP at most one read per AZ every [`CAPACITY_CACHE`].
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ProviderResult<Capacity>")]
+pub struct GetCapacityCached {
+    pub zone_id: Option<String>,
+}
+
+/// How long a capacity answer serves customer pages.
+pub const CAPACITY_CACHE: Duration = Duration::from_secs(15);
+/// How long a customer page waits for a capacity answer.
+pub const CUSTOMER_WAIT: Duration = Duration::from_secs(3);
+
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "ProviderResult<Vec<StorageTag>>")]
 pub struct ListStorageTags {
@@ -250,6 +265,10 @@ pub struct SangforGateway {
     traffic: Arc<Traffic>,
     settings: GatewaySettings,
     sup: Supervision,
+    /// Capacity answers for customer pages, by AZ.
+    capacity_cache: Arc<parking_lot::Mutex<std::collections::HashMap<Option<String>, (std::time::Instant, Capacity)>>>,
+    /// One customer-page capacity read at a time.
+    capacity_read: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SangforGateway {
@@ -278,7 +297,14 @@ impl SangforGateway {
             }
             Err(e) => tracing::error!(error = %e, "SCP configuration is unusable; provider requests will fail"),
         }
-        Self { provider, traffic, settings, sup: Supervision::new("gateway", metrics) }
+        Self {
+            provider,
+            traffic,
+            settings,
+            sup: Supervision::new("gateway", metrics),
+            capacity_cache: Arc::default(),
+            capacity_read: Arc::default(),
+        }
     }
 
     /// A gateway over any [`Provider`] (another platform, or a fake in lifecycle tests).
@@ -288,7 +314,14 @@ impl SangforGateway {
         settings: GatewaySettings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { provider: Ok(provider), traffic, settings, sup: Supervision::new("gateway", metrics) }
+        Self {
+            provider: Ok(provider),
+            traffic,
+            settings,
+            sup: Supervision::new("gateway", metrics),
+            capacity_cache: Arc::default(),
+            capacity_read: Arc::default(),
+        }
     }
 
     fn provider(&self) -> ProviderResult<Arc<dyn Provider>> {
@@ -357,6 +390,32 @@ handle!(GetTask => TaskState, |p, m, _s| p.get_task(&m.task_id).await);
 handle!(WaitTask => TaskState, |p, m, s| {
     wait_task(p.as_ref(), &m.task_id, m.timeout.unwrap_or(DEFAULT_TASK_TIMEOUT), s.poll).await
 });
+
+impl Handler<GetCapacityCached> for SangforGateway {
+    type Result = ResponseFuture<ProviderResult<Capacity>>;
+
+    fn handle(&mut self, m: GetCapacityCached, _: &mut Self::Context) -> Self::Result {
+        let provider = self.provider();
+        let (cache, one) = (self.capacity_cache.clone(), self.capacity_read.clone());
+        Box::pin(async move {
+            let fresh =
+                || cache.lock().get(&m.zone_id).filter(|(at, _)| at.elapsed() < CAPACITY_CACHE).map(|(_, c)| c.clone());
+            if let Some(c) = fresh() {
+                return Ok(c);
+            }
+            let read = async {
+                let _turn = one.lock().await;
+                if let Some(c) = fresh() {
+                    return Ok(c);
+                }
+                let cap = provider?.zone_capacity(m.zone_id.as_deref()).await?;
+                cache.lock().insert(m.zone_id.clone(), (std::time::Instant::now(), cap.clone()));
+                Ok(cap)
+            };
+            tokio::time::timeout(CUSTOMER_WAIT, read).await.unwrap_or(Err(ProviderError::Timeout(CUSTOMER_WAIT)))
+        })
+    }
+}
 
 impl Handler<GetGatewayStatus> for SangforGateway {
     type Result = actix::MessageResult<GetGatewayStatus>;

@@ -14,7 +14,8 @@ use parking_lot::Mutex;
 /// refusals only from the addresses it already tracks.
 pub const MAX_CLIENTS: usize = 4096;
 
-/// The per-minute budget of recorded refusals.
+/// A per-minute budget per name (a source, a customer link) and per client address: the
+/// budget of recorded refusals, and of requests to a customer link.
 #[derive(Debug)]
 pub struct RefusalBudget {
     per_source: u32,

@@ -181,8 +181,27 @@ async fn vps_and_name(state: &AppState, link: &Link) -> anyhow::Result<(Vps, Str
     Ok((vps, name))
 }
 
+/// Requests a link (and a client address) may make in a minute: enough for a person, too few
+/// to load SCP or the store.
+pub const LINK_REQUESTS_PER_MINUTE: u32 = 30;
+
+/// A 429 page when this link or this client has made too many requests this minute.
+fn over_budget(state: &AppState, req: &HttpRequest, link: &Link) -> Option<HttpResponse> {
+    if state.link_requests.allow(&link.id, state.client_ip(req)) {
+        return None;
+    }
+    Some(message(
+        state,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Please slow down",
+        "This link was opened very often in the last minute. Wait a minute, then open it again.",
+        None,
+    ))
+}
+
 async fn get_upgrade(
     state: web::Data<AppState>,
+    req: HttpRequest,
     token: web::Path<String>,
     query: web::Query<PageQuery>,
 ) -> HttpResponse {
@@ -191,16 +210,22 @@ async fn get_upgrade(
         Ok((other, _)) => return closed(&state, &other, &token),
         Err(e) => return unavailable(&state, &e),
     };
+    if let Some(busy) = over_budget(&state, &req, &link) {
+        return busy;
+    }
     let (vps, vps_name) = match vps_and_name(&state, &link).await {
         Ok(v) => v,
         Err(e) => return unavailable(&state, &e),
     };
-    let (available, reason) = match offers::offers_for_vps(&state.store, &state.handles.gateway, &vps).await {
-        Ok(a) if a.is_empty() => (a, Some("There are no upgrades available for this server right now.".to_string())),
-        Ok(a) => (a, None),
+    let (available, reason, status) = match offers::offers_for_vps(&state.store, &state.handles.gateway, &vps).await {
+        Ok(a) if a.is_empty() => {
+            (a, Some("There are no upgrades available for this server right now.".to_string()), StatusCode::OK)
+        }
+        Ok(a) => (a, None, StatusCode::OK),
         Err(e) => {
             tracing::warn!(vps = %vps.id, error = %format!("{e:#}"), "upgrade offers could not be checked");
-            (Vec::new(), Some("Upgrades are not available for this server right now. Try again later.".to_string()))
+            let text = "Upgrades cannot be checked right now. Try this link again in a minute.".to_string();
+            (Vec::new(), Some(text), StatusCode::SERVICE_UNAVAILABLE)
         }
     };
     let page = UpgradePage {
@@ -221,7 +246,7 @@ async fn get_upgrade(
         unavailable: reason,
     };
     match state.templates.render("pages/upgrade.html", &page) {
-        Ok(html) => super::customer_page(StatusCode::OK, html),
+        Ok(html) => super::customer_page(status, html),
         Err(e) => unavailable(&state, &e),
     }
 }
@@ -237,6 +262,9 @@ async fn post_upgrade_pay(
         Ok((other, _)) => return closed(&state, &other, &token),
         Err(e) => return unavailable(&state, &e),
     };
+    if let Some(busy) = over_budget(&state, &req, &link) {
+        return busy;
+    }
     let form: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let subject = format!("vps:{}", link.vps);
     let reject = |status: StatusCode, heading: &'static str, text: &'static str, why: String| {

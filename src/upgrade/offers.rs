@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::actors::gateway::{GetCapacity, SangforGateway};
+use crate::actors::gateway::{GetCapacityCached, SangforGateway};
 use crate::config::{Config, OfferConfig};
 use crate::db::Store;
 use crate::lifecycle::store::Level;
@@ -214,8 +214,9 @@ pub fn fits(cap: &Capacity, from: Spec, to: Spec) -> bool {
 }
 
 /// The offers `vps` can buy now: enabled, applicable, growing it, and fitting the free
-/// capacity of its AZ (asked from SCP through the gateway). Fails when the VPS is not
-/// active or the capacity cannot be read: nothing is sold blind.
+/// capacity of its AZ (asked from SCP through the gateway, from a cache a few seconds old at
+/// most). Fails when the VPS is not active or the capacity cannot be read in time: nothing is
+/// sold blind.
 pub async fn offers_for_vps(
     store: &Store,
     gateway: &Addr<SangforGateway>,
@@ -243,7 +244,7 @@ pub async fn offers_for_vps(
         None => store.template_by_name(&vps.template).await?.map(|t| t.az_id).context("the VPS's AZ is unknown")?,
     };
     let cap = gateway
-        .send(GetCapacity { zone_id: Some(zone.clone()) })
+        .send(GetCapacityCached { zone_id: Some(zone.clone()) })
         .await
         .context("the SCP gateway is not running")?
         .with_context(|| format!("cannot read the capacity of AZ {zone}"))?;
