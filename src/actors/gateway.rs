@@ -65,6 +65,9 @@ pub struct GetCapacityCached {
     pub zone_id: Option<String>,
 }
 
+/// Capacity answers by AZ, with when they were read.
+type CapacityCache = Arc<parking_lot::Mutex<std::collections::HashMap<Option<String>, (std::time::Instant, Capacity)>>>;
+
 /// How long a capacity answer serves customer pages.
 pub const CAPACITY_CACHE: Duration = Duration::from_secs(15);
 /// How long a customer page waits for a capacity answer.
@@ -266,7 +269,7 @@ pub struct SangforGateway {
     settings: GatewaySettings,
     sup: Supervision,
     /// Capacity answers for customer pages, by AZ.
-    capacity_cache: Arc<parking_lot::Mutex<std::collections::HashMap<Option<String>, (std::time::Instant, Capacity)>>>,
+    capacity_cache: CapacityCache,
     /// One customer-page capacity read at a time.
     capacity_read: Arc<tokio::sync::Mutex<()>>,
 }
