@@ -194,6 +194,19 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// A recovery code: 80 random bits as 20 hex digits in groups of five (`1a2b3-c4d5e-…`).
+fn new_recovery_code() -> String {
+    let b: [u8; 10] = rand::random();
+    let hex = hex::encode(b);
+    (0..4).map(|i| &hex[i * 5..i * 5 + 5]).collect::<Vec<_>>().join("-")
+}
+
+/// A recovery code as typed, reduced to what identifies it: lower case, without the dashes and
+/// spaces people add or drop.
+fn normal_recovery_code(code: &str) -> String {
+    code.chars().filter(|c| !matches!(c, '-' | ' ')).flat_map(char::to_lowercase).collect()
+}
+
 /// A hash checked when the user does not exist, so a login takes as long either way.
 fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -532,17 +545,23 @@ impl Auth {
             }
         }
         if !ok {
-            let hash = token_hash(&code.to_lowercase());
-            let used: Vec<Value> = self
-                .store
-                .query_one(
-                    "UPDATE type::record('admin_user', $u) SET recovery = array::remove(recovery, array::find_index(recovery, $h))
-                     WHERE $h IN recovery RETURN username",
-                    json!({ "u": username, "h": hash }),
-                    0,
-                )
-                .await?;
-            ok = !used.is_empty();
+            let normal = normal_recovery_code(&code);
+            // Codes are stored as keyed hashes; codes given before that, as plain SHA-256.
+            for hash in [self.recovery_hash(&normal), token_hash(&normal)] {
+                let used: Vec<Value> = self
+                    .store
+                    .query_one(
+                        "UPDATE type::record('admin_user', $u) SET recovery = array::remove(recovery, array::find_index(recovery, $h))
+                         WHERE $h IN recovery RETURN username",
+                        json!({ "u": username, "h": hash }),
+                        0,
+                    )
+                    .await?;
+                if !used.is_empty() {
+                    ok = true;
+                    break;
+                }
+            }
         }
         if ok {
             self.store
@@ -590,6 +609,16 @@ impl Auth {
         Ok(TotpSetup { secret: t.get_secret_base32(), url: t.get_url() })
     }
 
+    /// A recovery code's stored form: HMAC-SHA256 keyed with a key derived from the appliance
+    /// key, so a copy of the store alone does not let anyone test guesses offline.
+    fn recovery_hash(&self, normal_code: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let key = self.sealer.derive_key("recovery codes");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key");
+        mac.update(normal_code.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// Confirms enrolment with a code from the app; answers the recovery codes (shown once).
     pub async fn confirm_totp(&self, username: &str, code: &str) -> anyhow::Result<Option<Vec<String>>> {
         let rows: Vec<Value> = self
@@ -603,13 +632,8 @@ impl Auth {
         if !totp(&secret, username)?.check_current(code.trim()).unwrap_or(false) {
             return Ok(None);
         }
-        let codes: Vec<String> = (0..RECOVERY_CODES)
-            .map(|_| {
-                let b: [u8; 5] = rand::random();
-                hex::encode(b)
-            })
-            .collect();
-        let hashes: Vec<String> = codes.iter().map(|c| token_hash(c)).collect();
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+        let hashes: Vec<String> = codes.iter().map(|c| self.recovery_hash(&normal_recovery_code(c))).collect();
         self.store
             .execute(
                 "UPDATE type::record('admin_user', $u) SET totp_secret = $sealed, totp_pending = NONE, totp_enabled = true,
@@ -726,6 +750,16 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recovery_codes_carry_80_bits_and_forgive_dashes_and_case() {
+        let code = new_recovery_code();
+        assert_eq!(code.len(), 23, "{code}");
+        let normal = normal_recovery_code(&code);
+        assert_eq!(normal.len(), 20);
+        assert_eq!(normal_recovery_code(&code.to_uppercase().replace('-', " ")), normal);
+        assert_ne!(new_recovery_code(), code);
+    }
 
     #[test]
     fn failures_block_a_user_from_one_address_only_and_expire() {

@@ -454,6 +454,7 @@ async fn two_factor_login_with_codes_and_recovery_codes() {
     let recovery: Vec<String> =
         html.split("<li><code>").skip(1).filter_map(|x| x.split('<').next().map(str::to_owned)).collect();
     assert_eq!(recovery.len(), vmauto::auth::RECOVERY_CODES, "recovery codes shown once");
+    assert!(recovery.iter().all(|c| c.replace('-', "").len() * 4 >= 80), "80 bits each: {recovery:?}");
 
     // The password alone now gives only a pending session.
     let (status, location, pending) = try_login(&base, "root", PW).await;
