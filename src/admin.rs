@@ -842,6 +842,42 @@ pub async fn map_plan(store: &Store, source: &str, plan: &str, template: &str, a
         .await
 }
 
+/// A plan of a source mapped to a template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanMapping {
+    pub source: String,
+    pub plan_key: String,
+    pub template: String,
+}
+
+/// Every plan mapping, by source and plan.
+pub async fn plan_mappings(store: &Store) -> anyhow::Result<Vec<PlanMapping>> {
+    store.query_one("SELECT source, plan_key, template FROM plan_mapping ORDER BY source, plan_key", json!({}), 0).await
+}
+
+/// Removes the mapping of a source's plan; false when there was none.
+pub async fn unmap_plan(store: &Store, source: &str, plan: &str, actor: &str) -> anyhow::Result<bool> {
+    let gone: Vec<Value> = store
+        .query_one(
+            "DELETE plan_mapping WHERE source = $source AND plan_key = $plan RETURN BEFORE",
+            json!({ "source": source, "plan": plan }),
+            0,
+        )
+        .await?;
+    if !gone.is_empty() {
+        store
+            .record_activity(
+                Level::Info,
+                actor,
+                None,
+                &format!("{actor} removed the mapping of plan {plan} of {source}"),
+                json!({ "source": source, "plan": plan }),
+            )
+            .await?;
+    }
+    Ok(!gone.is_empty())
+}
+
 /// Filters of the notification list (all optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NotificationQuery {

@@ -372,3 +372,48 @@ async fn a_body_that_trickles_in_too_slowly_is_refused() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("request_timeout"), "{text}");
 }
+
+#[actix_web::test]
+async fn plan_mappings_are_listed_set_and_removed_through_the_api() {
+    let s = stack().await;
+    let auth = &s.t.app.state.auth;
+    let admin = auth.create_token("boss", vmauto::auth::Role::Admin, "admin:test").await.expect("token");
+    let viewer = auth.create_token("reader", vmauto::auth::Role::Viewer, "admin:test").await.expect("token");
+    let call = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
+        let mut r = s.t.http.request(method, s.t.url(&format!("/api/v1{path}"))).bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move {
+            let resp = r.send().await.expect("api");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, list) = call(reqwest::Method::GET, "/plan-mappings", &viewer, None).await;
+    assert_eq!(status, 200);
+    assert!(list.as_array().is_some_and(|l| l.iter().any(|m| m["plan_key"] == "starter")), "{list}");
+    let mapping = json!({ "source": "ghl", "plan_key": "gold", "template": "vps-large" });
+    let (status, _) = call(reqwest::Method::PUT, "/plan-mappings", &viewer, Some(mapping.clone())).await;
+    assert_eq!(status, 403, "only admins map plans");
+    let (status, body) = call(reqwest::Method::PUT, "/plan-mappings", &admin, Some(mapping.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let bad = json!({ "source": "nobody", "plan_key": "gold", "template": "vps-large" });
+    let (status, body) = call(reqwest::Method::PUT, "/plan-mappings", &admin, Some(bad)).await;
+    assert_eq!(status, 400, "an unknown source is named: {body}");
+    let bad = json!({ "source": "ghl", "plan_key": "gold", "template": "nope" });
+    let (status, body) = call(reqwest::Method::PUT, "/plan-mappings", &admin, Some(bad)).await;
+    assert_eq!(status, 400, "an unknown template is named: {body}");
+    // The new mapping provisions.
+    let (status, _) = post(&s, &format!("/webhooks/ghl/{TOKEN}"), &workflow("subscribe", "sub-gold", "gold")).await;
+    assert_eq!(status, 202);
+    let key = vmauto::lifecycle::store::stable_key("ghl", "sub-gold");
+    s.wait_for("gold VPS", 60, &format!("SELECT template FROM vps WHERE subscription = '{key}'"), |r| {
+        r.len() == 1 && r[0]["template"] == "vps-large"
+    })
+    .await;
+    let (status, _) = call(reqwest::Method::DELETE, "/plan-mappings?source=ghl&plan_key=gold", &admin, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(reqwest::Method::DELETE, "/plan-mappings?source=ghl&plan_key=gold", &admin, None).await;
+    assert_eq!(status, 404);
+}

@@ -36,6 +36,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/inbox/{id}/replay", web::post().to(replay))
             .route("/templates", web::get().to(templates))
             .route("/templates", web::put().to(save_template))
+            .route("/plan-mappings", web::get().to(plan_mappings))
+            .route("/plan-mappings", web::put().to(put_plan_mapping))
+            .route("/plan-mappings", web::delete().to(delete_plan_mapping))
             .route("/notifications", web::get().to(notifications)),
     );
 }
@@ -222,6 +225,48 @@ async fn save_template(
     let p = user.require(Role::Admin)?;
     admin::save_template(&state.store, &body, &p.actor()).await.map_err(bad)?;
     Ok(HttpResponse::Ok().json(json!({ "saved": body.name })))
+}
+
+async fn plan_mappings(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    Ok(HttpResponse::Ok().json(admin::plan_mappings(&state.store).await.map_err(store_err)?))
+}
+
+/// `PUT /api/v1/plan-mappings` `{source, plan_key, template}`: maps (or re-maps) a plan.
+async fn put_plan_mapping(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    body: web::Json<admin::PlanMapping>,
+) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Admin)?;
+    if !state.config.sources.contains_key(&body.source) {
+        return Err(AppError::bad_request(format!(
+            "there is no source named {:?}: configured sources are {:?}",
+            body.source,
+            state.config.sources.keys().collect::<Vec<_>>()
+        )));
+    }
+    admin::map_plan(&state.store, &body.source, &body.plan_key, &body.template, &p.actor()).await.map_err(bad)?;
+    Ok(HttpResponse::Ok().json(&*body))
+}
+
+#[derive(Deserialize)]
+struct MappingKey {
+    source: String,
+    plan_key: String,
+}
+
+/// `DELETE /api/v1/plan-mappings?source=&plan_key=`.
+async fn delete_plan_mapping(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    q: web::Query<MappingKey>,
+) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Admin)?;
+    if !admin::unmap_plan(&state.store, &q.source, &q.plan_key, &p.actor()).await.map_err(store_err)? {
+        return Err(AppError::not_found(format!("plan {:?} of {:?} is not mapped", q.plan_key, q.source)));
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /api/v1/notifications?page=&severity=&kind=`: one page (50 rows) with `total` and
