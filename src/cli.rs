@@ -145,12 +145,32 @@ pub enum AdminCommand {
     Enable { username: String },
     /// List the users.
     ListUsers,
+    /// API tokens: create (printed once), list, revoke. Works while the appliance runs.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Retry a dead operation (as the Retry button does): refused when it would bring a VM
     /// back to a deleted VPS or a cancelled subscription. Works while the appliance runs.
     Retry {
         /// The operation id (shown on the VPS page and by the API).
         operation: String,
     },
+}
+
+#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum TokenCommand {
+    /// Create a token; it is printed once, as `token: …`.
+    Create {
+        name: String,
+        #[arg(long, value_enum, default_value = "viewer")]
+        role: crate::auth::Role,
+    },
+    /// List the tokens (never their values).
+    List,
+    /// Revoke a token by its id (from `list`).
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,6 +329,10 @@ async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()
         println!("{}", crate::ops::retry(config, operation).await?);
         return Ok(());
     }
+    if let AdminCommand::Token { command } = command {
+        println!("{}", crate::ops::tokens(config, command).await?);
+        return Ok(());
+    }
     let store = crate::db::Store::open(config).await?;
     crate::app::ensure_appliance_key(config)?;
     let sealer = std::sync::Arc::new(crate::secrets::Sealer::from_file(&config.key_file())?);
@@ -339,7 +363,7 @@ async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()
             println!("enabled {username}");
         }
         // Answered above, without opening the store (the running appliance may hold it).
-        AdminCommand::Retry { .. } => {}
+        AdminCommand::Retry { .. } | AdminCommand::Token { .. } => {}
         AdminCommand::ListUsers => {
             let users = auth.users().await?;
             if users.is_empty() {

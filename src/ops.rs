@@ -186,14 +186,98 @@ impl From<PurgeAnswer> for crate::db::inbox::PurgeReport {
     }
 }
 
+/// `vmauto admin token …`: in the store when it can be opened, otherwise through the
+/// running appliance (`POST /internal/tokens`).
+pub async fn tokens(config: &Config, command: &crate::cli::TokenCommand) -> anyhow::Result<String> {
+    use crate::cli::TokenCommand;
+    let answer = match crate::db::Store::open(config).await {
+        Ok(store) => {
+            crate::app::ensure_appliance_key(config)?;
+            let sealer = std::sync::Arc::new(crate::secrets::Sealer::from_file(&config.key_file())?);
+            let auth = crate::auth::Auth::new(store, config.security.clone(), sealer);
+            run_tokens(&auth, command, "cli").await?
+        }
+        Err(direct) => {
+            let body = serde_json::to_value(command)?;
+            local_post_json(config, "/internal/tokens", &direct, Some(body)).await?
+        }
+    };
+    Ok(match command {
+        TokenCommand::Create { name, role } => format!(
+            "created {role} token {name}; it is shown only now:\ntoken: {}",
+            answer["token"].as_str().unwrap_or_default()
+        ),
+        TokenCommand::List => {
+            let rows = answer.as_array().cloned().unwrap_or_default();
+            if rows.is_empty() {
+                "no API tokens; create one with `vmauto admin token create NAME --role viewer`".to_string()
+            } else {
+                rows.iter()
+                    .map(|t| {
+                        format!(
+                            "{}\t{}\t{}\tcreated {} by {}\tlast used {}{}",
+                            t["id"].as_str().unwrap_or_default(),
+                            t["name"].as_str().unwrap_or_default(),
+                            t["role"].as_str().unwrap_or_default(),
+                            t["created_at"].as_str().unwrap_or_default(),
+                            t["created_by"].as_str().unwrap_or_default(),
+                            t["last_used_at"].as_str().unwrap_or("never"),
+                            if t["revoked"] == serde_json::json!(true) { "\trevoked" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        TokenCommand::Revoke { id } => format!("revoked API token {id}"),
+    })
+}
+
+/// Runs a token command against `auth`; answers what the CLI prints from (`{token}`, the
+/// list, or `{}`).
+pub async fn run_tokens(
+    auth: &crate::auth::Auth,
+    command: &crate::cli::TokenCommand,
+    actor: &str,
+) -> anyhow::Result<serde_json::Value> {
+    use crate::cli::TokenCommand;
+    Ok(match command {
+        TokenCommand::Create { name, role } => {
+            serde_json::json!({ "token": auth.create_token(name, *role, actor).await? })
+        }
+        TokenCommand::List => serde_json::Value::Array(auth.tokens().await?),
+        TokenCommand::Revoke { id } => {
+            anyhow::ensure!(
+                auth.tokens().await?.iter().any(|t| t["id"] == serde_json::json!(id)),
+                "there is no API token {id} (see `vmauto admin token list`)"
+            );
+            auth.revoke_token(id).await?;
+            serde_json::json!({})
+        }
+    })
+}
+
 /// POSTs to a local-operator endpoint of the running appliance (loopback, appliance-key
 /// token); answers the JSON body, or the error the appliance gave.
 async fn local_post(config: &Config, path: &str, direct: &anyhow::Error) -> anyhow::Result<serde_json::Value> {
+    local_post_json(config, path, direct, None).await
+}
+
+async fn local_post_json(
+    config: &Config,
+    path: &str,
+    direct: &anyhow::Error,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
     let key = read_key(&config.key_file())?;
     let url = format!("http://{}{path}", local_addr(config.server.listen));
-    let resp = client(Some(Duration::from_secs(120)))?
+    let mut req = client(Some(Duration::from_secs(120)))?
         .post(&url)
-        .header(EXPORT_AUTH_HEADER, export_token(&key, chrono::Utc::now().timestamp()))
+        .header(EXPORT_AUTH_HEADER, export_token(&key, chrono::Utc::now().timestamp()));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req
         .send()
         .await
         .with_context(|| format!("the store cannot be opened ({direct:#}) and {url} did not answer"))?;

@@ -78,3 +78,41 @@ fn db_purge_reports_what_it_did() {
     assert!(ok, "{out}");
     assert!(out.contains("inbox purged: 0 settled webhooks compacted") && out.contains("retention 30 days"), "{out}");
 }
+
+fn run_with(config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmauto"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("VMAUTO_CONFIG")
+        .output()
+        .expect("vmauto runs");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[actix_web::test]
+async fn api_tokens_are_managed_from_the_cli_while_the_appliance_runs() {
+    vmauto::init_crypto();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = vmauto::sim::start(vmauto::sim::SimConfig::default()).await.expect("simulator");
+    let mut p = crate::crash::Proc::new(dir.path(), &sim, "", "");
+    p.start().await;
+    let config = p.config_path().to_path_buf();
+    let (ok, out) = run_with(&config, &["admin", "token", "create", "robot", "--role", "operator"]);
+    assert!(ok, "{out}");
+    let token = out.lines().find_map(|l| l.strip_prefix("token: ")).expect("the token is printed").to_string();
+    let me = reqwest::Client::new().get(p.url("/api/v1/me")).bearer_auth(&token).send().await.expect("api");
+    assert_eq!(me.status().as_u16(), 200, "the printed token works");
+    let (ok, out) = run_with(&config, &["admin", "token", "list"]);
+    assert!(ok && out.contains("robot\toperator"), "{out}");
+    assert!(!out.contains(&token), "a list never shows a token's value: {out}");
+    let id = out.lines().find(|l| l.contains("robot")).and_then(|l| l.split('\t').next()).expect("id").to_string();
+    let (ok, out) = run_with(&config, &["admin", "token", "revoke", &id]);
+    assert!(ok, "{out}");
+    let me = reqwest::Client::new().get(p.url("/api/v1/me")).bearer_auth(&token).send().await.expect("api");
+    assert_eq!(me.status().as_u16(), 401, "a revoked token is refused");
+    let (ok, out) = run_with(&config, &["admin", "token", "revoke", "no-such-token"]);
+    assert!(!ok && out.contains("no API token no-such-token"), "{out}");
+    p.stop();
+    sim.stop().await;
+}

@@ -89,6 +89,11 @@ token_in = "path"
         Self { dir: dir.to_path_buf(), config, port, child: None, starts: 0 }
     }
 
+    /// The configuration file the process runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     /// The same configuration, as the library reads it.
     pub fn load_config(&self) -> Config {
         Config::load(Some(&self.config), std::iter::empty(), &Default::default()).expect("config loads")
