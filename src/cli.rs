@@ -86,7 +86,8 @@ pub enum Command {
     Healthcheck,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "upgrade", rename_all = "snake_case")]
 pub enum UpgradeCommand {
     /// Issue an upgrade link for a VPS and print its URL.
     Link {
@@ -126,7 +127,8 @@ pub enum PluginCommand {
     Check { file: PathBuf },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "admin", rename_all = "snake_case")]
 pub enum AdminCommand {
     /// Add a user with a generated password, printed once as `password: …`.
     AddUser {
@@ -324,6 +326,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// An operator command that the running appliance can run for the CLI
+/// (`POST /internal/cli`), when the CLI cannot open the store itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteCommand {
+    Admin(AdminCommand),
+    Upgrade(UpgradeCommand),
+}
+
 async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()> {
     if let AdminCommand::Retry { operation } = command {
         println!("{}", crate::ops::retry(config, operation).await?);
@@ -333,77 +344,115 @@ async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()
         println!("{}", crate::ops::tokens(config, command).await?);
         return Ok(());
     }
-    let store = crate::db::Store::open(config).await?;
-    crate::app::ensure_appliance_key(config)?;
-    let sealer = std::sync::Arc::new(crate::secrets::Sealer::from_file(&config.key_file())?);
-    let auth = crate::auth::Auth::new(store, config.security.clone(), sealer);
+    let out = match crate::db::Store::open(config).await {
+        Ok(store) => {
+            crate::app::ensure_appliance_key(config)?;
+            let sealer = std::sync::Arc::new(crate::secrets::Sealer::from_file(&config.key_file())?);
+            let auth = crate::auth::Auth::new(store, config.security.clone(), sealer);
+            execute_admin(&auth, command).await?
+        }
+        Err(direct) => crate::ops::remote(config, &RemoteCommand::Admin(command.clone()), &direct).await?,
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// Runs an admin command against `auth`; answers what to print.
+pub async fn execute_admin(auth: &crate::auth::Auth, command: &AdminCommand) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let mut out = String::new();
     match command {
         AdminCommand::AddUser { username, role } => {
             let password = crate::secrets::generate_password();
             auth.add_user(username, password.expose(), *role).await?;
-            println!("added {role} {username}");
-            println!("password: {}", password.expose());
+            writeln!(out, "added {role} {username}")?;
+            writeln!(out, "password: {}", password.expose())?;
         }
         AdminCommand::ResetPassword { username } => {
             let password = crate::secrets::generate_password();
             auth.set_password(username, password.expose()).await?;
-            println!("new password for {username}; their sessions have ended");
-            println!("password: {}", password.expose());
+            writeln!(out, "new password for {username}; their sessions have ended")?;
+            writeln!(out, "password: {}", password.expose())?;
         }
         AdminCommand::Disable { username } => {
             auth.set_disabled(username, true).await?;
-            println!("disabled {username}; their sessions have ended");
+            writeln!(out, "disabled {username}; their sessions have ended")?;
         }
         AdminCommand::Reset2fa { username } => {
             auth.reset_totp(username).await?;
-            println!("two-factor login of {username} is off; they can set it up again under Account");
+            writeln!(out, "two-factor login of {username} is off; they can set it up again under Account")?;
         }
         AdminCommand::Enable { username } => {
             auth.set_disabled(username, false).await?;
-            println!("enabled {username}");
+            writeln!(out, "enabled {username}")?;
         }
-        // Answered above, without opening the store (the running appliance may hold it).
-        AdminCommand::Retry { .. } | AdminCommand::Token { .. } => {}
+        AdminCommand::Retry { .. } | AdminCommand::Token { .. } => {
+            anyhow::bail!("this command has its own way to the running appliance")
+        }
         AdminCommand::ListUsers => {
             let users = auth.users().await?;
             if users.is_empty() {
-                println!("no users yet: add one with `vmauto admin add-user <name>`");
+                writeln!(out, "no users yet: add one with `vmauto admin add-user <name>`")?;
             }
             for u in users {
                 let state = if u.disabled { "disabled" } else { "active" };
-                println!(
+                writeln!(
+                    out,
                     "{}\t{}\t{}\tlast login {}",
                     u.username,
                     u.role,
                     state,
                     u.last_login_at.as_deref().unwrap_or("never")
-                );
+                )?;
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 async fn run_upgrade(config: &Config, command: &UpgradeCommand) -> anyhow::Result<()> {
-    let store = crate::db::Store::open(config).await?;
-    crate::upgrade::offers::sync_config_offers(&store, config).await?;
+    let out = match crate::db::Store::open(config).await {
+        Ok(store) => {
+            let sealer = crate::secrets::Sealer::from_file(&config.key_file())?;
+            execute_upgrade(&store, config, &sealer, command).await?
+        }
+        Err(direct) => crate::ops::remote(config, &RemoteCommand::Upgrade(command.clone()), &direct).await?,
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// Runs an upgrade command; answers what to print.
+pub async fn execute_upgrade(
+    store: &crate::db::Store,
+    config: &Config,
+    sealer: &crate::secrets::Sealer,
+    command: &UpgradeCommand,
+) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    crate::upgrade::offers::sync_config_offers(store, config).await?;
     match command {
         UpgradeCommand::Link { vps } => {
-            let sealer = crate::secrets::Sealer::from_file(&config.key_file())?;
-            let link = crate::upgrade::issue_link(&store, config, &sealer, vps, "cli").await?;
-            println!("{}", link.url);
-            println!("link id {} (for `vmauto upgrade revoke`), valid until {}", link.id, link.expires_at.to_rfc3339());
+            let link = crate::upgrade::issue_link(store, config, sealer, vps, "cli").await?;
+            writeln!(out, "{}", link.url)?;
+            writeln!(
+                out,
+                "link id {} (for `vmauto upgrade revoke`), valid until {}",
+                link.id,
+                link.expires_at.to_rfc3339()
+            )?;
         }
         UpgradeCommand::Revoke { link } => {
-            if !crate::upgrade::revoke_link(&store, link, "cli").await? {
+            if !crate::upgrade::revoke_link(store, link, "cli").await? {
                 anyhow::bail!("there is no upgrade link {link}");
             }
-            println!("revoked upgrade link {link}");
+            writeln!(out, "revoked upgrade link {link}")?;
         }
         UpgradeCommand::Offers => {
-            let offers = crate::upgrade::list_offers(&store).await?;
+            let offers = crate::upgrade::list_offers(store).await?;
             if offers.is_empty() {
-                println!("no upgrade offers; declare them as [[stripe.offers]] in appliance.toml");
+                writeln!(out, "no upgrade offers; declare them as [[stripe.offers]] in appliance.toml")?;
             }
             for o in offers {
                 let what = if o.to_template.is_empty() {
@@ -413,18 +462,19 @@ async fn run_upgrade(config: &Config, command: &UpgradeCommand) -> anyhow::Resul
                 };
                 let from =
                     if o.from_template.is_empty() { "any template".to_string() } else { o.from_template.clone() };
-                println!(
+                writeln!(
+                    out,
                     "{}\t{}\t{}\tfrom {from}\t{}\t{}",
                     o.id,
                     if o.enabled { "enabled" } else { "disabled" },
                     o.name,
                     what,
                     crate::upgrade::format_price(o.price, &o.currency)
-                );
+                )?;
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 async fn run_db(config: &Config, command: &DbCommand) -> anyhow::Result<()> {

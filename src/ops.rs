@@ -257,6 +257,17 @@ pub async fn run_tokens(
     })
 }
 
+/// Has the running appliance run an operator command (`POST /internal/cli`); answers what to
+/// print.
+pub async fn remote(
+    config: &Config,
+    command: &crate::cli::RemoteCommand,
+    direct: &anyhow::Error,
+) -> anyhow::Result<String> {
+    let answer = local_post_json(config, "/internal/cli", direct, Some(serde_json::to_value(command)?)).await?;
+    Ok(answer["output"].as_str().unwrap_or_default().to_string())
+}
+
 /// POSTs to a local-operator endpoint of the running appliance (loopback, appliance-key
 /// token); answers the JSON body, or the error the appliance gave.
 async fn local_post(config: &Config, path: &str, direct: &anyhow::Error) -> anyhow::Result<serde_json::Value> {

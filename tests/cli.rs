@@ -113,6 +113,17 @@ async fn api_tokens_are_managed_from_the_cli_while_the_appliance_runs() {
     assert_eq!(me.status().as_u16(), 401, "a revoked token is refused");
     let (ok, out) = run_with(&config, &["admin", "token", "revoke", "no-such-token"]);
     assert!(!ok && out.contains("no API token no-such-token"), "{out}");
+    // The other admin and upgrade commands go through the running appliance too.
+    let (ok, out) = run_with(&config, &["admin", "add-user", "carol", "--role", "viewer"]);
+    assert!(ok && out.contains("added viewer carol") && out.contains("password: "), "{out}");
+    let (ok, out) = run_with(&config, &["admin", "list-users"]);
+    assert!(ok && out.contains("carol\tviewer\tactive"), "{out}");
+    let (ok, out) = run_with(&config, &["admin", "add-user", "carol"]);
+    assert!(!ok && out.contains("already exists"), "the appliance's error reaches the operator: {out}");
+    let (ok, out) = run_with(&config, &["upgrade", "offers"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run_with(&config, &["upgrade", "link", "no-such-vps"]);
+    assert!(!ok && out.contains("no-such-vps"), "{out}");
     p.stop();
     sim.stop().await;
 }

@@ -18,7 +18,7 @@ use crate::ops::{EXPORT_AUTH_HEADER, read_key, verify_export_token};
 const PROXY_HEADERS: &[&str] = &["forwarded", "x-forwarded-for", "x-real-ip"];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(post_export).service(post_retry).service(post_purge).service(post_tokens);
+    cfg.service(post_export).service(post_retry).service(post_purge).service(post_tokens).service(post_cli);
 }
 
 /// Checks that a request comes from an operator on this machine (loopback, no proxy headers, a
@@ -98,6 +98,26 @@ async fn post_tokens(
     local_operator(&req, &state, "token command")?;
     match crate::ops::run_tokens(&state.auth, &command, "cli").await {
         Ok(answer) => Ok(HttpResponse::Ok().json(answer)),
+        Err(e) => Err(AppError::bad_request(format!("{e:#}"))),
+    }
+}
+
+/// `vmauto admin …` and `vmauto upgrade …` while the appliance runs: the same code as when the
+/// CLI opens the store itself; the answer is what the CLI prints.
+#[post("/internal/cli")]
+async fn post_cli(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    command: web::Json<crate::cli::RemoteCommand>,
+) -> Result<HttpResponse, AppError> {
+    use crate::cli::RemoteCommand;
+    local_operator(&req, &state, "operator command")?;
+    let out = match &*command {
+        RemoteCommand::Admin(c) => crate::cli::execute_admin(&state.auth, c).await,
+        RemoteCommand::Upgrade(c) => crate::cli::execute_upgrade(&state.store, &state.config, &state.sealer, c).await,
+    };
+    match out {
+        Ok(output) => Ok(HttpResponse::Ok().json(serde_json::json!({ "output": output }))),
         Err(e) => Err(AppError::bad_request(format!("{e:#}"))),
     }
 }
