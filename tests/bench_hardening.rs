@@ -220,3 +220,51 @@ async fn bench_hardening_login_flood() {
     );
     sim.stop().await;
 }
+
+/// The store's size with many settled webhooks, and after the inbox purge compacts them.
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_hardening"]
+async fn bench_hardening_purge_store_size() {
+    vmauto::init_crypto();
+    let rows: usize = std::env::var("BENCH_INBOX_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = vmauto::config::Config::for_data_dir(dir.path());
+    let store = vmauto::db::Store::open(&config).await.expect("store");
+    let body = "x".repeat(2_000);
+    for chunk in 0..rows.div_ceil(500) {
+        let batch: Vec<serde_json::Value> = (0..500.min(rows - chunk * 500))
+            .map(|i| {
+                json!({ "source": "ghl", "status": "processed", "body": body,
+                        "headers": { "content-type": "application/json" }, "events": [], "n": chunk * 500 + i })
+            })
+            .collect();
+        store
+            .execute(
+                "FOR $r IN $rows { CREATE webhook_event CONTENT object::extend($r, { received_at: time::now() - 40d }) };",
+                json!({ "rows": batch }),
+            )
+            .await
+            .expect("rows");
+    }
+    let path = dir.path().join("store");
+    let full = dir_size(&path);
+    let t0 = Instant::now();
+    let report = vmauto::db::inbox::purge(&store, &config.inbox, chrono::Utc::now()).await.expect("purge");
+    let took = t0.elapsed();
+    let after = dir_size(&path);
+    drop(store);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reopened_store = vmauto::db::Store::open(&config).await.expect("store");
+    let reopened = dir_size(&path);
+    drop(reopened_store);
+    eprintln!(
+        "bench_hardening [purge]: {rows} processed webhooks of 2 KB, 40 days old: store {:.1} MiB; purge compacted {} \
+         in {:.1} s; store {:.1} MiB right after, {:.1} MiB after a restart",
+        full as f64 / 1_048_576.0,
+        report.compacted,
+        took.as_secs_f64(),
+        after as f64 / 1_048_576.0,
+        reopened as f64 / 1_048_576.0
+    );
+    assert_eq!(report.compacted as usize, rows);
+}
