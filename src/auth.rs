@@ -128,6 +128,18 @@ pub enum LoginError {
     Busy,
 }
 
+/// The result of a second-factor code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactor {
+    Passed,
+    Wrong,
+    /// Too many wrong codes for this user (across logins): no code is checked until then.
+    Locked(DateTime<Utc>),
+}
+
+/// Wrong second-factor codes for one user, across logins, before its second factor locks.
+pub const MFA_MAX_FAILURES: u64 = 10;
+
 /// How long a login waits for its turn at a password check before it is answered "busy".
 const LOGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// (user, address) pairs whose failures are remembered; a fuller table forgets expired pairs
@@ -519,7 +531,80 @@ impl Auth {
     }
 
     /// Checks the second factor of a pending session: a current TOTP code or an unused
-    /// recovery code (which is then used up). Five wrong codes end the session.
+    /// recovery code (which is then used up). Five wrong codes end the session; across
+    /// logins, [`MFA_MAX_FAILURES`] wrong codes lock the user's second factor for
+    /// `security.lockout_minutes` (a password alone cannot buy endless guesses).
+    pub async fn check_second_factor(
+        &self,
+        session_hash: &str,
+        username: &str,
+        code: &str,
+    ) -> anyhow::Result<SecondFactor> {
+        let now = Utc::now();
+        let locked: Vec<Option<String>> = self
+            .store
+            .query_one(
+                "SELECT VALUE IF mfa_locked_until { <string>mfa_locked_until } FROM type::record('admin_user', $u)",
+                json!({ "u": username }),
+                0,
+            )
+            .await?;
+        if let Some(until) = locked.into_iter().flatten().next().and_then(|s| s.parse::<DateTime<Utc>>().ok())
+            && until > now
+        {
+            return Ok(SecondFactor::Locked(until));
+        }
+        if self.complete_second_factor(session_hash, username, code).await? {
+            self.store
+                .execute(
+                    "UPDATE type::record('admin_user', $u) SET mfa_failures = 0, mfa_locked_until = NONE",
+                    json!({ "u": username }),
+                )
+                .await?;
+            return Ok(SecondFactor::Passed);
+        }
+        let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
+        let failures: Vec<u64> = self
+            .store
+            .query_one(
+                "UPDATE type::record('admin_user', $u) SET mfa_failures = (mfa_failures OR 0) + 1 RETURN VALUE mfa_failures",
+                json!({ "u": username }),
+                0,
+            )
+            .await?;
+        if failures.first().copied().unwrap_or(0) >= MFA_MAX_FAILURES {
+            self.store
+                .execute(
+                    "UPDATE type::record('admin_user', $u) SET mfa_failures = 0, mfa_locked_until = <datetime>$until",
+                    json!({ "u": username, "until": until.to_rfc3339() }),
+                )
+                .await?;
+            return Ok(SecondFactor::Locked(until));
+        }
+        Ok(SecondFactor::Wrong)
+    }
+
+    /// Replaces a session by a new one (a new cookie value and CSRF token) once its second
+    /// factor passed, so a cookie value seen before the login completed is worth nothing.
+    /// Answers the new cookie value.
+    pub async fn rotate_session(&self, old_hash: &str, username: &str, ip: &str) -> anyhow::Result<String> {
+        let token = random_token();
+        self.store
+            .execute(
+                "BEGIN TRANSACTION;
+                 DELETE type::record('session', $old);
+                 CREATE type::record('session', $h) CONTENT {
+                     user: $u, csrf: $csrf, ip: $ip, created_at: time::now(), last_seen_at: time::now(),
+                     mfa_pending: false, mfa_failures: 0
+                 };
+                 COMMIT TRANSACTION;",
+                json!({ "old": old_hash, "h": token_hash(&token), "u": username, "csrf": random_token(), "ip": ip }),
+            )
+            .await?;
+        Ok(token)
+    }
+
+    /// Checks a code and, when it is right, clears the session's pending second factor.
     pub async fn complete_second_factor(&self, session_hash: &str, username: &str, code: &str) -> anyhow::Result<bool> {
         let code = code.trim().replace(' ', "");
         let rows: Vec<Value> = self
@@ -596,7 +681,13 @@ impl Auth {
     }
 
     /// Starts enrolling two-factor: a new secret, kept pending until a code confirms it.
+    /// Refused while two-factor is on: enrolling a new app needs turning it off first, with
+    /// a current code, so a stolen session cannot move the second factor to another phone.
     pub async fn begin_totp(&self, username: &str) -> anyhow::Result<TotpSetup> {
+        anyhow::ensure!(
+            !self.has_totp(username).await?,
+            "two-factor login is on: turn it off with a current code (or a recovery code) before setting up a new app"
+        );
         let secret: [u8; 20] = rand::random();
         let t = totp(&secret, username)?;
         let sealed = self.sealer.seal(&crate::config::Secret::new(hex::encode(secret)));

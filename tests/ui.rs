@@ -476,14 +476,22 @@ async fn two_factor_login_with_codes_and_recovery_codes() {
     .await;
     assert!(loc.contains("error="), "a wrong code is refused: {loc}");
     let used = code();
-    let (_, loc, _) = page(
-        "/login/2fa",
-        vec![("_csrf", csrf.clone()), ("code", used.clone()), ("next", "/".into())],
-        pending.cookie.clone(),
-    )
-    .await;
-    assert_eq!(loc, "/");
-    assert_eq!(get(&base, &pending, "/").await.0, 200, "the code completes the login");
+    let r = http
+        .post(format!("{base}/login/2fa"))
+        .header("cookie", &pending.cookie)
+        .form(&[("_csrf", csrf.clone()), ("code", used.clone()), ("next", "/".into())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.headers().get("location").and_then(|v| v.to_str().ok()), Some("/"));
+    let renewed = cookie_value(&r, "vmauto_session").expect("a new session cookie after the second factor");
+    let renewed = Session { cookie: format!("vmauto_session={renewed}"), csrf: String::new() };
+    assert_ne!(renewed.cookie, pending.cookie, "the session is renewed");
+    assert_eq!(get(&base, &renewed, "/").await.0, 200, "the code completes the login");
+    assert_eq!(get(&base, &pending, "/").await.0, 303, "the cookie from before the second factor is worth nothing");
+    // Two-factor cannot be set up again (moved to another app) while it is on.
+    let (_, loc, _) = page("/account/2fa/begin", vec![("_csrf", s.csrf.clone())], s.cookie.clone()).await;
+    assert!(loc.contains("err=") && loc.contains("turn+it+off"), "re-enrolment needs the current code: {loc}");
     // The same code again (a replay) is refused.
     let (_, _, again) = try_login(&base, "root", PW).await;
     let again = again.expect("pending");
@@ -755,5 +763,38 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
     assert!(
         !login_forwarded(&base, "root", PW, "203.0.113.99").await,
         "the header from an untrusted peer is ignored: the peer itself is blocked"
+    );
+}
+
+#[actix_web::test]
+async fn wrong_second_factor_codes_are_limited_per_user_across_logins() {
+    let t = TestApp::start().await;
+    let auth = users(&t).await;
+    let setup = auth.begin_totp("root").await.expect("begin");
+    let bytes = totp_rs::Secret::Encoded(setup.secret.clone()).to_bytes().expect("base32");
+    let code = || vmauto::auth::totp(&bytes, "root").expect("totp").generate_current().expect("code");
+    assert!(auth.confirm_totp("root", &code()).await.expect("confirm").is_some());
+    let mut locked = None;
+    for attempt in 0..vmauto::auth::MFA_MAX_FAILURES {
+        // A fresh login each time: the budget is the user's, not the session's.
+        let (_, p) = auth.login("root", PW, "192.0.2.50").await.expect("login").expect("password ok");
+        match auth.check_second_factor(&p.session_hash, "root", "000000").await.expect("check") {
+            vmauto::auth::SecondFactor::Wrong => {}
+            vmauto::auth::SecondFactor::Locked(t) => {
+                locked = Some((attempt, t));
+                break;
+            }
+            vmauto::auth::SecondFactor::Passed => panic!("a wrong code passed"),
+        }
+    }
+    let (attempt, _) = locked.expect("locked within the budget");
+    assert_eq!(attempt + 1, vmauto::auth::MFA_MAX_FAILURES);
+    let (_, p) = auth.login("root", PW, "192.0.2.50").await.expect("login").expect("password ok");
+    assert!(
+        matches!(
+            auth.check_second_factor(&p.session_hash, "root", &code()).await.expect("check"),
+            vmauto::auth::SecondFactor::Locked(_)
+        ),
+        "even the right code waits out the lock"
     );
 }

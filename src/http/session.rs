@@ -19,7 +19,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::auth::{LoginError, Principal, Role, random_token};
+use crate::auth::{LoginError, Principal, Role, SecondFactor, random_token};
 use crate::error::{AppError, Code};
 use crate::lifecycle::store::Level;
 
@@ -414,8 +414,16 @@ async fn second_factor(
     if !csrf_matches(&form._csrf, &p.csrf) {
         return UiError::status(StatusCode::FORBIDDEN, "This form has expired. Log in again.").error_response();
     }
-    match state.auth.complete_second_factor(&p.session_hash, &p.username, &form.code).await {
-        Ok(true) => {
+    match state.auth.check_second_factor(&p.session_hash, &p.username, &form.code).await {
+        Ok(SecondFactor::Passed) => {
+            let ip = state.client_ip(&req).map_or_else(|| "?".to_string(), |ip| ip.to_string());
+            let token = match state.auth.rotate_session(&p.session_hash, &p.username, &ip).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "the session could not be renewed after the second factor");
+                    return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish();
+                }
+            };
             let _ = state
                 .store
                 .record_activity(
@@ -426,9 +434,25 @@ async fn second_factor(
                     json!({}),
                 )
                 .await;
-            HttpResponse::SeeOther().insert_header((header::LOCATION, safe_next(&form.next).to_string())).finish()
+            let cookie = Cookie::build(SESSION_COOKIE, token)
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Strict)
+                .secure(state.is_https(&req))
+                .finish();
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, safe_next(&form.next).to_string()))
+                .cookie(cookie)
+                .finish()
         }
-        Ok(false) => {
+        Ok(outcome) => {
+            let message = match outcome {
+                SecondFactor::Locked(_) => format!(
+                    "Too many wrong codes: two-factor login for this account waits {} minutes. An admin can reset it.",
+                    state.config.security.lockout_minutes
+                ),
+                _ => "That code is not right. Try the current one, or a recovery code.".to_string(),
+            };
             let _ = state
                 .store
                 .record_activity(
@@ -436,17 +460,13 @@ async fn second_factor(
                     "login",
                     None,
                     &format!("wrong second-factor code for {}", p.username),
-                    json!({}),
+                    json!({ "locked": matches!(outcome, SecondFactor::Locked(_)) }),
                 )
                 .await;
             HttpResponse::SeeOther()
                 .insert_header((
                     header::LOCATION,
-                    format!(
-                        "/login/2fa?next={}&error={}",
-                        url_encode(safe_next(&form.next)),
-                        url_encode("That code is not right. Try the current one, or a recovery code.")
-                    ),
+                    format!("/login/2fa?next={}&error={}", url_encode(safe_next(&form.next)), url_encode(&message)),
                 ))
                 .finish()
         }

@@ -981,7 +981,10 @@ async fn account(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> 
 
 async fn totp_begin(state: web::Data<AppState>, user: UiUser, form: web::Form<CsrfForm>) -> Page {
     check_csrf(&user.0, &form._csrf)?;
-    let setup = state.auth.begin_totp(&user.0.username).await.map_err(anyhow_internal)?;
+    let setup = match state.auth.begin_totp(&user.0.username).await {
+        Ok(s) => s,
+        Err(e) => return Ok(redirect_msg("/account", false, &format!("{e:#}"))),
+    };
     let ctx = json!({ "totp": false, "csrf": user.0.csrf, "flash": json!({}), "setup": setup, "codes": Value::Null });
     render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
 }
@@ -1021,13 +1024,15 @@ async fn totp_confirm(state: web::Data<AppState>, user: UiUser, form: web::Form<
 
 async fn totp_disable(state: web::Data<AppState>, user: UiUser, form: web::Form<CodeForm>) -> Page {
     check_csrf(&user.0, &form._csrf)?;
-    let ok = state
-        .auth
-        .complete_second_factor(&user.0.session_hash, &user.0.username, &form.code)
-        .await
-        .map_err(anyhow_internal)?;
-    if !ok {
-        return Ok(redirect_msg("/account", false, "That code is not right; two-factor login stays on."));
+    match state.auth.check_second_factor(&user.0.session_hash, &user.0.username, &form.code).await {
+        Ok(crate::auth::SecondFactor::Passed) => {}
+        Ok(crate::auth::SecondFactor::Locked(_)) => {
+            return Ok(redirect_msg("/account", false, "Too many wrong codes; two-factor login stays on. Try later."));
+        }
+        Ok(crate::auth::SecondFactor::Wrong) => {
+            return Ok(redirect_msg("/account", false, "That code is not right; two-factor login stays on."));
+        }
+        Err(e) => return Err(anyhow_internal(e)),
     }
     state.auth.reset_totp(&user.0.username).await.map_err(anyhow_internal)?;
     let _ = state
