@@ -424,6 +424,10 @@ pub struct NotifyConfig {
     pub email_kinds: Vec<NotifyKind>,
     /// URLs that receive every notification of `webhook_kinds` as a signed JSON POST.
     pub webhook_urls: Vec<String>,
+    /// Allow `webhook_urls` on loopback, link-local or private addresses (a receiver on this
+    /// machine or the local network); refused by default, so a settings change cannot point
+    /// vmauto's requests at internal services.
+    pub allow_private_webhook_urls: bool,
     /// HMAC-SHA256 key for the `X-Vmauto-Signature` header; required with `webhook_urls`.
     pub webhook_secret: Secret,
     /// Kinds sent to `webhook_urls`.
@@ -452,6 +456,7 @@ impl Default for NotifyConfig {
                 PaymentIssue,
             ],
             webhook_urls: Vec::new(),
+            allow_private_webhook_urls: false,
             webhook_secret: Secret::default(),
             webhook_kinds: vec![
                 VpsReady,
@@ -789,6 +794,12 @@ impl Config {
             if !matches!(parsed.scheme(), "http" | "https") {
                 bail!("notify.webhook_urls[{i}]: scheme must be http or https, not {:?}", parsed.scheme());
             }
+            if !n.allow_private_webhook_urls && is_internal_host(&parsed) {
+                bail!(
+                    "notify.webhook_urls[{i}]: {u:?} points at a loopback, link-local or private address; set \
+                     notify.allow_private_webhook_urls = true if the receiver really is internal"
+                );
+            }
         }
         if !n.webhook_urls.is_empty() && n.webhook_secret.is_empty() {
             bail!("notify.webhook_secret: required when notify.webhook_urls is set (or use webhook_secret_file)");
@@ -913,6 +924,26 @@ fn set_path(tree: &mut toml::Table, path: &[&str], value: toml::Value) -> anyhow
     Ok(())
 }
 
+/// Whether a URL's host is this machine or an internal network: `localhost`, or an address
+/// that is loopback, link-local, private (RFC 1918, unique-local IPv6), unspecified or the
+/// cloud metadata range.
+fn is_internal_host(url: &url::Url) -> bool {
+    use std::net::IpAddr;
+    let ip = match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            return d == "localhost" || d.ends_with(".localhost");
+        }
+        Some(url::Host::Ipv4(a)) => IpAddr::V4(a),
+        Some(url::Host::Ipv6(a)) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+        None => return true,
+    };
+    match ip {
+        IpAddr::V4(a) => a.is_loopback() || a.is_private() || a.is_link_local() || a.is_unspecified(),
+        IpAddr::V6(a) => a.is_loopback() || a.is_unspecified() || a.is_unique_local() || a.is_unicast_link_local(),
+    }
+}
+
 /// Replaces every `<secret>_file = PATH` with `<secret> = <file contents>`.
 fn resolve_secret_files(table: &mut toml::Table, prefix: &str) -> anyhow::Result<()> {
     let keys: Vec<String> = table.keys().cloned().collect();
@@ -998,6 +1029,31 @@ mod tests {
         let err = Config::load(None, env(&[]), &CliOverrides { set: vec!["policy.max_attempts=0".into()] })
             .expect_err("invalid");
         assert!(format!("{err:#}").contains("policy.max_attempts"), "{err:#}");
+    }
+
+    #[test]
+    fn outgoing_webhooks_to_internal_addresses_need_an_explicit_allow() {
+        for (url, internal) in [
+            ("http://127.0.0.1:9000/hook", true),
+            ("http://localhost/hook", true),
+            ("http://10.1.2.3/hook", true),
+            ("http://192.168.1.10/hook", true),
+            ("http://169.254.169.254/latest/meta-data", true),
+            ("http://[::1]/hook", true),
+            ("http://[fd00::1]/hook", true),
+            ("http://[::ffff:127.0.0.1]/hook", true),
+            ("https://hooks.example.com/vmauto", false),
+            ("https://203.0.113.7/hook", false),
+        ] {
+            assert_eq!(is_internal_host(&url::Url::parse(url).expect("url")), internal, "{url}");
+        }
+        let mut c = Config::default();
+        c.notify.webhook_urls = vec!["http://127.0.0.1:9000/hook".into()];
+        c.notify.webhook_secret = Secret::new("s");
+        let err = c.validate().expect_err("refused");
+        assert!(format!("{err:#}").contains("allow_private_webhook_urls"), "{err:#}");
+        c.notify.allow_private_webhook_urls = true;
+        c.validate().expect("allowed explicitly");
     }
 
     #[test]

@@ -377,6 +377,7 @@ async fn outgoing_webhook_is_signed_and_retried_after_a_500() {
     let secret = Secret::new("notify-signing-secret");
     let t = TestApp::start_with(|c| {
         c.notify.webhook_urls = vec![url.clone()];
+        c.notify.allow_private_webhook_urls = true;
         c.notify.webhook_secret = secret.clone();
         c.notify.retry_max_secs = 1;
     })
@@ -492,6 +493,7 @@ async fn graceful_shutdown_lets_a_retrying_webhook_finish() {
     let (url, mut rx) = receiver().await;
     let t = TestApp::start_with(|c| {
         c.notify.webhook_urls = vec![url.clone()];
+        c.notify.allow_private_webhook_urls = true;
         c.notify.webhook_secret = Secret::new("drain-secret");
         c.notify.retry_max_secs = 1;
     })
