@@ -119,6 +119,17 @@ pub async fn save(
     current: &Config,
     changes: &BTreeMap<String, String>,
 ) -> anyhow::Result<Vec<String>> {
+    // The stored SMTP password is never sent to another server than the one it was given for.
+    if let Some(host) = changes.get("smtp.host").map(|h| h.trim())
+        && host != current.smtp.host.trim()
+        && changes.get("smtp.password").is_none_or(|p| p.is_empty())
+        && !current.smtp.password.is_empty()
+    {
+        bail!(
+            "smtp.host changes to {host:?}: enter the SMTP password for that server too (the stored password is not \
+             sent to a different server)"
+        );
+    }
     let mut values = stored(store).await?;
     let mut check = current.clone();
     let mut changed = Vec::new();
@@ -186,5 +197,24 @@ mod tests {
         assert_eq!(c.smtp.password.expose(), "hunter2");
         assert!(set(&mut c, "server.listen", "0.0.0.0:1").is_err(), "only editable keys");
         assert!(set(&mut c, "policy.grace_days", "soon").is_err(), "numbers are checked");
+    }
+
+    #[tokio::test]
+    async fn a_new_smtp_host_needs_its_password_again() {
+        let mut c = Config::default();
+        c.database.url = "mem://".into();
+        let store = Store::open(&c).await.expect("store");
+        let sealer = Sealer::new([4; 32]);
+        c.smtp.host = "mail.example.com".into();
+        c.smtp.password = Secret::new("hunter2");
+        let change = |host: &str, pw: &str| -> BTreeMap<String, String> {
+            [("smtp.host".to_string(), host.to_string()), ("smtp.password".to_string(), pw.to_string())]
+                .into_iter()
+                .collect()
+        };
+        let err = save(&store, &sealer, &c, &change("evil.example.net", "")).await.expect_err("refused");
+        assert!(format!("{err:#}").contains("enter the SMTP password"), "{err:#}");
+        save(&store, &sealer, &c, &change("mail.example.com", "")).await.expect("the same host keeps the password");
+        save(&store, &sealer, &c, &change("smtp2.example.com", "new-secret")).await.expect("with its password");
     }
 }
