@@ -340,10 +340,6 @@ async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()
         println!("{}", crate::ops::retry(config, operation).await?);
         return Ok(());
     }
-    if let AdminCommand::Token { command } = command {
-        println!("{}", crate::ops::tokens(config, command).await?);
-        return Ok(());
-    }
     let out = match crate::db::Store::open(config).await {
         Ok(store) => {
             crate::app::ensure_appliance_key(config)?;
@@ -386,9 +382,8 @@ pub async fn execute_admin(auth: &crate::auth::Auth, command: &AdminCommand) -> 
             auth.set_disabled(username, false).await?;
             writeln!(out, "enabled {username}")?;
         }
-        AdminCommand::Retry { .. } | AdminCommand::Token { .. } => {
-            anyhow::bail!("this command has its own way to the running appliance")
-        }
+        AdminCommand::Token { command } => out.push_str(&crate::ops::run_tokens(auth, command).await?),
+        AdminCommand::Retry { .. } => anyhow::bail!("retry has its own way to the running appliance"),
         AdminCommand::ListUsers => {
             let users = auth.users().await?;
             if users.is_empty() {

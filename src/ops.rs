@@ -164,7 +164,7 @@ pub async fn purge(config: &Config) -> anyhow::Result<String> {
         Ok(store) => crate::db::inbox::purge(&store, &config.inbox, chrono::Utc::now()).await?,
         Err(direct) => {
             let body = local_post(config, "/internal/inbox/purge", &direct).await?;
-            serde_json::from_value::<PurgeAnswer>(body).map(|a| a.into()).unwrap_or_default()
+            serde_json::from_value(body).context("the running appliance's purge answer could not be read")?
         }
     };
     Ok(format!(
@@ -174,85 +174,41 @@ pub async fn purge(config: &Config) -> anyhow::Result<String> {
     ))
 }
 
-#[derive(serde::Deserialize)]
-struct PurgeAnswer {
-    compacted: u64,
-    deleted: u64,
-}
-
-impl From<PurgeAnswer> for crate::db::inbox::PurgeReport {
-    fn from(a: PurgeAnswer) -> Self {
-        Self { compacted: a.compacted, deleted: a.deleted }
-    }
-}
-
-/// `vmauto admin token …`: in the store when it can be opened, otherwise through the
-/// running appliance (`POST /internal/tokens`).
-pub async fn tokens(config: &Config, command: &crate::cli::TokenCommand) -> anyhow::Result<String> {
-    use crate::cli::TokenCommand;
-    let answer = match crate::db::Store::open(config).await {
-        Ok(store) => {
-            crate::app::ensure_appliance_key(config)?;
-            let sealer = std::sync::Arc::new(crate::secrets::Sealer::from_file(&config.key_file())?);
-            let auth = crate::auth::Auth::new(store, config.security.clone(), sealer);
-            run_tokens(&auth, command, "cli").await?
-        }
-        Err(direct) => {
-            let body = serde_json::to_value(command)?;
-            local_post_json(config, "/internal/tokens", &direct, Some(body)).await?
-        }
-    };
-    Ok(match command {
-        TokenCommand::Create { name, role } => format!(
-            "created {role} token {name}; it is shown only now:\ntoken: {}",
-            answer["token"].as_str().unwrap_or_default()
-        ),
-        TokenCommand::List => {
-            let rows = answer.as_array().cloned().unwrap_or_default();
-            if rows.is_empty() {
-                "no API tokens; create one with `vmauto admin token create NAME --role viewer`".to_string()
-            } else {
-                rows.iter()
-                    .map(|t| {
-                        format!(
-                            "{}\t{}\t{}\tcreated {} by {}\tlast used {}{}",
-                            t["id"].as_str().unwrap_or_default(),
-                            t["name"].as_str().unwrap_or_default(),
-                            t["role"].as_str().unwrap_or_default(),
-                            t["created_at"].as_str().unwrap_or_default(),
-                            t["created_by"].as_str().unwrap_or_default(),
-                            t["last_used_at"].as_str().unwrap_or("never"),
-                            if t["revoked"] == serde_json::json!(true) { "\trevoked" } else { "" }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            }
-        }
-        TokenCommand::Revoke { id } => format!("revoked API token {id}"),
-    })
-}
-
-/// Runs a token command against `auth`; answers what the CLI prints from (`{token}`, the
-/// list, or `{}`).
-pub async fn run_tokens(
-    auth: &crate::auth::Auth,
-    command: &crate::cli::TokenCommand,
-    actor: &str,
-) -> anyhow::Result<serde_json::Value> {
+/// Runs a token command against `auth`; answers what the CLI prints.
+pub async fn run_tokens(auth: &crate::auth::Auth, command: &crate::cli::TokenCommand) -> anyhow::Result<String> {
     use crate::cli::TokenCommand;
     Ok(match command {
         TokenCommand::Create { name, role } => {
-            serde_json::json!({ "token": auth.create_token(name, *role, actor).await? })
+            let token = auth.create_token(name, *role, "cli").await?;
+            format!("created {role} token {name}; it is shown only now:\ntoken: {token}\n")
         }
-        TokenCommand::List => serde_json::Value::Array(auth.tokens().await?),
+        TokenCommand::List => {
+            let rows = auth.tokens().await?;
+            if rows.is_empty() {
+                return Ok("no API tokens; create one with `vmauto admin token create NAME --role viewer`\n".into());
+            }
+            rows.iter()
+                .map(|t| {
+                    format!(
+                        "{}\t{}\t{}\tcreated {} by {}\tlast used {}{}\n",
+                        t["id"].as_str().unwrap_or_default(),
+                        t["name"].as_str().unwrap_or_default(),
+                        t["role"].as_str().unwrap_or_default(),
+                        t["created_at"].as_str().unwrap_or_default(),
+                        t["created_by"].as_str().unwrap_or_default(),
+                        t["last_used_at"].as_str().unwrap_or("never"),
+                        if t["revoked"] == serde_json::json!(true) { "\trevoked" } else { "" }
+                    )
+                })
+                .collect()
+        }
         TokenCommand::Revoke { id } => {
             anyhow::ensure!(
                 auth.tokens().await?.iter().any(|t| t["id"] == serde_json::json!(id)),
                 "there is no API token {id} (see `vmauto admin token list`)"
             );
             auth.revoke_token(id).await?;
-            serde_json::json!({})
+            format!("revoked API token {id}\n")
         }
     })
 }

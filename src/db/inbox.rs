@@ -4,14 +4,14 @@
 //! whatever their age: they still need an admin or the appliance.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Store;
 use crate::config::InboxConfig;
 
 /// What one purge did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeReport {
     /// Settled rows reduced to their dedupe key.
     pub compacted: u64,

@@ -18,7 +18,7 @@ use crate::ops::{EXPORT_AUTH_HEADER, read_key, verify_export_token};
 const PROXY_HEADERS: &[&str] = &["forwarded", "x-forwarded-for", "x-real-ip"];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(post_export).service(post_retry).service(post_purge).service(post_tokens).service(post_cli);
+    cfg.service(post_export).service(post_retry).service(post_purge).service(post_cli);
 }
 
 /// Checks that a request comes from an operator on this machine (loopback, no proxy headers, a
@@ -86,20 +86,6 @@ async fn post_purge(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         .map_err(|e| AppError::store(format!("{e:#}")))?;
     tracing::info!(compacted = report.compacted, deleted = report.deleted, "inbox purged by a local operator");
     Ok(HttpResponse::Ok().json(report))
-}
-
-/// `vmauto admin token …` while the appliance runs.
-#[post("/internal/tokens")]
-async fn post_tokens(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    command: web::Json<crate::cli::TokenCommand>,
-) -> Result<HttpResponse, AppError> {
-    local_operator(&req, &state, "token command")?;
-    match crate::ops::run_tokens(&state.auth, &command, "cli").await {
-        Ok(answer) => Ok(HttpResponse::Ok().json(answer)),
-        Err(e) => Err(AppError::bad_request(format!("{e:#}"))),
-    }
 }
 
 /// `vmauto admin …` and `vmauto upgrade …` while the appliance runs: the same code as when the
