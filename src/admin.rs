@@ -355,16 +355,7 @@ pub async fn request_action(
         let image = params.get("image_id").and_then(Value::as_str).map(str::trim).filter(|i| !i.is_empty());
         params = match (store.vps_template(vps).await?, image) {
             (Some(t), Some(image)) => {
-                // The template as it is now may allow more images than the copy stored with
-                // the VPS when it was created.
-                let current = store.template_by_name(&t.name).await?;
-                anyhow::ensure!(
-                    t.allows_image(image) || current.is_some_and(|c| c.allows_image(image)),
-                    "image {image} is not allowed for template {}: choose {} or one of its allowed images {:?}",
-                    t.name,
-                    t.image_id,
-                    t.allowed_images
-                );
+                store.check_rebuild_image(&t, image).await?.map_err(anyhow::Error::msg)?;
                 json!({ "image_id": image })
             }
             (None, _) => anyhow::bail!("this VPS has no template to rebuild from"),

@@ -130,16 +130,15 @@ fn key(op: &Operation, step: &str) -> OpKey {
     OpKey::new(base).step(step)
 }
 
-/// Merges `patch` into the operation's params (in the row and in `op`), before the step that
-/// needs it runs.
-async fn save_params(cx: &ExecContext, op: &mut Operation, patch: Value) -> Step<()> {
-    if !op.params.is_object() {
-        op.params = json!({});
-    }
-    if let (Some(p), Some(e)) = (op.params.as_object_mut(), patch.as_object()) {
+/// Merges `patch` into the operation's params and saves them, before the step that needs
+/// them runs; answers the merged params.
+async fn save_params(cx: &ExecContext, op: &Operation, patch: Value) -> Step<Value> {
+    let mut params = if op.params.is_object() { op.params.clone() } else { json!({}) };
+    if let (Some(p), Some(e)) = (params.as_object_mut(), patch.as_object()) {
         p.extend(e.clone());
     }
-    cx.store.update_operation(&op.id, json!({ "params": op.params })).await.map_err(store_err)
+    cx.store.update_operation(&op.id, json!({ "params": params })).await.map_err(store_err)?;
+    Ok(params)
 }
 
 async fn template_of(cx: &ExecContext, op: &Operation) -> Step<Template> {
@@ -190,23 +189,26 @@ fn is_broken(server: &Server) -> bool {
     matches!(server.status, ServerStatus::Error | ServerStatus::Lost)
 }
 
-/// Powers a VM off and deletes it for good. A VM already gone, stopped or recycled counts as
-/// done. The caller has checked that the VM is ours.
-async fn remove_vm(cx: &ExecContext, op: &Operation, server_id: &str, step: &str) -> Step<()> {
+/// Powers a VM off and deletes it (`permanent: None` follows `provider.sangfor.delete_mode`).
+/// A VM already gone, stopped or recycled counts as done. The caller has checked that the VM
+/// is ours. `prefix` names the keys' steps when one operation removes several VMs.
+async fn remove_vm(
+    cx: &ExecContext,
+    op: &Operation,
+    server_id: &str,
+    prefix: &str,
+    permanent: Option<bool>,
+) -> Step<()> {
+    let step = |s: &str| if prefix.is_empty() { key(op, s) } else { key(op, &format!("{prefix}/{s}")) };
     let sid = ServerId::new(server_id);
-    match call(cx, PowerOff { server_id: sid.clone(), op: key(op, &format!("{step}/power-off")) }).await? {
+    match call(cx, PowerOff { server_id: sid.clone(), op: step("power-off") }).await? {
         Ok(_) => {}
         Err(ProviderError::NotFound { .. }) => return Ok(()),
         Err(e) if already_done(&e) => {}
         Err(e) => return Err(e.into()),
     }
-    match call(cx, DeleteServer { server_id: sid, op: key(op, &format!("{step}/delete")), permanent: Some(true) })
-        .await?
-    {
-        Ok(task) => {
-            save_task(cx, op, &task, json!({})).await?;
-            wait(cx, op, task).await
-        }
+    match call(cx, DeleteServer { server_id: sid, op: step("delete"), permanent }).await? {
+        Ok(task) => run_task(cx, op, Ok(task)).await,
         Err(e) if already_done(&e) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -244,7 +246,7 @@ async fn ensure_vm(
                 json!({ "operation": op.id, "server_id": server.id.0 }),
             )
             .await;
-        remove_vm(cx, op, &server.id.0, &format!("discard-{}", server.id.0)).await?;
+        remove_vm(cx, op, &server.id.0, &format!("discard-{}", server.id.0), Some(true)).await?;
     }
     if let Some(id) = keep {
         return Ok(id);
@@ -381,23 +383,8 @@ async fn delete(cx: &ExecContext, op: &Operation) -> Step<Value> {
         // Resumed while a task of this attempt ran; then look at the VM again below.
         wait(cx, op, TaskId::new(task.clone())).await?;
     }
-    if owned_server(cx, op, &server_id).await?.is_none() {
-        return Ok(done);
-    }
-    let sid = ServerId::new(&server_id);
-    match call(cx, PowerOff { server_id: sid.clone(), op: key(op, "power-off") }).await? {
-        Ok(_) => {}
-        Err(ProviderError::NotFound { .. }) => return Ok(done),
-        Err(e) if already_done(&e) => {}
-        Err(e) => return Err(e.into()),
-    }
-    match call(cx, DeleteServer { server_id: sid, op: key(op, "delete"), permanent: None }).await? {
-        Ok(task) => {
-            save_task(cx, op, &task, json!({})).await?;
-            wait(cx, op, task).await?;
-        }
-        Err(e) if already_done(&e) => {}
-        Err(e) => return Err(e.into()),
+    if owned_server(cx, op, &server_id).await?.is_some() {
+        remove_vm(cx, op, &server_id, "", None).await?;
     }
     Ok(done)
 }
@@ -490,20 +477,14 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<Value> {
         template.disk_gb = vps.spec.disk_gb;
     }
     let image_id = op.params.get("image_id").and_then(Value::as_str).unwrap_or(&template.image_id).to_string();
-    let current = cx.store.template_by_name(&template.name).await.map_err(store_err)?;
-    if !template.allows_image(&image_id) && !current.is_some_and(|c| c.allows_image(&image_id)) {
-        return Err(Outcome::Fail(format!(
-            "image {image_id} is not one template {} allows (its image {} or allowed_images {:?})",
-            template.name, template.image_id, template.allowed_images
-        )));
-    }
+    cx.store.check_rebuild_image(&template, &image_id).await.map_err(store_err)?.map_err(Outcome::Fail)?;
     // The VM being replaced, remembered before anything changes so a resumed rebuild never
     // mistakes the new VM for the old one.
     let old = match op.params.get("old_server_id") {
         Some(v) => v.as_str().map(str::to_owned),
         None => {
             let old = server_id_of(cx, &op).await?;
-            save_params(cx, &mut op, json!({ "old_server_id": old })).await?;
+            op.params = save_params(cx, &op, json!({ "old_server_id": old })).await?;
             old
         }
     };
@@ -529,7 +510,7 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<Value> {
     if let Some(old) = old.filter(|o| *o != new_id)
         && owned_server(cx, &op, &old).await?.is_some()
     {
-        remove_vm(cx, &op, &old, "remove-old").await?;
+        remove_vm(cx, &op, &old, "remove-old", Some(true)).await?;
     }
     Ok(json!({
         "state": "active", "server_id": new_id, "ips": server.ips, "vm_name": server.name,
@@ -553,7 +534,7 @@ async fn new_root_password(cx: &ExecContext, op: &Operation, server_id: &str) ->
             let sealed = cx.sealer.seal(&password);
             let patch =
                 json!({ "pending_password": { "attempt": op.attempt_seq, "server_id": server_id, "sealed": sealed } });
-            save_params(cx, &mut op.clone(), patch).await?;
+            save_params(cx, op, patch).await?;
             (password, sealed)
         }
     };

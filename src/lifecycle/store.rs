@@ -306,6 +306,21 @@ impl Store {
         Ok(rows.into_iter().next())
     }
 
+    /// Whether a rebuild of a VPS made from `row` (the template as stored with the VPS) may
+    /// use `image_id`: the row allows it, or the template as it is now does (an admin may
+    /// have allowed more images since). Answers the error to show when it may not.
+    pub async fn check_rebuild_image(&self, row: &Template, image_id: &str) -> anyhow::Result<Result<(), String>> {
+        if row.allows_image(image_id)
+            || self.template_by_name(&row.name).await?.is_some_and(|c| c.allows_image(image_id))
+        {
+            return Ok(Ok(()));
+        }
+        Ok(Err(format!(
+            "image {image_id} is not allowed for template {}: choose {} or one of its allowed images {:?}",
+            row.name, row.image_id, row.allowed_images
+        )))
+    }
+
     /// Updates an operation's progress fields (only those given).
     pub async fn update_operation(&self, id: &str, patch: Value) -> anyhow::Result<()> {
         self.execute(
