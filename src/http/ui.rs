@@ -842,6 +842,7 @@ async fn user_change(
         return Ok(redirect_msg("/settings", false, "You cannot disable yourself or change your own role."));
     }
     let auth = &state.auth;
+    let mut new_password = None;
     let result = match form.change.as_str() {
         "disable" => auth.set_disabled(&name, true).await.map(|()| format!("{name} is disabled.")),
         "enable" => auth.set_disabled(&name, false).await.map(|()| format!("{name} is enabled.")),
@@ -852,27 +853,10 @@ async fn user_change(
             .map(|()| format!("Two-factor login of {name} is off; they can set it up again.")),
         "reset_password" => {
             let pw = crate::secrets::generate_password();
-            if let Err(e) = auth.set_password(&name, pw.expose()).await {
-                return Ok(redirect_msg("/settings", false, &format!("{e:#}")));
-            }
-            let _ = state
-                .store
-                .record_activity(
-                    Level::Warning,
-                    &p.actor(),
-                    None,
-                    &format!("{} changed user {name}: reset_password", p.actor()),
-                    json!({}),
-                )
-                .await;
-            return shown_once(
-                &state,
-                p,
-                "New password",
-                &format!("New password for {name}:"),
-                pw.expose(),
-                "/settings",
-            );
+            auth.set_password(&name, pw.expose()).await.map(|()| {
+                new_password = Some(pw);
+                format!("New password for {name}:")
+            })
         }
         "role" => match Role::parse(&form.role) {
             Some(r) => auth.set_role(&name, r).await.map(|()| format!("{name} is now {r}.")),
@@ -892,7 +876,10 @@ async fn user_change(
                     json!({}),
                 )
                 .await;
-            Ok(redirect_msg("/settings", true, &msg))
+            match new_password {
+                Some(pw) => shown_once(&state, p, "New password", &msg, pw.expose(), "/settings"),
+                None => Ok(redirect_msg("/settings", true, &msg)),
+            }
         }
         Err(e) => Ok(redirect_msg("/settings", false, &format!("{e:#}"))),
     }
