@@ -106,6 +106,31 @@ async fn count(store: &Store, table: &str, clause: &str, bindings: Value) -> any
     Ok(rows.first().and_then(|r| r["n"].as_u64()).unwrap_or(0))
 }
 
+/// One page of `table`'s rows matching `clause`, `fields` selected, ordered by `order`.
+async fn page_of(
+    store: &Store,
+    table: &str,
+    fields: &str,
+    clause: &str,
+    mut bindings: Value,
+    order: &str,
+    page: u64,
+) -> anyhow::Result<Page<Value>> {
+    let total = count(store, table, clause, bindings.clone()).await?;
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = page.clamp(1, pages);
+    bindings["start"] = json!((page - 1) * PAGE_SIZE);
+    bindings["limit"] = json!(PAGE_SIZE);
+    let rows: Vec<Value> = store
+        .query_one(
+            &format!("SELECT {fields} FROM {table} {clause} ORDER BY {order} LIMIT $limit START $start"),
+            bindings,
+            0,
+        )
+        .await?;
+    Ok(Page { rows, total, page, pages, capped: false })
+}
+
 /// One page of the VPS list.
 pub async fn list_vps(store: &Store, query: &VpsQuery) -> anyhow::Result<Page<Value>> {
     let (clause, mut bindings) = query.where_clause();
@@ -719,44 +744,16 @@ pub async fn activity(store: &Store, query: &ActivityQuery) -> anyhow::Result<Pa
         );
     }
     let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
-    let mut b = json!({ "level": level.map(Level::as_str), "q": q });
-    let total = count(store, "activity", &clause, b.clone()).await?;
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = query.page.clamp(1, pages);
-    b["start"] = json!((page - 1) * PAGE_SIZE);
-    b["limit"] = json!(PAGE_SIZE);
-    let rows: Vec<Value> = store
-        .query_one(
-            &format!(
-                "SELECT <string>at AS at, level, actor, subject, message, data FROM activity {clause}
-                 ORDER BY at DESC LIMIT $limit START $start"
-            ),
-            b,
-            0,
-        )
-        .await?;
-    Ok(Page { rows, total, page, pages, capped: false })
+    let b = json!({ "level": level.map(Level::as_str), "q": q });
+    let fields = "<string>at AS at, level, actor, subject, message, data";
+    page_of(store, "activity", fields, &clause, b, "at DESC", query.page).await
 }
 
 /// The webhook inbox, newest first; `status` filters.
 pub async fn inbox(store: &Store, status: &str, page: u64) -> anyhow::Result<Page<Value>> {
     let clause = if status.is_empty() { "" } else { "WHERE status = $status" };
-    let b = json!({ "status": status });
-    let total = count(store, "webhook_event", clause, b.clone()).await?;
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = page.clamp(1, pages);
-    let rows: Vec<Value> = store
-        .query_one(
-            &format!(
-                "SELECT record::id(id) AS id, source, status, <string>received_at AS received_at, signature,
-                    outcomes, error FROM webhook_event {clause} ORDER BY received_at DESC LIMIT {PAGE_SIZE} START {}",
-                (page - 1) * PAGE_SIZE
-            ),
-            b,
-            0,
-        )
-        .await?;
-    Ok(Page { rows, total, page, pages, capped: false })
+    let fields = "record::id(id) AS id, source, status, <string>received_at AS received_at, signature, outcomes, error";
+    page_of(store, "webhook_event", fields, clause, json!({ "status": status }), "received_at DESC", page).await
 }
 
 /// One inbox row with its headers and body.
@@ -892,23 +889,9 @@ pub async fn notifications_page(store: &Store, query: &NotificationQuery) -> any
         conds.push("kind = $kind");
     }
     let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
-    let mut b = json!({ "severity": query.severity.trim(), "kind": query.kind.trim() });
-    let total = count(store, "notification", &clause, b.clone()).await?;
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = query.page.clamp(1, pages);
-    b["start"] = json!((page - 1) * PAGE_SIZE);
-    b["limit"] = json!(PAGE_SIZE);
-    let rows: Vec<Value> = store
-        .query_one(
-            &format!(
-                "SELECT record::id(id) AS id, <string>created_at AS at, kind, severity, title, body, subject
-                 FROM notification {clause} ORDER BY at DESC LIMIT $limit START $start"
-            ),
-            b,
-            0,
-        )
-        .await?;
-    Ok(Page { rows, total, page, pages, capped: false })
+    let b = json!({ "severity": query.severity.trim(), "kind": query.kind.trim() });
+    let fields = "record::id(id) AS id, <string>created_at AS at, kind, severity, title, body, subject";
+    page_of(store, "notification", fields, &clause, b, "at DESC", query.page).await
 }
 
 /// Recent notifications, newest first.
