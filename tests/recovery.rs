@@ -75,15 +75,12 @@ async fn a_permanent_task_failure_ends_dead_at_once_and_says_what_to_change() {
     let s = Stack::start().await;
     s.sim.add_fault(fault("POST /janus/*/servers task_failure_rate=1 task_failure_kinds=quota"));
     s.send(event(EventKind::Subscribe, "sub-quota", Some("starter"), None)).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let op = loop {
-        let ops = s.rows("SELECT state, attempts, last_error FROM operation").await;
-        if ops.len() == 1 && ops[0]["state"] == "dead" {
-            break ops[0].clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "operation did not end dead: {ops:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let op = s
+        .wait_for("the create dead", 60, "SELECT state, attempts, last_error FROM operation", |r| {
+            r.len() == 1 && r[0]["state"] == "dead"
+        })
+        .await
+        .remove(0);
     assert_eq!(op["attempts"], 1, "no retry of a failure only an admin can fix: {op}");
     let error = op["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("quota") && error.contains("raise the quota"), "{error}");
@@ -202,6 +199,11 @@ async fn retry_refuses_to_bring_a_vm_back_to_a_cancelled_customer() {
     assert_eq!(s.rows(&vps_of("sub-409")).await[0]["state"], "deleted");
     assert!(s.sim_servers().await.is_empty(), "no VM came back");
     // A retry of an operation that is not dead is refused too; an unknown one is 404.
+    let done = s.rows("SELECT VALUE record::id(id) FROM operation WHERE kind = 'delete' AND state = 'succeeded'").await;
+    let done = done[0].as_str().expect("the cancel's delete");
+    let (status, body) = api(&s, reqwest::Method::POST, &format!("/operations/{done}/retry"), None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("only a dead operation")), "{body}");
     let (status, _) = api(&s, reqwest::Method::POST, "/operations/nope/retry", None).await;
     assert_eq!(status, 404);
 }
