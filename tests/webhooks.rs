@@ -10,9 +10,13 @@ use crate::common::Stack;
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 async fn stack() -> Stack {
+    stack_with(|c| c.server.body_limit_bytes = 4096).await
+}
+
+/// A stack with source `ghl` (the workflow plugin, token in the path), grace 0, and `edit`.
+async fn stack_with(edit: impl FnOnce(&mut vmauto::config::Config)) -> Stack {
     Stack::start_with(vmauto::sim::SimConfig::default(), |c| {
         c.policy.grace_days = 0;
-        c.server.body_limit_bytes = 4096;
         c.sources.insert(
             "ghl".into(),
             SourceConfig {
@@ -23,6 +27,7 @@ async fn stack() -> Stack {
                 ..SourceConfig::default()
             },
         );
+        edit(c);
     })
     .await
 }
@@ -177,19 +182,9 @@ async fn a_parked_event_is_replayed_once_its_plan_is_mapped() {
 
 #[actix_web::test]
 async fn refused_webhooks_cost_a_bounded_prefix_within_a_budget() {
-    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| {
+    let s = stack_with(|c| {
         c.server.body_limit_bytes = 1 << 20;
         c.webhooks.refused_per_client_per_minute = 3;
-        c.sources.insert(
-            "ghl".into(),
-            SourceConfig {
-                plugin: "ghl-workflow".into(),
-                signature: SignatureScheme::SharedToken,
-                token: Secret::new(TOKEN),
-                token_in: "path".into(),
-                ..SourceConfig::default()
-            },
-        );
     })
     .await;
     // Ten forged webhooks of 200 KB from one address.
@@ -323,18 +318,8 @@ async fn a_token_in_the_body_is_never_stored_and_only_admins_read_raw_requests()
 
 #[actix_web::test]
 async fn a_body_that_trickles_in_too_slowly_is_refused() {
-    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| {
+    let s = stack_with(|c| {
         c.server.body_timeout_secs = 1;
-        c.sources.insert(
-            "ghl".into(),
-            SourceConfig {
-                plugin: "ghl-workflow".into(),
-                signature: SignatureScheme::SharedToken,
-                token: Secret::new(TOKEN),
-                token_in: "path".into(),
-                ..SourceConfig::default()
-            },
-        );
     })
     .await;
     // A body announced as 1000 bytes and sent one byte every 300 ms: it would take minutes.
