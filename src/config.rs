@@ -299,6 +299,13 @@ pub struct SangforConfig {
     pub write_per_minute: u32,
     /// Requests in flight to SCP at once.
     pub max_concurrency: usize,
+    /// Part of `get_per_minute` kept for pages customers open (upgrade and portal pages),
+    /// with one connection of its own: customer reads never wait behind operations' polls
+    /// and never delay them. At most half the read budget.
+    pub customer_reads_per_minute: u32,
+    /// Requests of one class (reads, writes) that may wait for SCP; more are refused and
+    /// retried later. 0 = unbounded.
+    pub max_queued: usize,
     /// Consecutive failures that open the circuit breaker.
     pub breaker_threshold: u32,
     /// Seconds the breaker stays open before a half-open probe.
@@ -333,6 +340,8 @@ impl Default for SangforConfig {
             get_per_minute: 600,
             write_per_minute: 100,
             max_concurrency: 8,
+            customer_reads_per_minute: 60,
+            max_queued: 10_000,
             breaker_threshold: 5,
             breaker_cooldown_secs: 30,
             max_retries: 5,

@@ -24,7 +24,7 @@ use super::messages::{Notify, Shutdown};
 use super::supervisor::Supervision;
 use crate::config::{Config, DeleteMode, Secret};
 use crate::provider::sangfor::SangforClient;
-use crate::provider::traffic::{BreakerState, Traffic, TrafficPolicy};
+use crate::provider::traffic::{BreakerState, Traffic, TrafficPolicy, for_customer};
 use crate::provider::{
     Capacity, Created, Image, Network, OpKey, PollPolicy, Provider, ProviderError, ProviderResult, Server, ServerId,
     ServerSpec, StorageTag, Subnet, TaskId, TaskState, Zone, power_off, wait_task,
@@ -56,7 +56,8 @@ pub struct GetCapacity {
 }
 
 /// Capacity for pages customers open: answered from a cache at most [`CAPACITY_CACHE`] old;
-/// at most one such SCP read runs at a time, and a caller that does not get an answer within
+/// at most one such SCP read runs at a time, in the customers' own lane of the traffic layer
+/// (`traffic::for_customer`), and a caller that does not get an answer within
 /// [`CUSTOMER_WAIT`] gets [`ProviderError::Timeout`]. However often a customer page is
 /// opened, it costs SCP at most one read per AZ every [`CAPACITY_CACHE`].
 #[derive(Debug, Clone, Message)]
@@ -411,7 +412,7 @@ impl Handler<GetCapacityCached> for SangforGateway {
                 if let Some(c) = fresh() {
                     return Ok(c);
                 }
-                let cap = provider?.zone_capacity(m.zone_id.as_deref()).await?;
+                let cap = for_customer(provider?.zone_capacity(m.zone_id.as_deref())).await?;
                 cache.lock().insert(m.zone_id.clone(), (std::time::Instant::now(), cap.clone()));
                 Ok(cap)
             };

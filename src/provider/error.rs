@@ -58,6 +58,9 @@ pub enum ProviderError {
     TaskTimeout { task_id: String, waited: Duration },
     #[error("the gateway is not running")]
     GatewayGone,
+    /// Too many requests of this class already wait for SCP; this one was not queued.
+    #[error("too many SCP requests are waiting ({queued} {class} requests queued); try again shortly")]
+    Overloaded { class: &'static str, queued: usize },
 }
 
 /// Why an SCP task failed, as far as its reason text tells: whether waiting helps, or an admin
@@ -144,6 +147,7 @@ impl ProviderError {
                 | Self::CircuitOpen { .. }
                 | Self::TaskTimeout { .. }
                 | Self::GatewayGone
+                | Self::Overloaded { .. }
         ) || matches!(self, Self::TaskFailed { reason, .. } if !TaskFailure::classify(reason).is_permanent())
     }
 
@@ -193,6 +197,7 @@ impl ProviderError {
             Self::TaskFailed { .. } => "task_failed",
             Self::TaskTimeout { .. } => "task_timeout",
             Self::GatewayGone => "gateway_gone",
+            Self::Overloaded { .. } => "overloaded",
         }
     }
 

@@ -17,7 +17,7 @@ use actix::Recipient;
 use rand::Rng;
 
 pub use breaker::{BreakerState, Verdict};
-pub use queue::{Rate, RequestClass, Slot};
+pub use queue::{CUSTOMER_QUEUE, Full, Limits, Rate, RequestClass, Slot};
 
 use crate::actors::messages::Notify;
 use crate::config::SangforConfig;
@@ -30,9 +30,14 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
 /// Tunables of the traffic layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrafficPolicy {
+    /// Reads for operations and admins: the read budget minus the customers' share.
     pub read: Rate,
     pub write: Rate,
+    /// Reads made for pages customers open (see [`for_customer`]).
+    pub customer: Rate,
     pub max_concurrency: usize,
+    /// Requests of one class that may wait for admission; more are refused (0 = unbounded).
+    pub max_queued: usize,
     /// Retries after the first attempt for transient failures.
     pub max_retries: u32,
     /// First backoff; doubled per retry up to `retry_cap`, with jitter.
@@ -48,12 +53,17 @@ impl TrafficPolicy {
     /// Bursts are a tenth of the per-minute budget: enough to absorb a page of list calls,
     /// small enough that a queue of writes reaches SCP at an even pace instead of spending a
     /// minute's budget in the first second (which a window-counting server would refuse).
+    /// The customers' share is carved out of the read budget, so both together stay within
+    /// what SCP allows (an unlimited read budget leaves both unlimited).
     pub fn from_config(c: &SangforConfig) -> Self {
         let rate = |per_minute: u32| Rate { per_minute, burst: (per_minute / 10).max(1) };
+        let customer = if c.get_per_minute == 0 { 0 } else { c.customer_reads_per_minute.min(c.get_per_minute / 2) };
         Self {
-            read: rate(c.get_per_minute),
+            read: rate(c.get_per_minute - customer),
             write: rate(c.write_per_minute),
+            customer: rate(customer.max(u32::from(c.get_per_minute > 0))),
             max_concurrency: c.max_concurrency.max(1),
+            max_queued: c.max_queued,
             max_retries: c.max_retries,
             retry_base: Duration::from_millis(500),
             retry_cap: Duration::from_secs(30),
@@ -71,6 +81,17 @@ impl TrafficPolicy {
         let jitter = rand::thread_rng().gen_range(0.0..=1.0);
         half + half.mul_f64(jitter)
     }
+}
+
+tokio::task_local! {
+    /// Set while a request is made for a page a customer opened.
+    static CUSTOMER: ();
+}
+
+/// Runs `f` with its SCP reads counted as customer reads: their own small share of the read
+/// budget, their own connection, a short queue (see `queue`). Operations never wait for them.
+pub async fn for_customer<F: Future>(f: F) -> F::Output {
+    CUSTOMER.scope((), f).await
 }
 
 /// Whether a request may be sent again after a failure.
@@ -112,7 +133,14 @@ impl std::fmt::Debug for Traffic {
 
 impl Traffic {
     pub fn new(policy: TrafficPolicy, metrics: GatewayMetrics, notify: Option<Recipient<Notify>>) -> Self {
-        let admission = queue::Admission::new(policy.read, policy.write, policy.max_concurrency, metrics.clone());
+        let limits = Limits {
+            read: policy.read,
+            write: policy.write,
+            customer: policy.customer,
+            max_concurrency: policy.max_concurrency,
+            max_queued: policy.max_queued,
+        };
+        let admission = queue::Admission::new(limits, metrics.clone());
         let breaker = breaker::Breaker::new(policy.breaker_threshold, policy.breaker_cooldown, metrics.clone(), notify);
         Self { policy, admission, breaker, metrics }
     }
@@ -131,8 +159,19 @@ impl Traffic {
 
     /// Waits for a token and a slot. Fails fast if the breaker opened meanwhile. The permit
     /// times the request on the wire (`vmauto_scp_request_duration_seconds{op}`) until dropped.
+    ///
+    /// A read made inside [`for_customer`] waits in the customers' lane instead of the
+    /// operations' one. A full queue answers [`ProviderError::Overloaded`] at once.
     pub async fn admit(&self, class: RequestClass, op: &'static str) -> Result<Permit, ProviderError> {
-        let slot = self.admission.admit(class).await;
+        let class = match class {
+            RequestClass::Read if CUSTOMER.try_with(|()| ()).is_ok() => RequestClass::Customer,
+            other => other,
+        };
+        let slot = self
+            .admission
+            .admit(class)
+            .await
+            .map_err(|f| ProviderError::Overloaded { class: f.class.label(), queued: f.queued })?;
         match self.breaker.is_open() {
             Some(retry_after) => Err(ProviderError::CircuitOpen { retry_after }),
             None => Ok(Permit { _slot: slot, op, since: std::time::Instant::now(), metrics: self.metrics.clone() }),
@@ -166,7 +205,8 @@ impl Traffic {
             };
             self.metrics.requests.with_label_values(&[op, outcome]).inc();
             match &result {
-                Err(ProviderError::CircuitOpen { .. }) => drop(ticket),
+                // Not sent: nothing learnt about the provider.
+                Err(ProviderError::CircuitOpen { .. } | ProviderError::Overloaded { .. }) => drop(ticket),
                 Err(e) if e.indicates_outage() => ticket.finish(Verdict::Outage),
                 _ => ticket.finish(Verdict::Answered),
             }
@@ -177,6 +217,8 @@ impl Traffic {
             let retryable = replay == Replay::Safe
                 && err.is_transient()
                 && !matches!(err, ProviderError::CircuitOpen { .. })
+                // A customer page answers "busy" at once rather than waiting for the queue.
+                && !matches!(err, ProviderError::Overloaded { class, .. } if class == RequestClass::Customer.label())
                 && n < self.policy.max_retries;
             if !retryable {
                 return Err(err);
@@ -205,7 +247,9 @@ mod tests {
         TrafficPolicy {
             read: Rate { per_minute: 0, burst: 0 },
             write: Rate { per_minute: 0, burst: 0 },
+            customer: Rate { per_minute: 0, burst: 0 },
             max_concurrency: 4,
+            max_queued: 0,
             max_retries,
             retry_base: Duration::from_millis(1),
             retry_cap: Duration::from_millis(4),

@@ -108,7 +108,8 @@ pub fn quick_policy(config: &Config) -> TrafficPolicy {
 
 /// No client-side limits (for tests that want to see the simulator's own answers).
 pub fn unlimited(policy: TrafficPolicy) -> TrafficPolicy {
-    TrafficPolicy { read: Rate { per_minute: 0, burst: 0 }, write: Rate { per_minute: 0, burst: 0 }, ..policy }
+    let none = Rate { per_minute: 0, burst: 0 };
+    TrafficPolicy { read: none, write: none, customer: none, ..policy }
 }
 
 pub fn quick_settings(config: &Config) -> GatewaySettings {
