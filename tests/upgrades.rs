@@ -227,14 +227,16 @@ pub(crate) fn signature(secret: &str, t: i64, body: &str) -> String {
 }
 
 /// A Checkout Session event as Stripe sends it, with the metadata of a recorded session.
+/// A Checkout Session event paying the price of the offer its metadata names.
 pub(crate) fn session_event(event_id: &str, kind: &str, session: &str, paid: &str, metadata: &Value) -> String {
+    let amount = if metadata["vmauto_offer"] == "to-large" { 2900 } else { 900 };
     json!({
         "id": event_id, "object": "event", "api_version": "2026-10-28.endive", "type": kind,
         "created": chrono::Utc::now().timestamp(), "livemode": false, "pending_webhooks": 1,
         "data": { "object": {
             "id": session, "object": "checkout.session", "mode": "payment", "status": "complete",
             "payment_status": paid, "client_reference_id": metadata["vmauto_link"], "metadata": metadata,
-            "payment_intent": format!("pi_{session}"), "amount_total": 900, "currency": "usd",
+            "payment_intent": format!("pi_{session}"), "amount_total": amount, "currency": "usd",
             "customer_details": { "email": "dana@example.com", "name": "Dana Reyes" },
         } }
     })
@@ -372,6 +374,39 @@ async fn paid_checkout_resizes_the_vm_once_whatever_stripe_redelivers() {
     assert_eq!((code, body["status"].as_str()), (200, Some("ignored")), "{body}");
     assert!(s.rows("SELECT * FROM payment").await.is_empty());
 
+    // A paid session that does not pay for its offer applies nothing: another amount, another
+    // currency, or a live-mode event reaching an appliance with a test key. An admin is told.
+    let odd = |id: &str, edit: &dyn Fn(&mut Value)| {
+        let mut ev: Value = serde_json::from_str(&session_event(
+            &format!("evt_{id}"),
+            "checkout.session.completed",
+            &format!("cs_{id}"),
+            "paid",
+            &metadata,
+        ))
+        .expect("json");
+        edit(&mut ev);
+        ev.to_string()
+    };
+    for (event, why) in [
+        (
+            odd("cheap", &|e| e["data"]["object"]["amount_total"] = json!(1)),
+            "0.01 USD was paid but offer more-memory costs 9.00 USD",
+        ),
+        (odd("euro", &|e| e["data"]["object"]["currency"] = json!("eur")), "9.00 EUR was paid"),
+        (odd("live", &|e| e["livemode"] = json!(true)), "live mode but stripe.secret_key is a test key"),
+    ] {
+        let (code, body) = send_signed(&s.t, &event).await;
+        assert_eq!((code, body["status"].as_str()), (200, Some("failed")), "{body}");
+        assert!(body["detail"].as_str().is_some_and(|d| d.contains(why) && d.contains("Refund")), "{body}");
+    }
+    let parked = s.rows("SELECT VALUE status FROM payment").await;
+    assert_eq!(parked, vec![json!("mismatch"); 3]);
+    assert!(s.rows("SELECT * FROM operation WHERE kind = 'resize'").await.is_empty(), "nothing applied");
+    let (code, _) = s.t.get(&format!("/upgrade/{token}")).await;
+    assert_eq!(code, 200, "the link is not used up by a payment that does not match");
+    s.t.app.state.store.execute("DELETE payment", json!({})).await.expect("clear the parked payments");
+
     // The asynchronous success fulfils: payment recorded, resize queued, link used.
     let ok = session_event("evt_async_ok", "checkout.session.async_payment_succeeded", session, "paid", &metadata);
     let (code, body) = send_signed(&s.t, &ok).await;
@@ -458,10 +493,13 @@ async fn paid_checkout_resizes_the_vm_once_whatever_stripe_redelivers() {
     assert_eq!(code, 200);
     let paid = s.rows(&format!("SELECT refunded_at, disputed_at FROM payment:{session}")).await;
     assert!(paid[0]["refunded_at"].is_string() && paid[0]["disputed_at"].is_string(), "{paid:?}");
-    // Notifications are stored by the notifier as they arrive: second payment, refund, dispute.
+    // Notifications are stored by the notifier as they arrive: three mismatches, second
+    // payment, refund, dispute.
     let issues = "SELECT VALUE title FROM notification WHERE kind = 'payment_issue'";
-    let issues = s.wait_for("three payment issues", 10, issues, |r| r.len() >= 3).await;
-    assert_eq!(issues.len(), 3, "{issues:?}");
+    let issues = s.wait_for("six payment issues", 10, issues, |r| r.len() >= 6).await;
+    assert_eq!(issues.len(), 6, "{issues:?}");
+    let mismatches = issues.iter().filter(|t| t.as_str().is_some_and(|t| t.contains("does not match its offer")));
+    assert_eq!(mismatches.count(), 3, "{issues:?}");
     assert!(issues.iter().any(|t| t.as_str().is_some_and(|t| t.contains("disputed"))), "{issues:?}");
     assert_eq!(s.rows(&vps_sql).await[0]["spec"]["memory_mb"], 3072, "no automatic downgrade");
 }

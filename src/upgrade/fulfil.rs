@@ -114,6 +114,9 @@ async fn fulfil(state: &AppState, event: &Value, session: &Value) -> anyhow::Res
         };
     let subject = format!("vps:{vps_id}");
     let actor = requested_by(sid);
+    if let Some(problem) = mismatch(state, event, session, offer).await? {
+        return park_mismatch(state, event, session, sid, vps_id, &subject, &problem).await;
+    }
     // The payment, once per session id.
     store
         .execute(
@@ -213,6 +216,104 @@ async fn fulfil(state: &AppState, event: &Value, session: &Value) -> anyhow::Res
         )
         .await;
     Ok(EventOutcome::new("processed", format!("payment {sid} recorded; resize {op} queued")))
+}
+
+/// Whether Stripe's secret key is a live-mode key: `Some(true)` for `sk_live_…`/`rk_live_…`,
+/// `Some(false)` for test keys, `None` when the prefix says neither.
+fn key_livemode(key: &str) -> Option<bool> {
+    match key.get(..8) {
+        Some("sk_live_" | "rk_live_") => Some(true),
+        Some("sk_test_" | "rk_test_") => Some(false),
+        _ => None,
+    }
+}
+
+/// Why a paid session does not pay for the offer it names, if it does not: a test-mode event
+/// reaching a live appliance (or the other way round), or an amount or currency other than
+/// the offer's. Such a payment applies nothing.
+async fn mismatch(state: &AppState, event: &Value, session: &Value, offer_id: &str) -> anyhow::Result<Option<String>> {
+    let livemode = event["livemode"].as_bool().or_else(|| session["livemode"].as_bool());
+    if let Some(expected) = key_livemode(state.config.stripe.secret_key.expose())
+        && livemode != Some(expected)
+    {
+        let mode = |live: Option<bool>| match live {
+            Some(true) => "live",
+            Some(false) => "test",
+            None => "unknown",
+        };
+        return Ok(Some(format!(
+            "the event is in {} mode but stripe.secret_key is a {} key",
+            mode(livemode),
+            mode(Some(expected))
+        )));
+    }
+    let Some(offer) = super::offers::get_offer(&state.store, offer_id).await? else {
+        return Ok(Some(format!("offer {offer_id} no longer exists")));
+    };
+    let amount = session["amount_total"].as_u64();
+    let currency = session["currency"].as_str().unwrap_or_default();
+    if amount != Some(offer.price) || !currency.eq_ignore_ascii_case(&offer.currency) {
+        return Ok(Some(format!(
+            "{} was paid but offer {offer_id} costs {}",
+            amount.map_or_else(|| "no amount".to_string(), |a| super::format_price(a, currency)),
+            super::format_price(offer.price, &offer.currency)
+        )));
+    }
+    Ok(None)
+}
+
+/// Records a payment that does not match its offer (`status = 'mismatch'`) and asks an admin
+/// to decide: apply the upgrade by hand or refund. The link stays unused.
+async fn park_mismatch(
+    state: &AppState,
+    event: &Value,
+    session: &Value,
+    sid: &str,
+    vps_id: &str,
+    subject: &str,
+    problem: &str,
+) -> anyhow::Result<EventOutcome> {
+    let store = &state.store;
+    let created: Vec<Value> = store
+        .query_one(
+            "IF !(SELECT VALUE id FROM type::record('payment', $sid))[0] {
+                CREATE type::record('payment', $sid) CONTENT {
+                    session_id: $sid, vps: $vps, offer: $offer, amount: $amount, currency: $currency,
+                    payment_intent: $intent, event: $event, status: 'mismatch', problem: $problem,
+                    created_at: time::now()
+                } RETURN VALUE id;
+             } ELSE { RETURN []; };",
+            json!({
+                "sid": sid, "vps": vps_id, "offer": meta_str(session, meta::OFFER), "amount": session["amount_total"],
+                "currency": session["currency"], "intent": session["payment_intent"].as_str(), "event": event["id"],
+                "problem": problem,
+            }),
+            0,
+        )
+        .await?;
+    let body = format!(
+        "Checkout Session {sid} for VPS {vps_id} was not applied: {problem}. Refund it in Stripe, or apply the \
+         upgrade by hand (resize) if the payment is right."
+    );
+    if !created.is_empty() {
+        let _ = store
+            .record_activity(
+                Level::Warning,
+                &requested_by(sid),
+                Some(subject),
+                "an upgrade payment does not match its offer",
+                json!({ "session": sid, "problem": problem }),
+            )
+            .await;
+        state.handles.notifier.do_send(Notify {
+            kind: NotifyKind::PaymentIssue,
+            severity: Severity::Warning,
+            title: format!("An upgrade payment for VPS {vps_id} does not match its offer"),
+            body: body.clone(),
+            subject: Some(subject.to_string()),
+        });
+    }
+    Ok(EventOutcome::new("failed", body))
 }
 
 /// A refund or dispute: tell an admin, mark the payment; no automatic downgrade.
