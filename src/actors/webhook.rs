@@ -295,11 +295,16 @@ impl Store {
         rows: &[&InboxRow],
         outcomes: &[(String, Vec<EventOutcome>)],
     ) -> anyhow::Result<Vec<String>> {
-        let ids = rows.iter().map(|r| format!("webhook_event:{}", r.key)).collect::<Vec<_>>().join(", ");
+        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
         let existing: Vec<String> = if rows.is_empty() {
             Vec::new()
         } else {
-            self.query_one(&format!("SELECT VALUE record::id(id) FROM [{ids}]"), json!({}), 0).await?
+            self.query_one(
+                "SELECT VALUE record::id(id) FROM array::map($keys, |$k| type::record('webhook_event', $k)) WHERE id != NONE",
+                json!({ "keys": keys }),
+                0,
+            )
+            .await?
         };
         let mut seen = std::collections::HashSet::new();
         let fresh: Vec<Value> = rows
@@ -410,4 +415,35 @@ pub fn inbox_status(outcomes: &[EventOutcome]) -> &'static str {
         }
     }
     "ignored"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys are bound, never written into the query: keys full of SurrealQL punctuation are
+    /// stored as given and recognised as duplicates the next time.
+    #[tokio::test]
+    async fn inbox_keys_are_bound_not_formatted() {
+        let mut config = crate::config::Config::default();
+        config.database.url = "mem://".into();
+        let store = Store::open(&config).await.expect("store");
+        let keys = ["plain", "a], (DELETE webhook_event)", "⟩; REMOVE TABLE webhook_event; --", "x`y'z\"w"];
+        let rows: Vec<InboxRow> = keys
+            .iter()
+            .map(|k| InboxRow { key: (*k).to_string(), source: "ghl".into(), fields: json!({}), events: Vec::new() })
+            .collect();
+        let refs: Vec<&InboxRow> = rows.iter().collect();
+        assert!(store.insert_inbox(&refs).await.expect("first batch").is_empty());
+        let stored: Vec<String> =
+            store.query_one("SELECT VALUE record::id(id) FROM webhook_event", json!({}), 0).await.expect("rows");
+        let mut expected: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        let mut stored = stored;
+        expected.sort();
+        stored.sort();
+        assert_eq!(stored, expected);
+        let mut dups = store.insert_inbox(&refs).await.expect("second batch");
+        dups.sort();
+        assert_eq!(dups, expected, "every key is known the second time");
+    }
 }
