@@ -256,6 +256,11 @@ pub struct Auth {
 pub const RECOVERY_CODES: usize = 10;
 
 /// The TOTP generator of a secret (RFC 6238: SHA-1, 6 digits, 30 s steps, one step of skew).
+/// What a user's sealed 2FA secret (pending or confirmed) is bound to (see `secrets`).
+fn totp_place(username: &str) -> String {
+    format!("admin_user:{username}/totp")
+}
+
 pub fn totp(secret: &[u8], account: &str) -> anyhow::Result<totp_rs::TOTP> {
     totp_rs::TOTP::new(
         totp_rs::Algorithm::SHA1,
@@ -614,7 +619,7 @@ impl Auth {
         let row = rows.into_iter().next().unwrap_or_default();
         let mut ok = false;
         if let Some(sealed) = row["totp_secret"].as_str() {
-            let secret = hex::decode(self.sealer.open(sealed)?.expose())?;
+            let secret = hex::decode(self.sealer.open(sealed, &totp_place(username))?.expose())?;
             if let Some(step) = matching_step(&totp(&secret, username)?, &code) {
                 // Each code works once: a step at or before the last one used is a replay.
                 let fresh: Vec<Value> = self
@@ -690,7 +695,7 @@ impl Auth {
         );
         let secret: [u8; 20] = rand::random();
         let t = totp(&secret, username)?;
-        let sealed = self.sealer.seal(&crate::config::Secret::new(hex::encode(secret)));
+        let sealed = self.sealer.seal(&crate::config::Secret::new(hex::encode(secret)), &totp_place(username));
         self.update_existing(
             username,
             "UPDATE type::record('admin_user', $u) SET totp_pending = $sealed",
@@ -719,7 +724,7 @@ impl Auth {
         let Some(sealed) = rows.first().and_then(|r| r["totp_pending"].as_str()).map(str::to_owned) else {
             anyhow::bail!("start two-factor set-up first");
         };
-        let secret = hex::decode(self.sealer.open(&sealed)?.expose())?;
+        let secret = hex::decode(self.sealer.open(&sealed, &totp_place(username))?.expose())?;
         if !totp(&secret, username)?.check_current(code.trim()).unwrap_or(false) {
             return Ok(None);
         }

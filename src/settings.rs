@@ -42,6 +42,11 @@ pub const EDITABLE: &[(&str, Kind, &str)] = &[
     ("stripe.webhook_secrets", Kind::SecretList, "Stripe webhook signing secrets"),
 ];
 
+/// What a sealed setting is bound to (see `secrets`).
+fn place(key: &str) -> String {
+    format!("setting:{key}")
+}
+
 fn kind_of(key: &str) -> Option<Kind> {
     EDITABLE.iter().find(|(k, _, _)| *k == key).map(|(_, kind, _)| *kind)
 }
@@ -140,7 +145,8 @@ pub async fn save(
             continue;
         }
         set(&mut check, key, value)?;
-        let text = if secret { sealer.seal(&Secret::new(value.clone())) } else { value.trim().to_string() };
+        let text =
+            if secret { sealer.seal(&Secret::new(value.clone()), &place(key)) } else { value.trim().to_string() };
         if values.get(key) != Some(&text) {
             values.insert(key.clone(), text);
             changed.push(key.clone());
@@ -163,7 +169,7 @@ pub fn apply(config: &mut Config, values: &BTreeMap<String, String>, sealer: &Se
         let Some(kind) = kind_of(key) else { continue };
         let value = if matches!(kind, Kind::Secret | Kind::SecretList) {
             sealer
-                .open(text)
+                .open(text, &place(key))
                 .with_context(|| format!("cannot open the stored {key} (was the appliance key replaced?)"))?
         } else {
             Secret::new(text.clone())
@@ -186,7 +192,7 @@ mod tests {
         let values: BTreeMap<String, String> = [
             ("policy.grace_days".to_string(), "9".to_string()),
             ("smtp.admin_recipients".to_string(), "a@x.io, b@x.io".to_string()),
-            ("smtp.password".to_string(), sealer.seal(&Secret::new("hunter2"))),
+            ("smtp.password".to_string(), sealer.seal(&Secret::new("hunter2"), &place("smtp.password"))),
         ]
         .into_iter()
         .collect();

@@ -36,7 +36,14 @@ async fn subscribe_creates_one_tagged_vm_with_ip_and_sealed_password_then_cancel
     assert_eq!(vps["spec"]["cores"], 1);
     let sealed = vps["root_password"].as_str().expect("sealed password");
     let sealer = vmauto::secrets::Sealer::from_file(&s.t.app.state.config.key_file()).expect("key");
-    assert_eq!(sealer.open(sealed).expect("opens").expose().len(), 20);
+    assert_eq!(
+        sealer
+            .open(sealed, &vmauto::secrets::root_password_place(vps["id"].as_str().expect("id")))
+            .expect("opens")
+            .expose()
+            .len(),
+        20
+    );
 
     let servers = s.sim_servers().await;
     assert_eq!(servers.len(), 1, "exactly one VM: {servers:?}");

@@ -247,7 +247,12 @@ async fn customer_email_links_to_a_page_that_reveals_the_password_once() {
         .await
         .remove(0);
     let sealer = vmauto::secrets::Sealer::from_file(&s.t.app.state.config.key_file()).expect("key");
-    let password = sealer.open(vps["root_password"].as_str().expect("sealed")).expect("opens");
+    let password = sealer
+        .open(
+            vps["root_password"].as_str().expect("sealed"),
+            &vmauto::secrets::root_password_place(vps["id"].as_str().expect("id")),
+        )
+        .expect("opens");
     let ip = vps["ips"][0].as_str().expect("an IP").to_string();
     let name = vps["name"].as_str().expect("name").to_string();
 

@@ -335,7 +335,7 @@ async fn vps_reveal(
     let Some(sealed) = row["root_password"].as_str() else {
         return Ok(redirect_msg(&format!("/vps/{id}"), false, "This VPS has no stored password yet."));
     };
-    let password = state.sealer.open(sealed).map_err(anyhow_internal)?;
+    let password = state.sealer.open(sealed, &crate::secrets::root_password_place(&id)).map_err(anyhow_internal)?;
     state
         .store
         .record_activity(

@@ -522,16 +522,17 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<Value> {
 /// sealed into the operation before SCP is asked, so a crash during this attempt replays the
 /// same password under the same key instead of storing one SCP never set.
 async fn new_root_password(cx: &ExecContext, op: &Operation, server_id: &str) -> Step<String> {
+    let place = crate::secrets::root_password_place(&op.vps);
     let pending = op.params.get("pending_password");
     let reuse = pending
         .filter(|p| p["attempt"].as_u64() == Some(u64::from(op.attempt_seq)) && p["server_id"] == json!(server_id))
         .and_then(|p| p["sealed"].as_str())
-        .and_then(|sealed| cx.sealer.open(sealed).ok().map(|pw| (pw, sealed.to_string())));
+        .and_then(|sealed| cx.sealer.open(sealed, &place).ok().map(|pw| (pw, sealed.to_string())));
     let (password, sealed) = match reuse {
         Some(found) => found,
         None => {
             let password = generate_password();
-            let sealed = cx.sealer.seal(&password);
+            let sealed = cx.sealer.seal(&password, &place);
             let patch =
                 json!({ "pending_password": { "attempt": op.attempt_seq, "server_id": server_id, "sealed": sealed } });
             save_params(cx, op, patch).await?;

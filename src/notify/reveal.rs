@@ -152,7 +152,9 @@ pub async fn claim(store: &Store, sealer: &Sealer, token: &RevealToken) -> anyho
         .await?;
     let vps = rows.into_iter().next().context("the VPS of this link no longer exists")?;
     let sealed = vps.root_password.context("the VPS has no root password yet")?;
-    let password = sealer.open(&sealed).context("cannot open the root password")?;
+    let password = sealer
+        .open(&sealed, &crate::secrets::root_password_place(&link.vps))
+        .context("cannot open the root password")?;
     let claimed: Vec<Value> = store
         .query_one(
             "UPDATE type::record('reveal_link', $id) SET used = true, used_at = time::now()
