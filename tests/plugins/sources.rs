@@ -169,13 +169,27 @@ fn ghl_contact_tags_follow_the_configured_tags() {
 }
 
 #[test]
-fn ghl_app_install_uninstall_and_plan_change() {
-    let e = one(parse("ghl-marketplace", "ghl-install.json", &[]));
+fn ghl_app_lifecycle_is_ignored_by_default() {
+    for fixture in ["ghl-install.json", "ghl-uninstall.json", "ghl-plan-change.json"] {
+        let e = one(parse("ghl-marketplace", fixture, &[]));
+        assert_eq!(e.kind, EventKind::Ignore, "{fixture}");
+        assert!(e.attributes["reason"].contains("not a VPS subscription"), "{fixture}: {:?}", e.attributes);
+    }
+    assert!(matches!(
+        rejection(parse("ghl-marketplace", "ghl-install.json", &[("app_events", "maybe")])),
+        Rejection::BadSetting(_)
+    ));
+}
+
+#[test]
+fn ghl_app_install_uninstall_and_plan_change_as_subscriptions() {
+    let s = &[("app_events", "subscription")];
+    let e = one(parse("ghl-marketplace", "ghl-install.json", s));
     assert_eq!((e.kind, e.plan_key.as_deref()), (EventKind::Subscribe, Some("66a0419a0dffa47fb5f8b22f")));
     assert_eq!(e.subscription_id.as_deref(), Some("LOC7hQm2Xc9uVb1Nn0Pa"));
-    let e = one(parse("ghl-marketplace", "ghl-uninstall.json", &[]));
+    let e = one(parse("ghl-marketplace", "ghl-uninstall.json", s));
     assert_eq!(e.kind, EventKind::Cancel);
-    let e = one(parse("ghl-marketplace", "ghl-plan-change.json", &[]));
+    let e = one(parse("ghl-marketplace", "ghl-plan-change.json", s));
     assert_eq!((e.kind, e.plan_key.as_deref()), (EventKind::ChangePlan, Some("66a0419a0dffa47fb5f8b230")));
 }
 

@@ -12,8 +12,11 @@
 //! - `ContactTagUpdate`: settings `subscribe_tags`, `cancel_tags`, `suspend_tags`,
 //!   `resume_tags` (comma-separated) say which tags mean what; `plan_tag_prefix` (e.g.
 //!   `plan-`) reads the plan from a tag. The contact id is the subscription id.
-//! - `INSTALL` / `UNINSTALL` / `PLAN_CHANGE` (the app's own billing): subscribe, cancel,
-//!   change plan, with the location (or company) as the subscription.
+//! - `INSTALL` / `UNINSTALL` / `PLAN_CHANGE` (a location installing, removing or changing the
+//!   plan of the marketplace app itself): not a VPS subscription, so recorded and ignored by
+//!   default, without a parked event or an alert. Setting `app_events = subscription` makes
+//!   them subscribe, cancel and change plan (plan key `planId` / `newPlanId`), with the
+//!   location (or company) as the subscription, for sellers who bill VPSs as the app's plans.
 //! - Anything else is ignored, with the reason recorded.
 
 use vmauto_plugin_sdk::{Body, Customer, Error, Event, Instant, Kind, Request, Result, Value, list, text};
@@ -53,7 +56,15 @@ fn parse(req: &Request) -> Result<Vec<Event>> {
             vec![e]
         }
         "ContactTagUpdate" => vec![tags(req, &body)?],
-        "INSTALL" | "UNINSTALL" | "PLAN_CHANGE" => vec![app(&kind, &body)?],
+        "INSTALL" | "UNINSTALL" | "PLAN_CHANGE" => match req.setting("app_events").unwrap_or("ignore") {
+            "ignore" => vec![Event::ignored(format!(
+                "{kind} is the marketplace app's own lifecycle, not a VPS subscription (setting app_events = ignore)"
+            ))],
+            "subscription" => vec![app(&kind, &body)?],
+            other => {
+                return Err(Error::BadSetting(format!("app_events: {other:?} must be ignore or subscription")));
+            }
+        },
         other => vec![Event::ignored(format!("event type {other:?} does not change a subscription"))],
     };
     let event_id = body.opt_str("webhookId")?;
