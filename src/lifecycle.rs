@@ -263,7 +263,7 @@ pub fn decide(view: &SubscriptionView, event: &BillingEvent, grace_days: u32) ->
         view.live.iter().filter(|v| pred(v.state)).map(|v| v.id.clone()).collect()
     };
     match event.kind {
-        EventKind::Ignore => Decision::Nothing("the source marked this event as nothing to do".into()),
+        EventKind::Ignore => Decision::Nothing(event.ignore_reason()),
         EventKind::Subscribe => {
             if !view.live.is_empty() {
                 // A repeated subscribe (or a reactivation) for a subscription that has a VPS:

@@ -402,3 +402,109 @@ async fn plan_mappings_are_listed_set_and_removed_through_the_api() {
     let (status, _) = call(reqwest::Method::DELETE, "/plan-mappings?source=ghl&plan_key=gold", &admin, None).await;
     assert_eq!(status, 404);
 }
+
+#[actix_web::test]
+async fn a_marketplace_app_install_is_recorded_and_ignored() {
+    let s = stack_with(|c| {
+        c.sources.insert(
+            "market".into(),
+            SourceConfig {
+                plugin: "ghl-marketplace".into(),
+                signature: SignatureScheme::SharedToken,
+                token: Secret::new(TOKEN),
+                token_in: "path".into(),
+                ..SourceConfig::default()
+            },
+        );
+    })
+    .await;
+    let install: Value = serde_json::from_str(include_str!("fixtures/webhooks/ghl-install.json")).expect("fixture");
+    let uninstall: Value = serde_json::from_str(include_str!("fixtures/webhooks/ghl-uninstall.json")).expect("fixture");
+    let mut ids = Vec::new();
+    for body in [&install, &uninstall] {
+        let (status, answer) = post(&s, &format!("/webhooks/market/{TOKEN}"), body).await;
+        assert_eq!(status, 202, "{answer}");
+        ids.push(answer["id"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        let rows = s
+            .wait_for("row settled", 30, &format!("SELECT status, outcomes FROM webhook_event:{id}"), |r| {
+                r.len() == 1 && r[0]["status"] != "received"
+            })
+            .await;
+        assert_eq!(rows[0]["status"], "ignored", "recorded, not parked: {rows:?}");
+        let detail = rows[0]["outcomes"][0]["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("not a VPS subscription"), "the plugin's reason is the outcome: {rows:?}");
+    }
+    assert!(s.rows("SELECT * FROM vps").await.is_empty());
+    assert!(s.rows("SELECT * FROM notification").await.is_empty(), "no alert for an app install");
+}
+
+#[actix_web::test]
+async fn sources_and_settings_are_configured_through_the_api() {
+    let s = stack().await;
+    let auth = &s.t.app.state.auth;
+    let admin = auth.create_token("boss", vmauto::auth::Role::Admin, "admin:test").await.expect("token");
+    let operator = auth.create_token("robot", vmauto::auth::Role::Operator, "admin:test").await.expect("token");
+    let call = |method: reqwest::Method, path: &str, token: &str, body: Option<String>| {
+        let mut r = s.t.http.request(method, s.t.url(&format!("/api/v1{path}"))).bearer_auth(token);
+        if let Some(b) = body {
+            r = r.header("content-type", "application/json").body(b);
+        }
+        async move {
+            let resp = r.send().await.expect("api");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Sources and their test box.
+    let (status, list) = call(reqwest::Method::GET, "/sources", &admin, None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["sources"][0]["name"], "ghl");
+    assert!(!list.to_string().contains(TOKEN), "no secret in the list: {list}");
+    let payload = workflow("subscribe", "sub-try", "starter").to_string();
+    let (status, tried) = call(reqwest::Method::POST, "/sources/ghl/test", &admin, Some(payload.clone())).await;
+    assert_eq!(status, 200, "{tried}");
+    assert_eq!(tried["events"][0]["kind"], "subscribe", "{tried}");
+    assert_eq!(tried["events"][0]["plan_key"], "starter", "{tried}");
+    assert!(s.rows("SELECT * FROM webhook_event").await.is_empty(), "a test stores nothing");
+    let (status, err) = call(reqwest::Method::POST, "/sources/ghl/test", &admin, Some("{not json".into())).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("refused")), "{err}");
+    let (status, _) = call(reqwest::Method::POST, "/sources/nobody/test", &admin, Some(payload.clone())).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(reqwest::Method::POST, "/sources/ghl/test", &operator, Some(payload)).await;
+    assert_eq!(status, 403, "only admins configure sources");
+
+    // Settings: read, change, refuse what cannot be changed; secrets never shown.
+    let (status, _) = call(reqwest::Method::GET, "/settings", &operator, None).await;
+    assert_eq!(status, 403);
+    let change = json!({ "policy.grace_days": 5, "smtp.admin_recipients": ["ops@example.com", "cto@example.com"],
+        "notify.webhook_secret": "whsec-of-our-own" });
+    let (status, body) = call(reqwest::Method::PUT, "/settings", &admin, Some(change.to_string())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["restart_required"], true);
+    assert_eq!(body["changed"].as_array().map(Vec::len), Some(3), "{body}");
+    let (status, list) = call(reqwest::Method::GET, "/settings", &admin, None).await;
+    assert_eq!(status, 200);
+    let find = |key: &str| list["settings"].as_array().and_then(|l| l.iter().find(|v| v["key"] == key)).cloned();
+    assert_eq!(find("notify.webhook_secret").expect("listed")["saved"], true);
+    assert!(!list.to_string().contains("whsec-of-our-own"), "a secret is never shown: {list}");
+    let grace = find("policy.grace_days").expect("listed");
+    assert_eq!((grace["saved"].clone(), grace["pending"].clone()), (json!(true), json!("5")), "{grace}");
+    let stored = vmauto::settings::stored(&s.t.app.state.store).await.expect("stored");
+    assert_eq!(stored["policy.grace_days"], "5");
+    assert_eq!(stored["smtp.admin_recipients"], "ops@example.com,cto@example.com");
+    for (bad, why) in [
+        (json!({ "server.listen": "0.0.0.0:1" }), "cannot be changed here"),
+        (json!({ "policy.grace_days": "soon" }), "not a whole number"),
+        (json!({ "policy.grace_days": true }), "not a string"),
+    ] {
+        let (status, err) = call(reqwest::Method::PUT, "/settings", &admin, Some(bad.to_string())).await;
+        assert_eq!(status, 400, "{bad}: {err}");
+        assert!(err["message"].as_str().is_some_and(|m| m.contains(why)), "{bad}: {err}");
+    }
+    let acts = s.rows("SELECT VALUE message FROM activity WHERE string::contains(message, 'changed settings')").await;
+    assert_eq!(acts.len(), 1, "one change, one entry: {acts:?}");
+    assert!(!acts[0].to_string().contains("whsec"), "values never reach the activity log");
+}

@@ -127,7 +127,7 @@ struct Apply {
 impl Apply {
     async fn apply(&self, source: &str, requested_by: &str, event: &BillingEvent) -> anyhow::Result<EventOutcome> {
         if event.kind == EventKind::Ignore {
-            return Ok(EventOutcome::new("ignored", "the source marked this event as nothing to do"));
+            return Ok(EventOutcome::new("ignored", event.ignore_reason()));
         }
         let external = match self.subscription_of(source, event).await? {
             Ok(id) => id,

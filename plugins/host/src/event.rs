@@ -41,3 +41,14 @@ pub struct BillingEvent {
     /// Free-form extras the plugin found worth keeping (order id, invoice id, reason, …).
     pub attributes: BTreeMap<String, String>,
 }
+
+impl BillingEvent {
+    /// Why an `ignore` event changes nothing: the plugin's `reason` attribute, or a generic
+    /// sentence when it gave none.
+    pub fn ignore_reason(&self) -> String {
+        match self.attributes.get("reason").filter(|r| !r.is_empty()) {
+            Some(reason) => format!("ignored by the source: {reason}"),
+            None => "the source marked this event as nothing to do".to_string(),
+        }
+    }
+}
