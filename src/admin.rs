@@ -941,3 +941,43 @@ pub async fn operation_changes(store: &Store, since: DateTime<Utc>) -> anyhow::R
         )
         .await
 }
+
+/// Why a source could not be tried.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceTestError {
+    #[error("there is no source named {name:?}: configured sources are {known:?}")]
+    NoSuchSource { name: String, known: Vec<String> },
+    /// The plugin refused the payload (or could not run); the text says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Runs source `name`'s plugin over `payload` as a delivery to `/webhooks/<name>` with its
+/// settings, and answers the normalized events. Nothing is stored or applied: this is the
+/// sources page's test box, for the UI, the API and the CLI alike.
+pub async fn test_source(
+    config: &crate::config::Config,
+    plugins: &actix::Addr<crate::actors::plugins::PluginHost>,
+    name: &str,
+    payload: bytes::Bytes,
+) -> Result<Vec<crate::billing::BillingEvent>, SourceTestError> {
+    let Some(source) = config.sources.get(name) else {
+        return Err(SourceTestError::NoSuchSource {
+            name: name.to_string(),
+            known: config.sources.keys().cloned().collect(),
+        });
+    };
+    let request = crate::plugin_host::SourceRequest {
+        source: name.to_string(),
+        path: format!("/webhooks/{name}"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: payload,
+        settings: source.settings.clone(),
+    };
+    let parse = crate::actors::plugins::ParseWebhook { plugin: source.plugin.clone(), request };
+    match plugins.send(parse).await {
+        Ok(Ok(events)) => Ok(events),
+        Ok(Err(e)) => Err(SourceTestError::Refused(e.to_string())),
+        Err(e) => Err(SourceTestError::Refused(format!("the plugin runtime is not running: {e}"))),
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{CliOverrides, Config};
@@ -81,6 +82,12 @@ pub enum Command {
         #[command(subcommand)]
         command: UpgradeCommand,
     },
+    /// List or change the settings the web UI edits (through the running appliance, or the
+    /// store when it is stopped); changes take effect at the next start.
+    Settings {
+        #[command(subcommand)]
+        command: SettingsCommand,
+    },
     /// Ask the appliance at server.listen for /healthz; exit 0 when it answers 200 within a
     /// few seconds (for container health checks and service monitors).
     Healthcheck,
@@ -101,6 +108,19 @@ pub enum UpgradeCommand {
     },
     /// List the upgrade offers.
     Offers,
+}
+
+#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "settings", rename_all = "snake_case")]
+pub enum SettingsCommand {
+    /// Every editable setting and its value in effect (secrets: set or not set).
+    List,
+    /// Change settings: KEY=VALUE (repeatable). VALUE `-` reads the value from standard input,
+    /// so a secret stays out of the shell history and the process list.
+    Set {
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        pairs: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,6 +338,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::telemetry::init(&config.log);
             run_upgrade(&config, command).await
         }
+        Some(Command::Settings { command }) => {
+            let config = cli.load_config(cli.config_file().as_deref())?;
+            crate::telemetry::init(&config.log);
+            run_settings(&config, command).await
+        }
         Some(Command::Db { command }) => {
             let config = cli.load_config(cli.config_file().as_deref())?;
             crate::telemetry::init(&config.log);
@@ -333,6 +358,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 pub enum RemoteCommand {
     Admin(AdminCommand),
     Upgrade(UpgradeCommand),
+    Settings(SettingsCommand),
 }
 
 async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()> {
@@ -467,6 +493,78 @@ pub async fn execute_upgrade(
                     crate::upgrade::format_price(o.price, &o.currency)
                 )?;
             }
+        }
+    }
+    Ok(out)
+}
+
+async fn run_settings(config: &Config, command: &SettingsCommand) -> anyhow::Result<()> {
+    // Values read from standard input are read here, before the command goes anywhere.
+    let command = match command {
+        SettingsCommand::Set { pairs } => {
+            let mut read = Vec::with_capacity(pairs.len());
+            for pair in pairs {
+                match pair.split_once('=') {
+                    Some((key, "-")) => {
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line).context("cannot read the value from standard input")?;
+                        read.push(format!("{key}={}", line.trim_end_matches(['\r', '\n'])));
+                    }
+                    Some(_) => read.push(pair.clone()),
+                    None => anyhow::bail!("{pair:?}: write KEY=VALUE (see `vmauto settings list` for the keys)"),
+                }
+            }
+            SettingsCommand::Set { pairs: read }
+        }
+        SettingsCommand::List => SettingsCommand::List,
+    };
+    let out = match crate::db::Store::open(config).await {
+        Ok(store) => {
+            crate::app::ensure_appliance_key(config)?;
+            let sealer = crate::secrets::Sealer::from_file(&config.key_file())?;
+            execute_settings(&store, config, &sealer, &command, "cli").await?
+        }
+        Err(direct) => crate::ops::remote(config, &RemoteCommand::Settings(command), &direct).await?,
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// Runs a settings command for `actor`; answers what to print.
+pub async fn execute_settings(
+    store: &crate::db::Store,
+    config: &Config,
+    sealer: &crate::secrets::Sealer,
+    command: &SettingsCommand,
+    actor: &str,
+) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    match command {
+        SettingsCommand::List => {
+            let stored = crate::settings::stored(store).await?;
+            for v in crate::settings::views(config, &stored) {
+                let value = match (v.secret, v.is_set) {
+                    (true, true) => "(set, hidden)".to_string(),
+                    (true, false) => "(not set)".to_string(),
+                    (false, _) => v.value,
+                };
+                let origin = match &v.pending {
+                    Some(p) => format!("saved here: {p}, in effect after a restart"),
+                    None if v.saved => "saved here".to_string(),
+                    None => "file/default".to_string(),
+                };
+                writeln!(out, "{}\t{value}\t{origin}\t{}", v.key, v.label)?;
+            }
+        }
+        SettingsCommand::Set { pairs } => {
+            let mut changes = std::collections::BTreeMap::new();
+            for pair in pairs {
+                let (key, value) = pair.split_once('=').with_context(|| format!("{pair:?}: write KEY=VALUE"))?;
+                changes.insert(key.trim().to_string(), value.to_string());
+            }
+            let changed = crate::settings::change(store, sealer, config, &changes, actor).await?;
+            writeln!(out, "{}", crate::settings::change_message(&changed))?;
         }
     }
     Ok(out)

@@ -2,7 +2,9 @@
 //! appliance key) and applied over `appliance.toml` and the environment at the next start,
 //! through the same validation as the file.
 //!
-//! Only the keys in [`EDITABLE`] can be set this way; everything else stays in the file.
+//! Only the keys in [`EDITABLE`] can be set this way; everything else stays in the file. The
+//! UI (Settings), the JSON API (`GET`/`PUT /api/v1/settings`) and the CLI (`vmauto settings
+//! list|set`) show them through [`views`] and change them through [`change`].
 
 use std::collections::BTreeMap;
 
@@ -41,6 +43,93 @@ pub const EDITABLE: &[(&str, Kind, &str)] = &[
     ("stripe.secret_key", Kind::Secret, "Stripe secret key"),
     ("stripe.webhook_secrets", Kind::SecretList, "Stripe webhook signing secrets"),
 ];
+
+/// One editable setting as the UI, the API and the CLI show it: secrets only say whether
+/// they are set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SettingView {
+    pub key: String,
+    pub label: String,
+    /// `number`, `text`, `list` (comma-separated), `secret` or `secret_list`.
+    pub kind: String,
+    pub secret: bool,
+    /// The value in effect (empty for secrets).
+    pub value: String,
+    /// For secrets: whether one is in effect.
+    pub is_set: bool,
+    /// Whether a value saved here (not the file) is in effect.
+    pub saved: bool,
+    /// A value saved here that is not in effect yet (it is at the next start); never for
+    /// secrets.
+    pub pending: Option<String>,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Number => "number",
+            Self::Text => "text",
+            Self::List => "list",
+            Self::Secret => "secret",
+            Self::SecretList => "secret_list",
+        }
+    }
+}
+
+/// Every editable setting with the value `c` holds (`stored`: what [`stored`] answers).
+pub fn views(c: &Config, stored: &BTreeMap<String, String>) -> Vec<SettingView> {
+    EDITABLE
+        .iter()
+        .map(|(key, kind, label)| {
+            let secret = matches!(kind, Kind::Secret | Kind::SecretList);
+            let value = current(c, key);
+            let pending = stored.get(*key).filter(|s| !secret && **s != value).cloned();
+            SettingView {
+                key: (*key).to_string(),
+                label: (*label).to_string(),
+                kind: kind.label().to_string(),
+                secret,
+                is_set: secret && !value.is_empty(),
+                value: if secret { String::new() } else { value },
+                saved: stored.contains_key(*key),
+                pending,
+            }
+        })
+        .collect()
+}
+
+/// [`save`], then an activity entry naming who changed which keys (never their values).
+/// Answers the keys that changed; they take effect at the next start.
+pub async fn change(
+    store: &Store,
+    sealer: &Sealer,
+    current: &Config,
+    changes: &BTreeMap<String, String>,
+    actor: &str,
+) -> anyhow::Result<Vec<String>> {
+    let changed = save(store, sealer, current, changes).await?;
+    if !changed.is_empty() {
+        let _ = store
+            .record_activity(
+                crate::lifecycle::store::Level::Warning,
+                actor,
+                None,
+                &format!("{actor} changed settings: {}", changed.join(", ")),
+                json!({ "keys": changed }),
+            )
+            .await;
+    }
+    Ok(changed)
+}
+
+/// What [`change`] answers, in words for a person.
+pub fn change_message(changed: &[String]) -> String {
+    if changed.is_empty() {
+        "Nothing changed.".to_string()
+    } else {
+        format!("Saved {}. They take effect when vmauto restarts (systemctl restart vmauto).", changed.join(", "))
+    }
+}
 
 /// What a sealed setting is bound to (see `secrets`).
 fn place(key: &str) -> String {
@@ -139,7 +228,10 @@ pub async fn save(
     let mut check = current.clone();
     let mut changed = Vec::new();
     for (key, value) in changes {
-        let Some(kind) = kind_of(key) else { bail!("{key} cannot be changed in the UI; set it in appliance.toml") };
+        let Some(kind) = kind_of(key) else {
+            let keys: Vec<&str> = EDITABLE.iter().map(|(k, _, _)| *k).collect();
+            bail!("{key} cannot be changed here; set it in appliance.toml (editable: {})", keys.join(", "))
+        };
         let secret = matches!(kind, Kind::Secret | Kind::SecretList);
         if secret && value.is_empty() {
             continue;

@@ -124,6 +124,16 @@ async fn api_tokens_are_managed_from_the_cli_while_the_appliance_runs() {
     assert!(ok, "{out}");
     let (ok, out) = run_with(&config, &["upgrade", "link", "no-such-vps"]);
     assert!(!ok && out.contains("no-such-vps"), "{out}");
+    // Settings too.
+    let (ok, out) = run_with(&config, &["settings", "set", "policy.grace_days=9", "smtp.from=ops@example.com"]);
+    assert!(ok && out.contains("Saved policy.grace_days, smtp.from"), "{out}");
+    let (ok, out) = run_with(&config, &["settings", "list"]);
+    assert!(ok && out.contains("policy.grace_days\t0\tsaved here: 9, in effect after a restart"), "{out}");
+    assert!(out.contains("smtp.password\t(not set)"), "{out}");
+    let (ok, out) = run_with(&config, &["settings", "set", "server.listen=0.0.0.0:1"]);
+    assert!(!ok && out.contains("cannot be changed here"), "{out}");
+    let (ok, out) = run_with(&config, &["settings", "set", "grace"]);
+    assert!(!ok && out.contains("KEY=VALUE"), "{out}");
     p.stop();
     sim.stop().await;
 }

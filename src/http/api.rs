@@ -39,7 +39,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/plan-mappings", web::get().to(plan_mappings))
             .route("/plan-mappings", web::put().to(put_plan_mapping))
             .route("/plan-mappings", web::delete().to(delete_plan_mapping))
-            .route("/notifications", web::get().to(notifications)),
+            .route("/notifications", web::get().to(notifications))
+            .route("/sources", web::get().to(sources))
+            .route("/sources/{name}/test", web::post().to(source_test))
+            .route("/settings", web::get().to(settings))
+            .route("/settings", web::put().to(put_settings)),
     );
 }
 
@@ -293,4 +297,73 @@ async fn issue_upgrade_link(
         crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await.map_err(bad)?;
     Ok(HttpResponse::Created()
         .json(json!({ "id": link.id, "url": link.url, "expires_at": link.expires_at.to_rfc3339() })))
+}
+
+/// `GET /api/v1/sources`: the configured webhook sources (no secrets).
+async fn sources(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
+    user.require(Role::Admin)?;
+    let rows: Vec<Value> = state
+        .config
+        .sources
+        .iter()
+        .map(|(name, s)| {
+            json!({ "name": name, "plugin": s.plugin, "signature": s.signature, "path": format!("/webhooks/{name}") })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "sources": rows })))
+}
+
+/// `POST /api/v1/sources/{name}/test`: the body is run through the source's plugin as a
+/// delivery would be; answers the normalized events. Nothing is stored or applied.
+async fn source_test(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> AppResult<HttpResponse> {
+    user.require(Role::Admin)?;
+    match admin::test_source(&state.config, &state.handles.plugins, &name, body).await {
+        Ok(events) => Ok(HttpResponse::Ok().json(json!({ "source": *name, "events": events }))),
+        Err(e @ admin::SourceTestError::NoSuchSource { .. }) => Err(AppError::not_found(e.to_string())),
+        Err(e) => Err(AppError::bad_request(format!("the source's plugin refused this payload: {e}"))),
+    }
+}
+
+/// `GET /api/v1/settings`: every setting editable here, secrets shown only as set or not.
+async fn settings(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
+    user.require(Role::Admin)?;
+    let stored = crate::settings::stored(&state.store).await.map_err(store_err)?;
+    Ok(HttpResponse::Ok().json(json!({ "settings": crate::settings::views(&state.config, &stored) })))
+}
+
+/// `PUT /api/v1/settings` with `{"key": value, …}`: checks and saves the values (strings;
+/// numbers and lists of strings are accepted too; an empty secret keeps the stored one).
+/// They take effect at the next start, as when saved in the UI.
+async fn put_settings(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    body: web::Json<serde_json::Map<String, Value>>,
+) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Admin)?;
+    let mut changes = std::collections::BTreeMap::new();
+    for (key, value) in body.into_inner() {
+        let text = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned).ok_or(()))
+                .collect::<Result<Vec<_>, ()>>()
+                .map_err(|()| AppError::bad_request(format!("{key}: a list must hold strings only")))?
+                .join(","),
+            other => return Err(AppError::bad_request(format!("{key}: {other} is not a string, number or list"))),
+        };
+        changes.insert(key, text);
+    }
+    let changed = crate::settings::change(&state.store, &state.sealer, &state.config, &changes, &p.actor())
+        .await
+        .map_err(|e| AppError::bad_request(format!("{e:#}")))?;
+    let message = crate::settings::change_message(&changed);
+    Ok(HttpResponse::Ok()
+        .json(json!({ "changed": changed, "restart_required": !changed.is_empty(), "message": message })))
 }

@@ -101,6 +101,9 @@ async fn post_cli(
     let out = match &*command {
         RemoteCommand::Admin(c) => crate::cli::execute_admin(&state.auth, c).await,
         RemoteCommand::Upgrade(c) => crate::cli::execute_upgrade(&state.store, &state.config, &state.sealer, c).await,
+        RemoteCommand::Settings(c) => {
+            crate::cli::execute_settings(&state.store, &state.config, &state.sealer, c, "cli").await
+        }
     };
     match out {
         Ok(output) => Ok(HttpResponse::Ok().json(serde_json::json!({ "output": output }))),

@@ -13,12 +13,10 @@ use super::AppState;
 use super::charts;
 use super::session::{CsrfForm, UiError, UiUser, check_csrf};
 use crate::actors::gateway::{GetGatewayStatus, ListImages, ListNetworks, ListStorageTags, ListSubnets, ListZones};
-use crate::actors::plugins::ParseWebhook;
 use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
 use crate::auth::{Principal, Role};
 use crate::lifecycle::store::Level;
 use crate::lifecycle::{Template, kpi};
-use crate::plugin_host::SourceRequest;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(dashboard))
@@ -719,21 +717,14 @@ async fn source_test(
 ) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
-    let Some(source) = state.config.sources.get(name.as_str()) else {
-        return Err(UiError::status(StatusCode::NOT_FOUND, "No such source."));
-    };
-    let request = SourceRequest {
-        source: name.to_string(),
-        path: format!("/webhooks/{name}"),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: bytes::Bytes::from(form.payload.clone()),
-        settings: source.settings.clone(),
-    };
-    let result = match state.handles.plugins.send(ParseWebhook { plugin: source.plugin.clone(), request }).await {
-        Ok(Ok(events)) => {
+    let payload = bytes::Bytes::from(form.payload.clone());
+    let result = match crate::admin::test_source(&state.config, &state.handles.plugins, &name, payload).await {
+        Ok(events) => {
             json!({ "ok": true, "text": serde_json::to_string_pretty(&events).unwrap_or_default(), "n": events.len() })
         }
-        Ok(Err(e)) => json!({ "ok": false, "text": e.to_string() }),
+        Err(crate::admin::SourceTestError::NoSuchSource { .. }) => {
+            return Err(UiError::status(StatusCode::NOT_FOUND, "No such source."));
+        }
         Err(e) => json!({ "ok": false, "text": e.to_string() }),
     };
     let (plugins, plugins_error) = plugin_rows(&state).await;
@@ -754,15 +745,7 @@ async fn settings(state: web::Data<AppState>, user: UiUser, req: HttpRequest) ->
     let c = &state.config;
     let set = |s: &crate::config::Secret| if s.is_empty() { "not set" } else { "set (hidden)" };
     let stored = crate::settings::stored(&state.store).await.map_err(anyhow_internal)?;
-    let editable: Vec<Value> = crate::settings::EDITABLE
-        .iter()
-        .map(|(key, kind, label)| {
-            let secret = matches!(kind, crate::settings::Kind::Secret | crate::settings::Kind::SecretList);
-            let value = if secret { String::new() } else { crate::settings::current(c, key) };
-            json!({ "key": key, "label": label, "secret": secret, "value": value,
-                    "is_set": secret && !crate::settings::current(c, key).is_empty(), "saved": stored.contains_key(*key) })
-        })
-        .collect();
+    let editable = crate::settings::views(c, &stored);
     let ctx = json!({
         "editable": editable,
         "users": users, "tokens": tokens, "csrf": p.csrf, "flash": flash(&req), "me": p.username,
@@ -1079,28 +1062,8 @@ async fn settings_save(
     let p = user.require(Role::Admin)?;
     let mut form = form.into_inner();
     check_csrf(p, &form.remove("_csrf").unwrap_or_default())?;
-    match crate::settings::save(&state.store, &state.sealer, &state.config, &form).await {
-        Ok(changed) if changed.is_empty() => Ok(redirect_msg("/settings", true, "Nothing changed.")),
-        Ok(changed) => {
-            let _ = state
-                .store
-                .record_activity(
-                    Level::Warning,
-                    &p.actor(),
-                    None,
-                    &format!("{} changed settings: {}", p.actor(), changed.join(", ")),
-                    json!({ "keys": changed }),
-                )
-                .await;
-            Ok(redirect_msg(
-                "/settings",
-                true,
-                &format!(
-                    "Saved {}. They take effect when vmauto restarts (systemctl restart vmauto).",
-                    changed.join(", ")
-                ),
-            ))
-        }
+    match crate::settings::change(&state.store, &state.sealer, &state.config, &form, &p.actor()).await {
+        Ok(changed) => Ok(redirect_msg("/settings", true, &crate::settings::change_message(&changed))),
         Err(e) => Ok(redirect_msg("/settings", false, &format!("{e:#}"))),
     }
 }
