@@ -88,6 +88,7 @@ async fn the_admin_ui_works_in_a_real_browser() {
         "settings",
         "upgrade-page",
         "upgrade-done",
+        "token-shown-once",
     ] {
         assert!(shots.join(format!("{page}.png")).exists(), "screenshot of {page}");
     }

@@ -237,6 +237,45 @@ try {
     await shot(page, 'sources');
   });
 
+  await step('a new API token is shown once, never in the address bar', async () => {
+    await page.goto(`${base}/settings`);
+    await page.fill('form[action="/settings/tokens"] input[name=name]', 'browser-robot');
+    const [shown] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/settings/tokens') && r.request().method() === 'POST'),
+      page.click('form[action="/settings/tokens"] button:has-text("Create token")'),
+    ]);
+    assert.equal(shown.headers()['cache-control'], 'no-store', 'the browser does not keep the page');
+    await page.waitForSelector('#shown-once-value');
+    const token = (await page.textContent('#shown-once-value')).trim();
+    assert.match(token, /^vma_/, 'the token is on the page');
+    assert.ok(!page.url().includes(token), `not in the address bar: ${page.url()}`);
+    const me = await fetch(`${base}/api/v1/me`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(me.status, 200, 'the token shown works');
+    await shot(page, 'token-shown-once');
+    const again = await page.request.get(page.url(), { maxRedirects: 0 });
+    assert.ok(!(await again.text()).includes(token), 'opening the address again does not show it');
+    await page.goto(`${base}/settings`);
+    assert.ok((await page.textContent('main')).includes('browser-robot'), 'the token is listed by name');
+    assert.ok(!(await page.content()).includes(token), 'but never by value');
+  });
+
+  await step('after log-in only same-origin paths are followed', async () => {
+    // `next` as it appears in the query string (already percent-encoded).
+    for (const [next, lands] of [
+      ['/%09/evil.example', `${base}/`], ['//evil.example/', `${base}/`], ['/%5Cevil.example', `${base}/`],
+      ['https%3A%2F%2Fevil.example%2F', `${base}/`], ['/vps%3Fstate%3Dlive', `${base}/vps?state=live`],
+    ]) {
+      const p = await newPage();
+      await p.goto(`${base}/login?next=${next}`);
+      await p.fill('input[name=username]', 'admin');
+      await p.fill('input[name=password]', password);
+      await p.click('button[type=submit]');
+      await p.waitForURL((u) => !u.pathname.startsWith('/login'));
+      assert.equal(p.url(), lands, `next=${next} lands on ${lands}`);
+      await p.context().close();
+    }
+  });
+
   await step('a viewer cannot mutate', async () => {
     const v = await newPage({ expectForbidden: true });
     await login(v, 'viewer', password);
