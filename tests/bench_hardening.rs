@@ -268,3 +268,193 @@ async fn bench_hardening_purge_store_size() {
     );
     assert_eq!(report.compacted as usize, rows);
 }
+
+/// `(sum, count, cumulative buckets)` of a histogram series in a `/metrics` text.
+fn histogram(metrics: &str, name: &str, labels: &str) -> (f64, f64, Vec<(f64, f64)>) {
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let mut sum = 0.0;
+    let mut count = 0.0;
+    let mut buckets = Vec::new();
+    for line in metrics.lines().filter(|l| l.contains(labels)) {
+        if line.starts_with(&format!("{name}_sum")) {
+            sum = value(line);
+        } else if line.starts_with(&format!("{name}_count")) {
+            count = value(line);
+        } else if line.starts_with(&format!("{name}_bucket")) {
+            let le = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("+Inf");
+            buckets.push((le.parse::<f64>().unwrap_or(f64::INFINITY), value(line)));
+        }
+    }
+    (sum, count, buckets)
+}
+
+/// Mean and p99 (the bucket bound it falls in) of what a histogram gained between two scrapes.
+fn histogram_delta(before: &str, after: &str, name: &str, labels: &str) -> (f64, f64, f64) {
+    let (s0, c0, b0) = histogram(before, name, labels);
+    let (s1, c1, b1) = histogram(after, name, labels);
+    let n = c1 - c0;
+    let mean = if n > 0.0 { (s1 - s0) / n } else { 0.0 };
+    let p99 = b1
+        .iter()
+        .map(|(le, c)| (*le, c - b0.iter().find(|(l, _)| l == le).map_or(0.0, |(_, c)| *c)))
+        .find(|(_, c)| *c >= n * 0.99)
+        .map_or(0.0, |(le, _)| le);
+    (n, mean, p99)
+}
+
+fn counter(metrics: &str, name: &str, labels: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// How long operations' SCP reads wait for admission while customers hammer their upgrade
+/// pages, against the real binary with SCP's real read budget (600 GETs a minute): provisioning
+/// a batch of VPSs alone, then the same batch while 64 clients open upgrade pages as fast as
+/// they can. Prints the operations' read wait (mean, p99), the time to provision the batch, what
+/// the customers were answered and how many SCP reads they cost.
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_hardening"]
+async fn bench_hardening_customer_pages() {
+    vmauto::init_crypto();
+    let batch: usize = std::env::var("BENCH_VPS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = vmauto::sim::start(SimConfig { task_ms: 400, ip_delay_ms: 200, ..SimConfig::default() })
+        .await
+        .expect("simulator");
+    let stripe = "[stripe]\nenabled = true\nsecret_key = \"sk_test_bench\"\nwebhook_secrets = [\"whsec_bench\"]\n\
+        [[stripe.offers]]\nid = \"more-memory\"\nname = \"+2 GB memory\"\nadd_memory_gb = 2\nprice = 900\n";
+    // Writes are not the subject: give them room so reads are the bottleneck.
+    let mut p = Proc::new(dir.path(), &sim, "write_per_minute = 6000", stripe);
+    let config = p.load_config();
+    p.with_store(async |s| vmauto::demo::seed(s, &config, "ghl").await.expect("seeded")).await;
+    p.start().await;
+    p.warm_up().await;
+    let out = std::process::Command::new(crate::crash::binary())
+        .arg("--config")
+        .arg(p.config_path())
+        .args(["admin", "token", "create", "bench", "--role", "admin"])
+        .env_remove("VMAUTO_CONFIG")
+        .output()
+        .expect("vmauto runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let token = text.lines().find_map(|l| l.strip_prefix("token: ")).expect("a token").to_string();
+    let http = reqwest::Client::new();
+    let hook = p.url(&format!("/webhooks/ghl/{TOKEN}"));
+    let active = async |http: &reqwest::Client| -> u64 {
+        let page: serde_json::Value = http
+            .get(p.url("/api/v1/vps?state=active"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("api")
+            .json()
+            .await
+            .expect("json");
+        page["total"].as_u64().unwrap_or(0)
+    };
+    // Provisions `batch` VPSs; answers the seconds it took.
+    let provision = async |tag: &str, http: &reqwest::Client| -> f64 {
+        let before = active(http).await;
+        let t0 = Instant::now();
+        for i in 0..batch {
+            let sub = format!("{tag}-{i}");
+            let body = json!({ "contact_id": format!("CNT-{sub}"), "full_name": "Bench", "email": "b@example.com",
+                "customData": { "event": "subscribe", "plan": "starter", "subscription_id": sub } });
+            let r = http.post(&hook).json(&body).send().await.expect("webhook");
+            assert!(r.status().is_success());
+        }
+        while active(http).await < before + batch as u64 {
+            assert!(t0.elapsed() < Duration::from_secs(600), "the batch provisions");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        t0.elapsed().as_secs_f64()
+    };
+    let metrics = async |http: &reqwest::Client| -> String {
+        http.get(p.url("/metrics")).send().await.expect("metrics").text().await.expect("text")
+    };
+    let wait = "vmauto_scp_rate_limit_wait_seconds";
+
+    // The customers' links: one per VPS of a first batch.
+    provision("base", &http).await;
+    let page: serde_json::Value = http
+        .get(p.url("/api/v1/vps?state=active"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    let mut links = Vec::new();
+    for row in page["rows"].as_array().expect("rows") {
+        let id = row["id"].as_str().expect("id");
+        let r: serde_json::Value = http
+            .post(p.url(&format!("/api/v1/vps/{id}/upgrade-links")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("link")
+            .json()
+            .await
+            .expect("json");
+        links.push(r["url"].as_str().expect("url").rsplit('/').next().expect("token").to_string());
+    }
+
+    let m0 = metrics(&http).await;
+    let quiet = provision("quiet", &http).await;
+    let m1 = metrics(&http).await;
+    let (quiet_n, quiet_mean, quiet_p99) = histogram_delta(&m0, &m1, wait, "class=\"read\"");
+
+    let on = Arc::new(AtomicBool::new(true));
+    let answers = Arc::new(parking_lot::Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
+    let hammer: Vec<_> = (0..64)
+        .map(|c| {
+            let (on, answers, links) = (on.clone(), answers.clone(), links.clone());
+            let base = p.url("/upgrade/");
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut i = c;
+                while on.load(Ordering::Relaxed) {
+                    i += 1;
+                    let url = format!("{base}{}", links[i % links.len()]);
+                    if let Ok(r) = http.get(&url).send().await {
+                        *answers.lock().entry(r.status().as_u16()).or_default() += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let m2 = metrics(&http).await;
+    let hammered = provision("hammered", &http).await;
+    let m3 = metrics(&http).await;
+    on.store(false, Ordering::Relaxed);
+    for h in hammer {
+        h.await.expect("client");
+    }
+    let (busy_n, busy_mean, busy_p99) = histogram_delta(&m2, &m3, wait, "class=\"read\"");
+    let (cust_n, cust_mean, _) = histogram_delta(&m2, &m3, wait, "class=\"customer\"");
+    let scp_capacity_reads = counter(&m3, "vmauto_scp_requests_total", "op=\"overview\"")
+        - counter(&m2, "vmauto_scp_requests_total", "op=\"overview\"");
+    let answered: Vec<String> = answers.lock().iter().map(|(s, n)| format!("{n}×{s}")).collect();
+    let pages: u64 = answers.lock().values().sum();
+    p.stop();
+    sim.stop().await;
+    eprintln!(
+        "bench_hardening [customer pages]: provisioning {batch} VPSs alone took {quiet:.1} s, operations' SCP reads \
+         waited mean {:.0} ms p99 ≤{:.2} s ({quiet_n:.0} reads); while 64 clients opened {pages} upgrade pages \
+         ({:.0}/s; answers {}) it took {hammered:.1} s, operations' reads waited mean {:.0} ms p99 ≤{:.2} s \
+         ({busy_n:.0} reads); the pages cost SCP {scp_capacity_reads:.0} capacity reads ({cust_n:.0} customer-lane \
+         admissions, mean wait {:.0} ms)",
+        quiet_mean * 1000.0,
+        quiet_p99,
+        pages as f64 / hammered,
+        answered.join(", "),
+        busy_mean * 1000.0,
+        busy_p99,
+        cust_mean * 1000.0,
+    );
+}
