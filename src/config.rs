@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::actors::messages::NotifyKind;
+use crate::notice::NotifyKind;
 
 /// The default log filter: vmauto at info, the store's and server's internals at warn.
 pub const DEFAULT_LOG_LEVEL: &str = "info,surrealdb=warn,surrealkv=warn,actix_server=warn";

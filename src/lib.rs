@@ -15,6 +15,7 @@
 //! - [`http`]: routes only; handlers translate requests into messages or store reads.
 //! - [`lifecycle`]: VPS states, durable operations, and the decisions billing events cause.
 //! - [`provider`]: the provider contract and the Sangfor SCP client.
+//! - [`notice`]: what admins are told about (kind, severity, text), sent to the notifier.
 //! - [`notify`]: notification channels: admin and customer email (SMTP), signed outgoing
 //!   webhooks, one-time reveal links.
 //! - [`admin`]: what the admin UI and the JSON API read and do.
@@ -40,6 +41,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod notice;
 pub mod notify;
 pub mod ops;
 pub mod plugin_host;

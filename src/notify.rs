@@ -30,9 +30,9 @@ use serde_json::json;
 use self::delivery::Delivery;
 use self::email::{Email, Mailer};
 use self::templates::Templates;
-use crate::actors::messages::{Notify, NotifyKind, Severity};
 use crate::config::Config;
 use crate::db::Store;
+use crate::notice::{Notify, NotifyKind, Severity};
 
 /// The context of `email/alert.{txt,html}`.
 #[derive(Debug, Serialize)]

@@ -23,8 +23,9 @@ use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 use super::messages::{Notify, Shutdown};
 use super::supervisor::Supervision;
 use crate::config::{Config, DeleteMode, Secret};
+use crate::notice::{NotifyKind, Severity};
 use crate::provider::sangfor::SangforClient;
-use crate::provider::traffic::{BreakerState, Traffic, TrafficPolicy, for_customer};
+use crate::provider::traffic::{BreakerEvent, BreakerListener, BreakerState, Traffic, TrafficPolicy, for_customer};
 use crate::provider::{
     Capacity, Created, Image, Network, OpKey, PollPolicy, Provider, ProviderError, ProviderResult, Server, ServerId,
     ServerSpec, StorageTag, Subnet, TaskId, TaskState, Zone, power_off, wait_task,
@@ -291,7 +292,8 @@ impl SangforGateway {
         policy: TrafficPolicy,
         settings: GatewaySettings,
     ) -> Self {
-        let traffic = Arc::new(Traffic::new(policy, GatewayMetrics::new(&metrics), notify));
+        let listener = notify.map(|to| Arc::new(move |event| to.do_send(breaker_notice(event))) as BreakerListener);
+        let traffic = Arc::new(Traffic::new(policy, GatewayMetrics::new(&metrics), listener));
         let provider = SangforClient::new(&config.provider.sangfor, Arc::clone(&traffic))
             .map(|c| Arc::new(c) as Arc<dyn Provider>);
         match &provider {
@@ -394,6 +396,30 @@ handle!(GetTask => TaskState, |p, m, _s| p.get_task(&m.task_id).await);
 handle!(WaitTask => TaskState, |p, m, s| {
     wait_task(p.as_ref(), &m.task_id, m.timeout.unwrap_or(DEFAULT_TASK_TIMEOUT), s.poll).await
 });
+
+/// What admins are told when the circuit breaker opens or closes.
+fn breaker_notice(event: BreakerEvent) -> Notify {
+    let (kind, severity, title, body) = match event {
+        BreakerEvent::Opened { failures, cooldown } => (
+            NotifyKind::BreakerOpen,
+            Severity::Critical,
+            "SCP is failing: circuit breaker open",
+            format!(
+                "{failures} consecutive SCP requests failed (server errors, timeouts or connection errors). vmauto \
+                 stops sending requests for {}s, then probes again. Lifecycle operations wait and resume \
+                 automatically. Check that SCP is up and reachable.",
+                cooldown.as_secs()
+            ),
+        ),
+        BreakerEvent::Closed => (
+            NotifyKind::BreakerClosed,
+            Severity::Info,
+            "SCP is reachable again",
+            "The circuit breaker closed: requests to SCP flow again and waiting operations resume.".to_string(),
+        ),
+    };
+    Notify { kind, severity, title: title.to_string(), body, subject: None }
+}
 
 impl Handler<GetCapacityCached> for SangforGateway {
     type Result = ResponseFuture<ProviderResult<Capacity>>;

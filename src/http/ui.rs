@@ -917,7 +917,7 @@ async fn token_revoke(
 async fn smtp_test(state: web::Data<AppState>, user: UiUser, form: web::Form<CsrfForm>) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
-    use crate::actors::messages::{Notify, NotifyKind, Severity};
+    use crate::notice::{Notify, NotifyKind, Severity};
     let sent = state
         .handles
         .notifier

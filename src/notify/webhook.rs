@@ -12,8 +12,8 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use super::delivery::AttemptError;
-use crate::actors::messages::{Notify, NotifyKind, Severity};
 use crate::config::Secret;
+use crate::notice::{Notify, NotifyKind, Severity};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "X-Vmauto-Signature";

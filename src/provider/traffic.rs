@@ -13,13 +13,11 @@ mod queue;
 use std::future::Future;
 use std::time::Duration;
 
-use actix::Recipient;
 use rand::Rng;
 
-pub use breaker::{BreakerState, Verdict};
+pub use breaker::{BreakerEvent, BreakerListener, BreakerState, Verdict};
 pub use queue::{CUSTOMER_QUEUE, Full, Limits, Rate, RequestClass, Slot};
 
-use crate::actors::messages::Notify;
 use crate::config::SangforConfig;
 use crate::provider::ProviderError;
 use crate::telemetry::metrics::GatewayMetrics;
@@ -132,7 +130,8 @@ impl std::fmt::Debug for Traffic {
 }
 
 impl Traffic {
-    pub fn new(policy: TrafficPolicy, metrics: GatewayMetrics, notify: Option<Recipient<Notify>>) -> Self {
+    /// `listener` hears when the circuit breaker opens or closes.
+    pub fn new(policy: TrafficPolicy, metrics: GatewayMetrics, listener: Option<BreakerListener>) -> Self {
         let limits = Limits {
             read: policy.read,
             write: policy.write,
@@ -141,7 +140,8 @@ impl Traffic {
             max_queued: policy.max_queued,
         };
         let admission = queue::Admission::new(limits, metrics.clone());
-        let breaker = breaker::Breaker::new(policy.breaker_threshold, policy.breaker_cooldown, metrics.clone(), notify);
+        let breaker =
+            breaker::Breaker::new(policy.breaker_threshold, policy.breaker_cooldown, metrics.clone(), listener);
         Self { policy, admission, breaker, metrics }
     }
 

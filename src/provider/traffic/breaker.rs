@@ -4,16 +4,15 @@
 //! breaker opens and every call fails at once with [`ProviderError::CircuitOpen`] for
 //! `cooldown`. Then one probe is let through (half-open): an answer closes the breaker, an
 //! outage opens it again. Rate limiting and client errors are answers, so they never count.
-//! Opening and closing are reported to the notifier, because an SCP outage stalls every
-//! lifecycle operation and admins must hear of it.
+//! Opening and closing are emitted as [`BreakerEvent`]s to a listener (the gateway actor tells
+//! admins), because an SCP outage stalls every lifecycle operation and admins must hear of it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Recipient;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::actors::messages::{Notify, NotifyKind, Severity};
 use crate::provider::ProviderError;
 use crate::telemetry::metrics::GatewayMetrics;
 
@@ -33,6 +32,18 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+/// A change of the breaker that admins should hear of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerEvent {
+    /// `failures` outages in a row opened it; it probes again after `cooldown`.
+    Opened { failures: u32, cooldown: Duration },
+    /// The provider answered a probe: requests flow again.
+    Closed,
+}
+
+/// Who hears of [`BreakerEvent`]s. Called outside the breaker's lock.
+pub type BreakerListener = Arc<dyn Fn(BreakerEvent) + Send + Sync>;
+
 /// How a call ended, as far as the breaker cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -47,7 +58,7 @@ pub struct Breaker {
     threshold: u32,
     cooldown: Duration,
     metrics: GatewayMetrics,
-    notify: Option<Recipient<Notify>>,
+    listener: Option<BreakerListener>,
 }
 
 /// Permission to make one call; a half-open probe gives its slot back if dropped unused.
@@ -59,9 +70,9 @@ pub struct Ticket<'a> {
 
 impl Breaker {
     /// `threshold == 0` disables the breaker.
-    pub fn new(threshold: u32, cooldown: Duration, metrics: GatewayMetrics, notify: Option<Recipient<Notify>>) -> Self {
+    pub fn new(threshold: u32, cooldown: Duration, metrics: GatewayMetrics, listener: Option<BreakerListener>) -> Self {
         metrics.breaker_state.set(0);
-        Self { state: Mutex::new(State::Closed { failures: 0 }), threshold, cooldown, metrics, notify }
+        Self { state: Mutex::new(State::Closed { failures: 0 }), threshold, cooldown, metrics, listener }
     }
 
     pub fn state(&self) -> BreakerState {
@@ -113,12 +124,7 @@ impl Breaker {
                 drop(state);
                 self.transition(BreakerState::Closed);
                 tracing::info!("SCP answers again; circuit breaker closed");
-                self.tell(
-                    NotifyKind::BreakerClosed,
-                    Severity::Info,
-                    "SCP is reachable again",
-                    "The circuit breaker closed: requests to SCP flow again and waiting operations resume.",
-                );
+                self.emit(BreakerEvent::Closed);
             }
             (Verdict::Outage, State::Closed { failures }) => {
                 let failures = failures + 1;
@@ -144,17 +150,7 @@ impl Breaker {
     fn opened(&self, failures: u32) {
         self.transition(BreakerState::Open);
         tracing::error!(failures, cooldown = ?self.cooldown, "SCP keeps failing; circuit breaker opened");
-        self.tell(
-            NotifyKind::BreakerOpen,
-            Severity::Critical,
-            "SCP is failing: circuit breaker open",
-            &format!(
-                "{failures} consecutive SCP requests failed (server errors, timeouts or connection \
-                 errors). vmauto stops sending requests for {}s, then probes again. Lifecycle \
-                 operations wait and resume automatically. Check that SCP is up and reachable.",
-                self.cooldown.as_secs()
-            ),
-        );
+        self.emit(BreakerEvent::Opened { failures, cooldown: self.cooldown });
     }
 
     fn transition(&self, to: BreakerState) {
@@ -167,9 +163,9 @@ impl Breaker {
         self.metrics.breaker_transitions.with_label_values(&[label]).inc();
     }
 
-    fn tell(&self, kind: NotifyKind, severity: Severity, title: &str, body: &str) {
-        if let Some(r) = &self.notify {
-            r.do_send(Notify { kind, severity, title: title.into(), body: body.into(), subject: None });
+    fn emit(&self, event: BreakerEvent) {
+        if let Some(listener) = &self.listener {
+            listener(event);
         }
     }
 }
