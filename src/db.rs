@@ -15,6 +15,7 @@ use surrealdb::opt::auth::Root;
 
 use crate::config::Config;
 
+mod catalogue;
 pub mod inbox;
 
 /// Ordered migrations: `(version, name, SurrealQL)`. Append only; never edit a shipped one.

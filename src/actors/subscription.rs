@@ -286,7 +286,7 @@ impl Apply {
         event: &BillingEvent,
         plan_key: &str,
     ) -> anyhow::Result<Result<Template, String>> {
-        let mut catalogue = crate::plugin_host::load_catalogue(&self.store).await?;
+        let mut catalogue = self.store.catalogue().await?;
         catalogue.mappings.retain(|m| m.source == source);
         let mut event = event.clone();
         event.plan_key = Some(plan_key.to_string());

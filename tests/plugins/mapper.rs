@@ -87,7 +87,7 @@ async fn the_catalogue_is_read_from_the_store_tables() {
         .await
         .unwrap();
     store.create("plan_mapping", json!({"source": "ghl", "plan_key": "vps-small", "template": "small"})).await.unwrap();
-    let catalogue = vmauto::plugin_host::load_catalogue(&store).await.expect("catalogue");
+    let catalogue = store.catalogue().await.expect("catalogue");
     assert_eq!(catalogue.templates.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["off", "small"]);
     assert_eq!(catalogue.templates[1].memory_mb, 1024);
     assert!(!catalogue.templates[0].enabled);
