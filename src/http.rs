@@ -58,6 +58,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What applying a Stripe event needs of the appliance.
+    pub fn fulfilment(&self) -> crate::upgrade::fulfil::Ctx<'_> {
+        crate::upgrade::fulfil::Ctx {
+            store: &self.store,
+            config: &self.config,
+            notifier: &self.handles.notifier,
+            registry: &self.handles.registry,
+        }
+    }
+
     fn peer_is_trusted_proxy(&self, req: &actix_web::HttpRequest) -> bool {
         req.peer_addr().is_some_and(|p| self.trusted_proxies.iter().any(|n| n.contains(&p.ip())))
     }
@@ -121,7 +131,7 @@ pub async fn replay_inbox(
     }
     let source = row.map(|e| e["source"].clone());
     let outcomes = if source.as_ref().and_then(serde_json::Value::as_str) == Some(crate::upgrade::INBOX_SOURCE) {
-        crate::upgrade::fulfil::replay(state, key).await.map(|o| vec![o])
+        crate::upgrade::fulfil::replay(state.fulfilment(), key).await.map(|o| vec![o])
     } else {
         let replay = crate::actors::webhook::Replay { key: key.to_string(), requested_by: actor.to_string() };
         state

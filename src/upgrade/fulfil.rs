@@ -14,11 +14,23 @@
 use serde_json::{Value, json};
 
 use super::{links, meta};
-use crate::actors::messages::{Notify, NotifyKind, Severity};
+use crate::actors::notifier::Notifier;
+use crate::actors::registry::VpsRegistry;
 use crate::actors::subscription::EventOutcome;
-use crate::http::AppState;
+use crate::config::Config;
+use crate::db::Store;
 use crate::lifecycle::store::Level;
 use crate::lifecycle::{OpKind, Spec};
+use crate::notice::{Notify, NotifyKind, Severity};
+
+/// What fulfilment uses of the running appliance.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub store: &'a Store,
+    pub config: &'a Config,
+    pub notifier: &'a actix::Addr<Notifier>,
+    pub registry: &'a actix::Addr<VpsRegistry>,
+}
 
 /// Who the resize is requested by.
 pub fn requested_by(session: &str) -> String {
@@ -33,7 +45,7 @@ pub fn operation_key(session: &str) -> String {
 
 /// Applies one verified Stripe event; the outcome is written on its inbox row. An `Err` is a
 /// transient failure (the store): the caller answers non-2xx so Stripe delivers it again.
-pub async fn handle_event(state: &AppState, event: &Value) -> anyhow::Result<EventOutcome> {
+pub async fn handle_event(state: Ctx<'_>, event: &Value) -> anyhow::Result<EventOutcome> {
     let kind = event["type"].as_str().unwrap_or_default();
     let object = &event["data"]["object"];
     match kind {
@@ -54,7 +66,7 @@ pub async fn handle_event(state: &AppState, event: &Value) -> anyhow::Result<Eve
 
 /// Applies a stored `/stripe/webhook` inbox row again (an admin's replay from the inbox);
 /// idempotent like a redelivery. The outcome is written on the row.
-pub async fn replay(state: &AppState, inbox_key: &str) -> anyhow::Result<EventOutcome> {
+pub async fn replay(state: Ctx<'_>, inbox_key: &str) -> anyhow::Result<EventOutcome> {
     #[derive(serde::Deserialize)]
     struct Row {
         source: String,
@@ -93,8 +105,8 @@ fn meta_u64(object: &Value, key: &str) -> Option<u64> {
     meta_str(object, key).and_then(|s| s.parse().ok())
 }
 
-async fn fulfil(state: &AppState, event: &Value, session: &Value) -> anyhow::Result<EventOutcome> {
-    let store = &state.store;
+async fn fulfil(state: Ctx<'_>, event: &Value, session: &Value) -> anyhow::Result<EventOutcome> {
+    let store = state.store;
     let Some(sid) = session["id"].as_str().filter(|s| !s.is_empty()) else {
         return Ok(EventOutcome::new("failed", "the session has no id"));
     };
@@ -155,7 +167,7 @@ async fn fulfil(state: &AppState, event: &Value, session: &Value) -> anyhow::Res
                 json!({ "session": sid, "link": link_id }),
             )
             .await;
-        state.handles.notifier.do_send(Notify {
+        state.notifier.do_send(Notify {
             kind: NotifyKind::PaymentIssue,
             severity: Severity::Warning,
             title: format!("Refund needed: a second upgrade payment for VPS {vps_id}"),
@@ -182,7 +194,7 @@ async fn fulfil(state: &AppState, event: &Value, session: &Value) -> anyhow::Res
                     json!({ "sid": sid }),
                 )
                 .await?;
-            state.handles.notifier.do_send(Notify {
+            state.notifier.do_send(Notify {
                 kind: NotifyKind::PaymentIssue,
                 severity: Severity::Critical,
                 title: format!("An upgrade was paid for a missing VPS {vps_id}"),
@@ -202,7 +214,7 @@ async fn fulfil(state: &AppState, event: &Value, session: &Value) -> anyhow::Res
         )
         .await?;
     // Wake the VPS's actor every time: after a crash this is what runs the queued resize.
-    state.handles.registry.do_send(crate::actors::registry::Activate { vps: vps_id.to_string() });
+    state.registry.do_send(crate::actors::registry::Activate { vps: vps_id.to_string() });
     if first.is_empty() {
         return Ok(EventOutcome::new("processed", format!("payment {sid} was recorded before; resize {op} queued")));
     }
@@ -231,7 +243,7 @@ fn key_livemode(key: &str) -> Option<bool> {
 /// Why a paid session does not pay for the offer it names, if it does not: a test-mode event
 /// reaching a live appliance (or the other way round), or an amount or currency other than
 /// the offer's. Such a payment applies nothing.
-async fn mismatch(state: &AppState, event: &Value, session: &Value, offer_id: &str) -> anyhow::Result<Option<String>> {
+async fn mismatch(state: Ctx<'_>, event: &Value, session: &Value, offer_id: &str) -> anyhow::Result<Option<String>> {
     let livemode = event["livemode"].as_bool().or_else(|| session["livemode"].as_bool());
     if let Some(expected) = key_livemode(state.config.stripe.secret_key.expose())
         && livemode != Some(expected)
@@ -247,7 +259,7 @@ async fn mismatch(state: &AppState, event: &Value, session: &Value, offer_id: &s
             mode(Some(expected))
         )));
     }
-    let Some(offer) = super::offers::get_offer(&state.store, offer_id).await? else {
+    let Some(offer) = super::offers::get_offer(state.store, offer_id).await? else {
         return Ok(Some(format!("offer {offer_id} no longer exists")));
     };
     let amount = session["amount_total"].as_u64();
@@ -265,7 +277,7 @@ async fn mismatch(state: &AppState, event: &Value, session: &Value, offer_id: &s
 /// Records a payment that does not match its offer (`status = 'mismatch'`) and asks an admin
 /// to decide: apply the upgrade by hand or refund. The link stays unused.
 async fn park_mismatch(
-    state: &AppState,
+    state: Ctx<'_>,
     event: &Value,
     session: &Value,
     sid: &str,
@@ -273,7 +285,7 @@ async fn park_mismatch(
     subject: &str,
     problem: &str,
 ) -> anyhow::Result<EventOutcome> {
-    let store = &state.store;
+    let store = state.store;
     let created: Vec<Value> = store
         .query_one(
             "IF !(SELECT VALUE id FROM type::record('payment', $sid))[0] {
@@ -305,7 +317,7 @@ async fn park_mismatch(
                 json!({ "session": sid, "problem": problem }),
             )
             .await;
-        state.handles.notifier.do_send(Notify {
+        state.notifier.do_send(Notify {
             kind: NotifyKind::PaymentIssue,
             severity: Severity::Warning,
             title: format!("An upgrade payment for VPS {vps_id} does not match its offer"),
@@ -317,8 +329,8 @@ async fn park_mismatch(
 }
 
 /// A refund or dispute: tell an admin, mark the payment; no automatic downgrade.
-async fn payment_issue(state: &AppState, kind: &str, object: &Value) -> anyhow::Result<EventOutcome> {
-    let store = &state.store;
+async fn payment_issue(state: Ctx<'_>, kind: &str, object: &Value) -> anyhow::Result<EventOutcome> {
+    let store = state.store;
     let intent = object["payment_intent"].as_str().unwrap_or_default();
     #[derive(serde::Deserialize)]
     struct Row {
@@ -368,7 +380,7 @@ async fn payment_issue(state: &AppState, kind: &str, object: &Value) -> anyhow::
             json!({ "event": kind, "object": object["id"] }),
         )
         .await;
-    state.handles.notifier.do_send(Notify {
+    state.notifier.do_send(Notify {
         kind: NotifyKind::PaymentIssue,
         severity: Severity::Warning,
         title: format!("Upgrade payment {what} for VPS {vps}"),
