@@ -1,5 +1,6 @@
 //! The supervised actor tree (design.md §2). One actor per file; shared messages in
-//! [`messages`]; the tree is built in one place, [`supervisor::spawn_tree`].
+//! [`messages`]; the tree is built in one place, [`tree::spawn_tree`]; restarts are
+//! [`supervisor`]'s.
 
 pub mod gateway;
 pub mod messages;
@@ -10,5 +11,6 @@ pub mod registry;
 pub mod scheduler;
 pub mod subscription;
 pub mod supervisor;
+pub mod tree;
 pub mod vps;
 pub mod webhook;

@@ -9,7 +9,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 
-use crate::actors::supervisor::{Handles, TreeDeps, spawn_tree};
+use crate::actors::tree::{Handles, TreeDeps, spawn_tree};
 use crate::config::Config;
 use crate::db::Store;
 use crate::http::{self, AppState};

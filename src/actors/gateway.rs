@@ -12,7 +12,7 @@
 //! with [`ProviderError::NotConfigured`], so the rest of the appliance (UI, webhooks inbox)
 //! runs while an admin finishes the set-up.
 //!
-//! Contract with the tree (`supervisor::spawn_tree`): `SangforGateway::new(config, metrics,
+//! Contract with the tree (`tree::spawn_tree`): `SangforGateway::new(config, metrics,
 //! notify)`, a supervised child.
 
 use std::sync::Arc;
@@ -396,6 +396,18 @@ handle!(GetTask => TaskState, |p, m, _s| p.get_task(&m.task_id).await);
 handle!(WaitTask => TaskState, |p, m, s| {
     wait_task(p.as_ref(), &m.task_id, m.timeout.unwrap_or(DEFAULT_TASK_TIMEOUT), s.poll).await
 });
+
+/// Reads an AZ's capacity for a customer page: [`GetCapacityCached`] (cached, in the
+/// customers' lane), as the reader `upgrade::offers_for_vps` takes.
+pub fn customer_capacity(
+    gateway: &actix::Addr<SangforGateway>,
+) -> impl AsyncFnOnce(String) -> anyhow::Result<Capacity> {
+    let gateway = gateway.clone();
+    async move |zone: String| {
+        let read = GetCapacityCached { zone_id: Some(zone) };
+        Ok(gateway.send(read).await.map_err(|_| anyhow::anyhow!("the SCP gateway is not running"))??)
+    }
+}
 
 /// What admins are told when the circuit breaker opens or closes.
 fn breaker_notice(event: BreakerEvent) -> Notify {

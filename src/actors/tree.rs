@@ -1,0 +1,132 @@
+//! The one place the actor tree is built ([`spawn_tree`]), downstream first, every child
+//! under [`actix::Supervisor`] (see [`super::supervisor`]), and the addresses the rest of the
+//! process talks to ([`Handles`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Addr, Supervisor};
+
+use super::gateway::SangforGateway;
+use super::messages::Shutdown;
+use super::notifier::Notifier;
+use super::plugins::PluginHost;
+use super::reconciler::Reconciler;
+use super::registry::VpsRegistry;
+use super::scheduler::Scheduler;
+use super::subscription::SubscriptionActor;
+use super::vps::exec::ExecContext;
+use super::webhook::WebhookActor;
+use crate::config::Config;
+use crate::db::Store;
+use crate::secrets::Sealer;
+use crate::telemetry::metrics::Metrics;
+
+/// What the tree needs from the rest of the process.
+#[derive(Clone)]
+pub struct TreeDeps {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Seals VM root passwords.
+    pub sealer: Arc<Sealer>,
+    /// This installation's id, part of every VM ownership tag.
+    pub install_id: String,
+}
+
+/// Addresses of the running children.
+#[derive(Clone)]
+pub struct Handles {
+    pub notifier: Addr<Notifier>,
+    pub gateway: Addr<SangforGateway>,
+    pub plugins: Addr<PluginHost>,
+    pub registry: Addr<VpsRegistry>,
+    pub subscription: Addr<SubscriptionActor>,
+    pub webhook: Addr<WebhookActor>,
+    pub scheduler: Addr<Scheduler>,
+    pub reconciler: Addr<Reconciler>,
+}
+
+impl Handles {
+    /// Names of children whose mailbox is closed (empty when the whole tree runs).
+    pub fn stopped(&self) -> Vec<&'static str> {
+        let checks = [
+            ("notifier", self.notifier.connected()),
+            ("gateway", self.gateway.connected()),
+            ("plugins", self.plugins.connected()),
+            ("registry", self.registry.connected()),
+            ("subscription", self.subscription.connected()),
+            ("webhook", self.webhook.connected()),
+            ("scheduler", self.scheduler.connected()),
+            ("reconciler", self.reconciler.connected()),
+        ];
+        checks.into_iter().filter(|(_, up)| !up).map(|(n, _)| n).collect()
+    }
+
+    /// Asks every child to finish its work, upstream first (webhooks stop feeding the
+    /// lifecycle before the lifecycle stops), waiting at most `timeout` in all.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let steps = async {
+            let _ = self.webhook.send(Shutdown).await;
+            let _ = self.subscription.send(Shutdown).await;
+            let _ = self.scheduler.send(Shutdown).await;
+            let _ = self.reconciler.send(Shutdown).await;
+            let _ = self.registry.send(Shutdown).await;
+            let _ = self.plugins.send(Shutdown).await;
+            let _ = self.gateway.send(Shutdown).await;
+            let _ = self.notifier.send(Shutdown).await;
+        };
+        if tokio::time::timeout(timeout, steps).await.is_err() {
+            tracing::warn!(timeout_secs = timeout.as_secs(), "actors did not finish within the shutdown timeout");
+        }
+    }
+}
+
+/// Builds the supervision tree, downstream first, and returns the children's addresses.
+pub fn spawn_tree(deps: &TreeDeps) -> Handles {
+    let m = &deps.metrics;
+    let notifier = {
+        let (store, metrics, config) = (deps.store.clone(), m.clone(), deps.config.clone());
+        Supervisor::start(move |_| Notifier::new(store, metrics, config))
+    };
+    let gateway = {
+        let (config, metrics, notify) = (deps.config.clone(), m.clone(), notifier.clone().recipient());
+        Supervisor::start(move |_| SangforGateway::new(config, metrics, Some(notify)))
+    };
+    let plugins = {
+        let (config, metrics) = (deps.config.clone(), m.clone());
+        Supervisor::start(move |_| PluginHost::new(config, metrics))
+    };
+    let registry = {
+        let cx = ExecContext {
+            store: deps.store.clone(),
+            gateway: gateway.clone(),
+            sealer: deps.sealer.clone(),
+            install_id: deps.install_id.clone(),
+        };
+        let (config, metrics, notify) = (deps.config.clone(), m.clone(), notifier.clone().recipient());
+        Supervisor::start(move |_| VpsRegistry::new(cx, config, notify, metrics))
+    };
+    let subscription = {
+        let (store, config, metrics, registry, notify) =
+            (deps.store.clone(), deps.config.clone(), m.clone(), registry.clone(), notifier.clone().recipient());
+        let plugins = plugins.clone();
+        Supervisor::start(move |_| SubscriptionActor::new(store, config, plugins, registry, notify, metrics))
+    };
+    let webhook = {
+        let (store, metrics, subscription) = (deps.store.clone(), m.clone(), subscription.clone());
+        Supervisor::start(move |_| WebhookActor::new(store, subscription, metrics))
+    };
+    let scheduler = {
+        let (metrics, registry, store, inbox) =
+            (m.clone(), registry.clone(), deps.store.clone(), deps.config.inbox.clone());
+        Supervisor::start(move |_| Scheduler::new(registry, store, inbox, metrics))
+    };
+    let reconciler = {
+        let (config, store, metrics, gateway, notify) =
+            (deps.config.clone(), deps.store.clone(), m.clone(), gateway.clone(), notifier.clone().recipient());
+        let install = deps.install_id.clone();
+        Supervisor::start(move |_| Reconciler::new(config, store, gateway, notify, install, metrics))
+    };
+    Handles { notifier, gateway, plugins, registry, subscription, webhook, scheduler, reconciler }
+}
