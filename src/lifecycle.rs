@@ -5,7 +5,6 @@
 //! machine is tested without a store; [`store`] holds the queries that read that state and
 //! write a decision's rows in one transaction.
 
-pub mod exec;
 pub mod kpi;
 pub mod store;
 
@@ -416,5 +415,19 @@ mod tests {
         assert!(retry_delay(1, 2, 300).as_secs_f64() <= 2.5);
         assert!(retry_delay(3, 2, 300).as_secs_f64() >= 7.0);
         assert!(retry_delay(30, 2, 300).as_secs_f64() <= 300.0 * 1.125 + 0.01);
+    }
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventOutcome {
+    /// `processed`, `ignored`, `stale`, `parked` or `failed`.
+    pub status: &'static str,
+    pub detail: String,
+}
+
+impl EventOutcome {
+    pub fn new(status: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, detail: detail.into() }
     }
 }

@@ -9,9 +9,9 @@ use chrono::Utc;
 
 use super::messages::{Notify, Shutdown};
 use super::supervisor::Supervision;
+use super::vps::exec::ExecContext;
 use super::vps::{Kick, VpsActor};
 use crate::config::Config;
-use crate::lifecycle::exec::ExecContext;
 use crate::telemetry::metrics::Metrics;
 
 /// Run (or look again at) a VPS's due operations.

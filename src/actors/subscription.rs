@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr, AtomicResponse, Context, Handler, Message, Recipient, WrapFuture};
 use chrono::Utc;
-use serde::Serialize;
 use serde_json::json;
 
 use super::messages::{Notify, NotifyKind, Severity, Shutdown};
@@ -34,19 +33,7 @@ pub struct HandleEvents {
     pub events: Vec<BillingEvent>,
 }
 
-/// What became of one event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventOutcome {
-    /// `processed`, `ignored`, `stale`, `parked` or `failed`.
-    pub status: &'static str,
-    pub detail: String,
-}
-
-impl EventOutcome {
-    pub fn new(status: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into() }
-    }
-}
+pub use crate::lifecycle::EventOutcome;
 
 pub struct SubscriptionActor {
     store: Store,

@@ -5,15 +5,17 @@
 //! back-off (the retry time is stored, and the scheduler wakes the VPS again); a permanent
 //! failure or exhausted retries mark the operation `dead`, the VPS `failed`, and alert admins.
 
+pub mod exec;
+
 use std::sync::Arc;
 
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient, WrapFuture};
 use chrono::Utc;
 use serde_json::json;
 
+use self::exec::{ExecContext, Outcome, execute};
 use super::messages::{Notify, NotifyKind, Severity};
 use crate::config::Config;
-use crate::lifecycle::exec::{ExecContext, Outcome, execute};
 use crate::lifecycle::store::Level;
 use crate::lifecycle::{OpKind, OpState, Operation, retry_delay};
 

@@ -18,13 +18,13 @@ use std::time::Duration;
 use actix::Addr;
 use serde_json::{Value, json};
 
-use super::{OpKind, Operation, Spec, Template, owner_tag};
 use crate::actors::gateway::{
     CreateServer, DeleteServer, FindServersByTag, GetServer, PowerOff, RebootServer, ResizeDisk, SangforGateway,
     SetPassword, StartServer, UpdateCompute, WaitTask,
 };
 use crate::db::Store;
 use crate::lifecycle::store::Level;
+use crate::lifecycle::{OpKind, Operation, Spec, Template, owner_tag};
 use crate::provider::{
     NicSpec, OpKey, ProviderError, ProviderResult, Server, ServerId, ServerSpec, ServerStatus, TaskId,
 };
