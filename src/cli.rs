@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use crate::commands::{
+    AdminCommand, RemoteCommand, SettingsCommand, UpgradeCommand, execute_admin, execute_settings, execute_upgrade,
+};
 use crate::config::{CliOverrides, Config};
 
 /// Where the configuration file is looked for when `--config` is not given.
@@ -93,36 +96,6 @@ pub enum Command {
     Healthcheck,
 }
 
-#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "upgrade", rename_all = "snake_case")]
-pub enum UpgradeCommand {
-    /// Issue an upgrade link for a VPS and print its URL.
-    Link {
-        /// The VPS id.
-        vps: String,
-    },
-    /// Revoke an upgrade link by its id (printed when it was issued).
-    Revoke {
-        /// The link id.
-        link: String,
-    },
-    /// List the upgrade offers.
-    Offers,
-}
-
-#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "settings", rename_all = "snake_case")]
-pub enum SettingsCommand {
-    /// Every editable setting and its value in effect (secrets: set or not set).
-    List,
-    /// Change settings: KEY=VALUE (repeatable). VALUE `-` reads the value from standard input,
-    /// so a secret stays out of the shell history and the process list.
-    Set {
-        #[arg(value_name = "KEY=VALUE", required = true)]
-        pairs: Vec<String>,
-    },
-}
-
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// List the bundled plugins and those in the plugin directory.
@@ -145,54 +118,6 @@ pub enum PluginCommand {
     },
     /// Check a component against the plugin contract: version, kind, exports, imports.
     Check { file: PathBuf },
-}
-
-#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "admin", rename_all = "snake_case")]
-pub enum AdminCommand {
-    /// Add a user with a generated password, printed once as `password: …`.
-    AddUser {
-        username: String,
-        #[arg(long, value_enum, default_value = "admin")]
-        role: crate::auth::Role,
-    },
-    /// Give a user a new generated password (printed once); unlocks the account and ends its
-    /// sessions.
-    ResetPassword { username: String },
-    /// Disable a user (their sessions end at once).
-    Disable { username: String },
-    /// Turn off a user's two-factor login (a lost phone); they can set it up again.
-    Reset2fa { username: String },
-    /// Enable a disabled user.
-    Enable { username: String },
-    /// List the users.
-    ListUsers,
-    /// API tokens: create (printed once), list, revoke. Works while the appliance runs.
-    Token {
-        #[command(subcommand)]
-        command: TokenCommand,
-    },
-    /// Retry a dead operation (as the Retry button does): refused when it would bring a VM
-    /// back to a deleted VPS or a cancelled subscription. Works while the appliance runs.
-    Retry {
-        /// The operation id (shown on the VPS page and by the API).
-        operation: String,
-    },
-}
-
-#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum TokenCommand {
-    /// Create a token; it is printed once, as `token: …`.
-    Create {
-        name: String,
-        #[arg(long, value_enum, default_value = "viewer")]
-        role: crate::auth::Role,
-    },
-    /// List the tokens (never their values).
-    List,
-    /// Revoke a token by its id (from `list`).
-    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -351,16 +276,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// An operator command that the running appliance can run for the CLI
-/// (`POST /internal/cli`), when the CLI cannot open the store itself.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RemoteCommand {
-    Admin(AdminCommand),
-    Upgrade(UpgradeCommand),
-    Settings(SettingsCommand),
-}
-
 async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()> {
     if let AdminCommand::Retry { operation } = command {
         println!("{}", crate::ops::retry(config, operation).await?);
@@ -379,58 +294,6 @@ async fn run_admin(config: &Config, command: &AdminCommand) -> anyhow::Result<()
     Ok(())
 }
 
-/// Runs an admin command against `auth`; answers what to print.
-pub async fn execute_admin(auth: &crate::auth::Auth, command: &AdminCommand) -> anyhow::Result<String> {
-    use std::fmt::Write;
-    let mut out = String::new();
-    match command {
-        AdminCommand::AddUser { username, role } => {
-            let password = crate::secrets::generate_password();
-            auth.add_user(username, password.expose(), *role).await?;
-            writeln!(out, "added {role} {username}")?;
-            writeln!(out, "password: {}", password.expose())?;
-        }
-        AdminCommand::ResetPassword { username } => {
-            let password = crate::secrets::generate_password();
-            auth.set_password(username, password.expose()).await?;
-            writeln!(out, "new password for {username}; their sessions have ended")?;
-            writeln!(out, "password: {}", password.expose())?;
-        }
-        AdminCommand::Disable { username } => {
-            auth.set_disabled(username, true).await?;
-            writeln!(out, "disabled {username}; their sessions have ended")?;
-        }
-        AdminCommand::Reset2fa { username } => {
-            auth.reset_totp(username).await?;
-            writeln!(out, "two-factor login of {username} is off; they can set it up again under Account")?;
-        }
-        AdminCommand::Enable { username } => {
-            auth.set_disabled(username, false).await?;
-            writeln!(out, "enabled {username}")?;
-        }
-        AdminCommand::Token { command } => out.push_str(&crate::ops::run_tokens(auth, command).await?),
-        AdminCommand::Retry { .. } => anyhow::bail!("retry has its own way to the running appliance"),
-        AdminCommand::ListUsers => {
-            let users = auth.users().await?;
-            if users.is_empty() {
-                writeln!(out, "no users yet: add one with `vmauto admin add-user <name>`")?;
-            }
-            for u in users {
-                let state = if u.disabled { "disabled" } else { "active" };
-                writeln!(
-                    out,
-                    "{}\t{}\t{}\tlast login {}",
-                    u.username,
-                    u.role,
-                    state,
-                    u.last_login_at.as_deref().unwrap_or("never")
-                )?;
-            }
-        }
-    }
-    Ok(out)
-}
-
 async fn run_upgrade(config: &Config, command: &UpgradeCommand) -> anyhow::Result<()> {
     let out = match crate::db::Store::open(config).await {
         Ok(store) => {
@@ -441,61 +304,6 @@ async fn run_upgrade(config: &Config, command: &UpgradeCommand) -> anyhow::Resul
     };
     print!("{out}");
     Ok(())
-}
-
-/// Runs an upgrade command; answers what to print.
-pub async fn execute_upgrade(
-    store: &crate::db::Store,
-    config: &Config,
-    sealer: &crate::secrets::Sealer,
-    command: &UpgradeCommand,
-) -> anyhow::Result<String> {
-    use std::fmt::Write;
-    let mut out = String::new();
-    crate::upgrade::offers::sync_config_offers(store, config).await?;
-    match command {
-        UpgradeCommand::Link { vps } => {
-            let link = crate::upgrade::issue_link(store, config, sealer, vps, "cli").await?;
-            writeln!(out, "{}", link.url)?;
-            writeln!(
-                out,
-                "link id {} (for `vmauto upgrade revoke`), valid until {}",
-                link.id,
-                link.expires_at.to_rfc3339()
-            )?;
-        }
-        UpgradeCommand::Revoke { link } => {
-            if !crate::upgrade::revoke_link(store, link, "cli").await? {
-                anyhow::bail!("there is no upgrade link {link}");
-            }
-            writeln!(out, "revoked upgrade link {link}")?;
-        }
-        UpgradeCommand::Offers => {
-            let offers = crate::upgrade::list_offers(store).await?;
-            if offers.is_empty() {
-                writeln!(out, "no upgrade offers; declare them as [[stripe.offers]] in appliance.toml")?;
-            }
-            for o in offers {
-                let what = if o.to_template.is_empty() {
-                    format!("+{} vCPU, +{} GB memory, +{} GB disk", o.add_cores, o.add_memory_gb, o.add_disk_gb)
-                } else {
-                    format!("to template {}", o.to_template)
-                };
-                let from =
-                    if o.from_template.is_empty() { "any template".to_string() } else { o.from_template.clone() };
-                writeln!(
-                    out,
-                    "{}\t{}\t{}\tfrom {from}\t{}\t{}",
-                    o.id,
-                    if o.enabled { "enabled" } else { "disabled" },
-                    o.name,
-                    what,
-                    crate::upgrade::format_price(o.price, &o.currency)
-                )?;
-            }
-        }
-    }
-    Ok(out)
 }
 
 async fn run_settings(config: &Config, command: &SettingsCommand) -> anyhow::Result<()> {
@@ -528,46 +336,6 @@ async fn run_settings(config: &Config, command: &SettingsCommand) -> anyhow::Res
     };
     print!("{out}");
     Ok(())
-}
-
-/// Runs a settings command for `actor`; answers what to print.
-pub async fn execute_settings(
-    store: &crate::db::Store,
-    config: &Config,
-    sealer: &crate::secrets::Sealer,
-    command: &SettingsCommand,
-    actor: &str,
-) -> anyhow::Result<String> {
-    use std::fmt::Write;
-    let mut out = String::new();
-    match command {
-        SettingsCommand::List => {
-            let stored = crate::settings::stored(store).await?;
-            for v in crate::settings::views(config, &stored) {
-                let value = match (v.secret, v.is_set) {
-                    (true, true) => "(set, hidden)".to_string(),
-                    (true, false) => "(not set)".to_string(),
-                    (false, _) => v.value,
-                };
-                let origin = match &v.pending {
-                    Some(p) => format!("saved here: {p}, in effect after a restart"),
-                    None if v.saved => "saved here".to_string(),
-                    None => "file/default".to_string(),
-                };
-                writeln!(out, "{}\t{value}\t{origin}\t{}", v.key, v.label)?;
-            }
-        }
-        SettingsCommand::Set { pairs } => {
-            let mut changes = std::collections::BTreeMap::new();
-            for pair in pairs {
-                let (key, value) = pair.split_once('=').with_context(|| format!("{pair:?}: write KEY=VALUE"))?;
-                changes.insert(key.trim().to_string(), value.to_string());
-            }
-            let changed = crate::settings::change(store, sealer, config, &changes, actor).await?;
-            writeln!(out, "{}", crate::settings::change_message(&changed))?;
-        }
-    }
-    Ok(out)
 }
 
 async fn run_db(config: &Config, command: &DbCommand) -> anyhow::Result<()> {

@@ -26,6 +26,7 @@
 //! - [`sim`]: the SCP simulator used by tests, benchmarks and `vmauto demo`.
 //! - [`app`]: starts the store, the tree and the HTTP server; graceful shutdown.
 //! - [`cli`]: the command-line interface of the `vmauto` binary.
+//! - [`commands`]: operator commands run by the CLI or, for it, by the running appliance.
 //! - [`ops`]: `vmauto healthcheck` and the online export client (talk to a running appliance).
 //! - [`demo`]: `vmauto demo`, the simulator and the appliance together on loopback.
 
@@ -35,6 +36,7 @@ pub mod app;
 pub mod auth;
 pub mod billing;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -174,50 +174,11 @@ pub async fn purge(config: &Config) -> anyhow::Result<String> {
     ))
 }
 
-/// Runs a token command against `auth`; answers what the CLI prints.
-pub async fn run_tokens(auth: &crate::auth::Auth, command: &crate::cli::TokenCommand) -> anyhow::Result<String> {
-    use crate::cli::TokenCommand;
-    Ok(match command {
-        TokenCommand::Create { name, role } => {
-            let token = auth.create_token(name, *role, "cli").await?;
-            format!("created {role} token {name}; it is shown only now:\ntoken: {token}\n")
-        }
-        TokenCommand::List => {
-            let rows = auth.tokens().await?;
-            if rows.is_empty() {
-                return Ok("no API tokens; create one with `vmauto admin token create NAME --role viewer`\n".into());
-            }
-            rows.iter()
-                .map(|t| {
-                    format!(
-                        "{}\t{}\t{}\tcreated {} by {}\tlast used {}{}\n",
-                        t["id"].as_str().unwrap_or_default(),
-                        t["name"].as_str().unwrap_or_default(),
-                        t["role"].as_str().unwrap_or_default(),
-                        t["created_at"].as_str().unwrap_or_default(),
-                        t["created_by"].as_str().unwrap_or_default(),
-                        t["last_used_at"].as_str().unwrap_or("never"),
-                        if t["revoked"] == serde_json::json!(true) { "\trevoked" } else { "" }
-                    )
-                })
-                .collect()
-        }
-        TokenCommand::Revoke { id } => {
-            anyhow::ensure!(
-                auth.tokens().await?.iter().any(|t| t["id"] == serde_json::json!(id)),
-                "there is no API token {id} (see `vmauto admin token list`)"
-            );
-            auth.revoke_token(id).await?;
-            format!("revoked API token {id}\n")
-        }
-    })
-}
-
 /// Has the running appliance run an operator command (`POST /internal/cli`); answers what to
 /// print.
 pub async fn remote(
     config: &Config,
-    command: &crate::cli::RemoteCommand,
+    command: &crate::commands::RemoteCommand,
     direct: &anyhow::Error,
 ) -> anyhow::Result<String> {
     let answer = local_post_json(config, "/internal/cli", direct, Some(serde_json::to_value(command)?)).await?;

@@ -94,15 +94,17 @@ async fn post_purge(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 async fn post_cli(
     req: HttpRequest,
     state: web::Data<AppState>,
-    command: web::Json<crate::cli::RemoteCommand>,
+    command: web::Json<crate::commands::RemoteCommand>,
 ) -> Result<HttpResponse, AppError> {
-    use crate::cli::RemoteCommand;
+    use crate::commands::RemoteCommand;
     local_operator(&req, &state, "operator command")?;
     let out = match &*command {
-        RemoteCommand::Admin(c) => crate::cli::execute_admin(&state.auth, c).await,
-        RemoteCommand::Upgrade(c) => crate::cli::execute_upgrade(&state.store, &state.config, &state.sealer, c).await,
+        RemoteCommand::Admin(c) => crate::commands::execute_admin(&state.auth, c).await,
+        RemoteCommand::Upgrade(c) => {
+            crate::commands::execute_upgrade(&state.store, &state.config, &state.sealer, c).await
+        }
         RemoteCommand::Settings(c) => {
-            crate::cli::execute_settings(&state.store, &state.config, &state.sealer, c, "cli").await
+            crate::commands::execute_settings(&state.store, &state.config, &state.sealer, c, "cli").await
         }
     };
     match out {
