@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use actix_web::web;
 
-use crate::actors::supervisor::Handles;
+use crate::actors::tree::Handles;
 use crate::config::Config;
 use crate::db::Store;
 use crate::lifecycle::store::Level;
@@ -63,8 +63,11 @@ impl AppState {
         crate::upgrade::fulfil::Ctx {
             store: &self.store,
             config: &self.config,
-            notifier: &self.handles.notifier,
-            registry: &self.handles.registry,
+            notifier: self.handles.notifier.clone().recipient(),
+            wake: {
+                let registry = self.handles.registry.clone();
+                Arc::new(move |vps: &str| registry.do_send(crate::actors::registry::Activate { vps: vps.to_string() }))
+            },
         }
     }
 
@@ -131,7 +134,7 @@ pub async fn replay_inbox(
     }
     let source = row.map(|e| e["source"].clone());
     let outcomes = if source.as_ref().and_then(serde_json::Value::as_str) == Some(crate::upgrade::INBOX_SOURCE) {
-        crate::upgrade::fulfil::replay(state.fulfilment(), key).await.map(|o| vec![o])
+        crate::upgrade::fulfil::replay(&state.fulfilment(), key).await.map(|o| vec![o])
     } else {
         let replay = crate::actors::webhook::Replay { key: key.to_string(), requested_by: actor.to_string() };
         state

@@ -119,7 +119,7 @@ async fn post_stripe_webhook(
         Ok(Err(e)) => return Err(busy(format!("{e:#}"))),
         Err(e) => return Err(busy(format!("the inbox writer is not running: {e}"))),
     }
-    let outcome = fulfil::handle_event(state.fulfilment(), &event).await.map_err(|e| busy(format!("{e:#}")))?;
+    let outcome = fulfil::handle_event(&state.fulfilment(), &event).await.map_err(|e| busy(format!("{e:#}")))?;
     if let Err(e) = state.store.record_inbox_outcome(&key, std::slice::from_ref(&outcome)).await {
         tracing::warn!(error = %format!("{e:#}"), "the outcome of a Stripe event was not recorded");
     }

@@ -217,7 +217,13 @@ async fn get_upgrade(
         Ok(v) => v,
         Err(e) => return unavailable(&state, &e),
     };
-    let (available, reason, status) = match offers::offers_for_vps(&state.store, &state.handles.gateway, &vps).await {
+    let (available, reason, status) = match offers::offers_for_vps(
+        &state.store,
+        crate::actors::gateway::customer_capacity(&state.handles.gateway),
+        &vps,
+    )
+    .await
+    {
         Ok(a) if a.is_empty() => {
             (a, Some("There are no upgrades available for this server right now.".to_string()), StatusCode::OK)
         }
@@ -299,7 +305,13 @@ async fn post_upgrade_pay(
         Ok(v) => v,
         Err(e) => return unavailable(&state, &e),
     };
-    let available = match offers::offers_for_vps(&state.store, &state.handles.gateway, &vps).await {
+    let available = match offers::offers_for_vps(
+        &state.store,
+        crate::actors::gateway::customer_capacity(&state.handles.gateway),
+        &vps,
+    )
+    .await
+    {
         Ok(a) => a,
         Err(e) => {
             return reject(

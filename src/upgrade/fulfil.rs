@@ -14,22 +14,21 @@
 use serde_json::{Value, json};
 
 use super::{links, meta};
-use crate::actors::notifier::Notifier;
-use crate::actors::registry::VpsRegistry;
-use crate::actors::subscription::EventOutcome;
 use crate::config::Config;
 use crate::db::Store;
+use crate::lifecycle::EventOutcome;
 use crate::lifecycle::store::Level;
 use crate::lifecycle::{OpKind, Spec};
 use crate::notice::{Notify, NotifyKind, Severity};
 
 /// What fulfilment uses of the running appliance.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Ctx<'a> {
     pub store: &'a Store,
     pub config: &'a Config,
-    pub notifier: &'a actix::Addr<Notifier>,
-    pub registry: &'a actix::Addr<VpsRegistry>,
+    pub notifier: actix::Recipient<Notify>,
+    /// Wakes a VPS's actor so it runs its queued operations.
+    pub wake: std::sync::Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 /// Who the resize is requested by.
@@ -45,7 +44,7 @@ pub fn operation_key(session: &str) -> String {
 
 /// Applies one verified Stripe event; the outcome is written on its inbox row. An `Err` is a
 /// transient failure (the store): the caller answers non-2xx so Stripe delivers it again.
-pub async fn handle_event(state: Ctx<'_>, event: &Value) -> anyhow::Result<EventOutcome> {
+pub async fn handle_event(state: &Ctx<'_>, event: &Value) -> anyhow::Result<EventOutcome> {
     let kind = event["type"].as_str().unwrap_or_default();
     let object = &event["data"]["object"];
     match kind {
@@ -66,7 +65,7 @@ pub async fn handle_event(state: Ctx<'_>, event: &Value) -> anyhow::Result<Event
 
 /// Applies a stored `/stripe/webhook` inbox row again (an admin's replay from the inbox);
 /// idempotent like a redelivery. The outcome is written on the row.
-pub async fn replay(state: Ctx<'_>, inbox_key: &str) -> anyhow::Result<EventOutcome> {
+pub async fn replay(state: &Ctx<'_>, inbox_key: &str) -> anyhow::Result<EventOutcome> {
     #[derive(serde::Deserialize)]
     struct Row {
         source: String,
@@ -105,7 +104,7 @@ fn meta_u64(object: &Value, key: &str) -> Option<u64> {
     meta_str(object, key).and_then(|s| s.parse().ok())
 }
 
-async fn fulfil(state: Ctx<'_>, event: &Value, session: &Value) -> anyhow::Result<EventOutcome> {
+async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Result<EventOutcome> {
     let store = state.store;
     let Some(sid) = session["id"].as_str().filter(|s| !s.is_empty()) else {
         return Ok(EventOutcome::new("failed", "the session has no id"));
@@ -214,7 +213,7 @@ async fn fulfil(state: Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resul
         )
         .await?;
     // Wake the VPS's actor every time: after a crash this is what runs the queued resize.
-    state.registry.do_send(crate::actors::registry::Activate { vps: vps_id.to_string() });
+    (state.wake)(vps_id);
     if first.is_empty() {
         return Ok(EventOutcome::new("processed", format!("payment {sid} was recorded before; resize {op} queued")));
     }
@@ -243,7 +242,7 @@ fn key_livemode(key: &str) -> Option<bool> {
 /// Why a paid session does not pay for the offer it names, if it does not: a test-mode event
 /// reaching a live appliance (or the other way round), or an amount or currency other than
 /// the offer's. Such a payment applies nothing.
-async fn mismatch(state: Ctx<'_>, event: &Value, session: &Value, offer_id: &str) -> anyhow::Result<Option<String>> {
+async fn mismatch(state: &Ctx<'_>, event: &Value, session: &Value, offer_id: &str) -> anyhow::Result<Option<String>> {
     let livemode = event["livemode"].as_bool().or_else(|| session["livemode"].as_bool());
     if let Some(expected) = key_livemode(state.config.stripe.secret_key.expose())
         && livemode != Some(expected)
@@ -277,7 +276,7 @@ async fn mismatch(state: Ctx<'_>, event: &Value, session: &Value, offer_id: &str
 /// Records a payment that does not match its offer (`status = 'mismatch'`) and asks an admin
 /// to decide: apply the upgrade by hand or refund. The link stays unused.
 async fn park_mismatch(
-    state: Ctx<'_>,
+    state: &Ctx<'_>,
     event: &Value,
     session: &Value,
     sid: &str,
@@ -329,7 +328,7 @@ async fn park_mismatch(
 }
 
 /// A refund or dispute: tell an admin, mark the payment; no automatic downgrade.
-async fn payment_issue(state: Ctx<'_>, kind: &str, object: &Value) -> anyhow::Result<EventOutcome> {
+async fn payment_issue(state: &Ctx<'_>, kind: &str, object: &Value) -> anyhow::Result<EventOutcome> {
     let store = state.store;
     let intent = object["payment_intent"].as_str().unwrap_or_default();
     #[derive(serde::Deserialize)]

@@ -3,12 +3,10 @@
 //! [`disable_offer`]. [`offers_for_vps`] answers what one VPS can buy right now: offers that
 //! apply to its template, grow it, and fit the free capacity of its AZ.
 
-use actix::Addr;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::actors::gateway::{GetCapacityCached, SangforGateway};
 use crate::config::{Config, OfferConfig};
 use crate::db::Store;
 use crate::lifecycle::store::Level;
@@ -214,12 +212,12 @@ pub fn fits(cap: &Capacity, from: Spec, to: Spec) -> bool {
 }
 
 /// The offers `vps` can buy now: enabled, applicable, growing it, and fitting the free
-/// capacity of its AZ (asked from SCP through the gateway, from a cache a few seconds old at
-/// most). Fails when the VPS is not active or the capacity cannot be read in time: nothing is
-/// sold blind.
+/// capacity of its AZ, read by `capacity` (for customer pages: the gateway's cached,
+/// customer-lane read). Fails when the VPS is not active or the capacity cannot be read in
+/// time: nothing is sold blind.
 pub async fn offers_for_vps(
     store: &Store,
-    gateway: &Addr<SangforGateway>,
+    capacity: impl AsyncFnOnce(String) -> anyhow::Result<Capacity>,
     vps: &Vps,
 ) -> anyhow::Result<Vec<Available>> {
     if vps.state != VpsState::Active {
@@ -243,11 +241,7 @@ pub async fn offers_for_vps(
         Some(z) => z,
         None => store.template_by_name(&vps.template).await?.map(|t| t.az_id).context("the VPS's AZ is unknown")?,
     };
-    let cap = gateway
-        .send(GetCapacityCached { zone_id: Some(zone.clone()) })
-        .await
-        .context("the SCP gateway is not running")?
-        .with_context(|| format!("cannot read the capacity of AZ {zone}"))?;
+    let cap = capacity(zone.clone()).await.with_context(|| format!("cannot read the capacity of AZ {zone}"))?;
     candidates.retain(|a| fits(&cap, vps.spec, a.target.spec));
     Ok(candidates)
 }
