@@ -1,6 +1,7 @@
 //! The one integration-test binary: every area is a module, so the whole suite links once.
 
 mod app;
+mod architecture;
 mod bench_hardening;
 mod bench_lifecycle;
 mod bench_ui;
