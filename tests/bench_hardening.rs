@@ -408,6 +408,7 @@ async fn bench_hardening_customer_pages() {
     let m1 = metrics(&http).await;
     let (quiet_n, quiet_mean, quiet_p99) = histogram_delta(&m0, &m1, wait, "class=\"read\"");
 
+    let hammer_start = metrics(&http).await;
     let on = Arc::new(AtomicBool::new(true));
     let answers = Arc::new(parking_lot::Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
     let hammer: Vec<_> = (0..64)
@@ -436,9 +437,9 @@ async fn bench_hardening_customer_pages() {
         h.await.expect("client");
     }
     let (busy_n, busy_mean, busy_p99) = histogram_delta(&m2, &m3, wait, "class=\"read\"");
-    let (cust_n, cust_mean, _) = histogram_delta(&m2, &m3, wait, "class=\"customer\"");
+    let (cust_n, cust_mean, _) = histogram_delta(&hammer_start, &m3, wait, "class=\"customer\"");
     let scp_capacity_reads = counter(&m3, "vmauto_scp_requests_total", "op=\"overview\"")
-        - counter(&m2, "vmauto_scp_requests_total", "op=\"overview\"");
+        - counter(&hammer_start, "vmauto_scp_requests_total", "op=\"overview\"");
     let answered: Vec<String> = answers.lock().iter().map(|(s, n)| format!("{n}×{s}")).collect();
     let pages: u64 = answers.lock().values().sum();
     p.stop();
