@@ -11,7 +11,8 @@
 //! - [`billing`]: the normalized billing event and webhook signature verification.
 //! - [`plugin_host`]: the WebAssembly plugin host (billing sources, plan mapping) and the
 //!   `vmauto plugin` commands.
-//! - [`actors`]: the supervised actor tree (design.md §2) and its messages.
+//! - [`actors`]: the supervised actor tree (design.md §2), its messages, and running a VPS's
+//!   operations against the gateway.
 //! - [`http`]: routes only; handlers translate requests into messages or store reads.
 //! - [`lifecycle`]: VPS states, durable operations, and the decisions billing events cause.
 //! - [`provider`]: the provider contract and the Sangfor SCP client.
