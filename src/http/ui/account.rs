@@ -1,0 +1,93 @@
+//! The signed-in user's own account: two-factor login.
+
+use actix_web::{HttpRequest, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Page, anyhow_internal, flash, redirect_msg, render};
+use crate::http::AppState;
+use crate::http::session::{CsrfForm, UiUser, check_csrf};
+use crate::lifecycle::store::Level;
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/account", web::get().to(account))
+        .route("/account/2fa/begin", web::post().to(totp_begin))
+        .route("/account/2fa/confirm", web::post().to(totp_confirm))
+        .route("/account/2fa/disable", web::post().to(totp_disable));
+}
+
+async fn account(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
+    let on = state.auth.has_totp(&user.0.username).await.map_err(anyhow_internal)?;
+    let ctx =
+        json!({ "totp": on, "csrf": user.0.csrf, "flash": flash(&req), "setup": Value::Null, "codes": Value::Null });
+    render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
+}
+
+async fn totp_begin(state: web::Data<AppState>, user: UiUser, form: web::Form<CsrfForm>) -> Page {
+    check_csrf(&user.0, &form._csrf)?;
+    let setup = match state.auth.begin_totp(&user.0.username).await {
+        Ok(s) => s,
+        Err(e) => return Ok(redirect_msg("/account", false, &format!("{e:#}"))),
+    };
+    let ctx = json!({ "totp": false, "csrf": user.0.csrf, "flash": json!({}), "setup": setup, "codes": Value::Null });
+    render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn totp_confirm(state: web::Data<AppState>, user: UiUser, form: web::Form<CodeForm>) -> Page {
+    check_csrf(&user.0, &form._csrf)?;
+    match state.auth.confirm_totp(&user.0.username, &form.code).await {
+        Ok(Some(codes)) => {
+            let _ = state
+                .store
+                .record_activity(
+                    Level::Warning,
+                    &user.0.actor(),
+                    None,
+                    &format!("{} turned on two-factor login", user.0.actor()),
+                    json!({}),
+                )
+                .await;
+            let ctx =
+                json!({ "totp": true, "csrf": user.0.csrf, "flash": json!({}), "setup": Value::Null, "codes": codes });
+            render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
+        }
+        Ok(None) => {
+            Ok(redirect_msg("/account", false, "That code is not right; start again and enter the current code."))
+        }
+        Err(e) => Ok(redirect_msg("/account", false, &format!("{e:#}"))),
+    }
+}
+
+async fn totp_disable(state: web::Data<AppState>, user: UiUser, form: web::Form<CodeForm>) -> Page {
+    check_csrf(&user.0, &form._csrf)?;
+    match state.auth.check_second_factor(&user.0.session_hash, &user.0.username, &form.code).await {
+        Ok(crate::auth::SecondFactor::Passed) => {}
+        Ok(crate::auth::SecondFactor::Locked(_)) => {
+            return Ok(redirect_msg("/account", false, "Too many wrong codes; two-factor login stays on. Try later."));
+        }
+        Ok(crate::auth::SecondFactor::Wrong) => {
+            return Ok(redirect_msg("/account", false, "That code is not right; two-factor login stays on."));
+        }
+        Err(e) => return Err(anyhow_internal(e)),
+    }
+    state.auth.reset_totp(&user.0.username).await.map_err(anyhow_internal)?;
+    let _ = state
+        .store
+        .record_activity(
+            Level::Warning,
+            &user.0.actor(),
+            None,
+            &format!("{} turned off two-factor login", user.0.actor()),
+            json!({}),
+        )
+        .await;
+    Ok(redirect_msg("/account", true, "Two-factor login is off."))
+}

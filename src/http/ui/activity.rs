@@ -1,0 +1,29 @@
+//! The activity log.
+
+use actix_web::web;
+use serde_json::json;
+
+use super::{Page, anyhow_internal, render, serde_urlencoded};
+use crate::admin::{self, ActivityQuery};
+use crate::http::AppState;
+use crate::http::session::UiUser;
+use crate::lifecycle::store::Level;
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/activity", web::get().to(activity));
+}
+
+async fn activity(state: web::Data<AppState>, user: UiUser, q: web::Query<ActivityQuery>) -> Page {
+    let mut q = q.into_inner();
+    if Level::parse(&q.level).is_none() {
+        q.level.clear(); // an unknown level in a hand-made address lists every level
+    }
+    let page = admin::activity(&state.store, &q).await.map_err(anyhow_internal)?;
+    let mut base = q.clone();
+    base.page = 0;
+    let ctx = json!({
+        "page": page, "q": q, "qs": serde_urlencoded(&base),
+        "prev": (page.page > 1).then(|| page.page - 1), "next": (page.page < page.pages).then(|| page.page + 1),
+    });
+    render(&state, &user.0, "admin/activity.html", "Activity", "activity", ctx)
+}

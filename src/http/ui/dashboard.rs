@@ -1,0 +1,99 @@
+//! The dashboard: VPS counts by state, operation figures, the gateway and charts.
+
+use actix_web::web;
+use serde_json::json;
+
+use super::{Page, anyhow_internal, render};
+use crate::actors::gateway::GetGatewayStatus;
+use crate::admin::{self};
+use crate::auth::Role;
+use crate::http::AppState;
+use crate::http::charts;
+use crate::http::session::UiUser;
+use crate::lifecycle::kpi;
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(dashboard));
+}
+
+async fn dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
+    let store = &state.store;
+    let st = store.clone();
+    let counts = state
+        .vps_counts
+        .get(move || async move { admin::counts_by_state(&st).await })
+        .await
+        .map_err(anyhow_internal)?;
+    let total: u64 = counts.iter().map(|c| c.1).sum();
+    let kpis = kpi::compute(store).await.map_err(anyhow_internal)?;
+    let webhooks = admin::webhook_volume(store).await.map_err(anyhow_internal)?;
+    let ops = admin::operation_series(store).await.map_err(anyhow_internal)?;
+    let failures = admin::recent_failures(store, 10).await.map_err(anyhow_internal)?;
+    let held = admin::held_operations(store).await.map_err(anyhow_internal)?;
+    let parked = admin::inbox(store, "parked", 1).await.map_err(anyhow_internal)?;
+    let templates = admin::templates(store).await.map_err(anyhow_internal)?;
+    let gateway = state.handles.gateway.send(GetGatewayStatus).await.ok();
+    let (breaker, in_flight, wait_ms) = gateway_figures(&state.metrics);
+    let mut setup = Vec::new();
+    if state.config.provider.sangfor.base_url.is_empty() {
+        setup.push("Connect SCP: set provider.sangfor.base_url and its keys in appliance.toml, then run `vmauto provider check`.");
+    }
+    if templates.is_empty() {
+        setup.push("Create a template (Templates → New template) so plans have something to provision.");
+    }
+    if state.config.sources.is_empty() {
+        setup.push("Add a billing source ([sources.<name>] in appliance.toml) and point its webhook at /webhooks/<name>/<token>.");
+    }
+    if state.config.smtp.host.is_empty() {
+        setup.push("Set up SMTP so admins hear about failures by email within seconds.");
+    }
+    let fmt_secs = |s: Option<f64>| s.map_or_else(|| "—".to_string(), |v| format!("{v:.1} s"));
+    let ctx = json!({
+        "counts": counts.iter().map(|(s, n)| json!({ "state": s, "n": n })).collect::<Vec<_>>(),
+        "total": total,
+        "kpis": {
+            "success": format!("{:.1} %", kpis.automation_success_rate * 100.0),
+            "errors": format!("{:.1} %", kpis.error_rate * 100.0),
+            "provisioning": fmt_secs(kpis.avg_provisioning_secs),
+            "deprovisioning": fmt_secs(kpis.avg_deprovisioning_secs),
+            "webhooks": format!("{:.2}", kpis.webhooks_per_minute),
+            "manual": kpis.manual_interventions,
+        },
+        "webhook_chart": charts::bars(&webhooks, true, "", "No webhooks in the last 24 hours."),
+        "provisioning_chart": charts::bars(&ops[..2], false, " s", "No VPS was provisioned or deleted in the last 24 hours."),
+        "failure_chart": charts::bars(&ops[2..], true, "", "No operation failed in the last 24 hours."),
+        "failures": failures,
+        "held": held,
+        "parked": parked.rows,
+        "parked_total": parked.total,
+        "gateway": gateway,
+        "breaker": match breaker as i64 { 0 => "closed", 1 => "half-open", _ => "open" },
+        "rate_wait_ms": format!("{wait_ms:.1}"),
+        "in_flight": in_flight as i64,
+        "guard_limit": state.config.policy.max_destructive_per_hour,
+        "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin),
+        "setup": setup,
+    });
+    render(&state, &user.0, "admin/dashboard.html", "Dashboard", "dashboard", ctx)
+}
+
+/// The SCP gateway's breaker state, requests in flight and mean rate-limit wait (ms), read
+/// from the metrics registry.
+fn gateway_figures(metrics: &crate::telemetry::metrics::Metrics) -> (f64, f64, f64) {
+    use crate::telemetry::metrics::names;
+    let (mut breaker, mut in_flight, mut sum, mut count) = (0.0, 0.0, 0.0, 0u64);
+    for mf in metrics.registry.gather() {
+        let name = mf.name();
+        for m in mf.get_metric() {
+            if name == names::SCP_BREAKER_STATE {
+                breaker = m.get_gauge().get_value();
+            } else if name == names::SCP_IN_FLIGHT {
+                in_flight = m.get_gauge().get_value();
+            } else if name == names::SCP_RATE_LIMIT_WAIT {
+                sum += m.get_histogram().get_sample_sum();
+                count += m.get_histogram().get_sample_count();
+            }
+        }
+    }
+    (breaker, in_flight, if count > 0 { sum / count as f64 * 1000.0 } else { 0.0 })
+}

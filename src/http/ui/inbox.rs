@@ -1,0 +1,75 @@
+//! The webhook inbox: every delivery, one delivery's request and outcome, replay.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Page, anyhow_internal, flash, redirect_msg, render};
+use crate::admin::{self};
+use crate::auth::Role;
+use crate::http::AppState;
+use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/inbox", web::get().to(inbox))
+        .route("/inbox/{id}", web::get().to(inbox_event))
+        .route("/inbox/{id}/replay", web::post().to(inbox_replay));
+}
+
+#[derive(Deserialize)]
+struct InboxQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    page: u64,
+}
+
+async fn inbox(state: web::Data<AppState>, user: UiUser, q: web::Query<InboxQuery>) -> Page {
+    let page = admin::inbox(&state.store, &q.status, q.page).await.map_err(anyhow_internal)?;
+    let ctx = json!({
+        "page": page, "status": q.status,
+        "statuses": ["processed", "parked", "failed", "rejected", "stale", "pending"],
+        "prev": (page.page > 1).then(|| page.page - 1), "next": (page.page < page.pages).then(|| page.page + 1),
+    });
+    render(&state, &user.0, "admin/inbox.html", "Webhook inbox", "inbox", ctx)
+}
+
+async fn inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
+    let Some(mut ev) = admin::inbox_event(&state.store, &id).await.map_err(anyhow_internal)? else {
+        return Err(UiError::status(StatusCode::NOT_FOUND, "There is no inbox event with this id."));
+    };
+    if !user.0.can(Role::Admin) {
+        admin::hide_raw_request(&mut ev);
+    }
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let body = match &ev["body"] {
+        Value::String(s) => serde_json::from_str::<Value>(s).map_or_else(|_| s.clone(), |v| pretty(&v)),
+        other => pretty(other),
+    };
+    ev["body_pretty"] = json!(body);
+    ev["body_kept"] = json!(ev["body"].as_str().map_or(0, str::len));
+    ev["headers_pretty"] = json!(pretty(&ev["headers"]));
+    ev["outcomes_pretty"] = json!(pretty(&ev["outcomes"]));
+    ev["events_pretty"] = json!(pretty(&ev["events"]));
+    let ctx = json!({ "ev": ev, "csrf": user.0.csrf, "can_operate": user.0.can(Role::Operator), "flash": flash(&req) });
+    render(&state, &user.0, "admin/inbox_event.html", "Inbox event", "inbox", ctx)
+}
+
+async fn inbox_replay(
+    state: web::Data<AppState>,
+    user: UiUser,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
+    let p = user.require(Role::Operator)?;
+    check_csrf(p, &form._csrf)?;
+    let back = format!("/inbox/{id}");
+    Ok(match crate::http::replay_inbox(&state, &id, &p.actor()).await {
+        Ok(outcomes) => {
+            let summary: Vec<String> = outcomes.iter().map(|o| format!("{}: {}", o.status, o.detail)).collect();
+            redirect_msg(&back, true, &format!("Replayed: {}", summary.join("; ")))
+        }
+        Err(e) => redirect_msg(&back, false, &format!("Replay failed: {e:#}")),
+    })
+}

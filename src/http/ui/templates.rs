@@ -1,0 +1,171 @@
+//! Templates (what a plan gets) and plan mappings.
+
+use actix_web::{HttpRequest, web};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Page, anyhow_internal, flash, redirect_msg, render};
+use crate::actors::gateway::{ListImages, ListNetworks, ListStorageTags, ListSubnets, ListZones};
+use crate::admin::{self};
+use crate::auth::Role;
+use crate::http::AppState;
+use crate::http::session::{UiUser, check_csrf};
+use crate::lifecycle::Template;
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/templates", web::get().to(templates))
+        .route("/templates/edit", web::get().to(template_form))
+        .route("/templates", web::post().to(template_save))
+        .route("/templates/map", web::post().to(template_map));
+}
+
+async fn templates(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
+    let rows = admin::templates(&state.store).await.map_err(anyhow_internal)?;
+    let ctx = json!({
+        "rows": rows, "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin), "flash": flash(&req),
+        "sources": state.config.sources.keys().collect::<Vec<_>>(),
+    });
+    render(&state, &user.0, "admin/templates.html", "Templates", "templates", ctx)
+}
+
+#[derive(Deserialize)]
+struct TemplateQuery {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    az: String,
+}
+
+/// The new/edit form, with pickers filled from SCP through the gateway (a field falls back to
+/// free text when SCP cannot be asked).
+async fn template_form(
+    state: web::Data<AppState>,
+    user: UiUser,
+    q: web::Query<TemplateQuery>,
+    req: HttpRequest,
+) -> Page {
+    let p = user.require(Role::Admin)?;
+    let all = admin::templates(&state.store).await.map_err(anyhow_internal)?;
+    let current = all.into_iter().find(|t| t["name"] == json!(q.name)).unwrap_or_else(|| {
+        json!({ "name": "", "cores": 1, "memory_mb": 1024, "disk_gb": 20, "name_pattern": "vps-{id}", "enabled": true })
+    });
+    let az = if q.az.is_empty() { current["az_id"].as_str().unwrap_or_default().to_string() } else { q.az.clone() };
+    let gw = &state.handles.gateway;
+    let mut problems = Vec::new();
+    let zones = pick(gw.send(ListZones).await, "AZs", &mut problems);
+    let (mut images, mut tags, mut vpcs, mut subnets) = (json!([]), json!([]), json!([]), json!([]));
+    if !az.is_empty() {
+        images = pick(gw.send(ListImages { zone_id: Some(az.clone()) }).await, "images", &mut problems);
+        tags = pick(gw.send(ListStorageTags { zone_id: az.clone() }).await, "storage tags", &mut problems);
+        vpcs = pick(gw.send(ListNetworks { zone_id: Some(az.clone()) }).await, "VPCs", &mut problems);
+        let vpc = current["vpc_id"].as_str().unwrap_or_default().to_string();
+        if !vpc.is_empty() {
+            subnets = pick(gw.send(ListSubnets { network_id: vpc }).await, "subnets", &mut problems);
+        }
+    }
+    let ctx = json!({
+        "t": current, "az": az, "zones": zones, "images": images, "tags": tags, "vpcs": vpcs, "subnets": subnets,
+        "problems": problems, "csrf": p.csrf, "flash": flash(&req), "editing": !q.name.is_empty(),
+    });
+    render(&state, p, "admin/template_form.html", "Template", "templates", ctx)
+}
+
+/// A picker's choices from the gateway's answer; a failure becomes a note on the page (the
+/// field falls back to free text) and no choices.
+fn pick<T: Serialize, E: std::fmt::Display>(
+    answer: Result<Result<Vec<T>, E>, actix::MailboxError>,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Value {
+    match answer {
+        Ok(Ok(v)) => serde_json::to_value(v).unwrap_or_default(),
+        Ok(Err(e)) => {
+            problems.push(format!("{what}: {e}"));
+            json!([])
+        }
+        Err(e) => {
+            problems.push(format!("{what}: {e}"));
+            json!([])
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TemplateForm {
+    #[serde(default)]
+    _csrf: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    az_id: String,
+    image_id: String,
+    storage_tag_id: String,
+    #[serde(default)]
+    vpc_id: String,
+    #[serde(default)]
+    subnet_id: String,
+    cores: u32,
+    memory_mb: u64,
+    disk_gb: u64,
+    #[serde(default)]
+    name_pattern: String,
+    #[serde(default)]
+    enabled: Option<String>,
+    /// Other image ids a rebuild may choose, separated by commas or spaces.
+    #[serde(default)]
+    allowed_images: String,
+}
+
+async fn template_save(state: web::Data<AppState>, user: UiUser, form: web::Form<TemplateForm>) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    let f = form.into_inner();
+    let t = Template {
+        name: f.name.trim().to_string(),
+        description: f.description,
+        az_id: f.az_id,
+        image_id: f.image_id,
+        storage_tag_id: f.storage_tag_id,
+        vpc_id: f.vpc_id,
+        subnet_id: f.subnet_id,
+        cores: f.cores,
+        memory_mb: f.memory_mb,
+        disk_gb: f.disk_gb,
+        name_pattern: if f.name_pattern.is_empty() { "vps-{id}".into() } else { f.name_pattern },
+        enabled: f.enabled.is_some(),
+        allowed_images: f
+            .allowed_images
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|i| !i.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    match admin::save_template(&state.store, &t, &p.actor()).await {
+        Ok(()) => Ok(redirect_msg("/templates", true, &format!("Template {} saved.", t.name))),
+        Err(e) => {
+            let back = format!(
+                "/templates/edit?name={}",
+                url::form_urlencoded::byte_serialize(t.name.as_bytes()).collect::<String>()
+            );
+            Ok(redirect_msg(&back, false, &format!("{e:#}")))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MapForm {
+    #[serde(default)]
+    _csrf: String,
+    source: String,
+    plan: String,
+    template: String,
+}
+
+async fn template_map(state: web::Data<AppState>, user: UiUser, form: web::Form<MapForm>) -> Page {
+    let p = user.require(Role::Admin)?;
+    check_csrf(p, &form._csrf)?;
+    match admin::map_plan(&state.store, form.source.trim(), form.plan.trim(), &form.template, &p.actor()).await {
+        Ok(()) => Ok(redirect_msg("/templates", true, "Plan mapped.")),
+        Err(e) => Ok(redirect_msg("/templates", false, &format!("{e:#}"))),
+    }
+}
