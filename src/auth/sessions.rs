@@ -1,0 +1,237 @@
+//! Logins and sessions: the per-(user, address) failure table, the login itself, session
+//! look-ups, rotation and logout.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+
+use super::password::dummy_hash;
+use super::*;
+
+/// How long a login waits for its turn at a password check before it is answered "busy".
+pub(super) const LOGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// (user, address) pairs whose failures are remembered; a fuller table forgets expired pairs
+/// first, then everything (the per-user backstop, kept in the store, still holds).
+pub(super) const MAX_FAILURE_PAIRS: usize = 10_000;
+
+/// Failed logins per (user, client address), in memory.
+#[derive(Debug, Default)]
+pub(super) struct Failures {
+    pub(super) pairs: std::collections::HashMap<(String, String), (u32, DateTime<Utc>)>,
+}
+
+impl Failures {
+    /// When the pair is blocked until, if it is.
+    pub(super) fn blocked(&self, user: &str, ip: &str, max: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (n, until) = self.pairs.get(&(user.to_string(), ip.to_string()))?;
+        (*n >= max && *until > now).then_some(*until)
+    }
+
+    /// Counts a failure; the count lives until `until` (each failure extends it).
+    pub(super) fn fail(&mut self, user: &str, ip: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> u32 {
+        if self.pairs.len() >= MAX_FAILURE_PAIRS {
+            self.pairs.retain(|_, (_, t)| *t > now);
+            if self.pairs.len() >= MAX_FAILURE_PAIRS {
+                self.pairs.clear();
+            }
+        }
+        let e = self.pairs.entry((user.to_string(), ip.to_string())).or_insert((0, until));
+        if e.1 <= now {
+            *e = (0, until);
+        }
+        e.0 += 1;
+        e.1 = until;
+        e.0
+    }
+
+    pub(super) fn forget_user(&mut self, user: &str) {
+        self.pairs.retain(|(u, _), _| u != user);
+    }
+}
+
+impl Auth {
+    /// Checks a login. On success answers a new session's cookie value and its principal.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        ip: &str,
+    ) -> anyhow::Result<Result<(String, Principal), LoginError>> {
+        let rows: Vec<Value> = self
+            .store
+            .query_one(
+                "SELECT username, password_hash, role, disabled, failures, locked_until, totp_enabled
+                 FROM type::record('admin_user', $u)",
+                json!({ "u": username }),
+                0,
+            )
+            .await?;
+        let now = Utc::now();
+        let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
+        let max = self.config.login_max_failures.max(1);
+        if let Some(t) = self.failures.lock().blocked(username, ip, max, now) {
+            return Ok(Err(LoginError::Blocked(t)));
+        }
+        let Some(row) = rows.into_iter().next() else {
+            // As long as a real check, so the time does not tell whether the user exists.
+            if self.check_password(password, dummy_hash()).await.is_none() {
+                return Ok(Err(LoginError::Busy));
+            }
+            self.failures.lock().fail(username, ip, until, now);
+            return Ok(Err(LoginError::BadCredentials));
+        };
+        if let Some(locked) = row["locked_until"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok())
+            && locked > now
+        {
+            return Ok(Err(LoginError::LockedUntil(locked)));
+        }
+        let hash = row["password_hash"].as_str().unwrap_or_default();
+        let Some(matches) = self.check_password(password, hash).await else { return Ok(Err(LoginError::Busy)) };
+        if !matches {
+            let from_here = self.failures.lock().fail(username, ip, until, now);
+            let failures = row["failures"].as_u64().unwrap_or(0) + 1;
+            let lock = failures >= u64::from(self.config.login_max_failures_per_user.max(max));
+            self.store
+                .execute(
+                    "UPDATE type::record('admin_user', $u) SET failures = $failures,
+                        locked_until = IF $lock { <datetime>$until } ELSE { NONE }",
+                    json!({ "u": username, "failures": if lock { 0 } else { failures }, "lock": lock,
+                            "until": until.to_rfc3339() }),
+                )
+                .await?;
+            if lock {
+                return Ok(Err(LoginError::LockedUntil(until)));
+            }
+            if from_here >= max {
+                return Ok(Err(LoginError::Blocked(until)));
+            }
+            return Ok(Err(LoginError::BadCredentials));
+        }
+        if row["disabled"].as_bool() == Some(true) {
+            return Ok(Err(LoginError::Disabled));
+        }
+        let role = row["role"].as_str().and_then(Role::parse).unwrap_or(Role::Viewer);
+        let two_factor = row["totp_enabled"].as_bool() == Some(true);
+        let token = random_token();
+        let hash = token_hash(&token);
+        let csrf = random_token();
+        self.store
+            .execute(
+                "UPDATE type::record('admin_user', $u) SET failures = 0, locked_until = NONE, last_login_at = time::now();
+                 CREATE type::record('session', $h) CONTENT {
+                     user: $u, csrf: $csrf, ip: $ip, created_at: time::now(), last_seen_at: time::now(),
+                     mfa_pending: $mfa, mfa_failures: 0
+                 };",
+                json!({ "u": username, "h": hash, "csrf": csrf, "ip": ip, "mfa": two_factor }),
+            )
+            .await?;
+        Ok(Ok((
+            token,
+            Principal {
+                username: username.to_string(),
+                role,
+                csrf,
+                session_hash: hash,
+                via_token: false,
+                mfa_pending: two_factor,
+            },
+        )))
+    }
+
+    /// The principal of a session cookie, if the session is still valid (touching it).
+    pub async fn session(&self, token: &str) -> anyhow::Result<Option<Principal>> {
+        let hash = token_hash(token);
+        let rows: Vec<Value> = self
+            .store
+            .query_one(
+                "SELECT user, csrf, mfa_pending, <string>created_at AS created_at, <string>last_seen_at AS last_seen_at,
+                    (SELECT role, disabled, <string>sessions_valid_after AS valid_after
+                     FROM ONLY type::record('admin_user', $parent.user)) AS owner
+                 FROM type::record('session', $h)",
+                json!({ "h": hash }),
+                0,
+            )
+            .await?;
+        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        let now = Utc::now();
+        let time = |v: &Value| v.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok());
+        let (Some(created), Some(seen)) = (time(&row["created_at"]), time(&row["last_seen_at"])) else {
+            return Ok(None);
+        };
+        let owner = &row["owner"];
+        let idle = Duration::minutes(i64::try_from(self.config.session_idle_minutes).unwrap_or(60));
+        let absolute = Duration::hours(i64::try_from(self.config.session_absolute_hours).unwrap_or(12));
+        let revoked = time(&owner["valid_after"]).is_some_and(|t| t > created);
+        if owner.is_null()
+            || owner["disabled"].as_bool() == Some(true)
+            || revoked
+            || now - seen > idle
+            || now - created > absolute
+        {
+            self.store.execute("DELETE type::record('session', $h)", json!({ "h": hash })).await?;
+            return Ok(None);
+        }
+        // Touch at most once a minute: a page view is not a write.
+        if now - seen > Duration::seconds(60) {
+            self.store
+                .execute("UPDATE type::record('session', $h) SET last_seen_at = time::now()", json!({ "h": hash }))
+                .await?;
+        }
+        Ok(Some(Principal {
+            username: row["user"].as_str().unwrap_or_default().to_string(),
+            role: owner["role"].as_str().and_then(Role::parse).unwrap_or(Role::Viewer),
+            csrf: row["csrf"].as_str().unwrap_or_default().to_string(),
+            session_hash: hash,
+            via_token: false,
+            mfa_pending: row["mfa_pending"].as_bool() == Some(true),
+        }))
+    }
+
+    /// Replaces a session by a new one (a new cookie value and CSRF token) once its second
+    /// factor passed, so a cookie value seen before the login completed is worth nothing.
+    /// Answers the new cookie value.
+    pub async fn rotate_session(&self, old_hash: &str, username: &str, ip: &str) -> anyhow::Result<String> {
+        let token = random_token();
+        self.store
+            .execute(
+                "BEGIN TRANSACTION;
+                 DELETE type::record('session', $old);
+                 CREATE type::record('session', $h) CONTENT {
+                     user: $u, csrf: $csrf, ip: $ip, created_at: time::now(), last_seen_at: time::now(),
+                     mfa_pending: false, mfa_failures: 0
+                 };
+                 COMMIT TRANSACTION;",
+                json!({ "old": old_hash, "h": token_hash(&token), "u": username, "csrf": random_token(), "ip": ip }),
+            )
+            .await?;
+        Ok(token)
+    }
+
+    /// Whether the session with this hash still stands (it exists, its user is enabled and
+    /// has not ended their sessions since), without touching it: a live-update stream asks
+    /// this, and must not keep an idle session alive.
+    pub async fn session_stands(&self, session_hash: &str) -> anyhow::Result<bool> {
+        let rows: Vec<Value> = self
+            .store
+            .query_one(
+                "SELECT <string>created_at AS created_at,
+                    (SELECT disabled, <string>sessions_valid_after AS valid_after
+                     FROM ONLY type::record('admin_user', $parent.user)) AS owner
+                 FROM type::record('session', $h)",
+                json!({ "h": session_hash }),
+                0,
+            )
+            .await?;
+        let Some(row) = rows.into_iter().next() else { return Ok(false) };
+        let time = |v: &Value| v.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok());
+        let owner = &row["owner"];
+        let revoked = match (time(&owner["valid_after"]), time(&row["created_at"])) {
+            (Some(after), Some(created)) => after > created,
+            _ => false,
+        };
+        Ok(!owner.is_null() && owner["disabled"].as_bool() != Some(true) && !revoked)
+    }
+
+    pub async fn logout(&self, session_hash: &str) -> anyhow::Result<()> {
+        self.store.execute("DELETE type::record('session', $h)", json!({ "h": session_hash })).await
+    }
+}

@@ -1,0 +1,259 @@
+//! Two-factor login: TOTP enrolment and checks, the per-user attempt budget, recovery codes.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::*;
+
+/// Wrong second-factor codes for one user, across logins, before its second factor locks.
+pub const MFA_MAX_FAILURES: u64 = 10;
+
+/// Recovery codes given when two-factor is turned on.
+pub const RECOVERY_CODES: usize = 10;
+
+/// A recovery code: 80 random bits as 20 hex digits in groups of five (`1a2b3-c4d5e-…`).
+pub(super) fn new_recovery_code() -> String {
+    let b: [u8; 10] = rand::random();
+    let hex = hex::encode(b);
+    (0..4).map(|i| &hex[i * 5..i * 5 + 5]).collect::<Vec<_>>().join("-")
+}
+
+/// A recovery code as typed, reduced to what identifies it: lower case, without the dashes and
+/// spaces people add or drop.
+pub(super) fn normal_recovery_code(code: &str) -> String {
+    code.chars().filter(|c| !matches!(c, '-' | ' ')).flat_map(char::to_lowercase).collect()
+}
+
+/// What a user's sealed 2FA secret (pending or confirmed) is bound to (see `secrets`).
+fn totp_place(username: &str) -> String {
+    format!("admin_user:{username}/totp")
+}
+
+/// The TOTP generator of a secret (RFC 6238: SHA-1, 6 digits, 30 s steps, one step of skew).
+pub fn totp(secret: &[u8], account: &str) -> anyhow::Result<totp_rs::TOTP> {
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret.to_vec(),
+        Some("vmauto".into()),
+        account.replace(':', "_"),
+    )
+    .map_err(|e| anyhow::anyhow!("invalid two-factor secret: {e}"))
+}
+
+/// The 30-second step whose code `code` is (now, or one step either side), if any.
+fn matching_step(t: &totp_rs::TOTP, code: &str) -> Option<u64> {
+    let now = u64::try_from(Utc::now().timestamp()).ok()?;
+    [now, now.saturating_sub(30), now + 30]
+        .into_iter()
+        .find(|time| bool::from(t.generate(*time).as_bytes().ct_eq(code.as_bytes())))
+        .map(|time| time / 30)
+}
+
+/// A new two-factor enrolment: the secret to type (base32) and the `otpauth://` URL.
+#[derive(Debug, Clone, Serialize)]
+pub struct TotpSetup {
+    pub secret: String,
+    pub url: String,
+}
+
+impl Auth {
+    /// Checks the second factor of a pending session: a current TOTP code or an unused
+    /// recovery code (which is then used up). Five wrong codes end the session; across
+    /// logins, [`MFA_MAX_FAILURES`] wrong codes lock the user's second factor for
+    /// `security.lockout_minutes` (a password alone cannot buy endless guesses).
+    pub async fn check_second_factor(
+        &self,
+        session_hash: &str,
+        username: &str,
+        code: &str,
+    ) -> anyhow::Result<SecondFactor> {
+        let now = Utc::now();
+        let locked: Vec<Option<String>> = self
+            .store
+            .query_one(
+                "SELECT VALUE IF mfa_locked_until { <string>mfa_locked_until } FROM type::record('admin_user', $u)",
+                json!({ "u": username }),
+                0,
+            )
+            .await?;
+        if let Some(until) = locked.into_iter().flatten().next().and_then(|s| s.parse::<DateTime<Utc>>().ok())
+            && until > now
+        {
+            return Ok(SecondFactor::Locked(until));
+        }
+        if self.complete_second_factor(session_hash, username, code).await? {
+            self.store
+                .execute(
+                    "UPDATE type::record('admin_user', $u) SET mfa_failures = 0, mfa_locked_until = NONE",
+                    json!({ "u": username }),
+                )
+                .await?;
+            return Ok(SecondFactor::Passed);
+        }
+        let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
+        let failures: Vec<u64> = self
+            .store
+            .query_one(
+                "UPDATE type::record('admin_user', $u) SET mfa_failures = (mfa_failures OR 0) + 1 RETURN VALUE mfa_failures",
+                json!({ "u": username }),
+                0,
+            )
+            .await?;
+        if failures.first().copied().unwrap_or(0) >= MFA_MAX_FAILURES {
+            self.store
+                .execute(
+                    "UPDATE type::record('admin_user', $u) SET mfa_failures = 0, mfa_locked_until = <datetime>$until",
+                    json!({ "u": username, "until": until.to_rfc3339() }),
+                )
+                .await?;
+            return Ok(SecondFactor::Locked(until));
+        }
+        Ok(SecondFactor::Wrong)
+    }
+
+    /// Checks a code and, when it is right, clears the session's pending second factor.
+    pub async fn complete_second_factor(&self, session_hash: &str, username: &str, code: &str) -> anyhow::Result<bool> {
+        let code = code.trim().replace(' ', "");
+        let rows: Vec<Value> = self
+            .store
+            .query_one("SELECT totp_secret, recovery FROM type::record('admin_user', $u)", json!({ "u": username }), 0)
+            .await?;
+        let row = rows.into_iter().next().unwrap_or_default();
+        let mut ok = false;
+        if let Some(sealed) = row["totp_secret"].as_str() {
+            let secret = hex::decode(self.sealer.open(sealed, &totp_place(username))?.expose())?;
+            if let Some(step) = matching_step(&totp(&secret, username)?, &code) {
+                // Each code works once: a step at or before the last one used is a replay.
+                let fresh: Vec<Value> = self
+                    .store
+                    .query_one(
+                        "UPDATE type::record('admin_user', $u) SET totp_last_step = $step
+                         WHERE (totp_last_step OR 0) < $step RETURN username",
+                        json!({ "u": username, "step": step }),
+                        0,
+                    )
+                    .await?;
+                ok = !fresh.is_empty();
+            }
+        }
+        if !ok {
+            let normal = normal_recovery_code(&code);
+            // Codes are stored as keyed hashes; codes given before that, as plain SHA-256.
+            for hash in [self.recovery_hash(&normal), token_hash(&normal)] {
+                let used: Vec<Value> = self
+                    .store
+                    .query_one(
+                        "UPDATE type::record('admin_user', $u) SET recovery = array::remove(recovery, array::find_index(recovery, $h))
+                         WHERE $h IN recovery RETURN username",
+                        json!({ "u": username, "h": hash }),
+                        0,
+                    )
+                    .await?;
+                if !used.is_empty() {
+                    ok = true;
+                    break;
+                }
+            }
+        }
+        if ok {
+            self.store
+                .execute(
+                    "UPDATE type::record('session', $h) SET mfa_pending = false, last_seen_at = time::now()",
+                    json!({ "h": session_hash }),
+                )
+                .await?;
+        } else {
+            self.store
+                .execute(
+                    "UPDATE type::record('session', $h) SET mfa_failures += 1;
+                     DELETE type::record('session', $h) WHERE mfa_failures >= 5;",
+                    json!({ "h": session_hash }),
+                )
+                .await?;
+        }
+        Ok(ok)
+    }
+
+    /// Whether a user has two-factor on.
+    pub async fn has_totp(&self, username: &str) -> anyhow::Result<bool> {
+        let rows: Vec<bool> = self
+            .store
+            .query_one(
+                "SELECT VALUE totp_enabled = true FROM type::record('admin_user', $u)",
+                json!({ "u": username }),
+                0,
+            )
+            .await?;
+        Ok(rows.first().copied().unwrap_or(false))
+    }
+
+    /// Starts enrolling two-factor: a new secret, kept pending until a code confirms it.
+    /// Refused while two-factor is on: enrolling a new app needs turning it off first, with
+    /// a current code, so a stolen session cannot move the second factor to another phone.
+    pub async fn begin_totp(&self, username: &str) -> anyhow::Result<TotpSetup> {
+        anyhow::ensure!(
+            !self.has_totp(username).await?,
+            "two-factor login is on: turn it off with a current code (or a recovery code) before setting up a new app"
+        );
+        let secret: [u8; 20] = rand::random();
+        let t = totp(&secret, username)?;
+        let sealed = self.sealer.seal(&crate::config::Secret::new(hex::encode(secret)), &totp_place(username));
+        self.update_existing(
+            username,
+            "UPDATE type::record('admin_user', $u) SET totp_pending = $sealed",
+            json!({ "sealed": sealed }),
+        )
+        .await?;
+        Ok(TotpSetup { secret: t.get_secret_base32(), url: t.get_url() })
+    }
+
+    /// A recovery code's stored form: HMAC-SHA256 keyed with a key derived from the appliance
+    /// key, so a copy of the store alone does not let anyone test guesses offline.
+    fn recovery_hash(&self, normal_code: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let key = self.sealer.derive_key("recovery codes");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key");
+        mac.update(normal_code.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Confirms enrolment with a code from the app; answers the recovery codes (shown once).
+    pub async fn confirm_totp(&self, username: &str, code: &str) -> anyhow::Result<Option<Vec<String>>> {
+        let rows: Vec<Value> = self
+            .store
+            .query_one("SELECT totp_pending FROM type::record('admin_user', $u)", json!({ "u": username }), 0)
+            .await?;
+        let Some(sealed) = rows.first().and_then(|r| r["totp_pending"].as_str()).map(str::to_owned) else {
+            anyhow::bail!("start two-factor set-up first");
+        };
+        let secret = hex::decode(self.sealer.open(&sealed, &totp_place(username))?.expose())?;
+        if !totp(&secret, username)?.check_current(code.trim()).unwrap_or(false) {
+            return Ok(None);
+        }
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+        let hashes: Vec<String> = codes.iter().map(|c| self.recovery_hash(&normal_recovery_code(c))).collect();
+        self.store
+            .execute(
+                "UPDATE type::record('admin_user', $u) SET totp_secret = $sealed, totp_pending = NONE, totp_enabled = true,
+                    recovery = $hashes",
+                json!({ "u": username, "sealed": sealed, "hashes": hashes }),
+            )
+            .await?;
+        Ok(Some(codes))
+    }
+
+    /// Turns two-factor off (the user, or an admin resetting another user's).
+    pub async fn reset_totp(&self, username: &str) -> anyhow::Result<()> {
+        self.update_existing(
+            username,
+            "UPDATE type::record('admin_user', $u) SET totp_enabled = false, totp_secret = NONE, totp_pending = NONE,
+                recovery = []",
+            json!({}),
+        )
+        .await
+    }
+}
