@@ -1,0 +1,137 @@
+//! Templates, plan mappings and trying a payload on a source: what turns a billing plan into
+//! a VPS.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::db::Store;
+use crate::lifecycle::Template;
+use crate::lifecycle::store::Level;
+
+/// Templates with the plans mapped to them.
+pub async fn templates(store: &Store) -> anyhow::Result<Vec<Value>> {
+    store
+        .query_one(
+            "SELECT record::id(id) AS id, name, description, az_id, image_id, storage_tag_id, vpc_id, subnet_id, cores,
+                memory_mb, disk_gb, name_pattern, enabled OR enabled = NONE AS enabled, allowed_images OR [] AS allowed_images,
+                (SELECT source, plan_key FROM plan_mapping WHERE template = $parent.name) AS plans
+             FROM template ORDER BY name",
+            json!({}),
+            0,
+        )
+        .await
+}
+
+/// Creates or updates a template by name.
+pub async fn save_template(store: &Store, t: &Template, actor: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(!t.name.trim().is_empty(), "a template needs a name");
+    anyhow::ensure!(
+        !t.az_id.is_empty() && !t.image_id.is_empty() && !t.storage_tag_id.is_empty(),
+        "a template needs an AZ, an image and a storage tag"
+    );
+    anyhow::ensure!(t.cores >= 1 && t.memory_mb >= 256 && t.disk_gb >= 1, "cores ≥ 1, memory ≥ 256 MB, disk ≥ 1 GB");
+    anyhow::ensure!(t.name_pattern.contains("{id}"), "the VM name pattern must contain {{id}}");
+    store
+        .execute(
+            "IF (SELECT VALUE id FROM template WHERE name = $t.name)[0] {
+                 UPDATE template MERGE $t WHERE name = $t.name;
+             } ELSE {
+                 CREATE template CONTENT object::extend($t, { created_at: time::now() });
+             };
+             CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $t.name,
+                 message: $actor + ' saved template ' + $t.name, data: $t };",
+            json!({ "t": t, "actor": actor }),
+        )
+        .await
+}
+
+/// Maps a source's plan to a template (replacing an earlier mapping of that plan).
+pub async fn map_plan(store: &Store, source: &str, plan: &str, template: &str, actor: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(!source.is_empty() && !plan.is_empty(), "a mapping needs a source and a plan");
+    anyhow::ensure!(store.template_by_name(template).await?.is_some(), "no template named {template:?}");
+    store
+        .execute(
+            "DELETE plan_mapping WHERE source = $source AND plan_key = $plan;
+             CREATE plan_mapping CONTENT { source: $source, plan_key: $plan, template: $template };
+             CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $template,
+                 message: $actor + ' mapped plan ' + $plan + ' of ' + $source + ' to ' + $template, data: {} };",
+            json!({ "source": source, "plan": plan, "template": template, "actor": actor }),
+        )
+        .await
+}
+
+/// A plan of a source mapped to a template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanMapping {
+    pub source: String,
+    pub plan_key: String,
+    pub template: String,
+}
+
+/// Every plan mapping, by source and plan.
+pub async fn plan_mappings(store: &Store) -> anyhow::Result<Vec<PlanMapping>> {
+    store.query_one("SELECT source, plan_key, template FROM plan_mapping ORDER BY source, plan_key", json!({}), 0).await
+}
+
+/// Removes the mapping of a source's plan; false when there was none.
+pub async fn unmap_plan(store: &Store, source: &str, plan: &str, actor: &str) -> anyhow::Result<bool> {
+    let gone: Vec<Value> = store
+        .query_one(
+            "DELETE plan_mapping WHERE source = $source AND plan_key = $plan RETURN BEFORE",
+            json!({ "source": source, "plan": plan }),
+            0,
+        )
+        .await?;
+    if !gone.is_empty() {
+        store
+            .record_activity(
+                Level::Info,
+                actor,
+                None,
+                &format!("{actor} removed the mapping of plan {plan} of {source}"),
+                json!({ "source": source, "plan": plan }),
+            )
+            .await?;
+    }
+    Ok(!gone.is_empty())
+}
+
+/// Why a source could not be tried.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceTestError {
+    #[error("there is no source named {name:?}: configured sources are {known:?}")]
+    NoSuchSource { name: String, known: Vec<String> },
+    /// The plugin refused the payload (or could not run); the text says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Runs source `name`'s plugin over `payload` as a delivery to `/webhooks/<name>` with its
+/// settings, and answers the normalized events. Nothing is stored or applied: this is the
+/// sources page's test box, for the UI, the API and the CLI alike.
+pub async fn test_source(
+    config: &crate::config::Config,
+    plugins: &actix::Addr<crate::actors::plugins::PluginHost>,
+    name: &str,
+    payload: bytes::Bytes,
+) -> Result<Vec<crate::billing::BillingEvent>, SourceTestError> {
+    let Some(source) = config.sources.get(name) else {
+        return Err(SourceTestError::NoSuchSource {
+            name: name.to_string(),
+            known: config.sources.keys().cloned().collect(),
+        });
+    };
+    let request = crate::plugin_host::SourceRequest {
+        source: name.to_string(),
+        path: format!("/webhooks/{name}"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: payload,
+        settings: source.settings.clone(),
+    };
+    let parse = crate::actors::plugins::ParseWebhook { plugin: source.plugin.clone(), request };
+    match plugins.send(parse).await {
+        Ok(Ok(events)) => Ok(events),
+        Ok(Err(e)) => Err(SourceTestError::Refused(e.to_string())),
+        Err(e) => Err(SourceTestError::Refused(format!("the plugin runtime is not running: {e}"))),
+    }
+}
