@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use vmauto::sim::SimConfig;
 
-use crate::crash::{Proc, TOKEN};
+use crate::common::{Proc, TOKEN};
 
 fn dir_size(path: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else { return 0 };
@@ -332,7 +332,7 @@ async fn bench_hardening_customer_pages() {
     p.with_store(async |s| vmauto::demo::seed(s, &config, "ghl").await.expect("seeded")).await;
     p.start().await;
     p.warm_up().await;
-    let out = std::process::Command::new(crate::crash::binary())
+    let out = std::process::Command::new(crate::common::binary())
         .arg("--config")
         .arg(p.config_path())
         .args(["admin", "token", "create", "bench", "--role", "admin"])

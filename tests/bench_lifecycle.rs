@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use vmauto::sim::{SimConfig, SimServer};
 
-use crate::crash::Proc;
+use crate::common::Proc;
 
 const TOKEN: &str = "crash0123456789abcdef0123456789ab";
 
@@ -38,10 +38,7 @@ async fn sim(task_ms: u64, ip_delay_ms: u64, write_per_minute: u32) -> SimServer
 }
 
 fn workflow(event: &str, sub: &str, plan: &str) -> Value {
-    json!({
-        "contact_id": format!("CNT-{sub}"), "full_name": "Bench", "email": "bench@example.com",
-        "customData": { "event": event, "plan": plan, "subscription_id": sub }
-    })
+    crate::common::workflow_for("Bench", event, sub, plan)
 }
 
 /// Sums a Prometheus histogram's `_sum` and `_count` lines.

@@ -37,7 +37,7 @@ async fn the_admin_ui_works_in_a_real_browser() {
     }
     // A fake Stripe whose hosted checkout page "pays" by sending the signed event to vmauto.
     let stripe = crate::upgrades::FakeStripe::start().await;
-    let port = crate::crash::free_port();
+    let port = crate::common::free_port();
     let app_url = format!("http://127.0.0.1:{port}");
     stripe.host_checkout(&format!("{app_url}/stripe/webhook"));
     let (stripe_url, public_url) = (stripe.url.clone(), app_url.clone());

@@ -23,7 +23,7 @@ use vmauto::lifecycle::store::stable_key;
 use vmauto::sim::SimConfig;
 use vmauto::sim::fault::FaultRule;
 
-use crate::crash::{Proc, TOKEN};
+use crate::common::{Proc, TOKEN};
 
 const SENDERS: usize = 8;
 const KILLS: usize = 6;

@@ -95,7 +95,7 @@ async fn api_tokens_are_managed_from_the_cli_while_the_appliance_runs() {
     vmauto::init_crypto();
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = vmauto::sim::start(vmauto::sim::SimConfig::default()).await.expect("simulator");
-    let mut p = crate::crash::Proc::new(dir.path(), &sim, "", "");
+    let mut p = crate::common::Proc::new(dir.path(), &sim, "", "");
     p.start().await;
     let config = p.config_path().to_path_buf();
     let (ok, out) = run_with(&config, &["admin", "token", "create", "robot", "--role", "operator"]);

@@ -12,201 +12,23 @@
 //! embedded store is single-process, so it is only ever opened while the appliance is down).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use vmauto::config::Config;
-use vmauto::db::Store;
 use vmauto::lifecycle::store::stable_key;
 use vmauto::sim::{SimConfig, SimServer};
 
-pub const TOKEN: &str = "crash0123456789abcdef0123456789ab";
+use crate::common::{Proc, TOKEN, workflow_for};
+
 const SUBS: usize = 30;
 /// Cancels whose first answer the sender loses.
 const LOST: usize = 5;
 
-/// The appliance binary, restarted on the same data directory and port.
-pub struct Proc {
-    dir: PathBuf,
-    config: PathBuf,
-    port: u16,
-    child: Option<Child>,
-    starts: usize,
-}
-
-impl Proc {
-    /// `provider`: more `provider.sangfor` keys; `extra`: more tables.
-    pub fn new(dir: &Path, sim: &SimServer, provider: &str, extra: &str) -> Self {
-        Self::new_with_policy(dir, sim, provider, "", extra)
-    }
-
-    /// As [`Proc::new`], with more `policy` keys.
-    pub fn new_with_policy(dir: &Path, sim: &SimServer, provider: &str, policy: &str, extra: &str) -> Self {
-        let port = free_port();
-        let config = dir.join("appliance.toml");
-        let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-workers = 2
-shutdown_timeout_secs = 2
-
-[log]
-level = "info,actix_server=warn"
-
-[provider.sangfor]
-base_url = "{url}"
-access_key = "{ak}"
-secret_key = "{sk}"
-{provider}
-
-[policy]
-grace_days = 0
-retry_base_secs = 1
-retry_max_secs = 2
-max_destructive_per_hour = 1000
-{policy}
-
-[sources.ghl]
-plugin = "ghl-workflow"
-signature = "shared_token"
-token = "{TOKEN}"
-token_in = "path"
-{extra}
-"#,
-            data = dir.display(),
-            url = sim.base_url(),
-            ak = sim.access_key(),
-            sk = sim.secret_key(),
-        );
-        std::fs::write(&config, toml).expect("config written");
-        Self { dir: dir.to_path_buf(), config, port, child: None, starts: 0 }
-    }
-
-    /// The configuration file the process runs with.
-    pub fn config_path(&self) -> &Path {
-        &self.config
-    }
-
-    /// The same configuration, as the library reads it.
-    pub fn load_config(&self) -> Config {
-        Config::load(Some(&self.config), std::iter::empty(), &Default::default()).expect("config loads")
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// Starts the binary and waits until `/readyz` answers 200.
-    pub async fn start(&mut self) -> Duration {
-        assert!(self.child.is_none(), "already running");
-        self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("run-{}.log", self.starts))).expect("log file");
-        let t0 = Instant::now();
-        let child = Command::new(binary())
-            .arg("--config")
-            .arg(&self.config)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("vmauto starts");
-        self.child = Some(child);
-        let http = reqwest::Client::new();
-        let deadline = t0 + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = http.get(self.url("/readyz")).timeout(Duration::from_secs(2)).send().await
-                && r.status().is_success()
-            {
-                return t0.elapsed();
-            }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                let log =
-                    std::fs::read_to_string(self.dir.join(format!("run-{}.log", self.starts))).unwrap_or_default();
-                panic!("vmauto exited during start-up ({status}): {log}");
-            }
-            assert!(Instant::now() < deadline, "vmauto not ready within 60 s");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Sends one webhook whose event is `ignore`, so the first real ones do not all wait for
-    /// the plugin's first instantiation (which would answer them together).
-    pub async fn warm_up(&self) {
-        let body = json!({ "contact_id": "warm", "customData": { "event": "ignore", "n": self.starts } });
-        let r = reqwest::Client::new().post(self.url(&format!("/webhooks/ghl/{TOKEN}"))).json(&body).send().await;
-        assert!(r.is_ok_and(|r| r.status().is_success()), "warm-up webhook accepted");
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("SIGKILL");
-            c.wait().expect("reaped");
-        }
-    }
-
-    /// SIGTERM and wait for the process to exit (SIGKILL after 15 s).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while c.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.wait();
-        }
-    }
-
-    /// Opens the store in this process (the appliance must be stopped), runs `f`, closes it.
-    pub async fn with_store<T>(&self, f: impl AsyncFnOnce(&Store) -> T) -> T {
-        assert!(self.child.is_none(), "the embedded store is single-process");
-        let store = Store::open(&self.load_config()).await.expect("store opens");
-        let out = f(&store).await;
-        drop(store);
-        // The embedded engine closes its files in the background.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        out
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The binary under test: this build's, or another one named by `TEST_VMAUTO_BIN` (the
-/// packaging checks run this test against the installed `/usr/bin/vmauto`; the name is not
-/// `VMAUTO_*`, which the binary would read as configuration).
-pub fn binary() -> std::ffi::OsString {
-    std::env::var_os("TEST_VMAUTO_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vmauto").into())
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-fn workflow(event: &str, sub: &str, plan: &str) -> Value {
-    json!({
-        "contact_id": format!("CNT-{sub}"), "full_name": "Crash Test", "email": "crash@example.com",
-        "customData": { "event": event, "plan": plan, "subscription_id": sub }
-    })
+fn crash_workflow(event: &str, sub: &str, plan: &str) -> Value {
+    workflow_for("Crash Test", event, sub, plan)
 }
 
 fn sub_name(i: usize) -> String {
@@ -417,7 +239,8 @@ async fn sigkill_at_any_point_loses_and_duplicates_nothing() {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let plans = ["starter", "business", "pro"];
     let subscribe = |r: std::ops::Range<usize>| -> Vec<(String, Value)> {
-        r.map(|i| (format!("subscribe {}", sub_name(i)), workflow("subscribe", &sub_name(i), plans[i % 3]))).collect()
+        r.map(|i| (format!("subscribe {}", sub_name(i)), crash_workflow("subscribe", &sub_name(i), plans[i % 3])))
+            .collect()
     };
     let mut kills = 0;
 
@@ -463,7 +286,7 @@ async fn sigkill_at_any_point_loses_and_duplicates_nothing() {
     //    then again during the deletions.
     let cancels: Vec<(String, Value)> = (0..SUBS)
         .filter(|i| cancelled(*i))
-        .map(|i| (format!("cancel {}", sub_name(i)), workflow("cancel", &sub_name(i), plans[i % 3])))
+        .map(|i| (format!("cancel {}", sub_name(i)), crash_workflow("cancel", &sub_name(i), plans[i % 3])))
         .collect();
     // Five of them are committed and answered, but the sender never sees the answer (it is
     // lost on the way); the process dies right after.

@@ -5,10 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+use crate::common::free_port;
 
 #[actix_web::test]
 async fn demo_starts_seeds_prints_a_webhook_and_stops_on_sigterm() {

@@ -3,9 +3,8 @@
 //! with a retry, and a notification stored while the SMTP server hangs.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,32 +14,14 @@ use vmauto::actors::subscription::HandleEvents;
 use vmauto::billing::{BillingEvent, EventKind};
 use vmauto::config::{Config, Secret, SignatureScheme, SmtpTls, SourceConfig};
 
-use crate::common::{Stack, TestApp};
+use crate::common::{Stack, TestApp, free_port};
 
 const SINK_SCRIPT: &str = include_str!("fixtures/smtp_sink.py");
 const PUBLIC_URL: &str = "http://vmauto.test";
 
-/// Serializes creating the shared virtualenv.
-static VENV: Mutex<()> = Mutex::new(());
-
-/// The Python with aiosmtpd, in a virtualenv under `$HOME/.cache/vmauto/` made on first use.
+/// The Python with aiosmtpd.
 fn sink_python() -> PathBuf {
-    let _guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
-    let venv = home.join(".cache/vmauto/smtp-venv");
-    let python = venv.join("bin/python");
-    let ready = |p: &Path| Command::new(p).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
-    if !ready(&python) {
-        let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 runs");
-        assert!(ok.success(), "python3 -m venv {} failed", venv.display());
-        let ok = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "aiosmtpd==1.4.6"])
-            .status()
-            .expect("pip runs");
-        assert!(ok.success(), "pip install aiosmtpd failed");
-        assert!(ready(&python), "aiosmtpd is not importable after installing it");
-    }
-    python
+    crate::common::python::venv("smtp-venv", &["aiosmtpd==1.4.6"], "aiosmtpd").join("bin/python")
 }
 
 /// A local SMTP server that writes each received message to a directory as JSON.
@@ -112,10 +93,6 @@ impl Drop for SmtpSink {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 pub(crate) fn part<'a>(m: &'a Value, ty: &str) -> &'a str {

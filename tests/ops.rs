@@ -12,7 +12,7 @@ use vmauto::db::Store;
 use vmauto::sim::SimConfig;
 
 use crate::common::TestApp;
-use crate::crash::{Proc, binary, free_port};
+use crate::common::{Proc, binary, free_port};
 
 const TOKEN: &str = "crash0123456789abcdef0123456789ab";
 /// Tables whose row counts no longer change once the webhooks are applied.

@@ -784,28 +784,9 @@ async fn bench_paid_to_queued(label: &str, file_store: bool) {
     );
 }
 
-/// Serializes creating the localstripe virtualenv.
-static LOCALSTRIPE_VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// The `localstripe` command, in a virtualenv under `$HOME/.cache/vmauto/` made on first use.
+/// The `localstripe` command.
 fn localstripe_bin() -> std::path::PathBuf {
-    use std::process::Command;
-    let _guard = LOCALSTRIPE_VENV.lock().unwrap_or_else(|e| e.into_inner());
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(|| "/root".into());
-    let venv = home.join(".cache/vmauto/localstripe-venv");
-    let python = venv.join("bin/python");
-    let ready = || Command::new(&python).args(["-c", "import localstripe"]).status().is_ok_and(|s| s.success());
-    if !ready() {
-        let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 runs");
-        assert!(ok.success(), "python3 -m venv {} failed", venv.display());
-        let ok = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "localstripe==1.15.10"])
-            .status()
-            .expect("pip runs");
-        assert!(ok.success(), "pip install localstripe failed");
-        assert!(ready(), "localstripe is not importable after installing it");
-    }
-    venv.join("bin/localstripe")
+    crate::common::python::venv("localstripe-venv", &["localstripe==1.15.10"], "localstripe").join("bin/localstripe")
 }
 
 /// A running localstripe: a stateful fake Stripe that signs and delivers webhooks.

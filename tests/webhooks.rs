@@ -32,11 +32,9 @@ async fn stack_with(edit: impl FnOnce(&mut vmauto::config::Config)) -> Stack {
     .await
 }
 
+/// A workflow webhook whose customer name is markup (shown as text everywhere).
 fn workflow(event: &str, sub: &str, plan: &str) -> Value {
-    json!({
-        "contact_id": format!("CNT-{sub}"), "full_name": "Dana <script>alert(1)</script>", "email": "dana@example.com",
-        "customData": { "event": event, "plan": plan, "subscription_id": sub }
-    })
+    crate::common::workflow_for("Dana <script>alert(1)</script>", event, sub, plan)
 }
 
 async fn post(s: &Stack, path: &str, body: &Value) -> (u16, Value) {

@@ -1,8 +1,29 @@
-//! Shared test harness: an appliance in-process on port 0 with an in-memory store.
+//! Shared test harness: an appliance in-process on port 0 with an in-memory store
+//! ([`TestApp`], [`Stack`] with the simulator), the appliance as a separate process
+//! ([`process::Proc`]), Python tools in virtualenvs ([`python::venv`]), free ports and
+//! webhook bodies.
 
 #![allow(dead_code, reason = "each test module uses a different part of the harness")]
 
+pub mod process;
+pub mod python;
+
 use std::path::Path;
+
+pub use process::{Proc, TOKEN, binary, free_port};
+
+/// A GoHighLevel workflow webhook body (source plugin `ghl-workflow`) for `sub` on `plan`.
+pub fn workflow(event: &str, sub: &str, plan: &str) -> serde_json::Value {
+    workflow_for("Test Customer", event, sub, plan)
+}
+
+/// [`workflow`] for a customer called `name`.
+pub fn workflow_for(name: &str, event: &str, sub: &str, plan: &str) -> serde_json::Value {
+    serde_json::json!({
+        "contact_id": format!("CNT-{sub}"), "full_name": name, "email": "customer@example.com",
+        "customData": { "event": event, "plan": plan, "subscription_id": sub }
+    })
+}
 
 use vmauto::app::Appliance;
 use vmauto::config::Config;

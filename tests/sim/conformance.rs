@@ -10,43 +10,14 @@ use tokio::process::Command;
 
 use super::Sim;
 
-async fn ok(cmd: &mut Command) -> bool {
-    cmd.status().await.is_ok_and(|s| s.success())
-}
-
 /// The venv's python with `sangfor-scp` and `pycryptodome` importable.
 async fn venv_python() -> PathBuf {
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
-    let venv = home.join(".cache/vmauto/conformance-venv");
-    let python = venv.join("bin/python");
-    let importable = |p: &Path| {
-        let mut c = Command::new(p);
-        c.args(["-c", "import sangfor_scp, Crypto"]);
-        c
-    };
-    if python.exists() && ok(&mut importable(&python)).await {
-        return python;
-    }
-    if !python.exists() {
-        assert!(
-            ok(Command::new("python3").args(["-m", "venv"]).arg(&venv)).await,
-            "python3 -m venv {}",
-            venv.display()
-        );
-    }
-    let installed = ok(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "sangfor-scp==0.4.5",
-        "pycryptodome",
-    ]))
-    .await;
-    assert!(installed, "pip install sangfor-scp==0.4.5 pycryptodome");
-    assert!(ok(&mut importable(&python)).await, "sangfor_scp importable after install");
-    python
+    let venv = tokio::task::spawn_blocking(|| {
+        crate::common::python::venv("conformance-venv", &["sangfor-scp==0.4.5", "pycryptodome"], "sangfor_scp, Crypto")
+    })
+    .await
+    .expect("the virtualenv is made");
+    venv.join("bin/python")
 }
 
 async fn run_check(sim: &Sim, python: &Path) {
