@@ -36,7 +36,7 @@ async fn the_admin_ui_works_in_a_real_browser() {
         assert!(out.status.success(), "npm ci in tests/browser: {}", String::from_utf8_lossy(&out.stderr));
     }
     // A fake Stripe whose hosted checkout page "pays" by sending the signed event to vmauto.
-    let stripe = crate::upgrades::FakeStripe::start().await;
+    let stripe = crate::common::stripe::FakeStripe::start().await;
     let port = crate::common::free_port();
     let app_url = format!("http://127.0.0.1:{port}");
     stripe.host_checkout(&format!("{app_url}/stripe/webhook"));
@@ -44,7 +44,7 @@ async fn the_admin_ui_works_in_a_real_browser() {
     let s = Stack::start_with(SimConfig { task_ms: 300, ip_delay_ms: 200, ..SimConfig::default() }, move |c| {
         c.server.listen = format!("127.0.0.1:{port}").parse().expect("addr");
         c.server.public_url = public_url;
-        crate::upgrades::stripe_config(c, &stripe_url);
+        crate::common::stripe::stripe_config(c, &stripe_url);
         c.sources.insert(
             "ghl".into(),
             SourceConfig {

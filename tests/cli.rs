@@ -137,3 +137,51 @@ async fn api_tokens_are_managed_from_the_cli_while_the_appliance_runs() {
     p.stop();
     sim.stop().await;
 }
+
+fn vmauto_cli(args: &[&str], dir: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmauto"))
+        .args(args)
+        .env_remove("VMAUTO_CONFIG")
+        .env("VMAUTO_SERVER__DATA_DIR", dir)
+        .env("VMAUTO_LOG__LEVEL", "error")
+        .output()
+        .expect("vmauto runs");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn the_cli_lists_offers_and_issues_and_revokes_links() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("appliance.toml");
+    let toml = "[server]\npublic_url = \"https://vps.example.com\"\n\n[[stripe.offers]]\nid = \"more-memory\"\n\
+                name = \"+2 GB memory\"\nadd_memory_gb = 2\nprice = 900\n";
+    std::fs::write(&config, toml).expect("config");
+    let config = config.to_str().expect("utf-8");
+    // A store holding one VPS (through `db import`, as a restore would), and its key.
+    let seed = dir.path().join("seed.surql");
+    std::fs::write(
+        &seed,
+        "OPTION IMPORT;\nCREATE vps:web1 CONTENT { state: 'active', template: 'vps-small', spec: { cores: 1, memory_mb: 1024, disk_gb: 40 } };\n",
+    )
+    .expect("seed");
+    let (ok, out) = vmauto_cli(&["--config", config, "db", "import", seed.to_str().expect("utf-8")], dir.path());
+    assert!(ok, "{out}");
+    std::fs::write(dir.path().join("appliance.key"), hex::encode([9u8; 32])).expect("key");
+    let (ok, out) = vmauto_cli(&["--config", config, "upgrade", "offers"], dir.path());
+    assert!(ok, "{out}");
+    assert!(out.contains("more-memory") && out.contains("9.00 USD") && out.contains("enabled"), "{out}");
+
+    let (ok, out) = vmauto_cli(&["--config", config, "upgrade", "link", "nope"], dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("no VPS nope"), "{out}");
+
+    let (ok, out) = vmauto_cli(&["--config", config, "upgrade", "link", "web1"], dir.path());
+    assert!(ok, "{out}");
+    let url = out.lines().next().expect("url line");
+    assert!(url.starts_with("https://vps.example.com/upgrade/"), "{out}");
+    let id = out.split("link id ").nth(1).and_then(|r| r.split_whitespace().next()).expect("link id");
+    let (ok, out) = vmauto_cli(&["--config", config, "upgrade", "revoke", id], dir.path());
+    assert!(ok && out.contains("revoked"), "{out}");
+    let (ok, out) = vmauto_cli(&["--config", config, "upgrade", "revoke", "0000"], dir.path());
+    assert!(!ok && out.contains("no upgrade link"), "{out}");
+}

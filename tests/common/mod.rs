@@ -7,6 +7,7 @@
 
 pub mod process;
 pub mod python;
+pub mod stripe;
 
 use std::path::Path;
 
