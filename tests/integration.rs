@@ -14,6 +14,7 @@ mod crash;
 mod demo;
 mod faults;
 mod lifecycle;
+mod login;
 mod notifier;
 mod ops;
 mod plugins;
