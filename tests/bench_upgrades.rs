@@ -5,8 +5,9 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::common::Stack;
+use crate::common::stripe::send_signed;
 use crate::common::stripe::{session_event, stripe_config};
-use crate::upgrades::{active_vps, issue, send_signed};
+use crate::upgrades::{active_vps, issue};
 
 /// Paid event POST → resize queued, over many distinct sessions, on the in-memory store and
 /// on the embedded SurrealKV file store (fsync on commit), as shipped.

@@ -9,23 +9,10 @@ use serde_json::{Value, json};
 use vmauto::billing::EventKind;
 use vmauto::config::OfferConfig;
 
-use crate::common::stripe::{FakeStripe, OLD_WHSEC, SECRET_KEY, WHSEC, session_event, signature, stripe_config};
+use crate::common::stripe::{
+    FakeStripe, OLD_WHSEC, SECRET_KEY, WHSEC, post_event, send_signed, session_event, signature, stripe_config,
+};
 use crate::common::{Stack, TestApp};
-async fn post_event(t: &TestApp, body: &str, header: Option<String>) -> (u16, Value) {
-    let mut req =
-        t.http.post(t.url("/stripe/webhook")).header("content-type", "application/json").body(body.to_string());
-    if let Some(h) = header {
-        req = req.header("Stripe-Signature", h);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-pub(crate) async fn send_signed(t: &TestApp, body: &str) -> (u16, Value) {
-    let now = chrono::Utc::now().timestamp();
-    post_event(t, body, Some(signature(WHSEC, now, body))).await
-}
 
 /// The token of an issued link's URL.
 fn token_of(url: &str) -> String {

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use vmauto::config::{Config, OfferConfig, Secret};
 
+use super::TestApp;
+
 pub const SECRET_KEY: &str = "sk_test_vmauto";
 pub const OLD_WHSEC: &str = "whsec_old_rotated";
 pub const WHSEC: &str = "whsec_test_secret";
@@ -235,4 +237,22 @@ pub fn session_event(event_id: &str, kind: &str, session: &str, paid: &str, meta
         } }
     })
     .to_string()
+}
+
+/// POSTs `body` to `/stripe/webhook` with `header` as its `Stripe-Signature`.
+pub async fn post_event(t: &TestApp, body: &str, header: Option<String>) -> (u16, Value) {
+    let mut req =
+        t.http.post(t.url("/stripe/webhook")).header("content-type", "application/json").body(body.to_string());
+    if let Some(h) = header {
+        req = req.header("Stripe-Signature", h);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// POSTs `body` to `/stripe/webhook` signed now with the current webhook secret.
+pub async fn send_signed(t: &TestApp, body: &str) -> (u16, Value) {
+    let now = chrono::Utc::now().timestamp();
+    post_event(t, body, Some(signature(WHSEC, now, body))).await
 }
