@@ -23,6 +23,7 @@ pub mod limits;
 pub mod reply;
 pub mod router;
 pub mod server_ops;
+mod server_spec;
 pub mod servers;
 pub mod service;
 pub mod tasks;

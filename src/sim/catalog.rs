@@ -271,8 +271,8 @@ pub fn create_volume(sim: &mut Sim, ctx: &Ctx<'_>) -> ApiResult {
     if !sim.world.storage_tags.iter().any(|t| t.id == tag_id && t.az_id == az_id) {
         return Err(ApiError::bad_request(format!("storage tag {tag_id} does not exist in resource pool {az_id}")));
     }
-    let size_mb = super::servers::disk_size(size_mb)?;
-    let short = super::servers::capacity_shortfall(&sim.world, &az_id, &tag_id, 0, 0, size_mb);
+    let size_mb = super::server_spec::disk_size(size_mb)?;
+    let short = super::server_spec::capacity_shortfall(&sim.world, &az_id, &tag_id, 0, 0, size_mb);
     let v = Volume {
         id: sim.new_id(),
         name,
@@ -310,12 +310,13 @@ pub fn resize_volume(sim: &mut Sim, ctx: &Ctx<'_>, id: &str) -> ApiResult {
     let body = ctx.object()?;
     let size_mb =
         opt_u64(&body, "size_mb")?.ok_or_else(|| ApiError::bad_request("missing required field `size_mb`"))?;
-    let size_mb = super::servers::disk_size(size_mb)?;
+    let size_mb = super::server_spec::disk_size(size_mb)?;
     let v = idle_volume(&sim.world, id)?.clone();
     if size_mb <= v.size_mb {
         return Err(ApiError::bad_request(format!("volume {id} can only grow ({} MB now)", v.size_mb)));
     }
-    let short = super::servers::capacity_shortfall(&sim.world, &v.az_id, &v.storage_tag_id, 0, 0, size_mb - v.size_mb);
+    let short =
+        super::server_spec::capacity_shortfall(&sim.world, &v.az_id, &v.storage_tag_id, 0, 0, size_mb - v.size_mb);
     let effect = Effect::VolumeResize { volume_id: id.to_string(), size_mb };
     let task = volume_task(sim, ctx, "resize_volume", &v, effect);
     if let Some(t) = sim.world.tasks.get_mut(&task)
