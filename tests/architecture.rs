@@ -199,3 +199,33 @@ fn the_reader_sees_arrows_and_skips_what_is_not_one() {
     }
     assert_eq!(cycles(&cyclic), vec![vec!["a".to_string(), "b".into(), "c".into()]]);
 }
+
+#[test]
+fn no_source_file_is_over_600_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "plugins"] {
+        collect(&root.join(dir), &mut files);
+    }
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).ok()?.lines().count();
+            (n > 600).then(|| format!("{} ({n} lines)", f.strip_prefix(root).unwrap_or(f).display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these by concern: {long:?}");
+
+    fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() && name != "node_modules" && name != "target" {
+                collect(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+}
