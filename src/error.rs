@@ -71,6 +71,45 @@ impl Code {
     }
 }
 
+/// An error that knows which [`Code`] it is, so a handler maps it by its type, never by
+/// reading its message.
+pub trait ErrorCode: std::error::Error {
+    fn code(&self) -> Code;
+}
+
+/// Something asked for by id does not exist (a VPS, an operation, …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no such {what}: {id}")]
+pub struct NotFound {
+    pub what: &'static str,
+    pub id: String,
+}
+
+impl NotFound {
+    pub fn new(what: &'static str, id: impl Into<String>) -> Self {
+        Self { what, id: id.into() }
+    }
+}
+
+impl ErrorCode for NotFound {
+    fn code(&self) -> Code {
+        Code::NotFound
+    }
+}
+
+/// The code of the first error in `e`'s chain that has one, if any.
+pub fn code_of(e: &anyhow::Error) -> Option<Code> {
+    e.chain().find_map(|cause| cause.downcast_ref::<NotFound>().map(ErrorCode::code))
+}
+
+impl AppError {
+    /// An action's failure as the API answers it: its own code when it has one (a missing
+    /// record is 404), otherwise a 400 whose message says what was wrong.
+    pub fn from_action(e: &anyhow::Error) -> Self {
+        Self::new(code_of(e).unwrap_or(Code::BadRequest), format!("{e:#}"))
+    }
+}
+
 /// An error with a code, a user-facing message and (for internal errors) a private detail.
 #[derive(Debug)]
 pub struct AppError {
@@ -181,6 +220,19 @@ mod tests {
         assert_eq!(v["code"], "internal");
         assert_eq!(v["type"], "internal");
         assert!(!v["message"].as_str().unwrap_or_default().contains("/x"));
+    }
+
+    #[test]
+    fn a_missing_record_is_found_by_its_type_anywhere_in_the_chain() {
+        use anyhow::Context as _;
+        let e: anyhow::Error = NotFound::new("VPS", "v1").into();
+        let wrapped = Err::<(), _>(e).context("cannot queue the action").unwrap_err();
+        assert_eq!(code_of(&wrapped), Some(Code::NotFound));
+        assert_eq!(AppError::from_action(&wrapped).code, Code::NotFound);
+        // The words alone mean nothing: only the type does.
+        let words = anyhow::anyhow!("no such VPS: v1");
+        assert_eq!(code_of(&words), None);
+        assert_eq!(AppError::from_action(&words).code, Code::BadRequest);
     }
 
     #[test]

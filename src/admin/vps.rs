@@ -254,7 +254,9 @@ pub async fn request_action(
     params: Value,
     actor: &str,
 ) -> anyhow::Result<String> {
-    let Some(detail) = vps_detail(store, vps).await? else { anyhow::bail!("no such VPS: {vps}") };
+    let Some(detail) = vps_detail(store, vps).await? else {
+        return Err(crate::error::NotFound::new("VPS", vps).into());
+    };
     if detail["state"] == "deleted" {
         anyhow::bail!("this VPS is deleted; nothing can be done to it any more");
     }

@@ -48,12 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn bad(e: anyhow::Error) -> AppError {
-    let msg = format!("{e:#}");
-    if msg.starts_with("no such") || msg.contains("no such VPS") {
-        AppError::not_found(msg)
-    } else {
-        AppError::bad_request(msg)
-    }
+    AppError::from_action(&e)
 }
 
 fn store_err(e: anyhow::Error) -> AppError {

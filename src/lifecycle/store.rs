@@ -400,7 +400,11 @@ impl Store {
              COMMIT TRANSACTION;",
             json!({ "vps": vps, "kind": kind.as_str(), "params": params, "requested_by": requested_by, "key": key }),
         )
-        .await?;
+        .await
+        // The store's words for the THROW above, turned into a type here, where it is thrown.
+        .map_err(|e| {
+            if format!("{e:#}").contains("no such VPS") { crate::error::NotFound::new("VPS", vps).into() } else { e }
+        })?;
         Ok(key)
     }
 

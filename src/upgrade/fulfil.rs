@@ -185,7 +185,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
     let key = operation_key(sid);
     let op = match store.enqueue_operation(vps_id, OpKind::Resize, params, &actor, Some(&key)).await {
         Ok(op) => op,
-        Err(e) if format!("{e:#}").contains("no such VPS") => {
+        Err(e) if crate::error::code_of(&e) == Some(crate::error::Code::NotFound) => {
             let msg = format!("payment {sid} is for VPS {vps_id}, which does not exist; refund it in Stripe");
             store
                 .execute(
