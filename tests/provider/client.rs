@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use vmauto::actors::gateway::*;
 use vmauto::config::{SangforAuth, Secret};
-use vmauto::provider::{Power, ProviderError, ServerStatus, TaskStatus};
+use vmauto::provider::{Power, ProviderError, ServerSpec, ServerStatus, TaskStatus};
 use vmauto::sim::world::{AZ_A, VPC_A};
 
 use super::harness::{Gw, Scp, op, quick_policy, spec, unlimited};
@@ -192,12 +192,16 @@ async fn listings_walk_every_page() {
     for i in 0..130 {
         let g = gw.addr.clone();
         creates.push(async move {
-            g.send(CreateServer { spec: spec(&format!("page-{i}"), tag), op: op(&format!("page-{i}")) }).await
+            // Small VMs: all 130 fit the AZ, so none is removed by a task failing for capacity.
+            let small = ServerSpec { cores: 1, memory_mb: 512, ..spec(&format!("page-{i}"), tag) };
+            g.send(CreateServer { spec: small, op: op(&format!("page-{i}")) }).await
         });
     }
     for r in futures::future::join_all(creates).await {
         r.unwrap().expect("create");
     }
+    // Let every create task finish (50 ms each here), so the listing sees the settled world.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let before = scp.requests("GET /janus/{v}/servers").await;
     let found = gw.addr.send(FindServersByTag { tag: tag.into() }).await.unwrap().expect("find");
     assert_eq!(found.len(), 130);
