@@ -10,20 +10,20 @@ use crate::http::session::{CsrfForm, UiUser, check_csrf};
 use crate::lifecycle::store::Level;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/account", web::get().to(account))
-        .route("/account/2fa/begin", web::post().to(totp_begin))
-        .route("/account/2fa/confirm", web::post().to(totp_confirm))
-        .route("/account/2fa/disable", web::post().to(totp_disable));
+    cfg.route("/account", web::get().to(show_account))
+        .route("/account/2fa/begin", web::post().to(begin_totp))
+        .route("/account/2fa/confirm", web::post().to(confirm_totp))
+        .route("/account/2fa/disable", web::post().to(disable_totp));
 }
 
-async fn account(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
+async fn show_account(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
     let on = state.auth.has_totp(&user.0.username).await.map_err(anyhow_internal)?;
     let ctx =
         json!({ "totp": on, "csrf": user.0.csrf, "flash": flash(&req), "setup": Value::Null, "codes": Value::Null });
     render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
 }
 
-async fn totp_begin(state: web::Data<AppState>, user: UiUser, form: web::Form<CsrfForm>) -> Page {
+async fn begin_totp(state: web::Data<AppState>, user: UiUser, form: web::Form<CsrfForm>) -> Page {
     check_csrf(&user.0, &form._csrf)?;
     let setup = match state.auth.begin_totp(&user.0.username).await {
         Ok(s) => s,
@@ -41,7 +41,7 @@ struct CodeForm {
     code: String,
 }
 
-async fn totp_confirm(state: web::Data<AppState>, user: UiUser, form: web::Form<CodeForm>) -> Page {
+async fn confirm_totp(state: web::Data<AppState>, user: UiUser, form: web::Form<CodeForm>) -> Page {
     check_csrf(&user.0, &form._csrf)?;
     match state.auth.confirm_totp(&user.0.username, &form.code).await {
         Ok(Some(codes)) => {
@@ -66,7 +66,7 @@ async fn totp_confirm(state: web::Data<AppState>, user: UiUser, form: web::Form<
     }
 }
 
-async fn totp_disable(state: web::Data<AppState>, user: UiUser, form: web::Form<CodeForm>) -> Page {
+async fn disable_totp(state: web::Data<AppState>, user: UiUser, form: web::Form<CodeForm>) -> Page {
     check_csrf(&user.0, &form._csrf)?;
     match state.auth.check_second_factor(&user.0.session_hash, &user.0.username, &form.code).await {
         Ok(crate::auth::SecondFactor::Passed) => {}

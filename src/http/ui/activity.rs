@@ -10,10 +10,10 @@ use crate::http::session::UiUser;
 use crate::lifecycle::store::Level;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/activity", web::get().to(activity));
+    cfg.route("/activity", web::get().to(list_activity));
 }
 
-async fn activity(state: web::Data<AppState>, user: UiUser, q: web::Query<ActivityQuery>) -> Page {
+async fn list_activity(state: web::Data<AppState>, user: UiUser, q: web::Query<ActivityQuery>) -> Page {
     let mut q = q.into_inner();
     if Level::parse(&q.level).is_none() {
         q.level.clear(); // an unknown level in a hand-made address lists every level

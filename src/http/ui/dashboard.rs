@@ -13,10 +13,10 @@ use crate::http::session::UiUser;
 use crate::lifecycle::kpi;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(dashboard));
+    cfg.route("/", web::get().to(show_dashboard));
 }
 
-async fn dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
+async fn show_dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
     let store = &state.store;
     let st = store.clone();
     let counts = state

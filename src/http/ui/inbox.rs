@@ -12,9 +12,9 @@ use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/inbox", web::get().to(inbox))
-        .route("/inbox/{id}", web::get().to(inbox_event))
-        .route("/inbox/{id}/replay", web::post().to(inbox_replay));
+    cfg.route("/inbox", web::get().to(list_inbox))
+        .route("/inbox/{id}", web::get().to(show_inbox_event))
+        .route("/inbox/{id}/replay", web::post().to(replay_inbox_event));
 }
 
 #[derive(Deserialize)]
@@ -25,7 +25,7 @@ struct InboxQuery {
     page: u64,
 }
 
-async fn inbox(state: web::Data<AppState>, user: UiUser, q: web::Query<InboxQuery>) -> Page {
+async fn list_inbox(state: web::Data<AppState>, user: UiUser, q: web::Query<InboxQuery>) -> Page {
     let page = admin::inbox(&state.store, &q.status, q.page).await.map_err(anyhow_internal)?;
     let ctx = json!({
         "page": page, "status": q.status,
@@ -35,7 +35,7 @@ async fn inbox(state: web::Data<AppState>, user: UiUser, q: web::Query<InboxQuer
     render(&state, &user.0, "admin/inbox.html", "Webhook inbox", "inbox", ctx)
 }
 
-async fn inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
+async fn show_inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
     let Some(mut ev) = admin::inbox_event(&state.store, &id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(StatusCode::NOT_FOUND, "There is no inbox event with this id."));
     };
@@ -56,7 +56,7 @@ async fn inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Path<Str
     render(&state, &user.0, "admin/inbox_event.html", "Inbox event", "inbox", ctx)
 }
 
-async fn inbox_replay(
+async fn replay_inbox_event(
     state: web::Data<AppState>,
     user: UiUser,
     id: web::Path<String>,

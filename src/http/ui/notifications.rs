@@ -10,10 +10,10 @@ use crate::http::AppState;
 use crate::http::session::UiUser;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/notifications", web::get().to(notifications));
+    cfg.route("/notifications", web::get().to(list_notifications));
 }
 
-async fn notifications(state: web::Data<AppState>, user: UiUser) -> Page {
+async fn list_notifications(state: web::Data<AppState>, user: UiUser) -> Page {
     let rows = admin::notifications(&state.store, 200).await.map_err(anyhow_internal)?;
     let held = admin::held_operations(&state.store).await.map_err(anyhow_internal)?;
     let ctx = json!({ "rows": rows, "held": held, "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin) });

@@ -11,16 +11,16 @@ use crate::http::session::{CsrfForm, UiUser, check_csrf};
 use crate::lifecycle::store::Level;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/settings", web::get().to(settings))
-        .route("/settings/users", web::post().to(user_add))
-        .route("/settings/users/{name}", web::post().to(user_change))
-        .route("/settings/tokens", web::post().to(token_create))
-        .route("/settings/tokens/{id}/revoke", web::post().to(token_revoke))
-        .route("/settings/smtp-test", web::post().to(smtp_test))
-        .route("/settings/config", web::post().to(settings_save));
+    cfg.route("/settings", web::get().to(show_settings))
+        .route("/settings/users", web::post().to(add_user))
+        .route("/settings/users/{name}", web::post().to(change_user))
+        .route("/settings/tokens", web::post().to(create_token))
+        .route("/settings/tokens/{id}/revoke", web::post().to(revoke_token))
+        .route("/settings/smtp-test", web::post().to(test_smtp))
+        .route("/settings/config", web::post().to(save_settings));
 }
 
-async fn settings(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
+async fn show_settings(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
     let p = user.require(Role::Admin)?;
     let users = state.auth.users().await.map_err(anyhow_internal)?;
     let tokens = state.auth.tokens().await.map_err(anyhow_internal)?;
@@ -55,7 +55,7 @@ struct UserForm {
     role: String,
 }
 
-async fn user_add(state: web::Data<AppState>, user: UiUser, form: web::Form<UserForm>) -> Page {
+async fn add_user(state: web::Data<AppState>, user: UiUser, form: web::Form<UserForm>) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
     let Some(role) = Role::parse(&form.role) else { return Ok(redirect_msg("/settings", false, "Unknown role.")) };
@@ -95,7 +95,7 @@ struct UserChange {
     role: String,
 }
 
-async fn user_change(
+async fn change_user(
     state: web::Data<AppState>,
     user: UiUser,
     name: web::Path<String>,
@@ -158,7 +158,7 @@ struct TokenForm {
     role: String,
 }
 
-async fn token_create(state: web::Data<AppState>, user: UiUser, form: web::Form<TokenForm>) -> Page {
+async fn create_token(state: web::Data<AppState>, user: UiUser, form: web::Form<TokenForm>) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
     let Some(role) = Role::parse(&form.role) else { return Ok(redirect_msg("/settings", false, "Unknown role.")) };
@@ -180,7 +180,7 @@ async fn token_create(state: web::Data<AppState>, user: UiUser, form: web::Form<
     }
 }
 
-async fn token_revoke(
+async fn revoke_token(
     state: web::Data<AppState>,
     user: UiUser,
     id: web::Path<String>,
@@ -196,7 +196,7 @@ async fn token_revoke(
     Ok(redirect_msg("/settings", true, "Token revoked."))
 }
 
-async fn smtp_test(state: web::Data<AppState>, user: UiUser, form: web::Form<CsrfForm>) -> Page {
+async fn test_smtp(state: web::Data<AppState>, user: UiUser, form: web::Form<CsrfForm>) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
     use crate::notice::{Notify, NotifyKind, Severity};
@@ -221,7 +221,7 @@ async fn smtp_test(state: web::Data<AppState>, user: UiUser, form: web::Form<Csr
     }
 }
 
-async fn settings_save(
+async fn save_settings(
     state: web::Data<AppState>,
     user: UiUser,
     form: web::Form<std::collections::BTreeMap<String, String>>,

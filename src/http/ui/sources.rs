@@ -11,10 +11,10 @@ use crate::http::AppState;
 use crate::http::session::{UiError, UiUser, check_csrf};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sources", web::get().to(sources)).route("/sources/{name}/test", web::post().to(source_test));
+    cfg.route("/sources", web::get().to(list_sources)).route("/sources/{name}/test", web::post().to(test_source));
 }
 
-async fn sources(state: web::Data<AppState>, user: UiUser) -> Page {
+async fn list_sources(state: web::Data<AppState>, user: UiUser) -> Page {
     let (plugins, plugins_error) = plugin_rows(&state).await;
     let ctx = json!({
         "rows": source_rows(&state), "plugins": plugins, "plugins_error": plugins_error, "csrf": user.0.csrf,
@@ -83,7 +83,7 @@ struct TestForm {
 
 /// Runs a source's plugin over a pasted payload and shows the normalized events (nothing is
 /// stored or applied).
-async fn source_test(
+async fn test_source(
     state: web::Data<AppState>,
     user: UiUser,
     name: web::Path<String>,

@@ -13,13 +13,13 @@ use crate::http::session::{UiUser, check_csrf};
 use crate::lifecycle::Template;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/templates", web::get().to(templates))
-        .route("/templates/edit", web::get().to(template_form))
-        .route("/templates", web::post().to(template_save))
-        .route("/templates/map", web::post().to(template_map));
+    cfg.route("/templates", web::get().to(list_templates))
+        .route("/templates/edit", web::get().to(edit_template_form))
+        .route("/templates", web::post().to(save_template))
+        .route("/templates/map", web::post().to(map_plan));
 }
 
-async fn templates(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
+async fn list_templates(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
     let rows = admin::templates(&state.store).await.map_err(anyhow_internal)?;
     let ctx = json!({
         "rows": rows, "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin), "flash": flash(&req),
@@ -38,7 +38,7 @@ struct TemplateQuery {
 
 /// The new/edit form, with pickers filled from SCP through the gateway (a field falls back to
 /// free text when SCP cannot be asked).
-async fn template_form(
+async fn edit_template_form(
     state: web::Data<AppState>,
     user: UiUser,
     q: web::Query<TemplateQuery>,
@@ -116,7 +116,7 @@ struct TemplateForm {
     allowed_images: String,
 }
 
-async fn template_save(state: web::Data<AppState>, user: UiUser, form: web::Form<TemplateForm>) -> Page {
+async fn save_template(state: web::Data<AppState>, user: UiUser, form: web::Form<TemplateForm>) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
     let f = form.into_inner();
@@ -161,7 +161,7 @@ struct MapForm {
     template: String,
 }
 
-async fn template_map(state: web::Data<AppState>, user: UiUser, form: web::Form<MapForm>) -> Page {
+async fn map_plan(state: web::Data<AppState>, user: UiUser, form: web::Form<MapForm>) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
     match admin::map_plan(&state.store, form.source.trim(), form.plan.trim(), &form.template, &p.actor()).await {

@@ -14,20 +14,20 @@ use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
 use crate::lifecycle::store::Level;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/vps", web::get().to(vps_list))
-        .route("/vps/new", web::get().to(vps_new_form))
-        .route("/vps/new", web::post().to(vps_create))
-        .route("/vps/{id}", web::get().to(vps_page))
-        .route("/vps/{id}/action", web::post().to(vps_action))
-        .route("/vps/{id}/reveal", web::post().to(vps_reveal))
-        .route("/vps/{id}/upgrade-link", web::post().to(upgrade_link))
-        .route("/upgrade-links/{id}/revoke", web::post().to(upgrade_link_revoke))
-        .route("/operations/{id}/retry", web::post().to(op_retry))
-        .route("/operations/{id}/approve", web::post().to(op_approve))
-        .route("/operations/{id}/reject", web::post().to(op_reject));
+    cfg.route("/vps", web::get().to(list_vps))
+        .route("/vps/new", web::get().to(new_vps_form))
+        .route("/vps/new", web::post().to(create_vps))
+        .route("/vps/{id}", web::get().to(show_vps))
+        .route("/vps/{id}/action", web::post().to(act_on_vps))
+        .route("/vps/{id}/reveal", web::post().to(reveal_vps_password))
+        .route("/vps/{id}/upgrade-link", web::post().to(issue_upgrade_link))
+        .route("/upgrade-links/{id}/revoke", web::post().to(revoke_upgrade_link))
+        .route("/operations/{id}/retry", web::post().to(retry_operation))
+        .route("/operations/{id}/approve", web::post().to(approve_operation))
+        .route("/operations/{id}/reject", web::post().to(reject_operation));
 }
 
-async fn vps_list(state: web::Data<AppState>, user: UiUser, q: web::Query<VpsQuery>, req: HttpRequest) -> Page {
+async fn list_vps(state: web::Data<AppState>, user: UiUser, q: web::Query<VpsQuery>, req: HttpRequest) -> Page {
     let q = q.into_inner();
     let page = admin::list_vps(&state.store, &q).await.map_err(anyhow_internal)?;
     let templates = admin::templates(&state.store).await.map_err(anyhow_internal)?;
@@ -45,7 +45,7 @@ async fn vps_list(state: web::Data<AppState>, user: UiUser, q: web::Query<VpsQue
     render(&state, &user.0, "admin/vps_list.html", "VPS", "vps", ctx)
 }
 
-async fn vps_page(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
+async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
     let Some(vps) = admin::vps_detail(&state.store, &id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(
             StatusCode::NOT_FOUND,
@@ -97,7 +97,7 @@ struct ActionForm {
     image_id: String,
 }
 
-async fn vps_action(
+async fn act_on_vps(
     state: web::Data<AppState>,
     user: UiUser,
     id: web::Path<String>,
@@ -128,7 +128,7 @@ async fn vps_action(
     }
 }
 
-async fn vps_reveal(
+async fn reveal_vps_password(
     state: web::Data<AppState>,
     user: UiUser,
     id: web::Path<String>,
@@ -163,7 +163,7 @@ async fn vps_reveal(
     render(&state, p, "admin/reveal.html", "Root password", "vps", ctx)
 }
 
-async fn vps_new_form(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
+async fn new_vps_form(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
     let p = user.require(Role::Operator)?;
     let templates = admin::templates(&state.store).await.map_err(anyhow_internal)?;
     let ctx = json!({ "templates": templates, "csrf": p.csrf, "flash": flash(&req) });
@@ -178,7 +178,7 @@ struct NewVpsForm {
     vps: ManualVps,
 }
 
-async fn vps_create(state: web::Data<AppState>, user: UiUser, form: web::Form<NewVpsForm>) -> Page {
+async fn create_vps(state: web::Data<AppState>, user: UiUser, form: web::Form<NewVpsForm>) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
     match admin::create_vps(&state.store, &state.handles.registry, &form.vps, &p.actor()).await {
@@ -187,7 +187,12 @@ async fn vps_create(state: web::Data<AppState>, user: UiUser, form: web::Form<Ne
     }
 }
 
-async fn op_retry(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, form: web::Form<CsrfForm>) -> Page {
+async fn retry_operation(
+    state: web::Data<AppState>,
+    user: UiUser,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
     match admin::retry_operation(&state.store, Some(&state.handles.registry), &id, &p.actor()).await {
@@ -196,7 +201,7 @@ async fn op_retry(state: web::Data<AppState>, user: UiUser, id: web::Path<String
     }
 }
 
-async fn decide(state: &AppState, user: &UiUser, id: &str, form: &CsrfForm, approve: bool) -> Page {
+async fn decide_operation(state: &AppState, user: &UiUser, id: &str, form: &CsrfForm, approve: bool) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
     match admin::decide_held(&state.store, &state.handles.registry, id, approve, &p.actor()).await {
@@ -205,20 +210,25 @@ async fn decide(state: &AppState, user: &UiUser, id: &str, form: &CsrfForm, appr
     }
 }
 
-async fn op_approve(
+async fn approve_operation(
     state: web::Data<AppState>,
     user: UiUser,
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Page {
-    decide(&state, &user, &id, &form, true).await
+    decide_operation(&state, &user, &id, &form, true).await
 }
 
-async fn op_reject(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, form: web::Form<CsrfForm>) -> Page {
-    decide(&state, &user, &id, &form, false).await
+async fn reject_operation(
+    state: web::Data<AppState>,
+    user: UiUser,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Page {
+    decide_operation(&state, &user, &id, &form, false).await
 }
 
-async fn upgrade_link(
+async fn issue_upgrade_link(
     state: web::Data<AppState>,
     user: UiUser,
     id: web::Path<String>,
@@ -234,7 +244,7 @@ async fn upgrade_link(
     }
 }
 
-async fn upgrade_link_revoke(
+async fn revoke_upgrade_link(
     state: web::Data<AppState>,
     user: UiUser,
     id: web::Path<String>,
