@@ -114,8 +114,9 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         Supervisor::start(move |_| SubscriptionActor::new(store, config, plugins, registry, notify, metrics))
     };
     let webhook = {
-        let (store, metrics, subscription) = (deps.store.clone(), m.clone(), subscription.clone());
-        Supervisor::start(move |_| WebhookActor::new(store, subscription, metrics))
+        let (store, metrics, subscription, plugins) =
+            (deps.store.clone(), m.clone(), subscription.clone(), plugins.clone());
+        Supervisor::start(move |_| WebhookActor::new(store, plugins, subscription, metrics))
     };
     let scheduler = {
         let (metrics, registry, store, inbox) =

@@ -1,6 +1,6 @@
-//! WebhookActor: the inbox writer. Every accepted webhook is written here, durably, before
-//! its sender gets a 2xx; then its events go to the subscription actor and the outcome is
-//! written back to the inbox row.
+//! WebhookActor: the intake pipeline and the inbox writer. A verified delivery ([`Deliver`])
+//! is read by its source's plugin, written here durably before its sender gets a 2xx, and its
+//! events then go to the subscription actor, the outcome written back to the inbox row.
 //!
 //! Writes are grouped: requests that arrive while a batch is being committed wait for the
 //! next batch, so one transaction carries many webhooks (group commit; design.md §8). The
@@ -19,10 +19,12 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::messages::Shutdown;
+use super::plugins::{ParseWebhook, PluginHost};
 use super::subscription::{EventOutcome, HandleEvents, SubscriptionActor};
 use super::supervisor::Supervision;
 use crate::billing::BillingEvent;
 use crate::db::Store;
+use crate::plugin_host::{PluginError, SourceRequest};
 use crate::telemetry::metrics::Metrics;
 
 /// Most rows one transaction carries.
@@ -49,6 +51,52 @@ pub enum Ingested {
     Duplicate,
 }
 
+/// A delivery whose signature the HTTP layer verified: read it with the source's plugin, write
+/// it to the inbox (or find it is a duplicate) and apply its events. The one way a billing
+/// webhook comes in.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Delivered, Undelivered>")]
+pub struct Deliver {
+    /// The source's plugin.
+    pub plugin: String,
+    /// What the plugin sees (allow-listed headers, the path without any token, the settings).
+    pub request: SourceRequest,
+    /// What the inbox row keeps of the request (path, headers, body as stored, signature).
+    pub fields: Value,
+}
+
+/// A delivery in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// Written now; `failed` when the plugin could not run (the row waits for a replay).
+    Stored { key: String, failed: bool },
+    /// A row with the same dedupe key exists; nothing was written.
+    Duplicate { key: String },
+}
+
+/// Why a delivery is not in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Undelivered {
+    /// The plugin read the body and refused it: the sender must fix it.
+    #[error("{0}")]
+    Rejected(String),
+    /// The inbox or the plugin host cannot take it now: the sender should retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The dedupe key (record id) of an inbox row made of `parts`.
+pub fn key_of(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    // A letter first keeps the key a plain record identifier.
+    format!("e{}", hex::encode(&h.finalize()[..16]))
+}
+
 /// Write a row to the inbox (batched) and, once it is committed, process its events.
 #[derive(Debug, Message)]
 #[rtype(result = "anyhow::Result<Ingested>")]
@@ -66,6 +114,7 @@ type Waiter = (InboxRow, oneshot::Sender<anyhow::Result<Ingested>>);
 
 pub struct WebhookActor {
     store: Store,
+    plugins: Addr<PluginHost>,
     subscription: Addr<SubscriptionActor>,
     metrics: Arc<Metrics>,
     pending: Vec<Waiter>,
@@ -79,9 +128,15 @@ pub struct WebhookActor {
 }
 
 impl WebhookActor {
-    pub fn new(store: Store, subscription: Addr<SubscriptionActor>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Store,
+        plugins: Addr<PluginHost>,
+        subscription: Addr<SubscriptionActor>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             store,
+            plugins,
             subscription,
             sup: Supervision::new("webhook", metrics.clone()),
             metrics,
@@ -251,6 +306,54 @@ impl Handler<Ingest> for WebhookActor {
         self.pending.push((msg.0, tx));
         self.flush(ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(anyhow::anyhow!("the inbox writer stopped"))) })
+    }
+}
+
+impl Handler<Deliver> for WebhookActor {
+    type Result = ResponseFuture<Result<Delivered, Undelivered>>;
+
+    /// Reads the delivery with its plugin (in the plugin host, off this actor's mailbox), then
+    /// writes it like any row; the dedupe key is the sender's event id when the plugin found one,
+    /// otherwise the body's hash.
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) -> Self::Result {
+        let (plugins, me) = (self.plugins.clone(), ctx.address());
+        Box::pin(async move {
+            let Deliver { plugin, request, mut fields } = msg;
+            let source = request.source.clone();
+            let body = request.body.clone();
+            let parsed = plugins
+                .send(ParseWebhook { plugin, request })
+                .await
+                .map_err(|e| Undelivered::Unavailable(format!("the plugin host is not running: {e}")))?;
+            let (events, failed) = match parsed {
+                Ok(events) => (events, false),
+                Err(PluginError::Rejected { plugin, rejection }) => {
+                    return Err(Undelivered::Rejected(format!(
+                        "The {plugin} plugin could not read this webhook: {rejection}"
+                    )));
+                }
+                Err(e) => {
+                    // The body is fine as far as we know; the plugin is not. Keep the request so it
+                    // can be replayed once the plugin is fixed.
+                    fields["error"] = json!(e.to_string());
+                    fields["error_code"] = json!(e.code());
+                    (Vec::new(), true)
+                }
+            };
+            fields["status"] = json!(if failed { "failed" } else { "received" });
+            fields["http_status"] = json!(202);
+            let key = match events.iter().find_map(|e| e.source_event_id.clone()) {
+                Some(id) => key_of(&[source.as_bytes(), b"id", id.as_bytes()]),
+                None => key_of(&[source.as_bytes(), b"body", &body]),
+            };
+            let row = InboxRow { key: key.clone(), source, fields, events };
+            match me.send(Ingest(row)).await {
+                Ok(Ok(Ingested::Stored)) => Ok(Delivered::Stored { key, failed }),
+                Ok(Ok(Ingested::Duplicate)) => Ok(Delivered::Duplicate { key }),
+                Ok(Err(e)) => Err(Undelivered::Unavailable(format!("{e:#}"))),
+                Err(e) => Err(Undelivered::Unavailable(format!("the inbox writer is not running: {e}"))),
+            }
+        })
     }
 }
 

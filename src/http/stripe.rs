@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::webhooks::{headers_of, key_of, read_body, record_rejection};
-use crate::actors::webhook::{InboxRow, Ingest, Ingested};
+use super::webhooks::{headers_of, read_body, record_rejection};
+use crate::actors::webhook::{InboxRow, Ingest, Ingested, key_of};
 use crate::billing::signature::{WebhookRequest, verify};
 use crate::config::{SignatureScheme, SourceConfig};
 use crate::error::{AppError, Code};

@@ -17,12 +17,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::actors::plugins::ParseWebhook;
-use crate::actors::webhook::{InboxRow, Ingest, Ingested};
+use crate::actors::webhook::{Deliver, Delivered, Undelivered, key_of};
 use crate::billing::signature::{WebhookRequest, verify};
 use crate::config::{SignatureScheme, SourceConfig};
 use crate::error::{AppError, Code};
-use crate::plugin_host::{ALLOWED_HEADERS, PluginError, SourceRequest};
+use crate::plugin_host::{ALLOWED_HEADERS, SourceRequest};
 
 /// Header names whose values are never stored (they may carry shared tokens).
 const REDACTED_HEADERS: &[&str] = &["authorization", "cookie", "x-api-key"];
@@ -157,16 +156,6 @@ fn stored_body(body: &[u8], source: &SourceConfig) -> String {
     }
 }
 
-pub(crate) fn key_of(parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p);
-    }
-    // A letter first keeps the key a plain record identifier.
-    format!("e{}", hex::encode(&h.finalize()[..16]))
-}
-
 async fn receive(
     state: &AppState,
     req: &HttpRequest,
@@ -216,55 +205,33 @@ async fn receive(
         body: body.clone(),
         settings: source.settings.clone(),
     };
-    let parsed = state
-        .handles
-        .plugins
-        .send(ParseWebhook { plugin: source.plugin.clone(), request })
-        .await
-        .map_err(|e| busy(format!("the plugin host is not running: {e}")))?;
-    let mut fields = json!({
+    let fields = json!({
         "path": clean_path, "headers": stored_headers(&headers, source), "body": stored_body(&body, source),
         "body_sha256": hex::encode(Sha256::digest(&body)), "signature": { "ok": true, "detail": verified },
     });
-    let (events, status) = match parsed {
-        Ok(events) => (events, "received"),
-        Err(PluginError::Rejected { plugin, rejection }) => {
-            count("rejected_payload");
-            let message = format!("The {plugin} plugin could not read this webhook: {rejection}");
-            record_rejection(state, source_name, req, source, &body, 400, &message).await;
-            return Err(AppError::new(Code::BadRequest, message));
+    let delivery = Deliver { plugin: source.plugin.clone(), request, fields };
+    let delivered = state.handles.webhook.send(delivery).await;
+    match delivered {
+        Ok(Ok(Delivered::Stored { key, failed })) => {
+            count(if failed { "stored_failed" } else { "stored" });
+            Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "id": key })))
         }
-        Err(e) => {
-            // The body is fine as far as we know; the plugin is not. Keep the request so it
-            // can be replayed once the plugin is fixed.
-            fields["error"] = json!(e.to_string());
-            fields["error_code"] = json!(e.code());
-            (Vec::new(), "failed")
-        }
-    };
-    fields["status"] = json!(status);
-    fields["http_status"] = json!(202);
-    let dedupe = match events.iter().find_map(|e| e.source_event_id.clone()) {
-        Some(id) => key_of(&[source_name.as_bytes(), b"id", id.as_bytes()]),
-        None => key_of(&[source_name.as_bytes(), b"body", &body]),
-    };
-    let row = InboxRow { key: dedupe.clone(), source: source_name.to_string(), fields, events };
-    match state.handles.webhook.send(Ingest(row)).await {
-        Ok(Ok(Ingested::Stored)) => {
-            count(if status == "failed" { "stored_failed" } else { "stored" });
-            Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "id": dedupe })))
-        }
-        Ok(Ok(Ingested::Duplicate)) => {
+        Ok(Ok(Delivered::Duplicate { key })) => {
             count("duplicate");
-            Ok(HttpResponse::Ok().json(json!({ "status": "duplicate", "id": dedupe })))
+            Ok(HttpResponse::Ok().json(json!({ "status": "duplicate", "id": key })))
         }
-        Ok(Err(e)) => {
+        Ok(Err(Undelivered::Rejected(message))) => {
+            count("rejected_payload");
+            record_rejection(state, source_name, req, source, &body, 400, &message).await;
+            Err(AppError::new(Code::BadRequest, message))
+        }
+        Ok(Err(Undelivered::Unavailable(detail))) => {
             count("unavailable");
-            Err(busy(format!("{e:#}")))
+            Err(busy(detail))
         }
         Err(e) => {
             count("unavailable");
-            Err(busy(format!("the inbox writer is not running: {e}")))
+            Err(busy(format!("the intake is not running: {e}")))
         }
     }
 }
