@@ -48,6 +48,11 @@ pub struct Handles {
 }
 
 impl Handles {
+    /// The intake pipeline (the plugin host and the inbox writer together).
+    pub fn intake(&self) -> super::webhook::Intake {
+        super::webhook::Intake::new(self.plugins.clone(), self.webhook.clone())
+    }
+
     /// Names of children whose mailbox is closed (empty when the whole tree runs).
     pub fn stopped(&self) -> Vec<&'static str> {
         let checks = [
@@ -114,9 +119,8 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         Supervisor::start(move |_| SubscriptionActor::new(store, config, plugins, registry, notify, metrics))
     };
     let webhook = {
-        let (store, metrics, subscription, plugins) =
-            (deps.store.clone(), m.clone(), subscription.clone(), plugins.clone());
-        Supervisor::start(move |_| WebhookActor::new(store, plugins, subscription, metrics))
+        let (store, metrics, subscription) = (deps.store.clone(), m.clone(), subscription.clone());
+        Supervisor::start(move |_| WebhookActor::new(store, subscription, metrics))
     };
     let scheduler = {
         let (metrics, registry, store, inbox) =

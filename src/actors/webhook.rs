@@ -51,11 +51,8 @@ pub enum Ingested {
     Duplicate,
 }
 
-/// A delivery whose signature the HTTP layer verified: read it with the source's plugin, write
-/// it to the inbox (or find it is a duplicate) and apply its events. The one way a billing
-/// webhook comes in.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Delivered, Undelivered>")]
+/// A delivery whose signature the HTTP layer verified, for [`Intake::deliver`].
+#[derive(Debug)]
 pub struct Deliver {
     /// The source's plugin.
     pub plugin: String,
@@ -114,7 +111,6 @@ type Waiter = (InboxRow, oneshot::Sender<anyhow::Result<Ingested>>);
 
 pub struct WebhookActor {
     store: Store,
-    plugins: Addr<PluginHost>,
     subscription: Addr<SubscriptionActor>,
     metrics: Arc<Metrics>,
     pending: Vec<Waiter>,
@@ -128,15 +124,9 @@ pub struct WebhookActor {
 }
 
 impl WebhookActor {
-    pub fn new(
-        store: Store,
-        plugins: Addr<PluginHost>,
-        subscription: Addr<SubscriptionActor>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(store: Store, subscription: Addr<SubscriptionActor>, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
-            plugins,
             subscription,
             sup: Supervision::new("webhook", metrics.clone()),
             metrics,
@@ -309,51 +299,60 @@ impl Handler<Ingest> for WebhookActor {
     }
 }
 
-impl Handler<Deliver> for WebhookActor {
-    type Result = ResponseFuture<Result<Delivered, Undelivered>>;
+/// The intake pipeline: the one way a billing webhook comes in. [`Intake::deliver`] has the
+/// source's plugin read a verified delivery, keys it, hands it to the [`WebhookActor`]'s group
+/// commit and, once committed, the actor applies its events. It runs on the caller's task, so
+/// parsing and hashing spread over the HTTP workers instead of queueing on the actor's thread.
+#[derive(Clone)]
+pub struct Intake {
+    plugins: Addr<PluginHost>,
+    webhook: Addr<WebhookActor>,
+}
 
-    /// Reads the delivery with its plugin (in the plugin host, off this actor's mailbox), then
-    /// writes it like any row; the dedupe key is the sender's event id when the plugin found one,
-    /// otherwise the body's hash.
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) -> Self::Result {
-        let (plugins, me) = (self.plugins.clone(), ctx.address());
-        Box::pin(async move {
-            let Deliver { plugin, request, mut fields } = msg;
-            let source = request.source.clone();
-            let body = request.body.clone();
-            let parsed = plugins
-                .send(ParseWebhook { plugin, request })
-                .await
-                .map_err(|e| Undelivered::Unavailable(format!("the plugin host is not running: {e}")))?;
-            let (events, failed) = match parsed {
-                Ok(events) => (events, false),
-                Err(PluginError::Rejected { plugin, rejection }) => {
-                    return Err(Undelivered::Rejected(format!(
-                        "The {plugin} plugin could not read this webhook: {rejection}"
-                    )));
-                }
-                Err(e) => {
-                    // The body is fine as far as we know; the plugin is not. Keep the request so it
-                    // can be replayed once the plugin is fixed.
-                    fields["error"] = json!(e.to_string());
-                    fields["error_code"] = json!(e.code());
-                    (Vec::new(), true)
-                }
-            };
-            fields["status"] = json!(if failed { "failed" } else { "received" });
-            fields["http_status"] = json!(202);
-            let key = match events.iter().find_map(|e| e.source_event_id.clone()) {
-                Some(id) => key_of(&[source.as_bytes(), b"id", id.as_bytes()]),
-                None => key_of(&[source.as_bytes(), b"body", &body]),
-            };
-            let row = InboxRow { key: key.clone(), source, fields, events };
-            match me.send(Ingest(row)).await {
-                Ok(Ok(Ingested::Stored)) => Ok(Delivered::Stored { key, failed }),
-                Ok(Ok(Ingested::Duplicate)) => Ok(Delivered::Duplicate { key }),
-                Ok(Err(e)) => Err(Undelivered::Unavailable(format!("{e:#}"))),
-                Err(e) => Err(Undelivered::Unavailable(format!("the inbox writer is not running: {e}"))),
+impl Intake {
+    pub fn new(plugins: Addr<PluginHost>, webhook: Addr<WebhookActor>) -> Self {
+        Self { plugins, webhook }
+    }
+
+    /// Reads, keys and stores one delivery; the dedupe key is the sender's event id when the
+    /// plugin found one, otherwise the body's hash.
+    pub async fn deliver(&self, msg: Deliver) -> Result<Delivered, Undelivered> {
+        let Deliver { plugin, request, mut fields } = msg;
+        let source = request.source.clone();
+        let body = request.body.clone();
+        let parsed = self
+            .plugins
+            .send(ParseWebhook { plugin, request })
+            .await
+            .map_err(|e| Undelivered::Unavailable(format!("the plugin host is not running: {e}")))?;
+        let (events, failed) = match parsed {
+            Ok(events) => (events, false),
+            Err(PluginError::Rejected { plugin, rejection }) => {
+                return Err(Undelivered::Rejected(format!(
+                    "The {plugin} plugin could not read this webhook: {rejection}"
+                )));
             }
-        })
+            Err(e) => {
+                // The body is fine as far as we know; the plugin is not. Keep the request so it
+                // can be replayed once the plugin is fixed.
+                fields["error"] = json!(e.to_string());
+                fields["error_code"] = json!(e.code());
+                (Vec::new(), true)
+            }
+        };
+        fields["status"] = json!(if failed { "failed" } else { "received" });
+        fields["http_status"] = json!(202);
+        let key = match events.iter().find_map(|e| e.source_event_id.clone()) {
+            Some(id) => key_of(&[source.as_bytes(), b"id", id.as_bytes()]),
+            None => key_of(&[source.as_bytes(), b"body", &body]),
+        };
+        let row = InboxRow { key: key.clone(), source, fields, events };
+        match self.webhook.send(Ingest(row)).await {
+            Ok(Ok(Ingested::Stored)) => Ok(Delivered::Stored { key, failed }),
+            Ok(Ok(Ingested::Duplicate)) => Ok(Delivered::Duplicate { key }),
+            Ok(Err(e)) => Err(Undelivered::Unavailable(format!("{e:#}"))),
+            Err(e) => Err(Undelivered::Unavailable(format!("the inbox writer is not running: {e}"))),
+        }
     }
 }
 

@@ -210,28 +210,23 @@ async fn receive(
         "body_sha256": hex::encode(Sha256::digest(&body)), "signature": { "ok": true, "detail": verified },
     });
     let delivery = Deliver { plugin: source.plugin.clone(), request, fields };
-    let delivered = state.handles.webhook.send(delivery).await;
-    match delivered {
-        Ok(Ok(Delivered::Stored { key, failed })) => {
+    match state.handles.intake().deliver(delivery).await {
+        Ok(Delivered::Stored { key, failed }) => {
             count(if failed { "stored_failed" } else { "stored" });
             Ok(HttpResponse::Accepted().json(json!({ "status": "accepted", "id": key })))
         }
-        Ok(Ok(Delivered::Duplicate { key })) => {
+        Ok(Delivered::Duplicate { key }) => {
             count("duplicate");
             Ok(HttpResponse::Ok().json(json!({ "status": "duplicate", "id": key })))
         }
-        Ok(Err(Undelivered::Rejected(message))) => {
+        Err(Undelivered::Rejected(message)) => {
             count("rejected_payload");
             record_rejection(state, source_name, req, source, &body, 400, &message).await;
             Err(AppError::new(Code::BadRequest, message))
         }
-        Ok(Err(Undelivered::Unavailable(detail))) => {
+        Err(Undelivered::Unavailable(detail)) => {
             count("unavailable");
             Err(busy(detail))
-        }
-        Err(e) => {
-            count("unavailable");
-            Err(busy(format!("the intake is not running: {e}")))
         }
     }
 }
