@@ -19,9 +19,23 @@ const RETRY_AFTER_SECS: &str = "30";
 /// The documentation base for error links.
 const DOC_BASE: &str = "https://vmauto.invalid/docs/errors#";
 
-/// The error-code table: each variant is one stable code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
+/// Declares [`Code`] and [`Code::ALL`] from one list, so no list of the codes is kept by hand.
+macro_rules! codes {
+    ($($name:ident),* $(,)?) => {
+        /// The error-code table: each variant is one stable code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code {
+            $($name),*
+        }
+
+        impl Code {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [Code] = &[$(Code::$name),*];
+        }
+    };
+}
+
+codes!(
     BadRequest,
     InvalidJson,
     PayloadTooLarge,
@@ -37,7 +51,7 @@ pub enum Code {
     ProviderError,
     StoreUnavailable,
     Internal,
-}
+);
 
 impl Code {
     /// HTTP status, stable name and error type of a code.
@@ -237,25 +251,10 @@ mod tests {
 
     #[test]
     fn every_code_has_a_unique_name() {
-        use Code::*;
-        let all = [
-            BadRequest,
-            InvalidJson,
-            PayloadTooLarge,
-            RequestTimeout,
-            NotFound,
-            Conflict,
-            Unauthorized,
-            Forbidden,
-            InvalidSignature,
-            RateLimited,
-            NotReady,
-            ProviderUnavailable,
-            ProviderError,
-            StoreUnavailable,
-            Internal,
-        ];
-        let names: std::collections::HashSet<_> = all.iter().map(|c| c.name()).collect();
-        assert_eq!(names.len(), all.len());
+        // `Code::ALL` is made by the same macro invocation as the enum: a new code is in it.
+        assert!(Code::ALL.contains(&Code::Internal) && Code::ALL.contains(&Code::BadRequest));
+        let names: std::collections::HashSet<_> = Code::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), Code::ALL.len(), "two codes share a name");
+        assert!(Code::ALL.iter().all(|c| c.status().is_client_error() || c.status().is_server_error()));
     }
 }
