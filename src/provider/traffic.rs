@@ -55,11 +55,18 @@ impl TrafficPolicy {
     /// what SCP allows (an unlimited read budget leaves both unlimited).
     pub fn from_config(c: &SangforConfig) -> Self {
         let rate = |per_minute: u32| Rate { per_minute, burst: (per_minute / 10).max(1) };
-        let customer = if c.get_per_minute == 0 { 0 } else { c.customer_reads_per_minute.min(c.get_per_minute / 2) };
+        // A rate of 0 means unlimited, so with a read budget each share is at least 1 a minute.
+        let (read, customer) = match c.get_per_minute {
+            0 => (0, 0),
+            get => {
+                let customer = c.customer_reads_per_minute.clamp(1, (get / 2).max(1));
+                ((get - customer).max(1), customer)
+            }
+        };
         Self {
-            read: rate(c.get_per_minute - customer),
+            read: rate(read),
             write: rate(c.write_per_minute),
-            customer: rate(customer.max(u32::from(c.get_per_minute > 0))),
+            customer: rate(customer),
             max_concurrency: c.max_concurrency.max(1),
             max_queued: c.max_queued,
             max_retries: c.max_retries,
@@ -265,6 +272,20 @@ mod tests {
             Err(err.clone())
         })
         .await
+    }
+
+    #[test]
+    fn the_customers_share_comes_out_of_the_read_budget() {
+        let shares = |get: u32, customer: u32| {
+            let c =
+                SangforConfig { get_per_minute: get, customer_reads_per_minute: customer, ..SangforConfig::default() };
+            let p = TrafficPolicy::from_config(&c);
+            (p.read.per_minute, p.customer.per_minute)
+        };
+        assert_eq!(shares(600, 60), (540, 60));
+        assert_eq!(shares(600, 0), (599, 1), "never unlimited, never over SCP's budget");
+        assert_eq!(shares(100, 90), (50, 50), "at most half");
+        assert_eq!(shares(0, 60), (0, 0), "no budget: both unlimited");
     }
 
     #[tokio::test]
