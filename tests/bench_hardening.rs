@@ -343,26 +343,18 @@ async fn bench_hardening_customer_pages() {
     let token = text.lines().find_map(|l| l.strip_prefix("token: ")).expect("a token").to_string();
     let http = reqwest::Client::new();
     let hook = p.url(&format!("/webhooks/ghl/{TOKEN}"));
-    let active = async |http: &reqwest::Client| -> u64 {
-        let page: serde_json::Value = http
-            .get(p.url("/api/v1/vps?state=active"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("api")
-            .json()
-            .await
-            .expect("json");
-        page["total"].as_u64().unwrap_or(0)
+    // The first page of active VPSs, with their total.
+    let active_page = async |http: &reqwest::Client| -> serde_json::Value {
+        let r = http.get(p.url("/api/v1/vps?state=active")).bearer_auth(&token).send().await.expect("api");
+        r.json().await.expect("json")
     };
+    let active = async |http: &reqwest::Client| -> u64 { active_page(http).await["total"].as_u64().unwrap_or(0) };
     // Provisions `batch` VPSs; answers the seconds it took.
     let provision = async |tag: &str, http: &reqwest::Client| -> f64 {
         let before = active(http).await;
         let t0 = Instant::now();
         for i in 0..batch {
-            let sub = format!("{tag}-{i}");
-            let body = json!({ "contact_id": format!("CNT-{sub}"), "full_name": "Bench", "email": "b@example.com",
-                "customData": { "event": "subscribe", "plan": "starter", "subscription_id": sub } });
+            let body = crate::common::workflow_for("Bench", "subscribe", &format!("{tag}-{i}"), "starter");
             let r = http.post(&hook).json(&body).send().await.expect("webhook");
             assert!(r.status().is_success());
         }
@@ -379,15 +371,7 @@ async fn bench_hardening_customer_pages() {
 
     // The customers' links: one per VPS of a first batch.
     provision("base", &http).await;
-    let page: serde_json::Value = http
-        .get(p.url("/api/v1/vps?state=active"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("api")
-        .json()
-        .await
-        .expect("json");
+    let page = active_page(&http).await;
     let mut links = Vec::new();
     for row in page["rows"].as_array().expect("rows") {
         let id = row["id"].as_str().expect("id");
@@ -409,6 +393,7 @@ async fn bench_hardening_customer_pages() {
     let (quiet_n, quiet_mean, quiet_p99) = histogram_delta(&m0, &m1, wait, "class=\"read\"");
 
     let hammer_start = metrics(&http).await;
+    let hammering = Instant::now();
     let on = Arc::new(AtomicBool::new(true));
     let answers = Arc::new(parking_lot::Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
     let hammer: Vec<_> = (0..64)
@@ -433,6 +418,7 @@ async fn bench_hardening_customer_pages() {
     let hammered = provision("hammered", &http).await;
     let m3 = metrics(&http).await;
     on.store(false, Ordering::Relaxed);
+    let hammer_secs = hammering.elapsed().as_secs_f64();
     for h in hammer {
         h.await.expect("client");
     }
@@ -452,7 +438,7 @@ async fn bench_hardening_customer_pages() {
          admissions, mean wait {:.0} ms)",
         quiet_mean * 1000.0,
         quiet_p99,
-        pages as f64 / hammered,
+        pages as f64 / hammer_secs,
         answered.join(", "),
         busy_mean * 1000.0,
         busy_p99,
