@@ -252,7 +252,6 @@ mod tests {
     #[test]
     fn every_code_has_a_unique_name() {
         // `Code::ALL` is made by the same macro invocation as the enum: a new code is in it.
-        assert!(Code::ALL.contains(&Code::Internal) && Code::ALL.contains(&Code::BadRequest));
         let names: std::collections::HashSet<_> = Code::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(names.len(), Code::ALL.len(), "two codes share a name");
         assert!(Code::ALL.iter().all(|c| c.status().is_client_error() || c.status().is_server_error()));
