@@ -17,6 +17,7 @@ use crate::config::Config;
 
 mod catalogue;
 pub mod inbox;
+pub mod models;
 
 /// Ordered migrations: `(version, name, SurrealQL)`. Append only; never edit a shipped one.
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[

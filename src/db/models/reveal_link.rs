@@ -1,0 +1,1 @@
+//! The `reveal_link` table.

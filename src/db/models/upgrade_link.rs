@@ -1,0 +1,1 @@
+//! The `upgrade_link` table.
