@@ -24,7 +24,7 @@ use actix_web::web;
 use crate::actors::tree::Handles;
 use crate::config::Config;
 use crate::db::Store;
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 use crate::notify::templates::Templates;
 use crate::secrets::Sealer;
 use crate::telemetry::metrics::Metrics;

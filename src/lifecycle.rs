@@ -2,222 +2,23 @@
 //! events into operations (design.md §1–4).
 //!
 //! Decisions are pure functions of the stored state and the event ([`decide`]), so the state
-//! machine is tested without a store; [`store`] holds the queries that read that state and
-//! write a decision's rows in one transaction.
+//! machine is tested without a store; the rows they read and write, and the queries, are in
+//! [`crate::db::models`] (re-exported here under their lifecycle names).
 
 pub mod kpi;
-pub mod store;
-
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::billing::{BillingEvent, EventKind};
 
-/// States of a VPS record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VpsState {
-    Pending,
-    Provisioning,
-    Active,
-    Suspending,
-    Suspended,
-    Resuming,
-    Resizing,
-    Resetting,
-    Rebuilding,
-    Deleting,
-    Deleted,
-    Failed,
-}
+pub use crate::db::models::activity::Level;
+pub use crate::db::models::operation::{NewOperation, OpKind, OpState, Operation};
+pub use crate::db::models::subscription::{DecisionWrite, NewVps, SubscriptionView, new_key, stable_key};
+pub use crate::db::models::template::Template;
+pub use crate::db::models::vps::{Spec, Vps, VpsState};
+pub use crate::db::models::webhook_event::EventOutcome;
 
-impl VpsState {
-    /// A VPS that still has (or is getting) a VM.
-    pub fn is_live(self) -> bool {
-        !matches!(self, Self::Deleted)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Provisioning => "provisioning",
-            Self::Active => "active",
-            Self::Suspending => "suspending",
-            Self::Suspended => "suspended",
-            Self::Resuming => "resuming",
-            Self::Resizing => "resizing",
-            Self::Resetting => "resetting",
-            Self::Rebuilding => "rebuilding",
-            Self::Deleting => "deleting",
-            Self::Deleted => "deleted",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// What an operation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    Create,
-    Suspend,
-    Resume,
-    Delete,
-    Reset,
-    Rebuild,
-    Resize,
-    SetPassword,
-}
-
-impl OpKind {
-    /// Suspensions and deletions count against the blast-radius guard.
-    pub fn is_destructive(self) -> bool {
-        matches!(self, Self::Suspend | Self::Delete)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Suspend => "suspend",
-            Self::Resume => "resume",
-            Self::Delete => "delete",
-            Self::Reset => "reset",
-            Self::Rebuild => "rebuild",
-            Self::Resize => "resize",
-            Self::SetPassword => "set_password",
-        }
-    }
-}
-
-/// Where an operation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpState {
-    /// Written, not started (or waiting for its retry time).
-    Queued,
-    /// Held by the blast-radius guard until an admin approves.
-    Held,
-    Running,
-    /// A provider task is under way; its id is saved.
-    WaitingTask,
-    Succeeded,
-    /// Retries exhausted or a permanent failure; needs an admin.
-    Dead,
-    /// Rejected by an admin, or made unnecessary by a later event.
-    Cancelled,
-}
-
-impl OpState {
-    pub fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Dead | Self::Cancelled)
-    }
-}
-
-/// A template row: what a plan gets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Template {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    pub az_id: String,
-    pub image_id: String,
-    pub storage_tag_id: String,
-    #[serde(default)]
-    pub vpc_id: String,
-    #[serde(default)]
-    pub subnet_id: String,
-    pub cores: u32,
-    pub memory_mb: u64,
-    pub disk_gb: u64,
-    #[serde(default = "default_pattern")]
-    pub name_pattern: String,
-    #[serde(default = "enabled")]
-    pub enabled: bool,
-    /// Other images (SCP image ids) a rebuild of this template's VPS may choose; the template's
-    /// own `image_id` is always allowed.
-    #[serde(default)]
-    pub allowed_images: Vec<String>,
-}
-
-impl Template {
-    /// Whether a rebuild may use `image_id`.
-    pub fn allows_image(&self, image_id: &str) -> bool {
-        image_id == self.image_id || self.allowed_images.iter().any(|i| i == image_id)
-    }
-}
-
-fn default_pattern() -> String {
-    "vps-{id}".into()
-}
-
-fn enabled() -> bool {
-    true
-}
-
-/// The hardware of a VPS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Spec {
-    pub cores: u32,
-    pub memory_mb: u64,
-    pub disk_gb: u64,
-}
-
-impl From<&Template> for Spec {
-    fn from(t: &Template) -> Self {
-        Self { cores: t.cores, memory_mb: t.memory_mb, disk_gb: t.disk_gb }
-    }
-}
-
-/// A VPS as the lifecycle needs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Vps {
-    pub id: String,
-    pub state: VpsState,
-    #[serde(default)]
-    pub subscription: Option<String>,
-    pub template: String,
-    pub spec: Spec,
-    #[serde(default)]
-    pub server_id: Option<String>,
-    #[serde(default)]
-    pub delete_after: Option<DateTime<Utc>>,
-}
-
-/// A durable operation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Operation {
-    pub id: String,
-    pub vps: String,
-    pub kind: OpKind,
-    pub state: OpState,
-    #[serde(default)]
-    pub params: serde_json::Value,
-    /// Attempts counted against `policy.max_attempts` (an admin's retry starts again at 0).
-    #[serde(default)]
-    pub attempts: u32,
-    /// Every attempt ever started, retries by an admin included: it names the attempt in the
-    /// idempotency keys of its provider writes, so a new attempt is new work for SCP while a
-    /// crash in the middle of one replays the same attempt.
-    #[serde(default)]
-    pub attempt_seq: u32,
-    #[serde(default)]
-    pub task_id: Option<String>,
-    #[serde(default)]
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub last_error: Option<String>,
-    pub requested_by: String,
-}
-
-/// The stored state of one subscription, as [`decide`] needs it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SubscriptionView {
-    /// `None` for a subscription seen for the first time.
-    pub status: Option<String>,
-    pub last_event_at: Option<DateTime<Utc>>,
-    pub plan_key: Option<String>,
-    /// Its VPS records that are not deleted.
-    pub live: Vec<Vps>,
+/// Old paths of the rows above, kept until every caller names them from here.
+pub mod store {
+    pub use super::Level;
 }
 
 /// What to do about one event.
@@ -415,19 +216,5 @@ mod tests {
         assert!(retry_delay(1, 2, 300).as_secs_f64() <= 2.5);
         assert!(retry_delay(3, 2, 300).as_secs_f64() >= 7.0);
         assert!(retry_delay(30, 2, 300).as_secs_f64() <= 300.0 * 1.125 + 0.01);
-    }
-}
-
-/// What became of one event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventOutcome {
-    /// `processed`, `ignored`, `stale`, `parked` or `failed`.
-    pub status: &'static str,
-    pub detail: String,
-}
-
-impl EventOutcome {
-    pub fn new(status: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into() }
     }
 }

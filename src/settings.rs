@@ -111,7 +111,7 @@ pub async fn change(
     if !changed.is_empty() {
         let _ = store
             .record_activity(
-                crate::lifecycle::store::Level::Warning,
+                crate::lifecycle::Level::Warning,
                 actor,
                 None,
                 &format!("{actor} changed settings: {}", changed.join(", ")),

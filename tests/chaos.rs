@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use vmauto::lifecycle::store::stable_key;
+use vmauto::lifecycle::stable_key;
 use vmauto::sim::SimConfig;
 use vmauto::sim::fault::FaultRule;
 

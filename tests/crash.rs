@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use vmauto::lifecycle::store::stable_key;
+use vmauto::lifecycle::stable_key;
 use vmauto::sim::{SimConfig, SimServer};
 
 use crate::common::{Proc, TOKEN, workflow_for};

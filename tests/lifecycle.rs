@@ -17,7 +17,7 @@ async fn send(s: &Stack, e: BillingEvent) -> Vec<vmauto::actors::subscription::E
 fn vps_of(sub: &str) -> String {
     format!(
         "SELECT record::id(id) AS id, state, server_id, ips, root_password, spec FROM vps WHERE subscription = '{}'",
-        vmauto::lifecycle::store::stable_key("ghl", sub)
+        vmauto::lifecycle::stable_key("ghl", sub)
     )
 }
 

@@ -17,7 +17,7 @@ fn fault(spec: &str) -> FaultRule {
 fn vps_of(sub: &str) -> String {
     format!(
         "SELECT record::id(id) AS id, state, ips, server_id, name FROM vps WHERE subscription = '{}'",
-        vmauto::lifecycle::store::stable_key("ghl", sub)
+        vmauto::lifecycle::stable_key("ghl", sub)
     )
 }
 

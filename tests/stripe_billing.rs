@@ -106,7 +106,7 @@ async fn localstripe_subscription_provisions_a_vps_and_its_cancellation_deprovis
     assert_eq!(sub["status"], "active", "{sub}");
     let sub_id = sub["id"].as_str().expect("subscription id");
 
-    let key = vmauto::lifecycle::store::stable_key("stripe", sub_id);
+    let key = vmauto::lifecycle::stable_key("stripe", sub_id);
     let sql = format!("SELECT state, spec FROM vps WHERE subscription = '{key}'");
     let rows = s
         .wait_for("VPS from the localstripe subscription", 60, &sql, |r| r.len() == 1 && r[0]["state"] == "active")

@@ -46,7 +46,7 @@ async fn pay(t: &TestApp, token: &str, offer: &str, form_token: &str) -> reqwest
 
 pub(crate) async fn active_vps(s: &Stack, sub: &str) -> String {
     s.send(crate::common::event(EventKind::Subscribe, sub, Some("starter"), None)).await;
-    let key = vmauto::lifecycle::store::stable_key("ghl", sub);
+    let key = vmauto::lifecycle::stable_key("ghl", sub);
     let sql = format!("SELECT record::id(id) AS id, state FROM vps WHERE subscription = '{key}'");
     let rows = s.wait_for("VPS active", 60, &sql, |r| r.len() == 1 && r[0]["state"] == "active").await;
     rows[0]["id"].as_str().expect("id").to_string()

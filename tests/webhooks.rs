@@ -46,7 +46,7 @@ async fn post(s: &Stack, path: &str, body: &Value) -> (u16, Value) {
 fn vps_of(sub: &str) -> String {
     format!(
         "SELECT record::id(id) AS id, state FROM vps WHERE subscription = '{}'",
-        vmauto::lifecycle::store::stable_key("ghl", sub)
+        vmauto::lifecycle::stable_key("ghl", sub)
     )
 }
 
@@ -390,7 +390,7 @@ async fn plan_mappings_are_listed_set_and_removed_through_the_api() {
     // The new mapping provisions.
     let (status, _) = post(&s, &format!("/webhooks/ghl/{TOKEN}"), &workflow("subscribe", "sub-gold", "gold")).await;
     assert_eq!(status, 202);
-    let key = vmauto::lifecycle::store::stable_key("ghl", "sub-gold");
+    let key = vmauto::lifecycle::stable_key("ghl", "sub-gold");
     s.wait_for("gold VPS", 60, &format!("SELECT template FROM vps WHERE subscription = '{key}'"), |r| {
         r.len() == 1 && r[0]["template"] == "vps-large"
     })

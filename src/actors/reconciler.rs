@@ -22,8 +22,8 @@ use super::messages::{Notify, NotifyKind, Severity, Shutdown};
 use super::supervisor::Supervision;
 use crate::config::Config;
 use crate::db::Store;
+use crate::lifecycle::Level;
 use crate::lifecycle::Spec;
-use crate::lifecycle::store::Level;
 use crate::telemetry::metrics::Metrics;
 
 /// Run one reconciliation now and answer its findings.

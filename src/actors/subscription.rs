@@ -17,9 +17,9 @@ use super::supervisor::Supervision;
 use crate::billing::{BillingEvent, EventKind};
 use crate::config::Config;
 use crate::db::Store;
-use crate::lifecycle::store::Level;
-use crate::lifecycle::store::{DecisionWrite, NewOperation, NewVps, new_key, stable_key};
+use crate::lifecycle::Level;
 use crate::lifecycle::{Decision, OpKind, Spec, Template, VpsState, decide};
+use crate::lifecycle::{DecisionWrite, NewOperation, NewVps, new_key, stable_key};
 use crate::plugin_host::{DEFAULT_MAPPER, TemplateChoice};
 use crate::telemetry::metrics::Metrics;
 

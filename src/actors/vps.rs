@@ -16,7 +16,7 @@ use serde_json::json;
 use self::exec::{ExecContext, Outcome, execute};
 use super::messages::{Notify, NotifyKind, Severity};
 use crate::config::Config;
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 use crate::lifecycle::{OpKind, OpState, Operation, retry_delay};
 
 /// Look for due work now.

@@ -22,25 +22,13 @@ use super::messages::Shutdown;
 use super::plugins::{ParseWebhook, PluginHost};
 use super::subscription::{EventOutcome, HandleEvents, SubscriptionActor};
 use super::supervisor::Supervision;
-use crate::billing::BillingEvent;
 use crate::db::Store;
+pub use crate::db::models::webhook_event::{InboxRow, event_fingerprint, inbox_status};
 use crate::plugin_host::{PluginError, SourceRequest};
 use crate::telemetry::metrics::Metrics;
 
 /// Most rows one transaction carries.
 pub const MAX_BATCH: usize = 256;
-
-/// An inbox row to write.
-#[derive(Debug, Clone)]
-pub struct InboxRow {
-    /// The dedupe key, used as the record id.
-    pub key: String,
-    pub source: String,
-    /// The stored fields (headers, body, signature result, status, events, error, …).
-    pub fields: Value,
-    /// Events to apply once the row is committed (empty for rejected rows).
-    pub events: Vec<BillingEvent>,
-}
 
 /// What happened to an ingested row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,13 +258,6 @@ impl Handler<RecordOutcome> for WebhookActor {
     }
 }
 
-/// Identifies one event of an inbox row, for the `applied` marks decisions leave on the row.
-pub fn event_fingerprint(event: &BillingEvent) -> String {
-    use sha2::{Digest, Sha256};
-    let text = serde_json::to_string(event).unwrap_or_default();
-    hex::encode(&Sha256::digest(text.as_bytes())[..12])
-}
-
 impl Actor for WebhookActor {
     type Context = Context<Self>;
 
@@ -380,172 +361,5 @@ impl Handler<Shutdown> for WebhookActor {
         // Commit what is waiting before the process goes.
         self.flush(ctx);
         Box::pin(async {})
-    }
-}
-
-impl Store {
-    /// Writes inbox rows that are not there yet, in one transaction; returns the keys that
-    /// already existed (duplicates).
-    pub async fn insert_inbox(&self, rows: &[&InboxRow]) -> anyhow::Result<Vec<String>> {
-        self.insert_inbox_with_outcomes(rows, &[]).await
-    }
-
-    /// [`Store::insert_inbox`], writing in the same transaction the outcomes of rows processed
-    /// since the last batch (one commit for both).
-    pub async fn insert_inbox_with_outcomes(
-        &self,
-        rows: &[&InboxRow],
-        outcomes: &[(String, Vec<EventOutcome>)],
-    ) -> anyhow::Result<Vec<String>> {
-        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
-        let existing: Vec<String> = if rows.is_empty() {
-            Vec::new()
-        } else {
-            self.query_one(
-                "SELECT VALUE record::id(id) FROM array::map($keys, |$k| type::record('webhook_event', $k)) WHERE id != NONE",
-                json!({ "keys": keys }),
-                0,
-            )
-            .await?
-        };
-        let mut seen = std::collections::HashSet::new();
-        let fresh: Vec<Value> = rows
-            .iter()
-            .filter(|r| !existing.contains(&r.key) && seen.insert(r.key.clone()))
-            .map(|r| {
-                let mut f = r.fields.clone();
-                f["source"] = json!(r.source);
-                f["events"] = serde_json::to_value(&r.events).unwrap_or_default();
-                json!({ "key": r.key, "fields": f })
-            })
-            .collect();
-        let outcomes: Vec<Value> =
-            outcomes.iter().map(|(key, o)| json!({ "key": key, "status": inbox_status(o), "outcomes": o })).collect();
-        if !fresh.is_empty() || !outcomes.is_empty() {
-            self.execute(
-                "BEGIN TRANSACTION;
-                 FOR $r IN $rows {
-                    CREATE type::record('webhook_event', $r.key)
-                        CONTENT object::extend($r.fields, { received_at: time::now() });
-                 };
-                 FOR $o IN $outcomes {
-                    UPDATE type::record('webhook_event', $o.key) SET status = $o.status, outcomes = $o.outcomes,
-                        processed_at = time::now();
-                 };
-                 COMMIT TRANSACTION;",
-                json!({ "rows": fresh, "outcomes": outcomes }),
-            )
-            .await?;
-        }
-        // A key twice in one batch: the later ones are duplicates of the first.
-        let mut dups = existing;
-        let mut first = std::collections::HashSet::new();
-        for r in rows {
-            if !first.insert(r.key.clone()) && !dups.contains(&r.key) {
-                dups.push(r.key.clone());
-            }
-        }
-        Ok(dups)
-    }
-
-    /// Rows whose events may not all be applied (status still `received`), oldest first, each
-    /// with only the events no decision has marked applied.
-    /// Returns each row with how many of its events were applied already.
-    pub async fn unapplied_inbox(&self) -> anyhow::Result<Vec<(InboxRow, usize)>> {
-        #[derive(serde::Deserialize)]
-        struct Row {
-            key: String,
-            source: String,
-            #[serde(default)]
-            events: Vec<BillingEvent>,
-            #[serde(default)]
-            applied: Option<Vec<String>>,
-        }
-        let rows: Vec<Row> = self
-            .query_one(
-                "SELECT record::id(id) AS key, source, events, applied, received_at FROM webhook_event
-                 WHERE status = 'received' ORDER BY received_at",
-                json!({}),
-                0,
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let applied = r.applied.unwrap_or_default();
-                let total = r.events.len();
-                let events: Vec<BillingEvent> =
-                    r.events.into_iter().filter(|e| !applied.contains(&event_fingerprint(e))).collect();
-                let done = total - events.len();
-                (InboxRow { key: r.key, source: r.source, fields: Value::Null, events }, done)
-            })
-            .collect())
-    }
-
-    /// Writes the outcome of processing onto an inbox row.
-    pub async fn record_inbox_outcome(&self, key: &str, outcomes: &[EventOutcome]) -> anyhow::Result<()> {
-        let status = inbox_status(outcomes);
-        self.execute(
-            "UPDATE type::record('webhook_event', $key) SET status = $status, outcomes = $outcomes,
-                processed_at = time::now()",
-            json!({ "key": key, "status": status, "outcomes": outcomes }),
-        )
-        .await
-    }
-
-    /// The source and events of an inbox row.
-    pub async fn inbox_events(&self, key: &str) -> anyhow::Result<(String, Vec<BillingEvent>)> {
-        #[derive(serde::Deserialize)]
-        struct Row {
-            source: String,
-            #[serde(default)]
-            events: Vec<BillingEvent>,
-        }
-        let rows: Vec<Row> = self
-            .query_one("SELECT source, events FROM type::record('webhook_event', $key)", json!({ "key": key }), 0)
-            .await?;
-        let row = rows.into_iter().next().ok_or_else(|| anyhow::anyhow!("no inbox entry {key}"))?;
-        Ok((row.source, row.events))
-    }
-}
-
-/// One status for a row from its events' outcomes: the most serious wins.
-pub fn inbox_status(outcomes: &[EventOutcome]) -> &'static str {
-    for status in ["failed", "parked", "processed", "stale"] {
-        if outcomes.iter().any(|o| o.status == status) {
-            return status;
-        }
-    }
-    "ignored"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Keys are bound, never written into the query: keys full of SurrealQL punctuation are
-    /// stored as given and recognised as duplicates the next time.
-    #[tokio::test]
-    async fn inbox_keys_are_bound_not_formatted() {
-        let mut config = crate::config::Config::default();
-        config.database.url = "mem://".into();
-        let store = Store::open(&config).await.expect("store");
-        let keys = ["plain", "a], (DELETE webhook_event)", "⟩; REMOVE TABLE webhook_event; --", "x`y'z\"w"];
-        let rows: Vec<InboxRow> = keys
-            .iter()
-            .map(|k| InboxRow { key: (*k).to_string(), source: "ghl".into(), fields: json!({}), events: Vec::new() })
-            .collect();
-        let refs: Vec<&InboxRow> = rows.iter().collect();
-        assert!(store.insert_inbox(&refs).await.expect("first batch").is_empty());
-        let stored: Vec<String> =
-            store.query_one("SELECT VALUE record::id(id) FROM webhook_event", json!({}), 0).await.expect("rows");
-        let mut expected: Vec<String> = keys.iter().map(ToString::to_string).collect();
-        let mut stored = stored;
-        expected.sort();
-        stored.sort();
-        assert_eq!(stored, expected);
-        let mut dups = store.insert_inbox(&refs).await.expect("second batch");
-        dups.sort();
-        assert_eq!(dups, expected, "every key is known the second time");
     }
 }

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::db::Store;
+use crate::lifecycle::Level;
 use crate::lifecycle::Template;
-use crate::lifecycle::store::Level;
 
 /// Templates with the plans mapped to them.
 pub async fn templates(store: &Store) -> anyhow::Result<Vec<Value>> {

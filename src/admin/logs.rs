@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::db::Store;
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 
 use super::*;
 

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use crate::actors::registry::{Activate, VpsRegistry};
 use crate::db::Store;
-use crate::lifecycle::store::Level;
-use crate::lifecycle::store::new_key;
+use crate::lifecycle::Level;
+use crate::lifecycle::new_key;
 use crate::lifecycle::{OpKind, Spec};
 
 use super::*;

@@ -11,7 +11,7 @@ use super::session::ApiUser;
 use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
 use crate::auth::Role;
 use crate::error::{AppError, AppResult, Code};
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 use crate::lifecycle::{Template, kpi};
 
 const OPENAPI: &str = include_str!("openapi.json");

@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use crate::auth::{LoginError, Principal, Role, SecondFactor, random_token};
 use crate::error::{AppError, Code};
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 
 pub const SESSION_COOKIE: &str = "vmauto_session";
 const LOGIN_CSRF_COOKIE: &str = "vmauto_login";

@@ -320,13 +320,7 @@ pub(crate) async fn record_rejection(
         "signature": { "ok": http_status != 401 }, "status": "rejected", "error": cut(reason, REFUSED_REASON_BYTES),
         "http_status": http_status, "client": client.map(|c| c.to_string()),
     });
-    let written = state
-        .store
-        .execute(
-            "CREATE type::record('webhook_event', $key) CONTENT object::extend($fields, { received_at: time::now() })",
-            json!({ "key": key, "fields": fields }),
-        )
-        .await;
+    let written = state.store.record_refused_webhook(&key, &fields).await;
     if let Err(e) = written {
         tracing::warn!(source = source_name, error = %format!("{e:#}"), "a refused webhook could not be recorded");
     }

@@ -23,7 +23,7 @@ use crate::actors::gateway::{
     SetPassword, StartServer, UpdateCompute, WaitTask,
 };
 use crate::db::Store;
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 use crate::lifecycle::{OpKind, Operation, Spec, Template, owner_tag};
 use crate::provider::{
     NicSpec, OpKey, ProviderError, ProviderResult, Server, ServerId, ServerSpec, ServerStatus, TaskId,

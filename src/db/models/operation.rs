@@ -1,1 +1,236 @@
-//! The `operation` table.
+//! The `operation` table: durable operations on a VPS, the queue the VPS actors work from.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::db::Store;
+
+use super::subscription::new_key;
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Create,
+    Suspend,
+    Resume,
+    Delete,
+    Reset,
+    Rebuild,
+    Resize,
+    SetPassword,
+}
+
+impl OpKind {
+    /// Suspensions and deletions count against the blast-radius guard.
+    pub fn is_destructive(self) -> bool {
+        matches!(self, Self::Suspend | Self::Delete)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Suspend => "suspend",
+            Self::Resume => "resume",
+            Self::Delete => "delete",
+            Self::Reset => "reset",
+            Self::Rebuild => "rebuild",
+            Self::Resize => "resize",
+            Self::SetPassword => "set_password",
+        }
+    }
+}
+
+/// Where an operation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpState {
+    /// Written, not started (or waiting for its retry time).
+    Queued,
+    /// Held by the blast-radius guard until an admin approves.
+    Held,
+    Running,
+    /// A provider task is under way; its id is saved.
+    WaitingTask,
+    Succeeded,
+    /// Retries exhausted or a permanent failure; needs an admin.
+    Dead,
+    /// Rejected by an admin, or made unnecessary by a later event.
+    Cancelled,
+}
+
+impl OpState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Dead | Self::Cancelled)
+    }
+}
+
+/// A durable operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: String,
+    pub vps: String,
+    pub kind: OpKind,
+    pub state: OpState,
+    #[serde(default)]
+    pub params: serde_json::Value,
+    /// Attempts counted against `policy.max_attempts` (an admin's retry starts again at 0).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Every attempt ever started, retries by an admin included: it names the attempt in the
+    /// idempotency keys of its provider writes, so a new attempt is new work for SCP while a
+    /// crash in the middle of one replays the same attempt.
+    #[serde(default)]
+    pub attempt_seq: u32,
+    #[serde(default)]
+    pub task_id: Option<String>,
+    #[serde(default)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    pub requested_by: String,
+}
+
+/// One operation to write with a decision.
+#[derive(Debug, Clone)]
+pub struct NewOperation {
+    pub vps: String,
+    pub kind: OpKind,
+    pub params: Value,
+    pub requested_by: String,
+    /// Start no earlier than this (a deletion after the grace period).
+    pub not_before: Option<DateTime<Utc>>,
+    pub held: bool,
+}
+
+const OP_FIELDS: &str =
+    "record::id(id) AS id, vps, kind, state, params, attempts, attempt_seq OR 0 AS attempt_seq, task_id, next_attempt_at,
+     last_error, requested_by";
+
+impl Store {
+    /// VPS ids with an operation that is not finished and is due (start-up recovery and the
+    /// scheduler's wake-ups).
+    pub async fn vps_with_due_operations(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+        let ids: Vec<Value> = self
+            .query_one(
+                "SELECT VALUE vps FROM operation
+                 WHERE state IN ['queued', 'running', 'waiting_task'] AND next_attempt_at <= <datetime>$now",
+                json!({ "now": now.to_rfc3339() }),
+                0,
+            )
+            .await?;
+        let mut ids: Vec<String> = ids.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// The next unfinished operation of a VPS, oldest first.
+    pub async fn next_operation(&self, vps: &str) -> anyhow::Result<Option<Operation>> {
+        let rows: Vec<Operation> = self
+            .query_one(
+                &format!(
+                    "SELECT {OP_FIELDS}, created_at FROM operation
+                     WHERE vps = $vps AND state IN ['queued', 'running', 'waiting_task']
+                     ORDER BY created_at ASC LIMIT 1"
+                ),
+                json!({ "vps": vps }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Updates an operation's progress fields (only those given).
+    pub async fn update_operation(&self, id: &str, patch: Value) -> anyhow::Result<()> {
+        self.execute(
+            "UPDATE type::record('operation', $id) MERGE $patch;
+             UPDATE type::record('operation', $id) SET updated_at = time::now();",
+            json!({ "id": id, "patch": patch }),
+        )
+        .await
+    }
+
+    /// Schedules a retry: the next attempt time; the failed attempt's task is forgotten, so the
+    /// next attempt looks at SCP afresh instead of waiting on a task that has ended.
+    pub async fn retry_operation_at(&self, id: &str, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+        self.execute(
+            "UPDATE type::record('operation', $id) SET state = 'queued', next_attempt_at = <datetime>$at,
+                last_error = $error, task_id = NONE, updated_at = time::now()",
+            json!({ "id": id, "at": at.to_rfc3339(), "error": error }),
+        )
+        .await
+    }
+
+    /// Marks the finish of an operation and sets the VPS state in one transaction.
+    pub async fn finish_operation(
+        &self,
+        op: &str,
+        state: OpState,
+        error: Option<&str>,
+        vps: &str,
+        vps_patch: Value,
+    ) -> anyhow::Result<()> {
+        self.execute(
+            "BEGIN TRANSACTION;
+             UPDATE type::record('operation', $op) SET state = $state, last_error = $error,
+                finished_at = time::now(), updated_at = time::now();
+             UPDATE type::record('vps', $vps) MERGE $patch;
+             UPDATE type::record('vps', $vps) SET updated_at = time::now();
+             COMMIT TRANSACTION;",
+            json!({ "op": op, "state": state, "error": error, "vps": vps, "patch": vps_patch }),
+        )
+        .await
+    }
+
+    /// Queues an operation asked for outside the billing flow: by an admin (`requested_by` =
+    /// `admin:<user>`), an upgrade payment (`stripe:<session>`), … `key` makes the request
+    /// idempotent: a second call with the same key queues nothing and answers the first id.
+    /// The caller then activates the VPS (`registry::Activate`).
+    pub async fn enqueue_operation(
+        &self,
+        vps: &str,
+        kind: OpKind,
+        params: Value,
+        requested_by: &str,
+        key: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let key = key.map_or_else(new_key, str::to_owned);
+        self.execute(
+            "BEGIN TRANSACTION;
+             IF (SELECT VALUE id FROM type::record('vps', $vps))[0] == NONE {
+                 THROW 'no such VPS: ' + $vps;
+             };
+             IF (SELECT VALUE id FROM type::record('operation', $key))[0] == NONE {
+                 CREATE type::record('operation', $key) CONTENT {
+                     vps: $vps, kind: $kind, params: $params, state: 'queued', attempts: 0,
+                     idempotency_key: $key, requested_by: $requested_by, next_attempt_at: time::now(),
+                     created_at: time::now(), updated_at: time::now()
+                 };
+             };
+             COMMIT TRANSACTION;",
+            json!({ "vps": vps, "kind": kind.as_str(), "params": params, "requested_by": requested_by, "key": key }),
+        )
+        .await
+        // The store's words for the THROW above, turned into a type here, where it is thrown.
+        .map_err(|e| {
+            if format!("{e:#}").contains("no such VPS") { crate::error::NotFound::new("VPS", vps).into() } else { e }
+        })?;
+        Ok(key)
+    }
+
+    /// Destructive operations requested in the last hour (the blast-radius guard's count).
+    pub async fn destructive_ops_last_hour(&self) -> anyhow::Result<u64> {
+        let n: Vec<u64> = self
+            .query_one(
+                "SELECT VALUE count() FROM operation
+                 WHERE kind IN ['suspend', 'delete'] AND created_at > time::now() - 1h
+                   AND !string::starts_with(requested_by OR '', 'admin') GROUP ALL",
+                json!({}),
+                0,
+            )
+            .await?;
+        Ok(n.first().copied().unwrap_or(0))
+    }
+}

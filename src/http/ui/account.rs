@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{Page, anyhow_internal, flash, redirect_msg, render};
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiUser, check_csrf};
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/account", web::get().to(show_account))

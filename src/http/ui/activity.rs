@@ -7,7 +7,7 @@ use super::{Page, anyhow_internal, render, serde_urlencoded};
 use crate::admin::{self, ActivityQuery};
 use crate::http::AppState;
 use crate::http::session::UiUser;
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/activity", web::get().to(list_activity));

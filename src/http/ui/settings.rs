@@ -8,7 +8,7 @@ use super::{Page, anyhow_internal, flash, redirect_msg, render, shown_once};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiUser, check_csrf};
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/settings", web::get().to(show_settings))

@@ -11,7 +11,7 @@ use crate::admin::{self, Action, ManualVps, VpsQuery};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vps", web::get().to(list_vps))
