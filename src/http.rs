@@ -126,7 +126,7 @@ pub async fn replay_inbox(
     key: &str,
     actor: &str,
 ) -> anyhow::Result<Vec<crate::actors::subscription::EventOutcome>> {
-    let row = crate::admin::inbox_event(&state.store, key).await?;
+    let row = state.store.inbox_event(key).await?;
     if row.as_ref().is_some_and(|e| !e["compacted"].is_null()) {
         anyhow::bail!(
             "webhook {key} was compacted after inbox.retention_days: its body is gone and it cannot be replayed"

@@ -1,26 +1,12 @@
 //! Templates, plan mappings and trying a payload on a source: what turns a billing plan into
 //! a VPS.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::db::Store;
+pub use crate::db::models::template::PlanMapping;
 use crate::lifecycle::Level;
 use crate::lifecycle::Template;
-
-/// Templates with the plans mapped to them.
-pub async fn templates(store: &Store) -> anyhow::Result<Vec<Value>> {
-    store
-        .query_one(
-            "SELECT record::id(id) AS id, name, description, az_id, image_id, storage_tag_id, vpc_id, subnet_id, cores,
-                memory_mb, disk_gb, name_pattern, enabled OR enabled = NONE AS enabled, allowed_images OR [] AS allowed_images,
-                (SELECT source, plan_key FROM plan_mapping WHERE template = $parent.name) AS plans
-             FROM template ORDER BY name",
-            json!({}),
-            0,
-        )
-        .await
-}
 
 /// Creates or updates a template by name.
 pub async fn save_template(store: &Store, t: &Template, actor: &str) -> anyhow::Result<()> {
@@ -31,58 +17,20 @@ pub async fn save_template(store: &Store, t: &Template, actor: &str) -> anyhow::
     );
     anyhow::ensure!(t.cores >= 1 && t.memory_mb >= 256 && t.disk_gb >= 1, "cores ≥ 1, memory ≥ 256 MB, disk ≥ 1 GB");
     anyhow::ensure!(t.name_pattern.contains("{id}"), "the VM name pattern must contain {{id}}");
-    store
-        .execute(
-            "IF (SELECT VALUE id FROM template WHERE name = $t.name)[0] {
-                 UPDATE template MERGE $t WHERE name = $t.name;
-             } ELSE {
-                 CREATE template CONTENT object::extend($t, { created_at: time::now() });
-             };
-             CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $t.name,
-                 message: $actor + ' saved template ' + $t.name, data: $t };",
-            json!({ "t": t, "actor": actor }),
-        )
-        .await
+    store.upsert_template(t, actor).await
 }
 
 /// Maps a source's plan to a template (replacing an earlier mapping of that plan).
 pub async fn map_plan(store: &Store, source: &str, plan: &str, template: &str, actor: &str) -> anyhow::Result<()> {
     anyhow::ensure!(!source.is_empty() && !plan.is_empty(), "a mapping needs a source and a plan");
     anyhow::ensure!(store.template_by_name(template).await?.is_some(), "no template named {template:?}");
-    store
-        .execute(
-            "DELETE plan_mapping WHERE source = $source AND plan_key = $plan;
-             CREATE plan_mapping CONTENT { source: $source, plan_key: $plan, template: $template };
-             CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $template,
-                 message: $actor + ' mapped plan ' + $plan + ' of ' + $source + ' to ' + $template, data: {} };",
-            json!({ "source": source, "plan": plan, "template": template, "actor": actor }),
-        )
-        .await
-}
-
-/// A plan of a source mapped to a template.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanMapping {
-    pub source: String,
-    pub plan_key: String,
-    pub template: String,
-}
-
-/// Every plan mapping, by source and plan.
-pub async fn plan_mappings(store: &Store) -> anyhow::Result<Vec<PlanMapping>> {
-    store.query_one("SELECT source, plan_key, template FROM plan_mapping ORDER BY source, plan_key", json!({}), 0).await
+    store.map_plan(source, plan, template, actor).await
 }
 
 /// Removes the mapping of a source's plan; false when there was none.
 pub async fn unmap_plan(store: &Store, source: &str, plan: &str, actor: &str) -> anyhow::Result<bool> {
-    let gone: Vec<Value> = store
-        .query_one(
-            "DELETE plan_mapping WHERE source = $source AND plan_key = $plan RETURN BEFORE",
-            json!({ "source": source, "plan": plan }),
-            0,
-        )
-        .await?;
-    if !gone.is_empty() {
+    let gone = store.delete_plan_mapping(source, plan).await?;
+    if gone {
         store
             .record_activity(
                 Level::Info,
@@ -93,7 +41,7 @@ pub async fn unmap_plan(store: &Store, source: &str, plan: &str, actor: &str) ->
             )
             .await?;
     }
-    Ok(!gone.is_empty())
+    Ok(gone)
 }
 
 /// Why a source could not be tried.

@@ -3,20 +3,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use crate::db::Store;
-
-/// VPS counts by state.
-pub async fn counts_by_state(store: &Store) -> anyhow::Result<Vec<(String, u64)>> {
-    let rows: Vec<Value> = store.query_one("SELECT state, count() AS n FROM vps GROUP BY state", json!({}), 0).await?;
-    let mut out: Vec<(String, u64)> = rows
-        .into_iter()
-        .map(|r| (r["state"].as_str().unwrap_or("?").to_string(), r["n"].as_u64().unwrap_or(0)))
-        .collect();
-    out.sort_by_key(|c| std::cmp::Reverse(c.1));
-    Ok(out)
-}
+use crate::lifecycle::{OpKind, OpState};
 
 /// Buckets of an hourly series over the last `hours`.
 #[derive(Debug, Clone, Serialize)]
@@ -38,21 +27,13 @@ fn bucket_of(buckets: &[DateTime<Utc>], t: DateTime<Utc>) -> Option<usize> {
 
 /// Webhooks per hour by outcome over the last 24 hours.
 pub async fn webhook_volume(store: &Store) -> anyhow::Result<Vec<Series>> {
-    let rows: Vec<Value> = store
-        .query_one(
-            "SELECT <string>received_at AS at, status FROM webhook_event WHERE received_at > time::now() - 24h
-             ORDER BY received_at LIMIT 100000",
-            json!({}),
-            0,
-        )
-        .await?;
+    let rows = store.webhooks_last_day().await?;
     let buckets = hour_buckets(24);
     let kinds = ["processed", "parked", "failed", "other"];
     let mut counts = vec![vec![0.0; buckets.len()]; kinds.len()];
     for r in rows {
-        let Some(t) = r["at"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()) else { continue };
-        let Some(b) = bucket_of(&buckets, t) else { continue };
-        let status = r["status"].as_str().unwrap_or("other");
+        let Some(b) = bucket_of(&buckets, r.at) else { continue };
+        let status = r.status.as_deref().unwrap_or("other");
         let k = kinds.iter().position(|k| *k == status).unwrap_or(kinds.len() - 1);
         counts[k][b] += 1.0;
     }
@@ -69,33 +50,24 @@ pub async fn webhook_volume(store: &Store) -> anyhow::Result<Vec<Series>> {
 /// Mean provisioning and deprovisioning seconds per hour, and failed operations per hour,
 /// over the last 24 hours.
 pub async fn operation_series(store: &Store) -> anyhow::Result<Vec<Series>> {
-    let rows: Vec<Value> = store
-        .query_one(
-            "SELECT kind, state, <string>finished_at AS at,
-                time::unix(finished_at) - time::unix(next_attempt_at OR created_at) AS secs
-             FROM operation WHERE finished_at > time::now() - 24h LIMIT 100000",
-            json!({}),
-            0,
-        )
-        .await?;
+    let rows = store.operations_finished_last_day().await?;
     let buckets = hour_buckets(24);
     let mut sums = [vec![0.0; buckets.len()], vec![0.0; buckets.len()]];
     let mut ns = [vec![0.0; buckets.len()], vec![0.0; buckets.len()]];
     let mut failed = vec![0.0; buckets.len()];
     for r in rows {
-        let Some(t) = r["at"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()) else { continue };
-        let Some(b) = bucket_of(&buckets, t) else { continue };
-        if r["state"] == "dead" {
+        let Some(b) = bucket_of(&buckets, r.at) else { continue };
+        if r.state == OpState::Dead {
             failed[b] += 1.0;
             continue;
         }
-        let i = match r["kind"].as_str() {
-            Some("create") => 0,
-            Some("delete") => 1,
+        let i = match r.kind {
+            OpKind::Create => 0,
+            OpKind::Delete => 1,
             _ => continue,
         };
-        if r["state"] == "succeeded" {
-            sums[i][b] += r["secs"].as_f64().unwrap_or(0.0);
+        if r.state == OpState::Succeeded {
+            sums[i][b] += r.secs.unwrap_or(0.0);
             ns[i][b] += 1.0;
         }
     }
@@ -108,29 +80,4 @@ pub async fn operation_series(store: &Store) -> anyhow::Result<Vec<Series>> {
         Series { label: "deprovisioning (s)".into(), points: labels(mean(1)) },
         Series { label: "failed operations".into(), points: labels(failed) },
     ])
-}
-
-/// Recent dead operations (newest first).
-pub async fn recent_failures(store: &Store, limit: u64) -> anyhow::Result<Vec<Value>> {
-    store
-        .query_one(
-            "SELECT record::id(id) AS id, vps, kind, last_error, attempts, <string>updated_at AS at FROM operation
-             WHERE state = 'dead' ORDER BY updated_at DESC LIMIT $limit",
-            json!({ "limit": limit }),
-            0,
-        )
-        .await
-}
-
-/// Operations the blast-radius guard holds for an admin.
-pub async fn held_operations(store: &Store) -> anyhow::Result<Vec<Value>> {
-    store
-        .query_one(
-            "SELECT record::id(id) AS id, vps, kind, requested_by, <string>created_at AS at,
-                (SELECT VALUE customer_name FROM ONLY type::record('vps', $parent.vps)) AS customer
-             FROM operation WHERE state = 'held' ORDER BY created_at LIMIT 500",
-            json!({}),
-            0,
-        )
-        .await
 }

@@ -6,214 +6,11 @@ use serde_json::{Value, json};
 
 use crate::actors::registry::{Activate, VpsRegistry};
 use crate::db::Store;
+use crate::db::models::vps::ManualVpsRow;
+pub use crate::db::models::vps::VpsQuery;
 use crate::lifecycle::Level;
 use crate::lifecycle::new_key;
-use crate::lifecycle::{OpKind, Spec};
-
-use super::*;
-
-/// Fields of a VPS row in lists.
-const VPS_ROW: &str = "record::id(id) AS id, name, state, template, source, customer_name, customer_email,
-    customer_id, subscription, vm_name, server_id, ips, spec, image_id OR template_row.image_id AS image_id,
-    template_row.image_id AS template_image, template_row.allowed_images OR [] AS allowed_images,
-    <string>created_at AS created_at,
-    IF updated_at { <string>updated_at } AS updated_at";
-
-/// Filters of the VPS list (all optional).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct VpsQuery {
-    /// Matches customer name or email, subscription, IP, VM name or id (case-insensitive).
-    #[serde(default)]
-    pub q: String,
-    /// A state, `live` (anything not deleted) or `past` (deleted).
-    #[serde(default)]
-    pub state: String,
-    #[serde(default)]
-    pub template: String,
-    #[serde(default)]
-    pub source: String,
-    /// `created` (default), `name`, `state`, `customer`; prefix `-` for descending… the
-    /// default is newest first.
-    #[serde(default)]
-    pub sort: String,
-    #[serde(default)]
-    pub page: u64,
-}
-
-impl VpsQuery {
-    fn where_clause(&self) -> (String, Value) {
-        let mut conds: Vec<&str> = Vec::new();
-        match self.state.as_str() {
-            "" => {}
-            "live" => conds.push("state != 'deleted'"),
-            "past" => conds.push("state = 'deleted'"),
-            _ => conds.push("state = $state"),
-        }
-        if !self.template.is_empty() {
-            conds.push("template = $template");
-        }
-        if !self.source.is_empty() {
-            conds.push("source = $source");
-        }
-        // Every word must start a word of the VPS's search text (full-text index `vps_search`):
-        // "dana 10.0.3" finds Dana's VPS with that IP.
-        let words: Vec<&str> = self.q.split_whitespace().take(8).collect();
-        let q = words.join(" ");
-        if !q.is_empty() {
-            conds.push("search @@ $q");
-        }
-        let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
-        (clause, json!({ "state": self.state, "template": self.template, "source": self.source, "q": q }))
-    }
-
-    fn order(&self) -> &'static str {
-        match self.sort.as_str() {
-            "created" => "created_at ASC",
-            "name" => "name ASC",
-            "-name" => "name DESC",
-            "state" => "state ASC",
-            "customer" => "customer_name ASC",
-            _ => "created_at DESC",
-        }
-    }
-}
-
-/// One page of the VPS list.
-pub async fn list_vps(store: &Store, query: &VpsQuery) -> anyhow::Result<Page<Value>> {
-    let (clause, mut bindings) = query.where_clause();
-    if !query.q.trim().is_empty() {
-        return search_vps(store, query, &clause, bindings).await;
-    }
-    let total = count(store, "vps", &clause, bindings.clone()).await?;
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = query.page.clamp(1, pages);
-    let start = (page - 1) * PAGE_SIZE;
-    // Pages past the middle are read from the other end, so the last page costs what the
-    // first does.
-    let from_end = start > total / 2;
-    let (order, start, limit) = if from_end {
-        let limit = PAGE_SIZE.min(total - start);
-        (reverse(query.order()), total - start - limit, limit)
-    } else {
-        (query.order().to_string(), start, PAGE_SIZE)
-    };
-    bindings["start"] = json!(start);
-    bindings["limit"] = json!(limit);
-    let mut rows: Vec<Value> = store
-        .query_one(
-            &format!("SELECT {VPS_ROW} FROM vps {clause} ORDER BY {order} LIMIT $limit START $start"),
-            bindings,
-            0,
-        )
-        .await?;
-    if from_end {
-        rows.reverse();
-    }
-    Ok(Page { rows, total, page, pages, capped: false })
-}
-
-/// A search: the first [`SEARCH_CAP`] matches the index yields, then sorted and paged.
-async fn search_vps(store: &Store, query: &VpsQuery, clause: &str, mut bindings: Value) -> anyhow::Result<Page<Value>> {
-    let mut ids: Vec<Value> = store
-        .query_one(
-            &format!("SELECT VALUE record::id(id) FROM vps {clause} LIMIT {}", SEARCH_CAP + 1),
-            bindings.clone(),
-            0,
-        )
-        .await?;
-    let capped = ids.len() as u64 > SEARCH_CAP;
-    ids.truncate(SEARCH_CAP as usize);
-    let total = ids.len() as u64;
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page = query.page.clamp(1, pages);
-    bindings["ids"] = json!(ids);
-    let rows: Vec<Value> = if ids.is_empty() {
-        Vec::new()
-    } else {
-        store
-            .query_one(
-                &format!(
-                    "LET $records = array::map($ids, |$k| type::record('vps', $k));
-                     SELECT {VPS_ROW} FROM $records ORDER BY {} LIMIT {PAGE_SIZE} START {}",
-                    query.order(),
-                    (page - 1) * PAGE_SIZE
-                ),
-                bindings,
-                1,
-            )
-            .await?
-    };
-    Ok(Page { rows, total, page, pages, capped })
-}
-
-/// `created_at DESC` → `created_at ASC` and back.
-fn reverse(order: &str) -> String {
-    match order.rsplit_once(' ') {
-        Some((field, "DESC")) => format!("{field} ASC"),
-        Some((field, _)) => format!("{field} DESC"),
-        None => format!("{order} DESC"),
-    }
-}
-
-/// A VPS with everything its page shows (never its sealed password).
-pub async fn vps_detail(store: &Store, id: &str) -> anyhow::Result<Option<Value>> {
-    let rows: Vec<Value> = store
-        .query_one(
-            &format!(
-                "SELECT {VPS_ROW}, template_row, delete_after, IF active_at {{ <string>active_at }} AS active_at,
-                    root_password != NONE AS has_password
-                 FROM type::record('vps', $id)"
-            ),
-            json!({ "id": id }),
-            0,
-        )
-        .await?;
-    Ok(rows.into_iter().next())
-}
-
-/// The single timeline of a VPS: webhook events, decisions and admin actions (activity),
-/// operations with their provider tasks, and notifications; newest first.
-pub async fn vps_timeline(store: &Store, id: &str) -> anyhow::Result<Vec<Value>> {
-    let sql = "SELECT <string>at AS at, 'activity' AS kind, level, actor, message, data FROM activity
-                 WHERE subject = $id OR subject = 'vps:' + $id ORDER BY at DESC LIMIT 200;
-               SELECT <string>created_at AS at, 'operation' AS kind, record::id(id) AS id, kind AS op, state, attempts,
-                    last_error, requested_by, task_id, IF finished_at { <string>finished_at } AS finished_at, params
-                 FROM operation WHERE vps = $id ORDER BY created_at DESC LIMIT 200;
-               SELECT <string>created_at AS at, 'notification' AS kind, title, severity FROM notification
-                 WHERE subject = $id OR subject = 'vps:' + $id ORDER BY created_at DESC LIMIT 50;";
-    let mut all: Vec<Value> = Vec::new();
-    for idx in 0..3 {
-        let rows: Vec<Value> = store.query_one(sql, json!({ "id": id }), idx).await.unwrap_or_default();
-        all.extend(rows);
-    }
-    // The webhooks behind the operations, with the decisions they caused.
-    let keys: Vec<String> = all
-        .iter()
-        .filter_map(|r| r["requested_by"].as_str().and_then(|b| b.strip_prefix("webhook:")).map(str::to_owned))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    for key in keys {
-        if let Some(ev) = inbox_event(store, &key).await? {
-            let decisions: Vec<String> = ev["outcomes"]
-                .as_array()
-                .map(|o| {
-                    o.iter()
-                        .map(|o| {
-                            format!("{}: {}", o["status"].as_str().unwrap_or("?"), o["detail"].as_str().unwrap_or(""))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            all.push(json!({
-                "at": ev["received_at"], "kind": "webhook", "id": key, "source": ev["source"], "status": ev["status"],
-                "decision": decisions.join("; "),
-            }));
-        }
-    }
-    all.sort_by(|a, b| b["at"].as_str().unwrap_or_default().cmp(a["at"].as_str().unwrap_or_default()));
-    Ok(all)
-}
+use crate::lifecycle::{OpKind, OpState, Spec, VpsState};
 
 /// What an admin can ask of a VPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,7 +51,7 @@ pub async fn request_action(
     params: Value,
     actor: &str,
 ) -> anyhow::Result<String> {
-    let Some(detail) = vps_detail(store, vps).await? else {
+    let Some(detail) = store.vps_detail(vps).await? else {
         return Err(crate::error::NotFound::new("VPS", vps).into());
     };
     if detail["state"] == "deleted" {
@@ -325,40 +122,21 @@ pub async fn retry_operation(
     op: &str,
     actor: &str,
 ) -> Result<String, RetryError> {
-    let rows: Vec<Value> = store
-        .query_one(
-            "SELECT kind, state, vps,
-                (SELECT VALUE state FROM type::record('vps', $parent.vps))[0] AS vps_state,
-                (SELECT VALUE subscription FROM type::record('vps', $parent.vps))[0] AS subscription
-             FROM type::record('operation', $op)",
-            json!({ "op": op }),
-            0,
-        )
-        .await?;
-    let Some(row) = rows.into_iter().next() else { return Err(RetryError::NotFound(op.to_string())) };
-    let vps = row["vps"].as_str().unwrap_or_default().to_string();
-    let kind: Option<OpKind> = serde_json::from_value(row["kind"].clone()).ok();
-    let state = row["state"].as_str().unwrap_or_default();
-    if state != "dead" {
+    let Some(row) = store.operation_for_retry(op).await? else { return Err(RetryError::NotFound(op.to_string())) };
+    let vps = row.vps;
+    let kind = row.kind;
+    if row.state != Some(OpState::Dead) {
+        let state = row.state.map_or("unknown", OpState::as_str);
         return Err(RetryError::Refused(format!("operation {op} is {state}: only a dead operation can be retried")));
     }
-    let sub_status = match row["subscription"].as_str() {
-        Some(sub) => store
-            .query_one::<Vec<Option<String>>>(
-                "SELECT VALUE status FROM type::record('subscription', $sub)",
-                json!({ "sub": sub }),
-                0,
-            )
-            .await?
-            .into_iter()
-            .next()
-            .flatten(),
+    let sub_status = match &row.subscription {
+        Some(sub) => store.subscription_status(sub).await?,
         None => None,
     };
     let brings_vm_back = !matches!(kind, Some(OpKind::Delete | OpKind::Suspend));
     if brings_vm_back {
         let kind = kind.map_or("operation", OpKind::as_str);
-        if row["vps_state"] == "deleted" {
+        if row.vps_state == Some(VpsState::Deleted) {
             return Err(RetryError::Refused(format!(
                 "refusing to retry the {kind}: VPS {vps} is deleted, and retrying would bring a VM back. \
                  Create a new VPS if the customer should have one."
@@ -372,16 +150,8 @@ pub async fn retry_operation(
             )));
         }
     }
-    let updated: Vec<Value> = store
-        .query_one(
-            "UPDATE type::record('operation', $op) SET state = 'queued', attempts = 0, task_id = NONE,
-                next_attempt_at = time::now(), retried_by = $actor, updated_at = time::now()
-             WHERE state = 'dead' RETURN vps",
-            json!({ "op": op, "actor": actor }),
-            0,
-        )
-        .await?;
-    if updated.is_empty() {
+    let requeued = store.requeue_dead_operation(op, actor).await?;
+    if !requeued {
         return Err(RetryError::Refused(format!("operation {op} is no longer dead (someone else retried it)")));
     }
     store
@@ -407,15 +177,7 @@ pub async fn decide_held(
     approve: bool,
     actor: &str,
 ) -> anyhow::Result<()> {
-    let sql = if approve {
-        "UPDATE type::record('operation', $op) SET state = 'queued', approved_by = $actor, updated_at = time::now()
-         WHERE state = 'held' RETURN vps"
-    } else {
-        "UPDATE type::record('operation', $op) SET state = 'cancelled', last_error = 'rejected by ' + $actor,
-            updated_at = time::now() WHERE state = 'held' RETURN vps"
-    };
-    let rows: Vec<Value> = store.query_one(sql, json!({ "op": op, "actor": actor }), 0).await?;
-    let Some(vps) = rows.first().and_then(|r| r["vps"].as_str()).map(str::to_owned) else {
+    let Some(vps) = store.decide_held_operation(op, approve, actor).await? else {
         anyhow::bail!("operation {op} is not held");
     };
     let verb = if approve { "approved" } else { "rejected" };
@@ -460,25 +222,16 @@ pub async fn create_vps(
     let spec = Spec::from(&template);
     let op = new_key();
     store
-        .execute(
-            "BEGIN TRANSACTION;
-             CREATE type::record('vps', $id) CONTENT {
-                 name: $name, state: 'pending', source: 'manual', customer_name: $cname, customer_email: $cemail,
-                 customer_id: '', template: $template, spec: $spec, template_row: $row, ips: [],
-                 created_by: $actor, created_at: time::now(), updated_at: time::now()
-             };
-             CREATE type::record('operation', $op) CONTENT {
-                 vps: $id, kind: 'create', params: {}, state: 'queued', attempts: 0, idempotency_key: $op,
-                 requested_by: $actor, next_attempt_at: time::now(), created_at: time::now(), updated_at: time::now()
-             };
-             CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $id,
-                 message: $actor + ' created a VPS by hand', data: { template: $template } };
-             COMMIT TRANSACTION;",
-            json!({
-                "id": id, "name": name, "cname": req.customer_name.trim(), "cemail": req.customer_email.trim(),
-                "template": template.name, "spec": spec, "row": template, "op": op, "actor": actor,
-            }),
-        )
+        .create_manual_vps(&ManualVpsRow {
+            id: &id,
+            name: &name,
+            customer_name: req.customer_name.trim(),
+            customer_email: req.customer_email.trim(),
+            template: &template,
+            spec,
+            operation: &op,
+            actor,
+        })
         .await?;
     registry.do_send(Activate { vps: id.clone() });
     Ok(id)

@@ -5,6 +5,11 @@
 //! Record keys are plain strings chosen by vmauto (`type::record('vps', $key)`); every
 //! SELECT projects `record::id(id) AS id` so rows come back with that key as `id`.
 
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Store;
+
 pub mod activity;
 pub mod admin_user;
 pub mod api_token;
@@ -20,3 +25,54 @@ pub mod upgrade_link;
 pub mod upgrade_offer;
 pub mod vps;
 pub mod webhook_event;
+
+/// Rows per page of every list.
+pub const PAGE_SIZE: u64 = 50;
+
+/// One page of a list, with how many rows and pages there are in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub total: u64,
+    pub page: u64,
+    pub pages: u64,
+    /// A search matched more than [`SEARCH_CAP`] rows; `total` is the cap.
+    #[serde(default)]
+    pub capped: bool,
+}
+
+/// A VPS search pages through at most this many matches (ordering every match of a search
+/// as broad as "customer" would read the whole table).
+pub const SEARCH_CAP: u64 = 1000;
+
+/// Rows of `table` matching `clause` (a `WHERE …` or nothing).
+pub(crate) async fn count(store: &Store, table: &str, clause: &str, bindings: Value) -> anyhow::Result<u64> {
+    let rows: Vec<Value> =
+        store.query_one(&format!("SELECT count() AS n FROM {table} {clause} GROUP ALL"), bindings, 0).await?;
+    Ok(rows.first().and_then(|r| r["n"].as_u64()).unwrap_or(0))
+}
+
+/// One page of `table`'s rows matching `clause`, `fields` selected, ordered by `order`.
+pub(crate) async fn page_of(
+    store: &Store,
+    table: &str,
+    fields: &str,
+    clause: &str,
+    mut bindings: Value,
+    order: &str,
+    page: u64,
+) -> anyhow::Result<Page<Value>> {
+    let total = count(store, table, clause, bindings.clone()).await?;
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = page.clamp(1, pages);
+    bindings["start"] = json!((page - 1) * PAGE_SIZE);
+    bindings["limit"] = json!(PAGE_SIZE);
+    let rows: Vec<Value> = store
+        .query_one(
+            &format!("SELECT {fields} FROM {table} {clause} ORDER BY {order} LIMIT $limit START $start"),
+            bindings,
+            0,
+        )
+        .await?;
+    Ok(Page { rows, total, page, pages, capped: false })
+}

@@ -65,17 +65,19 @@ async fn me(user: ApiUser) -> AppResult<HttpResponse> {
 
 async fn list_vps(state: web::Data<AppState>, user: ApiUser, q: web::Query<VpsQuery>) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
-    let page = admin::list_vps(&state.store, &q).await.map_err(store_err)?;
+    let page = state.store.list_vps(&q).await.map_err(store_err)?;
     Ok(HttpResponse::Ok().json(page))
 }
 
 async fn get_vps(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
-    let vps = admin::vps_detail(&state.store, &id)
+    let vps = state
+        .store
+        .vps_detail(&id)
         .await
         .map_err(store_err)?
         .ok_or_else(|| AppError::not_found(format!("no VPS with id {id}")))?;
-    let timeline = admin::vps_timeline(&state.store, &id).await.map_err(store_err)?;
+    let timeline = state.store.vps_timeline(&id).await.map_err(store_err)?;
     Ok(HttpResponse::Ok().json(json!({ "vps": vps, "timeline": timeline })))
 }
 
@@ -114,7 +116,9 @@ async fn vps_action(
         ))
     })?;
     if matches!(action, Action::Delete | Action::Rebuild) {
-        let vps = admin::vps_detail(&state.store, &id)
+        let vps = state
+            .store
+            .vps_detail(&id)
             .await
             .map_err(store_err)?
             .ok_or_else(|| AppError::not_found(format!("no VPS with id {id}")))?;
@@ -168,13 +172,13 @@ async fn activity(state: web::Data<AppState>, user: ApiUser, q: web::Query<Activ
             q.level
         )));
     }
-    Ok(HttpResponse::Ok().json(admin::activity(&state.store, &q).await.map_err(store_err)?))
+    Ok(HttpResponse::Ok().json(state.store.activity_page(&q).await.map_err(store_err)?))
 }
 
 async fn kpis(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
     let k = kpi::compute(&state.store).await.map_err(store_err)?;
-    let counts = admin::counts_by_state(&state.store).await.map_err(store_err)?;
+    let counts = state.store.vps_counts_by_state().await.map_err(store_err)?;
     let by_state: serde_json::Map<String, Value> = counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
     Ok(HttpResponse::Ok().json(json!({ "kpis": k, "vps_by_state": by_state, "window_days": kpi::WINDOW_DAYS })))
 }
@@ -189,12 +193,14 @@ struct InboxQuery {
 
 async fn inbox(state: web::Data<AppState>, user: ApiUser, q: web::Query<InboxQuery>) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
-    Ok(HttpResponse::Ok().json(admin::inbox(&state.store, &q.status, q.page).await.map_err(store_err)?))
+    Ok(HttpResponse::Ok().json(state.store.inbox_page(&q.status, q.page).await.map_err(store_err)?))
 }
 
 async fn inbox_event(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Viewer)?;
-    let mut ev = admin::inbox_event(&state.store, &id)
+    let mut ev = state
+        .store
+        .inbox_event(&id)
         .await
         .map_err(store_err)?
         .ok_or_else(|| AppError::not_found(format!("no inbox event {id}")))?;
@@ -213,7 +219,7 @@ async fn replay(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>
 
 async fn templates(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
-    Ok(HttpResponse::Ok().json(admin::templates(&state.store).await.map_err(store_err)?))
+    Ok(HttpResponse::Ok().json(state.store.templates_with_plans().await.map_err(store_err)?))
 }
 
 async fn save_template(
@@ -228,7 +234,7 @@ async fn save_template(
 
 async fn plan_mappings(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
-    Ok(HttpResponse::Ok().json(admin::plan_mappings(&state.store).await.map_err(store_err)?))
+    Ok(HttpResponse::Ok().json(state.store.plan_mappings().await.map_err(store_err)?))
 }
 
 /// `PUT /api/v1/plan-mappings` `{source, plan_key, template}`: maps (or re-maps) a plan.
@@ -279,7 +285,7 @@ async fn notifications(
     if !q.severity.is_empty() && !["info", "warning", "critical"].contains(&q.severity.as_str()) {
         return Err(AppError::bad_request(format!("unknown severity {:?}: use info, warning or critical", q.severity)));
     }
-    Ok(HttpResponse::Ok().json(admin::notifications_page(&state.store, &q).await.map_err(store_err)?))
+    Ok(HttpResponse::Ok().json(state.store.notifications_page(&q).await.map_err(store_err)?))
 }
 
 async fn issue_upgrade_link(

@@ -19,7 +19,6 @@ use chrono::Utc;
 
 use super::AppState;
 use super::session::UiUser;
-use crate::admin;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/events", web::get().to(events));
@@ -91,9 +90,9 @@ async fn events(state: web::Data<AppState>, user: UiUser) -> HttpResponse {
         let mut newest = since;
         let store = &state.store;
         let batches = [
-            ("vps", "updated_at", admin::vps_changes(store, since).await),
-            ("operation", "updated_at", admin::operation_changes(store, since).await),
-            ("notification", "at", admin::notifications_since(store, since).await),
+            ("vps", "updated_at", store.vps_changes(since).await),
+            ("operation", "updated_at", store.operation_changes(since).await),
+            ("notification", "at", store.notifications_since(since).await),
         ];
         for (event, time_field, rows) in batches {
             for r in rows.unwrap_or_default() {

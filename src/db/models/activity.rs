@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::Page;
 use crate::db::Store;
 
 /// How much an activity row matters: one spelling everywhere, so the activity filter finds
@@ -56,5 +57,44 @@ impl Store {
             json!({ "level": level.as_str(), "actor": actor, "subject": subject, "message": message, "data": data }),
         )
         .await
+    }
+}
+
+/// Filters of the activity log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ActivityQuery {
+    /// `info`, `warning`, `error`, `critical` or empty for all (`warn` is read as `warning`).
+    #[serde(default)]
+    pub level: String,
+    /// Text in the message or the actor.
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub page: u64,
+}
+
+impl Store {
+    /// One page of the activity log, newest first.
+    pub async fn activity_page(&self, query: &ActivityQuery) -> anyhow::Result<Page<Value>> {
+        let mut conds = Vec::new();
+        let level = match query.level.trim() {
+            "" => None,
+            l => Some(Level::parse(l).ok_or_else(|| {
+                anyhow::anyhow!("unknown activity level {l:?}: use info, warning, error or critical")
+            })?),
+        };
+        if level.is_some() {
+            conds.push("level = $level");
+        }
+        let q = query.q.trim().to_lowercase();
+        if !q.is_empty() {
+            conds.push(
+                "(string::contains(string::lowercase(message), $q) OR string::contains(string::lowercase(actor), $q))",
+            );
+        }
+        let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+        let b = json!({ "level": level.map(Level::as_str), "q": q });
+        let fields = "<string>at AS at, level, actor, subject, message, data";
+        super::page_of(self, "activity", fields, &clause, b, "at DESC", query.page).await
     }
 }

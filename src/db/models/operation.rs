@@ -61,6 +61,18 @@ pub enum OpState {
 }
 
 impl OpState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Held => "held",
+            Self::Running => "running",
+            Self::WaitingTask => "waiting_task",
+            Self::Succeeded => "succeeded",
+            Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Succeeded | Self::Dead | Self::Cancelled)
     }
@@ -232,5 +244,131 @@ impl Store {
             )
             .await?;
         Ok(n.first().copied().unwrap_or(0))
+    }
+}
+
+/// What a retry of an operation looks at: the operation, its VPS's state and subscription.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetryView {
+    pub vps: String,
+    #[serde(default)]
+    pub kind: Option<OpKind>,
+    #[serde(default)]
+    pub state: Option<OpState>,
+    #[serde(default)]
+    pub vps_state: Option<crate::db::models::vps::VpsState>,
+    #[serde(default)]
+    pub subscription: Option<String>,
+}
+
+/// Admins' decisions on operations: retries of dead ones, held ones approved or rejected.
+impl Store {
+    /// An operation as a retry looks at it, `None` when there is no such operation.
+    pub async fn operation_for_retry(&self, op: &str) -> anyhow::Result<Option<RetryView>> {
+        let rows: Vec<RetryView> = self
+            .query_one(
+                "SELECT kind, state, vps,
+                    (SELECT VALUE state FROM type::record('vps', $parent.vps))[0] AS vps_state,
+                    (SELECT VALUE subscription FROM type::record('vps', $parent.vps))[0] AS subscription
+                 FROM type::record('operation', $op)",
+                json!({ "op": op }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Queues a dead operation again for a fresh series of attempts (no stale task id); false
+    /// when it is no longer dead.
+    pub async fn requeue_dead_operation(&self, op: &str, actor: &str) -> anyhow::Result<bool> {
+        let updated: Vec<Value> = self
+            .query_one(
+                "UPDATE type::record('operation', $op) SET state = 'queued', attempts = 0, task_id = NONE,
+                    next_attempt_at = time::now(), retried_by = $actor, updated_at = time::now()
+                 WHERE state = 'dead' RETURN vps",
+                json!({ "op": op, "actor": actor }),
+                0,
+            )
+            .await?;
+        Ok(!updated.is_empty())
+    }
+
+    /// Approves (queues) or rejects (cancels) a held operation; answers its VPS, `None` when
+    /// the operation is not held.
+    pub async fn decide_held_operation(&self, op: &str, approve: bool, actor: &str) -> anyhow::Result<Option<String>> {
+        let sql = if approve {
+            "UPDATE type::record('operation', $op) SET state = 'queued', approved_by = $actor, updated_at = time::now()
+             WHERE state = 'held' RETURN vps"
+        } else {
+            "UPDATE type::record('operation', $op) SET state = 'cancelled', last_error = 'rejected by ' + $actor,
+                updated_at = time::now() WHERE state = 'held' RETURN vps"
+        };
+        let rows: Vec<Value> = self.query_one(sql, json!({ "op": op, "actor": actor }), 0).await?;
+        Ok(rows.first().and_then(|r| r["vps"].as_str()).map(str::to_owned))
+    }
+}
+
+/// The live-update stream.
+impl Store {
+    /// Operations changed after `since` (the live-update stream).
+    pub async fn operation_changes(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<Value>> {
+        self.query_one(
+            "SELECT record::id(id) AS id, vps, kind, state, <string>updated_at AS updated_at FROM operation
+                 WHERE updated_at > <datetime>$since ORDER BY updated_at LIMIT 500",
+            json!({ "since": since.to_rfc3339() }),
+            0,
+        )
+        .await
+    }
+}
+
+/// The dashboard.
+impl Store {
+    /// Recent dead operations (newest first).
+    pub async fn recent_failures(&self, limit: u64) -> anyhow::Result<Vec<Value>> {
+        self.query_one(
+            "SELECT record::id(id) AS id, vps, kind, last_error, attempts, <string>updated_at AS at FROM operation
+                 WHERE state = 'dead' ORDER BY updated_at DESC LIMIT $limit",
+            json!({ "limit": limit }),
+            0,
+        )
+        .await
+    }
+
+    /// Operations the blast-radius guard holds for an admin.
+    pub async fn held_operations(&self) -> anyhow::Result<Vec<Value>> {
+        self.query_one(
+            "SELECT record::id(id) AS id, vps, kind, requested_by, <string>created_at AS at,
+                    (SELECT VALUE customer_name FROM ONLY type::record('vps', $parent.vps)) AS customer
+                 FROM operation WHERE state = 'held' ORDER BY created_at LIMIT 500",
+            json!({}),
+            0,
+        )
+        .await
+    }
+}
+
+/// A finished operation, for the dashboard's hourly series.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FinishedOperation {
+    pub kind: OpKind,
+    pub state: OpState,
+    pub at: DateTime<Utc>,
+    /// Seconds from its (last) start to its finish.
+    #[serde(default)]
+    pub secs: Option<f64>,
+}
+
+impl Store {
+    /// Operations finished in the last 24 hours (at most 100,000).
+    pub async fn operations_finished_last_day(&self) -> anyhow::Result<Vec<FinishedOperation>> {
+        self.query_one(
+            "SELECT kind, state, finished_at AS at,
+                time::unix(finished_at) - time::unix(next_attempt_at OR created_at) AS secs
+             FROM operation WHERE finished_at > time::now() - 24h LIMIT 100000",
+            json!({}),
+            0,
+        )
+        .await
     }
 }

@@ -102,6 +102,14 @@ impl Store {
         .await
     }
 
+    /// A subscription's status (`None` when there is no such subscription or it has none).
+    pub async fn subscription_status(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let rows: Vec<Option<String>> = self
+            .query_one("SELECT VALUE status FROM type::record('subscription', $key)", json!({ "key": key }), 0)
+            .await?;
+        Ok(rows.into_iter().next().flatten())
+    }
+
     /// Upserts the customer and the subscription, and writes the decision's VPS and
     /// operation rows, all in one transaction.
     pub async fn write_decision(&self, event: &BillingEvent, w: &DecisionWrite) -> anyhow::Result<Vec<String>> {

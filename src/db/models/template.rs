@@ -2,7 +2,7 @@
 //! maps to).
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::db::Store;
 
@@ -81,5 +81,76 @@ impl Store {
             "image {image_id} is not allowed for template {}: choose {} or one of its allowed images {:?}",
             row.name, row.image_id, row.allowed_images
         )))
+    }
+}
+
+/// A plan of a source mapped to a template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanMapping {
+    pub source: String,
+    pub plan_key: String,
+    pub template: String,
+}
+
+/// What the templates page reads and saves.
+impl Store {
+    /// Templates with the plans mapped to them.
+    pub async fn templates_with_plans(&self) -> anyhow::Result<Vec<Value>> {
+        self
+            .query_one(
+                "SELECT record::id(id) AS id, name, description, az_id, image_id, storage_tag_id, vpc_id, subnet_id, cores,
+                    memory_mb, disk_gb, name_pattern, enabled OR enabled = NONE AS enabled, allowed_images OR [] AS allowed_images,
+                    (SELECT source, plan_key FROM plan_mapping WHERE template = $parent.name) AS plans
+                 FROM template ORDER BY name",
+                json!({}),
+                0,
+            )
+            .await
+    }
+
+    /// Creates or updates a template by name, with the activity row.
+    pub async fn upsert_template(&self, t: &Template, actor: &str) -> anyhow::Result<()> {
+        self.execute(
+            "IF (SELECT VALUE id FROM template WHERE name = $t.name)[0] {
+                     UPDATE template MERGE $t WHERE name = $t.name;
+                 } ELSE {
+                     CREATE template CONTENT object::extend($t, { created_at: time::now() });
+                 };
+                 CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $t.name,
+                     message: $actor + ' saved template ' + $t.name, data: $t };",
+            json!({ "t": t, "actor": actor }),
+        )
+        .await
+    }
+
+    /// Maps a source's plan to a template (replacing an earlier mapping of that plan), with the
+    /// activity row.
+    pub async fn map_plan(&self, source: &str, plan: &str, template: &str, actor: &str) -> anyhow::Result<()> {
+        self.execute(
+            "DELETE plan_mapping WHERE source = $source AND plan_key = $plan;
+                 CREATE plan_mapping CONTENT { source: $source, plan_key: $plan, template: $template };
+                 CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $template,
+                     message: $actor + ' mapped plan ' + $plan + ' of ' + $source + ' to ' + $template, data: {} };",
+            json!({ "source": source, "plan": plan, "template": template, "actor": actor }),
+        )
+        .await
+    }
+
+    /// Every plan mapping, by source and plan.
+    pub async fn plan_mappings(&self) -> anyhow::Result<Vec<PlanMapping>> {
+        self.query_one("SELECT source, plan_key, template FROM plan_mapping ORDER BY source, plan_key", json!({}), 0)
+            .await
+    }
+
+    /// Removes the mapping of a source's plan; false when there was none.
+    pub async fn delete_plan_mapping(&self, source: &str, plan: &str) -> anyhow::Result<bool> {
+        let gone: Vec<Value> = self
+            .query_one(
+                "DELETE plan_mapping WHERE source = $source AND plan_key = $plan RETURN BEFORE",
+                json!({ "source": source, "plan": plan }),
+                0,
+            )
+            .await?;
+        Ok(!gone.is_empty())
     }
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::db::Store;
 
 use super::template::Template;
+use super::{PAGE_SIZE, Page, SEARCH_CAP};
 
 /// States of a VPS record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,5 +106,281 @@ impl Store {
             json!({ "id": id, "patch": patch }),
         )
         .await
+    }
+}
+
+/// Fields of a VPS row in lists.
+const VPS_ROW: &str = "record::id(id) AS id, name, state, template, source, customer_name, customer_email,
+    customer_id, subscription, vm_name, server_id, ips, spec, image_id OR template_row.image_id AS image_id,
+    template_row.image_id AS template_image, template_row.allowed_images OR [] AS allowed_images,
+    <string>created_at AS created_at,
+    IF updated_at { <string>updated_at } AS updated_at";
+
+/// Filters of the VPS list (all optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VpsQuery {
+    /// Matches customer name or email, subscription, IP, VM name or id (case-insensitive).
+    #[serde(default)]
+    pub q: String,
+    /// A state, `live` (anything not deleted) or `past` (deleted).
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub template: String,
+    #[serde(default)]
+    pub source: String,
+    /// `created` (default), `name`, `state`, `customer`; prefix `-` for descending… the
+    /// default is newest first.
+    #[serde(default)]
+    pub sort: String,
+    #[serde(default)]
+    pub page: u64,
+}
+
+impl VpsQuery {
+    pub(crate) fn where_clause(&self) -> (String, Value) {
+        let mut conds: Vec<&str> = Vec::new();
+        match self.state.as_str() {
+            "" => {}
+            "live" => conds.push("state != 'deleted'"),
+            "past" => conds.push("state = 'deleted'"),
+            _ => conds.push("state = $state"),
+        }
+        if !self.template.is_empty() {
+            conds.push("template = $template");
+        }
+        if !self.source.is_empty() {
+            conds.push("source = $source");
+        }
+        // Every word must start a word of the VPS's search text (full-text index `vps_search`):
+        // "dana 10.0.3" finds Dana's VPS with that IP.
+        let words: Vec<&str> = self.q.split_whitespace().take(8).collect();
+        let q = words.join(" ");
+        if !q.is_empty() {
+            conds.push("search @@ $q");
+        }
+        let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+        (clause, json!({ "state": self.state, "template": self.template, "source": self.source, "q": q }))
+    }
+
+    fn order(&self) -> &'static str {
+        match self.sort.as_str() {
+            "created" => "created_at ASC",
+            "name" => "name ASC",
+            "-name" => "name DESC",
+            "state" => "state ASC",
+            "customer" => "customer_name ASC",
+            _ => "created_at DESC",
+        }
+    }
+}
+
+impl Store {
+    /// One page of the VPS list.
+    pub async fn list_vps(&self, query: &VpsQuery) -> anyhow::Result<Page<Value>> {
+        let (clause, mut bindings) = query.where_clause();
+        if !query.q.trim().is_empty() {
+            return self.search_vps(query, &clause, bindings).await;
+        }
+        let total = super::count(self, "vps", &clause, bindings.clone()).await?;
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        let page = query.page.clamp(1, pages);
+        let start = (page - 1) * PAGE_SIZE;
+        // Pages past the middle are read from the other end, so the last page costs what the
+        // first does.
+        let from_end = start > total / 2;
+        let (order, start, limit) = if from_end {
+            let limit = PAGE_SIZE.min(total - start);
+            (reverse(query.order()), total - start - limit, limit)
+        } else {
+            (query.order().to_string(), start, PAGE_SIZE)
+        };
+        bindings["start"] = json!(start);
+        bindings["limit"] = json!(limit);
+        let mut rows: Vec<Value> = self
+            .query_one(
+                &format!("SELECT {VPS_ROW} FROM vps {clause} ORDER BY {order} LIMIT $limit START $start"),
+                bindings,
+                0,
+            )
+            .await?;
+        if from_end {
+            rows.reverse();
+        }
+        Ok(Page { rows, total, page, pages, capped: false })
+    }
+
+    /// A search: the first [`SEARCH_CAP`] matches the index yields, then sorted and paged.
+    async fn search_vps(&self, query: &VpsQuery, clause: &str, mut bindings: Value) -> anyhow::Result<Page<Value>> {
+        let mut ids: Vec<Value> = self
+            .query_one(
+                &format!("SELECT VALUE record::id(id) FROM vps {clause} LIMIT {}", SEARCH_CAP + 1),
+                bindings.clone(),
+                0,
+            )
+            .await?;
+        let capped = ids.len() as u64 > SEARCH_CAP;
+        ids.truncate(SEARCH_CAP as usize);
+        let total = ids.len() as u64;
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        let page = query.page.clamp(1, pages);
+        bindings["ids"] = json!(ids);
+        let rows: Vec<Value> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.query_one(
+                &format!(
+                    "LET $records = array::map($ids, |$k| type::record('vps', $k));
+                         SELECT {VPS_ROW} FROM $records ORDER BY {} LIMIT {PAGE_SIZE} START {}",
+                    query.order(),
+                    (page - 1) * PAGE_SIZE
+                ),
+                bindings,
+                1,
+            )
+            .await?
+        };
+        Ok(Page { rows, total, page, pages, capped })
+    }
+
+    /// A VPS with everything its page shows (never its sealed password).
+    pub async fn vps_detail(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let rows: Vec<Value> = self
+            .query_one(
+                &format!(
+                    "SELECT {VPS_ROW}, template_row, delete_after, IF active_at {{ <string>active_at }} AS active_at,
+                        root_password != NONE AS has_password
+                     FROM type::record('vps', $id)"
+                ),
+                json!({ "id": id }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// The single timeline of a VPS: webhook events, decisions and admin actions (activity),
+    /// operations with their provider tasks, and notifications; newest first.
+    pub async fn vps_timeline(&self, id: &str) -> anyhow::Result<Vec<Value>> {
+        let sql = "SELECT <string>at AS at, 'activity' AS kind, level, actor, message, data FROM activity
+                     WHERE subject = $id OR subject = 'vps:' + $id ORDER BY at DESC LIMIT 200;
+                   SELECT <string>created_at AS at, 'operation' AS kind, record::id(id) AS id, kind AS op, state, attempts,
+                        last_error, requested_by, task_id, IF finished_at { <string>finished_at } AS finished_at, params
+                     FROM operation WHERE vps = $id ORDER BY created_at DESC LIMIT 200;
+                   SELECT <string>created_at AS at, 'notification' AS kind, title, severity FROM notification
+                     WHERE subject = $id OR subject = 'vps:' + $id ORDER BY created_at DESC LIMIT 50;";
+        let mut all: Vec<Value> = Vec::new();
+        for idx in 0..3 {
+            let rows: Vec<Value> = self.query_one(sql, json!({ "id": id }), idx).await.unwrap_or_default();
+            all.extend(rows);
+        }
+        // The webhooks behind the operations, with the decisions they caused.
+        let keys: Vec<String> = all
+            .iter()
+            .filter_map(|r| r["requested_by"].as_str().and_then(|b| b.strip_prefix("webhook:")).map(str::to_owned))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for key in keys {
+            if let Some(ev) = self.inbox_event(&key).await? {
+                let decisions: Vec<String> = ev["outcomes"]
+                    .as_array()
+                    .map(|o| {
+                        o.iter()
+                            .map(|o| {
+                                format!(
+                                    "{}: {}",
+                                    o["status"].as_str().unwrap_or("?"),
+                                    o["detail"].as_str().unwrap_or("")
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                all.push(json!({
+                    "at": ev["received_at"], "kind": "webhook", "id": key, "source": ev["source"], "status": ev["status"],
+                    "decision": decisions.join("; "),
+                }));
+            }
+        }
+        all.sort_by(|a, b| b["at"].as_str().unwrap_or_default().cmp(a["at"].as_str().unwrap_or_default()));
+        Ok(all)
+    }
+}
+
+/// `created_at DESC` → `created_at ASC` and back.
+fn reverse(order: &str) -> String {
+    match order.rsplit_once(' ') {
+        Some((field, "DESC")) => format!("{field} ASC"),
+        Some((field, _)) => format!("{field} DESC"),
+        None => format!("{order} DESC"),
+    }
+}
+
+/// A VPS an admin creates by hand, with its create operation.
+#[derive(Debug, Clone)]
+pub struct ManualVpsRow<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub customer_name: &'a str,
+    pub customer_email: &'a str,
+    pub template: &'a Template,
+    pub spec: Spec,
+    pub operation: &'a str,
+    pub actor: &'a str,
+}
+
+impl Store {
+    /// Writes a VPS made by hand, its create operation and the activity row in one transaction.
+    pub async fn create_manual_vps(&self, v: &ManualVpsRow<'_>) -> anyhow::Result<()> {
+        self.execute(
+            "BEGIN TRANSACTION;
+             CREATE type::record('vps', $id) CONTENT {
+                 name: $name, state: 'pending', source: 'manual', customer_name: $cname, customer_email: $cemail,
+                 customer_id: '', template: $template, spec: $spec, template_row: $row, ips: [],
+                 created_by: $actor, created_at: time::now(), updated_at: time::now()
+             };
+             CREATE type::record('operation', $op) CONTENT {
+                 vps: $id, kind: 'create', params: {}, state: 'queued', attempts: 0, idempotency_key: $op,
+                 requested_by: $actor, next_attempt_at: time::now(), created_at: time::now(), updated_at: time::now()
+             };
+             CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $id,
+                 message: $actor + ' created a VPS by hand', data: { template: $template } };
+             COMMIT TRANSACTION;",
+            json!({
+                "id": v.id, "name": v.name, "cname": v.customer_name, "cemail": v.customer_email,
+                "template": v.template.name, "spec": v.spec, "row": v.template, "op": v.operation, "actor": v.actor,
+            }),
+        )
+        .await
+    }
+}
+
+/// The live-update stream.
+impl Store {
+    /// VPS rows changed after `since` (the live-update stream).
+    pub async fn vps_changes(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<Value>> {
+        self.query_one(
+            "SELECT record::id(id) AS id, state, ips, <string>updated_at AS updated_at FROM vps
+                 WHERE updated_at > <datetime>$since ORDER BY updated_at LIMIT 500",
+            json!({ "since": since.to_rfc3339() }),
+            0,
+        )
+        .await
+    }
+}
+
+/// The dashboard.
+impl Store {
+    /// VPS counts by state.
+    pub async fn vps_counts_by_state(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        let rows: Vec<Value> =
+            self.query_one("SELECT state, count() AS n FROM vps GROUP BY state", json!({}), 0).await?;
+        let mut out: Vec<(String, u64)> = rows
+            .into_iter()
+            .map(|r| (r["state"].as_str().unwrap_or("?").to_string(), r["n"].as_u64().unwrap_or(0)))
+            .collect();
+        out.sort_by_key(|c| std::cmp::Reverse(c.1));
+        Ok(out)
     }
 }

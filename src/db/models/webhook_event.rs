@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::Page;
 use crate::billing::BillingEvent;
 use crate::db::Store;
 
@@ -216,5 +217,50 @@ mod tests {
         let mut dups = store.insert_inbox(&refs).await.expect("second batch");
         dups.sort();
         assert_eq!(dups, expected, "every key is known the second time");
+    }
+}
+
+/// What the inbox page reads.
+impl Store {
+    /// The webhook inbox, newest first; `status` filters.
+    pub async fn inbox_page(&self, status: &str, page: u64) -> anyhow::Result<Page<Value>> {
+        let clause = if status.is_empty() { "" } else { "WHERE status = $status" };
+        let fields =
+            "record::id(id) AS id, source, status, <string>received_at AS received_at, signature, outcomes, error";
+        super::page_of(self, "webhook_event", fields, clause, json!({ "status": status }), "received_at DESC", page)
+            .await
+    }
+
+    /// One inbox row with its headers and body.
+    pub async fn inbox_event(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let rows: Vec<Value> = self
+            .query_one(
+                "SELECT *, record::id(id) AS id, <string>received_at AS received_at FROM type::record('webhook_event', $id)",
+                json!({ "id": id }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+}
+
+/// When a webhook arrived and how it ended, for the dashboard's hourly series.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Arrival {
+    pub at: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+impl Store {
+    /// Webhooks received in the last 24 hours (at most 100,000), oldest first.
+    pub async fn webhooks_last_day(&self) -> anyhow::Result<Vec<Arrival>> {
+        self.query_one(
+            "SELECT received_at AS at, status FROM webhook_event WHERE received_at > time::now() - 24h
+             ORDER BY received_at LIMIT 100000",
+            json!({}),
+            0,
+        )
+        .await
     }
 }

@@ -4,7 +4,7 @@ use actix_web::web;
 use serde_json::json;
 
 use super::{Page, anyhow_internal, render, serde_urlencoded};
-use crate::admin::{self, ActivityQuery};
+use crate::admin::ActivityQuery;
 use crate::http::AppState;
 use crate::http::session::UiUser;
 use crate::lifecycle::Level;
@@ -18,7 +18,7 @@ async fn list_activity(state: web::Data<AppState>, user: UiUser, q: web::Query<A
     if Level::parse(&q.level).is_none() {
         q.level.clear(); // an unknown level in a hand-made address lists every level
     }
-    let page = admin::activity(&state.store, &q).await.map_err(anyhow_internal)?;
+    let page = state.store.activity_page(&q).await.map_err(anyhow_internal)?;
     let mut base = q.clone();
     base.page = 0;
     let ctx = json!({

@@ -19,19 +19,16 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 async fn show_dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
     let store = &state.store;
     let st = store.clone();
-    let counts = state
-        .vps_counts
-        .get(move || async move { admin::counts_by_state(&st).await })
-        .await
-        .map_err(anyhow_internal)?;
+    let counts =
+        state.vps_counts.get(move || async move { st.vps_counts_by_state().await }).await.map_err(anyhow_internal)?;
     let total: u64 = counts.iter().map(|c| c.1).sum();
     let kpis = kpi::compute(store).await.map_err(anyhow_internal)?;
     let webhooks = admin::webhook_volume(store).await.map_err(anyhow_internal)?;
     let ops = admin::operation_series(store).await.map_err(anyhow_internal)?;
-    let failures = admin::recent_failures(store, 10).await.map_err(anyhow_internal)?;
-    let held = admin::held_operations(store).await.map_err(anyhow_internal)?;
-    let parked = admin::inbox(store, "parked", 1).await.map_err(anyhow_internal)?;
-    let templates = admin::templates(store).await.map_err(anyhow_internal)?;
+    let failures = store.recent_failures(10).await.map_err(anyhow_internal)?;
+    let held = store.held_operations().await.map_err(anyhow_internal)?;
+    let parked = store.inbox_page("parked", 1).await.map_err(anyhow_internal)?;
+    let templates = store.templates_with_plans().await.map_err(anyhow_internal)?;
     let gateway = state.handles.gateway.send(GetGatewayStatus).await.ok();
     let (breaker, in_flight, wait_ms) = gateway_figures(&state.metrics);
     let mut setup = Vec::new();

@@ -26,7 +26,7 @@ struct InboxQuery {
 }
 
 async fn list_inbox(state: web::Data<AppState>, user: UiUser, q: web::Query<InboxQuery>) -> Page {
-    let page = admin::inbox(&state.store, &q.status, q.page).await.map_err(anyhow_internal)?;
+    let page = state.store.inbox_page(&q.status, q.page).await.map_err(anyhow_internal)?;
     let ctx = json!({
         "page": page, "status": q.status,
         "statuses": ["processed", "parked", "failed", "rejected", "stale", "pending"],
@@ -36,7 +36,7 @@ async fn list_inbox(state: web::Data<AppState>, user: UiUser, q: web::Query<Inbo
 }
 
 async fn show_inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
-    let Some(mut ev) = admin::inbox_event(&state.store, &id).await.map_err(anyhow_internal)? else {
+    let Some(mut ev) = state.store.inbox_event(&id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(StatusCode::NOT_FOUND, "There is no inbox event with this id."));
     };
     if !user.0.can(Role::Admin) {

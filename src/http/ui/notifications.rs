@@ -4,7 +4,6 @@ use actix_web::web;
 use serde_json::json;
 
 use super::{Page, anyhow_internal, render};
-use crate::admin::{self};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::UiUser;
@@ -14,8 +13,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn list_notifications(state: web::Data<AppState>, user: UiUser) -> Page {
-    let rows = admin::notifications(&state.store, 200).await.map_err(anyhow_internal)?;
-    let held = admin::held_operations(&state.store).await.map_err(anyhow_internal)?;
+    let rows = state.store.recent_notifications(200).await.map_err(anyhow_internal)?;
+    let held = state.store.held_operations().await.map_err(anyhow_internal)?;
     let ctx = json!({ "rows": rows, "held": held, "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin) });
     render(&state, &user.0, "admin/notifications.html", "Notifications", "notifications", ctx)
 }

@@ -20,7 +20,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn list_templates(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
-    let rows = admin::templates(&state.store).await.map_err(anyhow_internal)?;
+    let rows = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
     let ctx = json!({
         "rows": rows, "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin), "flash": flash(&req),
         "sources": state.config.sources.keys().collect::<Vec<_>>(),
@@ -45,7 +45,7 @@ async fn edit_template_form(
     req: HttpRequest,
 ) -> Page {
     let p = user.require(Role::Admin)?;
-    let all = admin::templates(&state.store).await.map_err(anyhow_internal)?;
+    let all = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
     let current = all.into_iter().find(|t| t["name"] == json!(q.name)).unwrap_or_else(|| {
         json!({ "name": "", "cores": 1, "memory_mb": 1024, "disk_gb": 20, "name_pattern": "vps-{id}", "enabled": true })
     });

@@ -29,8 +29,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn list_vps(state: web::Data<AppState>, user: UiUser, q: web::Query<VpsQuery>, req: HttpRequest) -> Page {
     let q = q.into_inner();
-    let page = admin::list_vps(&state.store, &q).await.map_err(anyhow_internal)?;
-    let templates = admin::templates(&state.store).await.map_err(anyhow_internal)?;
+    let page = state.store.list_vps(&q).await.map_err(anyhow_internal)?;
+    let templates = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
     let mut base = q.clone();
     base.page = 0;
     let qs = serde_urlencoded(&base);
@@ -46,13 +46,13 @@ async fn list_vps(state: web::Data<AppState>, user: UiUser, q: web::Query<VpsQue
 }
 
 async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
-    let Some(vps) = admin::vps_detail(&state.store, &id).await.map_err(anyhow_internal)? else {
+    let Some(vps) = state.store.vps_detail(&id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(
             StatusCode::NOT_FOUND,
             "There is no VPS with this id. It may have been typed wrong.",
         ));
     };
-    let timeline = admin::vps_timeline(&state.store, &id).await.map_err(anyhow_internal)?;
+    let timeline = state.store.vps_timeline(&id).await.map_err(anyhow_internal)?;
     let now = chrono::Utc::now();
     let links: Vec<Value> = crate::upgrade::links::links_of_vps(&state.store, &id)
         .await
@@ -110,7 +110,7 @@ async fn act_on_vps(
         return Ok(redirect_msg(&back, false, "Unknown action."));
     };
     if matches!(action, Action::Delete | Action::Rebuild) {
-        let vps = admin::vps_detail(&state.store, &id).await.map_err(anyhow_internal)?.unwrap_or_default();
+        let vps = state.store.vps_detail(&id).await.map_err(anyhow_internal)?.unwrap_or_default();
         if form.confirm.trim() != vps["name"].as_str().unwrap_or_default() {
             return Ok(redirect_msg(&back, false, &format!("To {}, type the VPS's name exactly.", form.action)));
         }
@@ -165,7 +165,7 @@ async fn reveal_vps_password(
 
 async fn new_vps_form(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
     let p = user.require(Role::Operator)?;
-    let templates = admin::templates(&state.store).await.map_err(anyhow_internal)?;
+    let templates = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
     let ctx = json!({ "templates": templates, "csrf": p.csrf, "flash": flash(&req) });
     render(&state, p, "admin/vps_new.html", "New VPS", "vps", ctx)
 }
