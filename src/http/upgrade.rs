@@ -175,9 +175,7 @@ fn closed(state: &AppState, status: &LinkStatus, token: &str) -> HttpResponse {
 
 async fn vps_and_name(state: &AppState, link: &Link) -> anyhow::Result<(Vps, String)> {
     let vps = state.store.vps(&link.vps).await?.ok_or_else(|| anyhow::anyhow!("VPS {} is gone", link.vps))?;
-    let names: Vec<Option<String>> =
-        state.store.query_one("SELECT VALUE name FROM type::record('vps', $id)", json!({ "id": link.vps }), 0).await?;
-    let name = names.into_iter().next().flatten().unwrap_or_else(|| "your server".into());
+    let name = state.store.upgrade_link_vps_name(&link.vps).await?.unwrap_or_else(|| "your server".into());
     Ok((vps, name))
 }
 
