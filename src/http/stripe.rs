@@ -105,12 +105,8 @@ async fn post_stripe_webhook(
     match state.handles.webhook.send(Ingest(row)).await {
         Ok(Ok(Ingested::Stored)) => count("stored"),
         Ok(Ok(Ingested::Duplicate)) => {
-            let status: Vec<Option<String>> = state
-                .store
-                .query_one("SELECT VALUE status FROM type::record('webhook_event', $key)", json!({ "key": key }), 0)
-                .await
-                .map_err(|e| busy(format!("{e:#}")))?;
-            if status.first().cloned().flatten().as_deref() != Some(APPLYING) {
+            let status = state.store.stripe_event_inbox_status(&key).await.map_err(|e| busy(format!("{e:#}")))?;
+            if status.as_deref() != Some(APPLYING) {
                 count("duplicate");
                 return Ok(HttpResponse::Ok().json(json!({ "status": "duplicate", "id": key })));
             }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
+use crate::db::models::payment::PaymentStatus;
 use crate::lifecycle::store::Level;
 use crate::lifecycle::{Spec, Vps};
 use crate::upgrade::checkout::{self, CheckoutError, CheckoutRequest};
@@ -175,9 +176,7 @@ fn closed(state: &AppState, status: &LinkStatus, token: &str) -> HttpResponse {
 
 async fn vps_and_name(state: &AppState, link: &Link) -> anyhow::Result<(Vps, String)> {
     let vps = state.store.vps(&link.vps).await?.ok_or_else(|| anyhow::anyhow!("VPS {} is gone", link.vps))?;
-    let names: Vec<Option<String>> =
-        state.store.query_one("SELECT VALUE name FROM type::record('vps', $id)", json!({ "id": link.vps }), 0).await?;
-    let name = names.into_iter().next().flatten().unwrap_or_else(|| "your server".into());
+    let name = state.store.upgrade_link_vps_name(&link.vps).await?.unwrap_or_else(|| "your server".into());
     Ok((vps, name))
 }
 
@@ -380,27 +379,9 @@ async fn post_upgrade_pay(
 
 /// The progress of the upgrade paid through `link` (by `session` when given).
 pub async fn progress(state: &AppState, link: &Link, session: Option<&str>) -> anyhow::Result<Progress> {
-    #[derive(Deserialize)]
-    struct Pay {
-        status: String,
-        #[serde(default)]
-        operation: Option<String>,
-        #[serde(default)]
-        spec: Option<Spec>,
-    }
     let sid = session.filter(|s| !s.is_empty()).or(link.used_session.as_deref());
-    let pay: Option<Pay> = match sid {
-        Some(sid) => {
-            let rows: Vec<Pay> = state
-                .store
-                .query_one(
-                    "SELECT status, operation, spec FROM type::record('payment', $sid) WHERE link = $link",
-                    json!({ "sid": sid, "link": link.id }),
-                    0,
-                )
-                .await?;
-            rows.into_iter().next()
-        }
+    let pay = match sid {
+        Some(sid) => state.store.payment_progress(sid, &link.id).await?,
         None => None,
     };
     let Some(pay) = pay else {
@@ -412,17 +393,15 @@ pub async fn progress(state: &AppState, link: &Link, session: Option<&str>) -> a
             spec: None,
         });
     };
-    if pay.status == "duplicate" {
+    if pay.status == PaymentStatus::Duplicate {
         return Ok(Progress {
             state: "refund",
             message: "This payment was not needed: the link had already been used for an upgrade. Your provider has been told to refund it.".into(),
-            spec: pay.spec,
+            spec: pay.spec.map(Spec::from),
         });
     }
     let op = pay.operation.unwrap_or_else(|| fulfil::operation_key(sid.unwrap_or_default()));
-    let states: Vec<Option<String>> =
-        state.store.query_one("SELECT VALUE state FROM type::record('operation', $op)", json!({ "op": op }), 0).await?;
-    let (s, message) = match states.into_iter().next().flatten().as_deref() {
+    let (s, message) = match state.store.upgrade_operation_state(&op).await?.as_deref() {
         Some("succeeded") => ("done", "Your server has been upgraded and is running again."),
         Some("dead" | "cancelled") => (
             "failed",
@@ -430,7 +409,7 @@ pub async fn progress(state: &AppState, link: &Link, session: Option<&str>) -> a
         ),
         _ => ("applying", "Payment received. Your server is being upgraded; it restarts once during the upgrade."),
     };
-    Ok(Progress { state: s, message: message.into(), spec: pay.spec })
+    Ok(Progress { state: s, message: message.into(), spec: pay.spec.map(Spec::from) })
 }
 
 async fn link_for_progress(state: &AppState, token: &str) -> Result<Link, HttpResponse> {

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::{links, meta};
 use crate::config::Config;
 use crate::db::Store;
+use crate::db::models::payment::{MismatchedCheckout, PaidCheckout, PaidSpec, PaymentIssue, PaymentStatus};
 use crate::lifecycle::EventOutcome;
 use crate::lifecycle::store::Level;
 use crate::lifecycle::{OpKind, Spec};
@@ -29,6 +30,19 @@ pub struct Ctx<'a> {
     pub notifier: actix::Recipient<Notify>,
     /// Wakes a VPS's actor so it runs its queued operations.
     pub wake: std::sync::Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+// The spec a payment stores is the spec it buys.
+impl From<Spec> for PaidSpec {
+    fn from(s: Spec) -> Self {
+        Self { cores: s.cores, memory_mb: s.memory_mb, disk_gb: s.disk_gb }
+    }
+}
+
+impl From<PaidSpec> for Spec {
+    fn from(s: PaidSpec) -> Self {
+        Self { cores: s.cores, memory_mb: s.memory_mb, disk_gb: s.disk_gb }
+    }
 }
 
 /// Who the resize is requested by.
@@ -66,23 +80,11 @@ pub async fn handle_event(state: &Ctx<'_>, event: &Value) -> anyhow::Result<Even
 /// Applies a stored `/stripe/webhook` inbox row again (an admin's replay from the inbox);
 /// idempotent like a redelivery. The outcome is written on the row.
 pub async fn replay(state: &Ctx<'_>, inbox_key: &str) -> anyhow::Result<EventOutcome> {
-    #[derive(serde::Deserialize)]
-    struct Row {
-        source: String,
-        #[serde(default)]
-        body: Option<String>,
-        #[serde(default)]
-        status: Option<String>,
-    }
-    let rows: Vec<Row> = state
+    let row = state
         .store
-        .query_one(
-            "SELECT source, body, status FROM type::record('webhook_event', $key)",
-            json!({ "key": inbox_key }),
-            0,
-        )
-        .await?;
-    let row = rows.into_iter().next().ok_or_else(|| anyhow::anyhow!("there is no inbox entry {inbox_key}"))?;
+        .stripe_event_inbox_row(inbox_key)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("there is no inbox entry {inbox_key}"))?;
     if row.source != super::INBOX_SOURCE {
         anyhow::bail!("inbox entry {inbox_key} is not a Stripe upgrade event (source {})", row.source);
     }
@@ -130,29 +132,21 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
     }
     // The payment, once per session id.
     store
-        .execute(
-            "IF !(SELECT VALUE id FROM type::record('payment', $sid))[0] {
-                CREATE type::record('payment', $sid) CONTENT {
-                    session_id: $sid, link: $link, vps: $vps, offer: $offer, spec: $spec,
-                    amount: $amount, currency: $currency, payment_intent: $intent, customer_email: $email,
-                    event: $event, status: 'paid', created_at: time::now()
-                };
-             };",
-            json!({
-                "sid": sid, "link": link_id, "vps": vps_id, "offer": offer, "spec": spec,
-                "amount": session["amount_total"], "currency": session["currency"],
-                "intent": session["payment_intent"].as_str(), "email": session["customer_details"]["email"].as_str(),
-                "event": event["id"],
-            }),
-        )
+        .record_paid_payment(&PaidCheckout {
+            session_id: sid,
+            link: link_id,
+            vps: vps_id,
+            offer,
+            spec: spec.into(),
+            amount: session["amount_total"].as_u64(),
+            currency: session["currency"].as_str(),
+            payment_intent: session["payment_intent"].as_str(),
+            customer_email: session["customer_details"]["email"].as_str(),
+            event: event["id"].as_str(),
+        })
         .await?;
     if !links::claim_link(store, link_id, sid).await? {
-        store
-            .execute(
-                "UPDATE type::record('payment', $sid) SET status = 'duplicate', updated_at = time::now()",
-                json!({ "sid": sid }),
-            )
-            .await?;
+        store.set_payment_status(sid, PaymentStatus::Duplicate).await?;
         let body = format!(
             "Checkout Session {sid} paid for upgrade link {link_id} of VPS {vps_id}, which an earlier payment \
              already used. Nothing was applied for it: refund it in Stripe."
@@ -187,12 +181,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
         Ok(op) => op,
         Err(e) if crate::error::code_of(&e) == Some(crate::error::Code::NotFound) => {
             let msg = format!("payment {sid} is for VPS {vps_id}, which does not exist; refund it in Stripe");
-            store
-                .execute(
-                    "UPDATE type::record('payment', $sid) SET status = 'orphaned', updated_at = time::now()",
-                    json!({ "sid": sid }),
-                )
-                .await?;
+            store.set_payment_status(sid, PaymentStatus::Orphaned).await?;
             state.notifier.do_send(Notify {
                 kind: NotifyKind::PaymentIssue,
                 severity: Severity::Critical,
@@ -204,17 +193,10 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
         }
         Err(e) => return Err(e),
     };
-    let first: Vec<Value> = store
-        .query_one(
-            "UPDATE type::record('payment', $sid) SET status = 'queued', operation = $op, updated_at = time::now()
-                WHERE status = 'paid' RETURN VALUE id",
-            json!({ "sid": sid, "op": op }),
-            0,
-        )
-        .await?;
+    let first = store.queue_paid_payment(sid, &op).await?;
     // Wake the VPS's actor every time: after a crash this is what runs the queued resize.
     (state.wake)(vps_id);
-    if first.is_empty() {
+    if !first {
         return Ok(EventOutcome::new("processed", format!("payment {sid} was recorded before; resize {op} queued")));
     }
     let _ = store
@@ -285,28 +267,23 @@ async fn park_mismatch(
     problem: &str,
 ) -> anyhow::Result<EventOutcome> {
     let store = state.store;
-    let created: Vec<Value> = store
-        .query_one(
-            "IF !(SELECT VALUE id FROM type::record('payment', $sid))[0] {
-                CREATE type::record('payment', $sid) CONTENT {
-                    session_id: $sid, vps: $vps, offer: $offer, amount: $amount, currency: $currency,
-                    payment_intent: $intent, event: $event, status: 'mismatch', problem: $problem,
-                    created_at: time::now()
-                } RETURN VALUE id;
-             } ELSE { RETURN []; };",
-            json!({
-                "sid": sid, "vps": vps_id, "offer": meta_str(session, meta::OFFER), "amount": session["amount_total"],
-                "currency": session["currency"], "intent": session["payment_intent"].as_str(), "event": event["id"],
-                "problem": problem,
-            }),
-            0,
-        )
+    let created = store
+        .record_mismatched_payment(&MismatchedCheckout {
+            session_id: sid,
+            vps: vps_id,
+            offer: meta_str(session, meta::OFFER),
+            amount: session["amount_total"].as_u64(),
+            currency: session["currency"].as_str(),
+            payment_intent: session["payment_intent"].as_str(),
+            event: event["id"].as_str(),
+            problem,
+        })
         .await?;
     let body = format!(
         "Checkout Session {sid} for VPS {vps_id} was not applied: {problem}. Refund it in Stripe, or apply the \
          upgrade by hand (resize) if the payment is right."
     );
-    if !created.is_empty() {
+    if created {
         let _ = store
             .record_activity(
                 Level::Warning,
@@ -331,35 +308,18 @@ async fn park_mismatch(
 async fn payment_issue(state: &Ctx<'_>, kind: &str, object: &Value) -> anyhow::Result<EventOutcome> {
     let store = state.store;
     let intent = object["payment_intent"].as_str().unwrap_or_default();
-    #[derive(serde::Deserialize)]
-    struct Row {
-        session_id: String,
-        vps: String,
-    }
-    let rows: Vec<Row> = if intent.is_empty() {
-        Vec::new()
-    } else {
-        store
-            .query_one(
-                "SELECT session_id, vps FROM payment WHERE payment_intent = $intent LIMIT 1",
-                json!({ "intent": intent }),
-                0,
-            )
-            .await?
-    };
-    let vps = rows.first().map(|r| r.vps.clone()).or_else(|| meta_str(object, meta::VPS).map(str::to_owned));
+    let paid = if intent.is_empty() { None } else { store.payment_of_intent(intent).await? };
+    let vps = paid.as_ref().map(|r| r.vps.clone()).or_else(|| meta_str(object, meta::VPS).map(str::to_owned));
     let Some(vps) = vps else {
         return Ok(EventOutcome::new("ignored", format!("{kind} for a payment that is not an upgrade")));
     };
-    let (what, field) =
-        if kind == "charge.refunded" { ("refunded", "refunded_at") } else { ("disputed", "disputed_at") };
-    if let Some(r) = rows.first() {
-        store
-            .execute(
-                &format!("UPDATE type::record('payment', $sid) SET {field} = time::now(), updated_at = time::now()"),
-                json!({ "sid": r.session_id }),
-            )
-            .await?;
+    let (what, issue) = if kind == "charge.refunded" {
+        ("refunded", PaymentIssue::Refunded)
+    } else {
+        ("disputed", PaymentIssue::Disputed)
+    };
+    if let Some(r) = &paid {
+        store.mark_payment_issue(&r.session_id, issue).await?;
     }
     let amount = object["amount_refunded"].as_u64().or_else(|| object["amount"].as_u64()).unwrap_or_default();
     let currency = object["currency"].as_str().unwrap_or_default();

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -21,6 +21,8 @@ use crate::config::Config;
 use crate::db::Store;
 use crate::lifecycle::store::Level;
 use crate::secrets::Sealer;
+
+pub use crate::db::models::upgrade_link::Link;
 
 /// The purpose the link-signing key is derived for.
 const KEY_PURPOSE: &str = "upgrade-link v1";
@@ -88,26 +90,7 @@ pub fn check_form_token(sealer: &Sealer, link_id: &str, presented: &str) -> bool
     bool::from(form_token(sealer, link_id).as_bytes().ct_eq(presented.as_bytes()))
 }
 
-/// A stored link.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Link {
-    pub id: String,
-    pub vps: String,
-    #[serde(default)]
-    pub issued_by: String,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    #[serde(default)]
-    pub revoked_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub revoked_by: Option<String>,
-    #[serde(default)]
-    pub used_at: Option<DateTime<Utc>>,
-    /// The Checkout Session whose payment used the link up.
-    #[serde(default)]
-    pub used_session: Option<String>,
-}
-
+// The row is `db::models::upgrade_link::Link`; what its fields make of a link is decided here.
 impl Link {
     /// `active`, `used`, `revoked` or `expired` at `now`.
     pub fn state(&self, now: DateTime<Utc>) -> &'static str {
@@ -145,9 +128,6 @@ pub struct IssuedLink {
     pub expires_at: DateTime<Utc>,
 }
 
-const LINK_FIELDS: &str = "record::id(id) AS id, vps, issued_by, created_at, expires_at, revoked_at, revoked_by, \
-    used_at, used_session";
-
 /// Issues an upgrade link for `vps_id` (which must exist and not be deleted), valid for
 /// `stripe.link_ttl_hours`; `issued_by` is `admin:<user>`, `api:<token>`, `cli`, `email`…
 pub async fn issue_link(
@@ -165,14 +145,7 @@ pub async fn issue_link(
     let id = token.id();
     let hours = i64::try_from(config.stripe.link_ttl_hours).unwrap_or(i64::MAX / 3_600_000).min(24 * 365 * 10);
     let expires_at = Utc::now() + chrono::Duration::hours(hours);
-    store
-        .execute(
-            "CREATE type::record('upgrade_link', $id) CONTENT {
-                vps: $vps, issued_by: $by, created_at: time::now(), expires_at: <datetime>$expires_at
-             }",
-            json!({ "id": id, "vps": vps_id, "by": issued_by, "expires_at": expires_at.to_rfc3339() }),
-        )
-        .await?;
+    store.create_upgrade_link(&id, vps_id, issued_by, expires_at).await?;
     let _ = store
         .record_activity(
             Level::Info,
@@ -190,12 +163,7 @@ pub async fn issue_link(
 /// stays paid (its upgrade is not undone).
 pub async fn revoke_link(store: &Store, link_id: &str, revoked_by: &str) -> anyhow::Result<bool> {
     let Some(link) = link_by_id(store, link_id).await? else { return Ok(false) };
-    store
-        .execute(
-            "UPDATE type::record('upgrade_link', $id) SET revoked_at = time::now(), revoked_by = $by WHERE !revoked_at",
-            json!({ "id": link_id, "by": revoked_by }),
-        )
-        .await?;
+    store.revoke_upgrade_link(link_id, revoked_by).await?;
     let _ = store
         .record_activity(
             Level::Info,
@@ -210,21 +178,12 @@ pub async fn revoke_link(store: &Store, link_id: &str, revoked_by: &str) -> anyh
 
 /// A link by its record id.
 pub async fn link_by_id(store: &Store, link_id: &str) -> anyhow::Result<Option<Link>> {
-    let rows: Vec<Link> = store
-        .query_one(&format!("SELECT {LINK_FIELDS} FROM type::record('upgrade_link', $id)"), json!({ "id": link_id }), 0)
-        .await?;
-    Ok(rows.into_iter().next())
+    store.upgrade_link(link_id).await
 }
 
 /// The links of a VPS, newest first (for the admin UI).
 pub async fn links_of_vps(store: &Store, vps_id: &str) -> anyhow::Result<Vec<Link>> {
-    store
-        .query_one(
-            &format!("SELECT {LINK_FIELDS} FROM upgrade_link WHERE vps = $vps ORDER BY created_at DESC"),
-            json!({ "vps": vps_id }),
-            0,
-        )
-        .await
+    store.upgrade_links_of_vps(vps_id).await
 }
 
 /// What `token` opens now.
@@ -243,16 +202,7 @@ pub async fn resolve(store: &Store, sealer: &Sealer, token: &str) -> anyhow::Res
 /// Marks the link used by `session` unless another session used it first. Answers whether
 /// `session` is (now) the one that used it.
 pub async fn claim_link(store: &Store, link_id: &str, session: &str) -> anyhow::Result<bool> {
-    let rows: Vec<Option<String>> = store
-        .query_one(
-            "UPDATE type::record('upgrade_link', $id) SET used_session = $claim, used_at = time::now()
-                WHERE !used_session;
-             SELECT VALUE used_session FROM type::record('upgrade_link', $id);",
-            json!({ "id": link_id, "claim": session }),
-            1,
-        )
-        .await?;
-    Ok(rows.into_iter().next().flatten().as_deref() == Some(session))
+    store.claim_upgrade_link(link_id, session).await
 }
 
 #[cfg(test)]

@@ -4,39 +4,20 @@
 //! apply to its template, grow it, and fit the free capacity of its AZ.
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{Config, OfferConfig};
 use crate::db::Store;
+use crate::db::models::upgrade_offer::OfferTerms;
 use crate::lifecycle::store::Level;
 use crate::lifecycle::{Spec, Template, Vps, VpsState};
 use crate::provider::Capacity;
 
+pub use crate::db::models::upgrade_offer::Offer;
+
 /// What an admin gives to create or change an offer (the same shape as `[[stripe.offers]]`).
 pub type OfferInput = OfferConfig;
-
-/// A stored offer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Offer {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub from_template: String,
-    #[serde(default)]
-    pub to_template: String,
-    #[serde(default)]
-    pub add_cores: u32,
-    #[serde(default)]
-    pub add_memory_gb: u64,
-    #[serde(default)]
-    pub add_disk_gb: u64,
-    /// Minor units (cents).
-    pub price: u64,
-    pub currency: String,
-    #[serde(default)]
-    pub enabled: bool,
-}
 
 /// What buying an offer makes of a VPS.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,29 +34,28 @@ pub struct Available {
     pub target: Target,
 }
 
-const OFFER_FIELDS: &str = "record::id(id) AS id, name, from_template, to_template, add_cores, add_memory_gb, \
-    add_disk_gb, price, currency, enabled";
-
-fn row_of(input: &OfferInput, default_currency: &str) -> serde_json::Value {
-    json!({
-        "name": input.name.trim(), "from_template": input.from_template, "to_template": input.to_template,
-        "add_cores": input.add_cores, "add_memory_gb": input.add_memory_gb, "add_disk_gb": input.add_disk_gb,
-        "price": input.price,
-        "currency": if input.currency.is_empty() { default_currency } else { input.currency.as_str() },
-    })
+/// The terms `input` writes, its currency defaulting to `default_currency`.
+fn terms_of<'a>(input: &'a OfferInput, default_currency: &'a str) -> OfferTerms<'a> {
+    OfferTerms {
+        name: input.name.trim(),
+        from_template: &input.from_template,
+        to_template: &input.to_template,
+        add_cores: input.add_cores,
+        add_memory_gb: input.add_memory_gb,
+        add_disk_gb: input.add_disk_gb,
+        price: input.price,
+        currency: if input.currency.is_empty() { default_currency } else { input.currency.as_str() },
+    }
 }
 
 /// Every offer, enabled or not, by id.
 pub async fn list_offers(store: &Store) -> anyhow::Result<Vec<Offer>> {
-    store.query_one(&format!("SELECT {OFFER_FIELDS} FROM upgrade_offer ORDER BY id"), json!({}), 0).await
+    store.upgrade_offers().await
 }
 
 /// One offer.
 pub async fn get_offer(store: &Store, id: &str) -> anyhow::Result<Option<Offer>> {
-    let rows: Vec<Offer> = store
-        .query_one(&format!("SELECT {OFFER_FIELDS} FROM type::record('upgrade_offer', $id)"), json!({ "id": id }), 0)
-        .await?;
-    Ok(rows.into_iter().next())
+    store.upgrade_offer(id).await
 }
 
 /// Creates an enabled offer; fails when the input is invalid or the id is taken.
@@ -84,15 +64,7 @@ pub async fn create_offer(store: &Store, config: &Config, input: &OfferInput, by
     if get_offer(store, &input.id).await?.is_some() {
         bail!("offer {:?} exists already; change it instead", input.id);
     }
-    let mut row = row_of(input, &config.stripe.currency);
-    row["enabled"] = json!(true);
-    row["origin"] = json!(by);
-    store
-        .execute(
-            "CREATE type::record('upgrade_offer', $id) CONTENT object::extend($row, { created_at: time::now(), updated_at: time::now() })",
-            json!({ "id": input.id, "row": row }),
-        )
-        .await?;
+    store.create_upgrade_offer(&input.id, &terms_of(input, &config.stripe.currency), by).await?;
     record(store, by, &input.id, "created").await;
     get_offer(store, &input.id).await?.context("the new offer vanished")
 }
@@ -103,12 +75,7 @@ pub async fn update_offer(store: &Store, config: &Config, input: &OfferInput, by
     if get_offer(store, &input.id).await?.is_none() {
         bail!("there is no offer {:?}", input.id);
     }
-    store
-        .execute(
-            "UPDATE type::record('upgrade_offer', $id) MERGE $row; UPDATE type::record('upgrade_offer', $id) SET updated_at = time::now();",
-            json!({ "id": input.id, "row": row_of(input, &config.stripe.currency) }),
-        )
-        .await?;
+    store.update_upgrade_offer(&input.id, &terms_of(input, &config.stripe.currency)).await?;
     record(store, by, &input.id, "changed").await;
     get_offer(store, &input.id).await?.context("the offer vanished")
 }
@@ -118,12 +85,7 @@ pub async fn set_offer_enabled(store: &Store, id: &str, enabled: bool, by: &str)
     if get_offer(store, id).await?.is_none() {
         return Ok(false);
     }
-    store
-        .execute(
-            "UPDATE type::record('upgrade_offer', $id) SET enabled = $enabled, updated_at = time::now()",
-            json!({ "id": id, "enabled": enabled }),
-        )
-        .await?;
+    store.set_upgrade_offer_enabled(id, enabled).await?;
     record(store, by, id, if enabled { "enabled" } else { "disabled" }).await;
     Ok(true)
 }
@@ -153,15 +115,7 @@ pub async fn sync_config_offers(store: &Store, config: &Config) -> anyhow::Resul
         if get_offer(store, &o.id).await?.is_some() {
             continue;
         }
-        let mut row = row_of(o, &config.stripe.currency);
-        row["enabled"] = json!(true);
-        row["origin"] = json!("appliance.toml");
-        store
-            .execute(
-                "CREATE type::record('upgrade_offer', $id) CONTENT object::extend($row, { created_at: time::now(), updated_at: time::now() })",
-                json!({ "id": o.id, "row": row }),
-            )
-            .await?;
+        store.create_upgrade_offer(&o.id, &terms_of(o, &config.stripe.currency), "appliance.toml").await?;
         written += 1;
     }
     Ok(written)
@@ -233,10 +187,7 @@ pub async fn offers_for_vps(
     if candidates.is_empty() {
         return Ok(candidates);
     }
-    let zones: Vec<Option<String>> = store
-        .query_one("SELECT VALUE template_row.az_id FROM type::record('vps', $id)", json!({ "id": vps.id }), 0)
-        .await?;
-    let zone = zones.into_iter().next().flatten().filter(|z| !z.is_empty());
+    let zone = store.upgrade_vps_az(&vps.id).await?.filter(|z| !z.is_empty());
     let zone = match zone {
         Some(z) => z,
         None => store.template_by_name(&vps.template).await?.map(|t| t.az_id).context("the VPS's AZ is unknown")?,
