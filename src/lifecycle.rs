@@ -16,11 +16,6 @@ pub use crate::db::models::template::Template;
 pub use crate::db::models::vps::{Spec, Vps, VpsState};
 pub use crate::db::models::webhook_event::EventOutcome;
 
-/// Old paths of the rows above, kept until every caller names them from here.
-pub mod store {
-    pub use super::Level;
-}
-
 /// What to do about one event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {

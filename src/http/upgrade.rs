@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::db::models::payment::PaymentStatus;
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 use crate::lifecycle::{Spec, Vps};
 use crate::upgrade::checkout::{self, CheckoutError, CheckoutRequest};
 use crate::upgrade::links::{self, Link, LinkStatus};
@@ -397,7 +397,7 @@ pub async fn progress(state: &AppState, link: &Link, session: Option<&str>) -> a
         return Ok(Progress {
             state: "refund",
             message: "This payment was not needed: the link had already been used for an upgrade. Your provider has been told to refund it.".into(),
-            spec: pay.spec.map(Spec::from),
+            spec: pay.spec,
         });
     }
     let op = pay.operation.unwrap_or_else(|| fulfil::operation_key(sid.unwrap_or_default()));
@@ -409,7 +409,7 @@ pub async fn progress(state: &AppState, link: &Link, session: Option<&str>) -> a
         ),
         _ => ("applying", "Payment received. Your server is being upgraded; it restarts once during the upgrade."),
     };
-    Ok(Progress { state: s, message: message.into(), spec: pay.spec.map(Spec::from) })
+    Ok(Progress { state: s, message: message.into(), spec: pay.spec })
 }
 
 async fn link_for_progress(state: &AppState, token: &str) -> Result<Link, HttpResponse> {

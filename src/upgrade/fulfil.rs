@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use super::{links, meta};
 use crate::config::Config;
 use crate::db::Store;
-use crate::db::models::payment::{MismatchedCheckout, PaidCheckout, PaidSpec, PaymentIssue, PaymentStatus};
+use crate::db::models::payment::{MismatchedCheckout, PaidCheckout, PaymentIssue, PaymentStatus};
 use crate::lifecycle::EventOutcome;
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 use crate::lifecycle::{OpKind, Spec};
 use crate::notice::{Notify, NotifyKind, Severity};
 
@@ -30,19 +30,6 @@ pub struct Ctx<'a> {
     pub notifier: actix::Recipient<Notify>,
     /// Wakes a VPS's actor so it runs its queued operations.
     pub wake: std::sync::Arc<dyn Fn(&str) + Send + Sync>,
-}
-
-// The spec a payment stores is the spec it buys.
-impl From<Spec> for PaidSpec {
-    fn from(s: Spec) -> Self {
-        Self { cores: s.cores, memory_mb: s.memory_mb, disk_gb: s.disk_gb }
-    }
-}
-
-impl From<PaidSpec> for Spec {
-    fn from(s: PaidSpec) -> Self {
-        Self { cores: s.cores, memory_mb: s.memory_mb, disk_gb: s.disk_gb }
-    }
 }
 
 /// Who the resize is requested by.
@@ -137,7 +124,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
             link: link_id,
             vps: vps_id,
             offer,
-            spec: spec.into(),
+            spec,
             amount: session["amount_total"].as_u64(),
             currency: session["currency"].as_str(),
             payment_intent: session["payment_intent"].as_str(),

@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::db::Store;
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 use crate::secrets::Sealer;
 
 pub use crate::db::models::upgrade_link::Link;

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::config::{Config, OfferConfig};
 use crate::db::Store;
 use crate::db::models::upgrade_offer::OfferTerms;
-use crate::lifecycle::store::Level;
+use crate::lifecycle::Level;
 use crate::lifecycle::{Spec, Template, Vps, VpsState};
 use crate::provider::Capacity;
 

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::vps::Spec;
 use crate::db::Store;
 
 /// Where a payment stands.
@@ -36,14 +37,6 @@ impl PaymentStatus {
     }
 }
 
-/// The hardware a payment buys, as stored on it (the shape of `lifecycle::Spec`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PaidSpec {
-    pub cores: u32,
-    pub memory_mb: u64,
-    pub disk_gb: u64,
-}
-
 /// A paid Checkout Session to record (`status = 'paid'`).
 #[derive(Debug, Clone)]
 pub struct PaidCheckout<'a> {
@@ -53,7 +46,7 @@ pub struct PaidCheckout<'a> {
     pub link: &'a str,
     pub vps: &'a str,
     pub offer: &'a str,
-    pub spec: PaidSpec,
+    pub spec: Spec,
     /// Minor units.
     pub amount: Option<u64>,
     pub currency: Option<&'a str>,
@@ -88,7 +81,7 @@ pub struct PaymentProgress {
     #[serde(default)]
     pub operation: Option<String>,
     #[serde(default)]
-    pub spec: Option<PaidSpec>,
+    pub spec: Option<Spec>,
 }
 
 /// The payment a PaymentIntent belongs to.
