@@ -141,8 +141,7 @@ fn demo_token(dir: &Path) -> anyhow::Result<String> {
 /// starter/business/pro of `source` to them. Returns how many templates were added (0 when a
 /// previous run seeded them).
 pub async fn seed(store: &Store, config: &Config, source: &str) -> anyhow::Result<usize> {
-    let existing: Vec<String> = store.query_one("SELECT VALUE name FROM template", json!({}), 0).await?;
-    if !existing.is_empty() {
+    if store.has_templates().await? {
         return Ok(0);
     }
     let report = crate::provider::check::check(config).await.context("cannot read the simulator's catalogue")?;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::config::{Config, Secret};
 use crate::db::Store;
@@ -193,16 +193,7 @@ pub fn current(c: &Config, key: &str) -> String {
 
 /// The stored settings: key → text (secrets still sealed).
 pub async fn stored(store: &Store) -> anyhow::Result<BTreeMap<String, String>> {
-    let rows: Vec<Value> =
-        store.query_one("SELECT VALUE values FROM setting:ui_overrides", json!({}), 0).await.unwrap_or_default();
-    Ok(rows
-        .into_iter()
-        .next()
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
-        .collect())
+    Ok(store.ui_overrides().await)
 }
 
 /// Checks and stores new values (a secret left empty keeps its stored value). Answers the keys
@@ -245,12 +236,7 @@ pub async fn save(
         }
     }
     check.validate().context("these settings are not valid together")?;
-    store
-        .execute(
-            "UPSERT setting:ui_overrides SET values = $values, updated_at = time::now()",
-            json!({ "values": values }),
-        )
-        .await?;
+    store.save_ui_overrides(&values).await?;
     Ok(changed)
 }
 

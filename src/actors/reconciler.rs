@@ -22,8 +22,8 @@ use super::messages::{Notify, NotifyKind, Severity, Shutdown};
 use super::supervisor::Supervision;
 use crate::config::Config;
 use crate::db::Store;
+use crate::db::models::vps::VpsWithVm;
 use crate::lifecycle::Level;
-use crate::lifecycle::Spec;
 use crate::telemetry::metrics::Metrics;
 
 /// Run one reconciliation now and answer its findings.
@@ -141,27 +141,13 @@ pub async fn reconcile(
     gateway: &Addr<SangforGateway>,
     install_id: &str,
 ) -> anyhow::Result<Vec<Finding>> {
-    #[derive(serde::Deserialize)]
-    struct Row {
-        id: String,
-        server_id: Option<String>,
-        state: String,
-        spec: Option<Spec>,
-    }
     let prefix = format!("vmauto:{install_id}:");
     let servers = gateway
         .send(FindServersByTagPrefix { prefix: prefix.clone() })
         .await
         .map_err(|e| anyhow::anyhow!("the gateway is not running: {e}"))??;
-    let rows: Vec<Row> = store
-        .query_one(
-            "SELECT record::id(id) AS id, server_id, state, spec FROM vps
-             WHERE state NOT IN ['deleted', 'pending', 'provisioning', 'deleting']",
-            json!({}),
-            0,
-        )
-        .await?;
-    let live: HashMap<&str, &Row> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let rows = store.vps_with_vms().await?;
+    let live: HashMap<&str, &VpsWithVm> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
     let by_server: HashSet<&str> = servers.iter().map(|s| s.id.as_str()).collect();
     let mut findings = Vec::new();
     for server in &servers {
@@ -170,14 +156,8 @@ pub async fn reconcile(
         match live.get(vps_id) {
             None => {
                 // A VPS being created or deleted right now is not an orphan.
-                let busy: Vec<String> = store
-                    .query_one(
-                        "SELECT VALUE state FROM type::record('vps', $id) WHERE state IN ['pending', 'provisioning', 'deleting']",
-                        json!({ "id": vps_id }),
-                        0,
-                    )
-                    .await?;
-                if busy.is_empty() {
+                let busy = store.vps_is_being_created_or_deleted(vps_id).await?;
+                if !busy {
                     findings.push(Finding::Orphan { server_id: server.id.0.clone(), tag: tag.to_string() });
                 }
             }

@@ -3,7 +3,6 @@
 //! webhooks arrive, how often an admin has to step in.
 
 use serde::Serialize;
-use serde_json::json;
 
 use crate::db::Store;
 
@@ -34,34 +33,10 @@ fn mean(xs: &[f64]) -> Option<f64> {
 
 /// Computes the figures.
 pub async fn compute(store: &Store) -> anyhow::Result<Kpis> {
-    let window = format!("{WINDOW_DAYS}d");
-    let count = |sql: String| async move {
-        let n: Vec<u64> = store.query_one(&sql, json!({}), 0).await?;
-        anyhow::Ok(n.first().copied().unwrap_or(0))
-    };
-    let succeeded = count(format!(
-        "SELECT VALUE count() FROM operation WHERE state = 'succeeded' AND created_at > time::now() - {window} GROUP ALL"
-    ))
-    .await?;
-    let dead = count(format!(
-        "SELECT VALUE count() FROM operation WHERE state = 'dead' AND created_at > time::now() - {window} GROUP ALL"
-    ))
-    .await?;
-    let manual = count(format!(
-        "SELECT VALUE count() FROM operation
-         WHERE string::starts_with(requested_by, 'admin:') AND created_at > time::now() - {window} GROUP ALL"
-    ))
-    .await?;
-    let webhooks_last_hour =
-        count("SELECT VALUE count() FROM webhook_event WHERE received_at > time::now() - 1h GROUP ALL".into()).await?;
-    let durations = |kind: &str| {
-        format!(
-            "SELECT VALUE time::unix(finished_at) - time::unix(next_attempt_at OR created_at) FROM operation
-             WHERE kind = '{kind}' AND state = 'succeeded' AND created_at > time::now() - {window}"
-        )
-    };
-    let provisioning: Vec<f64> = store.query_one(&durations("create"), json!({}), 0).await?;
-    let deprovisioning: Vec<f64> = store.query_one(&durations("delete"), json!({}), 0).await?;
+    let f = store.operation_figures(WINDOW_DAYS).await?;
+    let (succeeded, dead, manual) = (f.succeeded, f.dead, f.manual);
+    let (provisioning, deprovisioning) = (f.provisioning_secs, f.deprovisioning_secs);
+    let webhooks_last_hour = store.webhooks_received_last_hour().await?;
     let finished = (succeeded + dead) as f64;
     Ok(Kpis {
         automation_success_rate: if finished > 0.0 { succeeded as f64 / finished } else { 1.0 },
@@ -89,33 +64,7 @@ pub struct Backlog {
 
 /// Computes the backlog.
 pub async fn backlog(store: &Store) -> anyhow::Result<Backlog> {
-    #[derive(serde::Deserialize)]
-    struct ByState {
-        state: String,
-        n: u64,
-    }
-    let rows: Vec<ByState> =
-        store.query_one("SELECT state, count() AS n FROM operation GROUP BY state", json!({}), 0).await?;
-    #[derive(serde::Deserialize)]
-    struct Count {
-        // An empty selection grouped ALL comes back as one row without the field.
-        #[serde(default)]
-        n: u64,
-    }
-    let pending: Vec<Count> = store
-        .query_one("SELECT count() AS n FROM webhook_event WHERE status = 'received' GROUP ALL", json!({}), 0)
-        .await?;
-    let oldest: Vec<f64> = store
-        .query_one(
-            "SELECT VALUE time::unix(time::now()) - time::unix(received_at) FROM webhook_event
-             WHERE status = 'received' ORDER BY received_at LIMIT 1",
-            json!({}),
-            0,
-        )
-        .await?;
-    Ok(Backlog {
-        operations: rows.into_iter().map(|r| (r.state, r.n)).collect(),
-        inbox_pending: pending.first().map_or(0, |c| c.n),
-        inbox_oldest_pending_secs: oldest.first().copied().unwrap_or(0.0).max(0.0),
-    })
+    let operations = store.operations_by_state().await?;
+    let (inbox_pending, oldest) = store.inbox_pending().await?;
+    Ok(Backlog { operations, inbox_pending, inbox_oldest_pending_secs: oldest.max(0.0) })
 }

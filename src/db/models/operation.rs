@@ -372,3 +372,62 @@ impl Store {
         .await
     }
 }
+
+/// Operations of a trailing window, for the service's key figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OperationFigures {
+    pub succeeded: u64,
+    pub dead: u64,
+    /// Requested by admins (manual interventions).
+    pub manual: u64,
+    /// Seconds from due to done of each succeeded create.
+    pub provisioning_secs: Vec<f64>,
+    /// Seconds from due to done of each succeeded delete.
+    pub deprovisioning_secs: Vec<f64>,
+}
+
+/// The service's key figures and backlog.
+impl Store {
+    /// Operation counts and durations of the last `days` days.
+    pub async fn operation_figures(&self, days: u32) -> anyhow::Result<OperationFigures> {
+        let window = format!("{days}d");
+        let count = |sql: String| async move {
+            let n: Vec<u64> = self.query_one(&sql, json!({}), 0).await?;
+            anyhow::Ok(n.first().copied().unwrap_or(0))
+        };
+        let succeeded = count(format!(
+            "SELECT VALUE count() FROM operation WHERE state = 'succeeded' AND created_at > time::now() - {window} GROUP ALL"
+        ))
+        .await?;
+        let dead = count(format!(
+            "SELECT VALUE count() FROM operation WHERE state = 'dead' AND created_at > time::now() - {window} GROUP ALL"
+        ))
+        .await?;
+        let manual = count(format!(
+            "SELECT VALUE count() FROM operation
+             WHERE string::starts_with(requested_by, 'admin:') AND created_at > time::now() - {window} GROUP ALL"
+        ))
+        .await?;
+        let durations = |kind: &str| {
+            format!(
+                "SELECT VALUE time::unix(finished_at) - time::unix(next_attempt_at OR created_at) FROM operation
+                 WHERE kind = '{kind}' AND state = 'succeeded' AND created_at > time::now() - {window}"
+            )
+        };
+        let provisioning_secs: Vec<f64> = self.query_one(&durations("create"), json!({}), 0).await?;
+        let deprovisioning_secs: Vec<f64> = self.query_one(&durations("delete"), json!({}), 0).await?;
+        Ok(OperationFigures { succeeded, dead, manual, provisioning_secs, deprovisioning_secs })
+    }
+
+    /// Operation count per state (states with no operation absent).
+    pub async fn operations_by_state(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        #[derive(Deserialize)]
+        struct ByState {
+            state: String,
+            n: u64,
+        }
+        let rows: Vec<ByState> =
+            self.query_one("SELECT state, count() AS n FROM operation GROUP BY state", json!({}), 0).await?;
+        Ok(rows.into_iter().map(|r| (r.state, r.n)).collect())
+    }
+}

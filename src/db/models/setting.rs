@@ -22,3 +22,28 @@ impl Store {
         ids.into_iter().next().ok_or_else(|| anyhow::anyhow!("no install id"))
     }
 }
+
+/// Settings edited in the web UI (`setting:ui_overrides`): key → text, secrets sealed.
+impl Store {
+    /// The stored settings (none when the row is missing or unreadable).
+    pub async fn ui_overrides(&self) -> std::collections::BTreeMap<String, String> {
+        let rows: Vec<serde_json::Value> =
+            self.query_one("SELECT VALUE values FROM setting:ui_overrides", json!({}), 0).await.unwrap_or_default();
+        rows.into_iter()
+            .next()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+            .collect()
+    }
+
+    /// Replaces the stored settings.
+    pub async fn save_ui_overrides(&self, values: &impl serde::Serialize) -> anyhow::Result<()> {
+        self.execute(
+            "UPSERT setting:ui_overrides SET values = $values, updated_at = time::now()",
+            json!({ "values": values }),
+        )
+        .await
+    }
+}

@@ -154,3 +154,11 @@ impl Store {
         Ok(!gone.is_empty())
     }
 }
+
+impl Store {
+    /// Whether any template exists (the demo seeds them once).
+    pub async fn has_templates(&self) -> anyhow::Result<bool> {
+        let names: Vec<String> = self.query_one("SELECT VALUE name FROM template LIMIT 1", json!({}), 0).await?;
+        Ok(!names.is_empty())
+    }
+}

@@ -384,3 +384,52 @@ impl Store {
         Ok(out)
     }
 }
+
+/// A VPS that should have a VM now, as the reconciler compares it with SCP.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VpsWithVm {
+    pub id: String,
+    pub server_id: Option<String>,
+    pub state: String,
+    pub spec: Option<Spec>,
+}
+
+/// The reconciler's reads.
+impl Store {
+    /// VPSs that should have a VM now (not deleted, and not being created or deleted).
+    pub async fn vps_with_vms(&self) -> anyhow::Result<Vec<VpsWithVm>> {
+        self.query_one(
+            "SELECT record::id(id) AS id, server_id, state, spec FROM vps
+             WHERE state NOT IN ['deleted', 'pending', 'provisioning', 'deleting']",
+            json!({}),
+            0,
+        )
+        .await
+    }
+
+    /// Whether a VPS is being created or deleted right now (its VM may come or go).
+    pub async fn vps_is_being_created_or_deleted(&self, id: &str) -> anyhow::Result<bool> {
+        let busy: Vec<String> = self
+            .query_one(
+                "SELECT VALUE state FROM type::record('vps', $id) WHERE state IN ['pending', 'provisioning', 'deleting']",
+                json!({ "id": id }),
+                0,
+            )
+            .await?;
+        Ok(!busy.is_empty())
+    }
+
+    /// A VPS's name and sealed root password (`None` when there is no such VPS).
+    pub async fn vps_sealed_password(&self, id: &str) -> anyhow::Result<Option<(String, Option<String>)>> {
+        #[derive(Deserialize)]
+        struct Row {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            root_password: Option<String>,
+        }
+        let rows: Vec<Row> =
+            self.query_one("SELECT name, root_password FROM type::record('vps', $id)", json!({ "id": id }), 0).await?;
+        Ok(rows.into_iter().next().map(|r| (r.name, r.root_password)))
+    }
+}

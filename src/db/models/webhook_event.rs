@@ -264,3 +264,41 @@ impl Store {
         .await
     }
 }
+
+/// The service's key figures and backlog.
+impl Store {
+    /// Webhooks received in the last hour.
+    pub async fn webhooks_received_last_hour(&self) -> anyhow::Result<u64> {
+        let n: Vec<u64> = self
+            .query_one(
+                "SELECT VALUE count() FROM webhook_event WHERE received_at > time::now() - 1h GROUP ALL",
+                json!({}),
+                0,
+            )
+            .await?;
+        Ok(n.first().copied().unwrap_or(0))
+    }
+
+    /// Webhooks stored (`received`) whose events are not applied yet, and the seconds since the
+    /// oldest of them arrived (0 when none).
+    pub async fn inbox_pending(&self) -> anyhow::Result<(u64, f64)> {
+        #[derive(serde::Deserialize)]
+        struct Count {
+            // An empty selection grouped ALL comes back as one row without the field.
+            #[serde(default)]
+            n: u64,
+        }
+        let pending: Vec<Count> = self
+            .query_one("SELECT count() AS n FROM webhook_event WHERE status = 'received' GROUP ALL", json!({}), 0)
+            .await?;
+        let oldest: Vec<f64> = self
+            .query_one(
+                "SELECT VALUE time::unix(time::now()) - time::unix(received_at) FROM webhook_event
+                 WHERE status = 'received' ORDER BY received_at LIMIT 1",
+                json!({}),
+                0,
+            )
+            .await?;
+        Ok((pending.first().map_or(0, |c| c.n), oldest.first().copied().unwrap_or(0.0)))
+    }
+}

@@ -136,18 +136,13 @@ async fn reveal_vps_password(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
-    let rows: Vec<Value> = state
-        .store
-        .query_one("SELECT name, root_password FROM type::record('vps', $id)", json!({ "id": *id }), 0)
-        .await
-        .map_err(anyhow_internal)?;
-    let Some(row) = rows.into_iter().next() else {
+    let Some((name, sealed)) = state.store.vps_sealed_password(&id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(StatusCode::NOT_FOUND, "There is no VPS with this id."));
     };
-    let Some(sealed) = row["root_password"].as_str() else {
+    let Some(sealed) = sealed else {
         return Ok(redirect_msg(&format!("/vps/{id}"), false, "This VPS has no stored password yet."));
     };
-    let password = state.sealer.open(sealed, &crate::secrets::root_password_place(&id)).map_err(anyhow_internal)?;
+    let password = state.sealer.open(&sealed, &crate::secrets::root_password_place(&id)).map_err(anyhow_internal)?;
     state
         .store
         .record_activity(
@@ -159,7 +154,7 @@ async fn reveal_vps_password(
         )
         .await
         .map_err(anyhow_internal)?;
-    let ctx = json!({ "id": *id, "name": row["name"], "password": password.expose() });
+    let ctx = json!({ "id": *id, "name": name, "password": password.expose() });
     render(&state, p, "admin/reveal.html", "Root password", "vps", ctx)
 }
 
