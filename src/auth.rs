@@ -18,14 +18,13 @@
 //!
 //! Roles: `admin` does everything, `operator` acts on VPSs, `viewer` reads.
 
-use std::fmt;
 use std::sync::Arc;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -41,61 +40,11 @@ mod users;
 
 use sessions::LOGIN_WAIT;
 
+pub use crate::db::models::admin_user::{AdminUser as User, Role};
+pub use crate::db::models::api_token::ApiToken;
 pub use password::{check_password_policy, hash_password, valid_username, verify_password};
 pub use tokens::{random_token, token_hash};
 pub use totp::{MFA_MAX_FAILURES, RECOVERY_CODES, TotpSetup, totp};
-
-/// What a user may do. Ordered: a higher role includes the lower ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Viewer,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::Operator => "operator",
-            Self::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "viewer" => Some(Self::Viewer),
-            "operator" => Some(Self::Operator),
-            "admin" => Some(Self::Admin),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An admin user as listed (never with its hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct User {
-    pub username: String,
-    pub role: Role,
-    #[serde(default)]
-    pub disabled: bool,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub last_login_at: Option<String>,
-    #[serde(default)]
-    pub locked_until: Option<String>,
-    /// Two-factor is on.
-    #[serde(default)]
-    pub totp: bool,
-}
 
 /// Who is making a request: a session's user or an API token.
 #[derive(Debug, Clone, Serialize)]

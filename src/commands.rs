@@ -102,20 +102,20 @@ pub async fn run_tokens(auth: &crate::auth::Auth, command: &TokenCommand) -> any
                 .map(|t| {
                     format!(
                         "{}\t{}\t{}\tcreated {} by {}\tlast used {}{}\n",
-                        t["id"].as_str().unwrap_or_default(),
-                        t["name"].as_str().unwrap_or_default(),
-                        t["role"].as_str().unwrap_or_default(),
-                        t["created_at"].as_str().unwrap_or_default(),
-                        t["created_by"].as_str().unwrap_or_default(),
-                        t["last_used_at"].as_str().unwrap_or("never"),
-                        if t["revoked"] == serde_json::json!(true) { "\trevoked" } else { "" }
+                        t.id,
+                        t.name,
+                        t.role,
+                        t.created_at,
+                        t.created_by,
+                        t.last_used_at.as_deref().unwrap_or("never"),
+                        if t.revoked { "\trevoked" } else { "" }
                     )
                 })
                 .collect()
         }
         TokenCommand::Revoke { id } => {
             anyhow::ensure!(
-                auth.tokens().await?.iter().any(|t| t["id"] == serde_json::json!(id)),
+                auth.tokens().await?.iter().any(|t| t.id == *id),
                 "there is no API token {id} (see `vmauto admin token list`)"
             );
             auth.revoke_token(id).await?;

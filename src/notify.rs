@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use self::delivery::Delivery;
@@ -61,21 +61,6 @@ struct VpsReadyEmail<'a> {
     expires_hours: u64,
     expires_at: String,
     public_url: &'a str,
-}
-
-/// The VPS fields the customer email needs.
-#[derive(Debug, Deserialize)]
-struct VpsContact {
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(default)]
-    customer_email: Option<String>,
-    #[serde(default)]
-    customer_name: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    ips: Vec<String>,
 }
 
 /// Everything deliveries need; shared by the tasks of one Notifier.
@@ -242,15 +227,7 @@ impl Channels {
     }
 
     async fn customer_vps_ready(&self, vps: &str) -> anyhow::Result<()> {
-        let rows: Vec<VpsContact> = self
-            .store
-            .query_one(
-                "SELECT source, customer_email, customer_name, name, ips FROM type::record('vps', $id)",
-                json!({ "id": vps }),
-                0,
-            )
-            .await?;
-        let v = rows.into_iter().next().context("the VPS row is missing")?;
+        let v = self.store.vps_contact(vps).await?.context("the VPS row is missing")?;
         let source = v.source.unwrap_or_default();
         if !self.config.sources.get(&source).is_some_and(|s| s.customer_email) {
             return Ok(());
@@ -294,25 +271,7 @@ impl Channels {
         if self.mailer.is_none() {
             return Ok(());
         }
-        #[derive(Deserialize)]
-        struct Row {
-            #[serde(default)]
-            customer_email: Option<String>,
-            #[serde(default)]
-            customer_name: Option<String>,
-            #[serde(default)]
-            name: Option<String>,
-            spec: crate::lifecycle::Spec,
-        }
-        let rows: Vec<Row> = self
-            .store
-            .query_one(
-                "SELECT customer_email, customer_name, name, spec FROM type::record('vps', $id)",
-                json!({ "id": vps }),
-                0,
-            )
-            .await?;
-        let v = rows.into_iter().next().context("the VPS row is missing")?;
+        let v = self.store.upgraded_vps(vps).await?.context("the VPS row is missing")?;
         let Some(to) = v.customer_email.filter(|e| !e.trim().is_empty()) else { return Ok(()) };
         let vps_name = v.name.unwrap_or_else(|| vps.to_string());
         let subject_line = format!("Your server {vps_name} has been upgraded");

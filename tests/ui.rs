@@ -316,7 +316,7 @@ async fn api_tokens_follow_the_same_roles_and_can_be_revoked() {
     let (s, me) = call(reqwest::Method::GET, "/me", Some(&operator), None).await;
     assert_eq!((s, me["role"].as_str()), (200, Some("operator")));
     let tokens = auth.tokens().await.expect("tokens");
-    let id = tokens.iter().find(|t| t["name"] == "robot").and_then(|t| t["id"].as_str()).expect("id").to_string();
+    let id = tokens.iter().find(|t| t.name == "robot").map(|t| t.id.clone()).expect("id");
     auth.revoke_token(&id).await.expect("revoke");
     let (s, _) = call(reqwest::Method::GET, "/me", Some(&operator), None).await;
     assert_eq!(s, 401, "a revoked token is refused");

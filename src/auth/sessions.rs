@@ -2,7 +2,6 @@
 //! look-ups, rotation and logout.
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{Value, json};
 
 use super::password::dummy_hash;
 use super::*;
@@ -56,22 +55,14 @@ impl Auth {
         password: &str,
         ip: &str,
     ) -> anyhow::Result<Result<(String, Principal), LoginError>> {
-        let rows: Vec<Value> = self
-            .store
-            .query_one(
-                "SELECT username, password_hash, role, disabled, failures, locked_until, totp_enabled
-                 FROM type::record('admin_user', $u)",
-                json!({ "u": username }),
-                0,
-            )
-            .await?;
+        let row = self.store.admin_login(username).await?;
         let now = Utc::now();
         let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
         let max = self.config.login_max_failures.max(1);
         if let Some(t) = self.failures.lock().blocked(username, ip, max, now) {
             return Ok(Err(LoginError::Blocked(t)));
         }
-        let Some(row) = rows.into_iter().next() else {
+        let Some(row) = row else {
             // As long as a real check, so the time does not tell whether the user exists.
             if self.check_password(password, dummy_hash()).await.is_none() {
                 return Ok(Err(LoginError::Busy));
@@ -79,25 +70,19 @@ impl Auth {
             self.failures.lock().fail(username, ip, until, now);
             return Ok(Err(LoginError::BadCredentials));
         };
-        if let Some(locked) = row["locked_until"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok())
+        if let Some(locked) = row.locked_until
             && locked > now
         {
             return Ok(Err(LoginError::LockedUntil(locked)));
         }
-        let hash = row["password_hash"].as_str().unwrap_or_default();
-        let Some(matches) = self.check_password(password, hash).await else { return Ok(Err(LoginError::Busy)) };
+        let Some(matches) = self.check_password(password, &row.password_hash).await else {
+            return Ok(Err(LoginError::Busy));
+        };
         if !matches {
             let from_here = self.failures.lock().fail(username, ip, until, now);
-            let failures = row["failures"].as_u64().unwrap_or(0) + 1;
+            let failures = row.failures + 1;
             let lock = failures >= u64::from(self.config.login_max_failures_per_user.max(max));
-            self.store
-                .execute(
-                    "UPDATE type::record('admin_user', $u) SET failures = $failures,
-                        locked_until = IF $lock { <datetime>$until } ELSE { NONE }",
-                    json!({ "u": username, "failures": if lock { 0 } else { failures }, "lock": lock,
-                            "until": until.to_rfc3339() }),
-                )
-                .await?;
+            self.store.set_login_failures(username, if lock { 0 } else { failures }, lock.then_some(until)).await?;
             if lock {
                 return Ok(Err(LoginError::LockedUntil(until)));
             }
@@ -106,24 +91,15 @@ impl Auth {
             }
             return Ok(Err(LoginError::BadCredentials));
         }
-        if row["disabled"].as_bool() == Some(true) {
+        if row.disabled {
             return Ok(Err(LoginError::Disabled));
         }
-        let role = row["role"].as_str().and_then(Role::parse).unwrap_or(Role::Viewer);
-        let two_factor = row["totp_enabled"].as_bool() == Some(true);
+        let role = row.role;
+        let two_factor = row.totp_enabled;
         let token = random_token();
         let hash = token_hash(&token);
         let csrf = random_token();
-        self.store
-            .execute(
-                "UPDATE type::record('admin_user', $u) SET failures = 0, locked_until = NONE, last_login_at = time::now();
-                 CREATE type::record('session', $h) CONTENT {
-                     user: $u, csrf: $csrf, ip: $ip, created_at: time::now(), last_seen_at: time::now(),
-                     mfa_pending: $mfa, mfa_failures: 0
-                 };",
-                json!({ "u": username, "h": hash, "csrf": csrf, "ip": ip, "mfa": two_factor }),
-            )
-            .await?;
+        self.store.open_session(username, &hash, &csrf, ip, two_factor).await?;
         Ok(Ok((
             token,
             Principal {
@@ -140,49 +116,32 @@ impl Auth {
     /// The principal of a session cookie, if the session is still valid (touching it).
     pub async fn session(&self, token: &str) -> anyhow::Result<Option<Principal>> {
         let hash = token_hash(token);
-        let rows: Vec<Value> = self
-            .store
-            .query_one(
-                "SELECT user, csrf, mfa_pending, <string>created_at AS created_at, <string>last_seen_at AS last_seen_at,
-                    (SELECT role, disabled, <string>sessions_valid_after AS valid_after
-                     FROM ONLY type::record('admin_user', $parent.user)) AS owner
-                 FROM type::record('session', $h)",
-                json!({ "h": hash }),
-                0,
-            )
-            .await?;
-        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        let Some(row) = self.store.session(&hash).await? else { return Ok(None) };
         let now = Utc::now();
-        let time = |v: &Value| v.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok());
-        let (Some(created), Some(seen)) = (time(&row["created_at"]), time(&row["last_seen_at"])) else {
+        let (Some(created), Some(seen)) = (row.created_at, row.last_seen_at) else {
             return Ok(None);
         };
-        let owner = &row["owner"];
         let idle = Duration::minutes(i64::try_from(self.config.session_idle_minutes).unwrap_or(60));
         let absolute = Duration::hours(i64::try_from(self.config.session_absolute_hours).unwrap_or(12));
-        let revoked = time(&owner["valid_after"]).is_some_and(|t| t > created);
-        if owner.is_null()
-            || owner["disabled"].as_bool() == Some(true)
-            || revoked
-            || now - seen > idle
-            || now - created > absolute
-        {
-            self.store.execute("DELETE type::record('session', $h)", json!({ "h": hash })).await?;
-            return Ok(None);
-        }
+        let revoked = row.owner.as_ref().is_some_and(|o| o.valid_after.is_some_and(|t| t > created));
+        let owner = match row.owner {
+            Some(owner) if !owner.disabled && !revoked && now - seen <= idle && now - created <= absolute => owner,
+            _ => {
+                self.store.delete_session(&hash).await?;
+                return Ok(None);
+            }
+        };
         // Touch at most once a minute: a page view is not a write.
         if now - seen > Duration::seconds(60) {
-            self.store
-                .execute("UPDATE type::record('session', $h) SET last_seen_at = time::now()", json!({ "h": hash }))
-                .await?;
+            self.store.touch_session(&hash).await?;
         }
         Ok(Some(Principal {
-            username: row["user"].as_str().unwrap_or_default().to_string(),
-            role: owner["role"].as_str().and_then(Role::parse).unwrap_or(Role::Viewer),
-            csrf: row["csrf"].as_str().unwrap_or_default().to_string(),
+            username: row.user,
+            role: owner.role,
+            csrf: row.csrf,
             session_hash: hash,
             via_token: false,
-            mfa_pending: row["mfa_pending"].as_bool() == Some(true),
+            mfa_pending: row.mfa_pending,
         }))
     }
 
@@ -191,18 +150,7 @@ impl Auth {
     /// Answers the new cookie value.
     pub async fn rotate_session(&self, old_hash: &str, username: &str, ip: &str) -> anyhow::Result<String> {
         let token = random_token();
-        self.store
-            .execute(
-                "BEGIN TRANSACTION;
-                 DELETE type::record('session', $old);
-                 CREATE type::record('session', $h) CONTENT {
-                     user: $u, csrf: $csrf, ip: $ip, created_at: time::now(), last_seen_at: time::now(),
-                     mfa_pending: false, mfa_failures: 0
-                 };
-                 COMMIT TRANSACTION;",
-                json!({ "old": old_hash, "h": token_hash(&token), "u": username, "csrf": random_token(), "ip": ip }),
-            )
-            .await?;
+        self.store.rotate_session(old_hash, &token_hash(&token), username, &random_token(), ip).await?;
         Ok(token)
     }
 
@@ -210,28 +158,16 @@ impl Auth {
     /// has not ended their sessions since), without touching it: a live-update stream asks
     /// this, and must not keep an idle session alive.
     pub async fn session_stands(&self, session_hash: &str) -> anyhow::Result<bool> {
-        let rows: Vec<Value> = self
-            .store
-            .query_one(
-                "SELECT <string>created_at AS created_at,
-                    (SELECT disabled, <string>sessions_valid_after AS valid_after
-                     FROM ONLY type::record('admin_user', $parent.user)) AS owner
-                 FROM type::record('session', $h)",
-                json!({ "h": session_hash }),
-                0,
-            )
-            .await?;
-        let Some(row) = rows.into_iter().next() else { return Ok(false) };
-        let time = |v: &Value| v.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok());
-        let owner = &row["owner"];
-        let revoked = match (time(&owner["valid_after"]), time(&row["created_at"])) {
+        let Some(row) = self.store.session_standing(session_hash).await? else { return Ok(false) };
+        let Some(owner) = row.owner else { return Ok(false) };
+        let revoked = match (owner.valid_after, row.created_at) {
             (Some(after), Some(created)) => after > created,
             _ => false,
         };
-        Ok(!owner.is_null() && owner["disabled"].as_bool() != Some(true) && !revoked)
+        Ok(!owner.disabled && !revoked)
     }
 
     pub async fn logout(&self, session_hash: &str) -> anyhow::Result<()> {
-        self.store.execute("DELETE type::record('session', $h)", json!({ "h": session_hash })).await
+        self.store.delete_session(session_hash).await
     }
 }

@@ -1,7 +1,6 @@
 //! API tokens (`vma_…`): created, listed, revoked and looked up by their hash.
 
 use anyhow::Context;
-use serde_json::{Value, json};
 
 use super::*;
 
@@ -22,36 +21,19 @@ impl Auth {
         anyhow::ensure!(valid_username(name), "token names are 1-64 letters, digits, '.', '_', '-' or '@'");
         let token = format!("vma_{}", random_token());
         self.store
-            .execute(
-                "CREATE type::record('api_token', $h) CONTENT {
-                     name: $name, role: $role, created_by: $by, created_at: time::now(), revoked: false
-                 }",
-                json!({ "h": token_hash(&token), "name": name, "role": role, "by": created_by }),
-            )
+            .create_api_token(&token_hash(&token), name, role, created_by)
             .await
             .context("cannot create the token")?;
         Ok(token)
     }
 
-    pub async fn tokens(&self) -> anyhow::Result<Vec<Value>> {
-        self.store
-            .query_one(
-                "SELECT record::id(id) AS id, name, role, created_by, <string>created_at AS created_at,
-                    IF last_used_at { <string>last_used_at } AS last_used_at, revoked
-                 FROM api_token ORDER BY created_at DESC",
-                json!({}),
-                0,
-            )
-            .await
+    /// Every API token, the newest first.
+    pub async fn tokens(&self) -> anyhow::Result<Vec<ApiToken>> {
+        self.store.api_tokens().await
     }
 
     pub async fn revoke_token(&self, id: &str) -> anyhow::Result<()> {
-        self.store
-            .execute(
-                "UPDATE type::record('api_token', $id) SET revoked = true, revoked_at = time::now()",
-                json!({ "id": id }),
-            )
-            .await
+        self.store.revoke_api_token(id).await
     }
 
     /// The principal of a bearer token, if it exists and is not revoked.
@@ -60,18 +42,10 @@ impl Auth {
             return Ok(None);
         }
         let hash = token_hash(token);
-        let rows: Vec<Value> = self
-            .store
-            .query_one(
-                "UPDATE type::record('api_token', $h) SET last_used_at = time::now()
-                 WHERE revoked = false RETURN name, role",
-                json!({ "h": hash }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next().map(|row| Principal {
-            username: row["name"].as_str().unwrap_or_default().to_string(),
-            role: row["role"].as_str().and_then(Role::parse).unwrap_or(Role::Viewer),
+        let grant = self.store.use_api_token(&hash).await?;
+        Ok(grant.map(|g| Principal {
+            username: g.name,
+            role: g.role,
             csrf: String::new(),
             session_hash: hash,
             via_token: true,

@@ -1,8 +1,7 @@
 //! Two-factor login: TOTP enrolment and checks, the per-user attempt budget, recovery codes.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::*;
 
@@ -72,44 +71,18 @@ impl Auth {
         code: &str,
     ) -> anyhow::Result<SecondFactor> {
         let now = Utc::now();
-        let locked: Vec<Option<String>> = self
-            .store
-            .query_one(
-                "SELECT VALUE IF mfa_locked_until { <string>mfa_locked_until } FROM type::record('admin_user', $u)",
-                json!({ "u": username }),
-                0,
-            )
-            .await?;
-        if let Some(until) = locked.into_iter().flatten().next().and_then(|s| s.parse::<DateTime<Utc>>().ok())
+        if let Some(until) = self.store.mfa_locked_until(username).await?
             && until > now
         {
             return Ok(SecondFactor::Locked(until));
         }
         if self.complete_second_factor(session_hash, username, code).await? {
-            self.store
-                .execute(
-                    "UPDATE type::record('admin_user', $u) SET mfa_failures = 0, mfa_locked_until = NONE",
-                    json!({ "u": username }),
-                )
-                .await?;
+            self.store.clear_mfa_failures(username).await?;
             return Ok(SecondFactor::Passed);
         }
         let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
-        let failures: Vec<u64> = self
-            .store
-            .query_one(
-                "UPDATE type::record('admin_user', $u) SET mfa_failures = (mfa_failures OR 0) + 1 RETURN VALUE mfa_failures",
-                json!({ "u": username }),
-                0,
-            )
-            .await?;
-        if failures.first().copied().unwrap_or(0) >= MFA_MAX_FAILURES {
-            self.store
-                .execute(
-                    "UPDATE type::record('admin_user', $u) SET mfa_failures = 0, mfa_locked_until = <datetime>$until",
-                    json!({ "u": username, "until": until.to_rfc3339() }),
-                )
-                .await?;
+        if self.store.count_mfa_failure(username).await? >= MFA_MAX_FAILURES {
+            self.store.lock_mfa(username, until).await?;
             return Ok(SecondFactor::Locked(until));
         }
         Ok(SecondFactor::Wrong)
@@ -118,77 +91,35 @@ impl Auth {
     /// Checks a code and, when it is right, clears the session's pending second factor.
     pub async fn complete_second_factor(&self, session_hash: &str, username: &str, code: &str) -> anyhow::Result<bool> {
         let code = code.trim().replace(' ', "");
-        let rows: Vec<Value> = self
-            .store
-            .query_one("SELECT totp_secret, recovery FROM type::record('admin_user', $u)", json!({ "u": username }), 0)
-            .await?;
-        let row = rows.into_iter().next().unwrap_or_default();
         let mut ok = false;
-        if let Some(sealed) = row["totp_secret"].as_str() {
-            let secret = hex::decode(self.sealer.open(sealed, &totp_place(username))?.expose())?;
+        if let Some(sealed) = self.store.totp_secret(username).await? {
+            let secret = hex::decode(self.sealer.open(&sealed, &totp_place(username))?.expose())?;
             if let Some(step) = matching_step(&totp(&secret, username)?, &code) {
                 // Each code works once: a step at or before the last one used is a replay.
-                let fresh: Vec<Value> = self
-                    .store
-                    .query_one(
-                        "UPDATE type::record('admin_user', $u) SET totp_last_step = $step
-                         WHERE (totp_last_step OR 0) < $step RETURN username",
-                        json!({ "u": username, "step": step }),
-                        0,
-                    )
-                    .await?;
-                ok = !fresh.is_empty();
+                ok = self.store.use_totp_step(username, step).await?;
             }
         }
         if !ok {
             let normal = normal_recovery_code(&code);
             // Codes are stored as keyed hashes; codes given before that, as plain SHA-256.
             for hash in [self.recovery_hash(&normal), token_hash(&normal)] {
-                let used: Vec<Value> = self
-                    .store
-                    .query_one(
-                        "UPDATE type::record('admin_user', $u) SET recovery = array::remove(recovery, array::find_index(recovery, $h))
-                         WHERE $h IN recovery RETURN username",
-                        json!({ "u": username, "h": hash }),
-                        0,
-                    )
-                    .await?;
-                if !used.is_empty() {
+                if self.store.use_recovery_code(username, &hash).await? {
                     ok = true;
                     break;
                 }
             }
         }
         if ok {
-            self.store
-                .execute(
-                    "UPDATE type::record('session', $h) SET mfa_pending = false, last_seen_at = time::now()",
-                    json!({ "h": session_hash }),
-                )
-                .await?;
+            self.store.pass_session_mfa(session_hash).await?;
         } else {
-            self.store
-                .execute(
-                    "UPDATE type::record('session', $h) SET mfa_failures += 1;
-                     DELETE type::record('session', $h) WHERE mfa_failures >= 5;",
-                    json!({ "h": session_hash }),
-                )
-                .await?;
+            self.store.fail_session_mfa(session_hash).await?;
         }
         Ok(ok)
     }
 
     /// Whether a user has two-factor on.
     pub async fn has_totp(&self, username: &str) -> anyhow::Result<bool> {
-        let rows: Vec<bool> = self
-            .store
-            .query_one(
-                "SELECT VALUE totp_enabled = true FROM type::record('admin_user', $u)",
-                json!({ "u": username }),
-                0,
-            )
-            .await?;
-        Ok(rows.first().copied().unwrap_or(false))
+        self.store.has_totp(username).await
     }
 
     /// Starts enrolling two-factor: a new secret, kept pending until a code confirms it.
@@ -202,12 +133,7 @@ impl Auth {
         let secret: [u8; 20] = rand::random();
         let t = totp(&secret, username)?;
         let sealed = self.sealer.seal(&crate::config::Secret::new(hex::encode(secret)), &totp_place(username));
-        self.update_existing(
-            username,
-            "UPDATE type::record('admin_user', $u) SET totp_pending = $sealed",
-            json!({ "sealed": sealed }),
-        )
-        .await?;
+        self.store.set_totp_pending(username, &sealed).await?;
         Ok(TotpSetup { secret: t.get_secret_base32(), url: t.get_url() })
     }
 
@@ -223,11 +149,7 @@ impl Auth {
 
     /// Confirms enrolment with a code from the app; answers the recovery codes (shown once).
     pub async fn confirm_totp(&self, username: &str, code: &str) -> anyhow::Result<Option<Vec<String>>> {
-        let rows: Vec<Value> = self
-            .store
-            .query_one("SELECT totp_pending FROM type::record('admin_user', $u)", json!({ "u": username }), 0)
-            .await?;
-        let Some(sealed) = rows.first().and_then(|r| r["totp_pending"].as_str()).map(str::to_owned) else {
+        let Some(sealed) = self.store.totp_pending(username).await? else {
             anyhow::bail!("start two-factor set-up first");
         };
         let secret = hex::decode(self.sealer.open(&sealed, &totp_place(username))?.expose())?;
@@ -236,24 +158,12 @@ impl Auth {
         }
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
         let hashes: Vec<String> = codes.iter().map(|c| self.recovery_hash(&normal_recovery_code(c))).collect();
-        self.store
-            .execute(
-                "UPDATE type::record('admin_user', $u) SET totp_secret = $sealed, totp_pending = NONE, totp_enabled = true,
-                    recovery = $hashes",
-                json!({ "u": username, "sealed": sealed, "hashes": hashes }),
-            )
-            .await?;
+        self.store.enable_totp(username, &sealed, &hashes).await?;
         Ok(Some(codes))
     }
 
     /// Turns two-factor off (the user, or an admin resetting another user's).
     pub async fn reset_totp(&self, username: &str) -> anyhow::Result<()> {
-        self.update_existing(
-            username,
-            "UPDATE type::record('admin_user', $u) SET totp_enabled = false, totp_secret = NONE, totp_pending = NONE,
-                recovery = []",
-            json!({}),
-        )
-        .await
+        self.store.disable_totp(username).await
     }
 }

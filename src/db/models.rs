@@ -76,3 +76,15 @@ pub(crate) async fn page_of(
         .await?;
     Ok(Page { rows, total, page, pages, capped: false })
 }
+
+/// Reads a field as `T`, or as `T::default()` when it holds anything else (or nothing, with
+/// `#[serde(default)]`): for fields vmauto has always read leniently, as with
+/// `value.as_str().unwrap_or_default()`, so a stray value is not an error.
+pub(crate) fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
+}

@@ -10,8 +10,6 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
@@ -75,59 +73,25 @@ pub enum Claim {
     Unknown,
 }
 
-#[derive(Debug, Deserialize)]
-struct LinkRow {
-    vps: String,
-    used: bool,
-    expires_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Deserialize)]
-struct VpsRow {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    ips: Vec<String>,
-    #[serde(default)]
-    root_password: Option<String>,
-}
-
 /// Stores a new link for VPS `vps` (the key, without `vps:`) valid until `expires_at`.
 pub async fn create(store: &Store, vps: &str, expires_at: DateTime<Utc>) -> anyhow::Result<RevealToken> {
     let token = RevealToken::generate();
-    store
-        .execute(
-            "CREATE type::record('reveal_link', $id) CONTENT {
-                vps: $vps, used: false, expires_at: <datetime>$expires_at, created_at: time::now()
-            }",
-            json!({ "id": token.hash(), "vps": vps, "expires_at": expires_at.to_rfc3339() }),
-        )
-        .await
-        .context("cannot store the reveal link")?;
+    store.create_reveal_link(&token.hash(), vps, expires_at).await.context("cannot store the reveal link")?;
     Ok(token)
 }
 
 /// What a link would give, without spending it (the confirm page a GET shows, so that mail
 /// scanners that follow links do not use it up): `Some(vps name)` while it is usable.
 pub async fn peek(store: &Store, token: &RevealToken) -> anyhow::Result<Result<String, Claim>> {
-    let links: Vec<LinkRow> = store
-        .query_one(
-            "SELECT vps, used, expires_at FROM type::record('reveal_link', $id)",
-            json!({ "id": token.hash() }),
-            0,
-        )
-        .await
-        .context("cannot read the reveal link")?;
-    let Some(link) = links.into_iter().next() else { return Ok(Err(Claim::Unknown)) };
+    let link = store.reveal_link(&token.hash()).await.context("cannot read the reveal link")?;
+    let Some(link) = link else { return Ok(Err(Claim::Unknown)) };
     if link.used {
         return Ok(Err(Claim::Used));
     }
     if link.expires_at <= Utc::now() {
         return Ok(Err(Claim::Expired));
     }
-    let names: Vec<Option<String>> =
-        store.query_one("SELECT VALUE name FROM type::record('vps', $id)", json!({ "id": link.vps }), 0).await?;
-    Ok(Ok(names.into_iter().next().flatten().unwrap_or_default()))
+    Ok(Ok(store.reveal_vps_name(&link.vps).await?.unwrap_or_default()))
 }
 
 /// Claims a link: when it is unused and unexpired, reads the VPS's name, IPs and root
@@ -136,35 +100,21 @@ pub async fn peek(store: &Store, token: &RevealToken) -> anyhow::Result<Result<S
 /// its password cannot be read) leaves the link usable.
 pub async fn claim(store: &Store, sealer: &Sealer, token: &RevealToken) -> anyhow::Result<Claim> {
     let id = token.hash();
-    let links: Vec<LinkRow> = store
-        .query_one("SELECT vps, used, expires_at FROM type::record('reveal_link', $id)", json!({ "id": id }), 0)
-        .await
-        .context("cannot read the reveal link")?;
-    let Some(link) = links.into_iter().next() else { return Ok(Claim::Unknown) };
+    let link = store.reveal_link(&id).await.context("cannot read the reveal link")?;
+    let Some(link) = link else { return Ok(Claim::Unknown) };
     if link.used {
         return Ok(Claim::Used);
     }
     if link.expires_at <= Utc::now() {
         return Ok(Claim::Expired);
     }
-    let rows: Vec<VpsRow> = store
-        .query_one("SELECT name, ips, root_password FROM type::record('vps', $id)", json!({ "id": link.vps }), 0)
-        .await?;
-    let vps = rows.into_iter().next().context("the VPS of this link no longer exists")?;
+    let vps = store.revealed_vps(&link.vps).await?.context("the VPS of this link no longer exists")?;
     let sealed = vps.root_password.context("the VPS has no root password yet")?;
     let password = sealer
         .open(&sealed, &crate::secrets::root_password_place(&link.vps))
         .context("cannot open the root password")?;
-    let claimed: Vec<Value> = store
-        .query_one(
-            "UPDATE type::record('reveal_link', $id) SET used = true, used_at = time::now()
-                WHERE used = false AND expires_at > time::now() RETURN BEFORE",
-            json!({ "id": id }),
-            0,
-        )
-        .await
-        .context("cannot mark the reveal link used")?;
-    if claimed.is_empty() {
+    let spent = store.spend_reveal_link(&id).await.context("cannot mark the reveal link used")?;
+    if !spent {
         return Ok(Claim::Used);
     }
     Ok(Claim::Revealed(Revealed { vps_name: vps.name.unwrap_or_default(), ips: vps.ips, password }))
