@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::config::{Config, SangforAuth, Secret, SignatureScheme, SourceConfig};
 use crate::db::Store;
+use crate::lifecycle::Template;
 use crate::sim::{SimConfig, SimServer};
 
 /// The demo's billing source.
@@ -160,15 +161,22 @@ pub async fn seed(store: &Store, config: &Config, source: &str) -> anyhow::Resul
     for t in TEMPLATES {
         // A VM's system disk cannot be smaller than its image's.
         let disk_gb = t.disk_gb.max(image.disk_mb.div_ceil(1024));
-        let row = json!({
-            "name": t.name, "description": format!("{} cores, {} GB RAM, {disk_gb} GB disk", t.cores, t.memory_mb / 1024),
-            "az_id": zone.zone.id, "image_id": image.id, "storage_tag_id": tag.id,
-            "vpc_id": network.id, "subnet_id": subnet.id,
-            "cores": t.cores, "memory_mb": t.memory_mb, "disk_gb": disk_gb,
-            "name_pattern": "vps-{customer}-{id}", "enabled": true,
-        });
-        store.create("template", row).await?;
-        store.create("plan_mapping", json!({ "source": source, "plan_key": t.plan, "template": t.name })).await?;
+        let row = Template {
+            name: t.name.into(),
+            description: format!("{} cores, {} GB RAM, {disk_gb} GB disk", t.cores, t.memory_mb / 1024),
+            az_id: zone.zone.id.clone(),
+            image_id: image.id.clone(),
+            storage_tag_id: tag.id.clone(),
+            vpc_id: network.id.clone(),
+            subnet_id: subnet.id.clone(),
+            cores: t.cores,
+            memory_mb: t.memory_mb,
+            disk_gb,
+            name_pattern: "vps-{customer}-{id}".into(),
+            enabled: true,
+            allowed_images: Vec::new(),
+        };
+        store.seed_template(&row, source, t.plan).await?;
     }
     Ok(TEMPLATES.len())
 }

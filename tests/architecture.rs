@@ -229,3 +229,65 @@ fn no_source_file_is_over_600_lines() {
         }
     }
 }
+
+/// SurrealQL in `code` (a file's text outside its tests): a call that runs a query, or a
+/// string that starts with a statement.
+fn surrealql_in(code: &str) -> Vec<String> {
+    const CALLS: &[&str] = &[".query_one(", ".query_one::<", ".execute(", "store.create("];
+    const STATEMENTS: &[&str] = &["SELECT ", "UPDATE ", "UPSERT ", "CREATE ", "DELETE ", "DEFINE ", "REMOVE "];
+    // What follows a statement's keyword in SurrealQL: a table, `type::…`, `$param` or `*`;
+    // an HTTP route (`DELETE /janus/…`) or a PEM label (`BEGIN RSA …`) is not a query.
+    let opens_a_query = |s: &str| {
+        s.starts_with("LET $")
+            || s.starts_with("BEGIN TRANSACTION")
+            || STATEMENTS.iter().any(|k| {
+                s.strip_prefix(k)
+                    .and_then(|rest| rest.chars().next())
+                    .is_some_and(|c| c.is_ascii_lowercase() || c == '$' || c == '*' || c == '<')
+            })
+    };
+    let mut found = Vec::new();
+    for line in code.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
+        if CALLS.iter().any(|c| line.contains(c)) {
+            found.push(line.to_string());
+            continue;
+        }
+        if line.split('"').skip(1).step_by(2).any(opens_a_query) {
+            found.push(line.to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn only_the_store_writes_surrealql() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).expect("under src").to_string_lossy().to_string();
+        if rel == "db.rs" || rel.starts_with("db/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        found.extend(surrealql_in(code).into_iter().map(|l| format!("{rel}: {l}")));
+    }
+    assert!(
+        found.is_empty(),
+        "SurrealQL outside db/ (make it a method in db/models/<table>.rs):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_surrealql_reader_finds_queries_and_skips_routes() {
+    assert_eq!(surrealql_in("let n: u64 = store.query_one(sql, json!({}), 0).await?;").len(), 1);
+    assert_eq!(surrealql_in(r#"let sql = "SELECT * FROM vps";"#).len(), 1);
+    assert_eq!(surrealql_in(r#"    "UPDATE type::record('vps', $id) SET x = 1","#).len(), 1);
+    assert_eq!(surrealql_in(r#""BEGIN TRANSACTION; CREATE x; COMMIT TRANSACTION;""#).len(), 1);
+    assert!(surrealql_in(r#"("DELETE", ["servers", id]) => (Route::DeleteServer(id), "DELETE /janus"),"#).is_empty());
+    assert!(surrealql_in(r#"if text.contains("BEGIN RSA PUBLIC KEY") {"#).is_empty());
+    assert!(surrealql_in("// store.query_one(...) in a comment").is_empty());
+}

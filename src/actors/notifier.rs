@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Context, Handler, ResponseFuture};
-use serde_json::json;
 
 use super::messages::{Notify, Severity, Shutdown};
 use super::supervisor::Supervision;
@@ -71,11 +70,7 @@ impl Handler<Notify> for Notifier {
         }
         let store = self.store.clone();
         Box::pin(async move {
-            let row = json!({
-                "kind": msg.kind, "severity": msg.severity, "title": msg.title, "body": msg.body,
-                "subject": msg.subject, "read": false,
-            });
-            if let Err(e) = store.create("notification", row).await {
+            if let Err(e) = store.record_notification(&msg).await {
                 tracing::error!(error = %e, "could not store a notification");
             }
         })

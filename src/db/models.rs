@@ -14,6 +14,7 @@ pub mod activity;
 pub mod admin_user;
 pub mod api_token;
 pub mod notification;
+pub mod notify_attempt;
 pub mod operation;
 pub mod payment;
 pub mod reveal_link;

@@ -4,9 +4,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::db::Store;
+use crate::db::models::notify_attempt::DeliveryAttempt;
 
 /// The first wait between attempts; it doubles up to `retry_max`.
 pub const RETRY_BASE: Duration = Duration::from_secs(1);
@@ -68,11 +67,17 @@ where
             Ok(detail) => (true, detail.clone()),
             Err(AttemptError::Transient(e) | AttemptError::Permanent(e)) => (false, e.clone()),
         };
-        let row = json!({
-            "delivery": d.id, "channel": d.channel, "target": d.target, "kind": d.kind,
-            "attempt": n, "ok": ok, "detail": detail, "duration_ms": ms,
-        });
-        if let Err(e) = store.create("notify_attempt", row).await {
+        let row = DeliveryAttempt {
+            delivery: &d.id,
+            channel: d.channel,
+            target: &d.target,
+            kind: &d.kind,
+            attempt: n,
+            ok,
+            detail: &detail,
+            duration_ms: ms,
+        };
+        if let Err(e) = store.record_delivery_attempt(&row).await {
             tracing::warn!(delivery = %d.id, error = %e, "could not record a delivery attempt");
         }
         match result {

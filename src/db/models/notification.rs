@@ -147,3 +147,17 @@ impl Store {
         Ok(rows.into_iter().next())
     }
 }
+
+impl Store {
+    /// Stores a notice for the notifications page (unread).
+    pub async fn record_notification(&self, n: &crate::notice::Notify) -> anyhow::Result<()> {
+        self.execute(
+            "CREATE notification CONTENT {
+                kind: $kind, severity: $severity, title: $title, body: $body, subject: $subject, read: false,
+                created_at: time::now()
+             }",
+            json!({ "kind": n.kind, "severity": n.severity, "title": n.title, "body": n.body, "subject": n.subject }),
+        )
+        .await
+    }
+}

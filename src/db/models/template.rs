@@ -162,3 +162,15 @@ impl Store {
         Ok(!names.is_empty())
     }
 }
+
+impl Store {
+    /// Adds a template and maps `source`'s `plan` to it (the demo's seed; no activity row).
+    pub async fn seed_template(&self, t: &Template, source: &str, plan: &str) -> anyhow::Result<()> {
+        self.execute(
+            "CREATE template CONTENT object::extend($t, { created_at: time::now() });
+             CREATE plan_mapping CONTENT { source: $source, plan_key: $plan, template: $t.name, created_at: time::now() };",
+            json!({ "t": t, "source": source, "plan": plan }),
+        )
+        .await
+    }
+}
