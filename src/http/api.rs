@@ -122,7 +122,7 @@ async fn vps_action(
             .await
             .map_err(store_err)?
             .ok_or_else(|| AppError::not_found(format!("no VPS with id {id}")))?;
-        if body.confirm != vps["name"].as_str().unwrap_or_default() {
+        if body.confirm != vps.row.name {
             return Err(AppError::new(
                 Code::Conflict,
                 format!("To {}, send `confirm` with the VPS's name (its disk is replaced).", body.action),

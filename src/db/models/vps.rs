@@ -116,6 +116,65 @@ const VPS_ROW: &str = "record::id(id) AS id, name, state, template, source, cust
     <string>created_at AS created_at,
     IF updated_at { <string>updated_at } AS updated_at";
 
+/// A VPS as lists and pages show it (never its sealed password).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VpsRow {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub state: VpsState,
+    #[serde(default)]
+    pub template: String,
+    /// The billing source that ordered it, or `manual`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Spec>,
+    /// The image its VM runs (the template's until a rebuild chose another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// The template's own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_image: Option<String>,
+    /// Other images a rebuild may choose.
+    #[serde(default)]
+    pub allowed_images: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+/// A VPS with everything its page shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VpsDetail {
+    #[serde(flatten)]
+    pub row: VpsRow,
+    /// The template as it was when the VPS was made.
+    #[serde(default, deserialize_with = "super::lenient", skip_serializing_if = "Option::is_none")]
+    pub template_row: Option<Template>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_at: Option<String>,
+    #[serde(default)]
+    pub has_password: bool,
+}
+
 /// Filters of the VPS list (all optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VpsQuery {
@@ -177,7 +236,7 @@ impl VpsQuery {
 
 impl Store {
     /// One page of the VPS list.
-    pub async fn list_vps(&self, query: &VpsQuery) -> anyhow::Result<Page<Value>> {
+    pub async fn list_vps(&self, query: &VpsQuery) -> anyhow::Result<Page<VpsRow>> {
         let (clause, mut bindings) = query.where_clause();
         if !query.q.trim().is_empty() {
             return self.search_vps(query, &clause, bindings).await;
@@ -197,7 +256,7 @@ impl Store {
         };
         bindings["start"] = json!(start);
         bindings["limit"] = json!(limit);
-        let mut rows: Vec<Value> = self
+        let mut rows: Vec<VpsRow> = self
             .query_one(
                 &format!("SELECT {VPS_ROW} FROM vps {clause} ORDER BY {order} LIMIT $limit START $start"),
                 bindings,
@@ -211,7 +270,7 @@ impl Store {
     }
 
     /// A search: the first [`SEARCH_CAP`] matches the index yields, then sorted and paged.
-    async fn search_vps(&self, query: &VpsQuery, clause: &str, mut bindings: Value) -> anyhow::Result<Page<Value>> {
+    async fn search_vps(&self, query: &VpsQuery, clause: &str, mut bindings: Value) -> anyhow::Result<Page<VpsRow>> {
         let mut ids: Vec<Value> = self
             .query_one(
                 &format!("SELECT VALUE record::id(id) FROM vps {clause} LIMIT {}", SEARCH_CAP + 1),
@@ -225,7 +284,7 @@ impl Store {
         let pages = total.div_ceil(PAGE_SIZE).max(1);
         let page = query.page.clamp(1, pages);
         bindings["ids"] = json!(ids);
-        let rows: Vec<Value> = if ids.is_empty() {
+        let rows: Vec<VpsRow> = if ids.is_empty() {
             Vec::new()
         } else {
             self.query_one(
@@ -244,8 +303,8 @@ impl Store {
     }
 
     /// A VPS with everything its page shows (never its sealed password).
-    pub async fn vps_detail(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        let rows: Vec<Value> = self
+    pub async fn vps_detail(&self, id: &str) -> anyhow::Result<Option<VpsDetail>> {
+        let rows: Vec<VpsDetail> = self
             .query_one(
                 &format!(
                     "SELECT {VPS_ROW}, template_row, delete_after, IF active_at {{ <string>active_at }} AS active_at,

@@ -60,15 +60,13 @@ async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String
         .into_iter()
         .map(|l| json!({ "id": l.id, "state": l.state(now), "issued_by": l.issued_by, "created_at": l.created_at.to_rfc3339(), "expires_at": l.expires_at.to_rfc3339() }))
         .collect();
-    let live = vps["state"] != "deleted";
+    let live = vps.row.state.is_live();
     let dead_ops: Vec<&Value> = timeline.iter().filter(|t| t["kind"] == "operation" && t["state"] == "dead").collect();
     // The images a rebuild may choose: the template's own first, then its allowed ones.
     let mut rebuild_images: Vec<Value> = Vec::new();
-    for img in std::iter::once(&vps["template_image"]).chain(vps["allowed_images"].as_array().into_iter().flatten()) {
-        if let Some(img) = img.as_str().filter(|i| !i.is_empty())
-            && !rebuild_images.iter().any(|r| r["id"] == img)
-        {
-            rebuild_images.push(json!({ "id": img, "current": vps["image_id"] == img }));
+    for img in vps.row.template_image.iter().chain(&vps.row.allowed_images) {
+        if !img.is_empty() && !rebuild_images.iter().any(|r| r["id"] == img.as_str()) {
+            rebuild_images.push(json!({ "id": img, "current": vps.row.image_id.as_ref() == Some(img) }));
         }
     }
     let ctx = json!({
@@ -76,7 +74,7 @@ async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String
         "csrf": user.0.csrf, "can_operate": user.0.can(Role::Operator) && live,
         "upgrades": state.config.stripe.enabled, "links": links, "rebuild_images": rebuild_images,
     });
-    let title = vps["name"].as_str().unwrap_or("VPS").to_string();
+    let title = if vps.row.name.is_empty() { "VPS".to_string() } else { vps.row.name.clone() };
     render(&state, &user.0, "admin/vps_detail.html", &title, "vps", ctx)
 }
 
@@ -110,8 +108,8 @@ async fn act_on_vps(
         return Ok(redirect_msg(&back, false, "Unknown action."));
     };
     if matches!(action, Action::Delete | Action::Rebuild) {
-        let vps = state.store.vps_detail(&id).await.map_err(anyhow_internal)?.unwrap_or_default();
-        if form.confirm.trim() != vps["name"].as_str().unwrap_or_default() {
+        let name = state.store.vps_detail(&id).await.map_err(anyhow_internal)?.map(|v| v.row.name).unwrap_or_default();
+        if form.confirm.trim() != name {
             return Ok(redirect_msg(&back, false, &format!("To {}, type the VPS's name exactly.", form.action)));
         }
     }
