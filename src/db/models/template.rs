@@ -92,10 +92,27 @@ pub struct PlanMapping {
     pub template: String,
 }
 
+/// A source's plan, as the templates page lists it under its template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOf {
+    pub source: String,
+    pub plan_key: String,
+}
+
+/// A template with the plans mapped to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateWithPlans {
+    pub id: String,
+    #[serde(flatten)]
+    pub template: Template,
+    #[serde(default)]
+    pub plans: Vec<PlanOf>,
+}
+
 /// What the templates page reads and saves.
 impl Store {
     /// Templates with the plans mapped to them.
-    pub async fn templates_with_plans(&self) -> anyhow::Result<Vec<Value>> {
+    pub async fn templates_with_plans(&self) -> anyhow::Result<Vec<TemplateWithPlans>> {
         self
             .query_one(
                 "SELECT record::id(id) AS id, name, description, az_id, image_id, storage_tag_id, vpc_id, subnet_id, cores,

@@ -46,10 +46,22 @@ async fn edit_template_form(
 ) -> Page {
     let p = user.require(Role::Admin)?;
     let all = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
-    let current = all.into_iter().find(|t| t["name"] == json!(q.name)).unwrap_or_else(|| {
-        json!({ "name": "", "cores": 1, "memory_mb": 1024, "disk_gb": 20, "name_pattern": "vps-{id}", "enabled": true })
+    let current = all.into_iter().find(|t| t.template.name == q.name).map(|t| t.template).unwrap_or_else(|| Template {
+        name: String::new(),
+        description: String::new(),
+        az_id: String::new(),
+        image_id: String::new(),
+        storage_tag_id: String::new(),
+        vpc_id: String::new(),
+        subnet_id: String::new(),
+        cores: 1,
+        memory_mb: 1024,
+        disk_gb: 20,
+        name_pattern: "vps-{id}".into(),
+        enabled: true,
+        allowed_images: Vec::new(),
     });
-    let az = if q.az.is_empty() { current["az_id"].as_str().unwrap_or_default().to_string() } else { q.az.clone() };
+    let az = if q.az.is_empty() { current.az_id.clone() } else { q.az.clone() };
     let gw = &state.handles.gateway;
     let mut problems = Vec::new();
     let zones = pick(gw.send(ListZones).await, "AZs", &mut problems);
@@ -58,7 +70,7 @@ async fn edit_template_form(
         images = pick(gw.send(ListImages { zone_id: Some(az.clone()) }).await, "images", &mut problems);
         tags = pick(gw.send(ListStorageTags { zone_id: az.clone() }).await, "storage tags", &mut problems);
         vpcs = pick(gw.send(ListNetworks { zone_id: Some(az.clone()) }).await, "VPCs", &mut problems);
-        let vpc = current["vpc_id"].as_str().unwrap_or_default().to_string();
+        let vpc = current.vpc_id.clone();
         if !vpc.is_empty() {
             subnets = pick(gw.send(ListSubnets { network_id: vpc }).await, "subnets", &mut problems);
         }

@@ -39,7 +39,7 @@ async fn list_vps(state: web::Data<AppState>, user: UiUser, q: web::Query<VpsQue
         "page": page, "q": q, "qs": qs, "flash": flash(&req), "can_operate": user.0.can(Role::Operator),
         "prev": (page.page > 1).then(|| page.page - 1), "next": (page.page < page.pages).then(|| page.page + 1),
         "states": ["live", "past", "pending", "provisioning", "active", "suspended", "resizing", "deleting", "deleted", "failed"],
-        "templates": templates.iter().map(|t| t["name"].clone()).collect::<Vec<_>>(),
+        "templates": templates.iter().map(|t| t.template.name.as_str()).collect::<Vec<_>>(),
         "sources": state.config.sources.keys().cloned().chain(["manual".to_string()]).collect::<Vec<_>>(),
     });
     render(&state, &user.0, "admin/vps_list.html", "VPS", "vps", ctx)
