@@ -1,9 +1,7 @@
-//! What the admin UI and the JSON API read and do, in one place: both call these functions,
-//! and check roles before they do.
-//!
-//! Reads are shaped for pages (JSON rows with the fields a page shows); actions queue durable
-//! operations (`Store::enqueue_operation`), record who asked in the activity log and wake the
-//! VPS's actor.
+//! What the admin UI and the JSON API do, in one place: both call these functions, and check
+//! roles before they do. The pages' reads are `Store` methods (`db::models`); what is here
+//! checks a request, queues durable operations (`Store::enqueue_operation`), records who
+//! asked in the activity log and wakes the VPS's actor, and shapes the dashboard's series.
 
 mod catalogue;
 mod dashboard;

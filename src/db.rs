@@ -2,8 +2,9 @@
 //!
 //! This is the only module that talks to SurrealDB. The engine is chosen by
 //! `database.url`: the embedded SurrealKV file store (default), `mem://` (tests) or an
-//! external server over `ws://`. Rows cross this boundary as `serde_json::Value` and are
-//! (de)serialized with serde, so models stay plain Rust structs.
+//! external server over `ws://`. [`models`] holds one file per table: its typed row and the
+//! queries the rest of vmauto makes of it, as `Store` methods; no SurrealQL is written
+//! outside `db/` (tests/architecture.rs checks it).
 
 use std::path::Path;
 

@@ -7,7 +7,8 @@
 //! - [`config`]: `appliance.toml` + `VMAUTO_*` environment + CLI flags, validated once.
 //! - [`error`]: the error-code table every client-facing error goes through.
 //! - [`telemetry`]: tracing set-up and every `vmauto_*` Prometheus metric.
-//! - [`db`]: the SurrealDB store, ordered migrations, export and import.
+//! - [`db`]: the SurrealDB store, ordered migrations, export and import; `db::models`, one
+//!   file per table with its typed row and queries (the only SurrealQL).
 //! - [`billing`]: the normalized billing event and webhook signature verification.
 //! - [`plugin_host`]: the WebAssembly plugin host (billing sources, plan mapping) and the
 //!   `vmauto plugin` commands.

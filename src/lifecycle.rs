@@ -10,10 +10,10 @@ pub mod kpi;
 use crate::billing::{BillingEvent, EventKind};
 
 pub use crate::db::models::activity::Level;
-pub use crate::db::models::operation::{NewOperation, OpKind, OpState, Operation};
+pub use crate::db::models::operation::{NewOperation, OpKind, OpPatch, OpState, Operation};
 pub use crate::db::models::subscription::{DecisionWrite, NewVps, SubscriptionView, new_key, stable_key};
 pub use crate::db::models::template::Template;
-pub use crate::db::models::vps::{Spec, Vps, VpsState};
+pub use crate::db::models::vps::{Spec, Vps, VpsPatch, VpsState};
 pub use crate::db::models::webhook_event::EventOutcome;
 
 /// What to do about one event.

@@ -17,7 +17,7 @@ use self::exec::{ExecContext, Outcome, execute};
 use super::messages::{Notify, NotifyKind, Severity};
 use crate::config::Config;
 use crate::lifecycle::Level;
-use crate::lifecycle::{OpKind, OpState, Operation, retry_delay};
+use crate::lifecycle::{OpKind, OpPatch, OpState, Operation, VpsPatch, VpsState, retry_delay};
 
 /// Look for due work now.
 #[derive(Debug, Clone, Copy, Message)]
@@ -98,31 +98,36 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
     let (attempt, seq) =
         if interrupted { (op.attempts, op.attempt_seq.max(1)) } else { (op.attempts + 1, op.attempt_seq + 1) };
     let running_state = match op.kind {
-        OpKind::Create => "provisioning",
-        OpKind::Suspend => "suspending",
-        OpKind::Resume => "resuming",
-        OpKind::Delete => "deleting",
-        OpKind::Resize => "resizing",
-        OpKind::Reset | OpKind::SetPassword => "resetting",
-        OpKind::Rebuild => "rebuilding",
+        OpKind::Create => VpsState::Provisioning,
+        OpKind::Suspend => VpsState::Suspending,
+        OpKind::Resume => VpsState::Resuming,
+        OpKind::Delete => VpsState::Deleting,
+        OpKind::Resize => VpsState::Resizing,
+        OpKind::Reset | OpKind::SetPassword => VpsState::Resetting,
+        OpKind::Rebuild => VpsState::Rebuilding,
     };
-    let state = if op.task_id.is_some() { "waiting_task" } else { "running" };
-    if let Err(e) =
-        cx.store.update_operation(&op.id, json!({ "state": state, "attempts": attempt, "attempt_seq": seq })).await
+    let state = if op.task_id.is_some() { OpState::WaitingTask } else { OpState::Running };
+    if let Err(e) = cx
+        .store
+        .update_operation(
+            &op.id,
+            &OpPatch { state: Some(state), attempts: Some(attempt), attempt_seq: Some(seq), ..OpPatch::default() },
+        )
+        .await
     {
         tracing::warn!(error = %e, "cannot mark the operation running");
         return;
     }
     op.attempts = attempt;
     op.attempt_seq = seq;
-    let _ = cx.store.update_vps(&op.vps, json!({ "state": running_state })).await;
+    let _ = cx.store.update_vps(&op.vps, &VpsPatch::state(running_state)).await;
     let started = std::time::Instant::now();
     let outcome = execute(cx, &op).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let subject = format!("vps:{}", op.vps);
     match outcome {
         Outcome::Done(patch) => {
-            if let Err(e) = cx.store.finish_operation(&op.id, OpState::Succeeded, None, &op.vps, patch).await {
+            if let Err(e) = cx.store.finish_operation(&op.id, OpState::Succeeded, None, &op.vps, &patch).await {
                 tracing::error!(error = %e, "the operation succeeded but could not be recorded; it will be resumed");
                 return;
             }
@@ -175,7 +180,7 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
             tracing::error!(attempt, error = %error, "operation is dead");
             let _ = cx
                 .store
-                .finish_operation(&op.id, OpState::Dead, Some(&error), &op.vps, json!({ "state": "failed" }))
+                .finish_operation(&op.id, OpState::Dead, Some(&error), &op.vps, &VpsPatch::state(VpsState::Failed))
                 .await;
             let _ = cx
                 .store

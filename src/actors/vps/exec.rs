@@ -24,7 +24,7 @@ use crate::actors::gateway::{
 };
 use crate::db::Store;
 use crate::lifecycle::Level;
-use crate::lifecycle::{OpKind, Operation, Spec, Template, owner_tag};
+use crate::lifecycle::{OpKind, OpPatch, Operation, Spec, Template, VpsPatch, VpsState, owner_tag};
 use crate::provider::{
     NicSpec, OpKey, ProviderError, ProviderResult, Server, ServerId, ServerSpec, ServerStatus, TaskId,
 };
@@ -48,7 +48,7 @@ pub struct ExecContext {
 #[derive(Debug)]
 pub enum Outcome {
     /// Done; these VPS fields change with the operation's success.
-    Done(Value),
+    Done(Box<VpsPatch>),
     /// May succeed later: retry with back-off.
     Retry(String),
     /// Will not succeed without an admin.
@@ -84,7 +84,7 @@ pub async fn execute(cx: &ExecContext, op: &Operation) -> Outcome {
         OpKind::Reset => reset(cx, op).await,
         OpKind::Rebuild => rebuild(cx, op).await,
     };
-    result.map_or_else(|o| o, Outcome::Done)
+    result.map_or_else(|o| o, |patch| Outcome::Done(Box::new(patch)))
 }
 
 type Step<T> = Result<T, Outcome>;
@@ -103,23 +103,19 @@ where
 }
 
 /// Saves a task id on the operation before it is waited on.
-async fn save_task(cx: &ExecContext, op: &Operation, task: &TaskId, extra: Value) -> Step<()> {
-    let mut patch = json!({ "task_id": task.as_str(), "state": "waiting_task" });
-    if let (Some(p), Some(e)) = (patch.as_object_mut(), extra.as_object()) {
-        p.extend(e.clone());
-    }
-    cx.store.update_operation(&op.id, patch).await.map_err(store_err)
+async fn save_task(cx: &ExecContext, op: &Operation, task: &TaskId) -> Step<()> {
+    cx.store.update_operation(&op.id, &OpPatch::waiting_on(task.as_str())).await.map_err(store_err)
 }
 
 async fn wait(cx: &ExecContext, op: &Operation, task: TaskId) -> Step<()> {
     call(cx, WaitTask { task_id: task, timeout: None }).await?.map_err(Outcome::from)?;
-    cx.store.update_operation(&op.id, json!({ "task_id": Value::Null, "state": "running" })).await.map_err(store_err)
+    cx.store.update_operation(&op.id, &OpPatch::task_done()).await.map_err(store_err)
 }
 
 /// Starts a task, saves its id, waits for it.
 async fn run_task(cx: &ExecContext, op: &Operation, task: ProviderResult<TaskId>) -> Step<()> {
     let task = task.map_err(Outcome::from)?;
-    save_task(cx, op, &task, json!({})).await?;
+    save_task(cx, op, &task).await?;
     wait(cx, op, task).await
 }
 
@@ -137,7 +133,8 @@ async fn save_params(cx: &ExecContext, op: &Operation, patch: Value) -> Step<Val
     if let (Some(p), Some(e)) = (params.as_object_mut(), patch.as_object()) {
         p.extend(e.clone());
     }
-    cx.store.update_operation(&op.id, json!({ "params": params })).await.map_err(store_err)?;
+    let saved = OpPatch { params: Some(params.clone()), ..OpPatch::default() };
+    cx.store.update_operation(&op.id, &saved).await.map_err(store_err)?;
     Ok(params)
 }
 
@@ -270,7 +267,7 @@ async fn ensure_vm(
     };
     let created = call(cx, CreateServer { spec, op: key(op, "create") }).await?.map_err(Outcome::from)?;
     let sid = created.server_id.as_ref().map(|s| s.0.clone());
-    save_task(cx, op, &created.task_id, json!({})).await?;
+    save_task(cx, op, &created.task_id).await?;
     wait(cx, op, created.task_id).await?;
     match sid {
         Some(s) => Ok(s),
@@ -285,7 +282,7 @@ async fn ensure_vm(
     }
 }
 
-async fn create(cx: &ExecContext, op: &Operation) -> Step<Value> {
+async fn create(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     let template = template_of(cx, op).await?;
     if let Some(task) = &op.task_id {
         // Resumed after a restart while a task of this attempt ran.
@@ -293,18 +290,31 @@ async fn create(cx: &ExecContext, op: &Operation) -> Step<Value> {
     }
     let server_id = ensure_vm(cx, op, &template, &template.image_id, None).await?;
     cx.store
-        .update_vps(&op.vps, json!({ "server_id": server_id, "state": "provisioning" }))
+        .update_vps(
+            &op.vps,
+            &VpsPatch {
+                server_id: Some(server_id.clone()),
+                state: Some(VpsState::Provisioning),
+                ..VpsPatch::default()
+            },
+        )
         .await
         .map_err(store_err)?;
     let server = wait_for_ip(cx, op, &server_id).await?;
     // The VM runs with an address: show it while the password step (which can fail and be
     // retried alone) finishes.
-    cx.store.update_vps(&op.vps, json!({ "ips": server.ips, "vm_name": server.name })).await.map_err(store_err)?;
+    let shown = VpsPatch { ips: Some(server.ips.clone()), vm_name: Some(server.name.clone()), ..VpsPatch::default() };
+    cx.store.update_vps(&op.vps, &shown).await.map_err(store_err)?;
     let sealed = new_root_password(cx, op, &server_id).await?;
-    Ok(json!({
-        "state": "active", "server_id": server_id, "ips": server.ips, "vm_name": server.name,
-        "root_password": sealed, "active_at": chrono::Utc::now().to_rfc3339(),
-    }))
+    Ok(VpsPatch {
+        state: Some(VpsState::Active),
+        server_id: Some(server_id),
+        ips: Some(server.ips),
+        vm_name: Some(server.name),
+        root_password: Some(sealed),
+        active_at: Some(chrono::Utc::now().to_rfc3339()),
+        ..VpsPatch::default()
+    })
 }
 
 fn vm_name(template: &Template, vps_id: &str) -> String {
@@ -347,8 +357,12 @@ async fn wait_for_ip(cx: &ExecContext, op: &Operation, server_id: &str) -> Step<
     }
 }
 
-async fn suspend(cx: &ExecContext, op: &Operation) -> Step<Value> {
-    let done = json!({ "state": "suspended", "suspended_at": chrono::Utc::now().to_rfc3339() });
+async fn suspend(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
+    let done = VpsPatch {
+        state: Some(VpsState::Suspended),
+        suspended_at: Some(chrono::Utc::now().to_rfc3339()),
+        ..VpsPatch::default()
+    };
     let Some(server_id) = server_id_of(cx, op).await? else { return Ok(done) };
     if owned_server(cx, op, &server_id).await?.is_some() {
         match call(cx, PowerOff { server_id: ServerId::new(&server_id), op: key(op, "power-off") }).await? {
@@ -360,12 +374,17 @@ async fn suspend(cx: &ExecContext, op: &Operation) -> Step<Value> {
     Ok(done)
 }
 
-async fn resume(cx: &ExecContext, op: &Operation) -> Step<Value> {
+async fn resume(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     let server_id = server_id_of(cx, op).await?.ok_or_else(|| Outcome::Fail("the VPS has no VM to resume".into()))?;
     owned_server(cx, op, &server_id).await?.ok_or_else(|| Outcome::Fail(format!("VM {server_id} is gone")))?;
     start(cx, op, &server_id, "start").await?;
     let server = wait_for_ip(cx, op, &server_id).await?;
-    Ok(json!({ "state": "active", "ips": server.ips, "delete_after": Value::Null }))
+    Ok(VpsPatch {
+        state: Some(VpsState::Active),
+        ips: Some(server.ips),
+        delete_after: Some(None),
+        ..VpsPatch::default()
+    })
 }
 
 async fn start(cx: &ExecContext, op: &Operation, server_id: &str, step: &str) -> Step<()> {
@@ -376,8 +395,13 @@ async fn start(cx: &ExecContext, op: &Operation, server_id: &str, step: &str) ->
     run_task(cx, op, task).await
 }
 
-async fn delete(cx: &ExecContext, op: &Operation) -> Step<Value> {
-    let done = json!({ "state": "deleted", "deleted_at": chrono::Utc::now().to_rfc3339(), "ips": [] });
+async fn delete(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
+    let done = VpsPatch {
+        state: Some(VpsState::Deleted),
+        deleted_at: Some(chrono::Utc::now().to_rfc3339()),
+        ips: Some(Vec::new()),
+        ..VpsPatch::default()
+    };
     let Some(server_id) = server_id_of(cx, op).await? else { return Ok(done) };
     if let Some(task) = &op.task_id {
         // Resumed while a task of this attempt ran; then look at the VM again below.
@@ -389,7 +413,7 @@ async fn delete(cx: &ExecContext, op: &Operation) -> Step<Value> {
     Ok(done)
 }
 
-async fn resize(cx: &ExecContext, op: &Operation) -> Step<Value> {
+async fn resize(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     let spec: Spec = serde_json::from_value(op.params.get("spec").cloned().unwrap_or_default())
         .map_err(|e| Outcome::Fail(format!("resize needs params.spec: {e}")))?;
     let server_id = server_id_of(cx, op).await?.ok_or_else(|| Outcome::Fail("the VPS has no VM to resize".into()))?;
@@ -423,26 +447,25 @@ async fn resize(cx: &ExecContext, op: &Operation) -> Step<Value> {
         let task = call(cx, StartServer { server_id: sid, op: key(op, "start") }).await?.map_err(Outcome::from)?;
         wait(cx, op, task).await?;
     }
-    let mut done = json!({ "state": "active", "spec": spec });
-    if let Some(t) = op.params.get("template").and_then(Value::as_str) {
-        done["template"] = json!(t);
-    }
-    if let Some(row) = op.params.get("template_row") {
-        done["template_row"] = row.clone();
-    }
-    Ok(done)
+    Ok(VpsPatch {
+        state: Some(VpsState::Active),
+        spec: Some(spec),
+        template: op.params.get("template").and_then(Value::as_str).map(str::to_owned),
+        template_row: op.params.get("template_row").and_then(|r| serde_json::from_value(r.clone()).ok()),
+        ..VpsPatch::default()
+    })
 }
 
-async fn set_password(cx: &ExecContext, op: &Operation) -> Step<Value> {
+async fn set_password(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     let server_id = server_id_of(cx, op).await?.ok_or_else(|| Outcome::Fail("the VPS has no VM".into()))?;
     owned_server(cx, op, &server_id).await?.ok_or_else(|| Outcome::Fail(format!("VM {server_id} is gone")))?;
     let sealed = new_root_password(cx, op, &server_id).await?;
-    Ok(json!({ "state": "active", "root_password": sealed }))
+    Ok(VpsPatch { state: Some(VpsState::Active), root_password: Some(sealed), ..VpsPatch::default() })
 }
 
 /// Reset: a power cycle (a forced reboot of a running VM, a start of a stopped one), then a new
 /// root password once the guest is back.
-async fn reset(cx: &ExecContext, op: &Operation) -> Step<Value> {
+async fn reset(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     let server_id = server_id_of(cx, op).await?.ok_or_else(|| Outcome::Fail("the VPS has no VM".into()))?;
     let server =
         owned_server(cx, op, &server_id).await?.ok_or_else(|| Outcome::Fail(format!("VM {server_id} is gone")))?;
@@ -460,14 +483,19 @@ async fn reset(cx: &ExecContext, op: &Operation) -> Step<Value> {
     }
     let server = wait_for_ip(cx, op, &server_id).await?;
     let sealed = new_root_password(cx, op, &server_id).await?;
-    Ok(json!({ "state": "active", "ips": server.ips, "root_password": sealed }))
+    Ok(VpsPatch {
+        state: Some(VpsState::Active),
+        ips: Some(server.ips),
+        root_password: Some(sealed),
+        ..VpsPatch::default()
+    })
 }
 
 /// Rebuild: a new VM from the template's image (or another image the template allows), with a
 /// new root password; the VPS record, its subscription and its history stay. The old VM is
 /// deleted only once the new one runs with an address, and only if it carries the VPS's tag.
 /// SCP gives the new VM its own address: the old one's is released with the old VM.
-async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<Value> {
+async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     let mut op = op.clone();
     let mut template = template_of(cx, &op).await?;
     // The new VM has the VPS's hardware as it is now (resized or upgraded since it was made).
@@ -502,8 +530,14 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<Value> {
     cx.store
         .update_vps(
             &op.vps,
-            json!({ "server_id": new_id, "ips": server.ips, "vm_name": server.name, "root_password": sealed,
-                    "image_id": image_id }),
+            &VpsPatch {
+                server_id: Some(new_id.clone()),
+                ips: Some(server.ips.clone()),
+                vm_name: Some(server.name.clone()),
+                root_password: Some(sealed.clone()),
+                image_id: Some(image_id.clone()),
+                ..VpsPatch::default()
+            },
         )
         .await
         .map_err(store_err)?;
@@ -512,10 +546,16 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<Value> {
     {
         remove_vm(cx, &op, &old, "remove-old", Some(true)).await?;
     }
-    Ok(json!({
-        "state": "active", "server_id": new_id, "ips": server.ips, "vm_name": server.name,
-        "root_password": sealed, "image_id": image_id, "rebuilt_at": chrono::Utc::now().to_rfc3339(),
-    }))
+    Ok(VpsPatch {
+        state: Some(VpsState::Active),
+        server_id: Some(new_id),
+        ips: Some(server.ips),
+        vm_name: Some(server.name),
+        root_password: Some(sealed),
+        image_id: Some(image_id),
+        rebuilt_at: Some(chrono::Utc::now().to_rfc3339()),
+        ..VpsPatch::default()
+    })
 }
 
 /// Sets a new root password through SCP and returns it sealed for the store. The password is

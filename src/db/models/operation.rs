@@ -104,6 +104,34 @@ pub struct Operation {
     pub requested_by: String,
 }
 
+/// Progress fields of an operation to change; only those given are written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OpPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<OpState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_seq: Option<u32>,
+    /// `Some(None)` forgets the task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+}
+
+impl OpPatch {
+    /// A provider task is under way: its id, saved before it is waited on.
+    pub fn waiting_on(task_id: &str) -> Self {
+        Self { state: Some(OpState::WaitingTask), task_id: Some(Some(task_id.to_string())), ..Self::default() }
+    }
+
+    /// The task ended well: forget it, the operation runs on.
+    pub fn task_done() -> Self {
+        Self { state: Some(OpState::Running), task_id: Some(None), ..Self::default() }
+    }
+}
+
 /// One operation to write with a decision.
 #[derive(Debug, Clone)]
 pub struct NewOperation {
@@ -155,7 +183,7 @@ impl Store {
     }
 
     /// Updates an operation's progress fields (only those given).
-    pub async fn update_operation(&self, id: &str, patch: Value) -> anyhow::Result<()> {
+    pub async fn update_operation(&self, id: &str, patch: &OpPatch) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('operation', $id) MERGE $patch;
              UPDATE type::record('operation', $id) SET updated_at = time::now();",
@@ -182,7 +210,7 @@ impl Store {
         state: OpState,
         error: Option<&str>,
         vps: &str,
-        vps_patch: Value,
+        vps_patch: &super::vps::VpsPatch,
     ) -> anyhow::Result<()> {
         self.execute(
             "BEGIN TRANSACTION;

@@ -215,6 +215,7 @@ mod tests {
     use crate::config::Config;
     use crate::db::models::activity::Level;
     use crate::db::models::operation::OpKind;
+    use crate::db::models::vps::VpsPatch;
 
     async fn store() -> Store {
         let mut c = Config::default();
@@ -297,7 +298,7 @@ mod tests {
         let due = s.vps_with_due_operations(Utc::now() + chrono::Duration::seconds(1)).await.expect("due");
         assert_eq!(due, vec![vps_id.clone()]);
         assert_eq!(s.vps_template(&vps_id).await.expect("q").expect("template").name, "vps-small");
-        s.finish_operation(&op.id, OpState::Succeeded, None, &vps_id, json!({ "state": "active" }))
+        s.finish_operation(&op.id, OpState::Succeeded, None, &vps_id, &VpsPatch::state(VpsState::Active))
             .await
             .expect("finish");
         assert!(s.next_operation(&vps_id).await.expect("query").is_none());

@@ -81,6 +81,48 @@ pub struct Vps {
     pub delete_after: Option<DateTime<Utc>>,
 }
 
+/// Fields of a VPS row to change; only those given are written (`updated_at` always is).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VpsPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<VpsState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ips: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Spec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_row: Option<Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// The root password, sealed for `vps:<id>/root_password`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_password: Option<String>,
+    /// `Some(None)` clears a scheduled deletion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_after: Option<Option<DateTime<Utc>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuilt_at: Option<String>,
+}
+
+impl VpsPatch {
+    /// A patch that sets the state only.
+    pub fn state(state: VpsState) -> Self {
+        Self { state: Some(state), ..Self::default() }
+    }
+}
+
 pub(crate) const VPS_FIELDS: &str =
     "record::id(id) AS id, state, subscription, template, spec, server_id, delete_after";
 
@@ -100,7 +142,7 @@ impl Store {
     }
 
     /// Updates a VPS's fields (only those given).
-    pub async fn update_vps(&self, id: &str, patch: Value) -> anyhow::Result<()> {
+    pub async fn update_vps(&self, id: &str, patch: &VpsPatch) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('vps', $id) MERGE $patch; UPDATE type::record('vps', $id) SET updated_at = time::now();",
             json!({ "id": id, "patch": patch }),
