@@ -163,6 +163,16 @@ impl Store {
         Ok(serde_json::from_value(value)?)
     }
 
+    /// [`Store::query_one`] for a statement that yields at most one row: that row, if any.
+    pub async fn query_first<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        bindings: serde_json::Value,
+        index: usize,
+    ) -> anyhow::Result<Option<T>> {
+        Ok(self.query_one::<Vec<T>>(sql, bindings, index).await?.into_iter().next())
+    }
+
     /// Runs statements for their effect; any statement error fails the call.
     pub async fn execute(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<()> {
         self.run(sql, bindings).await.map(drop)

@@ -47,14 +47,14 @@ pub struct Page<T> {
 pub const SEARCH_CAP: u64 = 1000;
 
 /// Rows of `table` matching `clause` (a `WHERE …` or nothing).
-pub(crate) async fn count(store: &Store, table: &str, clause: &str, bindings: Value) -> anyhow::Result<u64> {
+async fn count(store: &Store, table: &str, clause: &str, bindings: Value) -> anyhow::Result<u64> {
     let rows: Vec<Value> =
         store.query_one(&format!("SELECT count() AS n FROM {table} {clause} GROUP ALL"), bindings, 0).await?;
     Ok(rows.first().and_then(|r| r["n"].as_u64()).unwrap_or(0))
 }
 
 /// One page of `table`'s rows matching `clause`, `fields` selected, ordered by `order`.
-pub(crate) async fn page_of(
+async fn page_of(
     store: &Store,
     table: &str,
     fields: &str,
@@ -81,7 +81,7 @@ pub(crate) async fn page_of(
 /// Reads a field as `T`, or as `T::default()` when it holds anything else (or nothing, with
 /// `#[serde(default)]`): for fields vmauto has always read leniently, as with
 /// `value.as_str().unwrap_or_default()`, so a stray value is not an error.
-pub(crate) fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: serde::de::DeserializeOwned + Default,

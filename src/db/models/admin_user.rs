@@ -129,15 +129,13 @@ impl Store {
 
     /// What a login checks of `username`, if the user exists.
     pub async fn admin_login(&self, username: &str) -> anyhow::Result<Option<AdminLogin>> {
-        let rows: Vec<AdminLogin> = self
-            .query_one(
-                "SELECT username, password_hash, role, disabled, failures, locked_until, totp_enabled
+        self.query_first::<AdminLogin>(
+            "SELECT username, password_hash, role, disabled, failures, locked_until, totp_enabled
                  FROM type::record('admin_user', $u)",
-                json!({ "u": username }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+            json!({ "u": username }),
+            0,
+        )
+        .await
     }
 
     /// Records failed logins: the count, and the lock when `locked_until` is set (none otherwise).

@@ -73,14 +73,12 @@ impl Store {
     /// Uses the token with hash `hash`: stamps it used and answers whom it speaks for, unless
     /// it does not exist or is revoked.
     pub async fn use_api_token(&self, hash: &str) -> anyhow::Result<Option<TokenGrant>> {
-        let rows: Vec<TokenGrant> = self
-            .query_one(
-                "UPDATE type::record('api_token', $h) SET last_used_at = time::now()
+        self.query_first::<TokenGrant>(
+            "UPDATE type::record('api_token', $h) SET last_used_at = time::now()
                  WHERE revoked = false RETURN name, role",
-                json!({ "h": hash }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+            json!({ "h": hash }),
+            0,
+        )
+        .await
     }
 }

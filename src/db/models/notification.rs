@@ -110,26 +110,22 @@ pub struct RevealedVps {
 impl Store {
     /// The contact fields of VPS `vps` (the key, without `vps:`), if it exists.
     pub async fn vps_contact(&self, vps: &str) -> anyhow::Result<Option<VpsContact>> {
-        let rows: Vec<VpsContact> = self
-            .query_one(
-                "SELECT source, customer_email, customer_name, name, ips FROM type::record('vps', $id)",
-                json!({ "id": vps }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<VpsContact>(
+            "SELECT source, customer_email, customer_name, name, ips FROM type::record('vps', $id)",
+            json!({ "id": vps }),
+            0,
+        )
+        .await
     }
 
     /// The contact fields and hardware of upgraded VPS `vps`, if it exists.
     pub async fn upgraded_vps(&self, vps: &str) -> anyhow::Result<Option<UpgradedVps>> {
-        let rows: Vec<UpgradedVps> = self
-            .query_one(
-                "SELECT customer_email, customer_name, name, spec FROM type::record('vps', $id)",
-                json!({ "id": vps }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<UpgradedVps>(
+            "SELECT customer_email, customer_name, name, spec FROM type::record('vps', $id)",
+            json!({ "id": vps }),
+            0,
+        )
+        .await
     }
 
     /// The name of VPS `vps` for the reveal page: None when the VPS or its name is missing.
@@ -141,10 +137,12 @@ impl Store {
 
     /// The name, addresses and sealed root password of VPS `vps`, if it exists.
     pub async fn revealed_vps(&self, vps: &str) -> anyhow::Result<Option<RevealedVps>> {
-        let rows: Vec<RevealedVps> = self
-            .query_one("SELECT name, ips, root_password FROM type::record('vps', $id)", json!({ "id": vps }), 0)
-            .await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<RevealedVps>(
+            "SELECT name, ips, root_password FROM type::record('vps', $id)",
+            json!({ "id": vps }),
+            0,
+        )
+        .await
     }
 }
 

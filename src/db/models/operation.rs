@@ -168,18 +168,16 @@ impl Store {
 
     /// The next unfinished operation of a VPS, oldest first.
     pub async fn next_operation(&self, vps: &str) -> anyhow::Result<Option<Operation>> {
-        let rows: Vec<Operation> = self
-            .query_one(
-                &format!(
-                    "SELECT {OP_FIELDS}, created_at FROM operation
+        self.query_first::<Operation>(
+            &format!(
+                "SELECT {OP_FIELDS}, created_at FROM operation
                      WHERE vps = $vps AND state IN ['queued', 'running', 'waiting_task']
                      ORDER BY created_at ASC LIMIT 1"
-                ),
-                json!({ "vps": vps }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+            ),
+            json!({ "vps": vps }),
+            0,
+        )
+        .await
     }
 
     /// Updates an operation's progress fields (only those given).
@@ -293,17 +291,15 @@ pub struct RetryView {
 impl Store {
     /// An operation as a retry looks at it, `None` when there is no such operation.
     pub async fn operation_for_retry(&self, op: &str) -> anyhow::Result<Option<RetryView>> {
-        let rows: Vec<RetryView> = self
-            .query_one(
-                "SELECT kind, state, vps,
+        self.query_first::<RetryView>(
+            "SELECT kind, state, vps,
                     (SELECT VALUE state FROM type::record('vps', $parent.vps))[0] AS vps_state,
                     (SELECT VALUE subscription FROM type::record('vps', $parent.vps))[0] AS subscription
                  FROM type::record('operation', $op)",
-                json!({ "op": op }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+            json!({ "op": op }),
+            0,
+        )
+        .await
     }
 
     /// Queues a dead operation again for a fresh series of attempts (no stale task id); false

@@ -177,14 +177,12 @@ impl Store {
 
     /// The payment a PaymentIntent paid, if it is an upgrade payment.
     pub async fn payment_of_intent(&self, intent: &str) -> anyhow::Result<Option<PaymentOfIntent>> {
-        let rows: Vec<PaymentOfIntent> = self
-            .query_one(
-                "SELECT session_id, vps FROM payment WHERE payment_intent = $intent LIMIT 1",
-                json!({ "intent": intent }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<PaymentOfIntent>(
+            "SELECT session_id, vps FROM payment WHERE payment_intent = $intent LIMIT 1",
+            json!({ "intent": intent }),
+            0,
+        )
+        .await
     }
 
     /// Stamps a refund or dispute (`refunded_at` / `disputed_at`) on the payment of session `sid`.
@@ -201,14 +199,12 @@ impl Store {
 
     /// The progress of the payment of session `sid`, if it was paid through `link_id`.
     pub async fn payment_progress(&self, sid: &str, link_id: &str) -> anyhow::Result<Option<PaymentProgress>> {
-        let rows: Vec<PaymentProgress> = self
-            .query_one(
-                "SELECT status, operation, spec FROM type::record('payment', $sid) WHERE link = $link",
-                json!({ "sid": sid, "link": link_id }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<PaymentProgress>(
+            "SELECT status, operation, spec FROM type::record('payment', $sid) WHERE link = $link",
+            json!({ "sid": sid, "link": link_id }),
+            0,
+        )
+        .await
     }
 }
 
@@ -250,9 +246,11 @@ impl Store {
 
     /// The inbox row of a Stripe event, to apply it again.
     pub async fn stripe_event_inbox_row(&self, key: &str) -> anyhow::Result<Option<StripeInboxRow>> {
-        let rows: Vec<StripeInboxRow> = self
-            .query_one("SELECT source, body, status FROM type::record('webhook_event', $key)", json!({ "key": key }), 0)
-            .await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<StripeInboxRow>(
+            "SELECT source, body, status FROM type::record('webhook_event', $key)",
+            json!({ "key": key }),
+            0,
+        )
+        .await
     }
 }

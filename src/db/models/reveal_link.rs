@@ -31,10 +31,12 @@ impl Store {
 
     /// The link stored under `hash`, if any.
     pub async fn reveal_link(&self, hash: &str) -> anyhow::Result<Option<RevealLink>> {
-        let links: Vec<RevealLink> = self
-            .query_one("SELECT vps, used, expires_at FROM type::record('reveal_link', $id)", json!({ "id": hash }), 0)
-            .await?;
-        Ok(links.into_iter().next())
+        self.query_first::<RevealLink>(
+            "SELECT vps, used, expires_at FROM type::record('reveal_link', $id)",
+            json!({ "id": hash }),
+            0,
+        )
+        .await
     }
 
     /// Marks the link under `hash` used, in the statement that checks it is still unused and

@@ -74,32 +74,28 @@ impl Store {
 
     /// The session `hash` with its user's role, lock and session cut-off, if it exists.
     pub async fn session(&self, hash: &str) -> anyhow::Result<Option<Session>> {
-        let rows: Vec<Session> = self
-            .query_one(
-                "SELECT user, csrf, mfa_pending, <string>created_at AS created_at, <string>last_seen_at AS last_seen_at,
+        self.query_first::<Session>(
+            "SELECT user, csrf, mfa_pending, <string>created_at AS created_at, <string>last_seen_at AS last_seen_at,
                     (SELECT role, disabled, <string>sessions_valid_after AS valid_after
                      FROM ONLY type::record('admin_user', $parent.user)) AS owner
                  FROM type::record('session', $h)",
-                json!({ "h": hash }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+            json!({ "h": hash }),
+            0,
+        )
+        .await
     }
 
     /// What decides whether the session `hash` still stands, if it exists.
     pub async fn session_standing(&self, hash: &str) -> anyhow::Result<Option<SessionStanding>> {
-        let rows: Vec<SessionStanding> = self
-            .query_one(
-                "SELECT <string>created_at AS created_at,
+        self.query_first::<SessionStanding>(
+            "SELECT <string>created_at AS created_at,
                     (SELECT disabled, <string>sessions_valid_after AS valid_after
                      FROM ONLY type::record('admin_user', $parent.user)) AS owner
                  FROM type::record('session', $h)",
-                json!({ "h": hash }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+            json!({ "h": hash }),
+            0,
+        )
+        .await
     }
 
     /// Marks the session `hash` used now.

@@ -226,18 +226,12 @@ mod tests {
     fn template() -> Template {
         Template {
             name: "vps-small".into(),
-            description: String::new(),
             az_id: "az".into(),
             image_id: "img".into(),
             storage_tag_id: "tag".into(),
             vpc_id: "vpc".into(),
             subnet_id: "sn".into(),
-            cores: 1,
-            memory_mb: 1024,
-            disk_gb: 20,
-            name_pattern: "vps-{id}".into(),
-            enabled: true,
-            allowed_images: Vec::new(),
+            ..Template::default()
         }
     }
 

@@ -39,6 +39,27 @@ impl Template {
     }
 }
 
+/// What a new template starts as: the template form's first values.
+impl Default for Template {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            description: String::new(),
+            az_id: String::new(),
+            image_id: String::new(),
+            storage_tag_id: String::new(),
+            vpc_id: String::new(),
+            subnet_id: String::new(),
+            cores: 1,
+            memory_mb: 1024,
+            disk_gb: 20,
+            name_pattern: default_pattern(),
+            enabled: enabled(),
+            allowed_images: Vec::new(),
+        }
+    }
+}
+
 fn default_pattern() -> String {
     "vps-{id}".into()
 }
@@ -50,22 +71,18 @@ fn enabled() -> bool {
 impl Store {
     /// The enabled template a plan maps to for a source, if any.
     pub async fn template_for_plan(&self, source: &str, plan_key: &str) -> anyhow::Result<Option<Template>> {
-        let rows: Vec<Template> = self
-            .query_one(
+        self.query_first::<Template>(
                 "LET $name = (SELECT VALUE template FROM plan_mapping WHERE source = $source AND plan_key = $plan LIMIT 1)[0];
                  SELECT * FROM template WHERE name = $name AND enabled = true LIMIT 1",
                 json!({ "source": source, "plan": plan_key }),
                 1,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+            ).await
     }
 
     /// A template by name.
     pub async fn template_by_name(&self, name: &str) -> anyhow::Result<Option<Template>> {
-        let rows: Vec<Template> =
-            self.query_one("SELECT * FROM template WHERE name = $name LIMIT 1", json!({ "name": name }), 0).await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<Template>("SELECT * FROM template WHERE name = $name LIMIT 1", json!({ "name": name }), 0)
+            .await
     }
 
     /// Whether a rebuild of a VPS made from `row` (the template as stored with the VPS) may

@@ -61,14 +61,12 @@ impl Store {
 
     /// A link by its record id.
     pub async fn upgrade_link(&self, link_id: &str) -> anyhow::Result<Option<Link>> {
-        let rows: Vec<Link> = self
-            .query_one(
-                &format!("SELECT {LINK_FIELDS} FROM type::record('upgrade_link', $id)"),
-                json!({ "id": link_id }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<Link>(
+            &format!("SELECT {LINK_FIELDS} FROM type::record('upgrade_link', $id)"),
+            json!({ "id": link_id }),
+            0,
+        )
+        .await
     }
 
     /// The links of a VPS, newest first (for the admin UI).

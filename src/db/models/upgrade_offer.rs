@@ -54,14 +54,12 @@ impl Store {
 
     /// One offer.
     pub async fn upgrade_offer(&self, id: &str) -> anyhow::Result<Option<Offer>> {
-        let rows: Vec<Offer> = self
-            .query_one(
-                &format!("SELECT {OFFER_FIELDS} FROM type::record('upgrade_offer', $id)"),
-                json!({ "id": id }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<Offer>(
+            &format!("SELECT {OFFER_FIELDS} FROM type::record('upgrade_offer', $id)"),
+            json!({ "id": id }),
+            0,
+        )
+        .await
     }
 
     /// Creates an enabled offer with these terms; `origin` says who wrote it (`appliance.toml`,

@@ -128,17 +128,14 @@ pub(crate) const VPS_FIELDS: &str =
 
 impl Store {
     pub async fn vps(&self, id: &str) -> anyhow::Result<Option<Vps>> {
-        let rows: Vec<Vps> = self
-            .query_one(&format!("SELECT {VPS_FIELDS} FROM type::record('vps', $id)"), json!({ "id": id }), 0)
-            .await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<Vps>(&format!("SELECT {VPS_FIELDS} FROM type::record('vps', $id)"), json!({ "id": id }), 0)
+            .await
     }
 
     /// The template a VPS was created from, as stored with it.
     pub async fn vps_template(&self, id: &str) -> anyhow::Result<Option<Template>> {
-        let rows: Vec<Template> =
-            self.query_one("SELECT VALUE template_row FROM type::record('vps', $id)", json!({ "id": id }), 0).await?;
-        Ok(rows.into_iter().next())
+        self.query_first::<Template>("SELECT VALUE template_row FROM type::record('vps', $id)", json!({ "id": id }), 0)
+            .await
     }
 
     /// Updates a VPS's fields (only those given).
@@ -239,7 +236,7 @@ pub struct VpsQuery {
 }
 
 impl VpsQuery {
-    pub(crate) fn where_clause(&self) -> (String, Value) {
+    fn where_clause(&self) -> (String, Value) {
         let mut conds: Vec<&str> = Vec::new();
         match self.state.as_str() {
             "" => {}
@@ -346,18 +343,16 @@ impl Store {
 
     /// A VPS with everything its page shows (never its sealed password).
     pub async fn vps_detail(&self, id: &str) -> anyhow::Result<Option<VpsDetail>> {
-        let rows: Vec<VpsDetail> = self
-            .query_one(
-                &format!(
-                    "SELECT {VPS_ROW}, template_row, delete_after, IF active_at {{ <string>active_at }} AS active_at,
+        self.query_first::<VpsDetail>(
+            &format!(
+                "SELECT {VPS_ROW}, template_row, delete_after, IF active_at {{ <string>active_at }} AS active_at,
                         root_password != NONE AS has_password
                      FROM type::record('vps', $id)"
-                ),
-                json!({ "id": id }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+            ),
+            json!({ "id": id }),
+            0,
+        )
+        .await
     }
 
     /// The single timeline of a VPS: webhook events, decisions and admin actions (activity),
@@ -518,19 +513,5 @@ impl Store {
             )
             .await?;
         Ok(!busy.is_empty())
-    }
-
-    /// A VPS's name and sealed root password (`None` when there is no such VPS).
-    pub async fn vps_sealed_password(&self, id: &str) -> anyhow::Result<Option<(String, Option<String>)>> {
-        #[derive(Deserialize)]
-        struct Row {
-            #[serde(default)]
-            name: String,
-            #[serde(default)]
-            root_password: Option<String>,
-        }
-        let rows: Vec<Row> =
-            self.query_one("SELECT name, root_password FROM type::record('vps', $id)", json!({ "id": id }), 0).await?;
-        Ok(rows.into_iter().next().map(|r| (r.name, r.root_password)))
     }
 }

@@ -233,14 +233,12 @@ impl Store {
 
     /// One inbox row with its headers and body.
     pub async fn inbox_event(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        let rows: Vec<Value> = self
-            .query_one(
-                "SELECT *, record::id(id) AS id, <string>received_at AS received_at FROM type::record('webhook_event', $id)",
-                json!({ "id": id }),
-                0,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+        self.query_first(
+            "SELECT *, record::id(id) AS id, <string>received_at AS received_at FROM type::record('webhook_event', $id)",
+            json!({ "id": id }),
+            0,
+        )
+        .await
     }
 }
 

@@ -46,21 +46,7 @@ async fn edit_template_form(
 ) -> Page {
     let p = user.require(Role::Admin)?;
     let all = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
-    let current = all.into_iter().find(|t| t.template.name == q.name).map(|t| t.template).unwrap_or_else(|| Template {
-        name: String::new(),
-        description: String::new(),
-        az_id: String::new(),
-        image_id: String::new(),
-        storage_tag_id: String::new(),
-        vpc_id: String::new(),
-        subnet_id: String::new(),
-        cores: 1,
-        memory_mb: 1024,
-        disk_gb: 20,
-        name_pattern: "vps-{id}".into(),
-        enabled: true,
-        allowed_images: Vec::new(),
-    });
+    let current = all.into_iter().find(|t| t.template.name == q.name).map(|t| t.template).unwrap_or_default();
     let az = if q.az.is_empty() { current.az_id.clone() } else { q.az.clone() };
     let gw = &state.handles.gateway;
     let mut problems = Vec::new();

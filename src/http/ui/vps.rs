@@ -134,10 +134,10 @@ async fn reveal_vps_password(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
-    let Some((name, sealed)) = state.store.vps_sealed_password(&id).await.map_err(anyhow_internal)? else {
+    let Some(vps) = state.store.revealed_vps(&id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(StatusCode::NOT_FOUND, "There is no VPS with this id."));
     };
-    let Some(sealed) = sealed else {
+    let Some(sealed) = vps.root_password else {
         return Ok(redirect_msg(&format!("/vps/{id}"), false, "This VPS has no stored password yet."));
     };
     let password = state.sealer.open(&sealed, &crate::secrets::root_password_place(&id)).map_err(anyhow_internal)?;
@@ -152,7 +152,7 @@ async fn reveal_vps_password(
         )
         .await
         .map_err(anyhow_internal)?;
-    let ctx = json!({ "id": *id, "name": name, "password": password.expose() });
+    let ctx = json!({ "id": *id, "name": vps.name, "password": password.expose() });
     render(&state, p, "admin/reveal.html", "Root password", "vps", ctx)
 }
 
