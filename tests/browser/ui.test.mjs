@@ -56,8 +56,18 @@ async function step(name, fn) {
   console.log(`ok   ${name} (${Date.now() - t0} ms)`);
 }
 
+// Chromium sometimes answers "Unable to capture screenshot" when the machine is busy (the
+// integration tests run beside this one): the page is fine, the capture is tried again.
 async function shot(page, name) {
-  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+      return;
+    } catch (e) {
+      if (attempt >= 3 || !String(e).includes('Unable to capture screenshot')) throw e;
+      await page.waitForTimeout(500 * attempt);
+    }
+  }
 }
 
 async function login(page, user, pw) {
