@@ -23,6 +23,17 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    pub const ALL: [Self; 8] = [
+        Self::Create,
+        Self::Suspend,
+        Self::Resume,
+        Self::Delete,
+        Self::Reset,
+        Self::Rebuild,
+        Self::Resize,
+        Self::SetPassword,
+    ];
+
     /// Suspensions and deletions count against the blast-radius guard.
     pub fn is_destructive(self) -> bool {
         matches!(self, Self::Suspend | Self::Delete)
@@ -263,9 +274,9 @@ impl Store {
         let n: Vec<u64> = self
             .query_one(
                 "SELECT VALUE count() FROM operation
-                 WHERE kind IN ['suspend', 'delete'] AND created_at > time::now() - 1h
+                 WHERE kind IN $kinds AND created_at > time::now() - 1h
                    AND !string::starts_with(requested_by OR '', 'admin') GROUP ALL",
-                json!({}),
+                json!({ "kinds": OpKind::ALL.into_iter().filter(|k| k.is_destructive()).collect::<Vec<_>>() }),
                 0,
             )
             .await?;
