@@ -23,7 +23,7 @@ use super::supervisor::Supervision;
 use crate::config::Config;
 use crate::db::Store;
 use crate::db::models::vps::VpsWithVm;
-use crate::lifecycle::Level;
+use crate::lifecycle::{Level, VpsState};
 use crate::telemetry::metrics::Metrics;
 
 /// Run one reconciliation now and answer its findings.
@@ -176,7 +176,9 @@ pub async fn reconcile(
         }
     }
     for row in &rows {
-        if let Some(sid) = row.server_id.as_ref().filter(|s| !by_server.contains(s.as_str()) && row.state != "failed") {
+        if let Some(sid) =
+            row.server_id.as_ref().filter(|s| !by_server.contains(s.as_str()) && row.state != VpsState::Failed)
+        {
             findings.push(Finding::Missing { vps: row.id.clone(), server_id: sid.clone() });
         }
     }

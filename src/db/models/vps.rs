@@ -486,7 +486,7 @@ impl Store {
 pub struct VpsWithVm {
     pub id: String,
     pub server_id: Option<String>,
-    pub state: String,
+    pub state: VpsState,
     pub spec: Option<Spec>,
 }
 
