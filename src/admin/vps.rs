@@ -51,10 +51,10 @@ pub async fn request_action(
     params: Value,
     actor: &str,
 ) -> anyhow::Result<String> {
-    let Some(detail) = store.vps_detail(vps).await? else {
+    let Some(current) = store.vps(vps).await? else {
         return Err(crate::error::NotFound::new("VPS", vps).into());
     };
-    if detail.row.state == VpsState::Deleted {
+    if current.state == VpsState::Deleted {
         anyhow::bail!("this VPS is deleted; nothing can be done to it any more");
     }
     let mut params = params;
@@ -62,15 +62,12 @@ pub async fn request_action(
         let spec: Spec = serde_json::from_value(params.get("spec").cloned().unwrap_or_default())
             .map_err(|e| anyhow::anyhow!("a resize needs cores, memory_mb and disk_gb: {e}"))?;
         anyhow::ensure!(spec.cores >= 1 && spec.memory_mb >= 256, "a VPS needs at least 1 core and 256 MB of memory");
-        let current: Option<Spec> = detail.row.spec;
-        if let Some(c) = current {
-            anyhow::ensure!(
-                spec.disk_gb >= c.disk_gb,
-                "disks only grow: {} GB is less than {} GB",
-                spec.disk_gb,
-                c.disk_gb
-            );
-        }
+        anyhow::ensure!(
+            spec.disk_gb >= current.spec.disk_gb,
+            "disks only grow: {} GB is less than {} GB",
+            spec.disk_gb,
+            current.spec.disk_gb
+        );
         params = json!({ "spec": spec });
     }
     if action == Action::Rebuild {
