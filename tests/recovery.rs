@@ -347,3 +347,25 @@ async fn activity_levels_have_one_spelling_and_notifications_page() {
     let (status, _) = api(&s, reqwest::Method::GET, "/notifications?severity=loud", None).await;
     assert_eq!(status, 400);
 }
+
+#[actix_web::test]
+async fn actions_refuse_a_shrinking_disk_and_a_vps_that_does_not_exist() {
+    let s = Stack::start().await;
+    let vps = active(&s, "sub-shrink").await;
+    let id = vps["id"].as_str().expect("id").to_string();
+    let disk = s.t.app.state.store.vps(&id).await.expect("store").expect("the VPS").spec.disk_gb;
+    let spec = json!({ "cores": 2, "memory_mb": 2048, "disk_gb": disk - 1 });
+    let (status, body) = api(
+        &s,
+        reqwest::Method::POST,
+        &format!("/vps/{id}/actions"),
+        Some(json!({ "action": "resize", "spec": spec })),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("disks only grow"), "{body}");
+    let (status, body) =
+        api(&s, reqwest::Method::POST, "/vps/no-such-vps/actions", Some(json!({ "action": "reset" }))).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(s.rows("SELECT VALUE id FROM operation WHERE kind IN ['resize', 'reset']").await.is_empty());
+}
