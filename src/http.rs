@@ -58,19 +58,6 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// What applying a Stripe event needs of the appliance.
-    pub fn fulfilment(&self) -> crate::upgrade::fulfil::Ctx<'_> {
-        crate::upgrade::fulfil::Ctx {
-            store: &self.store,
-            config: &self.config,
-            notifier: self.handles.notifier.clone().recipient(),
-            wake: {
-                let registry = self.handles.registry.clone();
-                Arc::new(move |vps: &str| registry.do_send(crate::actors::registry::Activate { vps: vps.to_string() }))
-            },
-        }
-    }
-
     fn peer_is_trusted_proxy(&self, req: &actix_web::HttpRequest) -> bool {
         req.peer_addr().is_some_and(|p| self.trusted_proxies.iter().any(|n| n.contains(&p.ip())))
     }
@@ -118,32 +105,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ui::routes(cfg);
 }
 
-/// Applies an inbox row's events again for `actor` (UI and API): a Stripe upgrade payment
-/// through its fulfilment (idempotent by session id), anything else through the webhook actor.
-/// The replay is recorded in the activity log either way.
+/// Applies an inbox row's events again for `actor` (UI and API) through the webhook actor
+/// (a Stripe payment is idempotent by session id). The replay is recorded in the activity log.
 pub async fn replay_inbox(
     state: &AppState,
     key: &str,
     actor: &str,
 ) -> anyhow::Result<Vec<crate::actors::subscription::EventOutcome>> {
-    let row = state.store.inbox_event(key).await?;
-    if row.as_ref().is_some_and(|e| !e["compacted"].is_null()) {
-        anyhow::bail!(
-            "webhook {key} was compacted after inbox.retention_days: its body is gone and it cannot be replayed"
-        );
-    }
-    let source = row.map(|e| e["source"].clone());
-    let outcomes = if source.as_ref().and_then(serde_json::Value::as_str) == Some(crate::upgrade::INBOX_SOURCE) {
-        crate::upgrade::fulfil::replay(&state.fulfilment(), key).await.map(|o| vec![o])
-    } else {
-        let replay = crate::actors::webhook::Replay { key: key.to_string(), requested_by: actor.to_string() };
-        state
-            .handles
-            .webhook
-            .send(replay)
-            .await
-            .map_err(|e| anyhow::anyhow!("the webhook actor is not running: {e}"))?
-    };
+    let replay = crate::actors::webhook::Replay { key: key.to_string(), requested_by: actor.to_string() };
+    let outcomes = state
+        .handles
+        .webhook
+        .send(replay)
+        .await
+        .map_err(|e| anyhow::anyhow!("the webhook actor is not running: {e}"))?;
     let _ = state
         .store
         .record_activity(

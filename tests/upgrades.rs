@@ -183,10 +183,11 @@ async fn paid_checkout_resizes_the_vm_once_whatever_stripe_redelivers() {
     assert_eq!(code, 200);
     assert_eq!(s.rows(resizes).await.len(), 1, "one resize whatever Stripe redelivers");
     // An admin's replay from the inbox is as harmless as a redelivery.
-    let replayed =
-        vmauto::upgrade::fulfil::replay(&s.t.app.state.fulfilment(), body["id"].as_str().expect("inbox key"))
-            .await
-            .expect("replay");
+    let replayed = vmauto::http::replay_inbox(&s.t.app.state, body["id"].as_str().expect("inbox key"), "admin:t")
+        .await
+        .expect("replay");
+    assert_eq!(replayed.len(), 1, "{replayed:?}");
+    let replayed = &replayed[0];
     assert_eq!(replayed.status, "processed", "{replayed:?}");
     assert!(replayed.detail.contains("before"), "{replayed:?}");
     assert_eq!(s.rows(resizes).await.len(), 1);

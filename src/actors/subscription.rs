@@ -33,6 +33,14 @@ pub struct HandleEvents {
     pub events: Vec<BillingEvent>,
 }
 
+/// Apply a verified Stripe payment event (an upgrade paid, refunded or disputed); queued
+/// behind billing events like any other lifecycle event.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "anyhow::Result<EventOutcome>")]
+pub struct HandlePayment {
+    pub event: serde_json::Value,
+}
+
 pub use crate::lifecycle::EventOutcome;
 
 pub struct SubscriptionActor {
@@ -90,6 +98,27 @@ impl Handler<HandleEvents> for SubscriptionActor {
                     outcomes.push(outcome);
                 }
                 outcomes
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<HandlePayment> for SubscriptionActor {
+    type Result = AtomicResponse<Self, anyhow::Result<EventOutcome>>;
+
+    fn handle(&mut self, msg: HandlePayment, _: &mut Self::Context) -> Self::Result {
+        let (store, config, notifier) = (self.store.clone(), self.config.clone(), self.notify.clone());
+        let registry = self.registry.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let ctx = crate::upgrade::fulfil::Ctx {
+                    store: &store,
+                    config: &config,
+                    notifier,
+                    wake: Arc::new(move |vps: &str| registry.do_send(Activate { vps: vps.to_string() })),
+                };
+                crate::upgrade::fulfil::handle_event(&ctx, &msg.event).await
             }
             .into_actor(self),
         ))

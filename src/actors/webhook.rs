@@ -1,6 +1,9 @@
 //! WebhookActor: the intake pipeline and the inbox writer. A verified delivery ([`Deliver`])
 //! is read by its source's plugin, written here durably before its sender gets a 2xx, and its
-//! events then go to the subscription actor, the outcome written back to the inbox row.
+//! events then go to the subscription actor, the outcome written back to the inbox row. A
+//! verified Stripe payment event ([`DeliverPayment`]) takes the same path: written first, then
+//! applied by the subscription actor, its outcome written on the row. A replay, of either kind,
+//! is [`Replay`].
 //!
 //! Writes are grouped: requests that arrive while a batch is being committed wait for the
 //! next batch, so one transaction carries many webhooks (group commit; design.md §8). The
@@ -20,10 +23,10 @@ use tokio::sync::oneshot;
 
 use super::messages::Shutdown;
 use super::plugins::{ParseWebhook, PluginHost};
-use super::subscription::{EventOutcome, HandleEvents, SubscriptionActor};
+use super::subscription::{EventOutcome, HandleEvents, HandlePayment, SubscriptionActor};
 use super::supervisor::Supervision;
 use crate::db::Store;
-pub use crate::db::models::webhook_event::{InboxRow, event_fingerprint, inbox_status};
+pub use crate::db::models::webhook_event::{APPLYING, InboxRow, StoredDelivery, event_fingerprint, inbox_status};
 use crate::plugin_host::{PluginError, SourceRequest};
 use crate::telemetry::metrics::Metrics;
 
@@ -70,6 +73,26 @@ pub enum Undelivered {
     Unavailable(String),
 }
 
+/// A Stripe event whose signature the HTTP layer verified, for [`Intake::deliver_payment`].
+#[derive(Debug)]
+pub struct DeliverPayment {
+    /// The dedupe key (from the Stripe event id).
+    pub key: String,
+    /// What the inbox row keeps of the request.
+    pub fields: Value,
+    /// The event.
+    pub event: Value,
+}
+
+/// What became of a delivered payment event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentDelivered {
+    /// Stored (now, or by an earlier delivery that did not finish) and applied.
+    Applied(EventOutcome),
+    /// Stored and applied by an earlier delivery; nothing was done.
+    Duplicate,
+}
+
 /// The dedupe key (record id) of an inbox row made of `parts`.
 pub fn key_of(parts: &[&[u8]]) -> String {
     use sha2::{Digest, Sha256};
@@ -93,6 +116,16 @@ pub struct Ingest(pub InboxRow);
 pub struct Replay {
     pub key: String,
     pub requested_by: String,
+}
+
+/// Apply a stored payment event and write its outcome on its row. `redelivered`: the row was
+/// there already, so the event is applied only if that row is still `applying`.
+#[derive(Debug, Message)]
+#[rtype(result = "anyhow::Result<Option<EventOutcome>>")]
+struct ApplyPayment {
+    key: String,
+    event: Value,
+    redelivered: bool,
 }
 
 type Waiter = (InboxRow, oneshot::Sender<anyhow::Result<Ingested>>);
@@ -146,6 +179,21 @@ impl WebhookActor {
                 for (row, applied_before) in rows {
                     let before = vec![EventOutcome::new("processed", "applied before a restart"); applied_before];
                     process(me.clone(), subscription.clone(), row, before).await;
+                }
+                let payments = match store.applying_payments().await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "cannot list unapplied payment events; replay them from the inbox");
+                        return;
+                    }
+                };
+                if !payments.is_empty() {
+                    tracing::warn!(rows = payments.len(), "applying payment events a restart interrupted");
+                }
+                for row in payments {
+                    if let Err(e) = replay_payment(&store, &subscription, &row).await {
+                        tracing::error!(key = %row.key, error = %format!("{e:#}"), "a payment event could not be applied");
+                    }
                 }
             }
             .into_actor(self)
@@ -337,15 +385,95 @@ impl Intake {
     }
 }
 
+impl Intake {
+    /// Stores a Stripe event (its row `applying`) and applies it; a redelivery of an event
+    /// whose earlier delivery did not finish applies it again (every step is idempotent).
+    pub async fn deliver_payment(&self, msg: DeliverPayment) -> Result<PaymentDelivered, Undelivered> {
+        let DeliverPayment { key, mut fields, event } = msg;
+        fields["status"] = json!(APPLYING);
+        fields["http_status"] = json!(200);
+        let row =
+            InboxRow { key: key.clone(), source: crate::upgrade::INBOX_SOURCE.to_string(), fields, events: Vec::new() };
+        let unavailable = |e: String| Undelivered::Unavailable(e);
+        let redelivered = match self.webhook.send(Ingest(row)).await {
+            Ok(Ok(Ingested::Stored)) => false,
+            Ok(Ok(Ingested::Duplicate)) => true,
+            Ok(Err(e)) => return Err(unavailable(format!("{e:#}"))),
+            Err(e) => return Err(unavailable(format!("the inbox writer is not running: {e}"))),
+        };
+        match self.webhook.send(ApplyPayment { key, event, redelivered }).await {
+            Ok(Ok(Some(outcome))) => Ok(PaymentDelivered::Applied(outcome)),
+            Ok(Ok(None)) => Ok(PaymentDelivered::Duplicate),
+            Ok(Err(e)) => Err(unavailable(format!("{e:#}"))),
+            Err(e) => Err(unavailable(format!("the inbox writer is not running: {e}"))),
+        }
+    }
+}
+
+/// Applies a payment event and writes its outcome on its row.
+async fn apply_payment(
+    store: &Store,
+    subscription: &Addr<SubscriptionActor>,
+    key: &str,
+    event: Value,
+) -> anyhow::Result<EventOutcome> {
+    let outcome = subscription
+        .send(HandlePayment { event })
+        .await
+        .map_err(|e| anyhow::anyhow!("the lifecycle is not running: {e}"))??;
+    store.record_inbox_outcome(key, std::slice::from_ref(&outcome)).await?;
+    tracing::info!(key, status = outcome.status, "payment event applied");
+    Ok(outcome)
+}
+
+/// Applies a stored payment event again (a replay or a recovery).
+async fn replay_payment(
+    store: &Store,
+    subscription: &Addr<SubscriptionActor>,
+    row: &StoredDelivery,
+) -> anyhow::Result<EventOutcome> {
+    if row.status.as_deref() == Some("rejected") {
+        anyhow::bail!("inbox entry {} was rejected (bad signature or body); it cannot be applied", row.key);
+    }
+    let event: Value = serde_json::from_str(row.body.as_deref().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("inbox entry {} does not hold a JSON event: {e}", row.key))?;
+    apply_payment(store, subscription, &row.key, event).await
+}
+
+impl Handler<ApplyPayment> for WebhookActor {
+    type Result = ResponseFuture<anyhow::Result<Option<EventOutcome>>>;
+
+    fn handle(&mut self, msg: ApplyPayment, _: &mut Self::Context) -> Self::Result {
+        let (store, subscription) = (self.store.clone(), self.subscription.clone());
+        Box::pin(async move {
+            if msg.redelivered && store.inbox_status_of(&msg.key).await?.as_deref() != Some(APPLYING) {
+                return Ok(None);
+            }
+            apply_payment(&store, &subscription, &msg.key, msg.event).await.map(Some)
+        })
+    }
+}
+
 impl Handler<Replay> for WebhookActor {
     type Result = ResponseFuture<anyhow::Result<Vec<EventOutcome>>>;
 
     fn handle(&mut self, msg: Replay, _: &mut Self::Context) -> Self::Result {
         let (store, subscription) = (self.store.clone(), self.subscription.clone());
         Box::pin(async move {
-            let (source, events) = store.inbox_events(&msg.key).await?;
+            let row =
+                store.stored_delivery(&msg.key).await?.ok_or_else(|| anyhow::anyhow!("no inbox entry {}", msg.key))?;
+            if row.compacted {
+                anyhow::bail!(
+                    "webhook {} was compacted after inbox.retention_days: its body is gone and it cannot be replayed",
+                    msg.key
+                );
+            }
+            if row.source == crate::upgrade::INBOX_SOURCE {
+                return replay_payment(&store, &subscription, &row).await.map(|o| vec![o]);
+            }
+            let events = row.events;
             let outcomes = subscription
-                .send(HandleEvents { source, requested_by: msg.requested_by, events })
+                .send(HandleEvents { source: row.source, requested_by: msg.requested_by, events })
                 .await
                 .map_err(|e| anyhow::anyhow!("the lifecycle is not running: {e}"))?;
             store.record_inbox_outcome(&msg.key, &outcomes).await?;

@@ -14,15 +14,11 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::webhooks::{headers_of, read_body, record_rejection};
-use crate::actors::webhook::{InboxRow, Ingest, Ingested, key_of};
+use crate::actors::webhook::{DeliverPayment, PaymentDelivered, key_of};
 use crate::billing::signature::{WebhookRequest, verify};
 use crate::config::{SignatureScheme, SourceConfig};
 use crate::error::{AppError, Code};
-use crate::upgrade::{INBOX_SOURCE, fulfil};
-
-/// Inbox status of a row whose event is being applied (start-up recovery leaves it alone;
-/// Stripe's redelivery applies it again).
-const APPLYING: &str = "applying";
+use crate::upgrade::INBOX_SOURCE;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(post_stripe_webhook);
@@ -94,31 +90,26 @@ async fn post_stripe_webhook(
     let fields = json!({
         "path": req.path(), "headers": stored_headers, "body": String::from_utf8_lossy(&body),
         "body_sha256": hex::encode(Sha256::digest(&body)), "signature": { "ok": true, "detail": verified },
-        "status": APPLYING, "http_status": 200, "event_id": event_id, "event_type": kind,
+        "event_id": event_id, "event_type": kind,
     });
-    let row = InboxRow { key: key.clone(), source: INBOX_SOURCE.to_string(), fields, events: Vec::new() };
-    let busy = |detail: String| {
-        count("unavailable");
-        AppError::new(Code::StoreUnavailable, "vmauto cannot store this event right now; Stripe will retry.")
-            .with_detail(detail)
-    };
-    match state.handles.webhook.send(Ingest(row)).await {
-        Ok(Ok(Ingested::Stored)) => count("stored"),
-        Ok(Ok(Ingested::Duplicate)) => {
-            let status = state.store.stripe_event_inbox_status(&key).await.map_err(|e| busy(format!("{e:#}")))?;
-            if status.as_deref() != Some(APPLYING) {
-                count("duplicate");
-                return Ok(HttpResponse::Ok().json(json!({ "status": "duplicate", "id": key })));
-            }
-            count("redelivered");
+    let event_id = event_id.to_string();
+    let delivery = DeliverPayment { key: key.clone(), fields, event };
+    let outcome = match state.handles.intake().deliver_payment(delivery).await {
+        Ok(PaymentDelivered::Applied(outcome)) => outcome,
+        Ok(PaymentDelivered::Duplicate) => {
+            count("duplicate");
+            return Ok(HttpResponse::Ok().json(json!({ "status": "duplicate", "id": key })));
         }
-        Ok(Err(e)) => return Err(busy(format!("{e:#}"))),
-        Err(e) => return Err(busy(format!("the inbox writer is not running: {e}"))),
-    }
-    let outcome = fulfil::handle_event(&state.fulfilment(), &event).await.map_err(|e| busy(format!("{e:#}")))?;
-    if let Err(e) = state.store.record_inbox_outcome(&key, std::slice::from_ref(&outcome)).await {
-        tracing::warn!(error = %format!("{e:#}"), "the outcome of a Stripe event was not recorded");
-    }
-    tracing::info!(event = event_id, kind, status = outcome.status, "stripe event applied");
+        Err(e) => {
+            count("unavailable");
+            return Err(AppError::new(
+                Code::StoreUnavailable,
+                "vmauto cannot store this event right now; Stripe will retry.",
+            )
+            .with_detail(e.to_string()));
+        }
+    };
+    count("stored");
+    tracing::info!(event = event_id, status = outcome.status, "stripe event applied");
     Ok(HttpResponse::Ok().json(json!({ "status": outcome.status, "detail": outcome.detail, "id": key })))
 }

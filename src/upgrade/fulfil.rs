@@ -43,8 +43,9 @@ pub fn operation_key(session: &str) -> String {
     format!("upg{}", hex::encode(&Sha256::digest(session.as_bytes())[..16]))
 }
 
-/// Applies one verified Stripe event; the outcome is written on its inbox row. An `Err` is a
-/// transient failure (the store): the caller answers non-2xx so Stripe delivers it again.
+/// Applies one verified Stripe event (the subscription actor runs it, one event at a time,
+/// like any billing event). An `Err` is a transient failure (the store): the row stays
+/// `applying`, so a redelivery or the next start-up applies it again.
 pub async fn handle_event(state: &Ctx<'_>, event: &Value) -> anyhow::Result<EventOutcome> {
     let kind = event["type"].as_str().unwrap_or_default();
     let object = &event["data"]["object"];
@@ -62,27 +63,6 @@ pub async fn handle_event(state: &Ctx<'_>, event: &Value) -> anyhow::Result<Even
         "charge.refunded" | "charge.dispute.created" => payment_issue(state, kind, object).await,
         other => Ok(EventOutcome::new("ignored", format!("{other} is not used by upgrades"))),
     }
-}
-
-/// Applies a stored `/stripe/webhook` inbox row again (an admin's replay from the inbox);
-/// idempotent like a redelivery. The outcome is written on the row.
-pub async fn replay(state: &Ctx<'_>, inbox_key: &str) -> anyhow::Result<EventOutcome> {
-    let row = state
-        .store
-        .stripe_event_inbox_row(inbox_key)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("there is no inbox entry {inbox_key}"))?;
-    if row.source != super::INBOX_SOURCE {
-        anyhow::bail!("inbox entry {inbox_key} is not a Stripe upgrade event (source {})", row.source);
-    }
-    if row.status.as_deref() == Some("rejected") {
-        anyhow::bail!("inbox entry {inbox_key} was rejected (bad signature or body); it cannot be applied");
-    }
-    let event: Value = serde_json::from_str(row.body.as_deref().unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("inbox entry {inbox_key} does not hold a JSON event: {e}"))?;
-    let outcome = handle_event(state, &event).await?;
-    state.store.record_inbox_outcome(inbox_key, std::slice::from_ref(&outcome)).await?;
-    Ok(outcome)
 }
 
 fn meta_str<'a>(object: &'a Value, key: &str) -> Option<&'a str> {

@@ -219,38 +219,3 @@ impl Store {
         Ok(states.into_iter().next().flatten())
     }
 }
-
-/// The inbox row of a Stripe event, as a replay reads it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StripeInboxRow {
-    /// The inbox source that received it.
-    pub source: String,
-    /// The raw event.
-    #[serde(default)]
-    pub body: Option<String>,
-    #[serde(default)]
-    pub status: Option<String>,
-}
-
-// Reads of the inbox row (`webhook_event`) of a Stripe event, which the upgrade webhook and
-// its replay need; kept here, with the payments those events record.
-impl Store {
-    /// The inbox status of a Stripe event's row (`applying`, `processed`…); `None` when there
-    /// is no such row or it has no status.
-    pub async fn stripe_event_inbox_status(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let status: Vec<Option<String>> = self
-            .query_one("SELECT VALUE status FROM type::record('webhook_event', $key)", json!({ "key": key }), 0)
-            .await?;
-        Ok(status.into_iter().next().flatten())
-    }
-
-    /// The inbox row of a Stripe event, to apply it again.
-    pub async fn stripe_event_inbox_row(&self, key: &str) -> anyhow::Result<Option<StripeInboxRow>> {
-        self.query_first::<StripeInboxRow>(
-            "SELECT source, body, status FROM type::record('webhook_event', $key)",
-            json!({ "key": key }),
-            0,
-        )
-        .await
-    }
-}

@@ -21,6 +21,33 @@ pub struct InboxRow {
     pub events: Vec<BillingEvent>,
 }
 
+/// Inbox status of a payment event being applied: start-up recovery applies it again, and so
+/// does a redelivery of it.
+pub const APPLYING: &str = "applying";
+
+/// An inbox row as it is stored, for a replay or a recovery.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct StoredDelivery {
+    pub key: String,
+    pub source: String,
+    /// The billing events its source's plugin read (none for a payment event or a compacted row).
+    #[serde(default, deserialize_with = "none_as_empty")]
+    pub events: Vec<BillingEvent>,
+    /// The body as stored (the whole event, for a payment).
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The body is gone (compacted after `inbox.retention_days`).
+    #[serde(default)]
+    pub compacted: bool,
+}
+
+/// Reads a missing or null list as empty (a malformed one is still an error).
+fn none_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<BillingEvent>, D::Error> {
+    <Option<Vec<BillingEvent>> as serde::Deserialize>::deserialize(d).map(Option::unwrap_or_default)
+}
+
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventOutcome {
@@ -162,19 +189,35 @@ impl Store {
         .await
     }
 
-    /// The source and events of an inbox row.
-    pub async fn inbox_events(&self, key: &str) -> anyhow::Result<(String, Vec<BillingEvent>)> {
-        #[derive(serde::Deserialize)]
-        struct Row {
-            source: String,
-            #[serde(default)]
-            events: Vec<BillingEvent>,
-        }
-        let rows: Vec<Row> = self
-            .query_one("SELECT source, events FROM type::record('webhook_event', $key)", json!({ "key": key }), 0)
+    /// A stored delivery, to apply it again (a replay) or to finish applying it (recovery).
+    pub async fn stored_delivery(&self, key: &str) -> anyhow::Result<Option<StoredDelivery>> {
+        self.query_first(
+            "SELECT record::id(id) AS key, source, events, body, status, compacted != NONE AS compacted
+             FROM type::record('webhook_event', $key)",
+            json!({ "key": key }),
+            0,
+        )
+        .await
+    }
+
+    /// Payment events whose application a restart interrupted (status still `applying`),
+    /// oldest first.
+    pub async fn applying_payments(&self) -> anyhow::Result<Vec<StoredDelivery>> {
+        self.query_one(
+            "SELECT record::id(id) AS key, source, events, body, status, compacted != NONE AS compacted, received_at
+             FROM webhook_event WHERE status = $applying ORDER BY received_at",
+            json!({ "applying": APPLYING }),
+            0,
+        )
+        .await
+    }
+
+    /// The status of an inbox row (`None` when there is no such row).
+    pub async fn inbox_status_of(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let status: Vec<Option<String>> = self
+            .query_one("SELECT VALUE status FROM type::record('webhook_event', $key)", json!({ "key": key }), 0)
             .await?;
-        let row = rows.into_iter().next().ok_or_else(|| anyhow::anyhow!("no inbox entry {key}"))?;
-        Ok((row.source, row.events))
+        Ok(status.into_iter().next().flatten())
     }
 }
 
