@@ -1,7 +1,11 @@
 //! VpsRegistry: activates a VpsActor on demand and forgets it when it stops; at start-up it
 //! activates every VPS with unfinished, due work, so nothing is forgotten across a crash.
+//!
+//! At most [`MAX_ACTIVE`] VPS actors run at once: past that, a VPS to activate waits (its id
+//! only) and starts when another stops, oldest first. A backlog of creates behind SCP's write
+//! limit therefore costs a few bytes per VPS, not a running actor each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, WrapFuture};
@@ -10,7 +14,7 @@ use chrono::Utc;
 use super::messages::{Notify, Shutdown};
 use super::supervisor::Supervision;
 use super::vps::exec::ExecContext;
-use super::vps::{Kick, VpsActor};
+use super::vps::{Kick, Stopped, VpsActor};
 use crate::config::Config;
 use crate::telemetry::metrics::Metrics;
 
@@ -26,6 +30,9 @@ pub struct Activate {
 #[rtype(result = "()")]
 pub struct ActivateDue;
 
+/// Most VPS actors running at once (above SCP's write limit times a create's usual length).
+pub const MAX_ACTIVE: usize = 1024;
+
 /// How many VPS actors are active.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "usize")]
@@ -35,24 +42,53 @@ pub struct VpsRegistry {
     cx: ExecContext,
     config: Arc<Config>,
     notify: Recipient<Notify>,
-    active: HashMap<String, Addr<VpsActor>>,
+    /// Running actors and the run number each was started with.
+    active: HashMap<String, (u64, Addr<VpsActor>)>,
+    runs: u64,
+    /// VPSs to activate once an active one stops, oldest first.
+    waiting: VecDeque<String>,
+    waiting_set: HashSet<String>,
     sup: Supervision,
 }
 
 impl VpsRegistry {
     pub fn new(cx: ExecContext, config: Arc<Config>, notify: Recipient<Notify>, metrics: Arc<Metrics>) -> Self {
-        Self { cx, config, notify, active: HashMap::new(), sup: Supervision::new("registry", metrics) }
+        Self {
+            cx,
+            config,
+            notify,
+            active: HashMap::new(),
+            runs: 0,
+            waiting: VecDeque::new(),
+            waiting_set: HashSet::new(),
+            sup: Supervision::new("registry", metrics),
+        }
     }
 
-    fn activate(&mut self, vps: String) {
-        self.active.retain(|_, addr| addr.connected());
+    fn activate(&mut self, vps: String, ctx: &mut Context<Self>) {
         match self.active.get(&vps) {
-            Some(addr) => addr.do_send(Kick),
-            None => {
-                let actor = VpsActor::new(vps.clone(), self.cx.clone(), self.config.clone(), self.notify.clone());
-                self.active.insert(vps, actor.start());
+            Some((_, addr)) if addr.connected() => return addr.do_send(Kick),
+            Some(_) => {
+                self.active.remove(&vps);
             }
+            None => {}
         }
+        if self.waiting_set.contains(&vps) {
+            return;
+        }
+        if self.active.len() >= MAX_ACTIVE {
+            self.waiting_set.insert(vps.clone());
+            self.waiting.push_back(vps);
+            return;
+        }
+        self.start(vps, ctx);
+    }
+
+    fn start(&mut self, vps: String, ctx: &mut Context<Self>) {
+        self.runs += 1;
+        let actor = VpsActor::new(vps.clone(), self.cx.clone(), self.config.clone(), self.notify.clone())
+            .reporting_to(ctx.address().recipient(), self.runs);
+        self.active.insert(vps, (self.runs, actor.start()));
     }
 }
 
@@ -70,8 +106,23 @@ crate::supervised_child!(VpsRegistry);
 impl Handler<Activate> for VpsRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: Activate, _: &mut Self::Context) {
-        self.activate(msg.vps);
+    fn handle(&mut self, msg: Activate, ctx: &mut Self::Context) {
+        self.activate(msg.vps, ctx);
+    }
+}
+
+impl Handler<Stopped> for VpsRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Stopped, ctx: &mut Self::Context) {
+        if self.active.get(&msg.vps).is_some_and(|(run, _)| *run == msg.run) {
+            self.active.remove(&msg.vps);
+        }
+        while self.active.len() < MAX_ACTIVE {
+            let Some(vps) = self.waiting.pop_front() else { break };
+            self.waiting_set.remove(&vps);
+            self.activate(vps, ctx);
+        }
     }
 }
 
@@ -81,8 +132,8 @@ impl Handler<ActivateDue> for VpsRegistry {
     fn handle(&mut self, _: ActivateDue, ctx: &mut Self::Context) {
         let store = self.cx.store.clone();
         ctx.spawn(async move { store.vps_with_due_operations(Utc::now()).await }.into_actor(self).map(
-            |due, act, _| match due {
-                Ok(ids) => ids.into_iter().for_each(|id| act.activate(id)),
+            |due, act, ctx| match due {
+                Ok(ids) => ids.into_iter().for_each(|id| act.activate(id, ctx)),
                 Err(e) => tracing::warn!(error = %e, "cannot list due operations"),
             },
         ));
@@ -93,7 +144,7 @@ impl Handler<ActiveCount> for VpsRegistry {
     type Result = usize;
 
     fn handle(&mut self, _: ActiveCount, _: &mut Self::Context) -> usize {
-        self.active.retain(|_, addr| addr.connected());
+        self.active.retain(|_, (_, addr)| addr.connected());
         self.active.len()
     }
 }
@@ -104,5 +155,7 @@ impl Handler<Shutdown> for VpsRegistry {
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {
         // Operations are durable: whatever runs now resumes from its saved step at next start.
         self.active.clear();
+        self.waiting.clear();
+        self.waiting_set.clear();
     }
 }

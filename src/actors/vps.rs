@@ -24,6 +24,15 @@ use crate::lifecycle::{OpKind, OpPatch, OpState, Operation, VpsPatch, VpsState, 
 #[rtype(result = "()")]
 pub struct Kick;
 
+/// A VPS actor stopped (nothing more was due): its registry may start another.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Stopped {
+    pub vps: String,
+    /// Which start of that VPS's actor stopped (as the registry numbered it).
+    pub run: u64,
+}
+
 pub struct VpsActor {
     id: String,
     cx: ExecContext,
@@ -33,11 +42,19 @@ pub struct VpsActor {
     busy: bool,
     /// A kick arrived during the round: look again when it ends.
     again: bool,
+    /// Told when this actor stops, with the run number it was started with.
+    on_stop: Option<(Recipient<Stopped>, u64)>,
 }
 
 impl VpsActor {
     pub fn new(id: String, cx: ExecContext, config: Arc<Config>, notify: Recipient<Notify>) -> Self {
-        Self { id, cx, config, notify, busy: false, again: false }
+        Self { id, cx, config, notify, busy: false, again: false, on_stop: None }
+    }
+
+    /// Tells `to` when the actor stops, naming it `run`.
+    pub fn reporting_to(mut self, to: Recipient<Stopped>, run: u64) -> Self {
+        self.on_stop = Some((to, run));
+        self
     }
 }
 
@@ -46,6 +63,12 @@ impl Actor for VpsActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.notify(Kick);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some((to, run)) = &self.on_stop {
+            to.do_send(Stopped { vps: self.id.clone(), run: *run });
+        }
     }
 }
 
