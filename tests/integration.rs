@@ -13,6 +13,7 @@ mod common;
 mod crash;
 mod demo;
 mod faults;
+mod inbox;
 mod lifecycle;
 mod login;
 mod notifier;

@@ -14,21 +14,28 @@
 //! decision marks its event applied on the row in the decision's own transaction, so at
 //! start-up the actor applies, oldest first, the events of every row still `received` that
 //! were not applied yet, and holds back newly arrived rows until that recovery is done.
+//!
+//! Memory: committed rows wait for their events to be applied in a queue of at most
+//! [`MAX_QUEUED`] rows, holding only the events (not the stored request). When more arrive
+//! than the lifecycle keeps up with, the rest wait in the store only and are read back, oldest
+//! first, a page at a time — the same path start-up recovery takes — so a backlog of any size
+//! costs the store space, not memory.
 
 use std::sync::Arc;
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::messages::Shutdown;
-use super::plugins::{ParseWebhook, PluginHost};
 use super::subscription::{EventOutcome, HandleEvents, HandlePayment, SubscriptionActor};
 use super::supervisor::Supervision;
 use crate::db::Store;
 pub use crate::db::models::webhook_event::{APPLYING, InboxRow, StoredDelivery, event_fingerprint, inbox_status};
-use crate::plugin_host::{PluginError, SourceRequest};
+
+mod intake;
 use crate::telemetry::metrics::Metrics;
+pub use intake::{Deliver, DeliverPayment, Delivered, Intake, PaymentDelivered, Undelivered};
 
 /// Most rows one transaction carries.
 pub const MAX_BATCH: usize = 256;
@@ -39,57 +46,6 @@ pub enum Ingested {
     /// Written now.
     Stored,
     /// A row with the same dedupe key exists; nothing was written.
-    Duplicate,
-}
-
-/// A delivery whose signature the HTTP layer verified, for [`Intake::deliver`].
-#[derive(Debug)]
-pub struct Deliver {
-    /// The source's plugin.
-    pub plugin: String,
-    /// What the plugin sees (allow-listed headers, the path without any token, the settings).
-    pub request: SourceRequest,
-    /// What the inbox row keeps of the request (path, headers, body as stored, signature).
-    pub fields: Value,
-}
-
-/// A delivery in the inbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivered {
-    /// Written now; `failed` when the plugin could not run (the row waits for a replay).
-    Stored { key: String, failed: bool },
-    /// A row with the same dedupe key exists; nothing was written.
-    Duplicate { key: String },
-}
-
-/// Why a delivery is not in the inbox.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Undelivered {
-    /// The plugin read the body and refused it: the sender must fix it.
-    #[error("{0}")]
-    Rejected(String),
-    /// The inbox or the plugin host cannot take it now: the sender should retry.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-/// A Stripe event whose signature the HTTP layer verified, for [`Intake::deliver_payment`].
-#[derive(Debug)]
-pub struct DeliverPayment {
-    /// The dedupe key (from the Stripe event id).
-    pub key: String,
-    /// What the inbox row keeps of the request.
-    pub fields: Value,
-    /// The event.
-    pub event: Value,
-}
-
-/// What became of a delivered payment event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PaymentDelivered {
-    /// Stored (now, or by an earlier delivery that did not finish) and applied.
-    Applied(EventOutcome),
-    /// Stored and applied by an earlier delivery; nothing was done.
     Duplicate,
 }
 
@@ -122,13 +78,37 @@ pub struct Replay {
 /// there already, so the event is applied only if that row is still `applying`.
 #[derive(Debug, Message)]
 #[rtype(result = "anyhow::Result<Option<EventOutcome>>")]
-struct ApplyPayment {
-    key: String,
-    event: Value,
-    redelivered: bool,
+pub(super) struct ApplyPayment {
+    pub(super) key: String,
+    pub(super) event: Value,
+    pub(super) redelivered: bool,
 }
 
 type Waiter = (InboxRow, oneshot::Sender<anyhow::Result<Ingested>>);
+
+/// Most committed rows held in memory waiting for their events to be applied; past it, rows
+/// wait in the store only (status `received`) and are read back in pages of this size.
+pub const MAX_QUEUED: usize = 1024;
+
+/// Most rows whose events are with the subscription actor at once: one, so rows are applied,
+/// and their outcomes written, in the order they arrived.
+const MAX_IN_FLIGHT: usize = 1;
+
+/// A committed row whose events are to be applied: only what applying needs is kept.
+#[derive(Debug)]
+struct Queued {
+    key: String,
+    source: String,
+    events: Vec<crate::billing::BillingEvent>,
+    /// Events a decision applied before a restart interrupted the row.
+    applied_before: usize,
+}
+
+impl Queued {
+    fn of(row: InboxRow, applied_before: usize) -> Self {
+        Self { key: row.key, source: row.source, events: row.events, applied_before }
+    }
+}
 
 pub struct WebhookActor {
     store: Store,
@@ -136,9 +116,19 @@ pub struct WebhookActor {
     metrics: Arc<Metrics>,
     pending: Vec<Waiter>,
     flushing: bool,
-    /// Start-up recovery runs: committed rows wait in `deferred` so events keep arrival order.
-    recovering: bool,
+    /// Committed rows waiting for their events to be applied, oldest first (at most
+    /// [`MAX_QUEUED`]).
+    queue: std::collections::VecDeque<Queued>,
+    in_flight: usize,
+    /// Committed rows wait in the store that are not in `queue` (start-up, or more arrived than
+    /// `queue` holds): they are read back, oldest first, once `queue` is empty.
+    backlog: bool,
+    /// A read of the backlog runs: rows committed meanwhile wait in `deferred`.
+    reading: bool,
     deferred: Vec<InboxRow>,
+    /// Keys the last read of the backlog queued: a batch committed while that read ran may
+    /// be in it, and is not queued twice.
+    last_read: std::collections::HashSet<String>,
     /// Outcomes of processed rows, written with the next batch.
     outcomes: Vec<(String, Vec<EventOutcome>)>,
     sup: Supervision,
@@ -153,33 +143,22 @@ impl WebhookActor {
             metrics,
             pending: Vec::new(),
             flushing: false,
-            recovering: false,
+            queue: std::collections::VecDeque::new(),
+            in_flight: 0,
+            // At start-up the store may hold rows a restart interrupted.
+            backlog: true,
+            reading: false,
             deferred: Vec::new(),
+            last_read: std::collections::HashSet::new(),
             outcomes: Vec::new(),
         }
     }
 
-    /// Applies the unapplied events of rows left `received` by a crash, then releases the rows
-    /// that arrived meanwhile.
-    fn recover(&mut self, ctx: &mut Context<Self>) {
-        self.recovering = true;
-        let (store, subscription, me) = (self.store.clone(), self.subscription.clone(), ctx.address());
+    /// Applies payment events whose application a restart interrupted.
+    fn recover_payments(&mut self, ctx: &mut Context<Self>) {
+        let (store, subscription) = (self.store.clone(), self.subscription.clone());
         ctx.spawn(
             async move {
-                let rows = match store.unapplied_inbox().await {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "cannot list unapplied webhooks; replay them from the inbox");
-                        return;
-                    }
-                };
-                if !rows.is_empty() {
-                    tracing::warn!(rows = rows.len(), "applying webhooks a restart interrupted");
-                }
-                for (row, applied_before) in rows {
-                    let before = vec![EventOutcome::new("processed", "applied before a restart"); applied_before];
-                    process(me.clone(), subscription.clone(), row, before).await;
-                }
                 let payments = match store.applying_payments().await {
                     Ok(rows) => rows,
                     Err(e) => {
@@ -196,14 +175,79 @@ impl WebhookActor {
                     }
                 }
             }
-            .into_actor(self)
-            .map(|(), act, ctx| {
-                act.recovering = false;
-                for row in std::mem::take(&mut act.deferred) {
-                    actix::spawn(process(ctx.address(), act.subscription.clone(), row, Vec::new()));
-                }
-            }),
+            .into_actor(self),
         );
+    }
+
+    /// Rows just committed: queued in memory while there is room and nothing older waits in
+    /// the store; otherwise they are read back from the store in their turn.
+    fn enqueue(&mut self, mut rows: Vec<InboxRow>, ctx: &mut Context<Self>) {
+        rows.retain(|r| !self.last_read.contains(&r.key));
+        if self.reading {
+            self.deferred.extend(rows);
+        } else if !self.backlog && self.queue.len() + rows.len() <= MAX_QUEUED {
+            self.queue.extend(rows.into_iter().map(|r| Queued::of(r, 0)));
+        } else if !rows.is_empty() {
+            self.backlog = true;
+        }
+        self.pump(ctx);
+    }
+
+    /// Hands queued rows to the subscription actor (in order), and reads the
+    /// backlog once the queue is empty and every outcome so far is written (so a row read back
+    /// is one no decision has finished).
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while self.in_flight < MAX_IN_FLIGHT {
+            let Some(row) = self.queue.pop_front() else { break };
+            self.in_flight += 1;
+            ctx.spawn(process(self.subscription.clone(), row).into_actor(self).map(|(key, outcomes), act, ctx| {
+                act.in_flight -= 1;
+                act.outcomes.push((key, outcomes));
+                act.flush(ctx);
+                act.pump(ctx);
+            }));
+        }
+        let settled = self.queue.is_empty() && self.in_flight == 0 && self.outcomes.is_empty() && !self.flushing;
+        if self.backlog && !self.reading && settled {
+            self.read_backlog(ctx);
+        }
+    }
+
+    /// Reads the oldest committed rows whose events are not all applied (a page of
+    /// [`MAX_QUEUED`]) into the queue.
+    fn read_backlog(&mut self, ctx: &mut Context<Self>) {
+        self.reading = true;
+        self.backlog = false;
+        let store = self.store.clone();
+        ctx.spawn(async move { store.unapplied_inbox(MAX_QUEUED).await }.into_actor(self).map(|read, act, ctx| {
+            act.reading = false;
+            let deferred = std::mem::take(&mut act.deferred);
+            match read {
+                Ok(rows) => {
+                    if rows.iter().any(|(_, before)| *before > 0) {
+                        tracing::warn!(rows = rows.len(), "applying webhooks a restart interrupted");
+                    }
+                    let full = rows.len() >= MAX_QUEUED;
+                    act.last_read = rows.iter().map(|(r, _)| r.key.clone()).collect();
+                    act.queue.extend(rows.into_iter().map(|(r, before)| Queued::of(r, before)));
+                    if full {
+                        // More wait in the store, the deferred rows among them.
+                        act.backlog = true;
+                    } else {
+                        let last_read = &act.last_read;
+                        let fresh = deferred.into_iter().filter(|r| !last_read.contains(&r.key));
+                        act.queue.extend(fresh.map(|r| Queued::of(r, 0)));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot read unapplied webhooks; trying again shortly");
+                    act.backlog = true;
+                    ctx.run_later(std::time::Duration::from_secs(5), |act, ctx| act.pump(ctx));
+                    return;
+                }
+            }
+            act.pump(ctx);
+        }));
     }
 
     /// Commits the waiting rows, and the outcomes of processed ones, as one batch; more
@@ -232,13 +276,15 @@ impl WebhookActor {
                 let mut stored = Vec::new();
                 match result {
                     Ok(existing) => {
-                        for (row, tx) in batch {
+                        for (mut row, tx) in batch {
                             if existing.contains(&row.key) {
                                 let _ = tx.send(Ok(Ingested::Duplicate));
                                 continue;
                             }
                             let _ = tx.send(Ok(Ingested::Stored));
                             if !row.events.is_empty() {
+                                // The stored request is not needed to apply the events.
+                                row.fields = Value::Null;
                                 stored.push(row);
                             }
                         }
@@ -255,55 +301,25 @@ impl WebhookActor {
             }
             .into_actor(self)
             .map(|stored, act, ctx| {
-                if act.recovering {
-                    act.deferred.extend(stored);
-                } else {
-                    for row in stored {
-                        actix::spawn(process(ctx.address(), act.subscription.clone(), row, Vec::new()));
-                    }
-                }
                 act.flushing = false;
+                act.enqueue(stored, ctx);
                 act.flush(ctx);
             }),
         );
     }
 }
 
-/// Applies a committed row's events and records the outcome on the row.
-/// `before`: outcomes of events a decision applied before a restart interrupted the row.
-async fn process(
-    inbox: Addr<WebhookActor>,
-    subscription: Addr<SubscriptionActor>,
-    row: InboxRow,
-    before: Vec<EventOutcome>,
-) {
+/// Applies a committed row's events; answers its key and the outcomes to record.
+async fn process(subscription: Addr<SubscriptionActor>, row: Queued) -> (String, Vec<EventOutcome>) {
     let requested_by = format!("webhook:{}", row.key);
-    let mut outcomes = before;
+    let mut outcomes = vec![EventOutcome::new("processed", "applied before a restart"); row.applied_before];
     if !row.events.is_empty() {
-        match subscription.send(HandleEvents { source: row.source.clone(), requested_by, events: row.events }).await {
+        match subscription.send(HandleEvents { source: row.source, requested_by, events: row.events }).await {
             Ok(o) => outcomes.extend(o),
             Err(e) => outcomes.push(EventOutcome::new("failed", format!("the lifecycle is not running: {e}"))),
         }
     }
-    inbox.do_send(RecordOutcome { key: row.key, outcomes });
-}
-
-/// Write a processed row's outcome (batched like the rows themselves). Losing one to a crash
-/// is harmless: the row stays `received` and recovery skips the events already applied.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-struct RecordOutcome {
-    key: String,
-    outcomes: Vec<EventOutcome>,
-}
-
-impl Handler<RecordOutcome> for WebhookActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: RecordOutcome, ctx: &mut Self::Context) {
-        self.outcomes.push((msg.key, msg.outcomes));
-        self.flush(ctx);
-    }
+    (row.key, outcomes)
 }
 
 impl Actor for WebhookActor {
@@ -311,7 +327,23 @@ impl Actor for WebhookActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.sup.on_started(ctx);
-        self.recover(ctx);
+        // After a restart the old context's work is gone: nothing is in flight any more, and
+        // whatever was queued is in the store. Rows handed to the subscription actor before
+        // may still be applied there, so the store is read once it has answered everything
+        // sent before (its messages run in order).
+        self.flushing = false;
+        self.in_flight = 0;
+        self.queue.clear();
+        self.last_read.clear();
+        self.backlog = true;
+        self.reading = true;
+        let barrier = HandleEvents { source: String::new(), requested_by: "system".into(), events: Vec::new() };
+        ctx.spawn(self.subscription.send(barrier).into_actor(self).map(|_, act, ctx| {
+            act.reading = false;
+            act.recover_payments(ctx);
+            act.pump(ctx);
+            act.flush(ctx);
+        }));
     }
 }
 
@@ -325,88 +357,6 @@ impl Handler<Ingest> for WebhookActor {
         self.pending.push((msg.0, tx));
         self.flush(ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(anyhow::anyhow!("the inbox writer stopped"))) })
-    }
-}
-
-/// The intake pipeline: the one way a billing webhook comes in. [`Intake::deliver`] has the
-/// source's plugin read a verified delivery, keys it, hands it to the [`WebhookActor`]'s group
-/// commit and, once committed, the actor applies its events. It runs on the caller's task, so
-/// parsing and hashing spread over the HTTP workers instead of queueing on the actor's thread.
-#[derive(Clone)]
-pub struct Intake {
-    plugins: Addr<PluginHost>,
-    webhook: Addr<WebhookActor>,
-}
-
-impl Intake {
-    pub fn new(plugins: Addr<PluginHost>, webhook: Addr<WebhookActor>) -> Self {
-        Self { plugins, webhook }
-    }
-
-    /// Reads, keys and stores one delivery; the dedupe key is the sender's event id when the
-    /// plugin found one, otherwise the body's hash.
-    pub async fn deliver(&self, msg: Deliver) -> Result<Delivered, Undelivered> {
-        let Deliver { plugin, request, mut fields } = msg;
-        let source = request.source.clone();
-        let body = request.body.clone();
-        let parsed = self
-            .plugins
-            .send(ParseWebhook { plugin, request })
-            .await
-            .map_err(|e| Undelivered::Unavailable(format!("the plugin host is not running: {e}")))?;
-        let (events, failed) = match parsed {
-            Ok(events) => (events, false),
-            Err(PluginError::Rejected { plugin, rejection }) => {
-                return Err(Undelivered::Rejected(format!(
-                    "The {plugin} plugin could not read this webhook: {rejection}"
-                )));
-            }
-            Err(e) => {
-                // The body is fine as far as we know; the plugin is not. Keep the request so it
-                // can be replayed once the plugin is fixed.
-                fields["error"] = json!(e.to_string());
-                fields["error_code"] = json!(e.code());
-                (Vec::new(), true)
-            }
-        };
-        fields["status"] = json!(if failed { "failed" } else { "received" });
-        fields["http_status"] = json!(202);
-        let key = match events.iter().find_map(|e| e.source_event_id.clone()) {
-            Some(id) => key_of(&[source.as_bytes(), b"id", id.as_bytes()]),
-            None => key_of(&[source.as_bytes(), b"body", &body]),
-        };
-        let row = InboxRow { key: key.clone(), source, fields, events };
-        match self.webhook.send(Ingest(row)).await {
-            Ok(Ok(Ingested::Stored)) => Ok(Delivered::Stored { key, failed }),
-            Ok(Ok(Ingested::Duplicate)) => Ok(Delivered::Duplicate { key }),
-            Ok(Err(e)) => Err(Undelivered::Unavailable(format!("{e:#}"))),
-            Err(e) => Err(Undelivered::Unavailable(format!("the inbox writer is not running: {e}"))),
-        }
-    }
-}
-
-impl Intake {
-    /// Stores a Stripe event (its row `applying`) and applies it; a redelivery of an event
-    /// whose earlier delivery did not finish applies it again (every step is idempotent).
-    pub async fn deliver_payment(&self, msg: DeliverPayment) -> Result<PaymentDelivered, Undelivered> {
-        let DeliverPayment { key, mut fields, event } = msg;
-        fields["status"] = json!(APPLYING);
-        fields["http_status"] = json!(200);
-        let row =
-            InboxRow { key: key.clone(), source: crate::upgrade::INBOX_SOURCE.to_string(), fields, events: Vec::new() };
-        let unavailable = |e: String| Undelivered::Unavailable(e);
-        let redelivered = match self.webhook.send(Ingest(row)).await {
-            Ok(Ok(Ingested::Stored)) => false,
-            Ok(Ok(Ingested::Duplicate)) => true,
-            Ok(Err(e)) => return Err(unavailable(format!("{e:#}"))),
-            Err(e) => return Err(unavailable(format!("the inbox writer is not running: {e}"))),
-        };
-        match self.webhook.send(ApplyPayment { key, event, redelivered }).await {
-            Ok(Ok(Some(outcome))) => Ok(PaymentDelivered::Applied(outcome)),
-            Ok(Ok(None)) => Ok(PaymentDelivered::Duplicate),
-            Ok(Err(e)) => Err(unavailable(format!("{e:#}"))),
-            Err(e) => Err(unavailable(format!("the inbox writer is not running: {e}"))),
-        }
     }
 }
 

@@ -144,10 +144,10 @@ impl Store {
         Ok(dups)
     }
 
-    /// Rows whose events may not all be applied (status still `received`), oldest first, each
-    /// with only the events no decision has marked applied.
-    /// Returns each row with how many of its events were applied already.
-    pub async fn unapplied_inbox(&self) -> anyhow::Result<Vec<(InboxRow, usize)>> {
+    /// The `limit` oldest rows whose events may not all be applied (status still `received`),
+    /// each with only the events no decision has marked applied and how many were applied
+    /// already.
+    pub async fn unapplied_inbox(&self, limit: usize) -> anyhow::Result<Vec<(InboxRow, usize)>> {
         #[derive(serde::Deserialize)]
         struct Row {
             key: String,
@@ -160,8 +160,8 @@ impl Store {
         let rows: Vec<Row> = self
             .query_one(
                 "SELECT record::id(id) AS key, source, events, applied, received_at FROM webhook_event
-                 WHERE status = 'received' ORDER BY received_at",
-                json!({}),
+                 WHERE status = 'received' ORDER BY received_at LIMIT $limit",
+                json!({ "limit": limit }),
                 0,
             )
             .await?;
