@@ -93,7 +93,7 @@ async fn events(state: web::Data<AppState>, user: UiUser) -> HttpResponse {
         let vps = store.vps_changes(since).await;
         let operations = store.operation_changes(since).await;
         let notifications = store.notifications_since(since).await;
-        emit(&mut out, &mut newest, "vps", vps, |r| r["updated_at"].as_str().unwrap_or_default());
+        emit(&mut out, &mut newest, "vps", vps, |r| &r.updated_at);
         emit(&mut out, &mut newest, "operation", operations, |r| &r.updated_at);
         emit(&mut out, &mut newest, "notification", notifications, |r| &r.at);
         if out.is_empty() {

@@ -452,10 +452,20 @@ impl Store {
     }
 }
 
+/// A VPS's state and addresses as the live stream sends them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VpsChange {
+    pub id: String,
+    pub state: VpsState,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    pub updated_at: String,
+}
+
 /// The live-update stream.
 impl Store {
     /// VPS rows changed after `since` (the live-update stream).
-    pub async fn vps_changes(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<Value>> {
+    pub async fn vps_changes(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<VpsChange>> {
         self.query_one(
             "SELECT record::id(id) AS id, state, ips, <string>updated_at AS updated_at FROM vps
                  WHERE updated_at > <datetime>$since ORDER BY updated_at LIMIT 500",
