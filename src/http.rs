@@ -127,13 +127,13 @@ pub async fn replay_inbox(
     actor: &str,
 ) -> anyhow::Result<Vec<crate::actors::subscription::EventOutcome>> {
     let row = state.store.inbox_event(key).await?;
-    if row.as_ref().is_some_and(|e| !e["compacted"].is_null()) {
+    if row.as_ref().is_some_and(|e| e.compacted.is_some()) {
         anyhow::bail!(
             "webhook {key} was compacted after inbox.retention_days: its body is gone and it cannot be replayed"
         );
     }
-    let source = row.map(|e| e["source"].clone());
-    let outcomes = if source.as_ref().and_then(serde_json::Value::as_str) == Some(crate::upgrade::INBOX_SOURCE) {
+    let source = row.map(|e| e.source);
+    let outcomes = if source.as_deref() == Some(crate::upgrade::INBOX_SOURCE) {
         crate::upgrade::fulfil::replay(&state.fulfilment(), key).await.map(|o| vec![o])
     } else {
         let replay = crate::actors::webhook::Replay { key: key.to_string(), requested_by: actor.to_string() };

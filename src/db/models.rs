@@ -96,3 +96,14 @@ where
     let value = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
     Ok(serde_json::from_value(value).unwrap_or_default())
 }
+
+/// Reads a field that holds `null` as `Some(None)`: with `#[serde(default)]` and
+/// `skip_serializing_if = "Option::is_none"`, a `null` is written back as `null` and a missing
+/// field stays missing.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}

@@ -379,22 +379,10 @@ impl Store {
             .collect();
         for key in keys {
             if let Some(ev) = self.inbox_event(&key).await? {
-                let decisions: Vec<String> = ev["outcomes"]
-                    .as_array()
-                    .map(|o| {
-                        o.iter()
-                            .map(|o| {
-                                format!(
-                                    "{}: {}",
-                                    o["status"].as_str().unwrap_or("?"),
-                                    o["detail"].as_str().unwrap_or("")
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let decisions: Vec<String> =
+                    ev.outcomes.iter().flatten().map(|o| format!("{}: {}", o.status, o.detail)).collect();
                 all.push(json!({
-                    "at": ev["received_at"], "kind": "webhook", "id": key, "source": ev["source"], "status": ev["status"],
+                    "at": ev.received_at, "kind": "webhook", "id": key, "source": ev.source, "status": ev.status,
                     "decision": decisions.join("; "),
                 }));
             }

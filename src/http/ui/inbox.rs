@@ -2,11 +2,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Page, anyhow_internal, flash, redirect_msg, render};
-use crate::admin::{self};
+use crate::admin::{self, InboxEntry};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
@@ -42,18 +42,45 @@ async fn show_inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Pat
     if !user.0.can(Role::Admin) {
         admin::hide_raw_request(&mut ev);
     }
-    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    let body = match &ev["body"] {
-        Value::String(s) => serde_json::from_str::<Value>(s).map_or_else(|_| s.clone(), |v| pretty(&v)),
-        other => pretty(other),
-    };
-    ev["body_pretty"] = json!(body);
-    ev["body_kept"] = json!(ev["body"].as_str().map_or(0, str::len));
-    ev["headers_pretty"] = json!(pretty(&ev["headers"]));
-    ev["outcomes_pretty"] = json!(pretty(&ev["outcomes"]));
-    ev["events_pretty"] = json!(pretty(&ev["events"]));
+    let ev = InboxEventView::of(ev);
     let ctx = json!({ "ev": ev, "csrf": user.0.csrf, "can_operate": user.0.can(Role::Operator), "flash": flash(&req) });
     render(&state, &user.0, "admin/inbox_event.html", "Inbox event", "inbox", ctx)
+}
+
+/// An inbox row with its request, events and outcomes pretty-printed for the page.
+#[derive(Serialize)]
+struct InboxEventView {
+    #[serde(flatten)]
+    entry: InboxEntry,
+    /// The body as indented JSON when it is JSON, as received otherwise.
+    body_pretty: String,
+    /// Bytes of the body kept (0 when it is hidden or gone).
+    body_kept: usize,
+    headers_pretty: String,
+    outcomes_pretty: String,
+    events_pretty: String,
+}
+
+impl InboxEventView {
+    fn of(entry: InboxEntry) -> Self {
+        let body_pretty = match &entry.body {
+            Some(s) => serde_json::from_str::<Value>(s).map_or_else(|_| s.clone(), |v| pretty(&v)),
+            None => pretty(&Value::Null),
+        };
+        Self {
+            body_pretty,
+            body_kept: entry.body.as_ref().map_or(0, String::len),
+            headers_pretty: pretty(&entry.headers),
+            outcomes_pretty: pretty(&entry.outcomes),
+            events_pretty: pretty(&entry.events),
+            entry,
+        }
+    }
+}
+
+/// Indented JSON, the keys of every object sorted.
+fn pretty<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).and_then(|v| serde_json::to_string_pretty(&v)).unwrap_or_default()
 }
 
 async fn replay_inbox_event(
