@@ -7,11 +7,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Page, anyhow_internal, flash, redirect_msg, render, serde_urlencoded, shown_once};
-use crate::admin::{self, Action, ManualVps, VpsQuery};
+use crate::admin::{self, Action, ManualVps, TimelineEntry, VpsQuery};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
-use crate::lifecycle::Level;
+use crate::lifecycle::{Level, OpState};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vps", web::get().to(list_vps))
@@ -61,7 +61,8 @@ async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String
         .map(|l| json!({ "id": l.id, "state": l.state(now), "issued_by": l.issued_by, "created_at": l.created_at.to_rfc3339(), "expires_at": l.expires_at.to_rfc3339() }))
         .collect();
     let live = vps.row.state.is_live();
-    let dead_ops: Vec<&Value> = timeline.iter().filter(|t| t["kind"] == "operation" && t["state"] == "dead").collect();
+    let dead_ops: Vec<&TimelineEntry> =
+        timeline.iter().filter(|t| matches!(t, TimelineEntry::Operation(op) if op.state == OpState::Dead)).collect();
     // The images a rebuild may choose: the template's own first, then its allowed ones.
     let mut rebuild_images: Vec<Value> = Vec::new();
     for img in vps.row.template_image.iter().chain(&vps.row.allowed_images) {
