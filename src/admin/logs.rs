@@ -1,8 +1,9 @@
 //! The activity log, the webhook inbox, notifications, and the changes live pages follow.
 
-pub use crate::db::models::activity::ActivityQuery;
-pub use crate::db::models::notification::NotificationQuery;
-pub use crate::db::models::webhook_event::InboxEntry;
+pub use crate::db::models::activity::{ActivityQuery, ActivityRow};
+pub use crate::db::models::notification::{NotificationQuery, NotificationRow};
+pub use crate::db::models::operation::{FailedOperation, HeldOperation};
+pub use crate::db::models::webhook_event::{InboxEntry, InboxSummary};
 
 /// Removes what only admins may read from an inbox row: the request's headers and body (a
 /// sender may put secrets there that vmauto does not know to redact).
