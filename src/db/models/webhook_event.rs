@@ -251,7 +251,8 @@ pub struct InboxSummary {
 }
 
 /// One inbox row as stored, request included. Fields the row does not have are left out: a
-/// refused request has no outcomes, a compacted row keeps only its key, source and status.
+/// refused request has no outcomes; a compacted row has lost its headers, body, signature,
+/// events and outcomes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboxEntry {
     pub id: String,
