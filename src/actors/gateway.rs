@@ -27,9 +27,11 @@ use crate::notice::{NotifyKind, Severity};
 use crate::provider::sangfor::SangforClient;
 use crate::provider::traffic::{BreakerEvent, BreakerListener, BreakerState, Traffic, TrafficPolicy, for_customer};
 use crate::provider::{
-    Capacity, Created, Image, Network, OpKey, PollPolicy, Provider, ProviderError, ProviderResult, Server, ServerId,
-    ServerSpec, StorageTag, Subnet, TaskId, TaskState, Zone, power_off, wait_task,
+    Capacity, Created, OpKey, PollPolicy, Provider, ProviderError, ProviderResult, Server, ServerId, ServerSpec,
+    TaskId, TaskState, power_off, wait_task,
 };
+/// What the catalogue messages ([`ListZones`], [`ListImages`], …) answer.
+pub use crate::provider::{Image, Network, StorageTag, Subnet, Zone};
 use crate::telemetry::metrics::{GatewayMetrics, Metrics};
 
 /// How long [`WaitTask`] waits when the caller gives no timeout.

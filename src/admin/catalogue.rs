@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::db::Store;
-pub use crate::db::models::template::PlanMapping;
+pub use crate::db::models::template::{PlanMapping, TemplateWithPlans};
 use crate::lifecycle::Level;
 use crate::lifecycle::Template;
 

@@ -1,16 +1,14 @@
 //! The activity log, the webhook inbox, notifications, and the changes live pages follow.
 
-use serde_json::{Value, json};
-
-pub use crate::db::models::activity::ActivityQuery;
-pub use crate::db::models::notification::NotificationQuery;
+pub use crate::db::models::activity::{ActivityQuery, ActivityRow};
+pub use crate::db::models::notification::{NotificationQuery, NotificationRow};
+pub use crate::db::models::operation::{FailedOperation, HeldOperation};
+pub use crate::db::models::webhook_event::{InboxEntry, InboxSummary};
 
 /// Removes what only admins may read from an inbox row: the request's headers and body (a
 /// sender may put secrets there that vmauto does not know to redact).
-pub fn hide_raw_request(ev: &mut Value) {
-    if let Some(o) = ev.as_object_mut() {
-        o.remove("headers");
-        o.remove("body");
-        o.insert("raw_hidden".into(), json!(true));
-    }
+pub fn hide_raw_request(ev: &mut InboxEntry) {
+    ev.headers = None;
+    ev.body = None;
+    ev.raw_hidden = true;
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::actors::registry::{Activate, VpsRegistry};
 use crate::db::Store;
 use crate::db::models::vps::ManualVpsRow;
-pub use crate::db::models::vps::VpsQuery;
+pub use crate::db::models::vps::{TimelineEntry, VpsDetail, VpsQuery, VpsRow};
 use crate::lifecycle::Level;
 use crate::lifecycle::new_key;
 use crate::lifecycle::{OpKind, OpState, Spec, VpsState};

@@ -5,7 +5,8 @@
 //! Record keys are plain strings chosen by vmauto (`type::record('vps', $key)`); every
 //! SELECT projects `record::id(id) AS id` so rows come back with that key as `id`.
 
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Store;
@@ -48,13 +49,19 @@ pub const SEARCH_CAP: u64 = 1000;
 
 /// Rows of `table` matching `clause` (a `WHERE …` or nothing).
 async fn count(store: &Store, table: &str, clause: &str, bindings: Value) -> anyhow::Result<u64> {
-    let rows: Vec<Value> =
+    #[derive(Deserialize)]
+    struct Count {
+        // An empty selection grouped ALL comes back as one row without the field.
+        #[serde(default)]
+        n: u64,
+    }
+    let rows: Vec<Count> =
         store.query_one(&format!("SELECT count() AS n FROM {table} {clause} GROUP ALL"), bindings, 0).await?;
-    Ok(rows.first().and_then(|r| r["n"].as_u64()).unwrap_or(0))
+    Ok(rows.first().map_or(0, |r| r.n))
 }
 
 /// One page of `table`'s rows matching `clause`, `fields` selected, ordered by `order`.
-async fn page_of(
+async fn page_of<T: DeserializeOwned>(
     store: &Store,
     table: &str,
     fields: &str,
@@ -62,13 +69,13 @@ async fn page_of(
     mut bindings: Value,
     order: &str,
     page: u64,
-) -> anyhow::Result<Page<Value>> {
+) -> anyhow::Result<Page<T>> {
     let total = count(store, table, clause, bindings.clone()).await?;
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let page = page.clamp(1, pages);
     bindings["start"] = json!((page - 1) * PAGE_SIZE);
     bindings["limit"] = json!(PAGE_SIZE);
-    let rows: Vec<Value> = store
+    let rows: Vec<T> = store
         .query_one(
             &format!("SELECT {fields} FROM {table} {clause} ORDER BY {order} LIMIT $limit START $start"),
             bindings,
@@ -88,4 +95,15 @@ where
 {
     let value = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
     Ok(serde_json::from_value(value).unwrap_or_default())
+}
+
+/// Reads a field that holds `null` as `Some(None)`: with `#[serde(default)]` and
+/// `skip_serializing_if = "Option::is_none"`, a `null` is written back as `null` and a missing
+/// field stays missing.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }

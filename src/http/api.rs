@@ -213,7 +213,6 @@ async fn inbox_event(state: web::Data<AppState>, user: ApiUser, id: web::Path<St
 async fn replay(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
     let outcomes = super::replay_inbox(&state, &id, &p.actor()).await.map_err(bad)?;
-    let outcomes: Vec<Value> = outcomes.iter().map(|o| json!({ "status": o.status, "detail": o.detail })).collect();
     Ok(HttpResponse::Ok().json(json!({ "outcomes": outcomes })))
 }
 

@@ -15,7 +15,8 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use super::AppState;
 use super::session::UiUser;
@@ -89,19 +90,12 @@ async fn events(state: web::Data<AppState>, user: UiUser) -> HttpResponse {
         }
         let mut newest = since;
         let store = &state.store;
-        let batches = [
-            ("vps", "updated_at", store.vps_changes(since).await),
-            ("operation", "updated_at", store.operation_changes(since).await),
-            ("notification", "at", store.notifications_since(since).await),
-        ];
-        for (event, time_field, rows) in batches {
-            for r in rows.unwrap_or_default() {
-                if let Some(t) = r[time_field].as_str().and_then(|s| s.parse::<chrono::DateTime<Utc>>().ok()) {
-                    newest = newest.max(t);
-                }
-                out.push_str(&format!("event: {event}\ndata: {r}\n\n"));
-            }
-        }
+        let vps = store.vps_changes(since).await;
+        let operations = store.operation_changes(since).await;
+        let notifications = store.notifications_since(since).await;
+        emit(&mut out, &mut newest, "vps", vps, |r| &r.updated_at);
+        emit(&mut out, &mut newest, "operation", operations, |r| &r.updated_at);
+        emit(&mut out, &mut newest, "notification", notifications, |r| &r.at);
         if out.is_empty() {
             // A comment keeps proxies from closing an idle stream and notices a gone client.
             out.push_str(": tick\n\n");
@@ -113,4 +107,23 @@ async fn events(state: web::Data<AppState>, user: UiUser) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(stream)
+}
+
+/// Appends one `event` per row to `out` (none when the read failed); `newest` moves up to the
+/// latest change time `at` gives.
+fn emit<T: Serialize>(
+    out: &mut String,
+    newest: &mut DateTime<Utc>,
+    event: &str,
+    rows: anyhow::Result<Vec<T>>,
+    at: impl Fn(&T) -> &str,
+) {
+    for r in rows.unwrap_or_default() {
+        if let Ok(t) = at(&r).parse::<DateTime<Utc>>() {
+            *newest = (*newest).max(t);
+        }
+        if let Ok(data) = serde_json::to_string(&r) {
+            out.push_str(&format!("event: {event}\ndata: {data}\n\n"));
+        }
+    }
 }

@@ -6,8 +6,10 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
 use super::session::UiError;
@@ -41,14 +43,39 @@ pub(super) fn anyhow_internal(e: anyhow::Error) -> UiError {
     UiError::internal(format!("{e:#}"))
 }
 
-/// Renders `template` inside the layout.
-pub(super) fn render(state: &AppState, user: &Principal, template: &str, title: &str, nav: &str, ctx: Value) -> Page {
+/// What the layout around every page shows.
+#[derive(Serialize)]
+struct Layout<'a> {
+    title: &'a str,
+    /// The page, rendered.
+    body: String,
+    user: &'a Principal,
+    /// The navigation entry of the page, as `{ entry: true }`.
+    nav: BTreeMap<&'a str, bool>,
+    can_operate: bool,
+    is_admin: bool,
+    version: &'static str,
+}
+
+/// Renders `template` with `ctx` inside the layout.
+pub(super) fn render(
+    state: &AppState,
+    user: &Principal,
+    template: &str,
+    title: &str,
+    nav: &str,
+    ctx: impl Serialize,
+) -> Page {
     let body = state.templates.render(template, &ctx).map_err(anyhow_internal)?;
-    let layout = json!({
-        "title": title, "body": body, "user": user, "nav": { nav: true },
-        "can_operate": user.can(Role::Operator), "is_admin": user.can(Role::Admin),
-        "version": crate::VERSION,
-    });
+    let layout = Layout {
+        title,
+        body,
+        user,
+        nav: BTreeMap::from([(nav, true)]),
+        can_operate: user.can(Role::Operator),
+        is_admin: user.can(Role::Admin),
+        version: crate::VERSION,
+    };
     let html = state.templates.render("admin/layout.html", &layout).map_err(anyhow_internal)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
@@ -70,8 +97,17 @@ pub(super) fn shown_once(
     secret: &str,
     back: &str,
 ) -> Page {
-    let ctx = json!({ "heading": heading, "message": message, "secret": secret, "back": back });
+    let ctx = ShownOncePage { heading, message, secret, back };
     render(state, user, "admin/shown_once.html", heading, "settings", ctx)
+}
+
+#[derive(Serialize)]
+struct ShownOncePage<'a> {
+    heading: &'a str,
+    message: &'a str,
+    secret: &'a str,
+    /// Where the page's link leads back to.
+    back: &'a str,
 }
 
 /// Redirects with a flash message in the query (`?ok=` or `?err=`).
@@ -81,17 +117,18 @@ pub(super) fn redirect_msg(to: &str, ok: bool, msg: &str) -> HttpResponse {
     redirect(&format!("{to}{sep}{key}={}", url::form_urlencoded::byte_serialize(msg.as_bytes()).collect::<String>()))
 }
 
-#[derive(Deserialize, Default)]
-struct Flash {
+/// A message left by the action that redirected here (`?ok=` or `?err=`); both empty when
+/// there is none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct Flash {
     #[serde(default)]
     ok: String,
     #[serde(default)]
     err: String,
 }
 
-pub(super) fn flash(req: &HttpRequest) -> Value {
-    let f = web::Query::<Flash>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
-    json!({ "ok": f.ok, "err": f.err })
+pub(super) fn flash(req: &HttpRequest) -> Flash {
+    web::Query::<Flash>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default()
 }
 
 /// A list filter as the query string of its page links (empty and zero fields left out).

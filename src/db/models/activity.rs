@@ -73,9 +73,22 @@ pub struct ActivityQuery {
     pub page: u64,
 }
 
+/// One row of the activity log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityRow {
+    pub at: String,
+    pub level: Level,
+    pub actor: String,
+    /// The record it is about (a VPS key, a template name, …), when there is one.
+    pub subject: Option<String>,
+    pub message: String,
+    /// Details, as the writer gave them.
+    pub data: Value,
+}
+
 impl Store {
     /// One page of the activity log, newest first.
-    pub async fn activity_page(&self, query: &ActivityQuery) -> anyhow::Result<Page<Value>> {
+    pub async fn activity_page(&self, query: &ActivityQuery) -> anyhow::Result<Page<ActivityRow>> {
         let mut conds = Vec::new();
         let level = match query.level.trim() {
             "" => None,

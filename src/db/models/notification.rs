@@ -2,18 +2,41 @@
 //! stream; and the VPS fields customer notices (ready, upgraded, reveal links) need.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
-
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::Page;
 use super::vps::Spec;
 use crate::db::Store;
+use crate::notice::{NotifyKind, Severity};
+
+/// A notification as the notifications page and the API list it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRow {
+    pub id: String,
+    pub at: String,
+    pub kind: NotifyKind,
+    pub severity: Severity,
+    pub title: String,
+    pub body: String,
+    /// The record it is about (`vps:…`, `operation:…`), when there is one.
+    pub subject: Option<String>,
+}
+
+/// A new notification as the live stream sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationChange {
+    pub id: String,
+    pub at: String,
+    pub severity: Severity,
+    pub title: String,
+    pub subject: Option<String>,
+}
 
 /// What the notifications page and the live stream read.
 impl Store {
     /// Recent notifications, newest first.
-    pub async fn recent_notifications(&self, limit: u64) -> anyhow::Result<Vec<Value>> {
+    pub async fn recent_notifications(&self, limit: u64) -> anyhow::Result<Vec<NotificationRow>> {
         self
             .query_one(
                 "SELECT record::id(id) AS id, <string>created_at AS at, kind, severity, title, body, subject FROM notification
@@ -25,7 +48,7 @@ impl Store {
     }
 
     /// Notifications after `since`.
-    pub async fn notifications_since(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<Value>> {
+    pub async fn notifications_since(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<NotificationChange>> {
         self.query_one(
             "SELECT record::id(id) AS id, <string>created_at AS at, severity, title, subject FROM notification
                  WHERE created_at > <datetime>$since ORDER BY created_at LIMIT 50",
@@ -51,7 +74,7 @@ pub struct NotificationQuery {
 
 impl Store {
     /// One page of notifications, newest first.
-    pub async fn notifications_page(&self, query: &NotificationQuery) -> anyhow::Result<Page<Value>> {
+    pub async fn notifications_page(&self, query: &NotificationQuery) -> anyhow::Result<Page<NotificationRow>> {
         let mut conds = Vec::new();
         if !query.severity.trim().is_empty() {
             conds.push("severity = $severity");

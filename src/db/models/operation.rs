@@ -343,10 +343,20 @@ impl Store {
     }
 }
 
+/// An operation's progress as the live stream sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationChange {
+    pub id: String,
+    pub vps: String,
+    pub kind: OpKind,
+    pub state: OpState,
+    pub updated_at: String,
+}
+
 /// The live-update stream.
 impl Store {
     /// Operations changed after `since` (the live-update stream).
-    pub async fn operation_changes(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<Value>> {
+    pub async fn operation_changes(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<OperationChange>> {
         self.query_one(
             "SELECT record::id(id) AS id, vps, kind, state, <string>updated_at AS updated_at FROM operation
                  WHERE updated_at > <datetime>$since ORDER BY updated_at LIMIT 500",
@@ -357,10 +367,34 @@ impl Store {
     }
 }
 
+/// A dead operation, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedOperation {
+    pub id: String,
+    pub vps: String,
+    pub kind: OpKind,
+    pub last_error: Option<String>,
+    pub attempts: u32,
+    /// When it died.
+    pub at: String,
+}
+
+/// An operation the blast-radius guard holds, with its VPS's customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOperation {
+    pub id: String,
+    pub vps: String,
+    pub kind: OpKind,
+    pub requested_by: String,
+    /// When it was requested.
+    pub at: String,
+    pub customer: Option<String>,
+}
+
 /// The dashboard.
 impl Store {
     /// Recent dead operations (newest first).
-    pub async fn recent_failures(&self, limit: u64) -> anyhow::Result<Vec<Value>> {
+    pub async fn recent_failures(&self, limit: u64) -> anyhow::Result<Vec<FailedOperation>> {
         self.query_one(
             "SELECT record::id(id) AS id, vps, kind, last_error, attempts, <string>updated_at AS at FROM operation
                  WHERE state = 'dead' ORDER BY updated_at DESC LIMIT $limit",
@@ -371,7 +405,7 @@ impl Store {
     }
 
     /// Operations the blast-radius guard holds for an admin.
-    pub async fn held_operations(&self) -> anyhow::Result<Vec<Value>> {
+    pub async fn held_operations(&self) -> anyhow::Result<Vec<HeldOperation>> {
         self.query_one(
             "SELECT record::id(id) AS id, vps, kind, requested_by, <string>created_at AS at,
                     (SELECT VALUE customer_name FROM ONLY type::record('vps', $parent.vps)) AS customer

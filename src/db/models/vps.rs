@@ -10,6 +10,10 @@ use crate::db::Store;
 use super::template::Template;
 use super::{PAGE_SIZE, Page, SEARCH_CAP};
 
+mod timeline;
+
+pub use timeline::{TimelineActivity, TimelineEntry, TimelineNotification, TimelineOperation, TimelineWebhook};
+
 /// States of a VPS record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -354,54 +358,6 @@ impl Store {
         )
         .await
     }
-
-    /// The single timeline of a VPS: webhook events, decisions and admin actions (activity),
-    /// operations with their provider tasks, and notifications; newest first.
-    pub async fn vps_timeline(&self, id: &str) -> anyhow::Result<Vec<Value>> {
-        let sql = "SELECT <string>at AS at, 'activity' AS kind, level, actor, message, data FROM activity
-                     WHERE subject = $id OR subject = 'vps:' + $id ORDER BY at DESC LIMIT 200;
-                   SELECT <string>created_at AS at, 'operation' AS kind, record::id(id) AS id, kind AS op, state, attempts,
-                        last_error, requested_by, task_id, IF finished_at { <string>finished_at } AS finished_at, params
-                     FROM operation WHERE vps = $id ORDER BY created_at DESC LIMIT 200;
-                   SELECT <string>created_at AS at, 'notification' AS kind, title, severity FROM notification
-                     WHERE subject = $id OR subject = 'vps:' + $id ORDER BY created_at DESC LIMIT 50;";
-        let mut all: Vec<Value> = Vec::new();
-        for idx in 0..3 {
-            let rows: Vec<Value> = self.query_one(sql, json!({ "id": id }), idx).await.unwrap_or_default();
-            all.extend(rows);
-        }
-        // The webhooks behind the operations, with the decisions they caused.
-        let keys: Vec<String> = all
-            .iter()
-            .filter_map(|r| r["requested_by"].as_str().and_then(|b| b.strip_prefix("webhook:")).map(str::to_owned))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for key in keys {
-            if let Some(ev) = self.inbox_event(&key).await? {
-                let decisions: Vec<String> = ev["outcomes"]
-                    .as_array()
-                    .map(|o| {
-                        o.iter()
-                            .map(|o| {
-                                format!(
-                                    "{}: {}",
-                                    o["status"].as_str().unwrap_or("?"),
-                                    o["detail"].as_str().unwrap_or("")
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                all.push(json!({
-                    "at": ev["received_at"], "kind": "webhook", "id": key, "source": ev["source"], "status": ev["status"],
-                    "decision": decisions.join("; "),
-                }));
-            }
-        }
-        all.sort_by(|a, b| b["at"].as_str().unwrap_or_default().cmp(a["at"].as_str().unwrap_or_default()));
-        Ok(all)
-    }
 }
 
 /// `created_at DESC` → `created_at ASC` and back.
@@ -452,10 +408,20 @@ impl Store {
     }
 }
 
+/// A VPS's state and addresses as the live stream sends them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VpsChange {
+    pub id: String,
+    pub state: VpsState,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    pub updated_at: String,
+}
+
 /// The live-update stream.
 impl Store {
     /// VPS rows changed after `since` (the live-update stream).
-    pub async fn vps_changes(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<Value>> {
+    pub async fn vps_changes(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<VpsChange>> {
         self.query_one(
             "SELECT record::id(id) AS id, state, ips, <string>updated_at AS updated_at FROM vps
                  WHERE updated_at > <datetime>$since ORDER BY updated_at LIMIT 500",

@@ -2,7 +2,9 @@
 //! written in batches (group commit) before the sender gets a 2xx, its events' outcomes
 //! written back once they are applied. Retention is in [`crate::db::inbox`].
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Page;
@@ -263,10 +265,94 @@ mod tests {
     }
 }
 
+/// What became of one event, as stored on its inbox row ([`EventOutcome`] when written).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOutcome {
+    pub status: String,
+    pub detail: String,
+}
+
+/// How a delivery's signature check went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxSignature {
+    pub ok: bool,
+    /// What authenticated it (scheme, key, signed time), as the check reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+}
+
+/// An inbox row as the inbox list shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxSummary {
+    pub id: String,
+    pub source: String,
+    pub status: Option<String>,
+    pub received_at: String,
+    pub signature: Option<InboxSignature>,
+    pub outcomes: Option<Vec<StoredOutcome>>,
+    pub error: Option<String>,
+}
+
+/// One inbox row as stored, request included. Fields the row does not have are left out: a
+/// refused request has no outcomes; a compacted row has lost its headers, body, signature,
+/// events and outcomes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    pub id: String,
+    pub source: String,
+    pub received_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// A refused request's length; only a prefix of its body is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_len: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_truncated: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<InboxSignature>,
+    /// The status vmauto answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// A refused request's client address: `Some(None)` when it was not known.
+    #[serde(default, deserialize_with = "super::present", skip_serializing_if = "Option::is_none")]
+    pub client: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<BillingEvent>>,
+    /// Fingerprints of the events whose decisions are written ([`event_fingerprint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcomes: Option<Vec<StoredOutcome>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed_at: Option<String>,
+    /// When retention reduced the row to its dedupe key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted: Option<String>,
+    /// The headers and body are left out for a reader who is not an admin.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_hidden: bool,
+}
+
 /// What the inbox page reads.
 impl Store {
     /// The webhook inbox, newest first; `status` filters.
-    pub async fn inbox_page(&self, status: &str, page: u64) -> anyhow::Result<Page<Value>> {
+    pub async fn inbox_page(&self, status: &str, page: u64) -> anyhow::Result<Page<InboxSummary>> {
         let clause = if status.is_empty() { "" } else { "WHERE status = $status" };
         let fields =
             "record::id(id) AS id, source, status, <string>received_at AS received_at, signature, outcomes, error";
@@ -275,7 +361,7 @@ impl Store {
     }
 
     /// One inbox row with its headers and body.
-    pub async fn inbox_event(&self, id: &str) -> anyhow::Result<Option<Value>> {
+    pub async fn inbox_event(&self, id: &str) -> anyhow::Result<Option<InboxEntry>> {
         self.query_first(
             "SELECT *, record::id(id) AS id, <string>received_at AS received_at FROM type::record('webhook_event', $id)",
             json!({ "id": id }),

@@ -1,10 +1,11 @@
 //! The signed-in user's own account: two-factor login.
 
 use actix_web::{HttpRequest, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::{Page, anyhow_internal, flash, redirect_msg, render};
+use super::{Flash, Page, anyhow_internal, flash, redirect_msg, render};
+use crate::auth::TotpSetup;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiUser, check_csrf};
 use crate::lifecycle::Level;
@@ -16,10 +17,21 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account/2fa/disable", web::post().to(disable_totp));
 }
 
+/// The account page: whether two-factor login is on, and the steps of turning it on.
+#[derive(Serialize)]
+struct AccountPage<'a> {
+    totp: bool,
+    csrf: &'a str,
+    flash: Flash,
+    /// The secret to enter in an authenticator app, while turning two-factor login on.
+    setup: Option<TotpSetup>,
+    /// The recovery codes, shown once when two-factor login is turned on.
+    codes: Option<Vec<String>>,
+}
+
 async fn show_account(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
     let on = state.auth.has_totp(&user.0.username).await.map_err(anyhow_internal)?;
-    let ctx =
-        json!({ "totp": on, "csrf": user.0.csrf, "flash": flash(&req), "setup": Value::Null, "codes": Value::Null });
+    let ctx = AccountPage { totp: on, csrf: &user.0.csrf, flash: flash(&req), setup: None, codes: None };
     render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
 }
 
@@ -29,7 +41,7 @@ async fn begin_totp(state: web::Data<AppState>, user: UiUser, form: web::Form<Cs
         Ok(s) => s,
         Err(e) => return Ok(redirect_msg("/account", false, &format!("{e:#}"))),
     };
-    let ctx = json!({ "totp": false, "csrf": user.0.csrf, "flash": json!({}), "setup": setup, "codes": Value::Null });
+    let ctx = AccountPage { totp: false, csrf: &user.0.csrf, flash: Flash::default(), setup: Some(setup), codes: None };
     render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
 }
 
@@ -55,8 +67,13 @@ async fn confirm_totp(state: web::Data<AppState>, user: UiUser, form: web::Form<
                     json!({}),
                 )
                 .await;
-            let ctx =
-                json!({ "totp": true, "csrf": user.0.csrf, "flash": json!({}), "setup": Value::Null, "codes": codes });
+            let ctx = AccountPage {
+                totp: true,
+                csrf: &user.0.csrf,
+                flash: Flash::default(),
+                setup: None,
+                codes: Some(codes),
+            };
             render(&state, &user.0, "admin/account.html", "Account", "account", ctx)
         }
         Ok(None) => {

@@ -1,11 +1,11 @@
 //! The dashboard: VPS counts by state, operation figures, the gateway and charts.
 
 use actix_web::web;
-use serde_json::json;
+use serde::Serialize;
 
 use super::{Page, anyhow_internal, render};
-use crate::actors::gateway::GetGatewayStatus;
-use crate::admin::{self};
+use crate::actors::gateway::{GatewayStatus, GetGatewayStatus};
+use crate::admin::{self, FailedOperation, HeldOperation, InboxSummary};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::charts;
@@ -45,33 +45,87 @@ async fn show_dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
         setup.push("Set up SMTP so admins hear about failures by email within seconds.");
     }
     let fmt_secs = |s: Option<f64>| s.map_or_else(|| "—".to_string(), |v| format!("{v:.1} s"));
-    let ctx = json!({
-        "counts": counts.iter().map(|(s, n)| json!({ "state": s, "n": n })).collect::<Vec<_>>(),
-        "total": total,
-        "kpis": {
-            "success": format!("{:.1} %", kpis.automation_success_rate * 100.0),
-            "errors": format!("{:.1} %", kpis.error_rate * 100.0),
-            "provisioning": fmt_secs(kpis.avg_provisioning_secs),
-            "deprovisioning": fmt_secs(kpis.avg_deprovisioning_secs),
-            "webhooks": format!("{:.2}", kpis.webhooks_per_minute),
-            "manual": kpis.manual_interventions,
+    let ctx = DashboardPage {
+        counts: counts.iter().map(|(state, n)| StateCount { state, n: *n }).collect(),
+        total,
+        kpis: KpiTiles {
+            success: format!("{:.1} %", kpis.automation_success_rate * 100.0),
+            errors: format!("{:.1} %", kpis.error_rate * 100.0),
+            provisioning: fmt_secs(kpis.avg_provisioning_secs),
+            deprovisioning: fmt_secs(kpis.avg_deprovisioning_secs),
+            webhooks: format!("{:.2}", kpis.webhooks_per_minute),
+            manual: kpis.manual_interventions,
         },
-        "webhook_chart": charts::bars(&webhooks, true, "", "No webhooks in the last 24 hours."),
-        "provisioning_chart": charts::bars(&ops[..2], false, " s", "No VPS was provisioned or deleted in the last 24 hours."),
-        "failure_chart": charts::bars(&ops[2..], true, "", "No operation failed in the last 24 hours."),
-        "failures": failures,
-        "held": held,
-        "parked": parked.rows,
-        "parked_total": parked.total,
-        "gateway": gateway,
-        "breaker": match breaker as i64 { 0 => "closed", 1 => "half-open", _ => "open" },
-        "rate_wait_ms": format!("{wait_ms:.1}"),
-        "in_flight": in_flight as i64,
-        "guard_limit": state.config.policy.max_destructive_per_hour,
-        "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin),
-        "setup": setup,
-    });
+        webhook_chart: charts::bars(&webhooks, true, "", "No webhooks in the last 24 hours."),
+        provisioning_chart: charts::bars(
+            &ops[..2],
+            false,
+            " s",
+            "No VPS was provisioned or deleted in the last 24 hours.",
+        ),
+        failure_chart: charts::bars(&ops[2..], true, "", "No operation failed in the last 24 hours."),
+        failures,
+        held,
+        parked: parked.rows,
+        parked_total: parked.total,
+        gateway,
+        breaker: match breaker as i64 {
+            0 => "closed",
+            1 => "half-open",
+            _ => "open",
+        },
+        rate_wait_ms: format!("{wait_ms:.1}"),
+        in_flight: in_flight as i64,
+        guard_limit: state.config.policy.max_destructive_per_hour,
+        csrf: &user.0.csrf,
+        is_admin: user.0.can(Role::Admin),
+        setup,
+    };
     render(&state, &user.0, "admin/dashboard.html", "Dashboard", "dashboard", ctx)
+}
+
+/// The dashboard: VPS counts, key figures, charts, what waits for an admin, the SCP gateway.
+#[derive(Serialize)]
+struct DashboardPage<'a> {
+    counts: Vec<StateCount<'a>>,
+    total: u64,
+    kpis: KpiTiles,
+    /// The charts, as SVG.
+    webhook_chart: String,
+    provisioning_chart: String,
+    failure_chart: String,
+    failures: Vec<FailedOperation>,
+    held: Vec<HeldOperation>,
+    parked: Vec<InboxSummary>,
+    parked_total: u64,
+    gateway: Option<GatewayStatus>,
+    /// `closed`, `half-open` or `open`.
+    breaker: &'static str,
+    rate_wait_ms: String,
+    in_flight: i64,
+    guard_limit: u32,
+    csrf: &'a str,
+    is_admin: bool,
+    /// What is still to be set up, as sentences.
+    setup: Vec<&'static str>,
+}
+
+/// VPSs in one state.
+#[derive(Serialize)]
+struct StateCount<'a> {
+    state: &'a str,
+    n: u64,
+}
+
+/// The key figures, formatted for their tiles.
+#[derive(Serialize)]
+struct KpiTiles {
+    success: String,
+    errors: String,
+    provisioning: String,
+    deprovisioning: String,
+    webhooks: String,
+    manual: u64,
 }
 
 /// The SCP gateway's breaker state, requests in flight and mean rate-limit wait (ms), read

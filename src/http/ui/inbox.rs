@@ -2,11 +2,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{Page, anyhow_internal, flash, redirect_msg, render};
-use crate::admin::{self};
+use super::{Flash, Page, anyhow_internal, flash, redirect_msg, render};
+use crate::admin::{self, InboxEntry, InboxSummary};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
@@ -27,12 +27,28 @@ struct InboxQuery {
 
 async fn list_inbox(state: web::Data<AppState>, user: UiUser, q: web::Query<InboxQuery>) -> Page {
     let page = state.store.inbox_page(&q.status, q.page).await.map_err(anyhow_internal)?;
-    let ctx = json!({
-        "page": page, "status": q.status,
-        "statuses": ["processed", "parked", "failed", "rejected", "stale", "pending"],
-        "prev": (page.page > 1).then(|| page.page - 1), "next": (page.page < page.pages).then(|| page.page + 1),
-    });
+    let ctx = InboxPage {
+        status: &q.status,
+        statuses: STATUSES,
+        prev: (page.page > 1).then(|| page.page - 1),
+        next: (page.page < page.pages).then(|| page.page + 1),
+        page,
+    };
     render(&state, &user.0, "admin/inbox.html", "Webhook inbox", "inbox", ctx)
+}
+
+/// The outcomes the inbox list filters by.
+const STATUSES: [&str; 6] = ["processed", "parked", "failed", "rejected", "stale", "pending"];
+
+/// One page of the inbox with its filter.
+#[derive(Serialize)]
+struct InboxPage<'a> {
+    page: admin::Page<InboxSummary>,
+    /// The outcome filtered by (empty for all).
+    status: &'a str,
+    statuses: [&'static str; 6],
+    prev: Option<u64>,
+    next: Option<u64>,
 }
 
 async fn show_inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
@@ -42,18 +58,58 @@ async fn show_inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Pat
     if !user.0.can(Role::Admin) {
         admin::hide_raw_request(&mut ev);
     }
-    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    let body = match &ev["body"] {
-        Value::String(s) => serde_json::from_str::<Value>(s).map_or_else(|_| s.clone(), |v| pretty(&v)),
-        other => pretty(other),
+    let ctx = InboxEventPage {
+        ev: InboxEventView::of(ev),
+        csrf: &user.0.csrf,
+        can_operate: user.0.can(Role::Operator),
+        flash: flash(&req),
     };
-    ev["body_pretty"] = json!(body);
-    ev["body_kept"] = json!(ev["body"].as_str().map_or(0, str::len));
-    ev["headers_pretty"] = json!(pretty(&ev["headers"]));
-    ev["outcomes_pretty"] = json!(pretty(&ev["outcomes"]));
-    ev["events_pretty"] = json!(pretty(&ev["events"]));
-    let ctx = json!({ "ev": ev, "csrf": user.0.csrf, "can_operate": user.0.can(Role::Operator), "flash": flash(&req) });
     render(&state, &user.0, "admin/inbox_event.html", "Inbox event", "inbox", ctx)
+}
+
+/// One inbox row, its replay button for operators.
+#[derive(Serialize)]
+struct InboxEventPage<'a> {
+    ev: InboxEventView,
+    csrf: &'a str,
+    can_operate: bool,
+    flash: Flash,
+}
+
+/// An inbox row with its request, events and outcomes pretty-printed for the page.
+#[derive(Serialize)]
+struct InboxEventView {
+    #[serde(flatten)]
+    entry: InboxEntry,
+    /// The body as indented JSON when it is JSON, as received otherwise.
+    body_pretty: String,
+    /// Bytes of the body kept (0 when it is hidden or gone).
+    body_kept: usize,
+    headers_pretty: String,
+    outcomes_pretty: String,
+    events_pretty: String,
+}
+
+impl InboxEventView {
+    fn of(entry: InboxEntry) -> Self {
+        let body_pretty = match &entry.body {
+            Some(s) => serde_json::from_str::<Value>(s).map_or_else(|_| s.clone(), |v| pretty(&v)),
+            None => pretty(&Value::Null),
+        };
+        Self {
+            body_pretty,
+            body_kept: entry.body.as_ref().map_or(0, String::len),
+            headers_pretty: pretty(&entry.headers),
+            outcomes_pretty: pretty(&entry.outcomes),
+            events_pretty: pretty(&entry.events),
+            entry,
+        }
+    }
+}
+
+/// Indented JSON, the keys of every object sorted.
+fn pretty<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).and_then(|v| serde_json::to_string_pretty(&v)).unwrap_or_default()
 }
 
 async fn replay_inbox_event(

@@ -1,14 +1,15 @@
 //! Settings: users, API tokens, the settings editable here, an SMTP test.
 
 use actix_web::{HttpRequest, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::{Page, anyhow_internal, flash, redirect_msg, render, shown_once};
-use crate::auth::Role;
+use super::{Flash, Page, anyhow_internal, flash, redirect_msg, render, shown_once};
+use crate::auth::{ApiToken, Role, User};
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiUser, check_csrf};
 use crate::lifecycle::Level;
+use crate::settings::SettingView;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/settings", web::get().to(show_settings))
@@ -27,24 +28,103 @@ async fn show_settings(state: web::Data<AppState>, user: UiUser, req: HttpReques
     let c = &state.config;
     let set = |s: &crate::config::Secret| if s.is_empty() { "not set" } else { "set (hidden)" };
     let stored = crate::settings::stored(&state.store).await.map_err(anyhow_internal)?;
-    let editable = crate::settings::views(c, &stored);
-    let ctx = json!({
-        "editable": editable,
-        "users": users, "tokens": tokens, "csrf": p.csrf, "flash": flash(&req), "me": p.username,
-        "new_token": Value::Null,
-        "policy": {
-            "grace_days": c.policy.grace_days, "max_destructive_per_hour": c.policy.max_destructive_per_hour,
-            "max_attempts": c.policy.max_attempts, "reconcile_interval_secs": c.policy.reconcile_interval_secs,
+    let ctx = SettingsPage {
+        editable: crate::settings::views(c, &stored),
+        users,
+        tokens,
+        csrf: &p.csrf,
+        flash: flash(&req),
+        me: &p.username,
+        policy: PolicyFacts {
+            grace_days: c.policy.grace_days,
+            max_destructive_per_hour: c.policy.max_destructive_per_hour,
+            max_attempts: c.policy.max_attempts,
+            reconcile_interval_secs: c.policy.reconcile_interval_secs,
         },
-        "smtp": { "host": c.smtp.host, "port": c.smtp.port, "from": c.smtp.from, "recipients": c.smtp.admin_recipients.join(", "),
-                  "password": set(&c.smtp.password) },
-        "notify": { "urls": c.notify.webhook_urls.join(", "), "secret": set(&c.notify.webhook_secret) },
-        "stripe": { "enabled": c.stripe.enabled, "api_base": c.stripe.api_base, "secret_key": set(&c.stripe.secret_key),
-                    "webhook_secrets": c.stripe.webhook_secrets.len() },
-        "security": { "idle": c.security.session_idle_minutes, "absolute": c.security.session_absolute_hours,
-                      "failures": c.security.login_max_failures, "lockout": c.security.lockout_minutes },
-    });
+        smtp: SmtpFacts {
+            host: &c.smtp.host,
+            port: c.smtp.port,
+            from: &c.smtp.from,
+            recipients: c.smtp.admin_recipients.join(", "),
+            password: set(&c.smtp.password),
+        },
+        notify: NotifyFacts { urls: c.notify.webhook_urls.join(", "), secret: set(&c.notify.webhook_secret) },
+        stripe: StripeFacts {
+            enabled: c.stripe.enabled,
+            api_base: &c.stripe.api_base,
+            secret_key: set(&c.stripe.secret_key),
+            webhook_secrets: c.stripe.webhook_secrets.len(),
+        },
+        security: SecurityFacts {
+            idle: c.security.session_idle_minutes,
+            absolute: c.security.session_absolute_hours,
+            failures: c.security.login_max_failures,
+            lockout: c.security.lockout_minutes,
+        },
+    };
     render(&state, p, "admin/settings.html", "Settings", "settings", ctx)
+}
+
+/// The settings page: users, API tokens, the settings editable here, and the configuration
+/// read from `appliance.toml` (secrets only as set or not).
+#[derive(Serialize)]
+struct SettingsPage<'a> {
+    editable: Vec<SettingView>,
+    users: Vec<User>,
+    tokens: Vec<ApiToken>,
+    csrf: &'a str,
+    flash: Flash,
+    /// The signed-in admin's name.
+    me: &'a str,
+    policy: PolicyFacts,
+    smtp: SmtpFacts<'a>,
+    notify: NotifyFacts,
+    stripe: StripeFacts<'a>,
+    security: SecurityFacts,
+}
+
+#[derive(Serialize)]
+struct PolicyFacts {
+    grace_days: u32,
+    max_destructive_per_hour: u32,
+    max_attempts: u32,
+    reconcile_interval_secs: u64,
+}
+
+#[derive(Serialize)]
+struct SmtpFacts<'a> {
+    host: &'a str,
+    port: u16,
+    from: &'a str,
+    recipients: String,
+    password: &'static str,
+}
+
+#[derive(Serialize)]
+struct NotifyFacts {
+    urls: String,
+    secret: &'static str,
+}
+
+#[derive(Serialize)]
+struct StripeFacts<'a> {
+    enabled: bool,
+    api_base: &'a str,
+    secret_key: &'static str,
+    /// How many are configured.
+    webhook_secrets: usize,
+}
+
+/// Session and login limits.
+#[derive(Serialize)]
+struct SecurityFacts {
+    /// Minutes.
+    idle: u64,
+    /// Hours.
+    absolute: u64,
+    failures: u32,
+    /// Minutes.
+    lockout: u64,
 }
 
 #[derive(Deserialize)]

@@ -2,11 +2,12 @@
 
 use actix_web::{HttpRequest, web};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use super::{Page, anyhow_internal, flash, redirect_msg, render};
-use crate::actors::gateway::{ListImages, ListNetworks, ListStorageTags, ListSubnets, ListZones};
-use crate::admin::{self};
+use super::{Flash, Page, anyhow_internal, flash, redirect_msg, render};
+use crate::actors::gateway::{
+    Image, ListImages, ListNetworks, ListStorageTags, ListSubnets, ListZones, Network, StorageTag, Subnet, Zone,
+};
+use crate::admin::{self, TemplateWithPlans};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{UiUser, check_csrf};
@@ -21,11 +22,25 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn list_templates(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
     let rows = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
-    let ctx = json!({
-        "rows": rows, "csrf": user.0.csrf, "is_admin": user.0.can(Role::Admin), "flash": flash(&req),
-        "sources": state.config.sources.keys().collect::<Vec<_>>(),
-    });
+    let ctx = TemplatesPage {
+        rows,
+        csrf: &user.0.csrf,
+        is_admin: user.0.can(Role::Admin),
+        flash: flash(&req),
+        sources: state.config.sources.keys().map(String::as_str).collect(),
+    };
     render(&state, &user.0, "admin/templates.html", "Templates", "templates", ctx)
+}
+
+/// The templates with the plans mapped to them, and the form that maps a plan.
+#[derive(Serialize)]
+struct TemplatesPage<'a> {
+    rows: Vec<TemplateWithPlans>,
+    csrf: &'a str,
+    is_admin: bool,
+    flash: Flash,
+    /// The configured sources, whose plans can be mapped.
+    sources: Vec<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -51,7 +66,7 @@ async fn edit_template_form(
     let gw = &state.handles.gateway;
     let mut problems = Vec::new();
     let zones = pick(gw.send(ListZones).await, "AZs", &mut problems);
-    let (mut images, mut tags, mut vpcs, mut subnets) = (json!([]), json!([]), json!([]), json!([]));
+    let (mut images, mut tags, mut vpcs, mut subnets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     if !az.is_empty() {
         images = pick(gw.send(ListImages { zone_id: Some(az.clone()) }).await, "images", &mut problems);
         tags = pick(gw.send(ListStorageTags { zone_id: az.clone() }).await, "storage tags", &mut problems);
@@ -61,29 +76,56 @@ async fn edit_template_form(
             subnets = pick(gw.send(ListSubnets { network_id: vpc }).await, "subnets", &mut problems);
         }
     }
-    let ctx = json!({
-        "t": current, "az": az, "zones": zones, "images": images, "tags": tags, "vpcs": vpcs, "subnets": subnets,
-        "problems": problems, "csrf": p.csrf, "flash": flash(&req), "editing": !q.name.is_empty(),
-    });
+    let ctx = TemplateFormPage {
+        t: current,
+        az,
+        zones,
+        images,
+        tags,
+        vpcs,
+        subnets,
+        problems,
+        csrf: &p.csrf,
+        flash: flash(&req),
+        editing: !q.name.is_empty(),
+    };
     render(&state, p, "admin/template_form.html", "Template", "templates", ctx)
+}
+
+/// The new/edit form of a template, with the choices SCP offers for its fields.
+#[derive(Serialize)]
+struct TemplateFormPage<'a> {
+    t: Template,
+    /// The AZ whose images, storage tags and VPCs are offered.
+    az: String,
+    zones: Vec<Zone>,
+    images: Vec<Image>,
+    tags: Vec<StorageTag>,
+    vpcs: Vec<Network>,
+    subnets: Vec<Subnet>,
+    /// What could not be asked of SCP.
+    problems: Vec<String>,
+    csrf: &'a str,
+    flash: Flash,
+    editing: bool,
 }
 
 /// A picker's choices from the gateway's answer; a failure becomes a note on the page (the
 /// field falls back to free text) and no choices.
-fn pick<T: Serialize, E: std::fmt::Display>(
+fn pick<T, E: std::fmt::Display>(
     answer: Result<Result<Vec<T>, E>, actix::MailboxError>,
     what: &str,
     problems: &mut Vec<String>,
-) -> Value {
+) -> Vec<T> {
     match answer {
-        Ok(Ok(v)) => serde_json::to_value(v).unwrap_or_default(),
+        Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             problems.push(format!("{what}: {e}"));
-            json!([])
+            Vec::new()
         }
         Err(e) => {
             problems.push(format!("{what}: {e}"));
-            json!([])
+            Vec::new()
         }
     }
 }

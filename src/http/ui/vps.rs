@@ -3,15 +3,15 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::{Page, anyhow_internal, flash, redirect_msg, render, serde_urlencoded, shown_once};
-use crate::admin::{self, Action, ManualVps, VpsQuery};
+use super::{Flash, Page, anyhow_internal, flash, redirect_msg, render, serde_urlencoded, shown_once};
+use crate::admin::{self, Action, ManualVps, TemplateWithPlans, TimelineEntry, VpsDetail, VpsQuery, VpsRow};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
-use crate::lifecycle::Level;
+use crate::lifecycle::{Level, OpState};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vps", web::get().to(list_vps))
@@ -33,16 +33,42 @@ async fn list_vps(state: web::Data<AppState>, user: UiUser, q: web::Query<VpsQue
     let templates = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
     let mut base = q.clone();
     base.page = 0;
-    let qs = serde_urlencoded(&base);
-    let ctx = json!({
-        "filtered": !q.q.is_empty() || !q.state.is_empty() || !q.template.is_empty() || !q.source.is_empty(),
-        "page": page, "q": q, "qs": qs, "flash": flash(&req), "can_operate": user.0.can(Role::Operator),
-        "prev": (page.page > 1).then(|| page.page - 1), "next": (page.page < page.pages).then(|| page.page + 1),
-        "states": ["live", "past", "pending", "provisioning", "active", "suspended", "resizing", "deleting", "deleted", "failed"],
-        "templates": templates.iter().map(|t| t.template.name.as_str()).collect::<Vec<_>>(),
-        "sources": state.config.sources.keys().cloned().chain(["manual".to_string()]).collect::<Vec<_>>(),
-    });
+    let ctx = VpsListPage {
+        filtered: !q.q.is_empty() || !q.state.is_empty() || !q.template.is_empty() || !q.source.is_empty(),
+        qs: serde_urlencoded(&base),
+        flash: flash(&req),
+        can_operate: user.0.can(Role::Operator),
+        prev: (page.page > 1).then(|| page.page - 1),
+        next: (page.page < page.pages).then(|| page.page + 1),
+        states: STATE_FILTERS,
+        templates: templates.iter().map(|t| t.template.name.as_str()).collect(),
+        sources: state.config.sources.keys().map(String::as_str).chain(["manual"]).collect(),
+        page,
+        q,
+    };
     render(&state, &user.0, "admin/vps_list.html", "VPS", "vps", ctx)
+}
+
+/// The states the VPS list filters by (`live` and `past` group them).
+const STATE_FILTERS: [&str; 10] =
+    ["live", "past", "pending", "provisioning", "active", "suspended", "resizing", "deleting", "deleted", "failed"];
+
+/// One page of the VPS list with its filters.
+#[derive(Serialize)]
+struct VpsListPage<'a> {
+    /// Whether any filter is set.
+    filtered: bool,
+    page: admin::Page<VpsRow>,
+    q: VpsQuery,
+    /// The filters as a query string, for the pager's links.
+    qs: String,
+    flash: Flash,
+    can_operate: bool,
+    prev: Option<u64>,
+    next: Option<u64>,
+    states: [&'static str; 10],
+    templates: Vec<&'a str>,
+    sources: Vec<&'a str>,
 }
 
 async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
@@ -54,28 +80,78 @@ async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String
     };
     let timeline = state.store.vps_timeline(&id).await.map_err(anyhow_internal)?;
     let now = chrono::Utc::now();
-    let links: Vec<Value> = crate::upgrade::links::links_of_vps(&state.store, &id)
+    let links: Vec<LinkRow> = crate::upgrade::links::links_of_vps(&state.store, &id)
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|l| json!({ "id": l.id, "state": l.state(now), "issued_by": l.issued_by, "created_at": l.created_at.to_rfc3339(), "expires_at": l.expires_at.to_rfc3339() }))
+        .map(|l| LinkRow {
+            state: l.state(now),
+            created_at: l.created_at.to_rfc3339(),
+            expires_at: l.expires_at.to_rfc3339(),
+            id: l.id,
+            issued_by: l.issued_by,
+        })
         .collect();
     let live = vps.row.state.is_live();
-    let dead_ops: Vec<&Value> = timeline.iter().filter(|t| t["kind"] == "operation" && t["state"] == "dead").collect();
+    let dead_ops: Vec<&TimelineEntry> =
+        timeline.iter().filter(|t| matches!(t, TimelineEntry::Operation(op) if op.state == OpState::Dead)).collect();
     // The images a rebuild may choose: the template's own first, then its allowed ones.
-    let mut rebuild_images: Vec<Value> = Vec::new();
+    let mut rebuild_images: Vec<RebuildImage> = Vec::new();
     for img in vps.row.template_image.iter().chain(&vps.row.allowed_images) {
-        if !img.is_empty() && !rebuild_images.iter().any(|r| r["id"] == img.as_str()) {
-            rebuild_images.push(json!({ "id": img, "current": vps.row.image_id.as_ref() == Some(img) }));
+        if !img.is_empty() && !rebuild_images.iter().any(|r| r.id == img) {
+            rebuild_images.push(RebuildImage { id: img, current: vps.row.image_id.as_ref() == Some(img) });
         }
     }
-    let ctx = json!({
-        "vps": vps, "timeline": timeline, "live": live, "flash": flash(&req), "dead_ops": dead_ops,
-        "csrf": user.0.csrf, "can_operate": user.0.can(Role::Operator) && live,
-        "upgrades": state.config.stripe.enabled, "links": links, "rebuild_images": rebuild_images,
-    });
-    let title = if vps.row.name.is_empty() { "VPS".to_string() } else { vps.row.name.clone() };
-    render(&state, &user.0, "admin/vps_detail.html", &title, "vps", ctx)
+    let title = if vps.row.name.is_empty() { "VPS" } else { vps.row.name.as_str() };
+    let ctx = VpsPage {
+        vps: &vps,
+        timeline: &timeline,
+        live,
+        flash: flash(&req),
+        dead_ops,
+        csrf: &user.0.csrf,
+        can_operate: user.0.can(Role::Operator) && live,
+        upgrades: state.config.stripe.enabled,
+        links,
+        rebuild_images,
+    };
+    render(&state, &user.0, "admin/vps_detail.html", title, "vps", ctx)
+}
+
+/// One VPS: its details, actions, upgrade links and timeline.
+#[derive(Serialize)]
+struct VpsPage<'a> {
+    vps: &'a VpsDetail,
+    timeline: &'a [TimelineEntry],
+    /// Not deleted.
+    live: bool,
+    flash: Flash,
+    /// Its dead operations, each with a retry button.
+    dead_ops: Vec<&'a TimelineEntry>,
+    csrf: &'a str,
+    can_operate: bool,
+    /// Whether paid upgrades are on (Stripe).
+    upgrades: bool,
+    links: Vec<LinkRow>,
+    rebuild_images: Vec<RebuildImage<'a>>,
+}
+
+/// An upgrade link of the VPS.
+#[derive(Serialize)]
+struct LinkRow {
+    id: String,
+    state: &'static str,
+    issued_by: String,
+    created_at: String,
+    expires_at: String,
+}
+
+/// An image a rebuild may choose.
+#[derive(Serialize)]
+struct RebuildImage<'a> {
+    id: &'a str,
+    /// The image the VM runs now.
+    current: bool,
 }
 
 #[derive(Deserialize)]
@@ -152,15 +228,31 @@ async fn reveal_vps_password(
         )
         .await
         .map_err(anyhow_internal)?;
-    let ctx = json!({ "id": *id, "name": vps.name, "password": password.expose() });
+    let ctx = RootPasswordPage { id: &id, name: vps.name.as_deref(), password: password.expose() };
     render(&state, p, "admin/reveal.html", "Root password", "vps", ctx)
+}
+
+/// A VPS's root password, shown to an operator who asked for it.
+#[derive(Serialize)]
+struct RootPasswordPage<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    password: &'a str,
 }
 
 async fn new_vps_form(state: web::Data<AppState>, user: UiUser, req: HttpRequest) -> Page {
     let p = user.require(Role::Operator)?;
     let templates = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
-    let ctx = json!({ "templates": templates, "csrf": p.csrf, "flash": flash(&req) });
+    let ctx = NewVpsPage { templates, csrf: &p.csrf, flash: flash(&req) };
     render(&state, p, "admin/vps_new.html", "New VPS", "vps", ctx)
+}
+
+/// The form that creates a VPS by hand.
+#[derive(Serialize)]
+struct NewVpsPage<'a> {
+    templates: Vec<TemplateWithPlans>,
+    csrf: &'a str,
+    flash: Flash,
 }
 
 #[derive(Deserialize)]
