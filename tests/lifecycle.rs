@@ -168,6 +168,13 @@ async fn the_guard_holds_destructive_operations_over_the_threshold() {
     assert_eq!(s.rows(&vps_of("g2")).await[0]["state"], "active", "the held deletion did not run");
     let notes = s.rows("SELECT VALUE kind FROM notification").await;
     assert!(notes.contains(&json!("guard_tripped")), "{notes:?}");
+    // The dashboard says the guard tripped and lists what waits for approval.
+    crate::ui::users(&s.t).await;
+    let base = s.t.app.base_url();
+    let session = crate::ui::login(&base, "root").await;
+    let (code, html) = crate::ui::get(&base, &session, "/").await;
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("tripped: 1 operation(s) wait for approval"), "{html}");
 }
 
 #[actix_web::test]
