@@ -138,8 +138,11 @@ fn rss_mb(pid: u32) -> u64 {
         / 1024
 }
 
-/// Reads receipt → active per VPS from the stopped appliance's store (milliseconds).
-async fn receipt_to_active(p: &Proc) -> Vec<f64> {
+type Instants = (chrono::DateTime<chrono::FixedOffset>, chrono::DateTime<chrono::FixedOffset>);
+
+/// Reads when each VPS's webhook was received and when the VPS became active, from the stopped
+/// appliance's store.
+async fn receipt_and_active(p: &Proc) -> Vec<Instants> {
     let q = |sql: &'static str| async move {
         p.with_store(async |s| s.query_one::<Vec<Value>>(sql, json!({}), 0).await.expect("rows")).await
     };
@@ -154,11 +157,103 @@ async fn receipt_to_active(p: &Proc) -> Vec<f64> {
     ops.iter()
         .filter_map(|o| {
             let webhook = o["requested_by"].as_str()?.strip_prefix("webhook:")?;
-            let a = time(active.get(o["vps"].as_str()?)?)?;
-            let r = time(received.get(webhook)?)?;
-            Some((a - r).num_microseconds()? as f64 / 1000.0)
+            Some((time(received.get(webhook)?)?, time(active.get(o["vps"].as_str()?)?)?))
         })
         .collect()
+}
+
+/// Receipt → active per VPS (milliseconds).
+async fn receipt_to_active(p: &Proc) -> Vec<f64> {
+    receipt_and_active(p)
+        .await
+        .iter()
+        .filter_map(|(r, a)| Some((*a - *r).num_microseconds()? as f64 / 1000.0))
+        .collect()
+}
+
+/// (e) End to end, the counterpart of the reference stack's `bench_e2e.sh`: a burst of
+/// subscriptions (BENCH_E2E_N, 500) from 32 concurrent clients against an instant SCP with
+/// limits off; webhook received → VPS active, throughput and latency from the store's clocks.
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_lifecycle"]
+async fn bench_lifecycle_e2e_burst() {
+    let n: usize = std::env::var("BENCH_E2E_N").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let clients = 32;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = sim(0, 0, 0).await;
+    let limits =
+        "get_per_minute = 1000000\nwrite_per_minute = 1000000\nmax_concurrency = 64\ntask_poll_initial_ms = 20";
+    let mut p = seeded(dir.path(), &sim, limits).await;
+    p.start().await;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("client");
+    let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let senders: Vec<_> = (0..clients)
+        .map(|_| {
+            let (http, url, next) = (http.clone(), url.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut ack = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        return ack;
+                    }
+                    let t = Instant::now();
+                    let body = workflow("subscribe", &format!("e2e-{i}"), "starter");
+                    let r = http.post(&url).json(&body).send().await.expect("post");
+                    assert_eq!(r.status().as_u16(), 202);
+                    ack.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            })
+        })
+        .collect();
+    let mut ack = Vec::new();
+    for s in senders {
+        ack.extend(s.await.expect("sender"));
+    }
+    let sent = t0.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut peak_rss = 0;
+    loop {
+        peak_rss = peak_rss.max(rss_mb(p.pid().unwrap_or_default()));
+        let state = sim.snapshot();
+        let servers = state["servers"].as_array().cloned().unwrap_or_default();
+        let passwords = state["tasks"]
+            .as_array()
+            .map_or(0, |t| t.iter().filter(|t| t.to_string().contains("password") && t["status"] != "running").count());
+        let ready =
+            servers.iter().filter(|s| s["busy_task"].is_null() && s["ips"].as_array().is_some_and(|a| !a.is_empty()));
+        if (ready.count() >= n && passwords >= n) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The last VPSs' own rows are written just after SCP's last task.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p.stop();
+    let times = receipt_and_active(&p).await;
+    assert_eq!(times.len(), n, "every VPS active");
+    let first = times.iter().map(|(r, _)| *r).min().expect("one");
+    let last = times.iter().map(|(_, a)| *a).max().expect("one");
+    let span = (last - first).num_milliseconds() as f64 / 1000.0;
+    let mut lat: Vec<f64> = times.iter().map(|(r, a)| (*a - *r).num_milliseconds() as f64).collect();
+    lat.sort_by(f64::total_cmp);
+    ack.sort_by(f64::total_cmp);
+    println!(
+        "bench_lifecycle_e2e_burst: {n} subscriptions, {clients} clients, instant SCP, limits off: sent in {sent:.2} s \
+         (ack p50 {:.1} ms, p99 {:.1} ms); all active after {span:.2} s (first receipt → last activation, store clock): \
+         {:.1} VPS/s; receipt→active p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms; peak RSS {peak_rss} MB; \
+         load {}",
+        pct(&ack, 0.5),
+        pct(&ack, 0.99),
+        n as f64 / span,
+        pct(&lat, 0.5),
+        pct(&lat, 0.9),
+        pct(&lat, 0.99),
+        pct(&lat, 1.0),
+        load()
+    );
 }
 
 /// (b) Webhook → `active` beyond the simulator's own time: tasks of a fixed length and a fixed
