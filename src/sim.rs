@@ -348,8 +348,10 @@ fn remember_socket(conn: &dyn std::any::Any, ext: &mut Extensions) {
 
 /// Binds, spawns the server and returns at once. Must run inside an actix system.
 pub async fn start(config: SimConfig) -> anyhow::Result<SimServer> {
+    let fresh = config.state_file.as_ref().is_none_or(|p| !p.exists());
     let mut world = load_world(config.state_file.as_ref())?;
-    if config.capacity_factor > 1 && world.servers.is_empty() {
+    // A fresh world (the seeded cloud has VMs of its own), never a saved one twice.
+    if config.capacity_factor > 1 && fresh {
         let f = config.capacity_factor;
         for az in &mut world.azs {
             az.vcpu_total *= f;

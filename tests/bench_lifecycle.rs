@@ -180,12 +180,33 @@ async fn bench_lifecycle_e2e_burst() {
     let n: usize = std::env::var("BENCH_E2E_N").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
     let clients = 32;
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = sim(0, 0, 0).await;
+    // An instant SCP with room for every VM (the seeded pool holds ≈190 small ones), in a
+    // process of its own built like the appliance (as the reference stack's stub is).
+    vmauto::init_crypto();
+    let sim_port = crate::common::free_port();
+    let capacity = n.div_ceil(150).to_string();
+    let mut sim = std::process::Command::new(crate::common::binary())
+        .args(["sim", "--http", "--listen", &format!("127.0.0.1:{sim_port}"), "--task-ms", "0", "--ip-delay-ms", "0"])
+        .args(["--get-per-minute", "0", "--write-per-minute", "0", "--capacity-factor", &capacity])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the simulator starts");
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("client");
+    for _ in 0..200 {
+        if http.get(format!("{sim_url}/_sim/state")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let scp = (sim_url.clone(), "vmauto-sim-access-key".to_string(), "vmauto-sim-secret-key".to_string());
     let limits =
         "get_per_minute = 1000000\nwrite_per_minute = 1000000\nmax_concurrency = 64\ntask_poll_initial_ms = 20";
-    let mut p = seeded(dir.path(), &sim, limits).await;
+    let mut p = Proc::new_for_scp(dir.path(), &scp, limits, "", "");
+    let config = p.load_config();
+    p.with_store(async |s| vmauto::demo::seed(s, &config, "ghl").await.expect("seeded")).await;
     p.start().await;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("client");
     let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let t0 = Instant::now();
@@ -217,7 +238,10 @@ async fn bench_lifecycle_e2e_burst() {
     let mut peak_rss = 0;
     loop {
         peak_rss = peak_rss.max(rss_mb(p.pid().unwrap_or_default()));
-        let state = sim.snapshot();
+        let state: Value = match http.get(format!("{sim_url}/_sim/state")).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => Value::Null,
+        };
         let servers = state["servers"].as_array().cloned().unwrap_or_default();
         let passwords = state["tasks"]
             .as_array()
@@ -232,8 +256,16 @@ async fn bench_lifecycle_e2e_burst() {
     // The last VPSs' own rows are written just after SCP's last task.
     tokio::time::sleep(Duration::from_secs(2)).await;
     p.stop();
+    let _ = sim.kill();
+    let _ = sim.wait();
     let times = receipt_and_active(&p).await;
-    assert_eq!(times.len(), n, "every VPS active");
+    if times.len() != n {
+        let sql = "SELECT state, count() AS n FROM vps GROUP BY state; SELECT kind, state, last_error FROM operation \
+                   WHERE state NOT IN ['succeeded'] LIMIT 5";
+        let why: Vec<Value> = p.with_store(async |s| s.query_one(sql, json!({}), 0).await.unwrap_or_default()).await;
+        let ops: Vec<Value> = p.with_store(async |s| s.query_one(sql, json!({}), 1).await.unwrap_or_default()).await;
+        panic!("{} of {n} VPS active; VPS by state {why:?}; unfinished operations {ops:?}", times.len());
+    }
     let first = times.iter().map(|(r, _)| *r).min().expect("one");
     let last = times.iter().map(|(_, a)| *a).max().expect("one");
     let span = (last - first).num_milliseconds() as f64 / 1000.0;

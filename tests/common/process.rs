@@ -33,6 +33,12 @@ impl Proc {
 
     /// As [`Proc::new`], with more `policy` keys.
     pub fn new_with_policy(dir: &Path, sim: &SimServer, provider: &str, policy: &str, extra: &str) -> Self {
+        let scp = (sim.base_url(), sim.access_key().to_string(), sim.secret_key().to_string());
+        Self::new_for_scp(dir, &scp, provider, policy, extra)
+    }
+
+    /// As [`Proc::new_with_policy`], for the SCP at `scp` = (base URL, access key, secret key).
+    pub fn new_for_scp(dir: &Path, scp: &(String, String, String), provider: &str, policy: &str, extra: &str) -> Self {
         let port = free_port();
         let config = dir.join("appliance.toml");
         let toml = format!(
@@ -67,9 +73,9 @@ token_in = "path"
 {extra}
 "#,
             data = dir.display(),
-            url = sim.base_url(),
-            ak = sim.access_key(),
-            sk = sim.secret_key(),
+            url = scp.0,
+            ak = scp.1,
+            sk = scp.2,
         );
         std::fs::write(&config, toml).expect("config written");
         Self { dir: dir.to_path_buf(), config, port, child: None, starts: 0 }

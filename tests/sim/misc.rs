@@ -356,3 +356,30 @@ async fn dropped_connection_over_https() {
     assert_eq!(sim.get("/janus/20180725/azs").await.0, 200);
     sim.stop().await;
 }
+
+/// `capacity_factor` multiplies a fresh world's pools; a world read back from a state file
+/// keeps what it had.
+#[actix_web::test]
+async fn the_capacity_factor_multiplies_a_fresh_world_only() {
+    vmauto::init_crypto();
+    let cpu_total = |snapshot: Value| {
+        snapshot["azs"]
+            .as_array()
+            .and_then(|azs| azs.iter().find(|a| a["id"] == AZ_A))
+            .map(|a| a["virtual_resources"][0]["total"].as_u64().expect("CPU total"))
+            .expect("AZ A")
+    };
+    let plain = vmauto::sim::start(vmauto::sim::SimConfig::default()).await.expect("sim");
+    let base = cpu_total(plain.snapshot());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |f| vmauto::sim::SimConfig {
+        capacity_factor: f,
+        state_file: Some(dir.path().join("world.json")),
+        ..vmauto::sim::SimConfig::default()
+    };
+    let grown = vmauto::sim::start(config(4)).await.expect("sim");
+    assert_eq!(cpu_total(grown.snapshot()), base * 4);
+    grown.stop().await;
+    let again = vmauto::sim::start(config(4)).await.expect("sim");
+    assert_eq!(cpu_total(again.snapshot()), base * 4, "a saved world is not multiplied again");
+}
