@@ -45,6 +45,8 @@ pub struct Handles {
     pub webhook: Addr<WebhookActor>,
     pub scheduler: Addr<Scheduler>,
     pub reconciler: Addr<Reconciler>,
+    /// The thread the VPS actors and the SCP gateway run on (the rest share the system's).
+    pub lane: actix::ArbiterHandle,
 }
 
 impl Handles {
@@ -84,19 +86,26 @@ impl Handles {
         if tokio::time::timeout(timeout, steps).await.is_err() {
             tracing::warn!(timeout_secs = timeout.as_secs(), "actors did not finish within the shutdown timeout");
         }
+        // The lane's actors are done, or past waiting for.
+        self.lane.stop();
     }
 }
 
 /// Builds the supervision tree, downstream first, and returns the children's addresses.
+///
+/// The VPS actors (through their registry) and the SCP gateway run on a thread of their own,
+/// the lane: a burst of provisioning (its store writes, SCP requests and responses) then runs
+/// beside the intake and the decisions instead of taking turns with them on one thread.
 pub fn spawn_tree(deps: &TreeDeps) -> Handles {
     let m = &deps.metrics;
+    let lane = actix::Arbiter::new().handle();
     let notifier = {
         let (store, metrics, config) = (deps.store.clone(), m.clone(), deps.config.clone());
         Supervisor::start(move |_| Notifier::new(store, metrics, config))
     };
     let gateway = {
         let (config, metrics, notify) = (deps.config.clone(), m.clone(), notifier.clone().recipient());
-        Supervisor::start(move |_| SangforGateway::new(config, metrics, Some(notify)))
+        Supervisor::start_in_arbiter(&lane, move |_| SangforGateway::new(config, metrics, Some(notify)))
     };
     let plugins = {
         let (config, metrics) = (deps.config.clone(), m.clone());
@@ -110,7 +119,7 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
             install_id: deps.install_id.clone(),
         };
         let (config, metrics, notify) = (deps.config.clone(), m.clone(), notifier.clone().recipient());
-        Supervisor::start(move |_| VpsRegistry::new(cx, config, notify, metrics))
+        Supervisor::start_in_arbiter(&lane, move |_| VpsRegistry::new(cx, config, notify, metrics))
     };
     let subscription = {
         let (store, config, metrics, registry, notify) =
@@ -133,5 +142,5 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         let install = deps.install_id.clone();
         Supervisor::start(move |_| Reconciler::new(config, store, gateway, notify, install, metrics))
     };
-    Handles { notifier, gateway, plugins, registry, subscription, webhook, scheduler, reconciler }
+    Handles { notifier, gateway, plugins, registry, subscription, webhook, scheduler, reconciler, lane }
 }
