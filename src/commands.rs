@@ -198,7 +198,8 @@ pub async fn execute_upgrade(
     crate::upgrade::offers::sync_config_offers(store, config).await?;
     match command {
         UpgradeCommand::Link { vps } => {
-            let link = crate::upgrade::issue_link(store, config, sealer, vps, "cli").await?;
+            let vps = crate::db::models::vps::VpsId::from(vps.as_str());
+            let link = crate::upgrade::issue_link(store, config, sealer, &vps, "cli").await?;
             writeln!(out, "{}", link.url)?;
             writeln!(
                 out,

@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use vmauto::billing::EventKind;
 use vmauto::config::OfferConfig;
+use vmauto::upgrade::issue_link;
 
 use crate::common::stripe::{
     FakeStripe, OLD_WHSEC, SECRET_KEY, WHSEC, post_event, send_signed, session_event, signature, stripe_config,
@@ -54,7 +55,7 @@ pub(crate) async fn active_vps(s: &Stack, sub: &str) -> String {
 
 pub(crate) async fn issue(s: &Stack, vps: &str) -> vmauto::upgrade::IssuedLink {
     let st = &s.t.app.state;
-    vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, vps, "test").await.expect("link issued")
+    issue_link(&st.store, &st.config, &st.sealer, &vps.into(), "test").await.expect("link issued")
 }
 
 #[actix_web::test]
@@ -394,13 +395,12 @@ async fn expired_revoked_forged_and_unknown_links_explain_themselves() {
         )
         .await
         .expect("vps rows");
-    let err =
-        vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, "gone", "test").await.expect_err("deleted");
+    let err = issue_link(&st.store, &st.config, &st.sealer, &"gone".into(), "test").await.expect_err("deleted");
     assert!(format!("{err:#}").contains("deleted"), "{err:#}");
-    assert!(vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, "nope", "test").await.is_err());
+    assert!(issue_link(&st.store, &st.config, &st.sealer, &"nope".into(), "test").await.is_err());
 
     // Without SCP capacity nothing is sold, and the page says so (escaped name, no admin data).
-    let link = vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, "v1", "test").await.expect("link");
+    let link = issue_link(&st.store, &st.config, &st.sealer, &"v1".into(), "test").await.expect("link");
     let token = token_of(&link.url);
     let (code, html) = t.get(&format!("/upgrade/{token}")).await;
     assert_eq!(code, 503, "capacity cannot be read: try again later");
@@ -430,7 +430,7 @@ async fn expired_revoked_forged_and_unknown_links_explain_themselves() {
     let resp = pay(&t, &token, "more-memory", &form_token).await;
     assert_eq!(resp.status(), 410, "a revoked link sells nothing");
 
-    let link2 = vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, "v1", "test").await.expect("link");
+    let link2 = issue_link(&st.store, &st.config, &st.sealer, &"v1".into(), "test").await.expect("link");
     st.store
         .execute(
             "UPDATE type::record('upgrade_link', $id) SET expires_at = time::now() - 1h",

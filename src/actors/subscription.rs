@@ -18,7 +18,7 @@ use crate::billing::{BillingEvent, EventKind};
 use crate::config::Config;
 use crate::db::Store;
 use crate::lifecycle::Level;
-use crate::lifecycle::{Decision, OpKind, Spec, Template, VpsState, decide};
+use crate::lifecycle::{Decision, OpKind, Spec, Template, VpsId, VpsState, decide};
 use crate::lifecycle::{DecisionWrite, NewOperation, NewVps, new_key, stable_key};
 use crate::plugin_host::{DEFAULT_MAPPER, TemplateChoice};
 use crate::telemetry::metrics::Metrics;
@@ -116,7 +116,7 @@ impl Handler<HandlePayment> for SubscriptionActor {
                     store: &store,
                     config: &config,
                     notifier,
-                    wake: Arc::new(move |vps: &str| registry.do_send(Activate { vps: vps.to_string() })),
+                    wake: Arc::new(move |vps: &VpsId| registry.do_send(Activate { vps: vps.clone() })),
                 };
                 crate::upgrade::fulfil::handle_event(&ctx, &msg.event).await
             }
@@ -165,8 +165,8 @@ impl Apply {
                 .map(|key| (key.to_string(), super::webhook::event_fingerprint(event))),
             ..Default::default()
         };
-        let op = |vps: &str, kind: OpKind| NewOperation {
-            vps: vps.to_string(),
+        let op = |vps: &VpsId, kind: OpKind| NewOperation {
+            vps: vps.clone(),
             kind,
             params: json!({}),
             requested_by: requested_by.to_string(),
@@ -185,8 +185,8 @@ impl Apply {
                     Ok(t) => t,
                     Err(why) => return Ok(self.park(source, event, &why).await),
                 };
-                let id = new_key();
-                let name = template.name_pattern.replace("{id}", &id[..8]).replace("{customer}", "c");
+                let id = VpsId::new(new_key());
+                let name = template.name_pattern.replace("{id}", &id.as_str()[..8]).replace("{customer}", "c");
                 w.subscription_status = Some("active");
                 w.new_vps.push(NewVps { id: id.clone(), name, template });
                 w.operations.push(op(&id, OpKind::Create));
@@ -254,7 +254,7 @@ impl Apply {
             }
         };
         self.store.write_decision(event, &w).await?;
-        let touched: std::collections::BTreeSet<&String> = w.operations.iter().map(|o| &o.vps).collect();
+        let touched: std::collections::BTreeSet<&VpsId> = w.operations.iter().map(|o| &o.vps).collect();
         for vps in touched {
             self.registry.do_send(Activate { vps: vps.clone() });
         }

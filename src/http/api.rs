@@ -12,7 +12,7 @@ use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
 use crate::auth::Role;
 use crate::error::{AppError, AppResult, Code};
 use crate::lifecycle::Level;
-use crate::lifecycle::{Template, kpi};
+use crate::lifecycle::{Template, VpsId, kpi};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -71,6 +71,7 @@ async fn list_vps(state: web::Data<AppState>, user: ApiUser, q: web::Query<VpsQu
 
 async fn get_vps(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
+    let id = VpsId::from(id.into_inner());
     let vps = state
         .store
         .vps_detail(&id)
@@ -109,6 +110,7 @@ async fn vps_action(
     body: web::Json<ActionBody>,
 ) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
+    let id = VpsId::from(id.into_inner());
     let action = Action::parse(&body.action).ok_or_else(|| {
         AppError::bad_request(format!(
             "unknown action {:?}: use reset, suspend, resume, resize, rebuild or delete",
@@ -293,6 +295,7 @@ async fn issue_upgrade_link(
     id: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
+    let id = VpsId::from(id.into_inner());
     let link =
         crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await.map_err(bad)?;
     Ok(HttpResponse::Created()

@@ -63,7 +63,7 @@ pub fn metadata(req: &CheckoutRequest<'_>) -> HashMap<String, String> {
     let spec = req.target.spec;
     let mut m = HashMap::from([
         (meta::LINK.to_string(), req.link_id.to_string()),
-        (meta::VPS.to_string(), req.vps.id.clone()),
+        (meta::VPS.to_string(), req.vps.id.to_string()),
         (meta::OFFER.to_string(), req.offer.id.clone()),
         (meta::CORES.to_string(), spec.cores.to_string()),
         (meta::MEMORY_MB.to_string(), spec.memory_mb.to_string()),

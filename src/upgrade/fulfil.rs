@@ -19,7 +19,7 @@ use crate::db::Store;
 use crate::db::models::payment::{MismatchedCheckout, PaidCheckout, PaymentIssue, PaymentStatus};
 use crate::lifecycle::EventOutcome;
 use crate::lifecycle::Level;
-use crate::lifecycle::{OpKind, Spec};
+use crate::lifecycle::{OpKind, Spec, VpsId};
 use crate::notice::{Notify, NotifyKind, Severity};
 
 /// What fulfilment uses of the running appliance.
@@ -29,7 +29,7 @@ pub struct Ctx<'a> {
     pub config: &'a Config,
     pub notifier: actix::Recipient<Notify>,
     /// Wakes a VPS's actor so it runs its queued operations.
-    pub wake: std::sync::Arc<dyn Fn(&str) + Send + Sync>,
+    pub wake: std::sync::Arc<dyn Fn(&VpsId) + Send + Sync>,
 }
 
 /// Who the resize is requested by.
@@ -83,6 +83,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
     else {
         return Ok(EventOutcome::new("ignored", "not an upgrade session (no vmauto metadata)"));
     };
+    let vps_id = &VpsId::from(vps_id);
     let spec =
         match (meta_u64(session, meta::CORES), meta_u64(session, meta::MEMORY_MB), meta_u64(session, meta::DISK_GB)) {
             (Some(c), Some(m), Some(d)) => {
@@ -229,7 +230,7 @@ async fn park_mismatch(
     event: &Value,
     session: &Value,
     sid: &str,
-    vps_id: &str,
+    vps_id: &VpsId,
     subject: &str,
     problem: &str,
 ) -> anyhow::Result<EventOutcome> {
@@ -276,7 +277,7 @@ async fn payment_issue(state: &Ctx<'_>, kind: &str, object: &Value) -> anyhow::R
     let store = state.store;
     let intent = object["payment_intent"].as_str().unwrap_or_default();
     let paid = if intent.is_empty() { None } else { store.payment_of_intent(intent).await? };
-    let vps = paid.as_ref().map(|r| r.vps.clone()).or_else(|| meta_str(object, meta::VPS).map(str::to_owned));
+    let vps = paid.as_ref().map(|r| r.vps.clone()).or_else(|| meta_str(object, meta::VPS).map(VpsId::from));
     let Some(vps) = vps else {
         return Ok(EventOutcome::new("ignored", format!("{kind} for a payment that is not an upgrade")));
     };

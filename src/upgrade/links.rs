@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::db::Store;
-use crate::lifecycle::Level;
+use crate::lifecycle::{Level, VpsId};
 use crate::secrets::Sealer;
 
 pub use crate::db::models::upgrade_link::Link;
@@ -122,7 +122,7 @@ pub enum LinkStatus {
 pub struct IssuedLink {
     /// The `upgrade_link` record id (for revoking; not a secret).
     pub id: String,
-    pub vps: String,
+    pub vps: VpsId,
     /// The URL to give the customer (holds the token).
     pub url: String,
     pub expires_at: DateTime<Utc>,
@@ -134,7 +134,7 @@ pub async fn issue_link(
     store: &Store,
     config: &Config,
     sealer: &Sealer,
-    vps_id: &str,
+    vps_id: &VpsId,
     issued_by: &str,
 ) -> anyhow::Result<IssuedLink> {
     let vps = store.vps(vps_id).await?.with_context(|| format!("there is no VPS {vps_id}"))?;
@@ -156,7 +156,7 @@ pub async fn issue_link(
         )
         .await;
     let url = format!("{}/upgrade/{}", config.server.public_url.trim_end_matches('/'), token.expose());
-    Ok(IssuedLink { id, vps: vps_id.to_string(), url, expires_at })
+    Ok(IssuedLink { id, vps: vps_id.clone(), url, expires_at })
 }
 
 /// Revokes a link by its record id; answers false when there is no such link. A paid link
@@ -182,7 +182,7 @@ pub async fn link_by_id(store: &Store, link_id: &str) -> anyhow::Result<Option<L
 }
 
 /// The links of a VPS, newest first (for the admin UI).
-pub async fn links_of_vps(store: &Store, vps_id: &str) -> anyhow::Result<Vec<Link>> {
+pub async fn links_of_vps(store: &Store, vps_id: &VpsId) -> anyhow::Result<Vec<Link>> {
     store.upgrade_links_of_vps(vps_id).await
 }
 

@@ -249,7 +249,7 @@ async fn ensure_vm(
         return Ok(id);
     }
     let spec = ServerSpec {
-        name: vm_name(template, &op.vps),
+        name: vm_name(template, op.vps.as_str()),
         zone_id: template.az_id.clone(),
         image_id: image_id.to_string(),
         storage_tag_id: template.storage_tag_id.clone(),
@@ -562,7 +562,7 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
 /// sealed into the operation before SCP is asked, so a crash during this attempt replays the
 /// same password under the same key instead of storing one SCP never set.
 async fn new_root_password(cx: &ExecContext, op: &Operation, server_id: &str) -> Step<String> {
-    let place = crate::secrets::root_password_place(&op.vps);
+    let place = crate::secrets::root_password_place(op.vps.as_str());
     let pending = op.params.get("pending_password");
     let reuse = pending
         .filter(|p| p["attempt"].as_u64() == Some(u64::from(op.attempt_seq)) && p["server_id"] == json!(server_id))

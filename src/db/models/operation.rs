@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::db::Store;
 
 use super::subscription::new_key;
+use super::vps::VpsId;
 
 /// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -93,7 +94,7 @@ impl OpState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
     pub id: String,
-    pub vps: String,
+    pub vps: VpsId,
     pub kind: OpKind,
     pub state: OpState,
     #[serde(default)]
@@ -146,7 +147,7 @@ impl OpPatch {
 /// One operation to write with a decision.
 #[derive(Debug, Clone)]
 pub struct NewOperation {
-    pub vps: String,
+    pub vps: VpsId,
     pub kind: OpKind,
     pub params: Value,
     pub requested_by: String,
@@ -162,7 +163,7 @@ const OP_FIELDS: &str =
 impl Store {
     /// VPS ids with an operation that is not finished and is due (start-up recovery and the
     /// scheduler's wake-ups).
-    pub async fn vps_with_due_operations(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+    pub async fn vps_with_due_operations(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<VpsId>> {
         let ids: Vec<Value> = self
             .query_one(
                 "SELECT VALUE vps FROM operation
@@ -171,14 +172,14 @@ impl Store {
                 0,
             )
             .await?;
-        let mut ids: Vec<String> = ids.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+        let mut ids: Vec<VpsId> = ids.into_iter().filter_map(|v| v.as_str().map(VpsId::from)).collect();
         ids.sort();
         ids.dedup();
         Ok(ids)
     }
 
     /// The next unfinished operation of a VPS, oldest first.
-    pub async fn next_operation(&self, vps: &str) -> anyhow::Result<Option<Operation>> {
+    pub async fn next_operation(&self, vps: &VpsId) -> anyhow::Result<Option<Operation>> {
         self.query_first::<Operation>(
             &format!(
                 "SELECT {OP_FIELDS}, created_at FROM operation
@@ -218,7 +219,7 @@ impl Store {
         op: &str,
         state: OpState,
         error: Option<&str>,
-        vps: &str,
+        vps: &VpsId,
         vps_patch: &super::vps::VpsPatch,
     ) -> anyhow::Result<()> {
         self.execute(
@@ -239,7 +240,7 @@ impl Store {
     /// The caller then activates the VPS (`registry::Activate`).
     pub async fn enqueue_operation(
         &self,
-        vps: &str,
+        vps: &VpsId,
         kind: OpKind,
         params: Value,
         requested_by: &str,
@@ -264,7 +265,11 @@ impl Store {
         .await
         // The store's words for the THROW above, turned into a type here, where it is thrown.
         .map_err(|e| {
-            if format!("{e:#}").contains("no such VPS") { crate::error::NotFound::new("VPS", vps).into() } else { e }
+            if format!("{e:#}").contains("no such VPS") {
+                crate::error::NotFound::new("VPS", vps.as_str()).into()
+            } else {
+                e
+            }
         })?;
         Ok(key)
     }
@@ -287,7 +292,7 @@ impl Store {
 /// What a retry of an operation looks at: the operation, its VPS's state and subscription.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RetryView {
-    pub vps: String,
+    pub vps: VpsId,
     #[serde(default)]
     pub kind: Option<OpKind>,
     #[serde(default)]
@@ -330,7 +335,7 @@ impl Store {
 
     /// Approves (queues) or rejects (cancels) a held operation; answers its VPS, `None` when
     /// the operation is not held.
-    pub async fn decide_held_operation(&self, op: &str, approve: bool, actor: &str) -> anyhow::Result<Option<String>> {
+    pub async fn decide_held_operation(&self, op: &str, approve: bool, actor: &str) -> anyhow::Result<Option<VpsId>> {
         let sql = if approve {
             "UPDATE type::record('operation', $op) SET state = 'queued', approved_by = $actor, updated_at = time::now()
              WHERE state = 'held' RETURN vps"
@@ -339,7 +344,7 @@ impl Store {
                 updated_at = time::now() WHERE state = 'held' RETURN vps"
         };
         let rows: Vec<Value> = self.query_one(sql, json!({ "op": op, "actor": actor }), 0).await?;
-        Ok(rows.first().and_then(|r| r["vps"].as_str()).map(str::to_owned))
+        Ok(rows.first().and_then(|r| r["vps"].as_str()).map(VpsId::from))
     }
 }
 
@@ -347,7 +352,7 @@ impl Store {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperationChange {
     pub id: String,
-    pub vps: String,
+    pub vps: VpsId,
     pub kind: OpKind,
     pub state: OpState,
     pub updated_at: String,
@@ -371,7 +376,7 @@ impl Store {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailedOperation {
     pub id: String,
-    pub vps: String,
+    pub vps: VpsId,
     pub kind: OpKind,
     pub last_error: Option<String>,
     pub attempts: u32,
@@ -383,7 +388,7 @@ pub struct FailedOperation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldOperation {
     pub id: String,
-    pub vps: String,
+    pub vps: VpsId,
     pub kind: OpKind,
     pub requested_by: String,
     /// When it was requested.

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::vps::Spec;
+use super::vps::{Spec, VpsId};
 use crate::db::Store;
 
 /// Where a payment stands.
@@ -44,7 +44,7 @@ pub struct PaidCheckout<'a> {
     pub session_id: &'a str,
     /// The `upgrade_link` it was paid through.
     pub link: &'a str,
-    pub vps: &'a str,
+    pub vps: &'a VpsId,
     pub offer: &'a str,
     pub spec: Spec,
     /// Minor units.
@@ -61,7 +61,7 @@ pub struct PaidCheckout<'a> {
 pub struct MismatchedCheckout<'a> {
     /// The Checkout Session id: the record id.
     pub session_id: &'a str,
-    pub vps: &'a str,
+    pub vps: &'a VpsId,
     pub offer: Option<&'a str>,
     /// Minor units.
     pub amount: Option<u64>,
@@ -88,7 +88,7 @@ pub struct PaymentProgress {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentOfIntent {
     pub session_id: String,
-    pub vps: String,
+    pub vps: VpsId,
 }
 
 /// What Stripe reports later about a charge; stamped on the payment, nothing is undone.

@@ -6,20 +6,20 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::vps::VpsId;
 use crate::db::Store;
 
 /// A reveal link as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevealLink {
-    /// The VPS's key, without `vps:`.
-    pub vps: String,
+    pub vps: VpsId,
     pub used: bool,
     pub expires_at: DateTime<Utc>,
 }
 
 impl Store {
     /// Stores a new, unused link under `hash` for VPS `vps`, valid until `expires_at`.
-    pub async fn create_reveal_link(&self, hash: &str, vps: &str, expires_at: DateTime<Utc>) -> anyhow::Result<()> {
+    pub async fn create_reveal_link(&self, hash: &str, vps: &VpsId, expires_at: DateTime<Utc>) -> anyhow::Result<()> {
         self.execute(
             "CREATE type::record('reveal_link', $id) CONTENT {
                 vps: $vps, used: false, expires_at: <datetime>$expires_at, created_at: time::now()

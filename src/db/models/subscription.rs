@@ -8,7 +8,7 @@ use crate::db::Store;
 
 use super::operation::{NewOperation, OpState};
 use super::template::Template;
-use super::vps::{Spec, VPS_FIELDS, Vps, VpsState};
+use super::vps::{Spec, VPS_FIELDS, Vps, VpsId, VpsState};
 use crate::billing::BillingEvent;
 
 /// A new random record key.
@@ -36,7 +36,7 @@ pub struct SubscriptionView {
 /// A VPS to create with a decision.
 #[derive(Debug, Clone)]
 pub struct NewVps {
-    pub id: String,
+    pub id: VpsId,
     pub name: String,
     pub template: Template,
 }
@@ -51,10 +51,10 @@ pub struct DecisionWrite {
     pub plan_key: Option<String>,
     pub occurred_at: Option<DateTime<Utc>>,
     pub new_vps: Vec<NewVps>,
-    pub vps_states: Vec<(String, VpsState, Option<DateTime<Utc>>)>,
+    pub vps_states: Vec<(VpsId, VpsState, Option<DateTime<Utc>>)>,
     pub operations: Vec<NewOperation>,
     /// Operations made unnecessary (a pending deletion when the customer resumes).
-    pub cancel_pending_deletes_of: Vec<String>,
+    pub cancel_pending_deletes_of: Vec<VpsId>,
     /// The inbox row (key, event fingerprint) this decision applies: marked applied in the same
     /// transaction, so start-up recovery never applies the event twice.
     pub inbox: Option<(String, String)>,
@@ -258,7 +258,7 @@ mod tests {
             attributes: BTreeMap::new(),
         };
         let sub = stable_key("ghl", "sub1");
-        let vps_id = new_key();
+        let vps_id = VpsId::new(new_key());
         let w = DecisionWrite {
             source: "ghl".into(),
             subscription_key: Some(sub.clone()),
@@ -298,7 +298,7 @@ mod tests {
         assert!(s.next_operation(&vps_id).await.expect("query").is_none());
         assert_eq!(s.vps(&vps_id).await.expect("q").expect("vps").state, VpsState::Active);
         assert_eq!(s.live_subscriptions_of_customer("ghl", "c1").await.expect("q"), vec!["sub1".to_string()]);
-        s.record_activity(Level::Info, "system", Some(&vps_id), "hello", json!({})).await.expect("activity");
+        s.record_activity(Level::Info, "system", Some(vps_id.as_str()), "hello", json!({})).await.expect("activity");
         assert_eq!(s.destructive_ops_last_hour().await.expect("count"), 0);
     }
 }

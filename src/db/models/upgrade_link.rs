@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::vps::VpsId;
 use crate::db::Store;
 
 /// A stored link.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Link {
     pub id: String,
-    pub vps: String,
+    pub vps: VpsId,
     #[serde(default)]
     pub issued_by: String,
     pub created_at: DateTime<Utc>,
@@ -36,7 +37,7 @@ impl Store {
     pub async fn create_upgrade_link(
         &self,
         id: &str,
-        vps_id: &str,
+        vps_id: &VpsId,
         issued_by: &str,
         expires_at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
@@ -70,7 +71,7 @@ impl Store {
     }
 
     /// The links of a VPS, newest first (for the admin UI).
-    pub async fn upgrade_links_of_vps(&self, vps_id: &str) -> anyhow::Result<Vec<Link>> {
+    pub async fn upgrade_links_of_vps(&self, vps_id: &VpsId) -> anyhow::Result<Vec<Link>> {
         self.query_one(
             &format!("SELECT {LINK_FIELDS} FROM upgrade_link WHERE vps = $vps ORDER BY created_at DESC"),
             json!({ "vps": vps_id }),
@@ -100,7 +101,7 @@ impl Store {
 impl Store {
     /// The name of a link's VPS as its customer knows it; `None` when the VPS or its name is
     /// missing.
-    pub async fn upgrade_link_vps_name(&self, vps_id: &str) -> anyhow::Result<Option<String>> {
+    pub async fn upgrade_link_vps_name(&self, vps_id: &VpsId) -> anyhow::Result<Option<String>> {
         let names: Vec<Option<String>> =
             self.query_one("SELECT VALUE name FROM type::record('vps', $id)", json!({ "id": vps_id }), 0).await?;
         Ok(names.into_iter().next().flatten())

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::vps::VpsId;
 use crate::db::Store;
 
 /// A stored offer.
@@ -98,7 +99,7 @@ impl Store {
 impl Store {
     /// The AZ of the template stored with a VPS (`template_row.az_id`), whose free capacity
     /// decides which offers it can buy; `None` when the VPS or the field is missing.
-    pub async fn upgrade_vps_az(&self, vps_id: &str) -> anyhow::Result<Option<String>> {
+    pub async fn upgrade_vps_az(&self, vps_id: &VpsId) -> anyhow::Result<Option<String>> {
         let zones: Vec<Option<String>> = self
             .query_one("SELECT VALUE template_row.az_id FROM type::record('vps', $id)", json!({ "id": vps_id }), 0)
             .await?;

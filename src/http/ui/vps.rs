@@ -11,7 +11,7 @@ use crate::admin::{self, Action, ManualVps, TemplateWithPlans, TimelineEntry, Vp
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
-use crate::lifecycle::{Level, OpState};
+use crate::lifecycle::{Level, OpState, VpsId};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vps", web::get().to(list_vps))
@@ -72,6 +72,7 @@ struct VpsListPage<'a> {
 }
 
 async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
+    let id = VpsId::from(id.into_inner());
     let Some(vps) = state.store.vps_detail(&id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(
             StatusCode::NOT_FOUND,
@@ -179,6 +180,7 @@ async fn act_on_vps(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = VpsId::from(id.into_inner());
     let back = format!("/vps/{id}");
     let Some(action) = Action::parse(&form.action) else {
         return Ok(redirect_msg(&back, false, "Unknown action."));
@@ -210,25 +212,27 @@ async fn reveal_vps_password(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = VpsId::from(id.into_inner());
     let Some(vps) = state.store.revealed_vps(&id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(StatusCode::NOT_FOUND, "There is no VPS with this id."));
     };
     let Some(sealed) = vps.root_password else {
         return Ok(redirect_msg(&format!("/vps/{id}"), false, "This VPS has no stored password yet."));
     };
-    let password = state.sealer.open(&sealed, &crate::secrets::root_password_place(&id)).map_err(anyhow_internal)?;
+    let password =
+        state.sealer.open(&sealed, &crate::secrets::root_password_place(id.as_str())).map_err(anyhow_internal)?;
     state
         .store
         .record_activity(
             Level::Warning,
             &p.actor(),
-            Some(&id),
+            Some(id.as_str()),
             &format!("{} revealed the root password", p.actor()),
             json!({}),
         )
         .await
         .map_err(anyhow_internal)?;
-    let ctx = RootPasswordPage { id: &id, name: vps.name.as_deref(), password: password.expose() };
+    let ctx = RootPasswordPage { id: id.as_str(), name: vps.name.as_deref(), password: password.expose() };
     render(&state, p, "admin/reveal.html", "Root password", "vps", ctx)
 }
 
@@ -321,6 +325,7 @@ async fn issue_upgrade_link(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = VpsId::from(id.into_inner());
     let back = format!("/vps/{id}");
     match crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await {
         // `issue_link` records the activity.

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::db::Store;
 use crate::db::models::activity::Level;
 use crate::db::models::operation::{OpKind, OpState};
+use crate::db::models::vps::VpsId;
 use crate::notice::Severity;
 
 /// One entry of a VPS's timeline; `kind` says which table it comes from.
@@ -82,7 +83,7 @@ impl Store {
     /// The single timeline of a VPS: webhook events, decisions and admin actions (activity),
     /// operations with their provider tasks, and notifications; newest first. A part that
     /// cannot be read is left out.
-    pub async fn vps_timeline(&self, id: &str) -> anyhow::Result<Vec<TimelineEntry>> {
+    pub async fn vps_timeline(&self, id: &VpsId) -> anyhow::Result<Vec<TimelineEntry>> {
         let sql = "SELECT <string>at AS at, level, actor, message, data FROM activity
                      WHERE subject = $id OR subject = 'vps:' + $id ORDER BY at DESC LIMIT 200;
                    SELECT <string>created_at AS at, record::id(id) AS id, kind AS op, state, attempts,
