@@ -10,7 +10,7 @@ pub mod kpi;
 use crate::billing::{BillingEvent, EventKind};
 
 pub use crate::db::models::activity::Level;
-pub use crate::db::models::operation::{NewOperation, OpKind, OpPatch, OpState, Operation};
+pub use crate::db::models::operation::{NewOperation, OpKind, OpPatch, OpState, Operation, OperationId};
 pub use crate::db::models::subscription::{DecisionWrite, NewVps, SubscriptionView, new_key, stable_key};
 pub use crate::db::models::template::Template;
 pub use crate::db::models::vps::{Spec, Vps, VpsId, VpsPatch, VpsState};

@@ -10,7 +10,7 @@ use crate::db::models::vps::ManualVpsRow;
 pub use crate::db::models::vps::{TimelineEntry, VpsDetail, VpsQuery, VpsRow};
 use crate::lifecycle::Level;
 use crate::lifecycle::new_key;
-use crate::lifecycle::{OpKind, OpState, Spec, VpsId, VpsState};
+use crate::lifecycle::{OpKind, OpState, OperationId, Spec, VpsId, VpsState};
 
 /// What an admin can ask of a VPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +50,7 @@ pub async fn request_action(
     action: Action,
     params: Value,
     actor: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<OperationId> {
     let Some(current) = store.vps(vps).await? else {
         return Err(crate::error::NotFound::new("VPS", vps.as_str()).into());
     };
@@ -116,7 +116,7 @@ pub enum RetryError {
 pub async fn retry_operation(
     store: &Store,
     registry: Option<&actix::Addr<VpsRegistry>>,
-    op: &str,
+    op: &OperationId,
     actor: &str,
 ) -> Result<VpsId, RetryError> {
     let Some(row) = store.operation_for_retry(op).await? else { return Err(RetryError::NotFound(op.to_string())) };
@@ -170,7 +170,7 @@ pub async fn retry_operation(
 pub async fn decide_held(
     store: &Store,
     registry: &actix::Addr<VpsRegistry>,
-    op: &str,
+    op: &OperationId,
     approve: bool,
     actor: &str,
 ) -> anyhow::Result<()> {
@@ -217,7 +217,7 @@ pub async fn create_vps(
     let id = VpsId::new(new_key());
     let name = template.name_pattern.replace("{id}", &id.as_str()[..8]).replace("{customer}", "c");
     let spec = Spec::from(&template);
-    let op = new_key();
+    let op = OperationId::new(new_key());
     store
         .create_manual_vps(&ManualVpsRow {
             id: &id,

@@ -12,7 +12,7 @@ use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
 use crate::auth::Role;
 use crate::error::{AppError, AppResult, Code};
 use crate::lifecycle::Level;
-use crate::lifecycle::{Template, VpsId, kpi};
+use crate::lifecycle::{OperationId, Template, VpsId, kpi};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -144,6 +144,7 @@ async fn vps_action(
 
 async fn retry(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
+    let id = OperationId::from(id.into_inner());
     let vps = admin::retry_operation(&state.store, Some(&state.handles.registry), &id, &p.actor()).await.map_err(
         |e| match e {
             admin::RetryError::NotFound(_) => AppError::not_found(e.to_string()),
@@ -156,14 +157,16 @@ async fn retry(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>)
 
 async fn approve(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Admin)?;
+    let id = OperationId::from(id.into_inner());
     admin::decide_held(&state.store, &state.handles.registry, &id, true, &p.actor()).await.map_err(bad)?;
-    Ok(HttpResponse::Accepted().json(json!({ "approved": *id })))
+    Ok(HttpResponse::Accepted().json(json!({ "approved": id })))
 }
 
 async fn reject(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Admin)?;
+    let id = OperationId::from(id.into_inner());
     admin::decide_held(&state.store, &state.handles.registry, &id, false, &p.actor()).await.map_err(bad)?;
-    Ok(HttpResponse::Ok().json(json!({ "rejected": *id })))
+    Ok(HttpResponse::Ok().json(json!({ "rejected": id })))
 }
 
 async fn activity(state: web::Data<AppState>, user: ApiUser, q: web::Query<ActivityQuery>) -> AppResult<HttpResponse> {

@@ -19,7 +19,7 @@ use crate::db::Store;
 use crate::db::models::payment::{MismatchedCheckout, PaidCheckout, PaymentIssue, PaymentStatus};
 use crate::lifecycle::EventOutcome;
 use crate::lifecycle::Level;
-use crate::lifecycle::{OpKind, Spec, VpsId};
+use crate::lifecycle::{OpKind, OperationId, Spec, VpsId};
 use crate::notice::{Notify, NotifyKind, Severity};
 
 /// What fulfilment uses of the running appliance.
@@ -38,9 +38,9 @@ pub fn requested_by(session: &str) -> String {
 }
 
 /// The idempotency key (and id) of the resize a session pays for.
-pub fn operation_key(session: &str) -> String {
+pub fn operation_key(session: &str) -> OperationId {
     use sha2::{Digest, Sha256};
-    format!("upg{}", hex::encode(&Sha256::digest(session.as_bytes())[..16]))
+    OperationId::new(format!("upg{}", hex::encode(&Sha256::digest(session.as_bytes())[..16])))
 }
 
 /// Applies one verified Stripe event (the subscription actor runs it, one event at a time,

@@ -122,7 +122,7 @@ async fn run_task(cx: &ExecContext, op: &Operation, task: ProviderResult<TaskId>
 /// The idempotency key of one step of the current attempt. The first attempt keeps the bare
 /// operation id, as operations written before attempts were keyed.
 fn key(op: &Operation, step: &str) -> OpKey {
-    let base = if op.attempt_seq <= 1 { op.id.clone() } else { format!("{}#{}", op.id, op.attempt_seq) };
+    let base = if op.attempt_seq <= 1 { op.id.to_string() } else { format!("{}#{}", op.id, op.attempt_seq) };
     OpKey::new(base).step(step)
 }
 

@@ -9,6 +9,11 @@ use crate::db::Store;
 use super::subscription::new_key;
 use super::vps::VpsId;
 
+id_type!(
+    /// The key of an `operation` row (its idempotency key).
+    OperationId
+);
+
 /// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,7 +98,7 @@ impl OpState {
 /// A durable operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
-    pub id: String,
+    pub id: OperationId,
     pub vps: VpsId,
     pub kind: OpKind,
     pub state: OpState,
@@ -193,7 +198,7 @@ impl Store {
     }
 
     /// Updates an operation's progress fields (only those given).
-    pub async fn update_operation(&self, id: &str, patch: &OpPatch) -> anyhow::Result<()> {
+    pub async fn update_operation(&self, id: &OperationId, patch: &OpPatch) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('operation', $id) MERGE $patch;
              UPDATE type::record('operation', $id) SET updated_at = time::now();",
@@ -204,7 +209,7 @@ impl Store {
 
     /// Schedules a retry: the next attempt time; the failed attempt's task is forgotten, so the
     /// next attempt looks at SCP afresh instead of waiting on a task that has ended.
-    pub async fn retry_operation_at(&self, id: &str, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+    pub async fn retry_operation_at(&self, id: &OperationId, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('operation', $id) SET state = 'queued', next_attempt_at = <datetime>$at,
                 last_error = $error, task_id = NONE, updated_at = time::now()",
@@ -216,7 +221,7 @@ impl Store {
     /// Marks the finish of an operation and sets the VPS state in one transaction.
     pub async fn finish_operation(
         &self,
-        op: &str,
+        op: &OperationId,
         state: OpState,
         error: Option<&str>,
         vps: &VpsId,
@@ -244,9 +249,9 @@ impl Store {
         kind: OpKind,
         params: Value,
         requested_by: &str,
-        key: Option<&str>,
-    ) -> anyhow::Result<String> {
-        let key = key.map_or_else(new_key, str::to_owned);
+        key: Option<&OperationId>,
+    ) -> anyhow::Result<OperationId> {
+        let key = key.cloned().unwrap_or_else(|| OperationId::new(new_key()));
         self.execute(
             "BEGIN TRANSACTION;
              IF (SELECT VALUE id FROM type::record('vps', $vps))[0] == NONE {
@@ -306,7 +311,7 @@ pub struct RetryView {
 /// Admins' decisions on operations: retries of dead ones, held ones approved or rejected.
 impl Store {
     /// An operation as a retry looks at it, `None` when there is no such operation.
-    pub async fn operation_for_retry(&self, op: &str) -> anyhow::Result<Option<RetryView>> {
+    pub async fn operation_for_retry(&self, op: &OperationId) -> anyhow::Result<Option<RetryView>> {
         self.query_first::<RetryView>(
             "SELECT kind, state, vps,
                     (SELECT VALUE state FROM type::record('vps', $parent.vps))[0] AS vps_state,
@@ -320,7 +325,7 @@ impl Store {
 
     /// Queues a dead operation again for a fresh series of attempts (no stale task id); false
     /// when it is no longer dead.
-    pub async fn requeue_dead_operation(&self, op: &str, actor: &str) -> anyhow::Result<bool> {
+    pub async fn requeue_dead_operation(&self, op: &OperationId, actor: &str) -> anyhow::Result<bool> {
         let updated: Vec<Value> = self
             .query_one(
                 "UPDATE type::record('operation', $op) SET state = 'queued', attempts = 0, task_id = NONE,
@@ -335,7 +340,12 @@ impl Store {
 
     /// Approves (queues) or rejects (cancels) a held operation; answers its VPS, `None` when
     /// the operation is not held.
-    pub async fn decide_held_operation(&self, op: &str, approve: bool, actor: &str) -> anyhow::Result<Option<VpsId>> {
+    pub async fn decide_held_operation(
+        &self,
+        op: &OperationId,
+        approve: bool,
+        actor: &str,
+    ) -> anyhow::Result<Option<VpsId>> {
         let sql = if approve {
             "UPDATE type::record('operation', $op) SET state = 'queued', approved_by = $actor, updated_at = time::now()
              WHERE state = 'held' RETURN vps"
@@ -351,7 +361,7 @@ impl Store {
 /// An operation's progress as the live stream sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperationChange {
-    pub id: String,
+    pub id: OperationId,
     pub vps: VpsId,
     pub kind: OpKind,
     pub state: OpState,
@@ -375,7 +385,7 @@ impl Store {
 /// A dead operation, as the dashboard lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailedOperation {
-    pub id: String,
+    pub id: OperationId,
     pub vps: VpsId,
     pub kind: OpKind,
     pub last_error: Option<String>,
@@ -387,7 +397,7 @@ pub struct FailedOperation {
 /// An operation the blast-radius guard holds, with its VPS's customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldOperation {
-    pub id: String,
+    pub id: OperationId,
     pub vps: VpsId,
     pub kind: OpKind,
     pub requested_by: String,

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::operation::OperationId;
 use super::vps::{Spec, VpsId};
 use crate::db::Store;
 
@@ -79,7 +80,7 @@ pub struct PaymentProgress {
     pub status: PaymentStatus,
     /// The resize it queued.
     #[serde(default)]
-    pub operation: Option<String>,
+    pub operation: Option<OperationId>,
     #[serde(default)]
     pub spec: Option<Spec>,
 }
@@ -163,7 +164,7 @@ impl Store {
 
     /// Moves a `paid` payment to `queued` with the resize `op` it queued. Answers whether this
     /// call moved it (false when it was queued before, or is not `paid`).
-    pub async fn queue_paid_payment(&self, sid: &str, op: &str) -> anyhow::Result<bool> {
+    pub async fn queue_paid_payment(&self, sid: &str, op: &OperationId) -> anyhow::Result<bool> {
         let first: Vec<Value> = self
             .query_one(
                 "UPDATE type::record('payment', $sid) SET status = 'queued', operation = $op, updated_at = time::now()
@@ -213,7 +214,7 @@ impl Store {
 impl Store {
     /// The state of the resize `op` a payment queued (`succeeded`, `dead`…); `None` when there
     /// is no such operation yet.
-    pub async fn upgrade_operation_state(&self, op: &str) -> anyhow::Result<Option<String>> {
+    pub async fn upgrade_operation_state(&self, op: &OperationId) -> anyhow::Result<Option<String>> {
         let states: Vec<Option<String>> =
             self.query_one("SELECT VALUE state FROM type::record('operation', $op)", json!({ "op": op }), 0).await?;
         Ok(states.into_iter().next().flatten())

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::db::Store;
 
-use super::operation::{NewOperation, OpState};
+use super::operation::{NewOperation, OpState, OperationId};
 use super::template::Template;
 use super::vps::{Spec, VPS_FIELDS, Vps, VpsId, VpsState};
 use crate::billing::BillingEvent;
@@ -112,7 +112,7 @@ impl Store {
 
     /// Upserts the customer and the subscription, and writes the decision's VPS and
     /// operation rows, all in one transaction.
-    pub async fn write_decision(&self, event: &BillingEvent, w: &DecisionWrite) -> anyhow::Result<Vec<String>> {
+    pub async fn write_decision(&self, event: &BillingEvent, w: &DecisionWrite) -> anyhow::Result<Vec<OperationId>> {
         let customer_key = stable_key(&w.source, &event.customer.id);
         let ops: Vec<Value> = w
             .operations
@@ -126,7 +126,7 @@ impl Store {
                 })
             })
             .collect();
-        let op_ids: Vec<String> = ops.iter().filter_map(|o| o["key"].as_str().map(str::to_owned)).collect();
+        let op_ids: Vec<OperationId> = ops.iter().filter_map(|o| o["key"].as_str().map(OperationId::from)).collect();
         let new_vps: Vec<Value> = w
             .new_vps
             .iter()

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::db::Store;
 
+use super::operation::OperationId;
 use super::template::Template;
 use super::{PAGE_SIZE, Page, SEARCH_CAP};
 
@@ -383,7 +384,7 @@ pub struct ManualVpsRow<'a> {
     pub customer_email: &'a str,
     pub template: &'a Template,
     pub spec: Spec,
-    pub operation: &'a str,
+    pub operation: &'a OperationId,
     pub actor: &'a str,
 }
 

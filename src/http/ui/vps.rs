@@ -11,7 +11,7 @@ use crate::admin::{self, Action, ManualVps, TemplateWithPlans, TimelineEntry, Vp
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
-use crate::lifecycle::{Level, OpState, VpsId};
+use crate::lifecycle::{Level, OpState, OperationId, VpsId};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vps", web::get().to(list_vps))
@@ -284,13 +284,14 @@ async fn retry_operation(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = OperationId::from(id.into_inner());
     match admin::retry_operation(&state.store, Some(&state.handles.registry), &id, &p.actor()).await {
         Ok(vps) => Ok(redirect_msg(&format!("/vps/{vps}"), true, "Retry started: a fresh series of attempts.")),
         Err(e) => Ok(redirect_msg("/", false, &format!("{e:#}"))),
     }
 }
 
-async fn decide_operation(state: &AppState, user: &UiUser, id: &str, form: &CsrfForm, approve: bool) -> Page {
+async fn decide_operation(state: &AppState, user: &UiUser, id: &OperationId, form: &CsrfForm, approve: bool) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
     match admin::decide_held(&state.store, &state.handles.registry, id, approve, &p.actor()).await {
@@ -305,7 +306,7 @@ async fn approve_operation(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Page {
-    decide_operation(&state, &user, &id, &form, true).await
+    decide_operation(&state, &user, &OperationId::from(id.into_inner()), &form, true).await
 }
 
 async fn reject_operation(
@@ -314,7 +315,7 @@ async fn reject_operation(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Page {
-    decide_operation(&state, &user, &id, &form, false).await
+    decide_operation(&state, &user, &OperationId::from(id.into_inner()), &form, false).await
 }
 
 async fn issue_upgrade_link(

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::db::Store;
 use crate::db::models::activity::Level;
-use crate::db::models::operation::{OpKind, OpState};
+use crate::db::models::operation::{OpKind, OpState, OperationId};
 use crate::db::models::vps::VpsId;
 use crate::notice::Severity;
 
@@ -47,7 +47,7 @@ pub struct TimelineActivity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineOperation {
     pub at: String,
-    pub id: String,
+    pub id: OperationId,
     pub op: OpKind,
     pub state: OpState,
     pub attempts: u32,
