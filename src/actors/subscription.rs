@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::db::Store;
 use crate::lifecycle::Level;
 use crate::lifecycle::{Decision, OpKind, Spec, Template, VpsId, VpsState, decide};
-use crate::lifecycle::{DecisionWrite, NewOperation, NewVps, new_key, stable_key};
+use crate::lifecycle::{DecisionWrite, NewOperation, NewVps, SubscriptionId, new_key, stable_key};
 use crate::plugin_host::{DEFAULT_MAPPER, TemplateChoice};
 use crate::telemetry::metrics::Metrics;
 
@@ -149,7 +149,7 @@ impl Apply {
             Ok(id) => id,
             Err(reason) => return Ok(self.park(source, event, &reason).await),
         };
-        let sub_key = stable_key(source, &external);
+        let sub_key = SubscriptionId::of(source, &external);
         let view = self.store.subscription_view(&sub_key).await?;
         let plan = event.plan_key.clone().or_else(|| view.plan_key.clone()).unwrap_or_default();
         let grace = self.config.policy.grace_days_by_plan.get(&plan).copied().unwrap_or(self.config.policy.grace_days);
@@ -283,9 +283,10 @@ impl Apply {
         }
         if matches!(event.kind, EventKind::Cancel | EventKind::Suspend) {
             let live = self.store.live_subscriptions_of_customer(source, &event.customer.id).await?;
+            let by_customer = SubscriptionId::of(source, &event.customer.id);
             return Ok(match live.len() {
                 1 => Ok(live[0].clone()),
-                0 if self.store.subscription_view(&stable_key(source, &event.customer.id)).await?.status.is_some() => {
+                0 if self.store.subscription_view(&by_customer).await?.status.is_some() => {
                     Ok(event.customer.id.clone())
                 }
                 n => Err(format!("customer {} has {n} live subscriptions; an admin must choose", event.customer.id)),

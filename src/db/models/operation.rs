@@ -305,7 +305,7 @@ pub struct RetryView {
     #[serde(default)]
     pub vps_state: Option<crate::db::models::vps::VpsState>,
     #[serde(default)]
-    pub subscription: Option<String>,
+    pub subscription: Option<super::subscription::SubscriptionId>,
 }
 
 /// Admins' decisions on operations: retries of dead ones, held ones approved or rejected.

@@ -11,6 +11,18 @@ use super::template::Template;
 use super::vps::{Spec, VPS_FIELDS, Vps, VpsId, VpsState};
 use crate::billing::BillingEvent;
 
+id_type!(
+    /// The key of a `subscription` row: [`stable_key`] of its source and external id.
+    SubscriptionId
+);
+
+impl SubscriptionId {
+    /// The key of subscription `external_id` of `source`.
+    pub fn of(source: &str, external_id: &str) -> Self {
+        Self::new(stable_key(source, external_id))
+    }
+}
+
 /// A new random record key.
 pub fn new_key() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -45,7 +57,7 @@ pub struct NewVps {
 #[derive(Debug, Clone, Default)]
 pub struct DecisionWrite {
     pub source: String,
-    pub subscription_key: Option<String>,
+    pub subscription_key: Option<SubscriptionId>,
     pub subscription_external_id: Option<String>,
     pub subscription_status: Option<&'static str>,
     pub plan_key: Option<String>,
@@ -62,7 +74,7 @@ pub struct DecisionWrite {
 
 impl Store {
     /// The state of a subscription (and its live VPS) for [`super::decide`].
-    pub async fn subscription_view(&self, key: &str) -> anyhow::Result<SubscriptionView> {
+    pub async fn subscription_view(&self, key: &SubscriptionId) -> anyhow::Result<SubscriptionView> {
         #[derive(serde::Deserialize)]
         struct Row {
             status: Option<String>,
@@ -103,7 +115,7 @@ impl Store {
     }
 
     /// A subscription's status (`None` when there is no such subscription or it has none).
-    pub async fn subscription_status(&self, key: &str) -> anyhow::Result<Option<String>> {
+    pub async fn subscription_status(&self, key: &SubscriptionId) -> anyhow::Result<Option<String>> {
         let rows: Vec<Option<String>> = self
             .query_one("SELECT VALUE status FROM type::record('subscription', $key)", json!({ "key": key }), 0)
             .await?;
@@ -257,7 +269,7 @@ mod tests {
             plan_key: Some("starter".into()),
             attributes: BTreeMap::new(),
         };
-        let sub = stable_key("ghl", "sub1");
+        let sub = SubscriptionId::of("ghl", "sub1");
         let vps_id = VpsId::new(new_key());
         let w = DecisionWrite {
             source: "ghl".into(),

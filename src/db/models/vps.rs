@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::db::Store;
 
 use super::operation::OperationId;
+use super::subscription::SubscriptionId;
 use super::template::Template;
 use super::{PAGE_SIZE, Page, SEARCH_CAP};
 
@@ -82,7 +83,7 @@ pub struct Vps {
     pub id: VpsId,
     pub state: VpsState,
     #[serde(default)]
-    pub subscription: Option<String>,
+    pub subscription: Option<SubscriptionId>,
     pub template: String,
     pub spec: Spec,
     #[serde(default)]
@@ -184,7 +185,7 @@ pub struct VpsRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscription: Option<String>,
+    pub subscription: Option<SubscriptionId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
