@@ -184,9 +184,8 @@ async fn paid_checkout_resizes_the_vm_once_whatever_stripe_redelivers() {
     assert_eq!(code, 200);
     assert_eq!(s.rows(resizes).await.len(), 1, "one resize whatever Stripe redelivers");
     // An admin's replay from the inbox is as harmless as a redelivery.
-    let replayed = vmauto::http::replay_inbox(&s.t.app.state, body["id"].as_str().expect("inbox key"), "admin:t")
-        .await
-        .expect("replay");
+    let key = body["id"].as_str().expect("inbox key").into();
+    let replayed = vmauto::http::replay_inbox(&s.t.app.state, &key, "admin:t").await.expect("replay");
     assert_eq!(replayed.len(), 1, "{replayed:?}");
     let replayed = &replayed[0];
     assert_eq!(replayed.status, "processed", "{replayed:?}");

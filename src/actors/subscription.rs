@@ -17,6 +17,7 @@ use super::supervisor::Supervision;
 use crate::billing::{BillingEvent, EventKind};
 use crate::config::Config;
 use crate::db::Store;
+use crate::db::models::webhook_event::InboxKey;
 use crate::lifecycle::Level;
 use crate::lifecycle::{Decision, OpKind, Spec, Template, VpsId, VpsState, decide};
 use crate::lifecycle::{DecisionWrite, NewOperation, NewVps, SubscriptionId, new_key, stable_key};
@@ -162,7 +163,7 @@ impl Apply {
             occurred_at: event.occurred_at,
             inbox: requested_by
                 .strip_prefix("webhook:")
-                .map(|key| (key.to_string(), super::webhook::event_fingerprint(event))),
+                .map(|key| (InboxKey::from(key), super::webhook::event_fingerprint(event))),
             ..Default::default()
         };
         let op = |vps: &VpsId, kind: OpKind| NewOperation {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::session::ApiUser;
-use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
+use crate::admin::{self, Action, ActivityQuery, InboxKey, ManualVps, VpsQuery};
 use crate::auth::Role;
 use crate::error::{AppError, AppResult, Code};
 use crate::lifecycle::Level;
@@ -203,6 +203,7 @@ async fn inbox(state: web::Data<AppState>, user: ApiUser, q: web::Query<InboxQue
 
 async fn inbox_event(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Viewer)?;
+    let id = InboxKey::from(id.into_inner());
     let mut ev = state
         .store
         .inbox_event(&id)
@@ -217,7 +218,7 @@ async fn inbox_event(state: web::Data<AppState>, user: ApiUser, id: web::Path<St
 
 async fn replay(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
-    let outcomes = super::replay_inbox(&state, &id, &p.actor()).await.map_err(bad)?;
+    let outcomes = super::replay_inbox(&state, &InboxKey::from(id.into_inner()), &p.actor()).await.map_err(bad)?;
     Ok(HttpResponse::Ok().json(json!({ "outcomes": outcomes })))
 }
 

@@ -9,6 +9,7 @@ use crate::db::Store;
 use super::operation::{NewOperation, OpState, OperationId};
 use super::template::Template;
 use super::vps::{Spec, VPS_FIELDS, Vps, VpsId, VpsState};
+use super::webhook_event::InboxKey;
 use crate::billing::BillingEvent;
 
 id_type!(
@@ -69,7 +70,7 @@ pub struct DecisionWrite {
     pub cancel_pending_deletes_of: Vec<VpsId>,
     /// The inbox row (key, event fingerprint) this decision applies: marked applied in the same
     /// transaction, so start-up recovery never applies the event twice.
-    pub inbox: Option<(String, String)>,
+    pub inbox: Option<(InboxKey, String)>,
 }
 
 impl Store {

@@ -9,6 +9,7 @@ use crate::db::Store;
 use crate::db::models::activity::Level;
 use crate::db::models::operation::{OpKind, OpState, OperationId};
 use crate::db::models::vps::VpsId;
+use crate::db::models::webhook_event::InboxKey;
 use crate::notice::Severity;
 
 /// One entry of a VPS's timeline; `kind` says which table it comes from.
@@ -72,7 +73,7 @@ pub struct TimelineNotification {
 pub struct TimelineWebhook {
     pub at: String,
     /// Its inbox key.
-    pub id: String,
+    pub id: InboxKey,
     pub source: String,
     pub status: Option<String>,
     /// Its events' outcomes, as `status: detail` joined by `; `.
@@ -96,8 +97,8 @@ impl Store {
         let notifications: Vec<TimelineNotification> =
             self.query_one(sql, json!({ "id": id }), 2).await.unwrap_or_default();
         // The webhooks behind the operations, with the decisions they caused.
-        let keys: BTreeSet<String> =
-            operations.iter().filter_map(|o| o.requested_by.strip_prefix("webhook:").map(str::to_owned)).collect();
+        let keys: BTreeSet<InboxKey> =
+            operations.iter().filter_map(|o| o.requested_by.strip_prefix("webhook:").map(InboxKey::from)).collect();
         let mut all: Vec<TimelineEntry> = activity
             .into_iter()
             .map(TimelineEntry::Activity)
