@@ -226,7 +226,7 @@ pub async fn execute_upgrade(
                     format!("to template {}", o.to_template)
                 };
                 let from =
-                    if o.from_template.is_empty() { "any template".to_string() } else { o.from_template.clone() };
+                    if o.from_template.is_empty() { "any template".to_string() } else { o.from_template.to_string() };
                 writeln!(
                     out,
                     "{}\t{}\t{}\tfrom {from}\t{}\t{}",

@@ -14,7 +14,7 @@ pub use crate::db::models::operation::{NewOperation, OpKind, OpPatch, OpState, O
 pub use crate::db::models::subscription::{
     DecisionWrite, NewVps, SubscriptionId, SubscriptionView, new_key, stable_key,
 };
-pub use crate::db::models::template::Template;
+pub use crate::db::models::template::{Template, TemplateName};
 pub use crate::db::models::vps::{Spec, Vps, VpsId, VpsPatch, VpsState};
 pub use crate::db::models::webhook_event::EventOutcome;
 

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::db::Store;
 use crate::db::models::webhook_event::InboxKey;
 use crate::lifecycle::Level;
-use crate::lifecycle::{Decision, OpKind, Spec, Template, VpsId, VpsState, decide};
+use crate::lifecycle::{Decision, OpKind, Spec, Template, TemplateName, VpsId, VpsState, decide};
 use crate::lifecycle::{DecisionWrite, NewOperation, NewVps, SubscriptionId, new_key, stable_key};
 use crate::plugin_host::{DEFAULT_MAPPER, TemplateChoice};
 use crate::telemetry::metrics::Metrics;
@@ -322,7 +322,7 @@ impl Apply {
             .map_err(|e| anyhow::anyhow!("the plugin host is not running: {e}"))?
             .map_err(|e| anyhow::anyhow!("the plan mapper failed: {e}"))?;
         let name = match choice {
-            TemplateChoice::Template(name) => name,
+            TemplateChoice::Template(name) => TemplateName::from(name),
             TemplateChoice::None(reason) => {
                 return Ok(Err(format!("plan {plan_key:?} of source {source:?}: {reason}")));
             }

@@ -10,7 +10,7 @@ use crate::db::models::vps::ManualVpsRow;
 pub use crate::db::models::vps::{TimelineEntry, VpsDetail, VpsQuery, VpsRow};
 use crate::lifecycle::Level;
 use crate::lifecycle::new_key;
-use crate::lifecycle::{OpKind, OpState, OperationId, Spec, VpsId, VpsState};
+use crate::lifecycle::{OpKind, OpState, OperationId, Spec, TemplateName, VpsId, VpsState};
 
 /// What an admin can ask of a VPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,7 +210,7 @@ pub async fn create_vps(
 ) -> anyhow::Result<VpsId> {
     anyhow::ensure!(!req.customer_name.trim().is_empty(), "the customer's name is required");
     anyhow::ensure!(req.customer_email.contains('@'), "the customer's email address is required");
-    let Some(template) = store.template_by_name(&req.template).await? else {
+    let Some(template) = store.template_by_name(&TemplateName::from(req.template.as_str())).await? else {
         anyhow::bail!("no template named {:?}", req.template)
     };
     anyhow::ensure!(template.enabled, "template {} is disabled", template.name);

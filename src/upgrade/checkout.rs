@@ -70,7 +70,7 @@ pub fn metadata(req: &CheckoutRequest<'_>) -> HashMap<String, String> {
         (meta::DISK_GB.to_string(), spec.disk_gb.to_string()),
     ]);
     if let Some(t) = &req.target.template {
-        m.insert(meta::TEMPLATE.to_string(), t.name.clone());
+        m.insert(meta::TEMPLATE.to_string(), t.name.to_string());
     }
     m
 }

@@ -19,7 +19,7 @@ use crate::db::Store;
 use crate::db::models::payment::{MismatchedCheckout, PaidCheckout, PaymentIssue, PaymentStatus};
 use crate::lifecycle::EventOutcome;
 use crate::lifecycle::Level;
-use crate::lifecycle::{OpKind, OperationId, Spec, VpsId};
+use crate::lifecycle::{OpKind, OperationId, Spec, TemplateName, VpsId};
 use crate::notice::{Notify, NotifyKind, Severity};
 
 /// What fulfilment uses of the running appliance.
@@ -140,7 +140,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
     let mut params = json!({ "spec": spec, "payment": sid, "offer": offer });
     if let Some(t) = meta_str(session, meta::TEMPLATE) {
         params["template"] = json!(t);
-        if let Some(row) = store.template_by_name(t).await? {
+        if let Some(row) = store.template_by_name(&TemplateName::from(t)).await? {
             params["template_row"] = serde_json::to_value(row)?;
         }
     }

@@ -218,7 +218,7 @@ mod tests {
         Offer {
             id: "o".into(),
             name: "o".into(),
-            from_template: String::new(),
+            from_template: "".into(),
             to_template: to.into(),
             add_cores: cores,
             add_memory_gb: mem_gb,
@@ -243,7 +243,7 @@ mod tests {
         let big = template("large", 4, 8192, 80);
         let t = target_of(&offer("large", 0, 0, 0), &v, Some(&big)).expect("applies");
         assert_eq!(t.spec.cores, 4);
-        assert_eq!(t.template.map(|t| t.name).as_deref(), Some("large"));
+        assert_eq!(t.template.map(|t| t.name), Some("large".into()));
         let tiny = template("tiny", 1, 512, 80);
         assert!(target_of(&offer("tiny", 0, 0, 0), &v, Some(&tiny)).unwrap_err().contains("shrink"));
         assert!(target_of(&offer("large", 0, 0, 0), &v, None).is_err(), "a missing template is not sold");

@@ -24,7 +24,7 @@ use crate::actors::gateway::{
 };
 use crate::db::Store;
 use crate::lifecycle::Level;
-use crate::lifecycle::{OpKind, OpPatch, Operation, Spec, Template, VpsPatch, VpsState, owner_tag};
+use crate::lifecycle::{OpKind, OpPatch, Operation, Spec, Template, TemplateName, VpsPatch, VpsState, owner_tag};
 use crate::provider::{
     NicSpec, OpKey, ProviderError, ProviderResult, Server, ServerId, ServerSpec, ServerStatus, TaskId,
 };
@@ -450,7 +450,7 @@ async fn resize(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     Ok(VpsPatch {
         state: Some(VpsState::Active),
         spec: Some(spec),
-        template: op.params.get("template").and_then(Value::as_str).map(str::to_owned),
+        template: op.params.get("template").and_then(Value::as_str).map(TemplateName::from),
         template_row: op.params.get("template_row").and_then(|r| serde_json::from_value(r.clone()).ok()),
         ..VpsPatch::default()
     })

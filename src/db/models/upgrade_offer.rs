@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::template::TemplateName;
 use super::vps::VpsId;
 use crate::db::Store;
 
@@ -13,10 +14,12 @@ use crate::db::Store;
 pub struct Offer {
     pub id: String,
     pub name: String,
+    /// Empty: any template.
     #[serde(default)]
-    pub from_template: String,
+    pub from_template: TemplateName,
+    /// Empty: the offer adds to the spec instead.
     #[serde(default)]
-    pub to_template: String,
+    pub to_template: TemplateName,
     #[serde(default)]
     pub add_cores: u32,
     #[serde(default)]

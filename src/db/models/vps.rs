@@ -9,7 +9,7 @@ use crate::db::Store;
 
 use super::operation::OperationId;
 use super::subscription::SubscriptionId;
-use super::template::Template;
+use super::template::{Template, TemplateName};
 use super::{PAGE_SIZE, Page, SEARCH_CAP};
 
 mod timeline;
@@ -84,7 +84,7 @@ pub struct Vps {
     pub state: VpsState,
     #[serde(default)]
     pub subscription: Option<SubscriptionId>,
-    pub template: String,
+    pub template: TemplateName,
     pub spec: Spec,
     #[serde(default)]
     pub server_id: Option<String>,
@@ -106,7 +106,7 @@ pub struct VpsPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec: Option<Spec>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
+    pub template: Option<TemplateName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_row: Option<Template>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -174,7 +174,7 @@ pub struct VpsRow {
     pub name: String,
     pub state: VpsState,
     #[serde(default)]
-    pub template: String,
+    pub template: TemplateName,
     /// The billing source that ordered it, or `manual`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
