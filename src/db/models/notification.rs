@@ -10,10 +10,15 @@ use super::vps::{Spec, VpsId};
 use crate::db::Store;
 use crate::notice::{NotifyKind, Severity};
 
+id_type!(
+    /// The key of a `notification` row.
+    NotificationId
+);
+
 /// A notification as the notifications page and the API list it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationRow {
-    pub id: String,
+    pub id: NotificationId,
     pub at: String,
     pub kind: NotifyKind,
     pub severity: Severity,
@@ -26,7 +31,7 @@ pub struct NotificationRow {
 /// A new notification as the live stream sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationChange {
-    pub id: String,
+    pub id: NotificationId,
     pub at: String,
     pub severity: Severity,
     pub title: String,
