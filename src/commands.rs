@@ -115,10 +115,10 @@ pub async fn run_tokens(auth: &crate::auth::Auth, command: &TokenCommand) -> any
         }
         TokenCommand::Revoke { id } => {
             anyhow::ensure!(
-                auth.tokens().await?.iter().any(|t| t.id == *id),
+                auth.tokens().await?.iter().any(|t| t.id == id.as_str()),
                 "there is no API token {id} (see `vmauto admin token list`)"
             );
-            auth.revoke_token(id).await?;
+            auth.revoke_token(&crate::auth::TokenId::from(id.as_str())).await?;
             format!("revoked API token {id}\n")
         }
     })
