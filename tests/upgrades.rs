@@ -468,8 +468,8 @@ async fn offers_are_seeded_from_config_and_edited_through_the_library() {
     edit.name = "+2 GB RAM".into();
     let changed = vmauto::upgrade::update_offer(store, config, &edit, "admin:root").await.expect("update");
     assert_eq!((changed.price, changed.name.as_str()), (1200, "+2 GB RAM"));
-    assert!(vmauto::upgrade::disable_offer(store, "more-memory", "admin:root").await.expect("disable"));
-    assert!(!vmauto::upgrade::disable_offer(store, "nope", "admin:root").await.expect("missing"));
+    assert!(vmauto::upgrade::disable_offer(store, &"more-memory".into(), "admin:root").await.expect("disable"));
+    assert!(!vmauto::upgrade::disable_offer(store, &"nope".into(), "admin:root").await.expect("missing"));
     let new = OfferConfig {
         id: "disk".into(),
         name: "+50 GB disk".into(),
@@ -486,7 +486,7 @@ async fn offers_are_seeded_from_config_and_edited_through_the_library() {
     // A restart does not overwrite an admin's edits.
     let written = vmauto::upgrade::offers::sync_config_offers(store, config).await.expect("sync");
     assert_eq!(written, 0);
-    let o = vmauto::upgrade::offers::get_offer(store, "more-memory").await.expect("get").expect("exists");
+    let o = vmauto::upgrade::offers::get_offer(store, &"more-memory".into()).await.expect("get").expect("exists");
     assert_eq!((o.price, o.enabled), (1200, false));
 }
 

@@ -22,7 +22,7 @@ use crate::lifecycle::Level;
 use crate::lifecycle::{Spec, Vps};
 use crate::upgrade::checkout::{self, CheckoutError, CheckoutRequest};
 use crate::upgrade::links::{self, Link, LinkStatus};
-use crate::upgrade::offers::{self, Available};
+use crate::upgrade::offers::{self, Available, OfferId};
 use crate::upgrade::{format_price, fulfil};
 
 /// Seconds between refreshes of the progress page.
@@ -57,7 +57,7 @@ impl From<Spec> for SpecView {
 
 #[derive(Serialize)]
 struct OfferView {
-    id: String,
+    id: OfferId,
     name: String,
     price: String,
     target: SpecView,
@@ -299,7 +299,7 @@ async fn post_upgrade_pay(
         )
         .await;
     }
-    let offer_id = form.get("offer").cloned().unwrap_or_default();
+    let offer_id = OfferId::from(form.get("offer").cloned().unwrap_or_default());
     let (vps, vps_name) = match vps_and_name(&state, &link).await {
         Ok(v) => v,
         Err(e) => return unavailable(&state, &e),

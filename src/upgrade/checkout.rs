@@ -64,7 +64,7 @@ pub fn metadata(req: &CheckoutRequest<'_>) -> HashMap<String, String> {
     let mut m = HashMap::from([
         (meta::LINK.to_string(), req.link_id.to_string()),
         (meta::VPS.to_string(), req.vps.id.to_string()),
-        (meta::OFFER.to_string(), req.offer.id.clone()),
+        (meta::OFFER.to_string(), req.offer.id.to_string()),
         (meta::CORES.to_string(), spec.cores.to_string()),
         (meta::MEMORY_MB.to_string(), spec.memory_mb.to_string()),
         (meta::DISK_GB.to_string(), spec.disk_gb.to_string()),

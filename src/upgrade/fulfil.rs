@@ -13,6 +13,7 @@
 
 use serde_json::{Value, json};
 
+use super::offers::OfferId;
 use super::{links, meta};
 use crate::config::Config;
 use crate::db::Store;
@@ -84,6 +85,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
         return Ok(EventOutcome::new("ignored", "not an upgrade session (no vmauto metadata)"));
     };
     let vps_id = &VpsId::from(vps_id);
+    let offer = &OfferId::from(offer);
     let spec =
         match (meta_u64(session, meta::CORES), meta_u64(session, meta::MEMORY_MB), meta_u64(session, meta::DISK_GB)) {
             (Some(c), Some(m), Some(d)) => {
@@ -192,7 +194,12 @@ fn key_livemode(key: &str) -> Option<bool> {
 /// Why a paid session does not pay for the offer it names, if it does not: a test-mode event
 /// reaching a live appliance (or the other way round), or an amount or currency other than
 /// the offer's. Such a payment applies nothing.
-async fn mismatch(state: &Ctx<'_>, event: &Value, session: &Value, offer_id: &str) -> anyhow::Result<Option<String>> {
+async fn mismatch(
+    state: &Ctx<'_>,
+    event: &Value,
+    session: &Value,
+    offer_id: &OfferId,
+) -> anyhow::Result<Option<String>> {
     let livemode = event["livemode"].as_bool().or_else(|| session["livemode"].as_bool());
     if let Some(expected) = key_livemode(state.config.stripe.secret_key.expose())
         && livemode != Some(expected)
@@ -235,11 +242,12 @@ async fn park_mismatch(
     problem: &str,
 ) -> anyhow::Result<EventOutcome> {
     let store = state.store;
+    let offer = meta_str(session, meta::OFFER).map(OfferId::from);
     let created = store
         .record_mismatched_payment(&MismatchedCheckout {
             session_id: sid,
             vps: vps_id,
-            offer: meta_str(session, meta::OFFER),
+            offer: offer.as_ref(),
             amount: session["amount_total"].as_u64(),
             currency: session["currency"].as_str(),
             payment_intent: session["payment_intent"].as_str(),

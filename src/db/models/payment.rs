@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::operation::OperationId;
+use super::upgrade_offer::OfferId;
 use super::vps::{Spec, VpsId};
 use crate::db::Store;
 
@@ -46,7 +47,7 @@ pub struct PaidCheckout<'a> {
     /// The `upgrade_link` it was paid through.
     pub link: &'a str,
     pub vps: &'a VpsId,
-    pub offer: &'a str,
+    pub offer: &'a OfferId,
     pub spec: Spec,
     /// Minor units.
     pub amount: Option<u64>,
@@ -63,7 +64,7 @@ pub struct MismatchedCheckout<'a> {
     /// The Checkout Session id: the record id.
     pub session_id: &'a str,
     pub vps: &'a VpsId,
-    pub offer: Option<&'a str>,
+    pub offer: Option<&'a OfferId>,
     /// Minor units.
     pub amount: Option<u64>,
     pub currency: Option<&'a str>,

@@ -9,10 +9,15 @@ use super::template::TemplateName;
 use super::vps::VpsId;
 use crate::db::Store;
 
+id_type!(
+    /// The key of an `upgrade_offer` row: the offer id of `[[stripe.offers]]`.
+    OfferId
+);
+
 /// A stored offer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
-    pub id: String,
+    pub id: OfferId,
     pub name: String,
     /// Empty: any template.
     #[serde(default)]
@@ -57,7 +62,7 @@ impl Store {
     }
 
     /// One offer.
-    pub async fn upgrade_offer(&self, id: &str) -> anyhow::Result<Option<Offer>> {
+    pub async fn upgrade_offer(&self, id: &OfferId) -> anyhow::Result<Option<Offer>> {
         self.query_first::<Offer>(
             &format!("SELECT {OFFER_FIELDS} FROM type::record('upgrade_offer', $id)"),
             json!({ "id": id }),
@@ -68,7 +73,7 @@ impl Store {
 
     /// Creates an enabled offer with these terms; `origin` says who wrote it (`appliance.toml`,
     /// `admin:<user>`…). Fails when the id is taken.
-    pub async fn create_upgrade_offer(&self, id: &str, terms: &OfferTerms<'_>, origin: &str) -> anyhow::Result<()> {
+    pub async fn create_upgrade_offer(&self, id: &OfferId, terms: &OfferTerms<'_>, origin: &str) -> anyhow::Result<()> {
         let mut row = serde_json::to_value(terms)?;
         row["enabled"] = json!(true);
         row["origin"] = json!(origin);
@@ -80,7 +85,7 @@ impl Store {
     }
 
     /// Replaces an offer's terms; `enabled` and the origin are kept.
-    pub async fn update_upgrade_offer(&self, id: &str, terms: &OfferTerms<'_>) -> anyhow::Result<()> {
+    pub async fn update_upgrade_offer(&self, id: &OfferId, terms: &OfferTerms<'_>) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('upgrade_offer', $id) MERGE $row; UPDATE type::record('upgrade_offer', $id) SET updated_at = time::now();",
             json!({ "id": id, "row": terms }),
@@ -89,7 +94,7 @@ impl Store {
     }
 
     /// Stops selling an offer (`enabled = false`) or sells it again.
-    pub async fn set_upgrade_offer_enabled(&self, id: &str, enabled: bool) -> anyhow::Result<()> {
+    pub async fn set_upgrade_offer_enabled(&self, id: &OfferId, enabled: bool) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('upgrade_offer', $id) SET enabled = $enabled, updated_at = time::now()",
             json!({ "id": id, "enabled": enabled }),
