@@ -209,7 +209,8 @@ pub async fn execute_upgrade(
             )?;
         }
         UpgradeCommand::Revoke { link } => {
-            if !crate::upgrade::revoke_link(store, link, "cli").await? {
+            let link = crate::upgrade::links::LinkId::from(link.as_str());
+            if !crate::upgrade::revoke_link(store, &link, "cli").await? {
                 anyhow::bail!("there is no upgrade link {link}");
             }
             writeln!(out, "revoked upgrade link {link}")?;

@@ -186,7 +186,7 @@ pub const LINK_REQUESTS_PER_MINUTE: u32 = 30;
 
 /// A 429 page when this link or this client has made too many requests this minute.
 fn over_budget(state: &AppState, req: &HttpRequest, link: &Link) -> Option<HttpResponse> {
-    if state.link_requests.allow(&link.id, state.client_ip(req)) {
+    if state.link_requests.allow(link.id.as_str(), state.client_ip(req)) {
         return None;
     }
     Some(message(

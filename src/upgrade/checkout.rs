@@ -17,6 +17,7 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSessionPaymentIntentData, ProductData,
 };
 
+use super::links::LinkId;
 use super::meta;
 use super::offers::{Offer, Target};
 use crate::config::StripeConfig;
@@ -48,7 +49,7 @@ pub enum CheckoutError {
 /// What the session is for.
 #[derive(Debug)]
 pub struct CheckoutRequest<'a> {
-    pub link_id: &'a str,
+    pub link_id: &'a LinkId,
     pub vps: &'a Vps,
     pub vps_name: &'a str,
     pub offer: &'a Offer,
@@ -119,7 +120,7 @@ pub async fn create_session(config: &StripeConfig, req: &CheckoutRequest<'_>) ->
     let session = CreateCheckoutSession::new()
         .mode(CheckoutSessionMode::Payment)
         .line_items(vec![item])
-        .client_reference_id(req.link_id)
+        .client_reference_id(req.link_id.as_str())
         .metadata(metadata)
         .payment_intent_data(intent)
         .success_url(req.success_url.clone())

@@ -13,6 +13,7 @@
 
 use serde_json::{Value, json};
 
+use super::links::LinkId;
 use super::offers::OfferId;
 use super::{links, meta};
 use crate::config::Config;
@@ -84,6 +85,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
     else {
         return Ok(EventOutcome::new("ignored", "not an upgrade session (no vmauto metadata)"));
     };
+    let link_id = &LinkId::from(link_id);
     let vps_id = &VpsId::from(vps_id);
     let offer = &OfferId::from(offer);
     let spec =

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::operation::OperationId;
+use super::upgrade_link::LinkId;
 use super::upgrade_offer::OfferId;
 use super::vps::{Spec, VpsId};
 use crate::db::Store;
@@ -45,7 +46,7 @@ pub struct PaidCheckout<'a> {
     /// The Checkout Session id: the record id.
     pub session_id: &'a str,
     /// The `upgrade_link` it was paid through.
-    pub link: &'a str,
+    pub link: &'a LinkId,
     pub vps: &'a VpsId,
     pub offer: &'a OfferId,
     pub spec: Spec,
@@ -200,7 +201,7 @@ impl Store {
     }
 
     /// The progress of the payment of session `sid`, if it was paid through `link_id`.
-    pub async fn payment_progress(&self, sid: &str, link_id: &str) -> anyhow::Result<Option<PaymentProgress>> {
+    pub async fn payment_progress(&self, sid: &str, link_id: &LinkId) -> anyhow::Result<Option<PaymentProgress>> {
         self.query_first::<PaymentProgress>(
             "SELECT status, operation, spec FROM type::record('payment', $sid) WHERE link = $link",
             json!({ "sid": sid, "link": link_id }),

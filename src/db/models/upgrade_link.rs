@@ -9,10 +9,15 @@ use serde_json::json;
 use super::vps::VpsId;
 use crate::db::Store;
 
+id_type!(
+    /// The key of an `upgrade_link` row: the SHA-256 of the token's random part, hex.
+    LinkId
+);
+
 /// A stored link.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Link {
-    pub id: String,
+    pub id: LinkId,
     pub vps: VpsId,
     #[serde(default)]
     pub issued_by: String,
@@ -36,7 +41,7 @@ impl Store {
     /// Writes a new link `id` for `vps_id`, issued by `issued_by` and valid until `expires_at`.
     pub async fn create_upgrade_link(
         &self,
-        id: &str,
+        id: &LinkId,
         vps_id: &VpsId,
         issued_by: &str,
         expires_at: DateTime<Utc>,
@@ -52,7 +57,7 @@ impl Store {
 
     /// Marks a link revoked by `revoked_by`, unless it was revoked before (the first
     /// revocation's time and author are kept).
-    pub async fn revoke_upgrade_link(&self, link_id: &str, revoked_by: &str) -> anyhow::Result<()> {
+    pub async fn revoke_upgrade_link(&self, link_id: &LinkId, revoked_by: &str) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('upgrade_link', $id) SET revoked_at = time::now(), revoked_by = $by WHERE !revoked_at",
             json!({ "id": link_id, "by": revoked_by }),
@@ -61,7 +66,7 @@ impl Store {
     }
 
     /// A link by its record id.
-    pub async fn upgrade_link(&self, link_id: &str) -> anyhow::Result<Option<Link>> {
+    pub async fn upgrade_link(&self, link_id: &LinkId) -> anyhow::Result<Option<Link>> {
         self.query_first::<Link>(
             &format!("SELECT {LINK_FIELDS} FROM type::record('upgrade_link', $id)"),
             json!({ "id": link_id }),
@@ -82,7 +87,7 @@ impl Store {
 
     /// Marks the link used by `session` unless another session used it first. Answers whether
     /// `session` is (now) the one that used it.
-    pub async fn claim_upgrade_link(&self, link_id: &str, session: &str) -> anyhow::Result<bool> {
+    pub async fn claim_upgrade_link(&self, link_id: &LinkId, session: &str) -> anyhow::Result<bool> {
         let rows: Vec<Option<String>> = self
             .query_one(
                 "UPDATE type::record('upgrade_link', $id) SET used_session = $claim, used_at = time::now()

@@ -12,6 +12,7 @@ use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
 use crate::lifecycle::{Level, OpState, OperationId, VpsId};
+use crate::upgrade::links::LinkId;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vps", web::get().to(list_vps))
@@ -140,7 +141,7 @@ struct VpsPage<'a> {
 /// An upgrade link of the VPS.
 #[derive(Serialize)]
 struct LinkRow {
-    id: String,
+    id: LinkId,
     state: &'static str,
     issued_by: String,
     created_at: String,
@@ -343,6 +344,7 @@ async fn revoke_upgrade_link(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = LinkId::from(id.into_inner());
     let link = crate::upgrade::links::link_by_id(&state.store, &id).await.map_err(anyhow_internal)?;
     let back = link.as_ref().map_or_else(|| "/".to_string(), |l| format!("/vps/{}", l.vps));
     match crate::upgrade::revoke_link(&state.store, &id, &p.actor()).await {
