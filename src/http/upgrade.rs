@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
-use crate::db::models::payment::PaymentStatus;
+use crate::db::models::payment::{PaymentId, PaymentStatus};
 use crate::lifecycle::Level;
 use crate::lifecycle::{Spec, Vps};
 use crate::upgrade::checkout::{self, CheckoutError, CheckoutRequest};
@@ -379,9 +379,9 @@ async fn post_upgrade_pay(
 
 /// The progress of the upgrade paid through `link` (by `session` when given).
 pub async fn progress(state: &AppState, link: &Link, session: Option<&str>) -> anyhow::Result<Progress> {
-    let sid = session.filter(|s| !s.is_empty()).or(link.used_session.as_deref());
+    let sid = session.filter(|s| !s.is_empty()).or(link.used_session.as_ref().map(PaymentId::as_str));
     let pay = match sid {
-        Some(sid) => state.store.payment_progress(sid, &link.id).await?,
+        Some(sid) => state.store.payment_progress(&PaymentId::from(sid), &link.id).await?,
         None => None,
     };
     let Some(pay) = pay else {

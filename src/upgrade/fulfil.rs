@@ -18,7 +18,7 @@ use super::offers::OfferId;
 use super::{links, meta};
 use crate::config::Config;
 use crate::db::Store;
-use crate::db::models::payment::{MismatchedCheckout, PaidCheckout, PaymentIssue, PaymentStatus};
+use crate::db::models::payment::{MismatchedCheckout, PaidCheckout, PaymentId, PaymentIssue, PaymentStatus};
 use crate::lifecycle::EventOutcome;
 use crate::lifecycle::Level;
 use crate::lifecycle::{OpKind, OperationId, Spec, TemplateName, VpsId};
@@ -80,6 +80,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
     let Some(sid) = session["id"].as_str().filter(|s| !s.is_empty()) else {
         return Ok(EventOutcome::new("failed", "the session has no id"));
     };
+    let sid = &PaymentId::from(sid);
     let (Some(link_id), Some(vps_id), Some(offer)) =
         (meta_str(session, meta::LINK), meta_str(session, meta::VPS), meta_str(session, meta::OFFER))
     else {
@@ -98,7 +99,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
             }
         };
     let subject = format!("vps:{vps_id}");
-    let actor = requested_by(sid);
+    let actor = requested_by(sid.as_str());
     if let Some(problem) = mismatch(state, event, session, offer).await? {
         return park_mismatch(state, event, session, sid, vps_id, &subject, &problem).await;
     }
@@ -148,7 +149,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
             params["template_row"] = serde_json::to_value(row)?;
         }
     }
-    let key = operation_key(sid);
+    let key = operation_key(sid.as_str());
     let op = match store.enqueue_operation(vps_id, OpKind::Resize, params, &actor, Some(&key)).await {
         Ok(op) => op,
         Err(e) if crate::error::code_of(&e) == Some(crate::error::Code::NotFound) => {
@@ -238,7 +239,7 @@ async fn park_mismatch(
     state: &Ctx<'_>,
     event: &Value,
     session: &Value,
-    sid: &str,
+    sid: &PaymentId,
     vps_id: &VpsId,
     subject: &str,
     problem: &str,
@@ -265,7 +266,7 @@ async fn park_mismatch(
         let _ = store
             .record_activity(
                 Level::Warning,
-                &requested_by(sid),
+                &requested_by(sid.as_str()),
                 Some(subject),
                 "an upgrade payment does not match its offer",
                 json!({ "session": sid, "problem": problem }),

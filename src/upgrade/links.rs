@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::db::Store;
+use crate::db::models::payment::PaymentId;
 use crate::lifecycle::{Level, VpsId};
 use crate::secrets::Sealer;
 
@@ -201,7 +202,7 @@ pub async fn resolve(store: &Store, sealer: &Sealer, token: &str) -> anyhow::Res
 
 /// Marks the link used by `session` unless another session used it first. Answers whether
 /// `session` is (now) the one that used it.
-pub async fn claim_link(store: &Store, link_id: &LinkId, session: &str) -> anyhow::Result<bool> {
+pub async fn claim_link(store: &Store, link_id: &LinkId, session: &PaymentId) -> anyhow::Result<bool> {
     store.claim_upgrade_link(link_id, session).await
 }
 

@@ -11,6 +11,11 @@ use super::upgrade_offer::OfferId;
 use super::vps::{Spec, VpsId};
 use crate::db::Store;
 
+id_type!(
+    /// The key of a `payment` row: the Stripe Checkout Session id.
+    PaymentId
+);
+
 /// Where a payment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,7 +49,7 @@ impl PaymentStatus {
 #[derive(Debug, Clone)]
 pub struct PaidCheckout<'a> {
     /// The Checkout Session id: the record id.
-    pub session_id: &'a str,
+    pub session_id: &'a PaymentId,
     /// The `upgrade_link` it was paid through.
     pub link: &'a LinkId,
     pub vps: &'a VpsId,
@@ -63,7 +68,7 @@ pub struct PaidCheckout<'a> {
 #[derive(Debug, Clone)]
 pub struct MismatchedCheckout<'a> {
     /// The Checkout Session id: the record id.
-    pub session_id: &'a str,
+    pub session_id: &'a PaymentId,
     pub vps: &'a VpsId,
     pub offer: Option<&'a OfferId>,
     /// Minor units.
@@ -90,7 +95,7 @@ pub struct PaymentProgress {
 /// The payment a PaymentIntent belongs to.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentOfIntent {
-    pub session_id: String,
+    pub session_id: PaymentId,
     pub vps: VpsId,
 }
 
@@ -156,7 +161,7 @@ impl Store {
     }
 
     /// Sets the status of the payment of session `sid`.
-    pub async fn set_payment_status(&self, sid: &str, status: PaymentStatus) -> anyhow::Result<()> {
+    pub async fn set_payment_status(&self, sid: &PaymentId, status: PaymentStatus) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('payment', $sid) SET status = $status, updated_at = time::now()",
             json!({ "sid": sid, "status": status }),
@@ -166,7 +171,7 @@ impl Store {
 
     /// Moves a `paid` payment to `queued` with the resize `op` it queued. Answers whether this
     /// call moved it (false when it was queued before, or is not `paid`).
-    pub async fn queue_paid_payment(&self, sid: &str, op: &OperationId) -> anyhow::Result<bool> {
+    pub async fn queue_paid_payment(&self, sid: &PaymentId, op: &OperationId) -> anyhow::Result<bool> {
         let first: Vec<Value> = self
             .query_one(
                 "UPDATE type::record('payment', $sid) SET status = 'queued', operation = $op, updated_at = time::now()
@@ -189,7 +194,7 @@ impl Store {
     }
 
     /// Stamps a refund or dispute (`refunded_at` / `disputed_at`) on the payment of session `sid`.
-    pub async fn mark_payment_issue(&self, sid: &str, issue: PaymentIssue) -> anyhow::Result<()> {
+    pub async fn mark_payment_issue(&self, sid: &PaymentId, issue: PaymentIssue) -> anyhow::Result<()> {
         self.execute(
             &format!(
                 "UPDATE type::record('payment', $sid) SET {} = time::now(), updated_at = time::now()",
@@ -201,7 +206,7 @@ impl Store {
     }
 
     /// The progress of the payment of session `sid`, if it was paid through `link_id`.
-    pub async fn payment_progress(&self, sid: &str, link_id: &LinkId) -> anyhow::Result<Option<PaymentProgress>> {
+    pub async fn payment_progress(&self, sid: &PaymentId, link_id: &LinkId) -> anyhow::Result<Option<PaymentProgress>> {
         self.query_first::<PaymentProgress>(
             "SELECT status, operation, spec FROM type::record('payment', $sid) WHERE link = $link",
             json!({ "sid": sid, "link": link_id }),

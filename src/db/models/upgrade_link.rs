@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::payment::PaymentId;
 use super::vps::VpsId;
 use crate::db::Store;
 
@@ -31,7 +32,7 @@ pub struct Link {
     pub used_at: Option<DateTime<Utc>>,
     /// The Checkout Session whose payment used the link up.
     #[serde(default)]
-    pub used_session: Option<String>,
+    pub used_session: Option<PaymentId>,
 }
 
 const LINK_FIELDS: &str = "record::id(id) AS id, vps, issued_by, created_at, expires_at, revoked_at, revoked_by, \
@@ -87,8 +88,8 @@ impl Store {
 
     /// Marks the link used by `session` unless another session used it first. Answers whether
     /// `session` is (now) the one that used it.
-    pub async fn claim_upgrade_link(&self, link_id: &LinkId, session: &str) -> anyhow::Result<bool> {
-        let rows: Vec<Option<String>> = self
+    pub async fn claim_upgrade_link(&self, link_id: &LinkId, session: &PaymentId) -> anyhow::Result<bool> {
+        let rows: Vec<Option<PaymentId>> = self
             .query_one(
                 "UPDATE type::record('upgrade_link', $id) SET used_session = $claim, used_at = time::now()
                     WHERE !used_session;
@@ -97,7 +98,7 @@ impl Store {
                 1,
             )
             .await?;
-        Ok(rows.into_iter().next().flatten().as_deref() == Some(session))
+        Ok(rows.into_iter().next().flatten().as_ref() == Some(session))
     }
 }
 
