@@ -40,7 +40,7 @@ mod users;
 
 use sessions::LOGIN_WAIT;
 
-pub use crate::db::models::admin_user::{AdminUser as User, Role};
+pub use crate::db::models::admin_user::{AdminUser as User, Role, Username};
 pub use crate::db::models::api_token::{ApiToken, TokenId};
 pub use password::{check_password_policy, hash_password, valid_username, verify_password};
 pub use tokens::{random_token, token_hash};

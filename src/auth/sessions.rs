@@ -55,7 +55,8 @@ impl Auth {
         password: &str,
         ip: &str,
     ) -> anyhow::Result<Result<(String, Principal), LoginError>> {
-        let row = self.store.admin_login(username).await?;
+        let user = Username::from(username);
+        let row = self.store.admin_login(&user).await?;
         let now = Utc::now();
         let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
         let max = self.config.login_max_failures.max(1);
@@ -82,7 +83,7 @@ impl Auth {
             let from_here = self.failures.lock().fail(username, ip, until, now);
             let failures = row.failures + 1;
             let lock = failures >= u64::from(self.config.login_max_failures_per_user.max(max));
-            self.store.set_login_failures(username, if lock { 0 } else { failures }, lock.then_some(until)).await?;
+            self.store.set_login_failures(&user, if lock { 0 } else { failures }, lock.then_some(until)).await?;
             if lock {
                 return Ok(Err(LoginError::LockedUntil(until)));
             }
@@ -99,7 +100,7 @@ impl Auth {
         let token = random_token();
         let hash = token_hash(&token);
         let csrf = random_token();
-        self.store.open_session(username, &hash, &csrf, ip, two_factor).await?;
+        self.store.open_session(&user, &hash, &csrf, ip, two_factor).await?;
         Ok(Ok((
             token,
             Principal {
@@ -136,7 +137,7 @@ impl Auth {
             self.store.touch_session(&hash).await?;
         }
         Ok(Some(Principal {
-            username: row.user,
+            username: row.user.into(),
             role: owner.role,
             csrf: row.csrf,
             session_hash: hash,
@@ -150,7 +151,9 @@ impl Auth {
     /// Answers the new cookie value.
     pub async fn rotate_session(&self, old_hash: &str, username: &str, ip: &str) -> anyhow::Result<String> {
         let token = random_token();
-        self.store.rotate_session(old_hash, &token_hash(&token), username, &random_token(), ip).await?;
+        self.store
+            .rotate_session(old_hash, &token_hash(&token), &Username::from(username), &random_token(), ip)
+            .await?;
         Ok(token)
     }
 

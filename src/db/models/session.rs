@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin_user::Role;
+use super::admin_user::{Role, Username};
 use super::lenient;
 use crate::db::Store;
 
@@ -13,7 +13,7 @@ use crate::db::Store;
 #[derive(Debug, Clone, Deserialize)]
 pub struct Session {
     #[serde(default, deserialize_with = "lenient")]
-    pub user: String,
+    pub user: Username,
     #[serde(default, deserialize_with = "lenient")]
     pub csrf: String,
     /// The password was right but the second factor is still to come.
@@ -55,7 +55,7 @@ impl Store {
     /// login and creates the session `hash` (with its second factor pending when `mfa_pending`).
     pub async fn open_session(
         &self,
-        username: &str,
+        username: &Username,
         hash: &str,
         csrf: &str,
         ip: &str,
@@ -108,7 +108,7 @@ impl Store {
         &self,
         old_hash: &str,
         hash: &str,
-        username: &str,
+        username: &Username,
         csrf: &str,
         ip: &str,
     ) -> anyhow::Result<()> {
@@ -150,7 +150,7 @@ impl Store {
     }
 
     /// Ends every session of `username`.
-    pub async fn delete_sessions_of(&self, username: &str) -> anyhow::Result<()> {
+    pub async fn delete_sessions_of(&self, username: &Username) -> anyhow::Result<()> {
         self.execute("DELETE session WHERE user = $u", json!({ "u": username })).await
     }
 }
