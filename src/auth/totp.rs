@@ -111,10 +111,11 @@ impl Auth {
                 }
             }
         }
+        let session = SessionId::from(session_hash);
         if ok {
-            self.store.pass_session_mfa(session_hash).await?;
+            self.store.pass_session_mfa(&session).await?;
         } else {
-            self.store.fail_session_mfa(session_hash).await?;
+            self.store.fail_session_mfa(&session).await?;
         }
         Ok(ok)
     }
