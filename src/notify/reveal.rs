@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
 use crate::db::Store;
+use crate::db::models::reveal_link::RevealLinkId;
 use crate::db::models::vps::VpsId;
 use crate::secrets::Sealer;
 
@@ -49,8 +50,8 @@ impl RevealToken {
     }
 
     /// The stored key: hex SHA-256 of the token.
-    pub fn hash(&self) -> String {
-        hex::encode(Sha256::digest(self.0.as_bytes()))
+    pub fn hash(&self) -> RevealLinkId {
+        RevealLinkId::new(hex::encode(Sha256::digest(self.0.as_bytes())))
     }
 }
 
@@ -131,8 +132,8 @@ mod tests {
         assert_eq!(a.expose().len(), TOKEN_LEN);
         assert_eq!(RevealToken::parse(a.expose()), Some(a.clone()));
         assert_ne!(RevealToken::generate(), a);
-        assert_eq!(a.hash().len(), 64);
-        assert!(!a.hash().contains(a.expose()));
+        assert_eq!(a.hash().as_str().len(), 64);
+        assert!(!a.hash().as_str().contains(a.expose()));
         assert!(!format!("{a:?}").contains(a.expose()));
         assert_eq!(RevealToken::parse("short"), None);
         assert_eq!(RevealToken::parse("<script>alert(1)</script>"), None);
