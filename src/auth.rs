@@ -40,8 +40,9 @@ mod users;
 
 use sessions::LOGIN_WAIT;
 
-pub use crate::db::models::admin_user::{AdminUser as User, Role};
-pub use crate::db::models::api_token::ApiToken;
+pub use crate::db::models::admin_user::{AdminUser as User, Role, Username};
+pub use crate::db::models::api_token::{ApiToken, TokenId};
+pub use crate::db::models::session::SessionId;
 pub use password::{check_password_policy, hash_password, valid_username, verify_password};
 pub use tokens::{random_token, token_hash};
 pub use totp::{MFA_MAX_FAILURES, RECOVERY_CODES, TotpSetup, totp};

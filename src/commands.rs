@@ -115,10 +115,10 @@ pub async fn run_tokens(auth: &crate::auth::Auth, command: &TokenCommand) -> any
         }
         TokenCommand::Revoke { id } => {
             anyhow::ensure!(
-                auth.tokens().await?.iter().any(|t| t.id == *id),
+                auth.tokens().await?.iter().any(|t| t.id == id.as_str()),
                 "there is no API token {id} (see `vmauto admin token list`)"
             );
-            auth.revoke_token(id).await?;
+            auth.revoke_token(&crate::auth::TokenId::from(id.as_str())).await?;
             format!("revoked API token {id}\n")
         }
     })
@@ -198,7 +198,8 @@ pub async fn execute_upgrade(
     crate::upgrade::offers::sync_config_offers(store, config).await?;
     match command {
         UpgradeCommand::Link { vps } => {
-            let link = crate::upgrade::issue_link(store, config, sealer, vps, "cli").await?;
+            let vps = crate::db::models::vps::VpsId::from(vps.as_str());
+            let link = crate::upgrade::issue_link(store, config, sealer, &vps, "cli").await?;
             writeln!(out, "{}", link.url)?;
             writeln!(
                 out,
@@ -208,7 +209,8 @@ pub async fn execute_upgrade(
             )?;
         }
         UpgradeCommand::Revoke { link } => {
-            if !crate::upgrade::revoke_link(store, link, "cli").await? {
+            let link = crate::upgrade::links::LinkId::from(link.as_str());
+            if !crate::upgrade::revoke_link(store, &link, "cli").await? {
                 anyhow::bail!("there is no upgrade link {link}");
             }
             writeln!(out, "revoked upgrade link {link}")?;
@@ -225,7 +227,7 @@ pub async fn execute_upgrade(
                     format!("to template {}", o.to_template)
                 };
                 let from =
-                    if o.from_template.is_empty() { "any template".to_string() } else { o.from_template.clone() };
+                    if o.from_template.is_empty() { "any template".to_string() } else { o.from_template.to_string() };
                 writeln!(
                     out,
                     "{}\t{}\t{}\tfrom {from}\t{}\t{}",

@@ -109,10 +109,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// (a Stripe payment is idempotent by session id). The replay is recorded in the activity log.
 pub async fn replay_inbox(
     state: &AppState,
-    key: &str,
+    key: &crate::actors::webhook::InboxKey,
     actor: &str,
 ) -> anyhow::Result<Vec<crate::actors::subscription::EventOutcome>> {
-    let replay = crate::actors::webhook::Replay { key: key.to_string(), requested_by: actor.to_string() };
+    let replay = crate::actors::webhook::Replay { key: key.clone(), requested_by: actor.to_string() };
     let outcomes = state
         .handles
         .webhook
@@ -124,7 +124,7 @@ pub async fn replay_inbox(
         .record_activity(
             Level::Info,
             actor,
-            Some(key),
+            Some(key.as_str()),
             &format!("{actor} replayed an inbox event"),
             serde_json::json!({}),
         )

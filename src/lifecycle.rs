@@ -10,10 +10,12 @@ pub mod kpi;
 use crate::billing::{BillingEvent, EventKind};
 
 pub use crate::db::models::activity::Level;
-pub use crate::db::models::operation::{NewOperation, OpKind, OpPatch, OpState, Operation};
-pub use crate::db::models::subscription::{DecisionWrite, NewVps, SubscriptionView, new_key, stable_key};
-pub use crate::db::models::template::Template;
-pub use crate::db::models::vps::{Spec, Vps, VpsPatch, VpsState};
+pub use crate::db::models::operation::{NewOperation, OpKind, OpPatch, OpState, Operation, OperationId};
+pub use crate::db::models::subscription::{
+    DecisionWrite, NewVps, SubscriptionId, SubscriptionView, new_key, stable_key,
+};
+pub use crate::db::models::template::{Template, TemplateName};
+pub use crate::db::models::vps::{Spec, Vps, VpsId, VpsPatch, VpsState};
 pub use crate::db::models::webhook_event::EventOutcome;
 
 /// What to do about one event.
@@ -29,19 +31,19 @@ pub enum Decision {
     },
     /// Cancel: for each live VPS, delete now (grace 0) or suspend and delete later.
     Deprovision {
-        vps: Vec<String>,
+        vps: Vec<VpsId>,
         grace_days: u32,
     },
     Suspend {
-        vps: Vec<String>,
+        vps: Vec<VpsId>,
     },
     Resume {
-        vps: Vec<String>,
+        vps: Vec<VpsId>,
     },
     /// Change the hardware of every live VPS to the plan's template.
     ChangePlan {
         plan_key: String,
-        vps: Vec<String>,
+        vps: Vec<VpsId>,
     },
     /// The event lacks what is needed to act; park it for an admin.
     Park(String),
@@ -54,7 +56,7 @@ pub fn decide(view: &SubscriptionView, event: &BillingEvent, grace_days: u32) ->
     {
         return Decision::Stale;
     }
-    let ids = |pred: fn(VpsState) -> bool| -> Vec<String> {
+    let ids = |pred: fn(VpsState) -> bool| -> Vec<VpsId> {
         view.live.iter().filter(|v| pred(v.state)).map(|v| v.id.clone()).collect()
     };
     match event.kind {
@@ -109,7 +111,7 @@ pub fn decide(view: &SubscriptionView, event: &BillingEvent, grace_days: u32) ->
 }
 
 /// The ownership tag written into a VM's description: `vmauto:<install-id>:<vps-id>`.
-pub fn owner_tag(install_id: &str, vps_id: &str) -> String {
+pub fn owner_tag(install_id: &str, vps_id: &VpsId) -> String {
     format!("vmauto:{install_id}:{vps_id}")
 }
 

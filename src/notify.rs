@@ -32,6 +32,7 @@ use self::email::{Email, Mailer};
 use self::templates::Templates;
 use crate::config::Config;
 use crate::db::Store;
+use crate::db::models::vps::VpsId;
 use crate::notice::{Notify, NotifyKind, Severity};
 
 /// The context of `email/alert.{txt,html}`.
@@ -155,7 +156,7 @@ impl Channels {
         if n.kind == NotifyKind::UpgradeApplied
             && let Some(vps) = n.subject.as_deref().and_then(|s| s.strip_prefix("vps:"))
         {
-            let (this, vps) = (self.clone(), vps.to_string());
+            let (this, vps) = (self.clone(), VpsId::from(vps));
             let guard = InFlight::new(&self.in_flight);
             actix_rt::spawn(async move {
                 let _guard = guard;
@@ -167,7 +168,7 @@ impl Channels {
         if n.kind == NotifyKind::VpsReady
             && let Some(vps) = n.subject.as_deref().and_then(|s| s.strip_prefix("vps:"))
         {
-            let (this, vps) = (self.clone(), vps.to_string());
+            let (this, vps) = (self.clone(), VpsId::from(vps));
             let guard = InFlight::new(&self.in_flight);
             actix_rt::spawn(async move {
                 let _guard = guard;
@@ -226,7 +227,7 @@ impl Channels {
         self.send_email(&d, &email).await;
     }
 
-    async fn customer_vps_ready(&self, vps: &str) -> anyhow::Result<()> {
+    async fn customer_vps_ready(&self, vps: &VpsId) -> anyhow::Result<()> {
         let v = self.store.vps_contact(vps).await?.context("the VPS row is missing")?;
         let source = v.source.unwrap_or_default();
         if !self.config.sources.get(&source).is_some_and(|s| s.customer_email) {
@@ -267,7 +268,7 @@ impl Channels {
 
     /// Tells the customer their paid upgrade is applied (when SMTP is on and the VPS has an
     /// email address; upgrades are paid by the customer, so no source switch is needed).
-    async fn customer_upgrade_applied(&self, vps: &str) -> anyhow::Result<()> {
+    async fn customer_upgrade_applied(&self, vps: &VpsId) -> anyhow::Result<()> {
         if self.mailer.is_none() {
             return Ok(());
         }
@@ -292,7 +293,7 @@ impl Channels {
     }
 
     /// An upgrade link for the ready email, when configured; a failure only loses the link.
-    async fn upgrade_link(&self, vps: &str) -> Option<String> {
+    async fn upgrade_link(&self, vps: &VpsId) -> Option<String> {
         let st = &self.config.stripe;
         if !(st.enabled && st.link_in_ready_email) {
             return None;
@@ -304,7 +305,7 @@ impl Channels {
         match issued {
             Ok(l) => Some(l.url),
             Err(e) => {
-                tracing::warn!(vps, error = %format!("{e:#}"), "no upgrade link in the ready email");
+                tracing::warn!(vps = %vps, error = %format!("{e:#}"), "no upgrade link in the ready email");
                 None
             }
         }

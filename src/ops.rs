@@ -17,6 +17,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::Config;
+use crate::db::models::operation::OperationId;
 
 /// The header carrying the export token.
 pub const EXPORT_AUTH_HEADER: &str = "x-vmauto-export";
@@ -223,7 +224,7 @@ async fn local_post_json(
 /// (`POST /internal/operations/{id}/retry`, the same local-operator token as the export).
 pub async fn retry(config: &Config, op: &str) -> anyhow::Result<String> {
     match crate::db::Store::open(config).await {
-        Ok(store) => match crate::admin::retry_operation(&store, None, op, "cli").await {
+        Ok(store) => match crate::admin::retry_operation(&store, None, &OperationId::from(op), "cli").await {
             Ok(vps) => Ok(format!("operation {op} of VPS {vps} queued again; it runs when the appliance starts")),
             Err(e) => Err(anyhow::anyhow!("{e:#}")),
         },

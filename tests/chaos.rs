@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use vmauto::lifecycle::stable_key;
+use vmauto::lifecycle::{VpsId, stable_key};
 use vmauto::sim::SimConfig;
 use vmauto::sim::fault::FaultRule;
 
@@ -271,7 +271,7 @@ async fn scp_faults_and_kills_converge_without_an_admin() {
             let v = mine[0];
             assert_eq!(v["state"], "active", "{}: {v}", sub_name(i));
             assert!(v["ips"].as_array().is_some_and(|a| !a.is_empty()), "{}: its address: {v}", sub_name(i));
-            let tag = vmauto::lifecycle::owner_tag(&install, v["id"].as_str().expect("id"));
+            let tag = vmauto::lifecycle::owner_tag(&install, &VpsId::from(v["id"].as_str().expect("id")));
             let found = by_tag.get(tag.as_str()).map_or(0, Vec::len);
             assert_eq!(found, 1, "{}: exactly one running VM with tag {tag}", sub_name(i));
         } else {
@@ -281,7 +281,7 @@ async fn scp_faults_and_kills_converge_without_an_admin() {
     let active: Vec<String> = vps
         .iter()
         .filter(|v| v["state"] == "active")
-        .map(|v| vmauto::lifecycle::owner_tag(&install, v["id"].as_str().unwrap_or_default()))
+        .map(|v| vmauto::lifecycle::owner_tag(&install, &VpsId::from(v["id"].as_str().unwrap_or_default())))
         .collect();
     for vm in &vms {
         assert!(active.contains(&vm.0), "orphan VM {vm:?}");

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use vmauto::lifecycle::stable_key;
+use vmauto::lifecycle::{VpsId, stable_key};
 use vmauto::sim::{SimConfig, SimServer};
 
 use crate::common::{Proc, TOKEN, workflow_for};
@@ -154,7 +154,7 @@ fn explain(p: &Proc, sim: &SimServer, install: &str, open_ops: &[Value]) {
     let tasks = state["tasks"].as_array().cloned().unwrap_or_default();
     for op in open_ops {
         let vps = op["vps"].as_str().unwrap_or_default();
-        let tag = vmauto::lifecycle::owner_tag(install, vps);
+        let tag = vmauto::lifecycle::owner_tag(install, &VpsId::from(vps));
         for s in servers.iter().filter(|s| s["description"].as_str().is_some_and(|d| d.contains(&tag))) {
             eprintln!(
                 "  vps {vps}: VM {} status {} ips {} busy {} recycled {}",
@@ -388,7 +388,7 @@ async fn sigkill_at_any_point_loses_and_duplicates_nothing() {
         if v["state"] != expected_state {
             explain_subscription(&p, &sub_name(i), v, &ledger, &inbox);
         }
-        let tag = vmauto::lifecycle::owner_tag(&install, v["id"].as_str().expect("id"));
+        let tag = vmauto::lifecycle::owner_tag(&install, &VpsId::from(v["id"].as_str().expect("id")));
         if cancelled(i) {
             assert_eq!(v["state"], "deleted", "{}: {v}", sub_name(i));
             assert!(!tags_live.contains_key(&tag), "{}: its VM is still there", sub_name(i));

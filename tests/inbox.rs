@@ -42,7 +42,7 @@ async fn a_backlog_larger_than_the_queue_is_applied_from_the_store_oldest_first(
     let n = MAX_QUEUED * 2 + 100;
     let rows: Vec<InboxRow> = (0..n)
         .map(|i| InboxRow {
-            key: format!("backlog{i:05}"),
+            key: format!("backlog{i:05}").into(),
             source: "ghl".into(),
             fields: json!({ "status": "received", "http_status": 202 }),
             events: vec![event(EventKind::Ignore, &format!("sub-{i}"), None, None)],

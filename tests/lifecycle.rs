@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 use vmauto::billing::{BillingEvent, EventKind};
+use vmauto::lifecycle::VpsId;
 
 use crate::common::Stack;
 
@@ -48,7 +49,7 @@ async fn subscribe_creates_one_tagged_vm_with_ip_and_sealed_password_then_cancel
     let servers = s.sim_servers().await;
     assert_eq!(servers.len(), 1, "exactly one VM: {servers:?}");
     let install = s.t.app.state.store.install_id().await.expect("install id");
-    let tag = vmauto::lifecycle::owner_tag(&install, vps["id"].as_str().expect("id"));
+    let tag = vmauto::lifecycle::owner_tag(&install, &VpsId::from(vps["id"].as_str().expect("id")));
     assert!(servers[0]["description"].as_str().unwrap_or_default().contains(&tag), "{}", servers[0]);
     assert_eq!(servers[0]["id"], vps["server_id"]);
 
@@ -209,8 +210,8 @@ async fn the_reconciler_reports_orphans_missing_vms_and_drift_without_touching_t
         .expect("update");
     gw.send(wait(task)).await.expect("sent").expect("updated");
     // A VM carrying this installation's tag that no VPS claims.
-    let template =
-        s.t.app.state.store.vps_template(missing[0]["id"].as_str().expect("id")).await.expect("q").expect("t");
+    let missing_id = VpsId::from(missing[0]["id"].as_str().expect("id"));
+    let template = s.t.app.state.store.vps_template(&missing_id).await.expect("q").expect("t");
     let install = s.t.app.state.store.install_id().await.expect("install");
     let spec = ServerSpec {
         name: "ghost".into(),
@@ -222,7 +223,7 @@ async fn the_reconciler_reports_orphans_missing_vms_and_drift_without_touching_t
         memory_mb: 1024,
         disk_mb: Some(template.disk_gb * 1024),
         nics: vec![],
-        owner_tag: vmauto::lifecycle::owner_tag(&install, "ghost"),
+        owner_tag: vmauto::lifecycle::owner_tag(&install, &VpsId::from("ghost")),
         power_on: false,
     };
     let created = gw.send(CreateServer { spec, op: OpKey::random() }).await.expect("sent").expect("create");

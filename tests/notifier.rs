@@ -283,7 +283,7 @@ async fn customer_email_links_to_a_page_that_reveals_the_password_once() {
     let (status, _) = s.t.get(path).await;
     assert_eq!(status, 410, "a used link no longer offers the button");
     assert!(again.contains("already used") && !again.contains(&escaped_password), "{again}");
-    let vps_id = vps["id"].as_str().expect("id");
+    let vps_id = &vmauto::lifecycle::VpsId::from(vps["id"].as_str().expect("id"));
     let past = chrono::Utc::now() - chrono::Duration::minutes(1);
     let expired = vmauto::notify::reveal::create(&s.t.app.state.store, vps_id, past).await.expect("link");
     let (status, page) = s.t.get(&format!("/reveal/{}", expired.expose())).await;

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 use vmauto::auth::Role;
 use vmauto::billing::EventKind;
+use vmauto::lifecycle::VpsId;
 use vmauto::sim::SimConfig;
 use vmauto::sim::fault::FaultRule;
 
@@ -254,7 +255,7 @@ async fn rebuild_makes_a_new_vm_from_the_image_and_deletes_the_old_one_after() {
     let vps = active(&s, "sub-rb").await;
     let (old, name) =
         (vps["server_id"].as_str().expect("sid").to_string(), vps["name"].as_str().unwrap_or("").to_string());
-    let id = vps["id"].as_str().expect("id").to_string();
+    let id = VpsId::from(vps["id"].as_str().expect("id"));
     // The template allows a second image; pick it.
     let template = s.t.app.state.store.vps_template(&id).await.expect("store").expect("template");
     let other = if template.image_id == "img-debian-12-0002" { "img-rocky-9-0003" } else { "img-debian-12-0002" };
@@ -352,7 +353,7 @@ async fn activity_levels_have_one_spelling_and_notifications_page() {
 async fn actions_refuse_a_shrinking_disk_and_a_vps_that_does_not_exist() {
     let s = Stack::start().await;
     let vps = active(&s, "sub-shrink").await;
-    let id = vps["id"].as_str().expect("id").to_string();
+    let id = VpsId::from(vps["id"].as_str().expect("id"));
     let disk = s.t.app.state.store.vps(&id).await.expect("store").expect("the VPS").spec.disk_gb;
     let spec = json!({ "cores": 2, "memory_mb": 2048, "disk_gb": disk - 1 });
     let (status, body) = api(

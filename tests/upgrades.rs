@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use vmauto::billing::EventKind;
 use vmauto::config::OfferConfig;
+use vmauto::upgrade::issue_link;
 
 use crate::common::stripe::{
     FakeStripe, OLD_WHSEC, SECRET_KEY, WHSEC, post_event, send_signed, session_event, signature, stripe_config,
@@ -54,7 +55,7 @@ pub(crate) async fn active_vps(s: &Stack, sub: &str) -> String {
 
 pub(crate) async fn issue(s: &Stack, vps: &str) -> vmauto::upgrade::IssuedLink {
     let st = &s.t.app.state;
-    vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, vps, "test").await.expect("link issued")
+    issue_link(&st.store, &st.config, &st.sealer, &vps.into(), "test").await.expect("link issued")
 }
 
 #[actix_web::test]
@@ -183,9 +184,8 @@ async fn paid_checkout_resizes_the_vm_once_whatever_stripe_redelivers() {
     assert_eq!(code, 200);
     assert_eq!(s.rows(resizes).await.len(), 1, "one resize whatever Stripe redelivers");
     // An admin's replay from the inbox is as harmless as a redelivery.
-    let replayed = vmauto::http::replay_inbox(&s.t.app.state, body["id"].as_str().expect("inbox key"), "admin:t")
-        .await
-        .expect("replay");
+    let key = body["id"].as_str().expect("inbox key").into();
+    let replayed = vmauto::http::replay_inbox(&s.t.app.state, &key, "admin:t").await.expect("replay");
     assert_eq!(replayed.len(), 1, "{replayed:?}");
     let replayed = &replayed[0];
     assert_eq!(replayed.status, "processed", "{replayed:?}");
@@ -394,13 +394,12 @@ async fn expired_revoked_forged_and_unknown_links_explain_themselves() {
         )
         .await
         .expect("vps rows");
-    let err =
-        vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, "gone", "test").await.expect_err("deleted");
+    let err = issue_link(&st.store, &st.config, &st.sealer, &"gone".into(), "test").await.expect_err("deleted");
     assert!(format!("{err:#}").contains("deleted"), "{err:#}");
-    assert!(vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, "nope", "test").await.is_err());
+    assert!(issue_link(&st.store, &st.config, &st.sealer, &"nope".into(), "test").await.is_err());
 
     // Without SCP capacity nothing is sold, and the page says so (escaped name, no admin data).
-    let link = vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, "v1", "test").await.expect("link");
+    let link = issue_link(&st.store, &st.config, &st.sealer, &"v1".into(), "test").await.expect("link");
     let token = token_of(&link.url);
     let (code, html) = t.get(&format!("/upgrade/{token}")).await;
     assert_eq!(code, 503, "capacity cannot be read: try again later");
@@ -430,7 +429,7 @@ async fn expired_revoked_forged_and_unknown_links_explain_themselves() {
     let resp = pay(&t, &token, "more-memory", &form_token).await;
     assert_eq!(resp.status(), 410, "a revoked link sells nothing");
 
-    let link2 = vmauto::upgrade::issue_link(&st.store, &st.config, &st.sealer, "v1", "test").await.expect("link");
+    let link2 = issue_link(&st.store, &st.config, &st.sealer, &"v1".into(), "test").await.expect("link");
     st.store
         .execute(
             "UPDATE type::record('upgrade_link', $id) SET expires_at = time::now() - 1h",
@@ -469,8 +468,8 @@ async fn offers_are_seeded_from_config_and_edited_through_the_library() {
     edit.name = "+2 GB RAM".into();
     let changed = vmauto::upgrade::update_offer(store, config, &edit, "admin:root").await.expect("update");
     assert_eq!((changed.price, changed.name.as_str()), (1200, "+2 GB RAM"));
-    assert!(vmauto::upgrade::disable_offer(store, "more-memory", "admin:root").await.expect("disable"));
-    assert!(!vmauto::upgrade::disable_offer(store, "nope", "admin:root").await.expect("missing"));
+    assert!(vmauto::upgrade::disable_offer(store, &"more-memory".into(), "admin:root").await.expect("disable"));
+    assert!(!vmauto::upgrade::disable_offer(store, &"nope".into(), "admin:root").await.expect("missing"));
     let new = OfferConfig {
         id: "disk".into(),
         name: "+50 GB disk".into(),
@@ -487,7 +486,7 @@ async fn offers_are_seeded_from_config_and_edited_through_the_library() {
     // A restart does not overwrite an admin's edits.
     let written = vmauto::upgrade::offers::sync_config_offers(store, config).await.expect("sync");
     assert_eq!(written, 0);
-    let o = vmauto::upgrade::offers::get_offer(store, "more-memory").await.expect("get").expect("exists");
+    let o = vmauto::upgrade::offers::get_offer(store, &"more-memory".into()).await.expect("get").expect("exists");
     assert_eq!((o.price, o.enabled), (1200, false));
 }
 

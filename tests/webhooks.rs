@@ -2,7 +2,7 @@
 //! and driving the lifecycle end to end against the simulator.
 
 use serde_json::{Value, json};
-use vmauto::actors::webhook::Replay;
+use vmauto::actors::webhook::{InboxKey, Replay};
 use vmauto::config::{Secret, SignatureScheme, SourceConfig};
 
 use crate::common::Stack;
@@ -153,7 +153,7 @@ async fn a_parked_event_is_replayed_once_its_plan_is_mapped() {
     let s = stack().await;
     let (status, answer) = post(&s, &format!("/webhooks/ghl/{TOKEN}"), &workflow("subscribe", "sub-p", "gold")).await;
     assert_eq!(status, 202);
-    let id = answer["id"].as_str().expect("id").to_string();
+    let id = InboxKey::from(answer["id"].as_str().expect("id"));
     s.wait_for("event parked", 30, &format!("SELECT status AS state FROM webhook_event:{id}"), |r| {
         r.len() == 1 && r[0]["state"] == "parked"
     })
@@ -224,7 +224,7 @@ async fn the_inbox_keeps_settled_webhooks_only_as_long_as_it_is_told() {
     let ok = workflow("subscribe", "sub-keep", "starter");
     let (status, answer) = post(&s, &format!("/webhooks/ghl/{TOKEN}"), &ok).await;
     assert_eq!(status, 202, "{answer}");
-    let key = answer["id"].as_str().expect("id").to_string();
+    let key = InboxKey::from(answer["id"].as_str().expect("id"));
     let (status, _) =
         post(&s, &format!("/webhooks/ghl/{TOKEN}"), &workflow("subscribe", "sub-park", "no-such-plan")).await;
     assert_eq!(status, 202);

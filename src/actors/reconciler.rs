@@ -22,7 +22,7 @@ use super::messages::{Notify, NotifyKind, Severity, Shutdown};
 use super::supervisor::Supervision;
 use crate::config::Config;
 use crate::db::Store;
-use crate::db::models::vps::VpsWithVm;
+use crate::db::models::vps::{VpsId, VpsWithVm};
 use crate::lifecycle::{Level, VpsState};
 use crate::telemetry::metrics::Metrics;
 
@@ -36,8 +36,8 @@ pub struct Reconcile;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Finding {
     Orphan { server_id: String, tag: String },
-    Missing { vps: String, server_id: String },
-    Drift { vps: String, server_id: String, expected: String, actual: String },
+    Missing { vps: VpsId, server_id: String },
+    Drift { vps: VpsId, server_id: String, expected: String, actual: String },
 }
 
 pub struct Reconciler {
@@ -156,7 +156,7 @@ pub async fn reconcile(
         match live.get(vps_id) {
             None => {
                 // A VPS being created or deleted right now is not an orphan.
-                let busy = store.vps_is_being_created_or_deleted(vps_id).await?;
+                let busy = store.vps_is_being_created_or_deleted(&VpsId::from(vps_id)).await?;
                 if !busy {
                     findings.push(Finding::Orphan { server_id: server.id.0.clone(), tag: tag.to_string() });
                 }

@@ -16,13 +16,14 @@ use super::supervisor::Supervision;
 use super::vps::exec::ExecContext;
 use super::vps::{Kick, Stopped, VpsActor};
 use crate::config::Config;
+use crate::lifecycle::VpsId;
 use crate::telemetry::metrics::Metrics;
 
 /// Run (or look again at) a VPS's due operations.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct Activate {
-    pub vps: String,
+    pub vps: VpsId,
 }
 
 /// Activate every VPS whose operations are due now (start-up recovery, scheduler ticks).
@@ -43,11 +44,11 @@ pub struct VpsRegistry {
     config: Arc<Config>,
     notify: Recipient<Notify>,
     /// Running actors and the run number each was started with.
-    active: HashMap<String, (u64, Addr<VpsActor>)>,
+    active: HashMap<VpsId, (u64, Addr<VpsActor>)>,
     runs: u64,
     /// VPSs to activate once an active one stops, oldest first.
-    waiting: VecDeque<String>,
-    waiting_set: HashSet<String>,
+    waiting: VecDeque<VpsId>,
+    waiting_set: HashSet<VpsId>,
     sup: Supervision,
 }
 
@@ -65,7 +66,7 @@ impl VpsRegistry {
         }
     }
 
-    fn activate(&mut self, vps: String, ctx: &mut Context<Self>) {
+    fn activate(&mut self, vps: VpsId, ctx: &mut Context<Self>) {
         match self.active.get(&vps) {
             Some((_, addr)) if addr.connected() => return addr.do_send(Kick),
             Some(_) => {
@@ -84,7 +85,7 @@ impl VpsRegistry {
         self.start(vps, ctx);
     }
 
-    fn start(&mut self, vps: String, ctx: &mut Context<Self>) {
+    fn start(&mut self, vps: VpsId, ctx: &mut Context<Self>) {
         self.runs += 1;
         let actor = VpsActor::new(vps.clone(), self.cx.clone(), self.config.clone(), self.notify.clone())
             .reporting_to(ctx.address().recipient(), self.runs);

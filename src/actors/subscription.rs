@@ -17,9 +17,10 @@ use super::supervisor::Supervision;
 use crate::billing::{BillingEvent, EventKind};
 use crate::config::Config;
 use crate::db::Store;
+use crate::db::models::webhook_event::InboxKey;
 use crate::lifecycle::Level;
-use crate::lifecycle::{Decision, OpKind, Spec, Template, VpsState, decide};
-use crate::lifecycle::{DecisionWrite, NewOperation, NewVps, new_key, stable_key};
+use crate::lifecycle::{Decision, OpKind, Spec, Template, TemplateName, VpsId, VpsState, decide};
+use crate::lifecycle::{DecisionWrite, NewOperation, NewVps, SubscriptionId, new_key, stable_key};
 use crate::plugin_host::{DEFAULT_MAPPER, TemplateChoice};
 use crate::telemetry::metrics::Metrics;
 
@@ -116,7 +117,7 @@ impl Handler<HandlePayment> for SubscriptionActor {
                     store: &store,
                     config: &config,
                     notifier,
-                    wake: Arc::new(move |vps: &str| registry.do_send(Activate { vps: vps.to_string() })),
+                    wake: Arc::new(move |vps: &VpsId| registry.do_send(Activate { vps: vps.clone() })),
                 };
                 crate::upgrade::fulfil::handle_event(&ctx, &msg.event).await
             }
@@ -149,7 +150,7 @@ impl Apply {
             Ok(id) => id,
             Err(reason) => return Ok(self.park(source, event, &reason).await),
         };
-        let sub_key = stable_key(source, &external);
+        let sub_key = SubscriptionId::of(source, &external);
         let view = self.store.subscription_view(&sub_key).await?;
         let plan = event.plan_key.clone().or_else(|| view.plan_key.clone()).unwrap_or_default();
         let grace = self.config.policy.grace_days_by_plan.get(&plan).copied().unwrap_or(self.config.policy.grace_days);
@@ -162,11 +163,11 @@ impl Apply {
             occurred_at: event.occurred_at,
             inbox: requested_by
                 .strip_prefix("webhook:")
-                .map(|key| (key.to_string(), super::webhook::event_fingerprint(event))),
+                .map(|key| (InboxKey::from(key), super::webhook::event_fingerprint(event))),
             ..Default::default()
         };
-        let op = |vps: &str, kind: OpKind| NewOperation {
-            vps: vps.to_string(),
+        let op = |vps: &VpsId, kind: OpKind| NewOperation {
+            vps: vps.clone(),
             kind,
             params: json!({}),
             requested_by: requested_by.to_string(),
@@ -185,8 +186,8 @@ impl Apply {
                     Ok(t) => t,
                     Err(why) => return Ok(self.park(source, event, &why).await),
                 };
-                let id = new_key();
-                let name = template.name_pattern.replace("{id}", &id[..8]).replace("{customer}", "c");
+                let id = VpsId::new(new_key());
+                let name = template.name_pattern.replace("{id}", &id.as_str()[..8]).replace("{customer}", "c");
                 w.subscription_status = Some("active");
                 w.new_vps.push(NewVps { id: id.clone(), name, template });
                 w.operations.push(op(&id, OpKind::Create));
@@ -254,7 +255,7 @@ impl Apply {
             }
         };
         self.store.write_decision(event, &w).await?;
-        let touched: std::collections::BTreeSet<&String> = w.operations.iter().map(|o| &o.vps).collect();
+        let touched: std::collections::BTreeSet<&VpsId> = w.operations.iter().map(|o| &o.vps).collect();
         for vps in touched {
             self.registry.do_send(Activate { vps: vps.clone() });
         }
@@ -283,9 +284,10 @@ impl Apply {
         }
         if matches!(event.kind, EventKind::Cancel | EventKind::Suspend) {
             let live = self.store.live_subscriptions_of_customer(source, &event.customer.id).await?;
+            let by_customer = SubscriptionId::of(source, &event.customer.id);
             return Ok(match live.len() {
                 1 => Ok(live[0].clone()),
-                0 if self.store.subscription_view(&stable_key(source, &event.customer.id)).await?.status.is_some() => {
+                0 if self.store.subscription_view(&by_customer).await?.status.is_some() => {
                     Ok(event.customer.id.clone())
                 }
                 n => Err(format!("customer {} has {n} live subscriptions; an admin must choose", event.customer.id)),
@@ -320,7 +322,7 @@ impl Apply {
             .map_err(|e| anyhow::anyhow!("the plugin host is not running: {e}"))?
             .map_err(|e| anyhow::anyhow!("the plan mapper failed: {e}"))?;
         let name = match choice {
-            TemplateChoice::Template(name) => name,
+            TemplateChoice::Template(name) => TemplateName::from(name),
             TemplateChoice::None(reason) => {
                 return Ok(Err(format!("plan {plan_key:?} of source {source:?}: {reason}")));
             }

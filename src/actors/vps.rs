@@ -17,7 +17,7 @@ use self::exec::{ExecContext, Outcome, execute};
 use super::messages::{Notify, NotifyKind, Severity};
 use crate::config::Config;
 use crate::lifecycle::Level;
-use crate::lifecycle::{OpKind, OpPatch, OpState, Operation, VpsPatch, VpsState, retry_delay};
+use crate::lifecycle::{OpKind, OpPatch, OpState, Operation, VpsId, VpsPatch, VpsState, retry_delay};
 
 /// Look for due work now.
 #[derive(Debug, Clone, Copy, Message)]
@@ -28,13 +28,13 @@ pub struct Kick;
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct Stopped {
-    pub vps: String,
+    pub vps: VpsId,
     /// Which start of that VPS's actor stopped (as the registry numbered it).
     pub run: u64,
 }
 
 pub struct VpsActor {
-    id: String,
+    id: VpsId,
     cx: ExecContext,
     config: Arc<Config>,
     notify: Recipient<Notify>,
@@ -47,7 +47,7 @@ pub struct VpsActor {
 }
 
 impl VpsActor {
-    pub fn new(id: String, cx: ExecContext, config: Arc<Config>, notify: Recipient<Notify>) -> Self {
+    pub fn new(id: VpsId, cx: ExecContext, config: Arc<Config>, notify: Recipient<Notify>) -> Self {
         Self { id, cx, config, notify, busy: false, again: false, on_stop: None }
     }
 
@@ -95,13 +95,13 @@ impl Handler<Kick> for VpsActor {
 
 /// Runs due operations until none is due. The scheduler wakes the VPS again when a retry or
 /// a delayed operation falls due.
-async fn run_due(id: &str, cx: &ExecContext, config: &Config, notify: &Recipient<Notify>) {
+async fn run_due(id: &VpsId, cx: &ExecContext, config: &Config, notify: &Recipient<Notify>) {
     loop {
         let op = match cx.store.next_operation(id).await {
             Ok(Some(op)) => op,
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(vps = id, error = %e, "cannot read the next operation; the scheduler will retry");
+                tracing::warn!(vps = %id, error = %e, "cannot read the next operation; the scheduler will retry");
                 return;
             }
         };

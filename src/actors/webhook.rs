@@ -31,6 +31,7 @@ use super::messages::Shutdown;
 use super::subscription::{EventOutcome, HandleEvents, HandlePayment, SubscriptionActor};
 use super::supervisor::Supervision;
 use crate::db::Store;
+pub use crate::db::models::webhook_event::InboxKey;
 pub use crate::db::models::webhook_event::{APPLYING, InboxRow, StoredDelivery, event_fingerprint, inbox_status};
 
 mod intake;
@@ -50,7 +51,7 @@ pub enum Ingested {
 }
 
 /// The dedupe key (record id) of an inbox row made of `parts`.
-pub fn key_of(parts: &[&[u8]]) -> String {
+pub fn key_of(parts: &[&[u8]]) -> InboxKey {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for p in parts {
@@ -58,7 +59,7 @@ pub fn key_of(parts: &[&[u8]]) -> String {
         h.update(p);
     }
     // A letter first keeps the key a plain record identifier.
-    format!("e{}", hex::encode(&h.finalize()[..16]))
+    InboxKey::new(format!("e{}", hex::encode(&h.finalize()[..16])))
 }
 
 /// Write a row to the inbox (batched) and, once it is committed, process its events.
@@ -70,7 +71,7 @@ pub struct Ingest(pub InboxRow);
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "anyhow::Result<Vec<EventOutcome>>")]
 pub struct Replay {
-    pub key: String,
+    pub key: InboxKey,
     pub requested_by: String,
 }
 
@@ -79,7 +80,7 @@ pub struct Replay {
 #[derive(Debug, Message)]
 #[rtype(result = "anyhow::Result<Option<EventOutcome>>")]
 pub(super) struct ApplyPayment {
-    pub(super) key: String,
+    pub(super) key: InboxKey,
     pub(super) event: Value,
     pub(super) redelivered: bool,
 }
@@ -97,7 +98,7 @@ const MAX_IN_FLIGHT: usize = 1;
 /// A committed row whose events are to be applied: only what applying needs is kept.
 #[derive(Debug)]
 struct Queued {
-    key: String,
+    key: InboxKey,
     source: String,
     events: Vec<crate::billing::BillingEvent>,
     /// Events a decision applied before a restart interrupted the row.
@@ -128,9 +129,9 @@ pub struct WebhookActor {
     deferred: Vec<InboxRow>,
     /// Keys the last read of the backlog queued: a batch committed while that read ran may
     /// be in it, and is not queued twice.
-    last_read: std::collections::HashSet<String>,
+    last_read: std::collections::HashSet<InboxKey>,
     /// Outcomes of processed rows, written with the next batch.
-    outcomes: Vec<(String, Vec<EventOutcome>)>,
+    outcomes: Vec<(InboxKey, Vec<EventOutcome>)>,
     sup: Supervision,
 }
 
@@ -260,7 +261,7 @@ impl WebhookActor {
         let take = self.pending.len().min(MAX_BATCH);
         let batch: Vec<Waiter> = self.pending.drain(..take).collect();
         let take = self.outcomes.len().min(MAX_BATCH);
-        let outcomes: Vec<(String, Vec<EventOutcome>)> = self.outcomes.drain(..take).collect();
+        let outcomes: Vec<(InboxKey, Vec<EventOutcome>)> = self.outcomes.drain(..take).collect();
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         ctx.spawn(
@@ -310,7 +311,7 @@ impl WebhookActor {
 }
 
 /// Applies a committed row's events; answers its key and the outcomes to record.
-async fn process(subscription: Addr<SubscriptionActor>, row: Queued) -> (String, Vec<EventOutcome>) {
+async fn process(subscription: Addr<SubscriptionActor>, row: Queued) -> (InboxKey, Vec<EventOutcome>) {
     let requested_by = format!("webhook:{}", row.key);
     let mut outcomes = vec![EventOutcome::new("processed", "applied before a restart"); row.applied_before];
     if !row.events.is_empty() {
@@ -364,7 +365,7 @@ impl Handler<Ingest> for WebhookActor {
 async fn apply_payment(
     store: &Store,
     subscription: &Addr<SubscriptionActor>,
-    key: &str,
+    key: &InboxKey,
     event: Value,
 ) -> anyhow::Result<EventOutcome> {
     let outcome = subscription
@@ -372,7 +373,7 @@ async fn apply_payment(
         .await
         .map_err(|e| anyhow::anyhow!("the lifecycle is not running: {e}"))??;
     store.record_inbox_outcome(key, std::slice::from_ref(&outcome)).await?;
-    tracing::info!(key, status = outcome.status, "payment event applied");
+    tracing::info!(key = %key, status = outcome.status, "payment event applied");
     Ok(outcome)
 }
 

@@ -6,11 +6,11 @@ use serde_json::json;
 use crate::db::Store;
 pub use crate::db::models::template::{PlanMapping, TemplateWithPlans};
 use crate::lifecycle::Level;
-use crate::lifecycle::Template;
+use crate::lifecycle::{Template, TemplateName};
 
 /// Creates or updates a template by name.
 pub async fn save_template(store: &Store, t: &Template, actor: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(!t.name.trim().is_empty(), "a template needs a name");
+    anyhow::ensure!(!t.name.as_str().trim().is_empty(), "a template needs a name");
     anyhow::ensure!(
         !t.az_id.is_empty() && !t.image_id.is_empty() && !t.storage_tag_id.is_empty(),
         "a template needs an AZ, an image and a storage tag"
@@ -21,7 +21,13 @@ pub async fn save_template(store: &Store, t: &Template, actor: &str) -> anyhow::
 }
 
 /// Maps a source's plan to a template (replacing an earlier mapping of that plan).
-pub async fn map_plan(store: &Store, source: &str, plan: &str, template: &str, actor: &str) -> anyhow::Result<()> {
+pub async fn map_plan(
+    store: &Store,
+    source: &str,
+    plan: &str,
+    template: &TemplateName,
+    actor: &str,
+) -> anyhow::Result<()> {
     anyhow::ensure!(!source.is_empty() && !plan.is_empty(), "a mapping needs a source and a plan");
     anyhow::ensure!(store.template_by_name(template).await?.is_some(), "no template named {template:?}");
     store.map_plan(source, plan, template, actor).await

@@ -10,7 +10,7 @@ use crate::db::models::vps::ManualVpsRow;
 pub use crate::db::models::vps::{TimelineEntry, VpsDetail, VpsQuery, VpsRow};
 use crate::lifecycle::Level;
 use crate::lifecycle::new_key;
-use crate::lifecycle::{OpKind, OpState, Spec, VpsState};
+use crate::lifecycle::{OpKind, OpState, OperationId, Spec, TemplateName, VpsId, VpsState};
 
 /// What an admin can ask of a VPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,13 +46,13 @@ impl Action {
 pub async fn request_action(
     store: &Store,
     registry: &actix::Addr<VpsRegistry>,
-    vps: &str,
+    vps: &VpsId,
     action: Action,
     params: Value,
     actor: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<OperationId> {
     let Some(current) = store.vps(vps).await? else {
-        return Err(crate::error::NotFound::new("VPS", vps).into());
+        return Err(crate::error::NotFound::new("VPS", vps.as_str()).into());
     };
     if current.state == VpsState::Deleted {
         anyhow::bail!("this VPS is deleted; nothing can be done to it any more");
@@ -86,12 +86,12 @@ pub async fn request_action(
         .record_activity(
             Level::Info,
             actor,
-            Some(vps),
+            Some(vps.as_str()),
             &format!("{actor} asked for {}", action.kind().as_str()),
             json!({ "operation": id, "params": params }),
         )
         .await?;
-    registry.do_send(Activate { vps: vps.to_string() });
+    registry.do_send(Activate { vps: vps.clone() });
     Ok(id)
 }
 
@@ -116,9 +116,9 @@ pub enum RetryError {
 pub async fn retry_operation(
     store: &Store,
     registry: Option<&actix::Addr<VpsRegistry>>,
-    op: &str,
+    op: &OperationId,
     actor: &str,
-) -> Result<String, RetryError> {
+) -> Result<VpsId, RetryError> {
     let Some(row) = store.operation_for_retry(op).await? else { return Err(RetryError::NotFound(op.to_string())) };
     let vps = row.vps;
     let kind = row.kind;
@@ -155,7 +155,7 @@ pub async fn retry_operation(
         .record_activity(
             Level::Info,
             actor,
-            Some(&vps),
+            Some(vps.as_str()),
             &format!("{actor} retried a dead operation (a fresh series of attempts)"),
             json!({ "operation": op }),
         )
@@ -170,7 +170,7 @@ pub async fn retry_operation(
 pub async fn decide_held(
     store: &Store,
     registry: &actix::Addr<VpsRegistry>,
-    op: &str,
+    op: &OperationId,
     approve: bool,
     actor: &str,
 ) -> anyhow::Result<()> {
@@ -182,7 +182,7 @@ pub async fn decide_held(
         .record_activity(
             Level::Warning,
             actor,
-            Some(&vps),
+            Some(vps.as_str()),
             &format!("{actor} {verb} a held operation"),
             json!({ "operation": op }),
         )
@@ -207,17 +207,17 @@ pub async fn create_vps(
     registry: &actix::Addr<VpsRegistry>,
     req: &ManualVps,
     actor: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<VpsId> {
     anyhow::ensure!(!req.customer_name.trim().is_empty(), "the customer's name is required");
     anyhow::ensure!(req.customer_email.contains('@'), "the customer's email address is required");
-    let Some(template) = store.template_by_name(&req.template).await? else {
+    let Some(template) = store.template_by_name(&TemplateName::from(req.template.as_str())).await? else {
         anyhow::bail!("no template named {:?}", req.template)
     };
     anyhow::ensure!(template.enabled, "template {} is disabled", template.name);
-    let id = new_key();
-    let name = template.name_pattern.replace("{id}", &id[..8]).replace("{customer}", "c");
+    let id = VpsId::new(new_key());
+    let name = template.name_pattern.replace("{id}", &id.as_str()[..8]).replace("{customer}", "c");
     let spec = Spec::from(&template);
-    let op = new_key();
+    let op = OperationId::new(new_key());
     store
         .create_manual_vps(&ManualVpsRow {
             id: &id,

@@ -55,7 +55,8 @@ impl Auth {
         password: &str,
         ip: &str,
     ) -> anyhow::Result<Result<(String, Principal), LoginError>> {
-        let row = self.store.admin_login(username).await?;
+        let user = Username::from(username);
+        let row = self.store.admin_login(&user).await?;
         let now = Utc::now();
         let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
         let max = self.config.login_max_failures.max(1);
@@ -82,7 +83,7 @@ impl Auth {
             let from_here = self.failures.lock().fail(username, ip, until, now);
             let failures = row.failures + 1;
             let lock = failures >= u64::from(self.config.login_max_failures_per_user.max(max));
-            self.store.set_login_failures(username, if lock { 0 } else { failures }, lock.then_some(until)).await?;
+            self.store.set_login_failures(&user, if lock { 0 } else { failures }, lock.then_some(until)).await?;
             if lock {
                 return Ok(Err(LoginError::LockedUntil(until)));
             }
@@ -97,16 +98,16 @@ impl Auth {
         let role = row.role;
         let two_factor = row.totp_enabled;
         let token = random_token();
-        let hash = token_hash(&token);
+        let hash = SessionId::new(token_hash(&token));
         let csrf = random_token();
-        self.store.open_session(username, &hash, &csrf, ip, two_factor).await?;
+        self.store.open_session(&user, &hash, &csrf, ip, two_factor).await?;
         Ok(Ok((
             token,
             Principal {
                 username: username.to_string(),
                 role,
                 csrf,
-                session_hash: hash,
+                session_hash: hash.into(),
                 via_token: false,
                 mfa_pending: two_factor,
             },
@@ -115,7 +116,7 @@ impl Auth {
 
     /// The principal of a session cookie, if the session is still valid (touching it).
     pub async fn session(&self, token: &str) -> anyhow::Result<Option<Principal>> {
-        let hash = token_hash(token);
+        let hash = SessionId::new(token_hash(token));
         let Some(row) = self.store.session(&hash).await? else { return Ok(None) };
         let now = Utc::now();
         let (Some(created), Some(seen)) = (row.created_at, row.last_seen_at) else {
@@ -136,10 +137,10 @@ impl Auth {
             self.store.touch_session(&hash).await?;
         }
         Ok(Some(Principal {
-            username: row.user,
+            username: row.user.into(),
             role: owner.role,
             csrf: row.csrf,
-            session_hash: hash,
+            session_hash: hash.into(),
             via_token: false,
             mfa_pending: row.mfa_pending,
         }))
@@ -150,7 +151,8 @@ impl Auth {
     /// Answers the new cookie value.
     pub async fn rotate_session(&self, old_hash: &str, username: &str, ip: &str) -> anyhow::Result<String> {
         let token = random_token();
-        self.store.rotate_session(old_hash, &token_hash(&token), username, &random_token(), ip).await?;
+        let (old, new) = (SessionId::from(old_hash), SessionId::new(token_hash(&token)));
+        self.store.rotate_session(&old, &new, &Username::from(username), &random_token(), ip).await?;
         Ok(token)
     }
 
@@ -158,7 +160,7 @@ impl Auth {
     /// has not ended their sessions since), without touching it: a live-update stream asks
     /// this, and must not keep an idle session alive.
     pub async fn session_stands(&self, session_hash: &str) -> anyhow::Result<bool> {
-        let Some(row) = self.store.session_standing(session_hash).await? else { return Ok(false) };
+        let Some(row) = self.store.session_standing(&SessionId::from(session_hash)).await? else { return Ok(false) };
         let Some(owner) = row.owner else { return Ok(false) };
         let revoked = match (owner.valid_after, row.created_at) {
             (Some(after), Some(created)) => after > created,
@@ -168,6 +170,6 @@ impl Auth {
     }
 
     pub async fn logout(&self, session_hash: &str) -> anyhow::Result<()> {
-        self.store.delete_session(session_hash).await
+        self.store.delete_session(&SessionId::from(session_hash)).await
     }
 }

@@ -21,7 +21,7 @@ impl Auth {
         anyhow::ensure!(valid_username(name), "token names are 1-64 letters, digits, '.', '_', '-' or '@'");
         let token = format!("vma_{}", random_token());
         self.store
-            .create_api_token(&token_hash(&token), name, role, created_by)
+            .create_api_token(&TokenId::new(token_hash(&token)), name, role, created_by)
             .await
             .context("cannot create the token")?;
         Ok(token)
@@ -32,7 +32,7 @@ impl Auth {
         self.store.api_tokens().await
     }
 
-    pub async fn revoke_token(&self, id: &str) -> anyhow::Result<()> {
+    pub async fn revoke_token(&self, id: &TokenId) -> anyhow::Result<()> {
         self.store.revoke_api_token(id).await
     }
 
@@ -41,13 +41,13 @@ impl Auth {
         if !token.starts_with("vma_") {
             return Ok(None);
         }
-        let hash = token_hash(token);
+        let hash = TokenId::new(token_hash(token));
         let grant = self.store.use_api_token(&hash).await?;
         Ok(grant.map(|g| Principal {
             username: g.name,
             role: g.role,
             csrf: String::new(),
-            session_hash: hash,
+            session_hash: hash.into(),
             via_token: true,
             mfa_pending: false,
         }))

@@ -71,18 +71,19 @@ impl Auth {
         code: &str,
     ) -> anyhow::Result<SecondFactor> {
         let now = Utc::now();
-        if let Some(until) = self.store.mfa_locked_until(username).await?
+        let user = Username::from(username);
+        if let Some(until) = self.store.mfa_locked_until(&user).await?
             && until > now
         {
             return Ok(SecondFactor::Locked(until));
         }
         if self.complete_second_factor(session_hash, username, code).await? {
-            self.store.clear_mfa_failures(username).await?;
+            self.store.clear_mfa_failures(&user).await?;
             return Ok(SecondFactor::Passed);
         }
         let until = now + Duration::minutes(i64::try_from(self.config.lockout_minutes).unwrap_or(15));
-        if self.store.count_mfa_failure(username).await? >= MFA_MAX_FAILURES {
-            self.store.lock_mfa(username, until).await?;
+        if self.store.count_mfa_failure(&user).await? >= MFA_MAX_FAILURES {
+            self.store.lock_mfa(&user, until).await?;
             return Ok(SecondFactor::Locked(until));
         }
         Ok(SecondFactor::Wrong)
@@ -91,35 +92,37 @@ impl Auth {
     /// Checks a code and, when it is right, clears the session's pending second factor.
     pub async fn complete_second_factor(&self, session_hash: &str, username: &str, code: &str) -> anyhow::Result<bool> {
         let code = code.trim().replace(' ', "");
+        let user = Username::from(username);
         let mut ok = false;
-        if let Some(sealed) = self.store.totp_secret(username).await? {
+        if let Some(sealed) = self.store.totp_secret(&user).await? {
             let secret = hex::decode(self.sealer.open(&sealed, &totp_place(username))?.expose())?;
             if let Some(step) = matching_step(&totp(&secret, username)?, &code) {
                 // Each code works once: a step at or before the last one used is a replay.
-                ok = self.store.use_totp_step(username, step).await?;
+                ok = self.store.use_totp_step(&user, step).await?;
             }
         }
         if !ok {
             let normal = normal_recovery_code(&code);
             // Codes are stored as keyed hashes; codes given before that, as plain SHA-256.
             for hash in [self.recovery_hash(&normal), token_hash(&normal)] {
-                if self.store.use_recovery_code(username, &hash).await? {
+                if self.store.use_recovery_code(&user, &hash).await? {
                     ok = true;
                     break;
                 }
             }
         }
+        let session = SessionId::from(session_hash);
         if ok {
-            self.store.pass_session_mfa(session_hash).await?;
+            self.store.pass_session_mfa(&session).await?;
         } else {
-            self.store.fail_session_mfa(session_hash).await?;
+            self.store.fail_session_mfa(&session).await?;
         }
         Ok(ok)
     }
 
     /// Whether a user has two-factor on.
     pub async fn has_totp(&self, username: &str) -> anyhow::Result<bool> {
-        self.store.has_totp(username).await
+        self.store.has_totp(&Username::from(username)).await
     }
 
     /// Starts enrolling two-factor: a new secret, kept pending until a code confirms it.
@@ -133,7 +136,7 @@ impl Auth {
         let secret: [u8; 20] = rand::random();
         let t = totp(&secret, username)?;
         let sealed = self.sealer.seal(&crate::config::Secret::new(hex::encode(secret)), &totp_place(username));
-        self.store.set_totp_pending(username, &sealed).await?;
+        self.store.set_totp_pending(&Username::from(username), &sealed).await?;
         Ok(TotpSetup { secret: t.get_secret_base32(), url: t.get_url() })
     }
 
@@ -149,7 +152,8 @@ impl Auth {
 
     /// Confirms enrolment with a code from the app; answers the recovery codes (shown once).
     pub async fn confirm_totp(&self, username: &str, code: &str) -> anyhow::Result<Option<Vec<String>>> {
-        let Some(sealed) = self.store.totp_pending(username).await? else {
+        let user = Username::from(username);
+        let Some(sealed) = self.store.totp_pending(&user).await? else {
             anyhow::bail!("start two-factor set-up first");
         };
         let secret = hex::decode(self.sealer.open(&sealed, &totp_place(username))?.expose())?;
@@ -158,12 +162,12 @@ impl Auth {
         }
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
         let hashes: Vec<String> = codes.iter().map(|c| self.recovery_hash(&normal_recovery_code(c))).collect();
-        self.store.enable_totp(username, &sealed, &hashes).await?;
+        self.store.enable_totp(&user, &sealed, &hashes).await?;
         Ok(Some(codes))
     }
 
     /// Turns two-factor off (the user, or an admin resetting another user's).
     pub async fn reset_totp(&self, username: &str) -> anyhow::Result<()> {
-        self.store.disable_totp(username).await
+        self.store.disable_totp(&Username::from(username)).await
     }
 }

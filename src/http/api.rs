@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::session::ApiUser;
-use crate::admin::{self, Action, ActivityQuery, ManualVps, VpsQuery};
+use crate::admin::{self, Action, ActivityQuery, InboxKey, ManualVps, VpsQuery};
 use crate::auth::Role;
 use crate::error::{AppError, AppResult, Code};
 use crate::lifecycle::Level;
-use crate::lifecycle::{Template, kpi};
+use crate::lifecycle::{OperationId, Template, VpsId, kpi};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -71,6 +71,7 @@ async fn list_vps(state: web::Data<AppState>, user: ApiUser, q: web::Query<VpsQu
 
 async fn get_vps(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
+    let id = VpsId::from(id.into_inner());
     let vps = state
         .store
         .vps_detail(&id)
@@ -109,6 +110,7 @@ async fn vps_action(
     body: web::Json<ActionBody>,
 ) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
+    let id = VpsId::from(id.into_inner());
     let action = Action::parse(&body.action).ok_or_else(|| {
         AppError::bad_request(format!(
             "unknown action {:?}: use reset, suspend, resume, resize, rebuild or delete",
@@ -142,6 +144,7 @@ async fn vps_action(
 
 async fn retry(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
+    let id = OperationId::from(id.into_inner());
     let vps = admin::retry_operation(&state.store, Some(&state.handles.registry), &id, &p.actor()).await.map_err(
         |e| match e {
             admin::RetryError::NotFound(_) => AppError::not_found(e.to_string()),
@@ -154,14 +157,16 @@ async fn retry(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>)
 
 async fn approve(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Admin)?;
+    let id = OperationId::from(id.into_inner());
     admin::decide_held(&state.store, &state.handles.registry, &id, true, &p.actor()).await.map_err(bad)?;
-    Ok(HttpResponse::Accepted().json(json!({ "approved": *id })))
+    Ok(HttpResponse::Accepted().json(json!({ "approved": id })))
 }
 
 async fn reject(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Admin)?;
+    let id = OperationId::from(id.into_inner());
     admin::decide_held(&state.store, &state.handles.registry, &id, false, &p.actor()).await.map_err(bad)?;
-    Ok(HttpResponse::Ok().json(json!({ "rejected": *id })))
+    Ok(HttpResponse::Ok().json(json!({ "rejected": id })))
 }
 
 async fn activity(state: web::Data<AppState>, user: ApiUser, q: web::Query<ActivityQuery>) -> AppResult<HttpResponse> {
@@ -198,6 +203,7 @@ async fn inbox(state: web::Data<AppState>, user: ApiUser, q: web::Query<InboxQue
 
 async fn inbox_event(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Viewer)?;
+    let id = InboxKey::from(id.into_inner());
     let mut ev = state
         .store
         .inbox_event(&id)
@@ -212,7 +218,7 @@ async fn inbox_event(state: web::Data<AppState>, user: ApiUser, id: web::Path<St
 
 async fn replay(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
-    let outcomes = super::replay_inbox(&state, &id, &p.actor()).await.map_err(bad)?;
+    let outcomes = super::replay_inbox(&state, &InboxKey::from(id.into_inner()), &p.actor()).await.map_err(bad)?;
     Ok(HttpResponse::Ok().json(json!({ "outcomes": outcomes })))
 }
 
@@ -293,6 +299,7 @@ async fn issue_upgrade_link(
     id: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let p = user.require(Role::Operator)?;
+    let id = VpsId::from(id.into_inner());
     let link =
         crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await.map_err(bad)?;
     Ok(HttpResponse::Created()

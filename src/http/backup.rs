@@ -69,6 +69,7 @@ async fn post_retry(
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     local_operator(&req, &state, "retry")?;
+    let id = crate::db::models::operation::OperationId::from(id.into_inner());
     match crate::admin::retry_operation(&state.store, Some(&state.handles.registry), &id, "cli").await {
         Ok(vps) => Ok(HttpResponse::Accepted().json(serde_json::json!({ "vps": vps }))),
         Err(e @ crate::admin::RetryError::NotFound(_)) => Err(AppError::not_found(e.to_string())),

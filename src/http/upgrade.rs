@@ -17,12 +17,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
-use crate::db::models::payment::PaymentStatus;
+use crate::db::models::payment::{PaymentId, PaymentStatus};
 use crate::lifecycle::Level;
 use crate::lifecycle::{Spec, Vps};
 use crate::upgrade::checkout::{self, CheckoutError, CheckoutRequest};
 use crate::upgrade::links::{self, Link, LinkStatus};
-use crate::upgrade::offers::{self, Available};
+use crate::upgrade::offers::{self, Available, OfferId};
 use crate::upgrade::{format_price, fulfil};
 
 /// Seconds between refreshes of the progress page.
@@ -57,7 +57,7 @@ impl From<Spec> for SpecView {
 
 #[derive(Serialize)]
 struct OfferView {
-    id: String,
+    id: OfferId,
     name: String,
     price: String,
     target: SpecView,
@@ -186,7 +186,7 @@ pub const LINK_REQUESTS_PER_MINUTE: u32 = 30;
 
 /// A 429 page when this link or this client has made too many requests this minute.
 fn over_budget(state: &AppState, req: &HttpRequest, link: &Link) -> Option<HttpResponse> {
-    if state.link_requests.allow(&link.id, state.client_ip(req)) {
+    if state.link_requests.allow(link.id.as_str(), state.client_ip(req)) {
         return None;
     }
     Some(message(
@@ -299,7 +299,7 @@ async fn post_upgrade_pay(
         )
         .await;
     }
-    let offer_id = form.get("offer").cloned().unwrap_or_default();
+    let offer_id = OfferId::from(form.get("offer").cloned().unwrap_or_default());
     let (vps, vps_name) = match vps_and_name(&state, &link).await {
         Ok(v) => v,
         Err(e) => return unavailable(&state, &e),
@@ -379,9 +379,9 @@ async fn post_upgrade_pay(
 
 /// The progress of the upgrade paid through `link` (by `session` when given).
 pub async fn progress(state: &AppState, link: &Link, session: Option<&str>) -> anyhow::Result<Progress> {
-    let sid = session.filter(|s| !s.is_empty()).or(link.used_session.as_deref());
+    let sid = session.filter(|s| !s.is_empty()).or(link.used_session.as_ref().map(PaymentId::as_str));
     let pay = match sid {
-        Some(sid) => state.store.payment_progress(sid, &link.id).await?,
+        Some(sid) => state.store.payment_progress(&PaymentId::from(sid), &link.id).await?,
         None => None,
     };
     let Some(pay) = pay else {

@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
 use crate::db::Store;
+use crate::db::models::reveal_link::RevealLinkId;
+use crate::db::models::vps::VpsId;
 use crate::secrets::Sealer;
 
 /// Length of an encoded token.
@@ -48,8 +50,8 @@ impl RevealToken {
     }
 
     /// The stored key: hex SHA-256 of the token.
-    pub fn hash(&self) -> String {
-        hex::encode(Sha256::digest(self.0.as_bytes()))
+    pub fn hash(&self) -> RevealLinkId {
+        RevealLinkId::new(hex::encode(Sha256::digest(self.0.as_bytes())))
     }
 }
 
@@ -74,7 +76,7 @@ pub enum Claim {
 }
 
 /// Stores a new link for VPS `vps` (the key, without `vps:`) valid until `expires_at`.
-pub async fn create(store: &Store, vps: &str, expires_at: DateTime<Utc>) -> anyhow::Result<RevealToken> {
+pub async fn create(store: &Store, vps: &VpsId, expires_at: DateTime<Utc>) -> anyhow::Result<RevealToken> {
     let token = RevealToken::generate();
     store.create_reveal_link(&token.hash(), vps, expires_at).await.context("cannot store the reveal link")?;
     Ok(token)
@@ -111,7 +113,7 @@ pub async fn claim(store: &Store, sealer: &Sealer, token: &RevealToken) -> anyho
     let vps = store.revealed_vps(&link.vps).await?.context("the VPS of this link no longer exists")?;
     let sealed = vps.root_password.context("the VPS has no root password yet")?;
     let password = sealer
-        .open(&sealed, &crate::secrets::root_password_place(&link.vps))
+        .open(&sealed, &crate::secrets::root_password_place(link.vps.as_str()))
         .context("cannot open the root password")?;
     let spent = store.spend_reveal_link(&id).await.context("cannot mark the reveal link used")?;
     if !spent {
@@ -130,8 +132,8 @@ mod tests {
         assert_eq!(a.expose().len(), TOKEN_LEN);
         assert_eq!(RevealToken::parse(a.expose()), Some(a.clone()));
         assert_ne!(RevealToken::generate(), a);
-        assert_eq!(a.hash().len(), 64);
-        assert!(!a.hash().contains(a.expose()));
+        assert_eq!(a.hash().as_str().len(), 64);
+        assert!(!a.hash().as_str().contains(a.expose()));
         assert!(!format!("{a:?}").contains(a.expose()));
         assert_eq!(RevealToken::parse("short"), None);
         assert_eq!(RevealToken::parse("<script>alert(1)</script>"), None);

@@ -17,6 +17,7 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSessionPaymentIntentData, ProductData,
 };
 
+use super::links::LinkId;
 use super::meta;
 use super::offers::{Offer, Target};
 use crate::config::StripeConfig;
@@ -48,7 +49,7 @@ pub enum CheckoutError {
 /// What the session is for.
 #[derive(Debug)]
 pub struct CheckoutRequest<'a> {
-    pub link_id: &'a str,
+    pub link_id: &'a LinkId,
     pub vps: &'a Vps,
     pub vps_name: &'a str,
     pub offer: &'a Offer,
@@ -63,14 +64,14 @@ pub fn metadata(req: &CheckoutRequest<'_>) -> HashMap<String, String> {
     let spec = req.target.spec;
     let mut m = HashMap::from([
         (meta::LINK.to_string(), req.link_id.to_string()),
-        (meta::VPS.to_string(), req.vps.id.clone()),
-        (meta::OFFER.to_string(), req.offer.id.clone()),
+        (meta::VPS.to_string(), req.vps.id.to_string()),
+        (meta::OFFER.to_string(), req.offer.id.to_string()),
         (meta::CORES.to_string(), spec.cores.to_string()),
         (meta::MEMORY_MB.to_string(), spec.memory_mb.to_string()),
         (meta::DISK_GB.to_string(), spec.disk_gb.to_string()),
     ]);
     if let Some(t) = &req.target.template {
-        m.insert(meta::TEMPLATE.to_string(), t.name.clone());
+        m.insert(meta::TEMPLATE.to_string(), t.name.to_string());
     }
     m
 }
@@ -119,7 +120,7 @@ pub async fn create_session(config: &StripeConfig, req: &CheckoutRequest<'_>) ->
     let session = CreateCheckoutSession::new()
         .mode(CheckoutSessionMode::Payment)
         .line_items(vec![item])
-        .client_reference_id(req.link_id)
+        .client_reference_id(req.link_id.as_str())
         .metadata(metadata)
         .payment_intent_data(intent)
         .success_url(req.success_url.clone())

@@ -13,13 +13,15 @@
 
 use serde_json::{Value, json};
 
+use super::links::LinkId;
+use super::offers::OfferId;
 use super::{links, meta};
 use crate::config::Config;
 use crate::db::Store;
-use crate::db::models::payment::{MismatchedCheckout, PaidCheckout, PaymentIssue, PaymentStatus};
+use crate::db::models::payment::{MismatchedCheckout, PaidCheckout, PaymentId, PaymentIssue, PaymentStatus};
 use crate::lifecycle::EventOutcome;
 use crate::lifecycle::Level;
-use crate::lifecycle::{OpKind, Spec};
+use crate::lifecycle::{OpKind, OperationId, Spec, TemplateName, VpsId};
 use crate::notice::{Notify, NotifyKind, Severity};
 
 /// What fulfilment uses of the running appliance.
@@ -29,7 +31,7 @@ pub struct Ctx<'a> {
     pub config: &'a Config,
     pub notifier: actix::Recipient<Notify>,
     /// Wakes a VPS's actor so it runs its queued operations.
-    pub wake: std::sync::Arc<dyn Fn(&str) + Send + Sync>,
+    pub wake: std::sync::Arc<dyn Fn(&VpsId) + Send + Sync>,
 }
 
 /// Who the resize is requested by.
@@ -38,9 +40,9 @@ pub fn requested_by(session: &str) -> String {
 }
 
 /// The idempotency key (and id) of the resize a session pays for.
-pub fn operation_key(session: &str) -> String {
+pub fn operation_key(session: &str) -> OperationId {
     use sha2::{Digest, Sha256};
-    format!("upg{}", hex::encode(&Sha256::digest(session.as_bytes())[..16]))
+    OperationId::new(format!("upg{}", hex::encode(&Sha256::digest(session.as_bytes())[..16])))
 }
 
 /// Applies one verified Stripe event (the subscription actor runs it, one event at a time,
@@ -78,11 +80,15 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
     let Some(sid) = session["id"].as_str().filter(|s| !s.is_empty()) else {
         return Ok(EventOutcome::new("failed", "the session has no id"));
     };
+    let sid = &PaymentId::from(sid);
     let (Some(link_id), Some(vps_id), Some(offer)) =
         (meta_str(session, meta::LINK), meta_str(session, meta::VPS), meta_str(session, meta::OFFER))
     else {
         return Ok(EventOutcome::new("ignored", "not an upgrade session (no vmauto metadata)"));
     };
+    let link_id = &LinkId::from(link_id);
+    let vps_id = &VpsId::from(vps_id);
+    let offer = &OfferId::from(offer);
     let spec =
         match (meta_u64(session, meta::CORES), meta_u64(session, meta::MEMORY_MB), meta_u64(session, meta::DISK_GB)) {
             (Some(c), Some(m), Some(d)) => {
@@ -93,7 +99,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
             }
         };
     let subject = format!("vps:{vps_id}");
-    let actor = requested_by(sid);
+    let actor = requested_by(sid.as_str());
     if let Some(problem) = mismatch(state, event, session, offer).await? {
         return park_mismatch(state, event, session, sid, vps_id, &subject, &problem).await;
     }
@@ -139,11 +145,11 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
     let mut params = json!({ "spec": spec, "payment": sid, "offer": offer });
     if let Some(t) = meta_str(session, meta::TEMPLATE) {
         params["template"] = json!(t);
-        if let Some(row) = store.template_by_name(t).await? {
+        if let Some(row) = store.template_by_name(&TemplateName::from(t)).await? {
             params["template_row"] = serde_json::to_value(row)?;
         }
     }
-    let key = operation_key(sid);
+    let key = operation_key(sid.as_str());
     let op = match store.enqueue_operation(vps_id, OpKind::Resize, params, &actor, Some(&key)).await {
         Ok(op) => op,
         Err(e) if crate::error::code_of(&e) == Some(crate::error::Code::NotFound) => {
@@ -191,7 +197,12 @@ fn key_livemode(key: &str) -> Option<bool> {
 /// Why a paid session does not pay for the offer it names, if it does not: a test-mode event
 /// reaching a live appliance (or the other way round), or an amount or currency other than
 /// the offer's. Such a payment applies nothing.
-async fn mismatch(state: &Ctx<'_>, event: &Value, session: &Value, offer_id: &str) -> anyhow::Result<Option<String>> {
+async fn mismatch(
+    state: &Ctx<'_>,
+    event: &Value,
+    session: &Value,
+    offer_id: &OfferId,
+) -> anyhow::Result<Option<String>> {
     let livemode = event["livemode"].as_bool().or_else(|| session["livemode"].as_bool());
     if let Some(expected) = key_livemode(state.config.stripe.secret_key.expose())
         && livemode != Some(expected)
@@ -228,17 +239,18 @@ async fn park_mismatch(
     state: &Ctx<'_>,
     event: &Value,
     session: &Value,
-    sid: &str,
-    vps_id: &str,
+    sid: &PaymentId,
+    vps_id: &VpsId,
     subject: &str,
     problem: &str,
 ) -> anyhow::Result<EventOutcome> {
     let store = state.store;
+    let offer = meta_str(session, meta::OFFER).map(OfferId::from);
     let created = store
         .record_mismatched_payment(&MismatchedCheckout {
             session_id: sid,
             vps: vps_id,
-            offer: meta_str(session, meta::OFFER),
+            offer: offer.as_ref(),
             amount: session["amount_total"].as_u64(),
             currency: session["currency"].as_str(),
             payment_intent: session["payment_intent"].as_str(),
@@ -254,7 +266,7 @@ async fn park_mismatch(
         let _ = store
             .record_activity(
                 Level::Warning,
-                &requested_by(sid),
+                &requested_by(sid.as_str()),
                 Some(subject),
                 "an upgrade payment does not match its offer",
                 json!({ "session": sid, "problem": problem }),
@@ -276,7 +288,7 @@ async fn payment_issue(state: &Ctx<'_>, kind: &str, object: &Value) -> anyhow::R
     let store = state.store;
     let intent = object["payment_intent"].as_str().unwrap_or_default();
     let paid = if intent.is_empty() { None } else { store.payment_of_intent(intent).await? };
-    let vps = paid.as_ref().map(|r| r.vps.clone()).or_else(|| meta_str(object, meta::VPS).map(str::to_owned));
+    let vps = paid.as_ref().map(|r| r.vps.clone()).or_else(|| meta_str(object, meta::VPS).map(VpsId::from));
     let Some(vps) = vps else {
         return Ok(EventOutcome::new("ignored", format!("{kind} for a payment that is not an upgrade")));
     };

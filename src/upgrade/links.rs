@@ -19,10 +19,11 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::db::Store;
-use crate::lifecycle::Level;
+use crate::db::models::payment::PaymentId;
+use crate::lifecycle::{Level, VpsId};
 use crate::secrets::Sealer;
 
-pub use crate::db::models::upgrade_link::Link;
+pub use crate::db::models::upgrade_link::{Link, LinkId};
 
 /// The purpose the link-signing key is derived for.
 const KEY_PURPOSE: &str = "upgrade-link v1";
@@ -74,19 +75,19 @@ impl LinkToken {
     }
 
     /// The `upgrade_link` record id: hex SHA-256 of the random part.
-    pub fn id(&self) -> String {
+    pub fn id(&self) -> LinkId {
         let r = self.0.split('.').next().unwrap_or_default();
-        hex::encode(Sha256::digest(r.as_bytes()))
+        LinkId::new(hex::encode(Sha256::digest(r.as_bytes())))
     }
 }
 
 /// The hidden form field that proves a pay request comes from the link's own page.
-pub fn form_token(sealer: &Sealer, link_id: &str) -> String {
+pub fn form_token(sealer: &Sealer, link_id: &LinkId) -> String {
     B64URL.encode(&tag(sealer, format!("form\0{link_id}").as_bytes())[..16])
 }
 
 /// Whether `presented` is the form token of `link_id` (constant time).
-pub fn check_form_token(sealer: &Sealer, link_id: &str, presented: &str) -> bool {
+pub fn check_form_token(sealer: &Sealer, link_id: &LinkId, presented: &str) -> bool {
     bool::from(form_token(sealer, link_id).as_bytes().ct_eq(presented.as_bytes()))
 }
 
@@ -121,8 +122,8 @@ pub enum LinkStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct IssuedLink {
     /// The `upgrade_link` record id (for revoking; not a secret).
-    pub id: String,
-    pub vps: String,
+    pub id: LinkId,
+    pub vps: VpsId,
     /// The URL to give the customer (holds the token).
     pub url: String,
     pub expires_at: DateTime<Utc>,
@@ -134,7 +135,7 @@ pub async fn issue_link(
     store: &Store,
     config: &Config,
     sealer: &Sealer,
-    vps_id: &str,
+    vps_id: &VpsId,
     issued_by: &str,
 ) -> anyhow::Result<IssuedLink> {
     let vps = store.vps(vps_id).await?.with_context(|| format!("there is no VPS {vps_id}"))?;
@@ -156,12 +157,12 @@ pub async fn issue_link(
         )
         .await;
     let url = format!("{}/upgrade/{}", config.server.public_url.trim_end_matches('/'), token.expose());
-    Ok(IssuedLink { id, vps: vps_id.to_string(), url, expires_at })
+    Ok(IssuedLink { id, vps: vps_id.clone(), url, expires_at })
 }
 
 /// Revokes a link by its record id; answers false when there is no such link. A paid link
 /// stays paid (its upgrade is not undone).
-pub async fn revoke_link(store: &Store, link_id: &str, revoked_by: &str) -> anyhow::Result<bool> {
+pub async fn revoke_link(store: &Store, link_id: &LinkId, revoked_by: &str) -> anyhow::Result<bool> {
     let Some(link) = link_by_id(store, link_id).await? else { return Ok(false) };
     store.revoke_upgrade_link(link_id, revoked_by).await?;
     let _ = store
@@ -177,12 +178,12 @@ pub async fn revoke_link(store: &Store, link_id: &str, revoked_by: &str) -> anyh
 }
 
 /// A link by its record id.
-pub async fn link_by_id(store: &Store, link_id: &str) -> anyhow::Result<Option<Link>> {
+pub async fn link_by_id(store: &Store, link_id: &LinkId) -> anyhow::Result<Option<Link>> {
     store.upgrade_link(link_id).await
 }
 
 /// The links of a VPS, newest first (for the admin UI).
-pub async fn links_of_vps(store: &Store, vps_id: &str) -> anyhow::Result<Vec<Link>> {
+pub async fn links_of_vps(store: &Store, vps_id: &VpsId) -> anyhow::Result<Vec<Link>> {
     store.upgrade_links_of_vps(vps_id).await
 }
 
@@ -201,7 +202,7 @@ pub async fn resolve(store: &Store, sealer: &Sealer, token: &str) -> anyhow::Res
 
 /// Marks the link used by `session` unless another session used it first. Answers whether
 /// `session` is (now) the one that used it.
-pub async fn claim_link(store: &Store, link_id: &str, session: &str) -> anyhow::Result<bool> {
+pub async fn claim_link(store: &Store, link_id: &LinkId, session: &PaymentId) -> anyhow::Result<bool> {
     store.claim_upgrade_link(link_id, session).await
 }
 
@@ -222,18 +223,19 @@ mod tests {
         forged.replace_range(0..1, if forged.starts_with('A') { "B" } else { "A" });
         assert!(LinkToken::parse(&s, &forged).is_none(), "a changed random part fails the tag");
         assert!(LinkToken::parse(&s, "short.token").is_none());
-        assert!(!a.id().contains(a.expose().split('.').next().expect("random part")));
-        assert_eq!(a.id().len(), 64);
+        assert!(!a.id().as_str().contains(a.expose().split('.').next().expect("random part")));
+        assert_eq!(a.id().as_str().len(), 64);
         assert!(!format!("{a:?}").contains(a.expose()));
     }
 
     #[test]
     fn form_tokens_belong_to_one_link() {
         let s = Sealer::new([3; 32]);
-        let f = form_token(&s, "l1");
-        assert!(check_form_token(&s, "l1", &f));
-        assert!(!check_form_token(&s, "l2", &f));
-        assert!(!check_form_token(&s, "l1", ""));
+        let (l1, l2) = (LinkId::from("l1"), LinkId::from("l2"));
+        let f = form_token(&s, &l1);
+        assert!(check_form_token(&s, &l1, &f));
+        assert!(!check_form_token(&s, &l2, &f));
+        assert!(!check_form_token(&s, &l1, ""));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::lifecycle::Level;
 use crate::lifecycle::{Spec, Template, Vps, VpsState};
 use crate::provider::Capacity;
 
-pub use crate::db::models::upgrade_offer::Offer;
+pub use crate::db::models::upgrade_offer::{Offer, OfferId};
 
 /// What an admin gives to create or change an offer (the same shape as `[[stripe.offers]]`).
 pub type OfferInput = OfferConfig;
@@ -54,34 +54,36 @@ pub async fn list_offers(store: &Store) -> anyhow::Result<Vec<Offer>> {
 }
 
 /// One offer.
-pub async fn get_offer(store: &Store, id: &str) -> anyhow::Result<Option<Offer>> {
+pub async fn get_offer(store: &Store, id: &OfferId) -> anyhow::Result<Option<Offer>> {
     store.upgrade_offer(id).await
 }
 
 /// Creates an enabled offer; fails when the input is invalid or the id is taken.
 pub async fn create_offer(store: &Store, config: &Config, input: &OfferInput, by: &str) -> anyhow::Result<Offer> {
     input.check().map_err(|e| anyhow::anyhow!("offer{e}"))?;
-    if get_offer(store, &input.id).await?.is_some() {
+    let id = OfferId::from(input.id.as_str());
+    if get_offer(store, &id).await?.is_some() {
         bail!("offer {:?} exists already; change it instead", input.id);
     }
-    store.create_upgrade_offer(&input.id, &terms_of(input, &config.stripe.currency), by).await?;
-    record(store, by, &input.id, "created").await;
-    get_offer(store, &input.id).await?.context("the new offer vanished")
+    store.create_upgrade_offer(&id, &terms_of(input, &config.stripe.currency), by).await?;
+    record(store, by, &id, "created").await;
+    get_offer(store, &id).await?.context("the new offer vanished")
 }
 
 /// Replaces an offer's terms (name, templates, deltas, price, currency); `enabled` is kept.
 pub async fn update_offer(store: &Store, config: &Config, input: &OfferInput, by: &str) -> anyhow::Result<Offer> {
     input.check().map_err(|e| anyhow::anyhow!("offer{e}"))?;
-    if get_offer(store, &input.id).await?.is_none() {
+    let id = OfferId::from(input.id.as_str());
+    if get_offer(store, &id).await?.is_none() {
         bail!("there is no offer {:?}", input.id);
     }
-    store.update_upgrade_offer(&input.id, &terms_of(input, &config.stripe.currency)).await?;
-    record(store, by, &input.id, "changed").await;
-    get_offer(store, &input.id).await?.context("the offer vanished")
+    store.update_upgrade_offer(&id, &terms_of(input, &config.stripe.currency)).await?;
+    record(store, by, &id, "changed").await;
+    get_offer(store, &id).await?.context("the offer vanished")
 }
 
 /// Stops selling an offer (`enabled = false`) or sells it again; answers whether it exists.
-pub async fn set_offer_enabled(store: &Store, id: &str, enabled: bool, by: &str) -> anyhow::Result<bool> {
+pub async fn set_offer_enabled(store: &Store, id: &OfferId, enabled: bool, by: &str) -> anyhow::Result<bool> {
     if get_offer(store, id).await?.is_none() {
         return Ok(false);
     }
@@ -91,11 +93,11 @@ pub async fn set_offer_enabled(store: &Store, id: &str, enabled: bool, by: &str)
 }
 
 /// Stops selling an offer; answers whether it exists. Links already paid are not affected.
-pub async fn disable_offer(store: &Store, id: &str, by: &str) -> anyhow::Result<bool> {
+pub async fn disable_offer(store: &Store, id: &OfferId, by: &str) -> anyhow::Result<bool> {
     set_offer_enabled(store, id, false, by).await
 }
 
-async fn record(store: &Store, by: &str, id: &str, what: &str) {
+async fn record(store: &Store, by: &str, id: &OfferId, what: &str) {
     let _ = store
         .record_activity(
             Level::Info,
@@ -112,10 +114,11 @@ async fn record(store: &Store, by: &str, id: &str, what: &str) {
 pub async fn sync_config_offers(store: &Store, config: &Config) -> anyhow::Result<usize> {
     let mut written = 0;
     for o in &config.stripe.offers {
-        if get_offer(store, &o.id).await?.is_some() {
+        let id = OfferId::from(o.id.as_str());
+        if get_offer(store, &id).await?.is_some() {
             continue;
         }
-        store.create_upgrade_offer(&o.id, &terms_of(o, &config.stripe.currency), "appliance.toml").await?;
+        store.create_upgrade_offer(&id, &terms_of(o, &config.stripe.currency), "appliance.toml").await?;
         written += 1;
     }
     Ok(written)
@@ -218,7 +221,7 @@ mod tests {
         Offer {
             id: "o".into(),
             name: "o".into(),
-            from_template: String::new(),
+            from_template: "".into(),
             to_template: to.into(),
             add_cores: cores,
             add_memory_gb: mem_gb,
@@ -243,7 +246,7 @@ mod tests {
         let big = template("large", 4, 8192, 80);
         let t = target_of(&offer("large", 0, 0, 0), &v, Some(&big)).expect("applies");
         assert_eq!(t.spec.cores, 4);
-        assert_eq!(t.template.map(|t| t.name).as_deref(), Some("large"));
+        assert_eq!(t.template.map(|t| t.name), Some("large".into()));
         let tiny = template("tiny", 1, 512, 80);
         assert!(target_of(&offer("tiny", 0, 0, 0), &v, Some(&tiny)).unwrap_err().contains("shrink"));
         assert!(target_of(&offer("large", 0, 0, 0), &v, None).is_err(), "a missing template is not sold");

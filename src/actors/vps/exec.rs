@@ -24,7 +24,7 @@ use crate::actors::gateway::{
 };
 use crate::db::Store;
 use crate::lifecycle::Level;
-use crate::lifecycle::{OpKind, OpPatch, Operation, Spec, Template, VpsPatch, VpsState, owner_tag};
+use crate::lifecycle::{OpKind, OpPatch, Operation, Spec, Template, TemplateName, VpsPatch, VpsState, owner_tag};
 use crate::provider::{
     NicSpec, OpKey, ProviderError, ProviderResult, Server, ServerId, ServerSpec, ServerStatus, TaskId,
 };
@@ -122,7 +122,7 @@ async fn run_task(cx: &ExecContext, op: &Operation, task: ProviderResult<TaskId>
 /// The idempotency key of one step of the current attempt. The first attempt keeps the bare
 /// operation id, as operations written before attempts were keyed.
 fn key(op: &Operation, step: &str) -> OpKey {
-    let base = if op.attempt_seq <= 1 { op.id.clone() } else { format!("{}#{}", op.id, op.attempt_seq) };
+    let base = if op.attempt_seq <= 1 { op.id.to_string() } else { format!("{}#{}", op.id, op.attempt_seq) };
     OpKey::new(base).step(step)
 }
 
@@ -249,7 +249,7 @@ async fn ensure_vm(
         return Ok(id);
     }
     let spec = ServerSpec {
-        name: vm_name(template, &op.vps),
+        name: vm_name(template, op.vps.as_str()),
         zone_id: template.az_id.clone(),
         image_id: image_id.to_string(),
         storage_tag_id: template.storage_tag_id.clone(),
@@ -450,7 +450,7 @@ async fn resize(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     Ok(VpsPatch {
         state: Some(VpsState::Active),
         spec: Some(spec),
-        template: op.params.get("template").and_then(Value::as_str).map(str::to_owned),
+        template: op.params.get("template").and_then(Value::as_str).map(TemplateName::from),
         template_row: op.params.get("template_row").and_then(|r| serde_json::from_value(r.clone()).ok()),
         ..VpsPatch::default()
     })
@@ -562,7 +562,7 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
 /// sealed into the operation before SCP is asked, so a crash during this attempt replays the
 /// same password under the same key instead of storing one SCP never set.
 async fn new_root_password(cx: &ExecContext, op: &Operation, server_id: &str) -> Step<String> {
-    let place = crate::secrets::root_password_place(&op.vps);
+    let place = crate::secrets::root_password_place(op.vps.as_str());
     let pending = op.params.get("pending_password");
     let reuse = pending
         .filter(|p| p["attempt"].as_u64() == Some(u64::from(op.attempt_seq)) && p["server_id"] == json!(server_id))

@@ -3,7 +3,7 @@
 use actix::Addr;
 use serde_json::{Value, json};
 
-use super::{APPLYING, ApplyPayment, EventOutcome, InboxRow, Ingest, Ingested, WebhookActor, key_of};
+use super::{APPLYING, ApplyPayment, EventOutcome, InboxKey, InboxRow, Ingest, Ingested, WebhookActor, key_of};
 use crate::actors::plugins::{ParseWebhook, PluginHost};
 use crate::plugin_host::{PluginError, SourceRequest};
 
@@ -22,9 +22,9 @@ pub struct Deliver {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivered {
     /// Written now; `failed` when the plugin could not run (the row waits for a replay).
-    Stored { key: String, failed: bool },
+    Stored { key: InboxKey, failed: bool },
     /// A row with the same dedupe key exists; nothing was written.
-    Duplicate { key: String },
+    Duplicate { key: InboxKey },
 }
 
 /// Why a delivery is not in the inbox.
@@ -42,7 +42,7 @@ pub enum Undelivered {
 #[derive(Debug)]
 pub struct DeliverPayment {
     /// The dedupe key (from the Stripe event id).
-    pub key: String,
+    pub key: InboxKey,
     /// What the inbox row keeps of the request.
     pub fields: Value,
     /// The event.

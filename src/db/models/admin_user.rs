@@ -47,10 +47,15 @@ impl fmt::Display for Role {
     }
 }
 
+id_type!(
+    /// The key of an `admin_user` row: the user's name.
+    Username
+);
+
 /// An admin user as listed (never with its hash).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdminUser {
-    pub username: String,
+    pub username: Username,
     pub role: Role,
     #[serde(default)]
     pub disabled: bool,
@@ -113,7 +118,7 @@ impl Store {
     }
 
     /// Adds a user with a password hash; fails if the name is taken.
-    pub async fn add_admin_user(&self, username: &str, password_hash: &str, role: Role) -> anyhow::Result<()> {
+    pub async fn add_admin_user(&self, username: &Username, password_hash: &str, role: Role) -> anyhow::Result<()> {
         self.execute(
             "IF (SELECT VALUE id FROM type::record('admin_user', $u))[0] != NONE {
                  THROW 'user ' + $u + ' already exists';
@@ -128,7 +133,7 @@ impl Store {
     }
 
     /// What a login checks of `username`, if the user exists.
-    pub async fn admin_login(&self, username: &str) -> anyhow::Result<Option<AdminLogin>> {
+    pub async fn admin_login(&self, username: &Username) -> anyhow::Result<Option<AdminLogin>> {
         self.query_first::<AdminLogin>(
             "SELECT username, password_hash, role, disabled, failures, locked_until, totp_enabled
                  FROM type::record('admin_user', $u)",
@@ -141,7 +146,7 @@ impl Store {
     /// Records failed logins: the count, and the lock when `locked_until` is set (none otherwise).
     pub async fn set_login_failures(
         &self,
-        username: &str,
+        username: &Username,
         failures: u64,
         locked_until: Option<DateTime<Utc>>,
     ) -> anyhow::Result<()> {
@@ -155,7 +160,7 @@ impl Store {
     }
 
     /// Sets a new password hash, unlocks the account and ends its sessions.
-    pub async fn set_admin_password(&self, username: &str, password_hash: &str) -> anyhow::Result<()> {
+    pub async fn set_admin_password(&self, username: &Username, password_hash: &str) -> anyhow::Result<()> {
         self.update_admin_user(
             username,
             "UPDATE type::record('admin_user', $u) SET password_hash = $hash, failures = 0, locked_until = NONE,
@@ -166,7 +171,7 @@ impl Store {
     }
 
     /// Gives a user another role (ending their sessions).
-    pub async fn set_admin_role(&self, username: &str, role: Role) -> anyhow::Result<()> {
+    pub async fn set_admin_role(&self, username: &Username, role: Role) -> anyhow::Result<()> {
         self.update_admin_user(
             username,
             "UPDATE type::record('admin_user', $u) SET role = $role, sessions_valid_after = time::now()",
@@ -176,7 +181,7 @@ impl Store {
     }
 
     /// Disables (or enables) a user, ending their sessions.
-    pub async fn set_admin_disabled(&self, username: &str, disabled: bool) -> anyhow::Result<()> {
+    pub async fn set_admin_disabled(&self, username: &Username, disabled: bool) -> anyhow::Result<()> {
         self.update_admin_user(
             username,
             "UPDATE type::record('admin_user', $u) SET disabled = $disabled, sessions_valid_after = time::now()",
@@ -186,7 +191,7 @@ impl Store {
     }
 
     /// Makes every session the user has now invalid (they were opened before this moment).
-    pub async fn invalidate_admin_sessions(&self, username: &str) -> anyhow::Result<()> {
+    pub async fn invalidate_admin_sessions(&self, username: &Username) -> anyhow::Result<()> {
         self.update_admin_user(
             username,
             "UPDATE type::record('admin_user', $u) SET sessions_valid_after = time::now()",
@@ -196,7 +201,7 @@ impl Store {
     }
 
     /// When the user's second factor is locked until, if it ever was.
-    pub async fn mfa_locked_until(&self, username: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+    pub async fn mfa_locked_until(&self, username: &Username) -> anyhow::Result<Option<DateTime<Utc>>> {
         let locked: Vec<Option<String>> = self
             .query_one(
                 "SELECT VALUE IF mfa_locked_until { <string>mfa_locked_until } FROM type::record('admin_user', $u)",
@@ -208,7 +213,7 @@ impl Store {
     }
 
     /// Forgets the user's wrong second-factor codes and any lock they caused.
-    pub async fn clear_mfa_failures(&self, username: &str) -> anyhow::Result<()> {
+    pub async fn clear_mfa_failures(&self, username: &Username) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('admin_user', $u) SET mfa_failures = 0, mfa_locked_until = NONE",
             json!({ "u": username }),
@@ -217,7 +222,7 @@ impl Store {
     }
 
     /// Counts a wrong second-factor code; answers the user's count so far.
-    pub async fn count_mfa_failure(&self, username: &str) -> anyhow::Result<u64> {
+    pub async fn count_mfa_failure(&self, username: &Username) -> anyhow::Result<u64> {
         let failures: Vec<u64> = self
             .query_one(
                 "UPDATE type::record('admin_user', $u) SET mfa_failures = (mfa_failures OR 0) + 1 RETURN VALUE mfa_failures",
@@ -229,7 +234,7 @@ impl Store {
     }
 
     /// Locks the user's second factor until `until` (and starts counting again).
-    pub async fn lock_mfa(&self, username: &str, until: DateTime<Utc>) -> anyhow::Result<()> {
+    pub async fn lock_mfa(&self, username: &Username, until: DateTime<Utc>) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('admin_user', $u) SET mfa_failures = 0, mfa_locked_until = <datetime>$until",
             json!({ "u": username, "until": until.to_rfc3339() }),
@@ -238,7 +243,7 @@ impl Store {
     }
 
     /// The user's sealed, confirmed two-factor secret, if any.
-    pub async fn totp_secret(&self, username: &str) -> anyhow::Result<Option<String>> {
+    pub async fn totp_secret(&self, username: &Username) -> anyhow::Result<Option<String>> {
         let rows: Vec<TotpSecrets> = self
             .query_one("SELECT totp_secret FROM type::record('admin_user', $u)", json!({ "u": username }), 0)
             .await?;
@@ -247,7 +252,7 @@ impl Store {
 
     /// Uses the 30-second TOTP step `step`: true unless the user is gone or used this step or
     /// a later one already (each code works once).
-    pub async fn use_totp_step(&self, username: &str, step: u64) -> anyhow::Result<bool> {
+    pub async fn use_totp_step(&self, username: &Username, step: u64) -> anyhow::Result<bool> {
         let fresh: Vec<Value> = self
             .query_one(
                 "UPDATE type::record('admin_user', $u) SET totp_last_step = $step
@@ -260,7 +265,7 @@ impl Store {
     }
 
     /// Uses up the recovery code stored as `hash`: true when the user had it.
-    pub async fn use_recovery_code(&self, username: &str, hash: &str) -> anyhow::Result<bool> {
+    pub async fn use_recovery_code(&self, username: &Username, hash: &str) -> anyhow::Result<bool> {
         let used: Vec<Value> = self
             .query_one(
                 "UPDATE type::record('admin_user', $u) SET recovery = array::remove(recovery, array::find_index(recovery, $h))
@@ -273,7 +278,7 @@ impl Store {
     }
 
     /// Whether a user has two-factor on.
-    pub async fn has_totp(&self, username: &str) -> anyhow::Result<bool> {
+    pub async fn has_totp(&self, username: &Username) -> anyhow::Result<bool> {
         let rows: Vec<bool> = self
             .query_one(
                 "SELECT VALUE totp_enabled = true FROM type::record('admin_user', $u)",
@@ -285,7 +290,7 @@ impl Store {
     }
 
     /// Keeps a sealed two-factor secret pending until a code confirms it.
-    pub async fn set_totp_pending(&self, username: &str, sealed: &str) -> anyhow::Result<()> {
+    pub async fn set_totp_pending(&self, username: &Username, sealed: &str) -> anyhow::Result<()> {
         self.update_admin_user(
             username,
             "UPDATE type::record('admin_user', $u) SET totp_pending = $sealed",
@@ -295,7 +300,7 @@ impl Store {
     }
 
     /// The user's sealed two-factor secret awaiting confirmation, if any.
-    pub async fn totp_pending(&self, username: &str) -> anyhow::Result<Option<String>> {
+    pub async fn totp_pending(&self, username: &Username) -> anyhow::Result<Option<String>> {
         let rows: Vec<TotpSecrets> = self
             .query_one("SELECT totp_pending FROM type::record('admin_user', $u)", json!({ "u": username }), 0)
             .await?;
@@ -303,7 +308,12 @@ impl Store {
     }
 
     /// Turns two-factor on with the confirmed secret and the recovery codes' hashes.
-    pub async fn enable_totp(&self, username: &str, sealed: &str, recovery_hashes: &[String]) -> anyhow::Result<()> {
+    pub async fn enable_totp(
+        &self,
+        username: &Username,
+        sealed: &str,
+        recovery_hashes: &[String],
+    ) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('admin_user', $u) SET totp_secret = $sealed, totp_pending = NONE, totp_enabled = true,
                 recovery = $hashes",
@@ -313,7 +323,7 @@ impl Store {
     }
 
     /// Turns two-factor off: the secrets and recovery codes go.
-    pub async fn disable_totp(&self, username: &str) -> anyhow::Result<()> {
+    pub async fn disable_totp(&self, username: &Username) -> anyhow::Result<()> {
         self.update_admin_user(
             username,
             "UPDATE type::record('admin_user', $u) SET totp_enabled = false, totp_secret = NONE, totp_pending = NONE,
@@ -325,7 +335,7 @@ impl Store {
 
     /// Runs `sql` (binding `$u` to `username`) on an existing user; fails "no user named …"
     /// when there is none.
-    async fn update_admin_user(&self, username: &str, sql: &str, mut bindings: Value) -> anyhow::Result<()> {
+    async fn update_admin_user(&self, username: &Username, sql: &str, mut bindings: Value) -> anyhow::Result<()> {
         bindings["u"] = json!(username);
         let sql = format!(
             "IF (SELECT VALUE id FROM type::record('admin_user', $u))[0] == NONE {{ THROW 'no user named ' + $u; }}; {sql};"

@@ -8,12 +8,17 @@ use super::admin_user::Role;
 use super::lenient;
 use crate::db::Store;
 
+id_type!(
+    /// The key of an `api_token` row: the SHA-256 of the token, hex.
+    TokenId
+);
+
 /// An API token as listed (never with its value, which is not stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiToken {
     /// The record key: the token's hash.
     #[serde(default, deserialize_with = "lenient")]
-    pub id: String,
+    pub id: TokenId,
     #[serde(default, deserialize_with = "lenient")]
     pub name: String,
     #[serde(default, deserialize_with = "lenient")]
@@ -39,7 +44,13 @@ pub struct TokenGrant {
 
 impl Store {
     /// Stores a new API token under its hash.
-    pub async fn create_api_token(&self, hash: &str, name: &str, role: Role, created_by: &str) -> anyhow::Result<()> {
+    pub async fn create_api_token(
+        &self,
+        hash: &TokenId,
+        name: &str,
+        role: Role,
+        created_by: &str,
+    ) -> anyhow::Result<()> {
         self.execute(
             "CREATE type::record('api_token', $h) CONTENT {
                  name: $name, role: $role, created_by: $by, created_at: time::now(), revoked: false
@@ -62,7 +73,7 @@ impl Store {
     }
 
     /// Revokes the token with this id (its hash).
-    pub async fn revoke_api_token(&self, id: &str) -> anyhow::Result<()> {
+    pub async fn revoke_api_token(&self, id: &TokenId) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('api_token', $id) SET revoked = true, revoked_at = time::now()",
             json!({ "id": id }),
@@ -72,7 +83,7 @@ impl Store {
 
     /// Uses the token with hash `hash`: stamps it used and answers whom it speaks for, unless
     /// it does not exist or is revoked.
-    pub async fn use_api_token(&self, hash: &str) -> anyhow::Result<Option<TokenGrant>> {
+    pub async fn use_api_token(&self, hash: &TokenId) -> anyhow::Result<Option<TokenGrant>> {
         self.query_first::<TokenGrant>(
             "UPDATE type::record('api_token', $h) SET last_used_at = time::now()
                  WHERE revoked = false RETURN name, role",

@@ -6,14 +6,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Page;
-use super::vps::Spec;
+use super::vps::{Spec, VpsId};
 use crate::db::Store;
 use crate::notice::{NotifyKind, Severity};
+
+id_type!(
+    /// The key of a `notification` row.
+    NotificationId
+);
 
 /// A notification as the notifications page and the API list it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationRow {
-    pub id: String,
+    pub id: NotificationId,
     pub at: String,
     pub kind: NotifyKind,
     pub severity: Severity,
@@ -26,7 +31,7 @@ pub struct NotificationRow {
 /// A new notification as the live stream sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationChange {
-    pub id: String,
+    pub id: NotificationId,
     pub at: String,
     pub severity: Severity,
     pub title: String,
@@ -132,7 +137,7 @@ pub struct RevealedVps {
 // VPS rows as notifications need them.
 impl Store {
     /// The contact fields of VPS `vps` (the key, without `vps:`), if it exists.
-    pub async fn vps_contact(&self, vps: &str) -> anyhow::Result<Option<VpsContact>> {
+    pub async fn vps_contact(&self, vps: &VpsId) -> anyhow::Result<Option<VpsContact>> {
         self.query_first::<VpsContact>(
             "SELECT source, customer_email, customer_name, name, ips FROM type::record('vps', $id)",
             json!({ "id": vps }),
@@ -142,7 +147,7 @@ impl Store {
     }
 
     /// The contact fields and hardware of upgraded VPS `vps`, if it exists.
-    pub async fn upgraded_vps(&self, vps: &str) -> anyhow::Result<Option<UpgradedVps>> {
+    pub async fn upgraded_vps(&self, vps: &VpsId) -> anyhow::Result<Option<UpgradedVps>> {
         self.query_first::<UpgradedVps>(
             "SELECT customer_email, customer_name, name, spec FROM type::record('vps', $id)",
             json!({ "id": vps }),
@@ -152,14 +157,14 @@ impl Store {
     }
 
     /// The name of VPS `vps` for the reveal page: None when the VPS or its name is missing.
-    pub async fn reveal_vps_name(&self, vps: &str) -> anyhow::Result<Option<String>> {
+    pub async fn reveal_vps_name(&self, vps: &VpsId) -> anyhow::Result<Option<String>> {
         let names: Vec<Option<String>> =
             self.query_one("SELECT VALUE name FROM type::record('vps', $id)", json!({ "id": vps }), 0).await?;
         Ok(names.into_iter().next().flatten())
     }
 
     /// The name, addresses and sealed root password of VPS `vps`, if it exists.
-    pub async fn revealed_vps(&self, vps: &str) -> anyhow::Result<Option<RevealedVps>> {
+    pub async fn revealed_vps(&self, vps: &VpsId) -> anyhow::Result<Option<RevealedVps>> {
         self.query_first::<RevealedVps>(
             "SELECT name, ips, root_password FROM type::record('vps', $id)",
             json!({ "id": vps }),

@@ -7,6 +7,12 @@ use serde_json::{Value, json};
 use crate::db::Store;
 
 use super::subscription::new_key;
+use super::vps::VpsId;
+
+id_type!(
+    /// The key of an `operation` row (its idempotency key).
+    OperationId
+);
 
 /// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,8 +98,8 @@ impl OpState {
 /// A durable operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
-    pub id: String,
-    pub vps: String,
+    pub id: OperationId,
+    pub vps: VpsId,
     pub kind: OpKind,
     pub state: OpState,
     #[serde(default)]
@@ -146,7 +152,7 @@ impl OpPatch {
 /// One operation to write with a decision.
 #[derive(Debug, Clone)]
 pub struct NewOperation {
-    pub vps: String,
+    pub vps: VpsId,
     pub kind: OpKind,
     pub params: Value,
     pub requested_by: String,
@@ -162,7 +168,7 @@ const OP_FIELDS: &str =
 impl Store {
     /// VPS ids with an operation that is not finished and is due (start-up recovery and the
     /// scheduler's wake-ups).
-    pub async fn vps_with_due_operations(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+    pub async fn vps_with_due_operations(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<VpsId>> {
         let ids: Vec<Value> = self
             .query_one(
                 "SELECT VALUE vps FROM operation
@@ -171,14 +177,14 @@ impl Store {
                 0,
             )
             .await?;
-        let mut ids: Vec<String> = ids.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+        let mut ids: Vec<VpsId> = ids.into_iter().filter_map(|v| v.as_str().map(VpsId::from)).collect();
         ids.sort();
         ids.dedup();
         Ok(ids)
     }
 
     /// The next unfinished operation of a VPS, oldest first.
-    pub async fn next_operation(&self, vps: &str) -> anyhow::Result<Option<Operation>> {
+    pub async fn next_operation(&self, vps: &VpsId) -> anyhow::Result<Option<Operation>> {
         self.query_first::<Operation>(
             &format!(
                 "SELECT {OP_FIELDS}, created_at FROM operation
@@ -192,7 +198,7 @@ impl Store {
     }
 
     /// Updates an operation's progress fields (only those given).
-    pub async fn update_operation(&self, id: &str, patch: &OpPatch) -> anyhow::Result<()> {
+    pub async fn update_operation(&self, id: &OperationId, patch: &OpPatch) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('operation', $id) MERGE $patch;
              UPDATE type::record('operation', $id) SET updated_at = time::now();",
@@ -203,7 +209,7 @@ impl Store {
 
     /// Schedules a retry: the next attempt time; the failed attempt's task is forgotten, so the
     /// next attempt looks at SCP afresh instead of waiting on a task that has ended.
-    pub async fn retry_operation_at(&self, id: &str, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+    pub async fn retry_operation_at(&self, id: &OperationId, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('operation', $id) SET state = 'queued', next_attempt_at = <datetime>$at,
                 last_error = $error, task_id = NONE, updated_at = time::now()",
@@ -215,10 +221,10 @@ impl Store {
     /// Marks the finish of an operation and sets the VPS state in one transaction.
     pub async fn finish_operation(
         &self,
-        op: &str,
+        op: &OperationId,
         state: OpState,
         error: Option<&str>,
-        vps: &str,
+        vps: &VpsId,
         vps_patch: &super::vps::VpsPatch,
     ) -> anyhow::Result<()> {
         self.execute(
@@ -239,13 +245,13 @@ impl Store {
     /// The caller then activates the VPS (`registry::Activate`).
     pub async fn enqueue_operation(
         &self,
-        vps: &str,
+        vps: &VpsId,
         kind: OpKind,
         params: Value,
         requested_by: &str,
-        key: Option<&str>,
-    ) -> anyhow::Result<String> {
-        let key = key.map_or_else(new_key, str::to_owned);
+        key: Option<&OperationId>,
+    ) -> anyhow::Result<OperationId> {
+        let key = key.cloned().unwrap_or_else(|| OperationId::new(new_key()));
         self.execute(
             "BEGIN TRANSACTION;
              IF (SELECT VALUE id FROM type::record('vps', $vps))[0] == NONE {
@@ -264,7 +270,11 @@ impl Store {
         .await
         // The store's words for the THROW above, turned into a type here, where it is thrown.
         .map_err(|e| {
-            if format!("{e:#}").contains("no such VPS") { crate::error::NotFound::new("VPS", vps).into() } else { e }
+            if format!("{e:#}").contains("no such VPS") {
+                crate::error::NotFound::new("VPS", vps.as_str()).into()
+            } else {
+                e
+            }
         })?;
         Ok(key)
     }
@@ -287,7 +297,7 @@ impl Store {
 /// What a retry of an operation looks at: the operation, its VPS's state and subscription.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RetryView {
-    pub vps: String,
+    pub vps: VpsId,
     #[serde(default)]
     pub kind: Option<OpKind>,
     #[serde(default)]
@@ -295,13 +305,13 @@ pub struct RetryView {
     #[serde(default)]
     pub vps_state: Option<crate::db::models::vps::VpsState>,
     #[serde(default)]
-    pub subscription: Option<String>,
+    pub subscription: Option<super::subscription::SubscriptionId>,
 }
 
 /// Admins' decisions on operations: retries of dead ones, held ones approved or rejected.
 impl Store {
     /// An operation as a retry looks at it, `None` when there is no such operation.
-    pub async fn operation_for_retry(&self, op: &str) -> anyhow::Result<Option<RetryView>> {
+    pub async fn operation_for_retry(&self, op: &OperationId) -> anyhow::Result<Option<RetryView>> {
         self.query_first::<RetryView>(
             "SELECT kind, state, vps,
                     (SELECT VALUE state FROM type::record('vps', $parent.vps))[0] AS vps_state,
@@ -315,7 +325,7 @@ impl Store {
 
     /// Queues a dead operation again for a fresh series of attempts (no stale task id); false
     /// when it is no longer dead.
-    pub async fn requeue_dead_operation(&self, op: &str, actor: &str) -> anyhow::Result<bool> {
+    pub async fn requeue_dead_operation(&self, op: &OperationId, actor: &str) -> anyhow::Result<bool> {
         let updated: Vec<Value> = self
             .query_one(
                 "UPDATE type::record('operation', $op) SET state = 'queued', attempts = 0, task_id = NONE,
@@ -330,7 +340,12 @@ impl Store {
 
     /// Approves (queues) or rejects (cancels) a held operation; answers its VPS, `None` when
     /// the operation is not held.
-    pub async fn decide_held_operation(&self, op: &str, approve: bool, actor: &str) -> anyhow::Result<Option<String>> {
+    pub async fn decide_held_operation(
+        &self,
+        op: &OperationId,
+        approve: bool,
+        actor: &str,
+    ) -> anyhow::Result<Option<VpsId>> {
         let sql = if approve {
             "UPDATE type::record('operation', $op) SET state = 'queued', approved_by = $actor, updated_at = time::now()
              WHERE state = 'held' RETURN vps"
@@ -339,15 +354,15 @@ impl Store {
                 updated_at = time::now() WHERE state = 'held' RETURN vps"
         };
         let rows: Vec<Value> = self.query_one(sql, json!({ "op": op, "actor": actor }), 0).await?;
-        Ok(rows.first().and_then(|r| r["vps"].as_str()).map(str::to_owned))
+        Ok(rows.first().and_then(|r| r["vps"].as_str()).map(VpsId::from))
     }
 }
 
 /// An operation's progress as the live stream sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperationChange {
-    pub id: String,
-    pub vps: String,
+    pub id: OperationId,
+    pub vps: VpsId,
     pub kind: OpKind,
     pub state: OpState,
     pub updated_at: String,
@@ -370,8 +385,8 @@ impl Store {
 /// A dead operation, as the dashboard lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailedOperation {
-    pub id: String,
-    pub vps: String,
+    pub id: OperationId,
+    pub vps: VpsId,
     pub kind: OpKind,
     pub last_error: Option<String>,
     pub attempts: u32,
@@ -382,8 +397,8 @@ pub struct FailedOperation {
 /// An operation the blast-radius guard holds, with its VPS's customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldOperation {
-    pub id: String,
-    pub vps: String,
+    pub id: OperationId,
+    pub vps: VpsId,
     pub kind: OpKind,
     pub requested_by: String,
     /// When it was requested.

@@ -5,8 +5,16 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::vps::Spec;
+use super::operation::OperationId;
+use super::upgrade_link::LinkId;
+use super::upgrade_offer::OfferId;
+use super::vps::{Spec, VpsId};
 use crate::db::Store;
+
+id_type!(
+    /// The key of a `payment` row: the Stripe Checkout Session id.
+    PaymentId
+);
 
 /// Where a payment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,11 +49,11 @@ impl PaymentStatus {
 #[derive(Debug, Clone)]
 pub struct PaidCheckout<'a> {
     /// The Checkout Session id: the record id.
-    pub session_id: &'a str,
+    pub session_id: &'a PaymentId,
     /// The `upgrade_link` it was paid through.
-    pub link: &'a str,
-    pub vps: &'a str,
-    pub offer: &'a str,
+    pub link: &'a LinkId,
+    pub vps: &'a VpsId,
+    pub offer: &'a OfferId,
     pub spec: Spec,
     /// Minor units.
     pub amount: Option<u64>,
@@ -60,9 +68,9 @@ pub struct PaidCheckout<'a> {
 #[derive(Debug, Clone)]
 pub struct MismatchedCheckout<'a> {
     /// The Checkout Session id: the record id.
-    pub session_id: &'a str,
-    pub vps: &'a str,
-    pub offer: Option<&'a str>,
+    pub session_id: &'a PaymentId,
+    pub vps: &'a VpsId,
+    pub offer: Option<&'a OfferId>,
     /// Minor units.
     pub amount: Option<u64>,
     pub currency: Option<&'a str>,
@@ -79,7 +87,7 @@ pub struct PaymentProgress {
     pub status: PaymentStatus,
     /// The resize it queued.
     #[serde(default)]
-    pub operation: Option<String>,
+    pub operation: Option<OperationId>,
     #[serde(default)]
     pub spec: Option<Spec>,
 }
@@ -87,8 +95,8 @@ pub struct PaymentProgress {
 /// The payment a PaymentIntent belongs to.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentOfIntent {
-    pub session_id: String,
-    pub vps: String,
+    pub session_id: PaymentId,
+    pub vps: VpsId,
 }
 
 /// What Stripe reports later about a charge; stamped on the payment, nothing is undone.
@@ -153,7 +161,7 @@ impl Store {
     }
 
     /// Sets the status of the payment of session `sid`.
-    pub async fn set_payment_status(&self, sid: &str, status: PaymentStatus) -> anyhow::Result<()> {
+    pub async fn set_payment_status(&self, sid: &PaymentId, status: PaymentStatus) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('payment', $sid) SET status = $status, updated_at = time::now()",
             json!({ "sid": sid, "status": status }),
@@ -163,7 +171,7 @@ impl Store {
 
     /// Moves a `paid` payment to `queued` with the resize `op` it queued. Answers whether this
     /// call moved it (false when it was queued before, or is not `paid`).
-    pub async fn queue_paid_payment(&self, sid: &str, op: &str) -> anyhow::Result<bool> {
+    pub async fn queue_paid_payment(&self, sid: &PaymentId, op: &OperationId) -> anyhow::Result<bool> {
         let first: Vec<Value> = self
             .query_one(
                 "UPDATE type::record('payment', $sid) SET status = 'queued', operation = $op, updated_at = time::now()
@@ -186,7 +194,7 @@ impl Store {
     }
 
     /// Stamps a refund or dispute (`refunded_at` / `disputed_at`) on the payment of session `sid`.
-    pub async fn mark_payment_issue(&self, sid: &str, issue: PaymentIssue) -> anyhow::Result<()> {
+    pub async fn mark_payment_issue(&self, sid: &PaymentId, issue: PaymentIssue) -> anyhow::Result<()> {
         self.execute(
             &format!(
                 "UPDATE type::record('payment', $sid) SET {} = time::now(), updated_at = time::now()",
@@ -198,7 +206,7 @@ impl Store {
     }
 
     /// The progress of the payment of session `sid`, if it was paid through `link_id`.
-    pub async fn payment_progress(&self, sid: &str, link_id: &str) -> anyhow::Result<Option<PaymentProgress>> {
+    pub async fn payment_progress(&self, sid: &PaymentId, link_id: &LinkId) -> anyhow::Result<Option<PaymentProgress>> {
         self.query_first::<PaymentProgress>(
             "SELECT status, operation, spec FROM type::record('payment', $sid) WHERE link = $link",
             json!({ "sid": sid, "link": link_id }),
@@ -213,7 +221,7 @@ impl Store {
 impl Store {
     /// The state of the resize `op` a payment queued (`succeeded`, `dead`…); `None` when there
     /// is no such operation yet.
-    pub async fn upgrade_operation_state(&self, op: &str) -> anyhow::Result<Option<String>> {
+    pub async fn upgrade_operation_state(&self, op: &OperationId) -> anyhow::Result<Option<String>> {
         let states: Vec<Option<String>> =
             self.query_one("SELECT VALUE state FROM type::record('operation', $op)", json!({ "op": op }), 0).await?;
         Ok(states.into_iter().next().flatten())

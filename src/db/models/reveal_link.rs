@@ -6,20 +6,30 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::vps::VpsId;
 use crate::db::Store;
+
+id_type!(
+    /// The key of a `reveal_link` row: the SHA-256 of the token, hex.
+    RevealLinkId
+);
 
 /// A reveal link as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevealLink {
-    /// The VPS's key, without `vps:`.
-    pub vps: String,
+    pub vps: VpsId,
     pub used: bool,
     pub expires_at: DateTime<Utc>,
 }
 
 impl Store {
     /// Stores a new, unused link under `hash` for VPS `vps`, valid until `expires_at`.
-    pub async fn create_reveal_link(&self, hash: &str, vps: &str, expires_at: DateTime<Utc>) -> anyhow::Result<()> {
+    pub async fn create_reveal_link(
+        &self,
+        hash: &RevealLinkId,
+        vps: &VpsId,
+        expires_at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
         self.execute(
             "CREATE type::record('reveal_link', $id) CONTENT {
                 vps: $vps, used: false, expires_at: <datetime>$expires_at, created_at: time::now()
@@ -30,7 +40,7 @@ impl Store {
     }
 
     /// The link stored under `hash`, if any.
-    pub async fn reveal_link(&self, hash: &str) -> anyhow::Result<Option<RevealLink>> {
+    pub async fn reveal_link(&self, hash: &RevealLinkId) -> anyhow::Result<Option<RevealLink>> {
         self.query_first::<RevealLink>(
             "SELECT vps, used, expires_at FROM type::record('reveal_link', $id)",
             json!({ "id": hash }),
@@ -41,7 +51,7 @@ impl Store {
 
     /// Marks the link under `hash` used, in the statement that checks it is still unused and
     /// unexpired: true when this call spent it (of two racing calls, only one does).
-    pub async fn spend_reveal_link(&self, hash: &str) -> anyhow::Result<bool> {
+    pub async fn spend_reveal_link(&self, hash: &RevealLinkId) -> anyhow::Result<bool> {
         let claimed: Vec<Value> = self
             .query_one(
                 "UPDATE type::record('reveal_link', $id) SET used = true, used_at = time::now()

@@ -5,15 +5,20 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin_user::Role;
+use super::admin_user::{Role, Username};
 use super::lenient;
 use crate::db::Store;
+
+id_type!(
+    /// The key of a `session` row: the SHA-256 of the session cookie's value, hex.
+    SessionId
+);
 
 /// A session as a request checks it, with what its user's row says of it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Session {
     #[serde(default, deserialize_with = "lenient")]
-    pub user: String,
+    pub user: Username,
     #[serde(default, deserialize_with = "lenient")]
     pub csrf: String,
     /// The password was right but the second factor is still to come.
@@ -55,8 +60,8 @@ impl Store {
     /// login and creates the session `hash` (with its second factor pending when `mfa_pending`).
     pub async fn open_session(
         &self,
-        username: &str,
-        hash: &str,
+        username: &Username,
+        hash: &SessionId,
         csrf: &str,
         ip: &str,
         mfa_pending: bool,
@@ -73,7 +78,7 @@ impl Store {
     }
 
     /// The session `hash` with its user's role, lock and session cut-off, if it exists.
-    pub async fn session(&self, hash: &str) -> anyhow::Result<Option<Session>> {
+    pub async fn session(&self, hash: &SessionId) -> anyhow::Result<Option<Session>> {
         self.query_first::<Session>(
             "SELECT user, csrf, mfa_pending, <string>created_at AS created_at, <string>last_seen_at AS last_seen_at,
                     (SELECT role, disabled, <string>sessions_valid_after AS valid_after
@@ -86,7 +91,7 @@ impl Store {
     }
 
     /// What decides whether the session `hash` still stands, if it exists.
-    pub async fn session_standing(&self, hash: &str) -> anyhow::Result<Option<SessionStanding>> {
+    pub async fn session_standing(&self, hash: &SessionId) -> anyhow::Result<Option<SessionStanding>> {
         self.query_first::<SessionStanding>(
             "SELECT <string>created_at AS created_at,
                     (SELECT disabled, <string>sessions_valid_after AS valid_after
@@ -99,16 +104,16 @@ impl Store {
     }
 
     /// Marks the session `hash` used now.
-    pub async fn touch_session(&self, hash: &str) -> anyhow::Result<()> {
+    pub async fn touch_session(&self, hash: &SessionId) -> anyhow::Result<()> {
         self.execute("UPDATE type::record('session', $h) SET last_seen_at = time::now()", json!({ "h": hash })).await
     }
 
     /// Replaces the session `old_hash` by a new one, `hash`, whose second factor passed.
     pub async fn rotate_session(
         &self,
-        old_hash: &str,
-        hash: &str,
-        username: &str,
+        old_hash: &SessionId,
+        hash: &SessionId,
+        username: &Username,
         csrf: &str,
         ip: &str,
     ) -> anyhow::Result<()> {
@@ -126,7 +131,7 @@ impl Store {
     }
 
     /// The second factor of the session `hash` passed (it counts as used now).
-    pub async fn pass_session_mfa(&self, hash: &str) -> anyhow::Result<()> {
+    pub async fn pass_session_mfa(&self, hash: &SessionId) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('session', $h) SET mfa_pending = false, last_seen_at = time::now()",
             json!({ "h": hash }),
@@ -135,7 +140,7 @@ impl Store {
     }
 
     /// Counts a wrong second-factor code against the session `hash`; the fifth ends it.
-    pub async fn fail_session_mfa(&self, hash: &str) -> anyhow::Result<()> {
+    pub async fn fail_session_mfa(&self, hash: &SessionId) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('session', $h) SET mfa_failures += 1;
              DELETE type::record('session', $h) WHERE mfa_failures >= 5;",
@@ -145,12 +150,12 @@ impl Store {
     }
 
     /// Ends the session `hash`.
-    pub async fn delete_session(&self, hash: &str) -> anyhow::Result<()> {
+    pub async fn delete_session(&self, hash: &SessionId) -> anyhow::Result<()> {
         self.execute("DELETE type::record('session', $h)", json!({ "h": hash })).await
     }
 
     /// Ends every session of `username`.
-    pub async fn delete_sessions_of(&self, username: &str) -> anyhow::Result<()> {
+    pub async fn delete_sessions_of(&self, username: &Username) -> anyhow::Result<()> {
         self.execute("DELETE session WHERE user = $u", json!({ "u": username })).await
     }
 }

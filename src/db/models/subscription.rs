@@ -6,10 +6,23 @@ use serde_json::{Value, json};
 
 use crate::db::Store;
 
-use super::operation::{NewOperation, OpState};
+use super::operation::{NewOperation, OpState, OperationId};
 use super::template::Template;
-use super::vps::{Spec, VPS_FIELDS, Vps, VpsState};
+use super::vps::{Spec, VPS_FIELDS, Vps, VpsId, VpsState};
+use super::webhook_event::InboxKey;
 use crate::billing::BillingEvent;
+
+id_type!(
+    /// The key of a `subscription` row: [`stable_key`] of its source and external id.
+    SubscriptionId
+);
+
+impl SubscriptionId {
+    /// The key of subscription `external_id` of `source`.
+    pub fn of(source: &str, external_id: &str) -> Self {
+        Self::new(stable_key(source, external_id))
+    }
+}
 
 /// A new random record key.
 pub fn new_key() -> String {
@@ -36,7 +49,7 @@ pub struct SubscriptionView {
 /// A VPS to create with a decision.
 #[derive(Debug, Clone)]
 pub struct NewVps {
-    pub id: String,
+    pub id: VpsId,
     pub name: String,
     pub template: Template,
 }
@@ -45,24 +58,24 @@ pub struct NewVps {
 #[derive(Debug, Clone, Default)]
 pub struct DecisionWrite {
     pub source: String,
-    pub subscription_key: Option<String>,
+    pub subscription_key: Option<SubscriptionId>,
     pub subscription_external_id: Option<String>,
     pub subscription_status: Option<&'static str>,
     pub plan_key: Option<String>,
     pub occurred_at: Option<DateTime<Utc>>,
     pub new_vps: Vec<NewVps>,
-    pub vps_states: Vec<(String, VpsState, Option<DateTime<Utc>>)>,
+    pub vps_states: Vec<(VpsId, VpsState, Option<DateTime<Utc>>)>,
     pub operations: Vec<NewOperation>,
     /// Operations made unnecessary (a pending deletion when the customer resumes).
-    pub cancel_pending_deletes_of: Vec<String>,
+    pub cancel_pending_deletes_of: Vec<VpsId>,
     /// The inbox row (key, event fingerprint) this decision applies: marked applied in the same
     /// transaction, so start-up recovery never applies the event twice.
-    pub inbox: Option<(String, String)>,
+    pub inbox: Option<(InboxKey, String)>,
 }
 
 impl Store {
     /// The state of a subscription (and its live VPS) for [`super::decide`].
-    pub async fn subscription_view(&self, key: &str) -> anyhow::Result<SubscriptionView> {
+    pub async fn subscription_view(&self, key: &SubscriptionId) -> anyhow::Result<SubscriptionView> {
         #[derive(serde::Deserialize)]
         struct Row {
             status: Option<String>,
@@ -103,7 +116,7 @@ impl Store {
     }
 
     /// A subscription's status (`None` when there is no such subscription or it has none).
-    pub async fn subscription_status(&self, key: &str) -> anyhow::Result<Option<String>> {
+    pub async fn subscription_status(&self, key: &SubscriptionId) -> anyhow::Result<Option<String>> {
         let rows: Vec<Option<String>> = self
             .query_one("SELECT VALUE status FROM type::record('subscription', $key)", json!({ "key": key }), 0)
             .await?;
@@ -112,7 +125,7 @@ impl Store {
 
     /// Upserts the customer and the subscription, and writes the decision's VPS and
     /// operation rows, all in one transaction.
-    pub async fn write_decision(&self, event: &BillingEvent, w: &DecisionWrite) -> anyhow::Result<Vec<String>> {
+    pub async fn write_decision(&self, event: &BillingEvent, w: &DecisionWrite) -> anyhow::Result<Vec<OperationId>> {
         let customer_key = stable_key(&w.source, &event.customer.id);
         let ops: Vec<Value> = w
             .operations
@@ -126,7 +139,7 @@ impl Store {
                 })
             })
             .collect();
-        let op_ids: Vec<String> = ops.iter().filter_map(|o| o["key"].as_str().map(str::to_owned)).collect();
+        let op_ids: Vec<OperationId> = ops.iter().filter_map(|o| o["key"].as_str().map(OperationId::from)).collect();
         let new_vps: Vec<Value> = w
             .new_vps
             .iter()
@@ -257,8 +270,8 @@ mod tests {
             plan_key: Some("starter".into()),
             attributes: BTreeMap::new(),
         };
-        let sub = stable_key("ghl", "sub1");
-        let vps_id = new_key();
+        let sub = SubscriptionId::of("ghl", "sub1");
+        let vps_id = VpsId::new(new_key());
         let w = DecisionWrite {
             source: "ghl".into(),
             subscription_key: Some(sub.clone()),
@@ -298,7 +311,7 @@ mod tests {
         assert!(s.next_operation(&vps_id).await.expect("query").is_none());
         assert_eq!(s.vps(&vps_id).await.expect("q").expect("vps").state, VpsState::Active);
         assert_eq!(s.live_subscriptions_of_customer("ghl", "c1").await.expect("q"), vec!["sub1".to_string()]);
-        s.record_activity(Level::Info, "system", Some(&vps_id), "hello", json!({})).await.expect("activity");
+        s.record_activity(Level::Info, "system", Some(vps_id.as_str()), "hello", json!({})).await.expect("activity");
         assert_eq!(s.destructive_ops_last_hour().await.expect("count"), 0);
     }
 }

@@ -6,10 +6,22 @@ use serde_json::{Value, json};
 
 use crate::db::Store;
 
+id_type!(
+    /// A template's name: how VPS rows, plan mappings and offers refer to it.
+    TemplateName
+);
+
+impl TemplateName {
+    /// No name: an offer's `from_template` or `to_template` that names no template.
+    pub fn is_empty(&self) -> bool {
+        self.as_str().is_empty()
+    }
+}
+
 /// A template row: what a plan gets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Template {
-    pub name: String,
+    pub name: TemplateName,
     #[serde(default)]
     pub description: String,
     pub az_id: String,
@@ -43,7 +55,7 @@ impl Template {
 impl Default for Template {
     fn default() -> Self {
         Self {
-            name: String::new(),
+            name: TemplateName::default(),
             description: String::new(),
             az_id: String::new(),
             image_id: String::new(),
@@ -80,7 +92,7 @@ impl Store {
     }
 
     /// A template by name.
-    pub async fn template_by_name(&self, name: &str) -> anyhow::Result<Option<Template>> {
+    pub async fn template_by_name(&self, name: &TemplateName) -> anyhow::Result<Option<Template>> {
         self.query_first::<Template>("SELECT * FROM template WHERE name = $name LIMIT 1", json!({ "name": name }), 0)
             .await
     }
@@ -106,7 +118,7 @@ impl Store {
 pub struct PlanMapping {
     pub source: String,
     pub plan_key: String,
-    pub template: String,
+    pub template: TemplateName,
 }
 
 /// A source's plan, as the templates page lists it under its template.
@@ -159,7 +171,7 @@ impl Store {
 
     /// Maps a source's plan to a template (replacing an earlier mapping of that plan), with the
     /// activity row.
-    pub async fn map_plan(&self, source: &str, plan: &str, template: &str, actor: &str) -> anyhow::Result<()> {
+    pub async fn map_plan(&self, source: &str, plan: &str, template: &TemplateName, actor: &str) -> anyhow::Result<()> {
         self.execute(
             "DELETE plan_mapping WHERE source = $source AND plan_key = $plan;
                  CREATE plan_mapping CONTENT { source: $source, plan_key: $plan, template: $template };

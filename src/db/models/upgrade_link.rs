@@ -6,13 +6,20 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::payment::PaymentId;
+use super::vps::VpsId;
 use crate::db::Store;
+
+id_type!(
+    /// The key of an `upgrade_link` row: the SHA-256 of the token's random part, hex.
+    LinkId
+);
 
 /// A stored link.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Link {
-    pub id: String,
-    pub vps: String,
+    pub id: LinkId,
+    pub vps: VpsId,
     #[serde(default)]
     pub issued_by: String,
     pub created_at: DateTime<Utc>,
@@ -25,7 +32,7 @@ pub struct Link {
     pub used_at: Option<DateTime<Utc>>,
     /// The Checkout Session whose payment used the link up.
     #[serde(default)]
-    pub used_session: Option<String>,
+    pub used_session: Option<PaymentId>,
 }
 
 const LINK_FIELDS: &str = "record::id(id) AS id, vps, issued_by, created_at, expires_at, revoked_at, revoked_by, \
@@ -35,8 +42,8 @@ impl Store {
     /// Writes a new link `id` for `vps_id`, issued by `issued_by` and valid until `expires_at`.
     pub async fn create_upgrade_link(
         &self,
-        id: &str,
-        vps_id: &str,
+        id: &LinkId,
+        vps_id: &VpsId,
         issued_by: &str,
         expires_at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
@@ -51,7 +58,7 @@ impl Store {
 
     /// Marks a link revoked by `revoked_by`, unless it was revoked before (the first
     /// revocation's time and author are kept).
-    pub async fn revoke_upgrade_link(&self, link_id: &str, revoked_by: &str) -> anyhow::Result<()> {
+    pub async fn revoke_upgrade_link(&self, link_id: &LinkId, revoked_by: &str) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('upgrade_link', $id) SET revoked_at = time::now(), revoked_by = $by WHERE !revoked_at",
             json!({ "id": link_id, "by": revoked_by }),
@@ -60,7 +67,7 @@ impl Store {
     }
 
     /// A link by its record id.
-    pub async fn upgrade_link(&self, link_id: &str) -> anyhow::Result<Option<Link>> {
+    pub async fn upgrade_link(&self, link_id: &LinkId) -> anyhow::Result<Option<Link>> {
         self.query_first::<Link>(
             &format!("SELECT {LINK_FIELDS} FROM type::record('upgrade_link', $id)"),
             json!({ "id": link_id }),
@@ -70,7 +77,7 @@ impl Store {
     }
 
     /// The links of a VPS, newest first (for the admin UI).
-    pub async fn upgrade_links_of_vps(&self, vps_id: &str) -> anyhow::Result<Vec<Link>> {
+    pub async fn upgrade_links_of_vps(&self, vps_id: &VpsId) -> anyhow::Result<Vec<Link>> {
         self.query_one(
             &format!("SELECT {LINK_FIELDS} FROM upgrade_link WHERE vps = $vps ORDER BY created_at DESC"),
             json!({ "vps": vps_id }),
@@ -81,8 +88,8 @@ impl Store {
 
     /// Marks the link used by `session` unless another session used it first. Answers whether
     /// `session` is (now) the one that used it.
-    pub async fn claim_upgrade_link(&self, link_id: &str, session: &str) -> anyhow::Result<bool> {
-        let rows: Vec<Option<String>> = self
+    pub async fn claim_upgrade_link(&self, link_id: &LinkId, session: &PaymentId) -> anyhow::Result<bool> {
+        let rows: Vec<Option<PaymentId>> = self
             .query_one(
                 "UPDATE type::record('upgrade_link', $id) SET used_session = $claim, used_at = time::now()
                     WHERE !used_session;
@@ -91,7 +98,7 @@ impl Store {
                 1,
             )
             .await?;
-        Ok(rows.into_iter().next().flatten().as_deref() == Some(session))
+        Ok(rows.into_iter().next().flatten().as_ref() == Some(session))
     }
 }
 
@@ -100,7 +107,7 @@ impl Store {
 impl Store {
     /// The name of a link's VPS as its customer knows it; `None` when the VPS or its name is
     /// missing.
-    pub async fn upgrade_link_vps_name(&self, vps_id: &str) -> anyhow::Result<Option<String>> {
+    pub async fn upgrade_link_vps_name(&self, vps_id: &VpsId) -> anyhow::Result<Option<String>> {
         let names: Vec<Option<String>> =
             self.query_one("SELECT VALUE name FROM type::record('vps', $id)", json!({ "id": vps_id }), 0).await?;
         Ok(names.into_iter().next().flatten())

@@ -5,17 +5,26 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::template::TemplateName;
+use super::vps::VpsId;
 use crate::db::Store;
+
+id_type!(
+    /// The key of an `upgrade_offer` row: the offer id of `[[stripe.offers]]`.
+    OfferId
+);
 
 /// A stored offer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
-    pub id: String,
+    pub id: OfferId,
     pub name: String,
+    /// Empty: any template.
     #[serde(default)]
-    pub from_template: String,
+    pub from_template: TemplateName,
+    /// Empty: the offer adds to the spec instead.
     #[serde(default)]
-    pub to_template: String,
+    pub to_template: TemplateName,
     #[serde(default)]
     pub add_cores: u32,
     #[serde(default)]
@@ -53,7 +62,7 @@ impl Store {
     }
 
     /// One offer.
-    pub async fn upgrade_offer(&self, id: &str) -> anyhow::Result<Option<Offer>> {
+    pub async fn upgrade_offer(&self, id: &OfferId) -> anyhow::Result<Option<Offer>> {
         self.query_first::<Offer>(
             &format!("SELECT {OFFER_FIELDS} FROM type::record('upgrade_offer', $id)"),
             json!({ "id": id }),
@@ -64,7 +73,7 @@ impl Store {
 
     /// Creates an enabled offer with these terms; `origin` says who wrote it (`appliance.toml`,
     /// `admin:<user>`…). Fails when the id is taken.
-    pub async fn create_upgrade_offer(&self, id: &str, terms: &OfferTerms<'_>, origin: &str) -> anyhow::Result<()> {
+    pub async fn create_upgrade_offer(&self, id: &OfferId, terms: &OfferTerms<'_>, origin: &str) -> anyhow::Result<()> {
         let mut row = serde_json::to_value(terms)?;
         row["enabled"] = json!(true);
         row["origin"] = json!(origin);
@@ -76,7 +85,7 @@ impl Store {
     }
 
     /// Replaces an offer's terms; `enabled` and the origin are kept.
-    pub async fn update_upgrade_offer(&self, id: &str, terms: &OfferTerms<'_>) -> anyhow::Result<()> {
+    pub async fn update_upgrade_offer(&self, id: &OfferId, terms: &OfferTerms<'_>) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('upgrade_offer', $id) MERGE $row; UPDATE type::record('upgrade_offer', $id) SET updated_at = time::now();",
             json!({ "id": id, "row": terms }),
@@ -85,7 +94,7 @@ impl Store {
     }
 
     /// Stops selling an offer (`enabled = false`) or sells it again.
-    pub async fn set_upgrade_offer_enabled(&self, id: &str, enabled: bool) -> anyhow::Result<()> {
+    pub async fn set_upgrade_offer_enabled(&self, id: &OfferId, enabled: bool) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('upgrade_offer', $id) SET enabled = $enabled, updated_at = time::now()",
             json!({ "id": id, "enabled": enabled }),
@@ -98,7 +107,7 @@ impl Store {
 impl Store {
     /// The AZ of the template stored with a VPS (`template_row.az_id`), whose free capacity
     /// decides which offers it can buy; `None` when the VPS or the field is missing.
-    pub async fn upgrade_vps_az(&self, vps_id: &str) -> anyhow::Result<Option<String>> {
+    pub async fn upgrade_vps_az(&self, vps_id: &VpsId) -> anyhow::Result<Option<String>> {
         let zones: Vec<Option<String>> = self
             .query_one("SELECT VALUE template_row.az_id FROM type::record('vps', $id)", json!({ "id": vps_id }), 0)
             .await?;

@@ -7,12 +7,19 @@ use serde_json::{Value, json};
 
 use crate::db::Store;
 
-use super::template::Template;
+use super::operation::OperationId;
+use super::subscription::SubscriptionId;
+use super::template::{Template, TemplateName};
 use super::{PAGE_SIZE, Page, SEARCH_CAP};
 
 mod timeline;
 
 pub use timeline::{TimelineActivity, TimelineEntry, TimelineNotification, TimelineOperation, TimelineWebhook};
+
+id_type!(
+    /// The key of a `vps` row (without `vps:`).
+    VpsId
+);
 
 /// States of a VPS record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -73,11 +80,11 @@ impl From<&Template> for Spec {
 /// A VPS as the lifecycle needs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vps {
-    pub id: String,
+    pub id: VpsId,
     pub state: VpsState,
     #[serde(default)]
-    pub subscription: Option<String>,
-    pub template: String,
+    pub subscription: Option<SubscriptionId>,
+    pub template: TemplateName,
     pub spec: Spec,
     #[serde(default)]
     pub server_id: Option<String>,
@@ -99,7 +106,7 @@ pub struct VpsPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec: Option<Spec>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
+    pub template: Option<TemplateName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_row: Option<Template>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,19 +138,19 @@ pub(crate) const VPS_FIELDS: &str =
     "record::id(id) AS id, state, subscription, template, spec, server_id, delete_after";
 
 impl Store {
-    pub async fn vps(&self, id: &str) -> anyhow::Result<Option<Vps>> {
+    pub async fn vps(&self, id: &VpsId) -> anyhow::Result<Option<Vps>> {
         self.query_first::<Vps>(&format!("SELECT {VPS_FIELDS} FROM type::record('vps', $id)"), json!({ "id": id }), 0)
             .await
     }
 
     /// The template a VPS was created from, as stored with it.
-    pub async fn vps_template(&self, id: &str) -> anyhow::Result<Option<Template>> {
+    pub async fn vps_template(&self, id: &VpsId) -> anyhow::Result<Option<Template>> {
         self.query_first::<Template>("SELECT VALUE template_row FROM type::record('vps', $id)", json!({ "id": id }), 0)
             .await
     }
 
     /// Updates a VPS's fields (only those given).
-    pub async fn update_vps(&self, id: &str, patch: &VpsPatch) -> anyhow::Result<()> {
+    pub async fn update_vps(&self, id: &VpsId, patch: &VpsPatch) -> anyhow::Result<()> {
         self.execute(
             "UPDATE type::record('vps', $id) MERGE $patch; UPDATE type::record('vps', $id) SET updated_at = time::now();",
             json!({ "id": id, "patch": patch }),
@@ -162,12 +169,12 @@ const VPS_ROW: &str = "record::id(id) AS id, name, state, template, source, cust
 /// A VPS as lists and pages show it (never its sealed password).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VpsRow {
-    pub id: String,
+    pub id: VpsId,
     #[serde(default)]
     pub name: String,
     pub state: VpsState,
     #[serde(default)]
-    pub template: String,
+    pub template: TemplateName,
     /// The billing source that ordered it, or `manual`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -178,7 +185,7 @@ pub struct VpsRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscription: Option<String>,
+    pub subscription: Option<SubscriptionId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -346,7 +353,7 @@ impl Store {
     }
 
     /// A VPS with everything its page shows (never its sealed password).
-    pub async fn vps_detail(&self, id: &str) -> anyhow::Result<Option<VpsDetail>> {
+    pub async fn vps_detail(&self, id: &VpsId) -> anyhow::Result<Option<VpsDetail>> {
         self.query_first::<VpsDetail>(
             &format!(
                 "SELECT {VPS_ROW}, template_row, delete_after, IF active_at {{ <string>active_at }} AS active_at,
@@ -372,13 +379,13 @@ fn reverse(order: &str) -> String {
 /// A VPS an admin creates by hand, with its create operation.
 #[derive(Debug, Clone)]
 pub struct ManualVpsRow<'a> {
-    pub id: &'a str,
+    pub id: &'a VpsId,
     pub name: &'a str,
     pub customer_name: &'a str,
     pub customer_email: &'a str,
     pub template: &'a Template,
     pub spec: Spec,
-    pub operation: &'a str,
+    pub operation: &'a OperationId,
     pub actor: &'a str,
 }
 
@@ -411,7 +418,7 @@ impl Store {
 /// A VPS's state and addresses as the live stream sends them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VpsChange {
-    pub id: String,
+    pub id: VpsId,
     pub state: VpsState,
     #[serde(default)]
     pub ips: Vec<String>,
@@ -450,7 +457,7 @@ impl Store {
 /// A VPS that should have a VM now, as the reconciler compares it with SCP.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VpsWithVm {
-    pub id: String,
+    pub id: VpsId,
     pub server_id: Option<String>,
     pub state: VpsState,
     pub spec: Option<Spec>,
@@ -470,7 +477,7 @@ impl Store {
     }
 
     /// Whether a VPS is being created or deleted right now (its VM may come or go).
-    pub async fn vps_is_being_created_or_deleted(&self, id: &str) -> anyhow::Result<bool> {
+    pub async fn vps_is_being_created_or_deleted(&self, id: &VpsId) -> anyhow::Result<bool> {
         let busy: Vec<String> = self
             .query_one(
                 "SELECT VALUE state FROM type::record('vps', $id) WHERE state IN ['pending', 'provisioning', 'deleting']",

@@ -11,11 +11,16 @@ use super::Page;
 use crate::billing::BillingEvent;
 use crate::db::Store;
 
+id_type!(
+    /// The key of a `webhook_event` row: the delivery's dedupe key.
+    InboxKey
+);
+
 /// An inbox row to write.
 #[derive(Debug, Clone)]
 pub struct InboxRow {
     /// The dedupe key, used as the record id.
-    pub key: String,
+    pub key: InboxKey,
     pub source: String,
     /// The stored fields (headers, body, signature result, status, events, error, …).
     pub fields: Value,
@@ -30,7 +35,7 @@ pub const APPLYING: &str = "applying";
 /// An inbox row as it is stored, for a replay or a recovery.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct StoredDelivery {
-    pub key: String,
+    pub key: InboxKey,
     pub source: String,
     /// The billing events its source's plugin read (none for a payment event or a compacted row).
     #[serde(default, deserialize_with = "none_as_empty")]
@@ -84,7 +89,7 @@ pub fn event_fingerprint(event: &BillingEvent) -> String {
 impl Store {
     /// Writes inbox rows that are not there yet, in one transaction; returns the keys that
     /// already existed (duplicates).
-    pub async fn insert_inbox(&self, rows: &[&InboxRow]) -> anyhow::Result<Vec<String>> {
+    pub async fn insert_inbox(&self, rows: &[&InboxRow]) -> anyhow::Result<Vec<InboxKey>> {
         self.insert_inbox_with_outcomes(rows, &[]).await
     }
 
@@ -93,10 +98,10 @@ impl Store {
     pub async fn insert_inbox_with_outcomes(
         &self,
         rows: &[&InboxRow],
-        outcomes: &[(String, Vec<EventOutcome>)],
-    ) -> anyhow::Result<Vec<String>> {
+        outcomes: &[(InboxKey, Vec<EventOutcome>)],
+    ) -> anyhow::Result<Vec<InboxKey>> {
         let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
-        let existing: Vec<String> = if rows.is_empty() {
+        let existing: Vec<InboxKey> = if rows.is_empty() {
             Vec::new()
         } else {
             self.query_one(
@@ -152,7 +157,7 @@ impl Store {
     pub async fn unapplied_inbox(&self, limit: usize) -> anyhow::Result<Vec<(InboxRow, usize)>> {
         #[derive(serde::Deserialize)]
         struct Row {
-            key: String,
+            key: InboxKey,
             source: String,
             #[serde(default)]
             events: Vec<BillingEvent>,
@@ -181,7 +186,7 @@ impl Store {
     }
 
     /// Writes the outcome of processing onto an inbox row.
-    pub async fn record_inbox_outcome(&self, key: &str, outcomes: &[EventOutcome]) -> anyhow::Result<()> {
+    pub async fn record_inbox_outcome(&self, key: &InboxKey, outcomes: &[EventOutcome]) -> anyhow::Result<()> {
         let status = inbox_status(outcomes);
         self.execute(
             "UPDATE type::record('webhook_event', $key) SET status = $status, outcomes = $outcomes,
@@ -192,7 +197,7 @@ impl Store {
     }
 
     /// A stored delivery, to apply it again (a replay) or to finish applying it (recovery).
-    pub async fn stored_delivery(&self, key: &str) -> anyhow::Result<Option<StoredDelivery>> {
+    pub async fn stored_delivery(&self, key: &InboxKey) -> anyhow::Result<Option<StoredDelivery>> {
         self.query_first(
             "SELECT record::id(id) AS key, source, events, body, status, compacted != NONE AS compacted
              FROM type::record('webhook_event', $key)",
@@ -215,7 +220,7 @@ impl Store {
     }
 
     /// The status of an inbox row (`None` when there is no such row).
-    pub async fn inbox_status_of(&self, key: &str) -> anyhow::Result<Option<String>> {
+    pub async fn inbox_status_of(&self, key: &InboxKey) -> anyhow::Result<Option<String>> {
         let status: Vec<Option<String>> = self
             .query_one("SELECT VALUE status FROM type::record('webhook_event', $key)", json!({ "key": key }), 0)
             .await?;
@@ -225,7 +230,7 @@ impl Store {
 
 impl Store {
     /// Records a refused delivery (bad signature, unreadable body, …) so an admin sees it.
-    pub async fn record_refused_webhook(&self, key: &str, fields: &Value) -> anyhow::Result<()> {
+    pub async fn record_refused_webhook(&self, key: &InboxKey, fields: &Value) -> anyhow::Result<()> {
         self.execute(
             "CREATE type::record('webhook_event', $key) CONTENT object::extend($fields, { received_at: time::now() })",
             json!({ "key": key, "fields": fields }),
@@ -248,13 +253,13 @@ mod tests {
         let keys = ["plain", "a], (DELETE webhook_event)", "⟩; REMOVE TABLE webhook_event; --", "x`y'z\"w"];
         let rows: Vec<InboxRow> = keys
             .iter()
-            .map(|k| InboxRow { key: (*k).to_string(), source: "ghl".into(), fields: json!({}), events: Vec::new() })
+            .map(|k| InboxRow { key: InboxKey::from(*k), source: "ghl".into(), fields: json!({}), events: Vec::new() })
             .collect();
         let refs: Vec<&InboxRow> = rows.iter().collect();
         assert!(store.insert_inbox(&refs).await.expect("first batch").is_empty());
-        let stored: Vec<String> =
+        let stored: Vec<InboxKey> =
             store.query_one("SELECT VALUE record::id(id) FROM webhook_event", json!({}), 0).await.expect("rows");
-        let mut expected: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        let mut expected: Vec<InboxKey> = keys.iter().map(|k| InboxKey::from(*k)).collect();
         let mut stored = stored;
         expected.sort();
         stored.sort();
@@ -284,7 +289,7 @@ pub struct InboxSignature {
 /// An inbox row as the inbox list shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboxSummary {
-    pub id: String,
+    pub id: InboxKey,
     pub source: String,
     pub status: Option<String>,
     pub received_at: String,
@@ -298,7 +303,7 @@ pub struct InboxSummary {
 /// events and outcomes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboxEntry {
-    pub id: String,
+    pub id: InboxKey,
     pub source: String,
     pub received_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,7 +366,7 @@ impl Store {
     }
 
     /// One inbox row with its headers and body.
-    pub async fn inbox_event(&self, id: &str) -> anyhow::Result<Option<InboxEntry>> {
+    pub async fn inbox_event(&self, id: &InboxKey) -> anyhow::Result<Option<InboxEntry>> {
         self.query_first(
             "SELECT *, record::id(id) AS id, <string>received_at AS received_at FROM type::record('webhook_event', $id)",
             json!({ "id": id }),

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Flash, Page, anyhow_internal, flash, redirect_msg, render};
-use crate::admin::{self, InboxEntry, InboxSummary};
+use crate::admin::{self, InboxEntry, InboxKey, InboxSummary};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
@@ -52,6 +52,7 @@ struct InboxPage<'a> {
 }
 
 async fn show_inbox_event(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
+    let id = InboxKey::from(id.into_inner());
     let Some(mut ev) = state.store.inbox_event(&id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(StatusCode::NOT_FOUND, "There is no inbox event with this id."));
     };
@@ -120,6 +121,7 @@ async fn replay_inbox_event(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = InboxKey::from(id.into_inner());
     let back = format!("/inbox/{id}");
     Ok(match crate::http::replay_inbox(&state, &id, &p.actor()).await {
         Ok(outcomes) => {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Flash, Page, anyhow_internal, flash, redirect_msg, render, shown_once};
-use crate::auth::{ApiToken, Role, User};
+use crate::auth::{ApiToken, Role, TokenId, User};
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiUser, check_csrf};
 use crate::lifecycle::Level;
@@ -268,7 +268,7 @@ async fn revoke_token(
 ) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
-    state.auth.revoke_token(&id).await.map_err(anyhow_internal)?;
+    state.auth.revoke_token(&TokenId::from(id.into_inner())).await.map_err(anyhow_internal)?;
     let _ = state
         .store
         .record_activity(Level::Warning, &p.actor(), None, &format!("{} revoked an API token", p.actor()), json!({}))

@@ -11,7 +11,7 @@ use crate::admin::{self, TemplateWithPlans};
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{UiUser, check_csrf};
-use crate::lifecycle::Template;
+use crate::lifecycle::{Template, TemplateName};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/templates", web::get().to(list_templates))
@@ -61,7 +61,7 @@ async fn edit_template_form(
 ) -> Page {
     let p = user.require(Role::Admin)?;
     let all = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
-    let current = all.into_iter().find(|t| t.template.name == q.name).map(|t| t.template).unwrap_or_default();
+    let current = all.into_iter().find(|t| t.template.name == q.name.as_str()).map(|t| t.template).unwrap_or_default();
     let az = if q.az.is_empty() { current.az_id.clone() } else { q.az.clone() };
     let gw = &state.handles.gateway;
     let mut problems = Vec::new();
@@ -161,7 +161,7 @@ async fn save_template(state: web::Data<AppState>, user: UiUser, form: web::Form
     check_csrf(p, &form._csrf)?;
     let f = form.into_inner();
     let t = Template {
-        name: f.name.trim().to_string(),
+        name: TemplateName::from(f.name.trim()),
         description: f.description,
         az_id: f.az_id,
         image_id: f.image_id,
@@ -185,7 +185,7 @@ async fn save_template(state: web::Data<AppState>, user: UiUser, form: web::Form
         Err(e) => {
             let back = format!(
                 "/templates/edit?name={}",
-                url::form_urlencoded::byte_serialize(t.name.as_bytes()).collect::<String>()
+                url::form_urlencoded::byte_serialize(t.name.as_str().as_bytes()).collect::<String>()
             );
             Ok(redirect_msg(&back, false, &format!("{e:#}")))
         }
@@ -204,7 +204,8 @@ struct MapForm {
 async fn map_plan(state: web::Data<AppState>, user: UiUser, form: web::Form<MapForm>) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
-    match admin::map_plan(&state.store, form.source.trim(), form.plan.trim(), &form.template, &p.actor()).await {
+    let template = TemplateName::from(form.template.as_str());
+    match admin::map_plan(&state.store, form.source.trim(), form.plan.trim(), &template, &p.actor()).await {
         Ok(()) => Ok(redirect_msg("/templates", true, "Plan mapped.")),
         Err(e) => Ok(redirect_msg("/templates", false, &format!("{e:#}"))),
     }

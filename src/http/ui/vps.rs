@@ -11,7 +11,8 @@ use crate::admin::{self, Action, ManualVps, TemplateWithPlans, TimelineEntry, Vp
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::session::{CsrfForm, UiError, UiUser, check_csrf};
-use crate::lifecycle::{Level, OpState};
+use crate::lifecycle::{Level, OpState, OperationId, VpsId};
+use crate::upgrade::links::LinkId;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vps", web::get().to(list_vps))
@@ -72,6 +73,7 @@ struct VpsListPage<'a> {
 }
 
 async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, req: HttpRequest) -> Page {
+    let id = VpsId::from(id.into_inner());
     let Some(vps) = state.store.vps_detail(&id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(
             StatusCode::NOT_FOUND,
@@ -139,7 +141,7 @@ struct VpsPage<'a> {
 /// An upgrade link of the VPS.
 #[derive(Serialize)]
 struct LinkRow {
-    id: String,
+    id: LinkId,
     state: &'static str,
     issued_by: String,
     created_at: String,
@@ -179,6 +181,7 @@ async fn act_on_vps(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = VpsId::from(id.into_inner());
     let back = format!("/vps/{id}");
     let Some(action) = Action::parse(&form.action) else {
         return Ok(redirect_msg(&back, false, "Unknown action."));
@@ -210,25 +213,27 @@ async fn reveal_vps_password(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = VpsId::from(id.into_inner());
     let Some(vps) = state.store.revealed_vps(&id).await.map_err(anyhow_internal)? else {
         return Err(UiError::status(StatusCode::NOT_FOUND, "There is no VPS with this id."));
     };
     let Some(sealed) = vps.root_password else {
         return Ok(redirect_msg(&format!("/vps/{id}"), false, "This VPS has no stored password yet."));
     };
-    let password = state.sealer.open(&sealed, &crate::secrets::root_password_place(&id)).map_err(anyhow_internal)?;
+    let password =
+        state.sealer.open(&sealed, &crate::secrets::root_password_place(id.as_str())).map_err(anyhow_internal)?;
     state
         .store
         .record_activity(
             Level::Warning,
             &p.actor(),
-            Some(&id),
+            Some(id.as_str()),
             &format!("{} revealed the root password", p.actor()),
             json!({}),
         )
         .await
         .map_err(anyhow_internal)?;
-    let ctx = RootPasswordPage { id: &id, name: vps.name.as_deref(), password: password.expose() };
+    let ctx = RootPasswordPage { id: id.as_str(), name: vps.name.as_deref(), password: password.expose() };
     render(&state, p, "admin/reveal.html", "Root password", "vps", ctx)
 }
 
@@ -280,13 +285,14 @@ async fn retry_operation(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = OperationId::from(id.into_inner());
     match admin::retry_operation(&state.store, Some(&state.handles.registry), &id, &p.actor()).await {
         Ok(vps) => Ok(redirect_msg(&format!("/vps/{vps}"), true, "Retry started: a fresh series of attempts.")),
         Err(e) => Ok(redirect_msg("/", false, &format!("{e:#}"))),
     }
 }
 
-async fn decide_operation(state: &AppState, user: &UiUser, id: &str, form: &CsrfForm, approve: bool) -> Page {
+async fn decide_operation(state: &AppState, user: &UiUser, id: &OperationId, form: &CsrfForm, approve: bool) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
     match admin::decide_held(&state.store, &state.handles.registry, id, approve, &p.actor()).await {
@@ -301,7 +307,7 @@ async fn approve_operation(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Page {
-    decide_operation(&state, &user, &id, &form, true).await
+    decide_operation(&state, &user, &OperationId::from(id.into_inner()), &form, true).await
 }
 
 async fn reject_operation(
@@ -310,7 +316,7 @@ async fn reject_operation(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Page {
-    decide_operation(&state, &user, &id, &form, false).await
+    decide_operation(&state, &user, &OperationId::from(id.into_inner()), &form, false).await
 }
 
 async fn issue_upgrade_link(
@@ -321,6 +327,7 @@ async fn issue_upgrade_link(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = VpsId::from(id.into_inner());
     let back = format!("/vps/{id}");
     match crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await {
         // `issue_link` records the activity.
@@ -337,6 +344,7 @@ async fn revoke_upgrade_link(
 ) -> Page {
     let p = user.require(Role::Operator)?;
     check_csrf(p, &form._csrf)?;
+    let id = LinkId::from(id.into_inner());
     let link = crate::upgrade::links::link_by_id(&state.store, &id).await.map_err(anyhow_internal)?;
     let back = link.as_ref().map_or_else(|| "/".to_string(), |l| format!("/vps/{}", l.vps));
     match crate::upgrade::revoke_link(&state.store, &id, &p.actor()).await {

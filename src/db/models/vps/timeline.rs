@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::db::Store;
 use crate::db::models::activity::Level;
-use crate::db::models::operation::{OpKind, OpState};
+use crate::db::models::operation::{OpKind, OpState, OperationId};
+use crate::db::models::vps::VpsId;
+use crate::db::models::webhook_event::InboxKey;
 use crate::notice::Severity;
 
 /// One entry of a VPS's timeline; `kind` says which table it comes from.
@@ -46,7 +48,7 @@ pub struct TimelineActivity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineOperation {
     pub at: String,
-    pub id: String,
+    pub id: OperationId,
     pub op: OpKind,
     pub state: OpState,
     pub attempts: u32,
@@ -71,7 +73,7 @@ pub struct TimelineNotification {
 pub struct TimelineWebhook {
     pub at: String,
     /// Its inbox key.
-    pub id: String,
+    pub id: InboxKey,
     pub source: String,
     pub status: Option<String>,
     /// Its events' outcomes, as `status: detail` joined by `; `.
@@ -82,7 +84,7 @@ impl Store {
     /// The single timeline of a VPS: webhook events, decisions and admin actions (activity),
     /// operations with their provider tasks, and notifications; newest first. A part that
     /// cannot be read is left out.
-    pub async fn vps_timeline(&self, id: &str) -> anyhow::Result<Vec<TimelineEntry>> {
+    pub async fn vps_timeline(&self, id: &VpsId) -> anyhow::Result<Vec<TimelineEntry>> {
         let sql = "SELECT <string>at AS at, level, actor, message, data FROM activity
                      WHERE subject = $id OR subject = 'vps:' + $id ORDER BY at DESC LIMIT 200;
                    SELECT <string>created_at AS at, record::id(id) AS id, kind AS op, state, attempts,
@@ -95,8 +97,8 @@ impl Store {
         let notifications: Vec<TimelineNotification> =
             self.query_one(sql, json!({ "id": id }), 2).await.unwrap_or_default();
         // The webhooks behind the operations, with the decisions they caused.
-        let keys: BTreeSet<String> =
-            operations.iter().filter_map(|o| o.requested_by.strip_prefix("webhook:").map(str::to_owned)).collect();
+        let keys: BTreeSet<InboxKey> =
+            operations.iter().filter_map(|o| o.requested_by.strip_prefix("webhook:").map(InboxKey::from)).collect();
         let mut all: Vec<TimelineEntry> = activity
             .into_iter()
             .map(TimelineEntry::Activity)
