@@ -53,7 +53,7 @@ if [ "$(cargo deb --version 2>/dev/null | awk '{ print $2 }')" != "$CARGO_DEB_VE
 fi
 cargo deb --version
 
-# PACKAGING_PROFILE=release packages a release build instead (about 46 min cold on two
+# PACKAGING_PROFILE=release packages a release build instead (about 50 min cold on two
 # cores, so not on CI's path); the default reuses the tests' debug build.
 PROFILE="${PACKAGING_PROFILE:-dev}"
 step "the binary (profile $PROFILE)"
