@@ -237,6 +237,24 @@ struct LoginForm {
 /// Where to go after logging in: only a path on this site. Browsers drop tabs and newlines
 /// from a URL and read a backslash as `/`, so `/<TAB>/evil.example` would leave the site: any control
 /// character, space, backslash or non-ASCII character sends the user to `/` instead.
+/// The login page: its form's CSRF token, where to go after, the error to show, and whether
+/// no admin exists yet (the first-run hint).
+#[derive(serde::Serialize)]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    next: &'a str,
+    error: &'a str,
+    first_run: bool,
+}
+
+/// The second-factor page.
+#[derive(serde::Serialize)]
+struct SecondFactorPage<'a> {
+    csrf: &'a str,
+    next: &'a str,
+    error: &'a str,
+}
+
 fn safe_next(next: &str) -> &str {
     let bytes = next.as_bytes();
     let same_origin_path = bytes.first() == Some(&b'/')
@@ -248,10 +266,9 @@ fn safe_next(next: &str) -> &str {
 async fn login_page(state: web::Data<AppState>, req: HttpRequest, q: web::Query<LoginQuery>) -> HttpResponse {
     let csrf = random_token();
     let first_run = state.auth.user_count().await.unwrap_or(1) == 0;
-    let html = state.templates.render(
-        "admin/login.html",
-        &json!({ "csrf": csrf, "next": safe_next(&q.next), "error": q.error, "first_run": first_run }),
-    );
+    let html = state
+        .templates
+        .render("admin/login.html", &LoginPage { csrf: &csrf, next: safe_next(&q.next), error: &q.error, first_run });
     let cookie = Cookie::build(LOGIN_CSRF_COOKIE, csrf)
         .path("/login")
         .http_only(true)
@@ -391,10 +408,10 @@ async fn second_factor_page(state: web::Data<AppState>, req: HttpRequest, q: web
     let Some(p) = pending(&state, &req).await else {
         return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish();
     };
-    match state
-        .templates
-        .render("admin/second_factor.html", &json!({ "csrf": p.csrf, "next": safe_next(&q.next), "error": q.error }))
-    {
+    match state.templates.render(
+        "admin/second_factor.html",
+        &SecondFactorPage { csrf: &p.csrf, next: safe_next(&q.next), error: &q.error },
+    ) {
         Ok(html) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .insert_header((header::CACHE_CONTROL, "no-store"))
