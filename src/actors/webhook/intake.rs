@@ -124,18 +124,17 @@ impl Intake {
         fields["http_status"] = json!(200);
         let row =
             InboxRow { key: key.clone(), source: crate::upgrade::INBOX_SOURCE.to_string(), fields, events: Vec::new() };
-        let unavailable = |e: String| Undelivered::Unavailable(e);
         let redelivered = match self.webhook.send(Ingest(row)).await {
             Ok(Ok(Ingested::Stored)) => false,
             Ok(Ok(Ingested::Duplicate)) => true,
-            Ok(Err(e)) => return Err(unavailable(format!("{e:#}"))),
-            Err(e) => return Err(unavailable(format!("the inbox writer is not running: {e}"))),
+            Ok(Err(e)) => return Err(Undelivered::Unavailable(format!("{e:#}"))),
+            Err(e) => return Err(Undelivered::Unavailable(format!("the inbox writer is not running: {e}"))),
         };
         match self.webhook.send(ApplyPayment { key, event, redelivered }).await {
             Ok(Ok(Some(outcome))) => Ok(PaymentDelivered::Applied(outcome)),
             Ok(Ok(None)) => Ok(PaymentDelivered::Duplicate),
-            Ok(Err(e)) => Err(unavailable(format!("{e:#}"))),
-            Err(e) => Err(unavailable(format!("the inbox writer is not running: {e}"))),
+            Ok(Err(e)) => Err(Undelivered::Unavailable(format!("{e:#}"))),
+            Err(e) => Err(Undelivered::Unavailable(format!("the inbox writer is not running: {e}"))),
         }
     }
 }
