@@ -12,7 +12,7 @@ use crate::billing::{BillingEvent, EventKind};
 pub use crate::db::models::activity::Level;
 pub use crate::db::models::operation::{NewOperation, OpKind, OpPatch, OpState, Operation, OperationId};
 pub use crate::db::models::subscription::{
-    DecisionWrite, NewVps, SubscriptionId, SubscriptionView, new_key, stable_key,
+    DecisionActivity, DecisionWrite, NewVps, SubscriptionId, SubscriptionView, new_key, stable_key,
 };
 pub use crate::db::models::template::{Template, TemplateName};
 pub use crate::db::models::vps::{Spec, Vps, VpsId, VpsPatch, VpsState};

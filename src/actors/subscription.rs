@@ -20,7 +20,7 @@ use crate::db::Store;
 use crate::db::models::webhook_event::InboxKey;
 use crate::lifecycle::Level;
 use crate::lifecycle::{Decision, OpKind, Spec, Template, TemplateName, VpsId, VpsState, decide};
-use crate::lifecycle::{DecisionWrite, NewOperation, NewVps, SubscriptionId, new_key, stable_key};
+use crate::lifecycle::{DecisionActivity, DecisionWrite, NewOperation, NewVps, SubscriptionId, new_key, stable_key};
 use crate::plugin_host::{DEFAULT_MAPPER, TemplateChoice};
 use crate::telemetry::metrics::Metrics;
 
@@ -254,21 +254,17 @@ impl Apply {
                 EventOutcome::new("processed", format!("moving {} VPS to {}", vps.len(), template.name))
             }
         };
+        w.activity = Some(DecisionActivity {
+            actor: requested_by.to_string(),
+            subject: format!("subscription:{sub_key}"),
+            message: format!("{:?} for subscription {external}: {}", event.kind, outcome.detail),
+            data: json!({ "source": source, "event": event }),
+        });
         self.store.write_decision(event, &w).await?;
         let touched: std::collections::BTreeSet<&VpsId> = w.operations.iter().map(|o| &o.vps).collect();
         for vps in touched {
             self.registry.do_send(Activate { vps: vps.clone() });
         }
-        let _ = self
-            .store
-            .record_activity(
-                Level::Info,
-                requested_by,
-                Some(&format!("subscription:{sub_key}")),
-                &format!("{:?} for subscription {external}: {}", event.kind, outcome.detail),
-                json!({ "source": source, "event": event }),
-            )
-            .await;
         Ok(outcome)
     }
 

@@ -71,6 +71,17 @@ pub struct DecisionWrite {
     /// The inbox row (key, event fingerprint) this decision applies: marked applied in the same
     /// transaction, so start-up recovery never applies the event twice.
     pub inbox: Option<(InboxKey, String)>,
+    /// The activity-log entry telling what the decision did, appended in the same transaction.
+    pub activity: Option<DecisionActivity>,
+}
+
+/// The activity-log entry of a decision (level `info`).
+#[derive(Debug, Clone)]
+pub struct DecisionActivity {
+    pub actor: String,
+    pub subject: String,
+    pub message: String,
+    pub data: Value,
 }
 
 impl Store {
@@ -200,6 +211,10 @@ impl Store {
             IF $inbox_key {
                 UPDATE type::record('webhook_event', $inbox_key) SET applied = array::union(applied OR [], [$inbox_fp]);
             };
+            IF $activity {
+                CREATE activity CONTENT { at: time::now(), level: 'info', actor: $activity.actor,
+                    subject: $activity.subject, message: $activity.message, data: $activity.data };
+            };
             COMMIT TRANSACTION;";
         let (inbox_key, inbox_fp) = w.inbox.clone().unzip();
         self.execute(
@@ -212,6 +227,9 @@ impl Store {
                 "occurred_at": w.occurred_at.map(|t| t.to_rfc3339()),
                 "new_vps": new_vps, "states": states, "ops": ops, "cancel_deletes": w.cancel_pending_deletes_of,
                 "inbox_key": inbox_key, "inbox_fp": inbox_fp,
+                "activity": w.activity.as_ref().map(|a| json!({
+                    "actor": a.actor, "subject": a.subject, "message": a.message, "data": a.data,
+                })),
             }),
         )
         .await?;
