@@ -10,6 +10,8 @@
 
 use std::path::Path;
 
+pub mod token;
+
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
