@@ -108,6 +108,11 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
             http::upgrade::LINK_REQUESTS_PER_MINUTE,
             http::upgrade::LINK_REQUESTS_PER_MINUTE,
         )),
+        // Several customers may share an address (an office, a carrier's NAT).
+        portal_requests: Arc::new(http::refusals::RefusalBudget::new(
+            config.portal.requests_per_minute,
+            config.portal.requests_per_minute.saturating_mul(5),
+        )),
     };
 
     let data = web::Data::new(state.clone());

@@ -6,7 +6,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    AdminCommand, RemoteCommand, SettingsCommand, UpgradeCommand, execute_admin, execute_settings, execute_upgrade,
+    AdminCommand, PortalCommand, RemoteCommand, SettingsCommand, UpgradeCommand, execute_admin, execute_portal,
+    execute_settings, execute_upgrade,
 };
 use crate::config::{CliOverrides, Config};
 
@@ -84,6 +85,12 @@ pub enum Command {
     Upgrade {
         #[command(subcommand)]
         command: UpgradeCommand,
+    },
+    /// Issue, list, revoke or renew customers' portal links (through the running appliance,
+    /// or the store when it is stopped).
+    Portal {
+        #[command(subcommand)]
+        command: PortalCommand,
     },
     /// List or change the settings the web UI edits (through the running appliance, or the
     /// store when it is stopped); changes take effect at the next start.
@@ -263,6 +270,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::telemetry::init(&config.log);
             run_upgrade(&config, command).await
         }
+        Some(Command::Portal { command }) => {
+            let config = cli.load_config(cli.config_file().as_deref())?;
+            crate::telemetry::init(&config.log);
+            run_portal(&config, command).await
+        }
         Some(Command::Settings { command }) => {
             let config = cli.load_config(cli.config_file().as_deref())?;
             crate::telemetry::init(&config.log);
@@ -301,6 +313,19 @@ async fn run_upgrade(config: &Config, command: &UpgradeCommand) -> anyhow::Resul
             execute_upgrade(&store, config, &sealer, command).await?
         }
         Err(direct) => crate::ops::remote(config, &RemoteCommand::Upgrade(command.clone()), &direct).await?,
+    };
+    print!("{out}");
+    Ok(())
+}
+
+async fn run_portal(config: &Config, command: &PortalCommand) -> anyhow::Result<()> {
+    let out = match crate::db::Store::open(config).await {
+        Ok(store) => {
+            crate::app::ensure_appliance_key(config)?;
+            let sealer = crate::secrets::Sealer::from_file(&config.key_file())?;
+            execute_portal(&store, config, &sealer, command).await?
+        }
+        Err(direct) => crate::ops::remote(config, &RemoteCommand::Portal(command.clone()), &direct).await?,
     };
     print!("{out}");
     Ok(())

@@ -1,6 +1,6 @@
 //! Operator commands that work the same from the CLI on this machine and through the running
 //! appliance (`POST /internal/cli`, when the CLI cannot open the embedded store itself): users
-//! and API tokens, upgrade links and offers, settings. Each `execute_*` answers what the CLI
+//! and API tokens, upgrade links and offers, portal links, settings. Each `execute_*` answers what the CLI
 //! prints; `cli` parses them and `http` runs them for a remote CLI.
 
 use anyhow::Context as _;
@@ -23,6 +23,31 @@ pub enum UpgradeCommand {
     },
     /// List the upgrade offers.
     Offers,
+}
+
+#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "portal", rename_all = "snake_case")]
+pub enum PortalCommand {
+    /// Issue a portal link (the customer's own page) for a VPS and print its URL.
+    Link {
+        /// The VPS id.
+        vps: String,
+    },
+    /// List a VPS's portal links (their ids and states; URLs are shown only when issued).
+    Links {
+        /// The VPS id.
+        vps: String,
+    },
+    /// Revoke a portal link by its id; its console session ends too.
+    Revoke {
+        /// The link id.
+        link: String,
+    },
+    /// Renew a portal link for another `portal.link_ttl_days`.
+    Renew {
+        /// The link id.
+        link: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
@@ -131,6 +156,7 @@ pub async fn run_tokens(auth: &crate::auth::Auth, command: &TokenCommand) -> any
 pub enum RemoteCommand {
     Admin(AdminCommand),
     Upgrade(UpgradeCommand),
+    Portal(PortalCommand),
     Settings(SettingsCommand),
 }
 
@@ -187,6 +213,59 @@ pub async fn execute_admin(auth: &crate::auth::Auth, command: &AdminCommand) -> 
 }
 
 /// Runs an upgrade command; answers what to print.
+/// Runs a portal-link command; answers what to print.
+pub async fn execute_portal(
+    store: &crate::db::Store,
+    config: &Config,
+    sealer: &crate::secrets::Sealer,
+    command: &PortalCommand,
+) -> anyhow::Result<String> {
+    use crate::portal::PortalLinkId;
+    use std::fmt::Write;
+    let mut out = String::new();
+    match command {
+        PortalCommand::Link { vps } => {
+            let vps = crate::db::models::vps::VpsId::from(vps.as_str());
+            let link = crate::portal::issue(store, config, sealer, &vps, "cli").await?;
+            writeln!(out, "{}", link.url)?;
+            writeln!(out, "link id {}, valid until {}", link.id, link.expires_at.to_rfc3339())?;
+        }
+        PortalCommand::Links { vps } => {
+            let vps = crate::db::models::vps::VpsId::from(vps.as_str());
+            let links = store.portal_links_of_vps(&vps).await?;
+            if links.is_empty() {
+                writeln!(out, "VPS {vps} has no portal links; issue one with `vmauto portal link {vps}`")?;
+            }
+            let now = chrono::Utc::now();
+            for l in links {
+                writeln!(
+                    out,
+                    "{}  {:<8} until {}  issued by {}",
+                    l.id,
+                    l.state(now),
+                    l.expires_at.to_rfc3339(),
+                    l.issued_by
+                )?;
+            }
+        }
+        PortalCommand::Revoke { link } => {
+            let link = PortalLinkId::from(link.as_str());
+            if !crate::portal::revoke(store, &link, "cli").await? {
+                anyhow::bail!("there is no portal link {link}");
+            }
+            writeln!(out, "revoked portal link {link}")?;
+        }
+        PortalCommand::Renew { link } => {
+            let link = PortalLinkId::from(link.as_str());
+            match crate::portal::renew(store, config, &link, "cli").await? {
+                Some(until) => writeln!(out, "portal link {link} valid until {}", until.to_rfc3339())?,
+                None => anyhow::bail!("there is no portal link {link}"),
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub async fn execute_upgrade(
     store: &crate::db::Store,
     config: &Config,

@@ -20,12 +20,14 @@ use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod notify;
+mod portal;
 mod provider;
 mod server;
 mod sources;
 mod stripe;
 
 pub use notify::*;
+pub use portal::*;
 pub use provider::*;
 pub use server::*;
 pub use sources::*;
@@ -105,6 +107,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub webhooks: WebhooksConfig,
     pub inbox: InboxConfig,
+    pub portal: PortalConfig,
     pub sources: BTreeMap<String, SourceConfig>,
 }
 
@@ -214,6 +217,7 @@ impl Config {
             bail!("log.level: must not be empty (e.g. \"info\")");
         }
         self.server.trusted_proxy_nets()?;
+        self.portal.check().map_err(|e| anyhow!(e))?;
         if self.server.body_timeout_secs == 0 {
             bail!("server.body_timeout_secs: must be at least 1");
         }

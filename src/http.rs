@@ -8,6 +8,7 @@ pub mod charts;
 pub mod events;
 pub mod health;
 pub mod middleware;
+pub mod portal;
 pub mod refusals;
 pub mod reveal;
 pub mod session;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// Requests per customer link and per client address this minute (upgrade pages).
     pub link_requests: Arc<refusals::RefusalBudget>,
+    /// The same for portal links (`portal.requests_per_minute`).
+    pub portal_requests: Arc<refusals::RefusalBudget>,
 }
 
 impl AppState {
@@ -100,6 +103,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     events::routes(cfg);
     assets::routes(cfg);
     upgrade::routes(cfg);
+    portal::routes(cfg);
     stripe::routes(cfg);
     api::routes(cfg);
     ui::routes(cfg);

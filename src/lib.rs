@@ -49,6 +49,7 @@ pub mod notice;
 pub mod notify;
 pub mod ops;
 pub mod plugin_host;
+pub mod portal;
 pub mod provider;
 pub mod secrets;
 pub mod settings;

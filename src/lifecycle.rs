@@ -150,6 +150,7 @@ mod tests {
             spec: Spec { cores: 1, memory_mb: 1024, disk_gb: 20 },
             server_id: None,
             delete_after: None,
+            power: None,
         }
     }
 

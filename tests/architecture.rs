@@ -79,6 +79,8 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("lifecycle", "http", "decisions and their rows are pure"),
     ("upgrade", "http", "upgrades are a domain the HTTP layer calls, not the other way round"),
     ("upgrade", "actors", "upgrades get what they need of the running appliance from their caller"),
+    ("portal", "http", "the portal is a domain the HTTP layer calls, not the other way round"),
+    ("portal", "actors", "the portal gets what it needs of the running appliance from its caller"),
     ("config", "actors", "configuration is read before anything runs"),
     ("notice", "actors", "a notice is plain data"),
 ];

@@ -19,6 +19,7 @@ mod login;
 mod notifier;
 mod ops;
 mod plugins;
+mod portal;
 mod provider;
 mod recovery;
 mod sim;

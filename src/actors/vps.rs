@@ -120,14 +120,17 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
     let interrupted = matches!(op.state, OpState::Running | OpState::WaitingTask) && op.attempts > 0;
     let (attempt, seq) =
         if interrupted { (op.attempts, op.attempt_seq.max(1)) } else { (op.attempts + 1, op.attempt_seq + 1) };
+    // A power operation leaves the VPS's state as it is: it is still the customer's, running
+    // or not.
     let running_state = match op.kind {
-        OpKind::Create => VpsState::Provisioning,
-        OpKind::Suspend => VpsState::Suspending,
-        OpKind::Resume => VpsState::Resuming,
-        OpKind::Delete => VpsState::Deleting,
-        OpKind::Resize => VpsState::Resizing,
-        OpKind::Reset | OpKind::SetPassword => VpsState::Resetting,
-        OpKind::Rebuild => VpsState::Rebuilding,
+        OpKind::Create => Some(VpsState::Provisioning),
+        OpKind::Suspend => Some(VpsState::Suspending),
+        OpKind::Resume => Some(VpsState::Resuming),
+        OpKind::Delete => Some(VpsState::Deleting),
+        OpKind::Resize => Some(VpsState::Resizing),
+        OpKind::Reset | OpKind::SetPassword => Some(VpsState::Resetting),
+        OpKind::Rebuild => Some(VpsState::Rebuilding),
+        OpKind::Power => None,
     };
     let state = if op.task_id.is_some() { OpState::WaitingTask } else { OpState::Running };
     if let Err(e) = cx
@@ -143,7 +146,9 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
     }
     op.attempts = attempt;
     op.attempt_seq = seq;
-    let _ = cx.store.update_vps(&op.vps, &VpsPatch::state(running_state)).await;
+    if let Some(running) = running_state {
+        let _ = cx.store.update_vps(&op.vps, &VpsPatch::state(running)).await;
+    }
     let started = std::time::Instant::now();
     let outcome = execute(cx, &op).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -201,10 +206,9 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
         }
         Outcome::Retry(error) | Outcome::Fail(error) => {
             tracing::error!(attempt, error = %error, "operation is dead");
-            let _ = cx
-                .store
-                .finish_operation(&op.id, OpState::Dead, Some(&error), &op.vps, &VpsPatch::state(VpsState::Failed))
-                .await;
+            // A power operation that failed leaves the VPS as it was (it still runs, or not).
+            let patch = if running_state.is_some() { VpsPatch::state(VpsState::Failed) } else { VpsPatch::default() };
+            let _ = cx.store.finish_operation(&op.id, OpState::Dead, Some(&error), &op.vps, &patch).await;
             let _ = cx
                 .store
                 .record_activity(

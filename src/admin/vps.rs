@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::actors::registry::{Activate, VpsRegistry};
 use crate::db::Store;
+use crate::db::models::operation::PowerAction;
 use crate::db::models::vps::ManualVpsRow;
 pub use crate::db::models::vps::{TimelineEntry, VpsDetail, VpsQuery, VpsRow};
 use crate::lifecycle::Level;
@@ -23,6 +24,10 @@ pub enum Action {
     Resize,
     Rebuild,
     Delete,
+    /// Start, shut down, power off or reboot (`params.action`).
+    Power,
+    /// A new root password (the guest must run).
+    Password,
 }
 
 impl Action {
@@ -38,6 +43,8 @@ impl Action {
             Self::Resize => OpKind::Resize,
             Self::Rebuild => OpKind::Rebuild,
             Self::Delete => OpKind::Delete,
+            Self::Power => OpKind::Power,
+            Self::Password => OpKind::SetPassword,
         }
     }
 }
@@ -69,6 +76,18 @@ pub async fn request_action(
             current.spec.disk_gb
         );
         params = json!({ "spec": spec });
+    }
+    if action == Action::Power {
+        let name = params.get("action").and_then(Value::as_str).unwrap_or_default();
+        let Some(power) = PowerAction::parse(name) else {
+            anyhow::bail!("a power action is one of start, stop, force_stop, reboot (not {name:?})");
+        };
+        anyhow::ensure!(
+            current.state == VpsState::Active,
+            "this VPS is {}; power actions are for an active VPS",
+            current.state.as_str()
+        );
+        params = json!({ "action": power });
     }
     if action == Action::Rebuild {
         let image = params.get("image_id").and_then(Value::as_str).map(str::trim).filter(|i| !i.is_empty());

@@ -126,6 +126,8 @@ pub struct PolicyConfig {
     pub retry_max_secs: u64,
     /// Seconds between reconciler runs; 0 turns it off.
     pub reconcile_interval_secs: u64,
+    /// Hours before a scheduled deletion the customer is reminded (0: no reminder).
+    pub warn_before_delete_hours: u32,
 }
 
 impl Default for PolicyConfig {
@@ -138,6 +140,7 @@ impl Default for PolicyConfig {
             retry_base_secs: 2,
             retry_max_secs: 300,
             reconcile_interval_secs: 300,
+            warn_before_delete_hours: 24,
         }
     }
 }

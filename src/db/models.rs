@@ -88,6 +88,7 @@ pub mod notification;
 pub mod notify_attempt;
 pub mod operation;
 pub mod payment;
+pub mod portal_link;
 pub mod reveal_link;
 pub mod session;
 pub mod setting;

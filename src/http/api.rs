@@ -26,6 +26,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/vps/{id}", web::get().to(get_vps))
             .route("/vps/{id}/actions", web::post().to(vps_action))
             .route("/vps/{id}/upgrade-links", web::post().to(issue_upgrade_link))
+            .route("/vps/{id}/portal-links", web::post().to(issue_portal_link))
+            .route("/vps/{id}/portal-links", web::get().to(portal_links))
+            .route("/portal-links/{id}/revoke", web::post().to(revoke_portal_link))
+            .route("/portal-links/{id}/renew", web::post().to(renew_portal_link))
             .route("/operations/{id}/retry", web::post().to(retry))
             .route("/operations/{id}/approve", web::post().to(approve))
             .route("/operations/{id}/reject", web::post().to(reject))
@@ -101,6 +105,9 @@ struct ActionBody {
     /// template's.
     #[serde(default)]
     image_id: Option<String>,
+    /// For `power`: `start`, `stop` (graceful), `force_stop` or `reboot`.
+    #[serde(default)]
+    power: Option<String>,
 }
 
 async fn vps_action(
@@ -113,7 +120,7 @@ async fn vps_action(
     let id = VpsId::from(id.into_inner());
     let action = Action::parse(&body.action).ok_or_else(|| {
         AppError::bad_request(format!(
-            "unknown action {:?}: use reset, suspend, resume, resize, rebuild or delete",
+            "unknown action {:?}: use power, password, reset, suspend, resume, resize, rebuild or delete",
             body.action
         ))
     })?;
@@ -132,6 +139,7 @@ async fn vps_action(
         }
     }
     let params = match (&body.spec, &body.image_id) {
+        _ if action == Action::Power => json!({ "action": body.power.clone().unwrap_or_default() }),
         (Some(s), _) => json!({ "spec": s }),
         (None, Some(image)) => json!({ "image_id": image }),
         (None, None) => json!({}),
@@ -304,6 +312,61 @@ async fn issue_upgrade_link(
         crate::upgrade::issue_link(&state.store, &state.config, &state.sealer, &id, &p.actor()).await.map_err(bad)?;
     Ok(HttpResponse::Created()
         .json(json!({ "id": link.id, "url": link.url, "expires_at": link.expires_at.to_rfc3339() })))
+}
+
+/// `POST /api/v1/vps/{id}/portal-links`: a portal link for the VPS's customer; its URL is in
+/// this answer only.
+async fn issue_portal_link(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Operator)?;
+    let id = VpsId::from(id.into_inner());
+    let link = crate::portal::issue(&state.store, &state.config, &state.sealer, &id, &p.actor()).await.map_err(bad)?;
+    Ok(HttpResponse::Created().json(link))
+}
+
+/// `GET /api/v1/vps/{id}/portal-links`: the VPS's portal links (never their URLs).
+async fn portal_links(state: web::Data<AppState>, user: ApiUser, id: web::Path<String>) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    let id = VpsId::from(id.into_inner());
+    let now = chrono::Utc::now();
+    let links: Vec<Value> = state
+        .store
+        .portal_links_of_vps(&id)
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .map(|l| json!({ "state": l.state(now), "link": l }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "links": links })))
+}
+
+async fn revoke_portal_link(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Operator)?;
+    let id = crate::portal::PortalLinkId::from(id.into_inner());
+    match crate::portal::revoke(&state.store, &id, &p.actor()).await.map_err(store_err)? {
+        true => Ok(HttpResponse::Ok().json(json!({ "id": id, "revoked": true }))),
+        false => Err(AppError::not_found(format!("no portal link {id}"))),
+    }
+}
+
+async fn renew_portal_link(
+    state: web::Data<AppState>,
+    user: ApiUser,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let p = user.require(Role::Operator)?;
+    let id = crate::portal::PortalLinkId::from(id.into_inner());
+    match crate::portal::renew(&state.store, &state.config, &id, &p.actor()).await.map_err(bad)? {
+        Some(until) => Ok(HttpResponse::Ok().json(json!({ "id": id, "expires_at": until.to_rfc3339() }))),
+        None => Err(AppError::not_found(format!("no portal link {id}"))),
+    }
 }
 
 /// `GET /api/v1/sources`: the configured webhook sources (no secrets).

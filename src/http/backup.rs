@@ -104,6 +104,9 @@ async fn post_cli(
         RemoteCommand::Upgrade(c) => {
             crate::commands::execute_upgrade(&state.store, &state.config, &state.sealer, c).await
         }
+        RemoteCommand::Portal(c) => {
+            crate::commands::execute_portal(&state.store, &state.config, &state.sealer, c).await
+        }
         RemoteCommand::Settings(c) => {
             crate::commands::execute_settings(&state.store, &state.config, &state.sealer, c, "cli").await
         }

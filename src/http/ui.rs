@@ -20,6 +20,7 @@ mod activity;
 mod dashboard;
 mod inbox;
 mod notifications;
+mod portal_links;
 mod settings;
 mod sources;
 mod templates;
@@ -28,6 +29,7 @@ mod vps;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     dashboard::routes(cfg);
     vps::routes(cfg);
+    portal_links::routes(cfg);
     activity::routes(cfg);
     inbox::routes(cfg);
     templates::routes(cfg);

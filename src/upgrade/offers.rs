@@ -214,6 +214,7 @@ mod tests {
             spec: Spec { cores, memory_mb, disk_gb },
             server_id: None,
             delete_after: None,
+            power: None,
         }
     }
 

@@ -12,6 +12,8 @@
 //! left it half-built, before creating again. Destructive steps check the tag first and refuse
 //! a VM vmauto does not own; a VM already gone counts as deleted.
 
+mod power;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +85,7 @@ pub async fn execute(cx: &ExecContext, op: &Operation) -> Outcome {
         OpKind::SetPassword => set_password(cx, op).await,
         OpKind::Reset => reset(cx, op).await,
         OpKind::Rebuild => rebuild(cx, op).await,
+        OpKind::Power => power::power(cx, op).await,
     };
     result.map_or_else(|o| o, |patch| Outcome::Done(Box::new(patch)))
 }

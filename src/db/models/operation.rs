@@ -26,10 +26,52 @@ pub enum OpKind {
     Rebuild,
     Resize,
     SetPassword,
+    /// Start, stop or reboot the VM (`params.action`: a [`PowerAction`]).
+    Power,
+}
+
+/// What a power operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerAction {
+    Start,
+    /// A graceful shutdown through the guest's tools.
+    Stop,
+    /// Power cut, like pulling the plug.
+    ForceStop,
+    /// A graceful restart (a start when the VM is off).
+    Reboot,
+}
+
+impl PowerAction {
+    pub const ALL: [Self; 4] = [Self::Start, Self::Stop, Self::ForceStop, Self::Reboot];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::ForceStop => "force_stop",
+            Self::Reboot => "reboot",
+        }
+    }
+
+    /// How a person reads it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Start => "Start",
+            Self::Stop => "Shut down",
+            Self::ForceStop => "Force power off",
+            Self::Reboot => "Reboot",
+        }
+    }
 }
 
 impl OpKind {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Create,
         Self::Suspend,
         Self::Resume,
@@ -38,6 +80,7 @@ impl OpKind {
         Self::Rebuild,
         Self::Resize,
         Self::SetPassword,
+        Self::Power,
     ];
 
     /// Suspensions and deletions count against the blast-radius guard.
@@ -55,6 +98,7 @@ impl OpKind {
             Self::Rebuild => "rebuild",
             Self::Resize => "resize",
             Self::SetPassword => "set_password",
+            Self::Power => "power",
         }
     }
 }

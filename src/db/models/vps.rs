@@ -90,6 +90,26 @@ pub struct Vps {
     pub server_id: Option<String>,
     #[serde(default)]
     pub delete_after: Option<DateTime<Utc>>,
+    /// The VM's power as the last operation left it (`None`: not known yet).
+    #[serde(default)]
+    pub power: Option<PowerState>,
+}
+
+/// Whether the VM runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerState {
+    On,
+    Off,
+}
+
+impl PowerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::On => "on",
+            Self::Off => "off",
+        }
+    }
 }
 
 /// Fields of a VPS row to change; only those given are written (`updated_at` always is).
@@ -125,6 +145,8 @@ pub struct VpsPatch {
     pub deleted_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebuilt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power: Option<PowerState>,
 }
 
 impl VpsPatch {
@@ -135,7 +157,7 @@ impl VpsPatch {
 }
 
 pub(crate) const VPS_FIELDS: &str =
-    "record::id(id) AS id, state, subscription, template, spec, server_id, delete_after";
+    "record::id(id) AS id, state, subscription, template, spec, server_id, delete_after, power";
 
 impl Store {
     pub async fn vps(&self, id: &VpsId) -> anyhow::Result<Option<Vps>> {

@@ -1,5 +1,5 @@
 //! VPS pages: the list, one VPS with its timeline and actions, manual creation, operation
-//! decisions (retry, approve, reject) and customers' upgrade links.
+//! decisions (retry, approve, reject) and customers' upgrade links (portal links: `portal_links`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
@@ -115,6 +115,7 @@ async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String
         can_operate: user.0.can(Role::Operator) && live,
         upgrades: state.config.stripe.enabled,
         links,
+        portal_links: super::portal_links::rows(&state, &id).await,
         rebuild_images,
     };
     render(&state, &user.0, "admin/vps_detail.html", title, "vps", ctx)
@@ -135,6 +136,7 @@ struct VpsPage<'a> {
     /// Whether paid upgrades are on (Stripe).
     upgrades: bool,
     links: Vec<LinkRow>,
+    portal_links: Vec<super::portal_links::PortalLinkRow>,
     rebuild_images: Vec<RebuildImage<'a>>,
 }
 
@@ -171,6 +173,9 @@ struct ActionForm {
     disk_gb: Option<u64>,
     #[serde(default)]
     image_id: String,
+    /// For `power`: start, stop, force_stop or reboot.
+    #[serde(default)]
+    power: String,
 }
 
 async fn act_on_vps(
@@ -197,6 +202,7 @@ async fn act_on_vps(
             "cores": form.cores.unwrap_or(0), "memory_mb": form.memory_mb.unwrap_or(0), "disk_gb": form.disk_gb.unwrap_or(0)
         }}),
         Action::Rebuild => json!({ "image_id": form.image_id }),
+        Action::Power => json!({ "action": form.power }),
         _ => json!({}),
     };
     match admin::request_action(&state.store, &state.handles.registry, &id, action, params, &p.actor()).await {

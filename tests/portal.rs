@@ -1,0 +1,325 @@
+//! The customer's portal, `/my/<token>`, over HTTP: links (issue through the API and the CLI
+//! commands, revoke, renew, expiry, forgery), the page and its status (no admin field, its
+//! own CSP), every action an operation `requested_by = customer:<link>` in the timeline
+//! (power on the simulator, a new root password shown once, reinstall with a typed
+//! confirmation), one task at a time, and the per-link rate limit.
+
+use serde_json::Value;
+use vmauto::auth::Role;
+
+use crate::common::Stack;
+use crate::upgrades::active_vps;
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// The path of a portal URL (`/my/<token>`).
+fn path_of(url: &str) -> String {
+    format!("/my/{}", url.rsplit('/').next().expect("token"))
+}
+
+/// The value of `<input … name="NAME" value="…">` in a page.
+fn input_value(html: &str, name: &str) -> String {
+    let at = html.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no {name} in {html}"));
+    let rest = &html[at + name.len() + 15..];
+    rest[..rest.find('"').expect("closing quote")].to_string()
+}
+
+async fn operator_token(s: &Stack) -> String {
+    s.t.app.state.auth.create_token("robot", Role::Operator, "admin:root").await.expect("token")
+}
+
+/// Issues a link through the API; answers (link id, page path).
+async fn issue(s: &Stack, token: &str, vps: &str) -> (String, String) {
+    let resp =
+        s.t.http
+            .post(s.t.url(&format!("/api/v1/vps/{vps}/portal-links")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("issue");
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.expect("json");
+    let url = body["url"].as_str().expect("url");
+    assert!(url.contains("/my/"), "{body}");
+    (body["id"].as_str().expect("id").to_string(), path_of(url))
+}
+
+async fn post_form(s: &Stack, path: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        form.append_pair(k, v);
+    }
+    no_redirects()
+        .post(s.t.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.finish())
+        .send()
+        .await
+        .expect("post")
+}
+
+/// Where a 303 sends the browser.
+fn location(resp: &reqwest::Response) -> String {
+    assert_eq!(resp.status(), 303, "expected a redirect");
+    resp.headers()["location"].to_str().expect("location").to_string()
+}
+
+async fn page(s: &Stack, path: &str) -> (u16, String) {
+    let resp = s.t.http.get(s.t.url(path)).send().await.expect("page");
+    (resp.status().as_u16(), resp.text().await.expect("html"))
+}
+
+/// Waits until the VPS's latest operation of `kind` has settled; answers it.
+async fn settled(s: &Stack, vps: &str, kind: &str) -> Value {
+    let sql = format!(
+        "SELECT kind, state, requested_by, params FROM operation WHERE vps = '{vps}' AND kind = '{kind}' ORDER BY created_at DESC LIMIT 1"
+    );
+    s.wait_for(kind, 60, &sql, |r| {
+        r.len() == 1 && ["succeeded", "dead"].contains(&r[0]["state"].as_str().unwrap_or(""))
+    })
+    .await
+    .remove(0)
+}
+
+async fn sim_status(s: &Stack) -> String {
+    s.sim_servers().await[0]["status"].as_str().unwrap_or_default().to_string()
+}
+
+#[actix_web::test]
+async fn a_portal_link_opens_one_vps_without_admin_data_until_it_is_revoked_or_expires() {
+    let s = Stack::start().await;
+    let vps = active_vps(&s, "sub-portal").await;
+    let token = operator_token(&s).await;
+    let (id, path) = issue(&s, &token, &vps).await;
+
+    let resp = s.t.http.get(s.t.url(&path)).send().await.expect("page");
+    assert_eq!(resp.status(), 200);
+    let csp = resp.headers()["content-security-policy"].to_str().expect("csp").to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("connect-src 'self'"), "{csp}");
+    assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let html = resp.text().await.expect("html");
+    let row = &s.rows(&format!("SELECT * FROM vps:`{vps}`")).await[0];
+    assert!(html.contains(row["name"].as_str().expect("name")), "the VPS's name: {html}");
+    assert!(html.contains(row["ips"][0].as_str().expect("ip")), "its address: {html}");
+    for admin_field in ["customer_email", "subscription", "server_id"] {
+        if let Some(v) = row[admin_field].as_str() {
+            assert!(!html.contains(v), "{admin_field} {v} must not reach the customer: {html}");
+        }
+    }
+    assert!(!html.contains("admin:") && !html.contains("api:"), "no admin names: {html}");
+    // Every external reference is vmauto's own.
+    for attr in ["src=\"", "href=\"", "action=\""] {
+        for part in html.split(attr).skip(1) {
+            assert!(part.starts_with('/'), "{attr}{} leaves vmauto", &part[..part.len().min(40)]);
+        }
+    }
+    let status: Value =
+        s.t.http.get(s.t.url(&format!("{path}/status"))).send().await.expect("status").json().await.expect("json");
+    assert_eq!(status["state"], "active");
+    let mut keys: Vec<&str> = status.as_object().expect("object").keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["current", "ips", "password_ready", "power", "state"], "{status}");
+
+    // A forged token (a changed character) opens nothing.
+    let mut forged = path.clone();
+    let last = forged.pop().expect("char");
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let (code, html) = page(&s, &forged).await;
+    assert_eq!(code, 404);
+    assert!(html.contains("not valid") && !html.contains(&vps), "{html}");
+
+    // Listed for the admin (never with its URL), renewed, then revoked.
+    let list: Value =
+        s.t.http
+            .get(s.t.url(&format!("/api/v1/vps/{vps}/portal-links")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+    assert_eq!(list["links"][0]["state"], "active");
+    assert!(!list.to_string().contains(path.trim_start_matches("/my/")), "the token is never listed: {list}");
+    let renewed =
+        s.t.http
+            .post(s.t.url(&format!("/api/v1/portal-links/{id}/renew")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("renew");
+    assert_eq!(renewed.status(), 200);
+    let revoked =
+        s.t.http
+            .post(s.t.url(&format!("/api/v1/portal-links/{id}/revoke")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("revoke");
+    assert_eq!(revoked.status(), 200);
+    let (code, html) = page(&s, &path).await;
+    assert_eq!(code, 410);
+    assert!(html.contains("withdrawn") && !html.contains(row["name"].as_str().expect("name")), "{html}");
+    let (code, _) = page(&s, &format!("{path}/status")).await;
+    assert_eq!(code, 410);
+    let again =
+        s.t.http
+            .post(s.t.url(&format!("/api/v1/portal-links/{id}/renew")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("renew");
+    assert_eq!(again.status(), 400, "a revoked link is not renewed");
+
+    // An expired link says so.
+    let (id2, path2) = issue(&s, &token, &vps).await;
+    s.rows(&format!("UPDATE portal_link:`{id2}` SET expires_at = time::now() - 1h")).await;
+    let (code, html) = page(&s, &path2).await;
+    assert_eq!(code, 410);
+    assert!(html.contains("expired"), "{html}");
+
+    // The CLI's commands (the same code the running appliance runs for a remote CLI).
+    let st = &s.t.app.state;
+    let cmd = vmauto::commands::PortalCommand::Link { vps: vps.clone() };
+    let out = vmauto::commands::execute_portal(&st.store, &st.config, &st.sealer, &cmd).await.expect("cli link");
+    let url = out.lines().next().expect("url");
+    assert_eq!(page(&s, &path_of(url)).await.0, 200, "{out}");
+    let cmd = vmauto::commands::PortalCommand::Links { vps: vps.clone() };
+    let out = vmauto::commands::execute_portal(&st.store, &st.config, &st.sealer, &cmd).await.expect("cli links");
+    assert_eq!(out.lines().count(), 3, "three links: {out}");
+    assert!(out.contains("revoked") && out.contains("expired") && out.contains("active"), "{out}");
+    // Every change is in the VPS's activity.
+    let acts = s.rows(&format!("SELECT VALUE message FROM activity WHERE subject = 'vps:{vps}'")).await;
+    for m in ["portal link issued", "portal link renewed", "portal link revoked"] {
+        assert!(acts.iter().any(|a| a == m), "{m} in {acts:?}");
+    }
+}
+
+#[actix_web::test]
+async fn each_customer_action_is_an_operation_of_their_link_and_one_runs_at_a_time() {
+    let s = Stack::start().await;
+    let vps = active_vps(&s, "sub-actions").await;
+    let token = operator_token(&s).await;
+    let (id, path) = issue(&s, &token, &vps).await;
+    let who = format!("customer:{id}");
+    let (_, html) = page(&s, &path).await;
+    let form_token = input_value(&html, "form_token");
+
+    // Without the page's form token nothing happens.
+    let resp = post_form(&s, &format!("{path}/power"), &[("action", "stop")]).await;
+    assert!(location(&resp).ends_with("?m=form"));
+
+    // Shut down, then a second request while it runs is refused.
+    let resp = post_form(&s, &format!("{path}/power"), &[("action", "stop"), ("form_token", &form_token)]).await;
+    assert!(location(&resp).ends_with("?m=power"));
+    let resp = post_form(&s, &format!("{path}/power"), &[("action", "reboot"), ("form_token", &form_token)]).await;
+    assert!(location(&resp).ends_with("?m=busy"), "one task at a time");
+    let op = settled(&s, &vps, "power").await;
+    assert_eq!(op["state"], "succeeded", "{op}");
+    assert_eq!(op["requested_by"], who.as_str());
+    assert_eq!(sim_status(&s).await, "stopped");
+    let status: Value =
+        s.t.http.get(s.t.url(&format!("{path}/status"))).send().await.expect("s").json().await.expect("j");
+    assert_eq!(status["power"], "off");
+    assert_eq!(status["state"], "active", "a stopped VPS is still the customer's, active");
+
+    // Start it again.
+    let resp = post_form(&s, &format!("{path}/power"), &[("action", "start"), ("form_token", &form_token)]).await;
+    assert!(location(&resp).ends_with("?m=power"));
+    s.wait_for("started", 60, &format!("SELECT state, power FROM vps:`{vps}`"), |r| r[0]["power"] == "on").await;
+    assert_eq!(sim_status(&s).await, "running");
+
+    // A new root password, shown once.
+    let resp = post_form(&s, &format!("{path}/password"), &[("form_token", &form_token)]).await;
+    assert!(location(&resp).ends_with("?m=password"));
+    let op = settled(&s, &vps, "set_password").await;
+    assert_eq!(op["state"], "succeeded", "{op}");
+    let (_, html) = page(&s, &path).await;
+    assert!(
+        html.contains("Your new root password is ready") && !html.contains("id=\"password-ready\" hidden"),
+        "{html}"
+    );
+    let resp = post_form(&s, &format!("{path}/password/show"), &[("form_token", &form_token)]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let shown = resp.text().await.expect("html");
+    let st = &s.t.app.state;
+    let sealed =
+        s.rows(&format!("SELECT VALUE root_password FROM vps:`{vps}`")).await[0].as_str().expect("sealed").to_string();
+    let password = st.sealer.open(&sealed, &vmauto::secrets::root_password_place(&vps)).expect("open");
+    assert!(shown.contains(password.expose()), "the stored password is the one shown");
+    let resp = post_form(&s, &format!("{path}/password/show"), &[("form_token", &form_token)]).await;
+    assert!(location(&resp).ends_with("?m=shown"), "shown once only");
+
+    // Reinstall needs the name typed and an offered image.
+    let name = s.rows(&format!("SELECT VALUE name FROM vps:`{vps}`")).await[0].as_str().expect("name").to_string();
+    let image = s.rows(&format!("SELECT VALUE template_row.image_id FROM vps:`{vps}`")).await[0]
+        .as_str()
+        .expect("image")
+        .to_string();
+    let reinstall = format!("{path}/reinstall");
+    let resp = post_form(&s, &reinstall, &[("image", &image), ("confirm", "wrong"), ("form_token", &form_token)]).await;
+    assert!(location(&resp).ends_with("?m=confirm"));
+    let resp =
+        post_form(&s, &reinstall, &[("image", "img-not-offered"), ("confirm", &name), ("form_token", &form_token)])
+            .await;
+    assert!(location(&resp).ends_with("?m=image"));
+    let before = s.rows(&format!("SELECT VALUE server_id FROM vps:`{vps}`")).await[0].clone();
+    let resp = post_form(&s, &reinstall, &[("image", &image), ("confirm", &name), ("form_token", &form_token)]).await;
+    assert!(location(&resp).ends_with("?m=reinstall"));
+    let op = settled(&s, &vps, "rebuild").await;
+    assert_eq!(op["state"], "succeeded", "{op}");
+    assert_eq!(op["requested_by"], who.as_str());
+    let after = s.rows(&format!("SELECT VALUE server_id FROM vps:`{vps}`")).await[0].clone();
+    assert_ne!(before, after, "a new VM");
+
+    // All of it is in the VPS's timeline, under the link.
+    let timeline = st.store.vps_timeline(&vps.as_str().into()).await.expect("timeline");
+    let text = serde_json::to_string(&timeline).expect("json");
+    for kind in ["power", "set_password", "rebuild"] {
+        assert!(text.contains(&format!("\"op\":\"{kind}\"")) || text.contains(kind), "{kind} in the timeline");
+    }
+    assert!(text.contains(&who), "requested by the link: {text}");
+    // The page lists them as the customer's own.
+    let (_, html) = page(&s, &path).await;
+    assert!(html.contains("Reinstall") && html.contains("(you)"), "{html}");
+}
+
+#[actix_web::test]
+async fn a_link_gets_its_budget_of_requests_a_minute_and_a_suspended_vps_is_not_powered() {
+    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| c.portal.requests_per_minute = 10).await;
+    let vps = active_vps(&s, "sub-budget").await;
+    let token = operator_token(&s).await;
+    let (_, path) = issue(&s, &token, &vps).await;
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        codes.push(page(&s, &format!("{path}/status")).await.0);
+    }
+    assert_eq!(&codes[..10], &[200; 10]);
+    assert_eq!(&codes[10..], &[429, 429], "{codes:?}");
+
+    // A suspended VPS: no power, password or reinstall from the portal.
+    let st = &s.t.app.state;
+    let link =
+        vmauto::portal::issue(&st.store, &st.config, &st.sealer, &vps.as_str().into(), "test").await.expect("link");
+    let path = path_of(&link.url);
+    s.send(crate::common::event(vmauto::billing::EventKind::Suspend, "sub-budget", None, None)).await;
+    s.wait_for("suspended", 60, &format!("SELECT state FROM vps:`{vps}`"), |r| r[0]["state"] == "suspended").await;
+    // The budget is per link: the new link has its own.
+    let (code, html) = page(&s, &path).await;
+    assert_eq!(code, 200);
+    assert!(html.contains("Your server is suspended") && !html.contains("/power\""), "{html}");
+    // Sent anyway (a stale page): refused.
+    let form_token = vmauto::portal::form_token(&st.sealer, &link.id);
+    let resp = post_form(&s, &format!("{path}/power"), &[("action", "start"), ("form_token", &form_token)]).await;
+    assert!(location(&resp).ends_with("?m=inactive"));
+    let ops = s.rows(&format!("SELECT VALUE kind FROM operation WHERE vps = '{vps}' AND kind = 'power'")).await;
+    assert!(ops.is_empty(), "{ops:?}");
+}
