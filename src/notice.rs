@@ -34,6 +34,20 @@ pub enum NotifyKind {
     Test,
     /// A paid upgrade was applied (the customer is emailed when SMTP is on).
     UpgradeApplied,
+    /// A cancellation scheduled a VPS's suspension and deletion: the customer is told what
+    /// happens when (email with `sources.<name>.customer_email`, outgoing webhook).
+    CustomerWarning,
+    /// A scheduled deletion is `policy.warn_before_delete_hours` away: the customer is
+    /// reminded.
+    DeletionReminder,
+}
+
+impl NotifyKind {
+    /// Notices the customer is told of (by email and through the outgoing webhook), which
+    /// carry the portal link when `portal.enabled`.
+    pub fn is_for_customer(self) -> bool {
+        matches!(self, Self::VpsReady | Self::CustomerWarning | Self::DeletionReminder)
+    }
 }
 
 /// Asks the notifier to tell admins about something (in the UI, by email, by webhook).
@@ -46,4 +60,9 @@ pub struct Notify {
     pub body: String,
     /// The record this is about (`vps:…`, `operation:…`), when there is one.
     pub subject: Option<String>,
+    /// The customer's portal link, on notices about a VPS the customer is told of
+    /// (`vps_ready`, `customer_warning`) when `portal.enabled`. In memory only: never stored
+    /// with the notification (the link's token is stored nowhere).
+    #[serde(skip)]
+    pub portal_url: Option<String>,
 }

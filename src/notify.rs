@@ -59,6 +59,8 @@ struct VpsReadyEmail<'a> {
     link: &'a str,
     /// An upgrade link, when `stripe.link_in_ready_email` is on.
     upgrade_link: Option<String>,
+    /// The customer's portal link, when `portal.enabled`.
+    portal_link: Option<&'a str>,
     expires_hours: u64,
     expires_at: String,
     public_url: &'a str,
@@ -122,8 +124,42 @@ impl Channels {
         })
     }
 
-    /// Starts every delivery `n` calls for, each as its own task, and returns at once.
+    /// Starts every delivery `n` calls for, each as its own task, and returns at once. A
+    /// notice for the customer gets their portal link first, when `portal.enabled`.
     pub fn dispatch(self: &Arc<Self>, n: &Notify) {
+        if n.kind.is_for_customer()
+            && self.config.portal.enabled
+            && n.portal_url.is_none()
+            && let Some(vps) = n.subject.as_deref().and_then(|s| s.strip_prefix("vps:"))
+        {
+            let (this, vps, mut n) = (self.clone(), VpsId::from(vps), n.clone());
+            let guard = InFlight::new(&self.in_flight);
+            actix_rt::spawn(async move {
+                let _guard = guard;
+                n.portal_url = Some(this.portal_link(&vps).await.unwrap_or_default());
+                this.deliver(&n);
+            });
+            return;
+        }
+        self.deliver(n);
+    }
+
+    /// A portal link for a customer notice; a failure only loses the link.
+    async fn portal_link(&self, vps: &VpsId) -> Option<String> {
+        let issued = match crate::secrets::Sealer::from_file(&self.config.key_file()) {
+            Ok(sealer) => crate::portal::issue(&self.store, &self.config, &sealer, vps, "system").await,
+            Err(e) => Err(e),
+        };
+        match issued {
+            Ok(l) => Some(l.url),
+            Err(e) => {
+                tracing::warn!(vps = %vps, error = %format!("{e:#}"), "no portal link for the customer's notice");
+                None
+            }
+        }
+    }
+
+    fn deliver(self: &Arc<Self>, n: &Notify) {
         let kind = kind_name(n.kind);
         let nc = &self.config.notify;
         if self.mailer.is_some() && nc.email_kinds.contains(&n.kind) && !self.config.smtp.admin_recipients.is_empty() {
@@ -168,12 +204,25 @@ impl Channels {
         if n.kind == NotifyKind::VpsReady
             && let Some(vps) = n.subject.as_deref().and_then(|s| s.strip_prefix("vps:"))
         {
-            let (this, vps) = (self.clone(), VpsId::from(vps));
+            let (this, vps, portal) = (self.clone(), VpsId::from(vps), n.portal_url.clone().filter(|u| !u.is_empty()));
             let guard = InFlight::new(&self.in_flight);
             actix_rt::spawn(async move {
                 let _guard = guard;
-                if let Err(e) = this.customer_vps_ready(&vps).await {
+                if let Err(e) = this.customer_vps_ready(&vps, portal.as_deref()).await {
                     tracing::error!(vps = %vps, error = %format!("{e:#}"), "the customer's VPS-ready email was not sent");
+                }
+            });
+        }
+        if matches!(n.kind, NotifyKind::CustomerWarning | NotifyKind::DeletionReminder)
+            && let Some(vps) = n.subject.as_deref().and_then(|s| s.strip_prefix("vps:"))
+        {
+            let (this, vps, reminder) = (self.clone(), VpsId::from(vps), n.kind == NotifyKind::DeletionReminder);
+            let portal = n.portal_url.clone().filter(|u| !u.is_empty());
+            let guard = InFlight::new(&self.in_flight);
+            actix_rt::spawn(async move {
+                let _guard = guard;
+                if let Err(e) = this.customer_warning(&vps, reminder, portal.as_deref()).await {
+                    tracing::error!(vps = %vps, error = %format!("{e:#}"), "the customer's warning email was not sent");
                 }
             });
         }
@@ -227,7 +276,7 @@ impl Channels {
         self.send_email(&d, &email).await;
     }
 
-    async fn customer_vps_ready(&self, vps: &VpsId) -> anyhow::Result<()> {
+    async fn customer_vps_ready(&self, vps: &VpsId, portal_link: Option<&str>) -> anyhow::Result<()> {
         let v = self.store.vps_contact(vps).await?.context("the VPS row is missing")?;
         let source = v.source.unwrap_or_default();
         if !self.config.sources.get(&source).is_some_and(|s| s.customer_email) {
@@ -251,6 +300,7 @@ impl Channels {
             ips: &v.ips,
             link: &link,
             upgrade_link,
+            portal_link,
             expires_hours: hours,
             expires_at: expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
             public_url: &self.config.server.public_url,
@@ -262,6 +312,34 @@ impl Channels {
             target: to,
             kind: "customer_vps_ready".into(),
         };
+        self.send_email(&d, &email).await;
+        Ok(())
+    }
+
+    /// Tells the customer what a cancellation scheduled (or, `reminder`, that the deletion is
+    /// near), when the source emails its customers and SMTP is on.
+    async fn customer_warning(&self, vps: &VpsId, reminder: bool, portal_link: Option<&str>) -> anyhow::Result<()> {
+        let v = self.store.warned_vps(vps).await?.context("the VPS row is missing")?;
+        let source = v.source.clone().unwrap_or_default();
+        if !self.config.sources.get(&source).is_some_and(|s| s.customer_email) || self.mailer.is_none() {
+            return Ok(());
+        }
+        let Some(to) = v.customer_email.clone().filter(|e| !e.trim().is_empty()) else { return Ok(()) };
+        let vps_name = v.name.clone().unwrap_or_else(|| vps.to_string());
+        let deletion_at = v.delete_after.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+        let subject_line = match (reminder, &deletion_at) {
+            (true, Some(at)) => format!("Reminder: your server {vps_name} will be deleted on {at}"),
+            (false, Some(at)) => format!("Your server {vps_name} is suspended and will be deleted on {at}"),
+            (_, None) => format!("Your server {vps_name} is being deleted"),
+        };
+        let ctx = json!({
+            "subject_line": subject_line, "customer_name": v.customer_name.as_deref().unwrap_or("there"),
+            "vps_name": vps_name, "reminder": reminder, "deletion_at": deletion_at,
+            "portal_link": portal_link, "public_url": self.config.server.public_url,
+        });
+        let email = self.render("email/customer_warning", &ctx, vec![to.clone()], subject_line.clone())?;
+        let kind = if reminder { "customer_deletion_reminder" } else { "customer_warning" };
+        let d = Delivery { id: uuid::Uuid::new_v4().to_string(), channel: "email", target: to, kind: kind.into() };
         self.send_email(&d, &email).await;
         Ok(())
     }

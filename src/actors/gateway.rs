@@ -432,7 +432,7 @@ fn breaker_notice(event: BreakerEvent) -> Notify {
             "The circuit breaker closed: requests to SCP flow again and waiting operations resume.".to_string(),
         ),
     };
-    Notify { kind, severity, title: title.to_string(), body, subject: None }
+    Notify { kind, severity, title: title.to_string(), body, subject: None, portal_url: None }
 }
 
 impl Handler<GetCapacityCached> for SangforGateway {

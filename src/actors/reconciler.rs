@@ -112,6 +112,7 @@ impl Reconciler {
                 title,
                 body: "The reconciler found this difference; nothing was changed. Decide in the UI what to do.".into(),
                 subject,
+                portal_url: None,
             });
         }
         self.reported = now;

@@ -261,6 +261,9 @@ impl Apply {
             data: json!({ "source": source, "event": event }),
         });
         self.store.write_decision(event, &w).await?;
+        if matches!(decision, Decision::Deprovision { .. }) {
+            self.warn_customer(&w.vps_states);
+        }
         let touched: std::collections::BTreeSet<&VpsId> = w.operations.iter().map(|o| &o.vps).collect();
         for vps in touched {
             self.registry.do_send(Activate { vps: vps.clone() });
@@ -330,6 +333,27 @@ impl Apply {
         })
     }
 
+    /// Tells the customer (email, outgoing webhook) what a cancellation scheduled for each
+    /// VPS it suspends or deletes; held ones wait for an admin and are not announced.
+    fn warn_customer(&self, scheduled: &[(VpsId, VpsState, Option<chrono::DateTime<Utc>>)]) {
+        for (vps, state, due) in scheduled {
+            let body = match (state, due) {
+                (VpsState::Suspending, Some(due)) => {
+                    format!("VPS {vps} is suspended now and deleted at {}; its customer was told.", due.to_rfc3339())
+                }
+                _ => format!("VPS {vps} is deleted now; its customer was told."),
+            };
+            self.notify.do_send(Notify {
+                kind: NotifyKind::CustomerWarning,
+                severity: Severity::Info,
+                title: format!("Customer warned: VPS {vps} scheduled for deletion"),
+                body,
+                subject: Some(format!("vps:{vps}")),
+                portal_url: None,
+            });
+        }
+    }
+
     /// Whether `n` more destructive operations would exceed the hourly threshold.
     async fn guard_trips(&self, n: usize) -> anyhow::Result<bool> {
         let recent = self.store.destructive_ops_last_hour().await?;
@@ -345,6 +369,7 @@ impl Apply {
                     recent + n as u64
                 ),
                 subject: None,
+                portal_url: None,
             });
             return Ok(true);
         }
@@ -387,7 +412,7 @@ impl Apply {
         (level, actor, message): (Level, &str, String),
     ) {
         let subject = event.subscription_id.as_ref().map(|s| format!("subscription:{}", stable_key(source, s)));
-        self.notify.do_send(Notify { kind, severity, title, body, subject });
+        self.notify.do_send(Notify { kind, severity, title, body, subject, portal_url: None });
         let data = json!({ "source": source, "event": event });
         let _ = self.store.record_activity(level, actor, None, &message, data).await;
     }

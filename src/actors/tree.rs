@@ -132,9 +132,9 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         Supervisor::start(move |_| WebhookActor::new(store, subscription, metrics))
     };
     let scheduler = {
-        let (metrics, registry, store, inbox) =
-            (m.clone(), registry.clone(), deps.store.clone(), deps.config.inbox.clone());
-        Supervisor::start(move |_| Scheduler::new(registry, store, inbox, metrics))
+        let (metrics, registry, store, config) = (m.clone(), registry.clone(), deps.store.clone(), deps.config.clone());
+        let notify = notifier.clone().recipient();
+        Supervisor::start(move |_| Scheduler::new(registry, store, &config, notify, metrics))
     };
     let reconciler = {
         let (config, store, metrics, gateway, notify) =

@@ -185,6 +185,7 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
                     title: format!("{title}: {}", op.vps),
                     body: format!("Operation {} ({}) finished.", op.id, op.kind.as_str()),
                     subject: Some(subject),
+                    portal_url: None,
                 });
             }
         }
@@ -227,6 +228,7 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
                     "After {attempt} attempt(s): {error}. Retry it from the VPS page once the cause is fixed."
                 ),
                 subject: Some(subject),
+                portal_url: None,
             });
         }
     }

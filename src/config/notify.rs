@@ -90,6 +90,8 @@ impl Default for NotifyConfig {
             webhook_kinds: vec![
                 VpsReady,
                 VpsDeleted,
+                CustomerWarning,
+                DeletionReminder,
                 OperationDead,
                 EventParked,
                 EventFailed,

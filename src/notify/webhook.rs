@@ -35,6 +35,10 @@ pub struct Payload<'a> {
     pub subject: Option<&'a str>,
     /// When the notification was raised (RFC 3339).
     pub created_at: &'a str,
+    /// The customer's portal link (`vps_ready` and `customer_warning`, with `portal.enabled`),
+    /// for a billing system's own emails or customer area.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub portal_url: Option<&'a str>,
 }
 
 impl<'a> Payload<'a> {
@@ -47,6 +51,7 @@ impl<'a> Payload<'a> {
             body: &n.body,
             subject: n.subject.as_deref(),
             created_at,
+            portal_url: n.portal_url.as_deref(),
         }
     }
 }

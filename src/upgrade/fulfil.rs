@@ -139,6 +139,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
             title: format!("Refund needed: a second upgrade payment for VPS {vps_id}"),
             body: body.clone(),
             subject: Some(subject),
+            portal_url: None,
         });
         return Ok(EventOutcome::new("processed", body));
     }
@@ -161,6 +162,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
                 title: format!("An upgrade was paid for a missing VPS {vps_id}"),
                 body: msg.clone(),
                 subject: Some(subject),
+                portal_url: None,
             });
             return Ok(EventOutcome::new("failed", msg));
         }
@@ -278,6 +280,7 @@ async fn park_mismatch(
             title: format!("An upgrade payment for VPS {vps_id} does not match its offer"),
             body: body.clone(),
             subject: Some(subject.to_string()),
+            portal_url: None,
         });
     }
     Ok(EventOutcome::new("failed", body))
@@ -324,6 +327,7 @@ async fn payment_issue(state: &Ctx<'_>, kind: &str, object: &Value) -> anyhow::R
         title: format!("Upgrade payment {what} for VPS {vps}"),
         body: body.clone(),
         subject: Some(subject),
+        portal_url: None,
     });
     Ok(EventOutcome::new("processed", body))
 }

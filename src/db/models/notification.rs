@@ -110,6 +110,21 @@ pub struct VpsContact {
     pub ips: Vec<String>,
 }
 
+/// The VPS fields the customer's warnings need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarnedVps {
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub customer_email: Option<String>,
+    #[serde(default)]
+    pub customer_name: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub delete_after: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// The VPS fields the customer's "your upgrade is applied" email needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradedVps {
@@ -137,6 +152,31 @@ pub struct RevealedVps {
 // VPS rows as notifications need them.
 impl Store {
     /// The contact fields of VPS `vps` (the key, without `vps:`), if it exists.
+    pub async fn warned_vps(&self, vps: &VpsId) -> anyhow::Result<Option<WarnedVps>> {
+        self.query_first::<WarnedVps>(
+            "SELECT source, customer_email, customer_name, name, delete_after FROM type::record('vps', $id)",
+            json!({ "id": vps }),
+            0,
+        )
+        .await
+    }
+
+    /// Claims the VPSs whose scheduled deletion is within `hours` and whose customer was not
+    /// reminded of that deletion yet: marked in the same statement (`delete_reminded_for` =
+    /// the deletion time), so each scheduled deletion is reminded once, and a later one again.
+    pub async fn claim_deletion_reminders(&self, hours: u32) -> anyhow::Result<Vec<VpsId>> {
+        self.query_one(
+            "UPDATE vps SET delete_reminded_for = delete_after
+                WHERE delete_after != NONE AND delete_after > time::now()
+                  AND delete_after <= time::now() + type::duration($within)
+                  AND state IN ['suspending', 'suspended'] AND delete_reminded_for != delete_after
+             RETURN VALUE record::id(id)",
+            json!({ "within": format!("{hours}h") }),
+            0,
+        )
+        .await
+    }
+
     pub async fn vps_contact(&self, vps: &VpsId) -> anyhow::Result<Option<VpsContact>> {
         self.query_first::<VpsContact>(
             "SELECT source, customer_email, customer_name, name, ips FROM type::record('vps', $id)",

@@ -289,6 +289,7 @@ async fn test_smtp(state: web::Data<AppState>, user: UiUser, form: web::Form<Csr
             title: "vmauto test notification".into(),
             body: format!("{} asked for a test message from the settings page.", p.actor()),
             subject: None,
+            portal_url: None,
         })
         .await;
     match sent {
