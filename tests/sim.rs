@@ -4,6 +4,7 @@
 mod auth;
 mod bench;
 mod conformance;
+pub mod console;
 mod faults;
 mod misc;
 mod servers;
