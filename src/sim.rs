@@ -9,7 +9,7 @@
 //! - [`auth`]: EC2 signature verification (with the shared signer) and the token flow.
 //! - [`servers`], [`server_ops`]: VMs and their actions; [`catalog`]: everything else.
 //! - [`console`]: remote-console tokens and the VNC (RFB 3.8 over WebSocket) screen behind
-//!   them.
+//!   them; [`metrics`]: `GET /metrics/{id}` series drawn from each server's power history.
 //! - [`tasks`]: the time-driven task engine; [`world`]: the simulated cloud and its seed.
 //! - [`fault`]: fault rules; [`limits`]: rate limits; [`control`]: `/_sim/…`.
 //! - [`reply`]: envelopes, errors, pages; [`input`]: request context and body readers.
@@ -23,6 +23,7 @@ pub mod fault;
 pub mod http;
 pub mod input;
 pub mod limits;
+pub mod metrics;
 pub mod reply;
 pub mod router;
 pub mod server_ops;

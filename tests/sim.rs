@@ -6,6 +6,7 @@ mod bench;
 mod conformance;
 pub mod console;
 mod faults;
+mod metrics;
 mod misc;
 mod servers;
 

@@ -15,6 +15,7 @@ use super::console;
 use super::control;
 use super::fault::Verdict;
 use super::input::Ctx;
+use super::metrics;
 use super::reply::{ApiError, ApiResult, Outcome, Query, success_body};
 use super::router::{Resolved, Route, resolve};
 use super::server_ops;
@@ -273,5 +274,6 @@ fn handle(sim: &mut Sim, shared: &Shared, ctx: &Ctx<'_>, route: Route<'_>) -> Ap
         Route::Maintenance => catalog::maintenance(),
         Route::Platform => catalog::platform(ctx),
         Route::Licenses => catalog::licenses(),
+        Route::Metrics(id) => metrics::query(sim, ctx, id),
     }
 }
