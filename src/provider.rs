@@ -6,6 +6,7 @@
 //!
 //! ## Layout
 //! - [`types`]: provider-neutral values (server spec, server, task state, inventory items).
+//! - [`usage`]: what a customer's portal shows besides state: console URLs, metric series.
 //! - [`error`]: [`ProviderError`], which says whether a failure is worth retrying.
 //! - [`traffic`]: what every request to a provider passes through: token buckets, a fair
 //!   queue, a concurrency cap, retries with backoff and a circuit breaker.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod sangfor;
 pub mod traffic;
 pub mod types;
+pub mod usage;
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use async_trait::async_trait;
 
 pub use error::ProviderError;
 pub use types::*;
+pub use usage::{ConsoleUrl, MetricSeries, ServerMetrics, TimeGap, metric};
 
 use crate::config::Secret;
 
@@ -82,6 +85,19 @@ pub trait Provider: Send + Sync + 'static {
     /// Brings a server back from the recycle bin.
     async fn restore(&self, id: &ServerId, op: &OpKey) -> ProviderResult<TaskId>;
     async fn get_task(&self, id: &TaskId) -> ProviderResult<TaskState>;
+    /// A remote-console (noVNC) URL for the server. Its token opens the console for a short
+    /// while (SCP: about a minute), so ask just before opening it, and treat it as a secret.
+    async fn remote_console(&self, id: &ServerId) -> ProviderResult<ConsoleUrl>;
+    /// Usage series of a server over the last `timegap`: the metrics `names` (see
+    /// [`metric`]), one point per `granularity` seconds — raised to the platform's minimum
+    /// for the span ([`TimeGap::min_granularity`]), which `None` asks for.
+    async fn server_metrics(
+        &self,
+        id: &ServerId,
+        names: &[String],
+        timegap: TimeGap,
+        granularity: Option<u32>,
+    ) -> ProviderResult<ServerMetrics>;
 }
 
 /// How [`wait_task`] spaces its polls: quick at first (most tasks are short), then slower.

@@ -8,6 +8,8 @@
 //! - [`http`]: the pipeline (count, faults, body, auth, limits, idempotency, envelope).
 //! - [`auth`]: EC2 signature verification (with the shared signer) and the token flow.
 //! - [`servers`], [`server_ops`]: VMs and their actions; [`catalog`]: everything else.
+//! - [`console`]: remote-console tokens and the VNC (RFB 3.8 over WebSocket) screen behind
+//!   them; [`metrics`]: `GET /metrics/{id}` series drawn from each server's power history.
 //! - [`tasks`]: the time-driven task engine; [`world`]: the simulated cloud and its seed.
 //! - [`fault`]: fault rules; [`limits`]: rate limits; [`control`]: `/_sim/…`.
 //! - [`reply`]: envelopes, errors, pages; [`input`]: request context and body readers.
@@ -15,11 +17,13 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod console;
 pub mod control;
 pub mod fault;
 pub mod http;
 pub mod input;
 pub mod limits;
+pub mod metrics;
 pub mod reply;
 pub mod router;
 pub mod server_ops;
@@ -87,6 +91,9 @@ pub struct SimArgs {
     /// Lifetime of login tokens in seconds (SCP: 24 h).
     #[arg(long, default_value_t = 86_400)]
     pub token_ttl_secs: u64,
+    /// Seconds a remote-console URL may be opened after it was issued.
+    #[arg(long, default_value_t = console::DEFAULT_TTL_SECS)]
+    pub console_ttl_secs: u64,
     /// Refuse EC2 requests whose X-Amz-Date is further than this from now (seconds); 0 = off.
     #[arg(long, default_value_t = 0)]
     pub max_clock_skew_secs: u64,
@@ -136,6 +143,8 @@ pub struct SimConfig {
     pub task_ms: u64,
     pub ip_delay_ms: u64,
     pub token_ttl_secs: u64,
+    /// Seconds a remote-console URL may be opened after it was issued.
+    pub console_ttl_secs: u64,
     pub max_clock_skew_secs: u64,
     pub state_file: Option<PathBuf>,
     pub faults: Vec<FaultRule>,
@@ -164,6 +173,7 @@ impl Default for SimConfig {
             task_ms: 200,
             ip_delay_ms: 300,
             token_ttl_secs: 86_400,
+            console_ttl_secs: console::DEFAULT_TTL_SECS,
             max_clock_skew_secs: 0,
             state_file: None,
             faults: Vec::new(),
@@ -202,6 +212,7 @@ impl SimConfig {
             task_ms: args.task_ms,
             ip_delay_ms: args.ip_delay_ms,
             token_ttl_secs: args.token_ttl_secs,
+            console_ttl_secs: args.console_ttl_secs,
             max_clock_skew_secs: args.max_clock_skew_secs,
             state_file: args.state_file,
             faults,
@@ -387,6 +398,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimServer> {
         token_ttl_secs: config.token_ttl_secs,
         get_per_minute: config.get_per_minute,
         write_per_minute: config.write_per_minute,
+        console_ttl_secs: config.console_ttl_secs,
     };
     let rsa = RsaKey::new(config.rsa_bits);
     // Generate the key now, in the background, so the first login does not wait for it.

@@ -6,4 +6,5 @@ mod bench;
 mod client;
 mod faults;
 mod harness;
+mod usage;
 mod wire;

@@ -4,7 +4,9 @@
 mod auth;
 mod bench;
 mod conformance;
+pub mod console;
 mod faults;
+mod metrics;
 mod misc;
 mod servers;
 

@@ -27,8 +27,8 @@ use crate::notice::{NotifyKind, Severity};
 use crate::provider::sangfor::SangforClient;
 use crate::provider::traffic::{BreakerEvent, BreakerListener, BreakerState, Traffic, TrafficPolicy, for_customer};
 use crate::provider::{
-    Capacity, Created, OpKey, PollPolicy, Provider, ProviderError, ProviderResult, Server, ServerId, ServerSpec,
-    TaskId, TaskState, power_off, wait_task,
+    Capacity, ConsoleUrl, Created, OpKey, PollPolicy, Provider, ProviderError, ProviderResult, Server, ServerId,
+    ServerMetrics, ServerSpec, TaskId, TaskState, TimeGap, power_off, wait_task,
 };
 /// What the catalogue messages ([`ListZones`], [`ListImages`], …) answer.
 pub use crate::provider::{Image, Network, StorageTag, Subnet, Zone};
@@ -225,6 +225,29 @@ pub struct WaitTask {
     pub timeout: Option<Duration>,
 }
 
+/// A remote-console (noVNC) URL for a server. The URL carries a token that opens the console
+/// for about a minute: ask right before a browser opens it, and never log it (its `Debug`
+/// hides the token). A write on SCP (a POST), so it counts against the write budget.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ProviderResult<ConsoleUrl>")]
+pub struct GetConsoleUrl {
+    pub server_id: ServerId,
+}
+
+/// Usage series of a server (`cpu.util`, `net.in.bps`, …, see [`crate::provider::metric`])
+/// over the last `timegap`, a point every `granularity` seconds (`None`: the finest SCP serves
+/// for the span). `customer`: the read is for a page a customer opened, so it waits in the
+/// customers' lane of the traffic layer and never delays operations.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ProviderResult<ServerMetrics>")]
+pub struct GetServerMetrics {
+    pub server_id: ServerId,
+    pub names: Vec<String>,
+    pub timegap: TimeGap,
+    pub granularity: Option<u32>,
+    pub customer: bool,
+}
+
 /// The gateway's own state, for the UI and health checks.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "GatewayStatus")]
@@ -397,6 +420,11 @@ handle!(RestoreServer => TaskId, |p, m, _s| p.restore(&m.server_id, &m.op).await
 handle!(GetTask => TaskState, |p, m, _s| p.get_task(&m.task_id).await);
 handle!(WaitTask => TaskState, |p, m, s| {
     wait_task(p.as_ref(), &m.task_id, m.timeout.unwrap_or(DEFAULT_TASK_TIMEOUT), s.poll).await
+});
+handle!(GetConsoleUrl => ConsoleUrl, |p, m, _s| p.remote_console(&m.server_id).await);
+handle!(GetServerMetrics => ServerMetrics, |p, m, _s| {
+    let read = p.server_metrics(&m.server_id, &m.names, m.timegap, m.granularity);
+    if m.customer { for_customer(read).await } else { read.await }
 });
 
 /// Reads an AZ's capacity for a customer page: [`GetCapacityCached`] (cached, in the

@@ -80,6 +80,7 @@ struct KnobPatch {
     token_ttl_secs: Option<u64>,
     get_per_minute: Option<u32>,
     write_per_minute: Option<u32>,
+    console_ttl_secs: Option<u64>,
 }
 
 fn apply_knobs(knobs: &mut Knobs, p: KnobPatch) {
@@ -88,6 +89,7 @@ fn apply_knobs(knobs: &mut Knobs, p: KnobPatch) {
     knobs.token_ttl_secs = p.token_ttl_secs.unwrap_or(knobs.token_ttl_secs);
     knobs.get_per_minute = p.get_per_minute.unwrap_or(knobs.get_per_minute);
     knobs.write_per_minute = p.write_per_minute.unwrap_or(knobs.write_per_minute);
+    knobs.console_ttl_secs = p.console_ttl_secs.unwrap_or(knobs.console_ttl_secs);
 }
 
 pub async fn handle(req: &HttpRequest, payload: web::Payload, shared: &Shared) -> HttpResponse {
@@ -151,7 +153,8 @@ pub async fn handle(req: &HttpRequest, payload: web::Payload, shared: &Shared) -
             for grant in sim.tokens.values_mut() {
                 grant.expires_ms = now;
             }
-            ok(json!({"expired": n}))
+            let consoles = sim.consoles.expire_all(now);
+            ok(json!({"expired": n, "consoles": consoles}))
         }
         _ => err(shared, ApiError::no_route(req.method().as_str(), path)),
     }

@@ -11,9 +11,11 @@ use serde_json::Value;
 
 use super::auth::{authenticate, login, public_key_data};
 use super::catalog;
+use super::console;
 use super::control;
 use super::fault::Verdict;
 use super::input::Ctx;
+use super::metrics;
 use super::reply::{ApiError, ApiResult, Outcome, Query, success_body};
 use super::router::{Resolved, Route, resolve};
 use super::server_ops;
@@ -57,7 +59,7 @@ pub fn http_response(status: u16, body: Bytes, retry_after: Option<u64>) -> Http
     resp.content_type("application/json").body(body)
 }
 
-fn error_response(shared: &Shared, e: ApiError) -> HttpResponse {
+pub(super) fn error_response(shared: &Shared, e: ApiError) -> HttpResponse {
     let (status, body, retry) = respond(shared, Err(e));
     http_response(status, body, retry)
 }
@@ -81,7 +83,7 @@ pub async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usiz
 }
 
 /// Counts the request and rolls the first matching fault rule.
-fn observe(sim: &mut Sim, method: &str, path: &str, pattern: &str) -> Verdict {
+pub(super) fn observe(sim: &mut Sim, method: &str, path: &str, pattern: &str) -> Verdict {
     match sim.requests.get_mut(pattern) {
         Some(n) => *n += 1,
         None => {
@@ -95,11 +97,35 @@ fn observe(sim: &mut Sim, method: &str, path: &str, pattern: &str) -> Verdict {
     faults.iter_mut().find(|f| f.matches(method, path)).map(|f| f.roll(rng)).unwrap_or_default()
 }
 
+/// Carries out a fault verdict: waits its latency, then drops the connection or answers 429
+/// or the injected error status. `Some` answer when the request must not run.
+pub(super) async fn faulted(req: &HttpRequest, shared: &Shared, verdict: &Verdict) -> Option<HttpResponse> {
+    if verdict.latency_ms > 0 {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(verdict.latency_ms)).await;
+    }
+    if verdict.drop {
+        drop_connection(req);
+        // Whatever is written now goes nowhere; the client has already seen the connection end.
+        return Some(HttpResponse::InternalServerError().finish());
+    }
+    if verdict.force_429 {
+        return Some(error_response(shared, ApiError::rate_limited(1)));
+    }
+    if let Some(status) = verdict.error_status {
+        let message = format!("injected fault: HTTP {status}");
+        return Some(error_response(shared, ApiError::new(status, super::reply::codes::INJECTED, message)));
+    }
+    None
+}
+
 /// The single actix handler: everything goes through here.
 pub async fn dispatch(req: HttpRequest, payload: web::Payload, shared: web::Data<Shared>) -> HttpResponse {
     let path = req.path().to_string();
     if path == "/_sim" || path.starts_with("/_sim/") {
         return control::handle(&req, payload, &shared).await;
+    }
+    if path.starts_with(console::PREFIX) {
+        return console::open(&req, payload, &shared).await;
     }
     let method = req.method().as_str().to_string();
     let resolved = resolve(&method, &path);
@@ -108,20 +134,8 @@ pub async fn dispatch(req: HttpRequest, payload: web::Payload, shared: web::Data
         Resolved::WrongMethod | Resolved::NotFound => format!("{method} (unmatched)"),
     };
     let verdict = observe(&mut shared.sim.lock(), &method, &path, &pattern);
-    if verdict.latency_ms > 0 {
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(verdict.latency_ms)).await;
-    }
-    if verdict.drop {
-        drop_connection(&req);
-        // Whatever is written now goes nowhere; the client has already seen the connection end.
-        return HttpResponse::InternalServerError().finish();
-    }
-    if verdict.force_429 {
-        return error_response(&shared, ApiError::rate_limited(1));
-    }
-    if let Some(status) = verdict.error_status {
-        let message = format!("injected fault: HTTP {status}");
-        return error_response(&shared, ApiError::new(status, super::reply::codes::INJECTED, message));
+    if let Some(answer) = faulted(&req, &shared, &verdict).await {
+        return answer;
     }
     let route = match resolved {
         Resolved::Found(route, _) => route,
@@ -260,5 +274,6 @@ fn handle(sim: &mut Sim, shared: &Shared, ctx: &Ctx<'_>, route: Route<'_>) -> Ap
         Route::Maintenance => catalog::maintenance(),
         Route::Platform => catalog::platform(ctx),
         Route::Licenses => catalog::licenses(),
+        Route::Metrics(id) => metrics::query(sim, ctx, id),
     }
 }

@@ -24,6 +24,7 @@ pub enum Envelope {
 pub mod codes {
     pub const BAD_REQUEST: &str = "0x120090010001";
     pub const UNAUTHORIZED: &str = "0x120010010001";
+    pub const FORBIDDEN: &str = "0x120010010003";
     pub const NOT_FOUND: &str = "0x120090010004";
     pub const METHOD: &str = "0x120090010005";
     pub const CONFLICT: &str = "0x120090010009";
@@ -52,6 +53,9 @@ impl ApiError {
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(401, codes::UNAUTHORIZED, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, codes::FORBIDDEN, message)
     }
     pub fn not_found(kind: &str, id: &str) -> Self {
         Self::new(404, codes::NOT_FOUND, format!("{kind} {id} not found"))

@@ -52,6 +52,7 @@ pub enum Route<'a> {
     Maintenance,
     Platform,
     Licenses,
+    Metrics(&'a str),
 }
 
 impl Route<'_> {
@@ -145,6 +146,7 @@ fn route<'a>(method: &str, path: &'a str) -> Option<(Route<'a>, &'static str)> {
         ("GET", ["system", "maintenance"]) => (Route::Maintenance, "GET /janus/{v}/system/maintenance"),
         ("GET", ["platform"]) => (Route::Platform, "GET /janus/{v}/platform"),
         ("GET", ["licenses", "summary"]) => (Route::Licenses, "GET /janus/{v}/licenses/summary"),
+        ("GET", ["metrics", id]) => (Route::Metrics(id), "GET /janus/{v}/metrics/{id}"),
         _ => return None,
     };
     Some(r)

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::auth::decrypt_password;
+use super::console;
 use super::input::{Ctx, flag, opt_str, req_str};
 use super::reply::{ApiError, ApiResult, Outcome};
 use super::servers::{idle, set_status, spec};
@@ -146,7 +147,8 @@ pub fn batch(sim: &mut Sim, ctx: &Ctx<'_>) -> ApiResult {
     Ok(Outcome::NoContent)
 }
 
-/// `POST /servers/{id}/remote-consoles`.
+/// `POST /servers/{id}/remote-consoles`: a URL whose token opens the console for a while
+/// (see [`console`]).
 pub fn console(sim: &mut Sim, ctx: &Ctx<'_>, id: &str) -> ApiResult {
     let body = ctx.object()?;
     sim.world.server(id).ok_or_else(|| ApiError::not_found("server", id))?;
@@ -160,8 +162,16 @@ pub fn console(sim: &mut Sim, ctx: &Ctx<'_>, id: &str) -> ApiResult {
     if !["vnc", "spice", "rdp"].contains(&protocol.as_str()) {
         return Err(ApiError::bad_request(format!("unsupported console protocol {protocol:?}")));
     }
+    if !console::KINDS.contains(&kind.as_str()) {
+        return Err(ApiError::bad_request(format!("unsupported console type {kind:?}")));
+    }
     let token = sim.new_id().replace('-', "");
-    let url = format!("{}/console/{kind}/?server_id={id}&token={token}", ctx.base_url);
+    let url = format!("{}{}{kind}/?server_id={id}&token={token}", ctx.base_url, console::PREFIX);
+    let ttl_ms = i64::try_from(sim.knobs.console_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let expires_ms = ctx.now.saturating_add(ttl_ms);
+    let ticket =
+        console::Ticket { server_id: id.to_string(), protocol: protocol.clone(), kind: kind.clone(), expires_ms };
+    sim.consoles.issue(token, ticket, ctx.now);
     Ok(Outcome::Data(json!({"url": url, "protocol": protocol, "type": kind})))
 }
 

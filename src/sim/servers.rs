@@ -203,6 +203,7 @@ fn build(
             ip_ready_ms: None,
             recycled: false,
             busy_task: None,
+            power_log: Vec::new(),
         };
         sim.world.servers.insert(id.clone(), server);
         ids.push(id);

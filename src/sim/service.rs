@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::{Credentials, RsaKey, Tokens};
+use super::console::Tickets;
 use super::fault::FaultRule;
 use super::limits::Limits;
 use super::reply::Envelope;
@@ -33,6 +34,13 @@ pub struct Knobs {
     pub token_ttl_secs: u64,
     pub get_per_minute: u32,
     pub write_per_minute: u32,
+    /// How long a remote-console URL may be opened after it was issued.
+    #[serde(default = "default_console_ttl")]
+    pub console_ttl_secs: u64,
+}
+
+fn default_console_ttl() -> u64 {
+    super::console::DEFAULT_TTL_SECS
 }
 
 /// A remembered answer to a request that carried `X-Client-Token`.
@@ -49,6 +57,8 @@ pub struct Replay {
 pub struct Sim {
     pub world: World,
     pub tokens: Tokens,
+    /// Remote-console tokens handed out and not yet expired.
+    pub consoles: Tickets,
     /// `(identity, X-Client-Token)` → answer.
     pub replays: HashMap<(String, String), Replay>,
     /// Requests seen per endpoint pattern (`GET /janus/{v}/servers/{id}`).
@@ -71,6 +81,7 @@ impl Sim {
         Self {
             world,
             tokens: Tokens::new(),
+            consoles: Tickets::default(),
             replays: HashMap::new(),
             requests: BTreeMap::new(),
             faults,
@@ -99,6 +110,7 @@ impl Sim {
     pub fn reset(&mut self) {
         self.world = seed();
         self.replays.clear();
+        self.consoles.clear();
         self.requests.clear();
         self.faults.clear();
         self.next_due = Millis::MIN;
@@ -186,6 +198,7 @@ impl Sim {
             "tasks_finished": by_task(TaskState::Finish),
             "tasks_failed": by_task(TaskState::Failure),
             "tokens": self.tokens.len(),
+            "console_tokens": self.consoles.len(),
             "replays": self.replays.len(),
             "volumes": self.world.volumes.len(),
         })

@@ -283,6 +283,7 @@ fn apply(world: &mut World, effect: &Effect, at: Millis, ip_delay_ms: i64) -> Re
                     if *power_on {
                         s.status = VmStatus::Running;
                         s.ip_ready_ms = boot;
+                        s.mark_power(at, true);
                     } else {
                         s.status = VmStatus::Stopped;
                     }
@@ -306,6 +307,7 @@ fn apply(world: &mut World, effect: &Effect, at: Millis, ip_delay_ms: i64) -> Re
                 }
                 PowerOp::Suspend => s.status = VmStatus::Suspended,
             }
+            s.mark_power(at, s.status == VmStatus::Running);
         }
         Effect::Update { server_id, patch, prev } => {
             let s = world.servers.get_mut(server_id).ok_or("server vanished")?;
@@ -346,6 +348,7 @@ fn apply(world: &mut World, effect: &Effect, at: Millis, ip_delay_ms: i64) -> Re
                 s.recycled = true;
                 s.status = VmStatus::Stopped;
                 s.ip_ready_ms = None;
+                s.mark_power(at, false);
             }
         }
         Effect::Restore { server_id } => {

@@ -147,6 +147,20 @@ pub struct Server {
     pub recycled: bool,
     /// The unfinished task working on this server; other changes are refused meanwhile.
     pub busy_task: Option<String>,
+    /// When the guest powered on and off, oldest first (at most [`POWER_LOG_LEN`] marks); the
+    /// metrics endpoint draws its series from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub power_log: Vec<PowerMark>,
+}
+
+/// How many power changes a server remembers.
+pub const POWER_LOG_LEN: usize = 32;
+
+/// The guest powered on (`on`) or off at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerMark {
+    pub at: Millis,
+    pub on: bool,
 }
 
 impl Server {
@@ -156,6 +170,28 @@ impl Server {
     /// Whether vmtools has reported the guest's addresses at `now`.
     pub fn reports_ip(&self, now: Millis) -> bool {
         self.status == VmStatus::Running && self.ip_ready_ms.is_some_and(|t| now >= t)
+    }
+    /// Records that the guest powered on or off at `at` (nothing when it already was).
+    pub fn mark_power(&mut self, at: Millis, on: bool) {
+        if self.power_log.last().is_some_and(|m| m.on == on) {
+            return;
+        }
+        self.power_log.push(PowerMark { at, on });
+        if self.power_log.len() > POWER_LOG_LEN {
+            self.power_log.remove(0);
+        }
+    }
+    /// Since when the guest has been running at `t`, or `None` when it was off then. Before
+    /// the first mark the guest was in the opposite state; without marks (a server from an
+    /// older state file) it is taken to have been as it is now since it was created.
+    pub fn on_since(&self, t: Millis) -> Option<Millis> {
+        match self.power_log.iter().rev().find(|m| m.at <= t) {
+            Some(m) => m.on.then_some(m.at),
+            None => match self.power_log.first() {
+                Some(first) => (!first.on).then_some(self.created_ms),
+                None => (self.status == VmStatus::Running).then_some(self.created_ms),
+            },
+        }
     }
 }
 

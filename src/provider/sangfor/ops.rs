@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::{API, Call, SangforClient, envelope, wire};
 use crate::config::Secret;
 use crate::provider::{
-    Capacity, Created, Image, Network, OpKey, Provider, ProviderError, ProviderResult, Server, ServerId, ServerSpec,
-    StorageTag, Subnet, TaskId, TaskState, Zone,
+    Capacity, ConsoleUrl, Created, Image, Network, OpKey, Provider, ProviderError, ProviderResult, Server, ServerId,
+    ServerMetrics, ServerSpec, StorageTag, Subnet, TaskId, TaskState, TimeGap, Zone,
 };
 
 /// Path segment for an id: refuses ids that would change the path.
@@ -274,6 +274,44 @@ impl Provider for SangforClient {
     async fn get_task(&self, id: &TaskId) -> ProviderResult<TaskState> {
         let data = self.call(Call::get("get_task", format!("{API}/tasks/{}", seg(id.as_str())?))).await?;
         Ok(wire::task(id, &data))
+    }
+
+    async fn remote_console(&self, id: &ServerId) -> ProviderResult<ConsoleUrl> {
+        let path = format!("{API}/servers/{}/remote-consoles", seg(id.as_str())?);
+        let body = json!({"remote_console": {"protocol": "vnc", "type": "novnc"}});
+        // Every call asks for a new console, so the token is new each time too; retries of
+        // one call reuse it, and SCP answers a replay with the URL it already gave.
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let data = self.call(Call::write("remote_console", Method::POST, path, &body, Some(token))).await?;
+        let url = envelope::field(&data, "url");
+        if url.is_empty() {
+            return Err(ProviderError::Protocol("remote_console: the answer has no url".into()));
+        }
+        Ok(ConsoleUrl::new(url))
+    }
+
+    async fn server_metrics(
+        &self,
+        id: &ServerId,
+        names: &[String],
+        timegap: TimeGap,
+        granularity: Option<u32>,
+    ) -> ProviderResult<ServerMetrics> {
+        let bad = |message: String| ProviderError::BadRequest { message, code: String::new() };
+        if names.is_empty() {
+            return Err(bad("name at least one metric".into()));
+        }
+        if let Some(n) = names.iter().find(|n| n.is_empty() || n.contains([',', ' ', '&', '='])) {
+            return Err(bad(format!("invalid metric name {n:?}")));
+        }
+        let granularity = granularity.unwrap_or(0).max(timegap.min_granularity());
+        let call = Call::get("server_metrics", format!("{API}/metrics/{}", seg(id.as_str())?))
+            .query("object_type", "server")
+            .query("metric_names", names.join(","))
+            .query("timegap", timegap)
+            .query("granularity", granularity);
+        let data = self.call(call).await?;
+        wire::metrics(&data).ok_or_else(|| ProviderError::Protocol("server_metrics: data is not an object".into()))
     }
 }
 

@@ -11,6 +11,7 @@ use crate::provider::types::{
     Capacity, CapacityItem, Image, Network, Power, Server, ServerId, ServerStatus, StorageTag, Subnet, TaskId,
     TaskState, TaskStatus, Zone,
 };
+use crate::provider::usage::{MetricSeries, ServerMetrics};
 
 pub fn server(v: &Value) -> Server {
     let status_text = field(v, "status").to_ascii_lowercase();
@@ -63,6 +64,32 @@ pub fn server(v: &Value) -> Server {
         zone_id: field(v, "az_id"),
         image_id: field(v, "image_id"),
     }
+}
+
+/// A metrics answer (§5.9): `{"<metric>": {"unit", "granularity", "datapoints": [[time,
+/// "14.86"], …]}}`. Values may be strings or numbers; points without a readable time or value
+/// (SCP leaves gaps as null or empty) are left out, and the rest sorted oldest first.
+/// `None` when `data` is not an object at all.
+pub fn metrics(v: &Value) -> Option<ServerMetrics> {
+    let parse_time = |t: &Value| chrono::NaiveDateTime::parse_from_str(text(t).trim(), "%Y-%m-%d %H:%M:%S").ok();
+    let parse_value = |x: &Value| match x {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let series = v.as_object()?.iter().filter(|(_, m)| m.is_object()).map(|(name, m)| {
+        let mut points: Vec<_> = m
+            .get("datapoints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((parse_time(p.get(0)?)?, parse_value(p.get(1)?).filter(|x| x.is_finite())?)))
+            .collect();
+        points.sort_by_key(|(at, _)| *at);
+        let granularity_secs = u32::try_from(ufield(m, "granularity")).unwrap_or(u32::MAX);
+        (name.clone(), MetricSeries { unit: field(m, "unit"), granularity_secs, points })
+    });
+    Some(series.collect())
 }
 
 /// The system disk of a server object: `ide0` if present, else the first disk.
