@@ -58,6 +58,8 @@ pub struct AppState {
     pub link_requests: Arc<refusals::RefusalBudget>,
     /// The same for portal links (`portal.requests_per_minute`).
     pub portal_requests: Arc<refusals::RefusalBudget>,
+    /// Customers' open console sessions, one per portal link.
+    pub consoles: Arc<portal::console::Consoles>,
 }
 
 impl AppState {

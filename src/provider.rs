@@ -14,6 +14,7 @@
 //! - [`check`]: `vmauto provider check`, the connection report an admin reads.
 
 pub mod check;
+pub mod console;
 pub mod error;
 pub mod sangfor;
 pub mod traffic;
@@ -88,6 +89,9 @@ pub trait Provider: Send + Sync + 'static {
     /// A remote-console (noVNC) URL for the server. Its token opens the console for a short
     /// while (SCP: about a minute), so ask just before opening it, and treat it as a secret.
     async fn remote_console(&self, id: &ServerId) -> ProviderResult<ConsoleUrl>;
+
+    /// Asks for a remote console and opens it: the VNC WebSocket, ready to relay.
+    async fn open_console(&self, id: &ServerId) -> ProviderResult<console::ConsoleSocket>;
     /// Usage series of a server over the last `timegap`: the metrics `names` (see
     /// [`metric`]), one point per `granularity` seconds — raised to the platform's minimum
     /// for the span ([`TimeGap::min_granularity`]), which `None` asks for.

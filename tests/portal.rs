@@ -323,3 +323,75 @@ async fn a_link_gets_its_budget_of_requests_a_minute_and_a_suspended_vps_is_not_
     let ops = s.rows(&format!("SELECT VALUE kind FROM operation WHERE vps = '{vps}' AND kind = 'power'")).await;
     assert!(ops.is_empty(), "{ops:?}");
 }
+
+#[actix_web::test]
+async fn the_console_is_relayed_by_vmauto_one_session_per_link_and_ends_with_the_link() {
+    use crate::sim::console::{Vnc, refused};
+    let s = Stack::start().await;
+    let vps = active_vps(&s, "sub-console").await;
+    let token = operator_token(&s).await;
+    let (id, path) = issue(&s, &token, &vps).await;
+    let name =
+        s.rows(&format!("SELECT VALUE vm_name FROM vps:`{vps}`")).await[0].as_str().expect("vm name").to_string();
+
+    // The page loads noVNC from vmauto only.
+    let (code, html) = page(&s, &format!("{path}/console")).await;
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("src=\"/assets/portal-console.js\""), "{html}");
+    let js = s.t.http.get(s.t.url("/assets/novnc/core/rfb.js")).send().await.expect("novnc");
+    assert_eq!(js.status(), 200);
+    assert!(js.headers()["content-type"].to_str().expect("type").starts_with("text/javascript"));
+
+    // The relay speaks the simulator's VNC: the VM's name and its screen.
+    let ws = s.t.url(&format!("{path}/console/ws"));
+    let mut vnc = Vnc::connect(&ws).await.expect("the console opens through vmauto");
+    let init = vnc.handshake().await;
+    assert_eq!(init.name, name);
+    vnc.set_novnc_format().await;
+    vnc.request(false, init.width, init.height).await;
+    let screen = vnc.update().await.expect("a screen");
+    let colours: std::collections::HashSet<&[u8]> = screen[0].pixels.chunks(4).collect();
+    assert!(colours.len() >= 3, "text on the screen");
+    let opened = s.rows(&format!("SELECT VALUE message FROM activity WHERE subject = 'vps:{vps}'")).await;
+    assert!(opened.iter().any(|m| m == "the customer opened the console"), "{opened:?}");
+
+    // A second session of the link ends the first.
+    let mut second = Vnc::connect(&ws).await.expect("a second session");
+    assert_eq!(second.handshake().await.name, name);
+    vnc.request(false, init.width, init.height).await;
+    let mut first_closed = false;
+    for _ in 0..5 {
+        if vnc.update().await.is_none() {
+            first_closed = true;
+            break;
+        }
+    }
+    assert!(first_closed, "one session per link");
+    assert_eq!(s.t.app.state.consoles.open(), 1);
+
+    // Without a valid link nothing is relayed, and SCP is not asked.
+    let mut forged = ws.clone();
+    forged.insert(forged.len() - "/console/ws".len() - 1, 'x');
+    assert_eq!(refused(&forged).await, 404);
+    let plain = s.t.http.get(&ws).send().await.expect("plain");
+    assert_eq!(plain.status(), 426);
+
+    // Revoking the link ends the session within seconds.
+    let revoked =
+        s.t.http
+            .post(s.t.url(&format!("/api/v1/portal-links/{id}/revoke")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("revoke");
+    assert_eq!(revoked.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        second.request(true, init.width, init.height).await;
+        if second.update().await.is_none() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the session outlived its link");
+    }
+    assert_eq!(refused(&ws).await, 410);
+}

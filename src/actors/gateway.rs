@@ -234,6 +234,14 @@ pub struct GetConsoleUrl {
     pub server_id: ServerId,
 }
 
+/// Asks SCP for a remote console of a server and opens it (the VNC WebSocket), to relay to
+/// a customer's browser.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ProviderResult<crate::provider::console::ConsoleSocket>")]
+pub struct OpenConsole {
+    pub server_id: ServerId,
+}
+
 /// Usage series of a server (`cpu.util`, `net.in.bps`, …, see [`crate::provider::metric`])
 /// over the last `timegap`, a point every `granularity` seconds (`None`: the finest SCP serves
 /// for the span). `customer`: the read is for a page a customer opened, so it waits in the
@@ -422,6 +430,7 @@ handle!(WaitTask => TaskState, |p, m, s| {
     wait_task(p.as_ref(), &m.task_id, m.timeout.unwrap_or(DEFAULT_TASK_TIMEOUT), s.poll).await
 });
 handle!(GetConsoleUrl => ConsoleUrl, |p, m, _s| p.remote_console(&m.server_id).await);
+handle!(OpenConsole => crate::provider::console::ConsoleSocket, |p, m, _s| p.open_console(&m.server_id).await);
 handle!(GetServerMetrics => ServerMetrics, |p, m, _s| {
     let read = p.server_metrics(&m.server_id, &m.names, m.timegap, m.granularity);
     if m.customer { for_customer(read).await } else { read.await }

@@ -3,6 +3,8 @@
 //! - `GET /my/{token}`: the VPS (state, addresses, spec, template, power, what is running
 //!   now) and what the customer may do; `portal.js` keeps it live from `…/status`;
 //! - `GET /my/{token}/status`: the same as JSON;
+//! - `GET /my/{token}/console` (and its WebSocket, `…/console/ws`): the VM's screen, relayed
+//!   (see `console`);
 //! - `POST /my/{token}/power|reinstall|password|password/show|upgrade`: actions (forms carry
 //!   the link's form token), each an operation `requested_by = customer:<link id>`, answered
 //!   303 back to the page with a message code (never data) in the query.
@@ -13,6 +15,7 @@
 //! per link and per client address (`portal.requests_per_minute`).
 
 mod actions;
+pub mod console;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -30,6 +33,7 @@ use crate::portal::{self, Opened, PortalLink};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/my/{token}", web::get().to(get_page)).route("/my/{token}/status", web::get().to(get_status));
     actions::routes(cfg);
+    console::routes(cfg);
 }
 
 /// The portal's headers: its own CSP (no inline script or style; `connect-src 'self'` for

@@ -109,6 +109,8 @@ pub struct SangforClient {
     traffic: Arc<Traffic>,
     tokens: TokenCache,
     timeout: Duration,
+    /// The TLS trust of every connection to this SCP (its consoles too).
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for SangforClient {
@@ -147,8 +149,9 @@ impl SangforClient {
             _ => {}
         }
         let timeout = Duration::from_secs(cfg.request_timeout_secs.max(1));
+        let tls = Arc::new(tls::client_config(cfg)?);
         let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls::client_config(cfg)?)
+            .use_preconfigured_tls((*tls).clone())
             .http1_only()
             .http1_title_case_headers()
             .timeout(timeout)
@@ -158,11 +161,19 @@ impl SangforClient {
             .build()
             .map_err(|e| ProviderError::Config(format!("HTTP client: {e}")))?;
         let tokens = TokenCache::new(traffic.metrics().clone());
-        Ok(Self { http, base, cfg: cfg.clone(), traffic, tokens, timeout })
+        Ok(Self { http, base, cfg: cfg.clone(), traffic, tokens, timeout, tls })
     }
 
     pub fn config(&self) -> &SangforConfig {
         &self.cfg
+    }
+
+    pub(crate) fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn traffic(&self) -> &Arc<Traffic> {

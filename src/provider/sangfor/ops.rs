@@ -290,6 +290,11 @@ impl Provider for SangforClient {
         Ok(ConsoleUrl::new(url))
     }
 
+    async fn open_console(&self, id: &ServerId) -> ProviderResult<crate::provider::console::ConsoleSocket> {
+        let url = self.remote_console(id).await?;
+        crate::provider::console::connect(&url, self.tls(), self.timeout()).await
+    }
+
     async fn server_metrics(
         &self,
         id: &ServerId,
