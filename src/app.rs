@@ -114,6 +114,7 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
             config.portal.requests_per_minute.saturating_mul(5),
         )),
         consoles: Arc::default(),
+        usage: Arc::default(),
     };
 
     let data = web::Data::new(state.clone());

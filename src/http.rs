@@ -15,6 +15,7 @@ pub mod session;
 pub mod stripe;
 pub mod ui;
 pub mod upgrade;
+pub mod usage;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub portal_requests: Arc<refusals::RefusalBudget>,
     /// Customers' open console sessions, one per portal link.
     pub consoles: Arc<portal::console::Consoles>,
+    /// Recent usage answers from SCP, by server and span.
+    pub usage: Arc<usage::UsageCache>,
 }
 
 impl AppState {

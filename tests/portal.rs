@@ -395,3 +395,47 @@ async fn the_console_is_relayed_by_vmauto_one_session_per_link_and_ends_with_the
     }
     assert_eq!(refused(&ws).await, 410);
 }
+
+#[actix_web::test]
+async fn usage_graphs_come_from_scp_metrics_for_the_customer_and_the_admin() {
+    let s = Stack::start().await;
+    let vps = active_vps(&s, "sub-usage").await;
+    let token = operator_token(&s).await;
+    let (_, path) = issue(&s, &token, &vps).await;
+    // A VM seconds old has no history yet: the page says so.
+    let (code, html) = page(&s, &format!("{path}/usage")).await;
+    assert_eq!(code, 200);
+    assert!(html.contains("No data for this period yet"), "{html}");
+    // As if it had run for 30 hours (the usage cache holds answers a minute: a new span).
+    let server = s.rows(&format!("SELECT VALUE server_id FROM vps:`{vps}`")).await[0].as_str().expect("vm").to_string();
+    let aged = reqwest::Client::new()
+        .post(format!("{}/_sim/servers/{server}/age", s.sim.base_url()))
+        .json(&serde_json::json!({ "hours": 30 }))
+        .send()
+        .await
+        .expect("age");
+    assert_eq!(aged.status(), 200);
+    s.t.app.state.usage.clear();
+    for range in ["24h", "7d"] {
+        let (code, html) = page(&s, &format!("{path}/usage?range={range}")).await;
+        assert_eq!(code, 200, "{html}");
+        assert_eq!(html.matches("<polyline").count(), 4, "CPU, memory, network in and out over {range}: {html}");
+        assert!(html.contains(" %") && html.contains("Mbit/s"), "{html}");
+        assert!(!html.contains("cannot be read"), "{html}");
+    }
+    // The CPU line of a running VM is not flat at zero: its top value is above 0 %.
+    let (_, html) = page(&s, &format!("{path}/usage")).await;
+    let cpu = html.split("<h2>CPU</h2>").nth(1).expect("cpu chart");
+    let top = cpu.split("text-anchor=\"end\">").nth(1).and_then(|t| t.split(' ').next()).expect("axis top");
+    assert!(top.parse::<f64>().expect("a number") > 0.0, "CPU axis top {top}");
+
+    // The admin sees the same graphs on the VPS's usage page.
+    crate::ui::users(&s.t).await;
+    let base = s.t.app.base_url();
+    let session = crate::ui::login(&base, "view").await;
+    let (code, html) = crate::ui::get(&base, &session, &format!("/vps/{vps}/usage?range=7d")).await;
+    assert_eq!(code, 200, "{html}");
+    assert_eq!(html.matches("<polyline").count(), 4, "{html}");
+    let (_, detail) = crate::ui::get(&base, &session, &format!("/vps/{vps}")).await;
+    assert!(detail.contains(&format!("/vps/{vps}/usage")), "the VPS page links to its usage");
+}

@@ -81,6 +81,80 @@ pub fn bars(series: &[Series], stacked: bool, unit: &str, empty: &str) -> String
     svg
 }
 
+/// A line chart of series sampled at the same times (`YYYY-MM-DD HH:MM:SS` or RFC 3339):
+/// one polyline per series, a tooltip per point, the time axis labelled with hours (a day or
+/// less) or dates. `unit` follows values in tooltips and the axis.
+pub fn lines(series: &[Series], unit: &str, empty: &str) -> String {
+    let n = series.iter().map(|s| s.points.len()).max().unwrap_or(0);
+    if n < 2 {
+        return format!("<p class=\"chart-empty\">{}</p>", escape(empty));
+    }
+    let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max).max(1e-9);
+    let plot_w = W - LEFT - 8.0;
+    let plot_h = H - TOP - BOTTOM;
+    let y0 = TOP + plot_h;
+    let step = plot_w / (n - 1) as f64;
+    let first = series.iter().find_map(|s| s.points.first()).map(|p| p.0.clone()).unwrap_or_default();
+    let last = series.iter().find_map(|s| s.points.last()).map(|p| p.0.clone()).unwrap_or_default();
+    let by_date = first.get(..10) != last.get(..10) && n > 48 && first.get(..10).is_some();
+    let label = |t: &str| if by_date { t.get(5..10) } else { t.get(11..16) }.unwrap_or("").to_string();
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\">\
+         <line class=\"axis\" x1=\"{LEFT}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\"/>\
+         <text class=\"tick\" x=\"{tx}\" y=\"{ty}\" text-anchor=\"end\">{max}</text>\
+         <text class=\"tick\" x=\"{tx}\" y=\"{y0}\" text-anchor=\"end\">0</text>",
+        x1 = W - 8.0,
+        tx = LEFT - 4.0,
+        ty = TOP + 8.0,
+        max = escape(&format!("{}{unit}", fmt_num(max))),
+    );
+    let every = (n / 6).max(1);
+    if let Some(s0) = series.iter().max_by_key(|s| s.points.len()) {
+        let mut previous = String::new();
+        for (i, (t, _)) in s0.points.iter().enumerate().step_by(every) {
+            let text = label(t);
+            if text != previous {
+                let _ = write!(
+                    svg,
+                    "<text class=\"tick\" x=\"{:.1}\" y=\"{}\">{}</text>",
+                    LEFT + step * i as f64,
+                    H - 6.0,
+                    escape(&text)
+                );
+                previous = text;
+            }
+        }
+    }
+    for (k, s) in series.iter().enumerate() {
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{:.1},{:.1}", LEFT + step * i as f64, y0 - p.1.max(0.0) / max * plot_h))
+            .collect();
+        let _ = write!(svg, "<polyline class=\"line l{k}\" points=\"{}\"/>", points.join(" "));
+        // Tooltips on a sample of points, so a week of points stays a small page.
+        let tip_every = (s.points.len() / 48).max(1);
+        for (i, p) in s.points.iter().enumerate().step_by(tip_every) {
+            let _ = write!(
+                svg,
+                "<circle class=\"dot l{k}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\"><title>{}</title></circle>",
+                LEFT + step * i as f64,
+                y0 - p.1.max(0.0) / max * plot_h,
+                escape(&format!("{} UTC · {}: {}{unit}", p.0.get(..16).unwrap_or(&p.0), s.label, fmt_num(p.1)))
+            );
+        }
+    }
+    svg.push_str("</svg><ul class=\"legend\">");
+    for (k, s) in series.iter().enumerate() {
+        let _ = write!(svg, "<li><span class=\"swatch s{k}\"></span>{}</li>", escape(&s.label));
+    }
+    svg.push_str("</ul>");
+    svg
+}
+
 fn fmt_num(v: f64) -> String {
     if v >= 100.0 || v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") }
 }
@@ -105,5 +179,19 @@ mod tests {
         let svg = bars(&[s], false, " s", "none");
         assert!(svg.contains("<svg") && svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
         assert_eq!(svg.matches("<rect").count(), 2);
+    }
+
+    #[test]
+    fn line_charts_draw_one_polyline_per_series_and_need_two_points() {
+        let one = Series { label: "cpu".into(), points: vec![("2026-01-01 10:00:00".into(), 3.0)] };
+        assert!(lines(&[one], "%", "no data yet").contains("no data yet"));
+        let pts = |f: f64| (0..10).map(|i| (format!("2026-01-01 1{i}:00:00"), f * f64::from(i))).collect();
+        let svg = lines(
+            &[Series { label: "in".into(), points: pts(1.0) }, Series { label: "<out>".into(), points: pts(2.0) }],
+            " bps",
+            "none",
+        );
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("18 bps") && svg.contains("&lt;out&gt;") && !svg.contains("<out>"), "{svg}");
     }
 }

@@ -3,6 +3,7 @@
 //! - `GET /my/{token}`: the VPS (state, addresses, spec, template, power, what is running
 //!   now) and what the customer may do; `portal.js` keeps it live from `…/status`;
 //! - `GET /my/{token}/status`: the same as JSON;
+//! - `GET /my/{token}/usage?range=24h|7d`: CPU, memory and network graphs (see `usage`);
 //! - `GET /my/{token}/console` (and its WebSocket, `…/console/ws`): the VM's screen, relayed
 //!   (see `console`);
 //! - `POST /my/{token}/power|reinstall|password|password/show|upgrade`: actions (forms carry
@@ -31,7 +32,9 @@ use crate::portal::{self, Opened, PortalLink};
 
 /// Mounts the portal.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/my/{token}", web::get().to(get_page)).route("/my/{token}/status", web::get().to(get_status));
+    cfg.route("/my/{token}", web::get().to(get_page))
+        .route("/my/{token}/status", web::get().to(get_status))
+        .route("/my/{token}/usage", web::get().to(get_usage));
     actions::routes(cfg);
     console::routes(cfg);
 }
@@ -349,5 +352,56 @@ async fn get_status(state: web::Data<AppState>, req: HttpRequest, token: web::Pa
             tracing::error!(error = %format!("{e:#}"), "portal status could not be read");
             HttpResponse::ServiceUnavailable().json(json!({ "error": "Try again shortly." }))
         }
+    }
+}
+
+/// The context of `pages/portal_usage.html`.
+#[derive(Serialize)]
+struct UsagePage {
+    base: String,
+    name: String,
+    week: bool,
+    charts: Option<crate::http::usage::UsageCharts>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UsageQuery {
+    #[serde(default)]
+    range: Option<String>,
+}
+
+async fn get_usage(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    token: web::Path<String>,
+    query: web::Query<UsageQuery>,
+) -> HttpResponse {
+    use crate::http::usage::{Span, charts_for};
+    let link = match admit(&state, &req, &token).await {
+        Ok(l) => l,
+        Err(resp) => return resp,
+    };
+    let seen = match look(&state, &link).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(&state, &e),
+    };
+    let span = Span::parse(query.range.as_deref());
+    let server = match state.store.vps(&link.vps).await {
+        Ok(v) => v.and_then(|v| v.server_id),
+        Err(e) => return unavailable(&state, &e),
+    };
+    let charts = match server {
+        Some(id) if seen.vps.state.is_live() => Some(charts_for(&state, &id, span, true).await),
+        _ => None,
+    };
+    let page = UsagePage {
+        base: format!("/my/{}", token.as_str()),
+        name: if seen.vps.name.is_empty() { "Your server".into() } else { seen.vps.name.clone() },
+        week: span == Span::Week,
+        charts,
+    };
+    match state.templates.render("pages/portal_usage.html", &page) {
+        Ok(html) => portal_response(StatusCode::OK, html),
+        Err(e) => unavailable(&state, &e),
     }
 }

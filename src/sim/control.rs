@@ -11,6 +11,7 @@
 //! | `DELETE /_sim/faults` | removes every rule |
 //! | `GET /_sim/config` / `PUT /_sim/config` | reads / changes `task_ms`, `ip_delay_ms`, `token_ttl_secs`, `get_per_minute`, `write_per_minute` |
 //! | `POST /_sim/tokens/expire` | makes every issued token expired (next call → 401) |
+//! | `POST /_sim/servers/{id}/age` | `{"hours": N}`: the server was created, and its power changes happened, N hours earlier (usage history for graphs and demos) |
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
@@ -155,6 +156,23 @@ pub async fn handle(req: &HttpRequest, payload: web::Payload, shared: &Shared) -
             }
             let consoles = sim.consoles.expire_all(now);
             ok(json!({"expired": n, "consoles": consoles}))
+        }
+        ("POST", p) if p.starts_with("/_sim/servers/") && p.ends_with("/age") => {
+            let id = &p["/_sim/servers/".len()..p.len() - "/age".len()];
+            let hours = match parse("age").map(|v| v.get("hours").and_then(Value::as_u64)) {
+                Ok(Some(h)) if h <= 24 * 365 => h,
+                Ok(_) => return err(shared, ApiError::bad_request("give {\"hours\": N}, N up to 8760")),
+                Err(e) => return err(shared, e),
+            };
+            let Some(server) = sim.world.servers.get_mut(id) else {
+                return err(shared, ApiError::not_found("server", id));
+            };
+            let shift = i64::try_from(hours).unwrap_or(0).saturating_mul(3_600_000);
+            server.created_ms = server.created_ms.saturating_sub(shift);
+            for mark in &mut server.power_log {
+                mark.at = mark.at.saturating_sub(shift);
+            }
+            ok(json!({"id": id, "created_ms": server.created_ms}))
         }
         _ => err(shared, ApiError::no_route(req.method().as_str(), path)),
     }

@@ -1,5 +1,5 @@
-//! Customers' portal links on the admin VPS page: issue (the URL is shown once; only its
-//! digest is stored), revoke, renew.
+//! What the admin VPS page shares with the customer's portal: portal links (issue — the URL
+//! is shown once, only its digest is stored —, revoke, renew) and the usage graphs.
 
 use serde::Serialize;
 
@@ -14,7 +14,43 @@ use actix_web::web;
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/vps/{id}/portal-link", web::post().to(issue))
         .route("/portal-links/{id}/revoke", web::post().to(revoke))
-        .route("/portal-links/{id}/renew", web::post().to(renew));
+        .route("/portal-links/{id}/renew", web::post().to(renew))
+        .route("/vps/{id}/usage", web::get().to(usage));
+}
+
+/// The context of `admin/vps_usage.html`.
+#[derive(Serialize)]
+struct UsagePage {
+    id: VpsId,
+    name: String,
+    week: bool,
+    charts: Option<crate::http::usage::UsageCharts>,
+}
+
+#[derive(serde::Deserialize)]
+struct UsageQuery {
+    #[serde(default)]
+    range: Option<String>,
+}
+
+async fn usage(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, q: web::Query<UsageQuery>) -> Page {
+    use crate::http::usage::{Span, charts_for};
+    let id = VpsId::from(id.into_inner());
+    let Some(vps) = state.store.vps_detail(&id).await.map_err(anyhow_internal)? else {
+        return Err(crate::http::session::UiError::status(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "There is no VPS with this id.",
+        ));
+    };
+    let span = Span::parse(q.range.as_deref());
+    let charts = match &vps.row.server_id {
+        Some(server) if vps.row.state.is_live() => Some(charts_for(&state, server, span, false).await),
+        _ => None,
+    };
+    let name = if vps.row.name.is_empty() { id.to_string() } else { vps.row.name.clone() };
+    let title = format!("Usage · {name}");
+    let ctx = UsagePage { id, name, week: span == Span::Week, charts };
+    super::render(&state, &user.0, "admin/vps_usage.html", &title, "vps", ctx)
 }
 
 /// A portal link as the VPS page lists it.
