@@ -93,3 +93,49 @@ async fn the_admin_ui_works_in_a_real_browser() {
         assert!(shots.join(format!("{page}.png")).exists(), "screenshot of {page}");
     }
 }
+
+#[actix_web::test]
+async fn the_customer_portal_works_in_a_real_browser() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).exists(), "{chromium} is missing: install Debian's chromium");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let out =
+            run(tokio::process::Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir)).await;
+        assert!(out.status.success(), "npm ci in tests/browser: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let port = crate::common::free_port();
+    let app_url = format!("http://127.0.0.1:{port}");
+    let public_url = app_url.clone();
+    let s = Stack::start_with(SimConfig { task_ms: 300, ip_delay_ms: 200, ..SimConfig::default() }, move |c| {
+        c.server.listen = format!("127.0.0.1:{port}").parse().expect("addr");
+        c.server.public_url = public_url;
+    })
+    .await;
+    let vps = crate::upgrades::active_vps(&s, "sub-portal-browser").await;
+    let st = &s.t.app.state;
+    let link =
+        vmauto::portal::issue(&st.store, &st.config, &st.sealer, &vps.as_str().into(), "test").await.expect("link");
+    let gone =
+        vmauto::portal::issue(&st.store, &st.config, &st.sealer, &vps.as_str().into(), "test").await.expect("link");
+    assert!(vmauto::portal::revoke(&st.store, &gone.id, "test").await.expect("revoke"));
+    let shots = dir.join("artifacts");
+    let out = run(tokio::process::Command::new("node")
+        .arg("portal.test.mjs")
+        .current_dir(&dir)
+        .env("VMAUTO_URL", &app_url)
+        .env("VMAUTO_PORTAL", &link.url)
+        .env("VMAUTO_PORTAL_REVOKED", &gone.url)
+        .env("VMAUTO_SIM", s.sim.base_url())
+        .env("VMAUTO_SHOTS", &shots)
+        .env("CHROMIUM", &chromium))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(out.status.success(), "the portal browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("portal browser test passed"));
+    for page in ["portal", "portal-console", "portal-password", "portal-usage", "portal-reinstall", "portal-revoked"] {
+        assert!(shots.join(format!("{page}.png")).exists(), "screenshot of {page}");
+    }
+}

@@ -15,7 +15,12 @@ function say(text) {
 say("Connecting…");
 const rfb = new RFB(document.getElementById("console-screen"), url, { wsProtocols: ["binary"] });
 rfb.scaleViewport = true;
-rfb.addEventListener("connect", () => say("Connected. Click the screen to type."));
+rfb.addEventListener("connect", () => {
+  // Scale once the screen's size is known, so the whole screen fits the page.
+  rfb.scaleViewport = false;
+  rfb.scaleViewport = true;
+  say("Connected. Click the screen to type.");
+});
 rfb.addEventListener("disconnect", (e) => {
   say(e.detail.clean ? "The console was closed. Reload the page to open it again." : "The console could not be reached. Reload the page to try again.");
 });

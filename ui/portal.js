@@ -17,16 +17,17 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (s) {
         if (!s) return;
+        var cur = s.current || "";
+        // A task just finished: reload, so buttons and history match (and the page says
+        // "nothing" only once it is the new page).
+        if (lastCurrent && !cur) { window.location.replace(base); return; }
         set("vps-state", s.state, s.state);
         set("vps-power", s.power, s.power);
         var ips = document.getElementById("vps-ips");
         if (ips) ips.textContent = s.ips.length ? s.ips.join(", ") : "none yet";
-        var cur = s.current || "";
         set("vps-current", cur || "nothing", cur ? "running" : "");
         var ready = document.getElementById("password-ready");
         if (ready) ready.hidden = !s.password_ready;
-        // A task just finished: reload once so buttons and history match.
-        if (lastCurrent && !cur) { window.location.replace(base); }
         lastCurrent = cur;
       })
       .catch(function () {});

@@ -96,7 +96,9 @@ pub fn lines(series: &[Series], unit: &str, empty: &str) -> String {
     let step = plot_w / (n - 1) as f64;
     let first = series.iter().find_map(|s| s.points.first()).map(|p| p.0.clone()).unwrap_or_default();
     let last = series.iter().find_map(|s| s.points.last()).map(|p| p.0.clone()).unwrap_or_default();
-    let by_date = first.get(..10) != last.get(..10) && n > 48 && first.get(..10).is_some();
+    // Dates on the axis when the chart spans more than a day and a half, hours otherwise.
+    let at = |t: &str| chrono::NaiveDateTime::parse_from_str(t.get(..19).unwrap_or(t), "%Y-%m-%d %H:%M:%S").ok();
+    let by_date = matches!((at(&first), at(&last)), (Some(a), Some(b)) if (b - a).num_hours() > 36);
     let label = |t: &str| if by_date { t.get(5..10) } else { t.get(11..16) }.unwrap_or("").to_string();
     let mut svg = String::new();
     let _ = write!(
