@@ -268,6 +268,8 @@ struct PortalPage {
     delete_after: Option<String>,
     active: bool,
     suspended: bool,
+    /// Paid upgrades are on (Stripe).
+    upgrades: bool,
     current: Option<String>,
     recent: Vec<OpView>,
     password_ready: bool,
@@ -323,6 +325,7 @@ async fn get_page(
         delete_after: v.delete_after.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
         active: v.state == VpsState::Active,
         suspended: v.state == VpsState::Suspended,
+        upgrades: state.config.stripe.enabled && v.state == VpsState::Active,
         current: status.current,
         recent: seen.ops.iter().map(op_view).collect(),
         password_ready: seen.password_ready,
