@@ -271,3 +271,69 @@ async fn key_figures_reflect_the_lifecycle() {
     let (_, metrics) = s.t.get("/metrics").await;
     assert!(metrics.contains(r#"vmauto_kpi{name="automation_success_rate"} 1"#), "{metrics}");
 }
+
+#[actix_web::test]
+async fn an_admin_restores_a_deleted_vps_from_the_recycle_bin_with_its_addresses() {
+    let s = crate::common::Stack::start().await;
+    let vps = crate::upgrades::active_vps(&s, "sub-restore").await;
+    let before = s.rows(&format!("SELECT server_id, ips, name FROM vps:`{vps}`")).await.remove(0);
+    let token =
+        s.t.app.state.auth.create_token("robot", vmauto::auth::Role::Operator, "admin:root").await.expect("token");
+    let act = |body: serde_json::Value| {
+        let req = s.t.http.post(s.t.url(&format!("/api/v1/vps/{vps}/actions"))).bearer_auth(&token).json(&body);
+        async move {
+            let r = req.send().await.expect("action");
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let (code, err) = act(serde_json::json!({ "action": "restore" })).await;
+    assert_eq!(code, 400, "an active VPS is not restored: {err}");
+    assert!(err["message"].as_str().unwrap_or_default().contains("only a deleted VPS"), "{err}");
+
+    let (code, _) = act(serde_json::json!({ "action": "delete", "confirm": before["name"] })).await;
+    assert_eq!(code, 202);
+    s.wait_for("deleted", 60, &format!("SELECT state FROM vps:`{vps}`"), |r| r[0]["state"] == "deleted").await;
+    let recycled = s.sim_state().await["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .any(|v| v["id"] == before["server_id"] && v["recycled"] == true);
+    assert!(recycled, "the VM waits in the recycle bin");
+
+    let (code, body) = act(serde_json::json!({ "action": "restore" })).await;
+    assert_eq!(code, 202, "{body}");
+    let after = s
+        .wait_for("restored", 60, &format!("SELECT state, server_id, ips, delete_after FROM vps:`{vps}`"), |r| {
+            r[0]["state"] == "active"
+        })
+        .await
+        .remove(0);
+    assert_eq!(after["server_id"], before["server_id"], "the same VM");
+    assert_eq!(after["ips"], before["ips"], "with its addresses");
+    let vm = s.sim_servers().await.into_iter().find(|v| v["id"] == before["server_id"]).expect("back from the bin");
+    assert_eq!(vm["status"], "running");
+    let ops = s.rows(&format!("SELECT VALUE state FROM operation WHERE vps = '{vps}' AND kind = 'restore'")).await;
+    assert_eq!(ops, vec![serde_json::json!("succeeded")]);
+}
+
+#[actix_web::test]
+async fn a_restore_is_refused_when_deleted_vms_are_not_kept() {
+    let s = crate::common::Stack::start_with(vmauto::sim::SimConfig::default(), |c| {
+        c.provider.sangfor.delete_mode = vmauto::config::DeleteMode::Permanent;
+    })
+    .await;
+    let vps = crate::upgrades::active_vps(&s, "sub-no-restore").await;
+    let token =
+        s.t.app.state.auth.create_token("robot", vmauto::auth::Role::Operator, "admin:root").await.expect("token");
+    let r =
+        s.t.http
+            .post(s.t.url(&format!("/api/v1/vps/{vps}/actions")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "action": "restore" }))
+            .send()
+            .await
+            .expect("action");
+    assert_eq!(r.status(), 409);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert!(body["message"].as_str().unwrap_or_default().contains("delete_mode is permanent"), "{body}");
+}

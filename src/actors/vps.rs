@@ -130,6 +130,7 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
         OpKind::Resize => Some(VpsState::Resizing),
         OpKind::Reset | OpKind::SetPassword => Some(VpsState::Resetting),
         OpKind::Rebuild => Some(VpsState::Rebuilding),
+        OpKind::Restore => Some(VpsState::Resuming),
         OpKind::Power => None,
     };
     let state = if op.task_id.is_some() { OpState::WaitingTask } else { OpState::Running };
@@ -208,7 +209,12 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
         Outcome::Retry(error) | Outcome::Fail(error) => {
             tracing::error!(attempt, error = %error, "operation is dead");
             // A power operation that failed leaves the VPS as it was (it still runs, or not).
-            let patch = if running_state.is_some() { VpsPatch::state(VpsState::Failed) } else { VpsPatch::default() };
+            // A restore that failed leaves the VPS deleted (its VM is still in the recycle bin).
+            let patch = match op.kind {
+                OpKind::Power => VpsPatch::default(),
+                OpKind::Restore => VpsPatch::state(VpsState::Deleted),
+                _ => VpsPatch::state(VpsState::Failed),
+            };
             let _ = cx.store.finish_operation(&op.id, OpState::Dead, Some(&error), &op.vps, &patch).await;
             let _ = cx
                 .store

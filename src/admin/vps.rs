@@ -28,6 +28,8 @@ pub enum Action {
     Power,
     /// A new root password (the guest must run).
     Password,
+    /// A deleted VPS back from SCP's recycle bin.
+    Restore,
 }
 
 impl Action {
@@ -45,6 +47,7 @@ impl Action {
             Self::Delete => OpKind::Delete,
             Self::Power => OpKind::Power,
             Self::Password => OpKind::SetPassword,
+            Self::Restore => OpKind::Restore,
         }
     }
 }
@@ -61,8 +64,15 @@ pub async fn request_action(
     let Some(current) = store.vps(vps).await? else {
         return Err(crate::error::NotFound::new("VPS", vps.as_str()).into());
     };
-    if current.state == VpsState::Deleted {
-        anyhow::bail!("this VPS is deleted; nothing can be done to it any more");
+    if action == Action::Restore {
+        anyhow::ensure!(
+            current.state == VpsState::Deleted,
+            "this VPS is {}; only a deleted VPS is restored",
+            current.state.as_str()
+        );
+        anyhow::ensure!(current.server_id.is_some(), "this VPS never had a VM; there is nothing to restore");
+    } else if current.state == VpsState::Deleted {
+        anyhow::bail!("this VPS is deleted; only a restore from SCP's recycle bin can bring it back");
     }
     let mut params = params;
     if action == Action::Resize {

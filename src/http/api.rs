@@ -120,10 +120,16 @@ async fn vps_action(
     let id = VpsId::from(id.into_inner());
     let action = Action::parse(&body.action).ok_or_else(|| {
         AppError::bad_request(format!(
-            "unknown action {:?}: use power, password, reset, suspend, resume, resize, rebuild or delete",
+            "unknown action {:?}: use power, password, reset, suspend, resume, resize, rebuild, delete or restore",
             body.action
         ))
     })?;
+    if action == Action::Restore && state.config.provider.sangfor.delete_mode == crate::config::DeleteMode::Permanent {
+        return Err(AppError::new(
+            Code::Conflict,
+            "provider.sangfor.delete_mode is permanent: deleted VMs are not kept in SCP's recycle bin",
+        ));
+    }
     if matches!(action, Action::Delete | Action::Rebuild) {
         let vps = state
             .store

@@ -180,6 +180,7 @@ fn op_what(op: &PortalOperation) -> String {
         OpKind::Rebuild => "Reinstall".into(),
         OpKind::Resize => "Resize".into(),
         OpKind::SetPassword => "New root password".into(),
+        OpKind::Restore => "Restore".into(),
     }
 }
 

@@ -13,6 +13,7 @@
 //! a VM vmauto does not own; a VM already gone counts as deleted.
 
 mod power;
+mod restore;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,7 @@ pub async fn execute(cx: &ExecContext, op: &Operation) -> Outcome {
         OpKind::Reset => reset(cx, op).await,
         OpKind::Rebuild => rebuild(cx, op).await,
         OpKind::Power => power::power(cx, op).await,
+        OpKind::Restore => restore::restore(cx, op).await,
     };
     result.map_or_else(|o| o, |patch| Outcome::Done(Box::new(patch)))
 }

@@ -28,6 +28,8 @@ pub enum OpKind {
     SetPassword,
     /// Start, stop or reboot the VM (`params.action`: a [`PowerAction`]).
     Power,
+    /// A deleted VPS back from SCP's recycle bin.
+    Restore,
 }
 
 /// What a power operation does.
@@ -71,7 +73,7 @@ impl PowerAction {
 }
 
 impl OpKind {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Create,
         Self::Suspend,
         Self::Resume,
@@ -81,6 +83,7 @@ impl OpKind {
         Self::Resize,
         Self::SetPassword,
         Self::Power,
+        Self::Restore,
     ];
 
     /// Suspensions and deletions count against the blast-radius guard.
@@ -99,6 +102,7 @@ impl OpKind {
             Self::Resize => "resize",
             Self::SetPassword => "set_password",
             Self::Power => "power",
+            Self::Restore => "restore",
         }
     }
 }

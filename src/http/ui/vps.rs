@@ -116,6 +116,10 @@ async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String
         upgrades: state.config.stripe.enabled,
         links,
         portal_links: super::portal_links::rows(&state, &id).await,
+        can_restore: user.0.can(Role::Operator)
+            && vps.row.state == crate::lifecycle::VpsState::Deleted
+            && vps.row.server_id.is_some()
+            && state.config.provider.sangfor.delete_mode == crate::config::DeleteMode::RecycleBin,
         rebuild_images,
     };
     render(&state, &user.0, "admin/vps_detail.html", title, "vps", ctx)
@@ -137,6 +141,8 @@ struct VpsPage<'a> {
     upgrades: bool,
     links: Vec<LinkRow>,
     portal_links: Vec<super::portal_links::PortalLinkRow>,
+    /// Deleted, with its VM in SCP's recycle bin: it can be restored.
+    can_restore: bool,
     rebuild_images: Vec<RebuildImage<'a>>,
 }
 
@@ -191,6 +197,13 @@ async fn act_on_vps(
     let Some(action) = Action::parse(&form.action) else {
         return Ok(redirect_msg(&back, false, "Unknown action."));
     };
+    if action == Action::Restore && state.config.provider.sangfor.delete_mode == crate::config::DeleteMode::Permanent {
+        return Ok(redirect_msg(
+            &back,
+            false,
+            "provider.sangfor.delete_mode is permanent: deleted VMs cannot be restored.",
+        ));
+    }
     if matches!(action, Action::Delete | Action::Rebuild) {
         let name = state.store.vps_detail(&id).await.map_err(anyhow_internal)?.map(|v| v.row.name).unwrap_or_default();
         if form.confirm.trim() != name {
