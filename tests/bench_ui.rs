@@ -19,13 +19,8 @@ fn ips(i: usize) -> Vec<String> {
     vec![format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)]
 }
 
-#[actix_web::test]
-#[ignore = "benchmark: run with --ignored --nocapture bench_ui"]
-async fn bench_ui_pages_100k() {
-    let n: usize = std::env::var("BENCH_VPS_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let t = TestApp::start().await;
-    let store = &t.app.state.store;
-    let t0 = Instant::now();
+/// Writes `n` VPS rows (a fifth suspended or deleted), 2,000 per transaction.
+pub(crate) async fn seed(store: &vmauto::db::Store, n: usize) {
     let states = ["active", "active", "active", "suspended", "deleted"];
     for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
         let rows: Vec<Value> = chunk
@@ -51,6 +46,16 @@ async fn bench_ui_pages_100k() {
             .await
             .expect("insert");
     }
+}
+
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_ui"]
+async fn bench_ui_pages_100k() {
+    let n: usize = std::env::var("BENCH_VPS_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let t = TestApp::start().await;
+    let store = &t.app.state.store;
+    let t0 = Instant::now();
+    seed(store, n).await;
     let insert = t0.elapsed();
     t.app.state.auth.add_user("bench", "benchmark password", Role::Viewer).await.expect("user");
     let base = t.app.base_url();
@@ -117,5 +122,38 @@ async fn bench_ui_pages_100k() {
         times.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!("  {what:<40} p50 {:>7.1} ms   max {:>7.1} ms   ({path})", ms(times[RUNS / 2]), ms(times[RUNS - 1]));
+    }
+}
+
+/// The customer's portal page and its status poll with 100,000 VPS in the store (p50, p99 of
+/// 200 loopback round trips each). `cargo test --test integration -- --ignored --nocapture
+/// bench_portal_pages`.
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_portal_pages"]
+async fn bench_portal_pages_100k() {
+    let n: usize = std::env::var("BENCH_VPS_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let t = TestApp::start_with(|c| c.portal.requests_per_minute = 1_000_000).await;
+    let st = &t.app.state;
+    seed(&st.store, n).await;
+    let vps = format!("v{:07}", n / 3 - (n / 3) % 5);
+    let link =
+        vmauto::portal::issue(&st.store, &st.config, &st.sealer, &vps.as_str().into(), "bench").await.expect("link");
+    let path = format!("/my/{}", link.url.rsplit('/').next().expect("token"));
+    let http = reqwest::Client::new();
+    let base = t.app.base_url();
+    println!("bench_portal_pages_100k: {n} VPS rows; 200 runs each (loopback round trip):");
+    for (what, p) in [("portal page", path.clone()), ("status poll", format!("{path}/status"))] {
+        let mut times = Vec::with_capacity(200);
+        for _ in 0..200 {
+            let t0 = Instant::now();
+            let r = http.get(format!("{base}{p}")).send().await.expect("get");
+            let status = r.status().as_u16();
+            let body = r.text().await.expect("body");
+            times.push(t0.elapsed());
+            assert_eq!(status, 200, "{body}");
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!("  {what:<14} p50 {:>6.1} ms   p99 {:>6.1} ms", ms(times[100]), ms(times[197]));
     }
 }

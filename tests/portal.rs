@@ -4,6 +4,8 @@
 //! (power on the simulator, a new root password shown once, reinstall with a typed
 //! confirmation), one task at a time, and the per-link rate limit.
 
+use std::time::Instant;
+
 use serde_json::Value;
 use vmauto::auth::Role;
 
@@ -438,4 +440,43 @@ async fn usage_graphs_come_from_scp_metrics_for_the_customer_and_the_admin() {
     assert_eq!(html.matches("<polyline").count(), 4, "{html}");
     let (_, detail) = crate::ui::get(&base, &session, &format!("/vps/{vps}")).await;
     assert!(detail.contains(&format!("/vps/{vps}/usage")), "the VPS page links to its usage");
+}
+
+/// The console relay against a direct connection to the simulator's console: full-screen
+/// updates (640×400×4 bytes) requested one after another, MB/s and time per update.
+/// `cargo test --test integration -- --ignored --nocapture bench_portal_console`.
+#[actix_web::test]
+#[ignore = "benchmark: run with --ignored --nocapture bench_portal_console"]
+async fn bench_portal_console_relay() {
+    use crate::sim::console::Vnc;
+    let s = Stack::start().await;
+    let vps = active_vps(&s, "sub-console-bench").await;
+    let token = operator_token(&s).await;
+    let (_, path) = issue(&s, &token, &vps).await;
+    let server = s.rows(&format!("SELECT VALUE server_id FROM vps:`{vps}`")).await[0].as_str().expect("vm").to_string();
+    let frames = 200;
+    let mut per = Vec::new();
+    for (what, relayed) in [("direct to the simulator", false), ("through vmauto", true)] {
+        let url = if relayed {
+            s.t.url(&format!("{path}/console/ws"))
+        } else {
+            let ask = vmauto::actors::gateway::GetConsoleUrl { server_id: vmauto::provider::ServerId::new(&server) };
+            s.t.app.handles().gateway.send(ask).await.expect("gateway").expect("console url").expose().to_string()
+        };
+        let mut vnc = Vnc::connect(&url).await.expect("console");
+        let init = vnc.handshake().await;
+        vnc.set_novnc_format().await;
+        let t0 = Instant::now();
+        let mut bytes = 0usize;
+        for _ in 0..frames {
+            vnc.request(false, init.width, init.height).await;
+            let rects = vnc.update().await.expect("update");
+            bytes += rects.iter().map(|r| r.pixels.len()).sum::<usize>();
+        }
+        let took = t0.elapsed().as_secs_f64();
+        let ms = took * 1000.0 / f64::from(frames);
+        per.push(ms);
+        println!("  {what:<24} {:>7.1} MB/s   {:>6.2} ms per full-screen update", bytes as f64 / took / 1e6, ms);
+    }
+    println!("  added by the relay: {:.2} ms per update", per[1] - per[0]);
 }

@@ -135,7 +135,7 @@ pub struct PortalVps {
     #[serde(default)]
     pub image_id: Option<String>,
     /// Images a reinstall may choose: the template's own first, then its allowed ones.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_strings")]
     pub images: Vec<String>,
     #[serde(default)]
     pub power: Option<PowerState>,
@@ -163,6 +163,12 @@ pub struct PortalOperation {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A list of strings, leaving out nulls (a VPS without a template row has no image).
+fn present_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let items: Option<Vec<Option<String>>> = Deserialize::deserialize(d)?;
+    Ok(items.unwrap_or_default().into_iter().flatten().filter(|s| !s.is_empty()).collect())
 }
 
 impl Store {
