@@ -32,6 +32,9 @@ pub enum Kind {
 pub const EDITABLE: &[(&str, Kind, &str)] = &[
     ("policy.grace_days", Kind::Number, "Grace days before deletion"),
     ("policy.max_destructive_per_hour", Kind::Number, "Guard: suspensions/deletions per hour"),
+    ("policy.warn_before_delete_hours", Kind::Number, "Remind customers this many hours before a deletion"),
+    ("portal.enabled", Kind::Text, "Customer portal links in customer notices (true/false)"),
+    ("portal.link_ttl_days", Kind::Number, "Days a portal link stays valid"),
     ("smtp.host", Kind::Text, "SMTP server"),
     ("smtp.port", Kind::Number, "SMTP port"),
     ("smtp.username", Kind::Text, "SMTP user"),
@@ -151,6 +154,15 @@ fn set(config: &mut Config, key: &str, value: &str) -> anyhow::Result<()> {
     match key {
         "policy.grace_days" => config.policy.grace_days = small(number()?)?,
         "policy.max_destructive_per_hour" => config.policy.max_destructive_per_hour = small(number()?)?,
+        "policy.warn_before_delete_hours" => config.policy.warn_before_delete_hours = small(number()?)?,
+        "portal.enabled" => {
+            config.portal.enabled = match value.trim() {
+                "true" | "on" | "yes" | "1" => true,
+                "false" | "off" | "no" | "0" => false,
+                other => bail!("{key}: {other:?} is not true or false"),
+            }
+        }
+        "portal.link_ttl_days" => config.portal.link_ttl_days = small(number()?)?,
         "smtp.host" => config.smtp.host = value.trim().to_string(),
         "smtp.port" => config.smtp.port = u16::try_from(number()?).with_context(|| format!("{key}: not a port"))?,
         "smtp.username" => config.smtp.username = value.trim().to_string(),
@@ -171,6 +183,9 @@ pub fn current(c: &Config, key: &str) -> String {
     match key {
         "policy.grace_days" => c.policy.grace_days.to_string(),
         "policy.max_destructive_per_hour" => c.policy.max_destructive_per_hour.to_string(),
+        "policy.warn_before_delete_hours" => c.policy.warn_before_delete_hours.to_string(),
+        "portal.enabled" => c.portal.enabled.to_string(),
+        "portal.link_ttl_days" => c.portal.link_ttl_days.to_string(),
         "smtp.host" => c.smtp.host.clone(),
         "smtp.port" => c.smtp.port.to_string(),
         "smtp.username" => c.smtp.username.clone(),
