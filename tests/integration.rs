@@ -11,6 +11,7 @@ mod chaos;
 mod cli;
 mod common;
 mod crash;
+mod customer_notices;
 mod demo;
 mod faults;
 mod inbox;

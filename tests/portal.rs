@@ -256,7 +256,16 @@ async fn each_customer_action_is_an_operation_of_their_link_and_one_runs_at_a_ti
     let sealed =
         s.rows(&format!("SELECT VALUE root_password FROM vps:`{vps}`")).await[0].as_str().expect("sealed").to_string();
     let password = st.sealer.open(&sealed, &vmauto::secrets::root_password_place(&vps)).expect("open");
-    assert!(shown.contains(password.expose()), "the stored password is the one shown");
+    let escaped = password
+        .expose()
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+        .replace('=', "&#x3D;")
+        .replace('`', "&#x60;");
+    assert!(shown.contains(&escaped), "the stored password is the one shown");
     let resp = post_form(&s, &format!("{path}/password/show"), &[("form_token", &form_token)]).await;
     assert!(location(&resp).ends_with("?m=shown"), "shown once only");
 
@@ -479,4 +488,39 @@ async fn bench_portal_console_relay() {
         println!("  {what:<24} {:>7.1} MB/s   {:>6.2} ms per full-screen update", bytes as f64 / took / 1e6, ms);
     }
     println!("  added by the relay: {:.2} ms per update", per[1] - per[0]);
+}
+
+#[actix_web::test]
+async fn the_portal_opens_the_upgrade_flow_of_its_vps() {
+    vmauto::init_crypto();
+    let fake = crate::common::stripe::FakeStripe::start().await;
+    let s =
+        Stack::start_with(vmauto::sim::SimConfig::default(), |c| crate::common::stripe::stripe_config(c, &fake.url))
+            .await;
+    let vps = active_vps(&s, "sub-portal-up").await;
+    let st = &s.t.app.state;
+    let link =
+        vmauto::portal::issue(&st.store, &st.config, &st.sealer, &vps.as_str().into(), "test").await.expect("link");
+    let path = format!("/my/{}", crate::upgrades::token_of(&link.url));
+    let html = s.t.http.get(s.t.url(&path)).send().await.expect("page").text().await.expect("html");
+    assert!(html.contains("See upgrades"), "{html}");
+    let form_token = input_value(&html, "form_token");
+    let body = format!("form_token={form_token}");
+    let resp = no_redirects()
+        .post(s.t.url(&format!("{path}/upgrade")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("upgrade");
+    assert_eq!(resp.status(), 303);
+    let to = resp.headers()["location"].to_str().expect("location").to_string();
+    assert!(to.starts_with("/upgrade/"), "{to}");
+    let page = s.t.http.get(s.t.url(&to)).send().await.expect("upgrade page").text().await.expect("html");
+    assert!(page.contains("+2 GB memory"), "the offers of this VPS: {page}");
+    let issued = s.rows(&format!("SELECT VALUE issued_by FROM upgrade_link WHERE vps = '{vps}'")).await;
+    assert_eq!(issued, vec![serde_json::json!(format!("customer:{}", link.id))]);
+    // Without the page's form token nothing is issued.
+    let resp = no_redirects().post(s.t.url(&format!("{path}/upgrade"))).send().await.expect("upgrade");
+    assert!(resp.headers()["location"].to_str().expect("location").ends_with("?m=form"));
 }

@@ -16,7 +16,7 @@ use crate::common::stripe::{
 use crate::common::{Stack, TestApp};
 
 /// The token of an issued link's URL.
-fn token_of(url: &str) -> String {
+pub(crate) fn token_of(url: &str) -> String {
     url.rsplit('/').next().expect("token").to_string()
 }
 
@@ -592,37 +592,4 @@ async fn a_hammered_customer_link_costs_scp_one_read_and_gets_429_and_a_slow_scp
     assert!(statuses.ends_with(&[429, 429, 429, 429, 429]), "past the link's budget: {statuses:?}");
     let reads = overview(&s.sim_state().await) - before;
     assert_eq!(reads, 1, "one capacity read served every page view");
-}
-
-#[actix_web::test]
-async fn the_portal_opens_the_upgrade_flow_of_its_vps() {
-    vmauto::init_crypto();
-    let fake = FakeStripe::start().await;
-    let s = Stack::start_with(vmauto::sim::SimConfig::default(), |c| stripe_config(c, &fake.url)).await;
-    let vps = active_vps(&s, "sub-portal-up").await;
-    let st = &s.t.app.state;
-    let link =
-        vmauto::portal::issue(&st.store, &st.config, &st.sealer, &vps.as_str().into(), "test").await.expect("link");
-    let path = format!("/my/{}", token_of(&link.url));
-    let html = s.t.http.get(s.t.url(&path)).send().await.expect("page").text().await.expect("html");
-    assert!(html.contains("See upgrades"), "{html}");
-    let form_token = input_value(&html, "form_token");
-    let body = format!("form_token={form_token}");
-    let resp = no_redirects()
-        .post(s.t.url(&format!("{path}/upgrade")))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("upgrade");
-    assert_eq!(resp.status(), 303);
-    let to = resp.headers()["location"].to_str().expect("location").to_string();
-    assert!(to.starts_with("/upgrade/"), "{to}");
-    let page = s.t.http.get(s.t.url(&to)).send().await.expect("upgrade page").text().await.expect("html");
-    assert!(page.contains("+2 GB memory"), "the offers of this VPS: {page}");
-    let issued = s.rows(&format!("SELECT VALUE issued_by FROM upgrade_link WHERE vps = '{vps}'")).await;
-    assert_eq!(issued, vec![serde_json::json!(format!("customer:{}", link.id))]);
-    // Without the page's form token nothing is issued.
-    let resp = no_redirects().post(s.t.url(&format!("{path}/upgrade"))).send().await.expect("upgrade");
-    assert!(resp.headers()["location"].to_str().expect("location").ends_with("?m=form"));
 }

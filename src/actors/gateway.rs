@@ -24,14 +24,15 @@ use super::messages::{Notify, Shutdown};
 use super::supervisor::Supervision;
 use crate::config::{Config, DeleteMode, Secret};
 use crate::notice::{NotifyKind, Severity};
+/// What the catalogue messages ([`ListZones`], [`ListImages`], …) answer.
+pub use crate::provider::console::ConsoleSocket;
 use crate::provider::sangfor::SangforClient;
 use crate::provider::traffic::{BreakerEvent, BreakerListener, BreakerState, Traffic, TrafficPolicy, for_customer};
 use crate::provider::{
-    Capacity, ConsoleUrl, Created, OpKey, PollPolicy, Provider, ProviderError, ProviderResult, Server, ServerId,
-    ServerMetrics, ServerSpec, TaskId, TaskState, TimeGap, power_off, wait_task,
+    Capacity, ConsoleUrl, Created, OpKey, PollPolicy, Provider, ProviderError, ProviderResult, Server, ServerSpec,
+    TaskId, TaskState, power_off, wait_task,
 };
-/// What the catalogue messages ([`ListZones`], [`ListImages`], …) answer.
-pub use crate::provider::{Image, Network, StorageTag, Subnet, Zone};
+pub use crate::provider::{Image, Network, ServerId, ServerMetrics, StorageTag, Subnet, TimeGap, Zone, metric};
 use crate::telemetry::metrics::{GatewayMetrics, Metrics};
 
 /// How long [`WaitTask`] waits when the caller gives no timeout.

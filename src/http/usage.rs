@@ -10,9 +10,8 @@ use serde::Serialize;
 
 use super::AppState;
 use super::charts;
-use crate::actors::gateway::GetServerMetrics;
+use crate::actors::gateway::{GetServerMetrics, ServerId, ServerMetrics, TimeGap, metric};
 use crate::admin::Series;
-use crate::provider::{ServerId, ServerMetrics, TimeGap, metric};
 
 /// How long an answer is reused.
 const KEEP: Duration = Duration::from_secs(60);

@@ -18,10 +18,9 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message as Scp;
 
 use super::{AppState, admit, look, message, portal_response, unavailable};
-use crate::actors::gateway::OpenConsole;
+use crate::actors::gateway::{ConsoleSocket, OpenConsole, ServerId};
 use crate::lifecycle::VpsState;
 use crate::portal::{self, Opened, PortalLinkId};
-use crate::provider::ServerId;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/my/{token}/console", web::get().to(get_console))
@@ -167,7 +166,7 @@ async fn relay(
     limit: Duration,
     mut browser: actix_ws::Session,
     stream: actix_ws::MessageStream,
-    mut scp: crate::provider::console::ConsoleSocket,
+    mut scp: ConsoleSocket,
 ) {
     let (n, stop) = state.consoles.begin(&link);
     let mut from_browser =
