@@ -219,4 +219,7 @@ fn print_banner(url: &str, sim: &SimServer, dir: &Path, token: &str, seeded: usi
     println!("       -H 'Content-Type: application/json' \\");
     println!("       -d '{body}'");
     println!();
+    println!("Once its VPS is active, \"Issue a portal link\" on the VPS page opens the customer's own page");
+    println!("(power, console, new password, reinstall, usage graphs).");
+    println!();
 }
