@@ -232,7 +232,6 @@ pub(crate) async fn look(state: &AppState, link: &PortalLink) -> anyhow::Result<
     let vps = state.store.portal_vps(&link.vps).await?.ok_or_else(|| anyhow::anyhow!("VPS {} is gone", link.vps))?;
     let ops = state.store.portal_operations(&link.vps, &who, 8).await?;
     let password_ready = state.store.password_to_show(&link.vps, &who).await?.is_some();
-    let _ = state.store.touch_portal_link(&link.id).await;
     Ok(Seen { vps, ops, password_ready })
 }
 
@@ -305,6 +304,8 @@ async fn get_page(
         Ok(s) => s,
         Err(e) => return unavailable(&state, &e),
     };
+    // When the customer last opened the page (not on every status poll).
+    let _ = state.store.touch_portal_link(&link.id).await;
     let status = seen.status();
     let (notice, error) = match query.m.as_deref().and_then(notice_text) {
         Some((true, t)) => (Some(t.to_string()), None),
