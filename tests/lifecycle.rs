@@ -87,6 +87,21 @@ async fn cancel_with_grace_suspends_and_resume_inside_grace_cancels_the_deletion
     let pending = s.rows("SELECT VALUE state FROM operation WHERE kind = 'delete'").await;
     assert_eq!(pending, vec![json!("cancelled")]);
     assert_eq!(s.sim_servers().await[0]["status"], "running");
+
+    // Cancelled again, then resumed by an admin: the resume cancels the scheduled deletion too.
+    send(&s, event(EventKind::Cancel, "sub-g", None)).await;
+    let rows = s.wait_for("VPS suspended again", 60, &vps_of("sub-g"), one_in("suspended")).await;
+    let id = VpsId::from(rows[0]["id"].as_str().expect("id"));
+    let st = &s.t.app.state;
+    let (store, registry) = (&st.store, &st.handles.registry);
+    vmauto::admin::request_action(store, registry, &id, vmauto::admin::Action::Resume, json!({}), "admin:t")
+        .await
+        .expect("resume queued");
+    s.wait_for("VPS active after the admin's resume", 60, &vps_of("sub-g"), one_in("active")).await;
+    let deletes = s.rows("SELECT VALUE state FROM operation WHERE kind = 'delete' ORDER BY created_at").await;
+    assert_eq!(deletes, vec![json!("cancelled"), json!("cancelled")], "no deletion is left to run");
+    let delete_after = s.rows(&format!("SELECT VALUE delete_after FROM vps:`{id}`")).await;
+    assert_eq!(delete_after, vec![Value::Null]);
 }
 
 #[actix_web::test]

@@ -231,12 +231,15 @@ impl Store {
         Ok(ids)
     }
 
-    /// The next unfinished operation of a VPS, oldest first.
+    /// The next unfinished operation of a VPS, oldest first. One scheduled for later and not
+    /// started yet (a deletion after the grace period) does not hold up those queued after
+    /// it: an admin's resume of a suspended VPS runs now, not after the deletion.
     pub async fn next_operation(&self, vps: &VpsId) -> anyhow::Result<Option<Operation>> {
         self.query_first::<Operation>(
             &format!(
                 "SELECT {OP_FIELDS}, created_at FROM operation
                      WHERE vps = $vps AND state IN ['queued', 'running', 'waiting_task']
+                       AND !(state = 'queued' AND attempts = 0 AND next_attempt_at > time::now())
                      ORDER BY created_at ASC LIMIT 1"
             ),
             json!({ "vps": vps }),
@@ -266,7 +269,9 @@ impl Store {
         .await
     }
 
-    /// Marks the finish of an operation and sets the VPS state in one transaction.
+    /// Marks the finish of an operation and sets the VPS state in one transaction. A
+    /// succeeded operation whose patch clears a scheduled deletion (a resume, a restore)
+    /// cancels the deletions queued before it, which it made unnecessary.
     pub async fn finish_operation(
         &self,
         op: &OperationId,
@@ -281,8 +286,17 @@ impl Store {
                 finished_at = time::now(), updated_at = time::now();
              UPDATE type::record('vps', $vps) MERGE $patch;
              UPDATE type::record('vps', $vps) SET updated_at = time::now();
+             IF $cancel_deletes {
+                 LET $since = (SELECT VALUE created_at FROM type::record('operation', $op))[0];
+                 UPDATE operation SET state = 'cancelled', updated_at = time::now(),
+                     last_error = 'made unnecessary: the VPS was brought back by operation ' + $op
+                 WHERE vps = $vps AND kind = 'delete' AND state IN ['queued', 'held'] AND created_at < $since;
+             };
              COMMIT TRANSACTION;",
-            json!({ "op": op, "state": state, "error": error, "vps": vps, "patch": vps_patch }),
+            json!({
+                "op": op, "state": state, "error": error, "vps": vps, "patch": vps_patch,
+                "cancel_deletes": state == OpState::Succeeded && vps_patch.delete_after == Some(None),
+            }),
         )
         .await
     }
