@@ -88,8 +88,51 @@ fn idempotency_key(req: &CheckoutRequest<'_>) -> String {
     format!("vmauto-upgrade-{}", hex::encode(&h[..16]))
 }
 
+/// One payment page to open: a single line item priced inline, the metadata it carries (on
+/// the session and its PaymentIntent) and the idempotency key that makes a double click
+/// answer the same session.
+#[derive(Debug, Clone)]
+pub struct PaymentPage {
+    pub product: String,
+    pub description: Option<String>,
+    /// Minor units.
+    pub amount: u64,
+    pub currency: String,
+    pub metadata: HashMap<String, String>,
+    /// `client_reference_id`.
+    pub reference: String,
+    /// The PaymentIntent's description (what the customer's statement and the dashboard show).
+    pub intent_description: String,
+    pub idempotency_key: String,
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
 /// Creates the Checkout Session (payment mode, one line item priced inline).
 pub async fn create_session(config: &StripeConfig, req: &CheckoutRequest<'_>) -> Result<Session, CheckoutError> {
+    let spec = req.target.spec;
+    let page = PaymentPage {
+        product: format!("{}: {}", req.vps_name, req.offer.name),
+        description: Some(format!(
+            "{} vCPU, {} GB memory, {} GB disk",
+            spec.cores,
+            spec.memory_mb.div_ceil(1024),
+            spec.disk_gb
+        )),
+        amount: req.offer.price,
+        currency: req.offer.currency.clone(),
+        metadata: metadata(req),
+        reference: req.link_id.to_string(),
+        intent_description: format!("Upgrade of {}: {}", req.vps_name, req.offer.name),
+        idempotency_key: idempotency_key(req),
+        success_url: req.success_url.clone(),
+        cancel_url: req.cancel_url.clone(),
+    };
+    open_payment_page(config, &page).await
+}
+
+/// Creates a Checkout Session in payment mode for `page`.
+pub async fn open_payment_page(config: &StripeConfig, page: &PaymentPage) -> Result<Session, CheckoutError> {
     if !config.enabled || config.secret_key.is_empty() {
         return Err(CheckoutError::NotConfigured);
     }
@@ -101,30 +144,28 @@ pub async fn create_session(config: &StripeConfig, req: &CheckoutRequest<'_>) ->
         .build()
         .map_err(|e| CheckoutError::Unreachable(e.to_string()))?;
     let currency: stripe_types::Currency =
-        req.offer.currency.parse().map_err(|_| CheckoutError::Refused(format!("currency {}", req.offer.currency)))?;
-    let mut product = ProductData::new(format!("{}: {}", req.vps_name, req.offer.name));
-    let spec = req.target.spec;
-    product.description =
-        Some(format!("{} vCPU, {} GB memory, {} GB disk", spec.cores, spec.memory_mb.div_ceil(1024), spec.disk_gb));
+        page.currency.parse().map_err(|_| CheckoutError::Refused(format!("currency {}", page.currency)))?;
+    let mut product = ProductData::new(page.product.clone());
+    product.description = page.description.clone();
     let mut price = CreateCheckoutSessionLineItemsPriceData::new(currency);
     price.product_data = Some(product);
-    price.unit_amount = Some(i64::try_from(req.offer.price).unwrap_or(i64::MAX));
+    price.unit_amount = Some(i64::try_from(page.amount).unwrap_or(i64::MAX));
     let mut item = CreateCheckoutSessionLineItems::new();
     item.price_data = Some(price);
     item.quantity = Some(1);
-    let metadata = metadata(req);
     let mut intent = CreateCheckoutSessionPaymentIntentData::new();
-    intent.metadata = Some(metadata.clone());
-    intent.description = Some(format!("Upgrade of {}: {}", req.vps_name, req.offer.name));
-    let key = stripe::IdempotencyKey::new(idempotency_key(req)).map_err(|e| CheckoutError::Refused(e.to_string()))?;
+    intent.metadata = Some(page.metadata.clone());
+    intent.description = Some(page.intent_description.clone());
+    let key =
+        stripe::IdempotencyKey::new(page.idempotency_key.clone()).map_err(|e| CheckoutError::Refused(e.to_string()))?;
     let session = CreateCheckoutSession::new()
         .mode(CheckoutSessionMode::Payment)
         .line_items(vec![item])
-        .client_reference_id(req.link_id.as_str())
-        .metadata(metadata)
+        .client_reference_id(page.reference.as_str())
+        .metadata(page.metadata.clone())
         .payment_intent_data(intent)
-        .success_url(req.success_url.clone())
-        .cancel_url(req.cancel_url.clone())
+        .success_url(page.success_url.clone())
+        .cancel_url(page.cancel_url.clone())
         .customize()
         .request_strategy(stripe::RequestStrategy::Idempotent(key))
         .send(&client)
