@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (5, "VPS search index", include_str!("db/migrations/0005_vps_search.surql")),
     (6, "one spelling of activity levels", include_str!("db/migrations/0006_activity_levels.surql")),
     (7, "customer portal links and deletion reminders", include_str!("db/migrations/0007_portal.surql")),
+    (8, "paid restores of a suspended VPS", include_str!("db/migrations/0008_restore.surql")),
 ];
 
 /// The schema version this binary writes.

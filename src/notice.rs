@@ -40,6 +40,10 @@ pub enum NotifyKind {
     /// A scheduled deletion is `policy.warn_before_delete_hours` away: the customer is
     /// reminded.
     DeletionReminder,
+    /// A customer paid to restore their suspended VPS: its deletion is cancelled and it is
+    /// being resumed (the outgoing webhook lets a billing workflow reactivate the
+    /// subscription).
+    RestorePaid,
 }
 
 impl NotifyKind {

@@ -35,6 +35,8 @@ pub const EDITABLE: &[(&str, Kind, &str)] = &[
     ("policy.warn_before_delete_hours", Kind::Number, "Remind customers this many hours before a deletion"),
     ("portal.enabled", Kind::Text, "Customer portal links in customer notices (true/false)"),
     ("portal.link_ttl_days", Kind::Number, "Days a portal link stays valid"),
+    ("portal.requests_per_minute", Kind::Number, "Portal requests one link may make in a minute"),
+    ("portal.console_minutes", Kind::Number, "Minutes a customer's console session may stay open"),
     ("smtp.host", Kind::Text, "SMTP server"),
     ("smtp.port", Kind::Number, "SMTP port"),
     ("smtp.username", Kind::Text, "SMTP user"),
@@ -45,6 +47,7 @@ pub const EDITABLE: &[(&str, Kind, &str)] = &[
     ("notify.webhook_secret", Kind::Secret, "Outgoing webhook signing secret"),
     ("stripe.secret_key", Kind::Secret, "Stripe secret key"),
     ("stripe.webhook_secrets", Kind::SecretList, "Stripe webhook signing secrets"),
+    ("stripe.restore_price", Kind::Number, "Price to restore a lapsed VPS from the portal (cents; 0: not offered)"),
 ];
 
 /// One editable setting as the UI, the API and the CLI show it: secrets only say whether
@@ -163,6 +166,8 @@ fn set(config: &mut Config, key: &str, value: &str) -> anyhow::Result<()> {
             }
         }
         "portal.link_ttl_days" => config.portal.link_ttl_days = small(number()?)?,
+        "portal.requests_per_minute" => config.portal.requests_per_minute = small(number()?)?,
+        "portal.console_minutes" => config.portal.console_minutes = small(number()?)?,
         "smtp.host" => config.smtp.host = value.trim().to_string(),
         "smtp.port" => config.smtp.port = u16::try_from(number()?).with_context(|| format!("{key}: not a port"))?,
         "smtp.username" => config.smtp.username = value.trim().to_string(),
@@ -173,6 +178,7 @@ fn set(config: &mut Config, key: &str, value: &str) -> anyhow::Result<()> {
         "notify.webhook_secret" => config.notify.webhook_secret = Secret::new(value),
         "stripe.secret_key" => config.stripe.secret_key = Secret::new(value),
         "stripe.webhook_secrets" => config.stripe.webhook_secrets = list(value).into_iter().map(Secret::new).collect(),
+        "stripe.restore_price" => config.stripe.restore_price = number()?,
         _ => bail!("{key} cannot be changed in the UI; set it in appliance.toml"),
     }
     Ok(())
@@ -186,6 +192,9 @@ pub fn current(c: &Config, key: &str) -> String {
         "policy.warn_before_delete_hours" => c.policy.warn_before_delete_hours.to_string(),
         "portal.enabled" => c.portal.enabled.to_string(),
         "portal.link_ttl_days" => c.portal.link_ttl_days.to_string(),
+        "portal.requests_per_minute" => c.portal.requests_per_minute.to_string(),
+        "portal.console_minutes" => c.portal.console_minutes.to_string(),
+        "stripe.restore_price" => c.stripe.restore_price.to_string(),
         "smtp.host" => c.smtp.host.clone(),
         "smtp.port" => c.smtp.port.to_string(),
         "smtp.username" => c.smtp.username.clone(),

@@ -1,4 +1,4 @@
-//! Stripe-paid hardware upgrades (design.md §4 "Upgrade").
+//! Stripe payments: hardware upgrades (design.md §4 "Upgrade") and restores.
 //!
 //! - [`offers`]: upgrade offers (to another template, or +cores/+memory/+disk) with a price;
 //!   declared in `appliance.toml`, stored in `upgrade_offer`, editable through the library
@@ -7,6 +7,8 @@
 //! - [`checkout`]: the Stripe Checkout Session a pay button creates (async-stripe).
 //! - [`fulfil`]: what a verified Stripe event does: record the payment, queue the resize,
 //!   use up the link, tell an admin about refunds and disputes.
+//! - [`restore`]: pay to restore a VPS suspended because its subscription lapsed (from the
+//!   customer's portal).
 //!
 //! The HTTP side is `http::upgrade` (the customer page) and `http::stripe` (the webhook).
 
@@ -14,6 +16,7 @@ pub mod checkout;
 pub mod fulfil;
 pub mod links;
 pub mod offers;
+pub mod restore;
 
 pub use links::{IssuedLink, LinkStatus, issue_link, revoke_link};
 pub use offers::{Offer, create_offer, disable_offer, list_offers, update_offer};

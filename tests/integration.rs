@@ -23,6 +23,7 @@ mod plugins;
 mod portal;
 mod provider;
 mod recovery;
+mod restore;
 mod sim;
 mod stripe_billing;
 mod ui;

@@ -19,6 +19,9 @@ pub struct StripeConfig {
     pub link_ttl_hours: u64,
     /// Put an upgrade link in the customer's "your VPS is ready" email (needs `enabled`).
     pub link_in_ready_email: bool,
+    /// What a customer pays (minor units, in `currency`) to restore a VPS suspended because
+    /// its subscription lapsed, from the portal page; 0: not offered.
+    pub restore_price: u64,
     /// Upgrade offers written to the store at start-up (an offer edited in the UI since is
     /// left as edited); `[[stripe.offers]]` tables.
     pub offers: Vec<OfferConfig>,
@@ -57,6 +60,7 @@ impl Default for StripeConfig {
             currency: "usd".into(),
             link_ttl_hours: 72,
             link_in_ready_email: false,
+            restore_price: 0,
             offers: Vec::new(),
         }
     }

@@ -6,7 +6,7 @@
 //! - `GET /my/{token}/usage?range=24h|7d`: CPU, memory and network graphs (see `usage`);
 //! - `GET /my/{token}/console` (and its WebSocket, `…/console/ws`): the VM's screen, relayed
 //!   (see `console`);
-//! - `POST /my/{token}/power|reinstall|password|password/show|upgrade`: actions (forms carry
+//! - `POST /my/{token}/power|reinstall|password|password/show|upgrade|restore`: actions (forms carry
 //!   the link's form token), each an operation `requested_by = customer:<link id>`, answered
 //!   303 back to the page with a message code (never data) in the query.
 //!
@@ -138,6 +138,14 @@ fn notice_text(code: &str) -> Option<(bool, &'static str)> {
         "form" => (false, "That request did not come from this page. Reload the page and try again."),
         "shown" => (false, "That password was already shown once. Ask for a new one if you did not keep it."),
         "failed" => (false, "Your request could not be queued. Try again in a minute; your provider has been told."),
+        "restore_paid" => {
+            (true, "Thank you. Once your payment is confirmed your server is started again; this takes a few minutes.")
+        }
+        "restore_cancelled" => (false, "The payment was cancelled. Nothing was charged."),
+        "restore_unavailable" => (false, "Restoring is not offered for your server now. Contact your provider."),
+        "restore_failed" => {
+            (false, "The payment could not be started. Nothing was charged. Try again in a few minutes.")
+        }
         _ => return None,
     })
 }
@@ -184,8 +192,11 @@ fn op_what(op: &PortalOperation) -> String {
     }
 }
 
-fn op_state(s: OpState) -> &'static str {
-    match s {
+fn op_state(op: &PortalOperation) -> &'static str {
+    if op.scheduled {
+        return "scheduled";
+    }
+    match op.state {
         OpState::Queued | OpState::Held => "waiting",
         OpState::Running | OpState::WaitingTask => "running",
         OpState::Succeeded => "done",
@@ -194,14 +205,15 @@ fn op_state(s: OpState) -> &'static str {
     }
 }
 
-fn is_open(s: OpState) -> bool {
-    matches!(s, OpState::Queued | OpState::Held | OpState::Running | OpState::WaitingTask)
+/// Waiting or running now (one scheduled for later is neither).
+fn is_open(op: &PortalOperation) -> bool {
+    !op.scheduled && matches!(op.state, OpState::Queued | OpState::Held | OpState::Running | OpState::WaitingTask)
 }
 
 fn op_view(op: &PortalOperation) -> OpView {
     OpView {
         what: op_what(op),
-        state: op_state(op.state),
+        state: op_state(op),
         at: op.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
         mine: op.mine,
     }
@@ -241,14 +253,14 @@ impl Seen {
             state: self.vps.state,
             power: self.vps.power.map_or("unknown", |p| p.as_str()),
             ips: self.vps.ips.clone(),
-            current: self.ops.iter().find(|o| is_open(o.state)).map(op_what),
+            current: self.ops.iter().find(|o| is_open(o)).map(op_what),
             password_ready: self.password_ready,
         }
     }
 
     /// Whether an operation is waiting or running.
     pub(crate) fn busy(&self) -> bool {
-        self.ops.iter().any(|o| is_open(o.state))
+        self.ops.iter().any(is_open)
     }
 }
 
@@ -268,6 +280,8 @@ struct PortalPage {
     delete_after: Option<String>,
     active: bool,
     suspended: bool,
+    /// Pay to restore, offered while the VPS is suspended because its subscription lapsed.
+    restore: Option<RestoreView>,
     /// Paid upgrades are on (Stripe).
     upgrades: bool,
     current: Option<String>,
@@ -276,6 +290,13 @@ struct PortalPage {
     power_actions: Vec<PowerChoice>,
     notice: Option<String>,
     error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RestoreView {
+    price: String,
+    /// A payment for this suspension is recorded: the restore is under way.
+    paid: bool,
 }
 
 #[derive(Serialize)]
@@ -313,6 +334,14 @@ async fn get_page(
         None => (None, None),
     };
     let v = &seen.vps;
+    let restore = if v.state == VpsState::Suspended {
+        match crate::upgrade::restore::offer_for(&state.store, &state.config, &link.vps).await {
+            Ok(offer) => offer.map(|o| RestoreView { price: o.price_text(), paid: o.paid }),
+            Err(e) => return unavailable(&state, &e),
+        }
+    } else {
+        None
+    };
     let page = PortalPage {
         base: format!("/my/{}", token.as_str()),
         form_token: portal::form_token(&state.sealer, &link.id),
@@ -327,6 +356,7 @@ async fn get_page(
         delete_after: v.delete_after.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
         active: v.state == VpsState::Active,
         suspended: v.state == VpsState::Suspended,
+        restore,
         upgrades: state.config.stripe.enabled && v.state == VpsState::Active,
         current: status.current,
         recent: seen.ops.iter().map(op_view).collect(),

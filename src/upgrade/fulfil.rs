@@ -57,6 +57,9 @@ pub async fn handle_event(state: &Ctx<'_>, event: &Value) -> anyhow::Result<Even
             if !paid {
                 return Ok(EventOutcome::new("ignored", "the payment is not confirmed yet; waiting for Stripe"));
             }
+            if meta_str(object, super::restore::meta::PURPOSE) == Some(super::restore::PURPOSE) {
+                return super::restore::fulfil(state, event, object).await;
+            }
             fulfil(state, event, object).await
         }
         "checkout.session.async_payment_failed" | "checkout.session.expired" => {
@@ -67,11 +70,11 @@ pub async fn handle_event(state: &Ctx<'_>, event: &Value) -> anyhow::Result<Even
     }
 }
 
-fn meta_str<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+pub(super) fn meta_str<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
     object["metadata"][key].as_str().filter(|s| !s.is_empty())
 }
 
-fn meta_u64(object: &Value, key: &str) -> Option<u64> {
+pub(super) fn meta_u64(object: &Value, key: &str) -> Option<u64> {
     meta_str(object, key).and_then(|s| s.parse().ok())
 }
 
@@ -101,7 +104,7 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
     let subject = format!("vps:{vps_id}");
     let actor = requested_by(sid.as_str());
     if let Some(problem) = mismatch(state, event, session, offer).await? {
-        return park_mismatch(state, event, session, sid, vps_id, &subject, &problem).await;
+        return park_mismatch(state, event, session, sid, vps_id, &subject, &problem, &UPGRADE).await;
     }
     // The payment, once per session id.
     store
@@ -205,20 +208,8 @@ async fn mismatch(
     session: &Value,
     offer_id: &OfferId,
 ) -> anyhow::Result<Option<String>> {
-    let livemode = event["livemode"].as_bool().or_else(|| session["livemode"].as_bool());
-    if let Some(expected) = key_livemode(state.config.stripe.secret_key.expose())
-        && livemode != Some(expected)
-    {
-        let mode = |live: Option<bool>| match live {
-            Some(true) => "live",
-            Some(false) => "test",
-            None => "unknown",
-        };
-        return Ok(Some(format!(
-            "the event is in {} mode but stripe.secret_key is a {} key",
-            mode(livemode),
-            mode(Some(expected))
-        )));
+    if let Some(problem) = mode_mismatch(state, event, session) {
+        return Ok(Some(problem));
     }
     let Some(offer) = super::offers::get_offer(state.store, offer_id).await? else {
         return Ok(Some(format!("offer {offer_id} no longer exists")));
@@ -235,9 +226,40 @@ async fn mismatch(
     Ok(None)
 }
 
-/// Records a payment that does not match its offer (`status = 'mismatch'`) and asks an admin
-/// to decide: apply the upgrade by hand or refund. The link stays unused.
-async fn park_mismatch(
+/// A test-mode event reaching a live appliance, or the other way round.
+pub(super) fn mode_mismatch(state: &Ctx<'_>, event: &Value, session: &Value) -> Option<String> {
+    let livemode = event["livemode"].as_bool().or_else(|| session["livemode"].as_bool());
+    if let Some(expected) = key_livemode(state.config.stripe.secret_key.expose())
+        && livemode != Some(expected)
+    {
+        let mode = |live: Option<bool>| match live {
+            Some(true) => "live",
+            Some(false) => "test",
+            None => "unknown",
+        };
+        return Some(format!(
+            "the event is in {} mode but stripe.secret_key is a {} key",
+            mode(livemode),
+            mode(Some(expected))
+        ));
+    }
+    None
+}
+
+/// How a payment that applies nothing is described: what it paid for, what it should have
+/// matched, what an admin may do instead of refunding.
+pub(super) struct Words {
+    pub what: &'static str,
+    pub priced: &'static str,
+    pub by_hand: &'static str,
+}
+
+const UPGRADE: Words = Words { what: "upgrade", priced: "its offer", by_hand: "apply the upgrade by hand (resize)" };
+
+/// Records a payment that does not match what it pays for (`status = 'mismatch'`) and asks
+/// an admin to decide: apply it by hand or refund. An upgrade link stays unused.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn park_mismatch(
     state: &Ctx<'_>,
     event: &Value,
     session: &Value,
@@ -245,6 +267,7 @@ async fn park_mismatch(
     vps_id: &VpsId,
     subject: &str,
     problem: &str,
+    words: &Words,
 ) -> anyhow::Result<EventOutcome> {
     let store = state.store;
     let offer = meta_str(session, meta::OFFER).map(OfferId::from);
@@ -261,8 +284,9 @@ async fn park_mismatch(
         })
         .await?;
     let body = format!(
-        "Checkout Session {sid} for VPS {vps_id} was not applied: {problem}. Refund it in Stripe, or apply the \
-         upgrade by hand (resize) if the payment is right."
+        "Checkout Session {sid} for VPS {vps_id} was not applied: {problem}. Refund it in Stripe, or {} if the \
+         payment is right.",
+        words.by_hand
     );
     if created {
         let _ = store
@@ -270,14 +294,14 @@ async fn park_mismatch(
                 Level::Warning,
                 &requested_by(sid.as_str()),
                 Some(subject),
-                "an upgrade payment does not match its offer",
+                &format!("{} payment does not match {}", article(words.what), words.priced),
                 json!({ "session": sid, "problem": problem }),
             )
             .await;
         state.notifier.do_send(Notify {
             kind: NotifyKind::PaymentIssue,
             severity: Severity::Warning,
-            title: format!("An upgrade payment for VPS {vps_id} does not match its offer"),
+            title: format!("{} payment for VPS {vps_id} does not match {}", capital(article(words.what)), words.priced),
             body: body.clone(),
             subject: Some(subject.to_string()),
             portal_url: None,
@@ -305,9 +329,14 @@ async fn payment_issue(state: &Ctx<'_>, kind: &str, object: &Value) -> anyhow::R
     }
     let amount = object["amount_refunded"].as_u64().or_else(|| object["amount"].as_u64()).unwrap_or_default();
     let currency = object["currency"].as_str().unwrap_or_default();
+    let restore = paid.as_ref().and_then(|p| p.purpose.as_deref()) == Some(super::restore::PURPOSE);
+    let (paid_for, undo) = if restore {
+        ("restore", "The VPS stays restored; suspend it by hand if it should be undone.")
+    } else {
+        ("upgrade", "The upgrade stays applied; resize the VPS by hand if it should be undone.")
+    };
     let body = format!(
-        "The upgrade payment {} of VPS {vps} was {what} ({}). The upgrade stays applied; resize the VPS \
-         by hand if it should be undone.",
+        "The {paid_for} payment {} of VPS {vps} was {what} ({}). {undo}",
         if intent.is_empty() { object["id"].as_str().unwrap_or_default() } else { intent },
         super::format_price(amount, currency),
     );
@@ -317,17 +346,27 @@ async fn payment_issue(state: &Ctx<'_>, kind: &str, object: &Value) -> anyhow::R
             Level::Warning,
             "stripe",
             Some(&subject),
-            &format!("upgrade payment {what}"),
+            &format!("{paid_for} payment {what}"),
             json!({ "event": kind, "object": object["id"] }),
         )
         .await;
     state.notifier.do_send(Notify {
         kind: NotifyKind::PaymentIssue,
         severity: Severity::Warning,
-        title: format!("Upgrade payment {what} for VPS {vps}"),
+        title: format!("{} payment {what} for VPS {vps}", capital(paid_for.to_string())),
         body: body.clone(),
         subject: Some(subject),
         portal_url: None,
     });
     Ok(EventOutcome::new("processed", body))
+}
+
+/// `an upgrade`, `a restore`.
+fn article(what: &str) -> String {
+    if what.starts_with(['a', 'e', 'i', 'o', 'u']) { format!("an {what}") } else { format!("a {what}") }
+}
+
+fn capital(s: String) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }

@@ -1,6 +1,7 @@
-//! The `payment` table: one row per Stripe Checkout Session that paid for an upgrade, its
-//! record id the session id, so a session is recorded once however often Stripe delivers
-//! it. What a payment applies, and whom it tells, is decided in `upgrade::fulfil`.
+//! The `payment` table: one row per Stripe Checkout Session that paid for an upgrade (or a
+//! restore, see [`restore`]), its record id the session id, so a session is recorded once
+//! however often Stripe delivers it. What a payment applies, and whom it tells, is decided
+//! in `upgrade::fulfil`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -10,6 +11,10 @@ use super::upgrade_link::LinkId;
 use super::upgrade_offer::OfferId;
 use super::vps::{Spec, VpsId};
 use crate::db::Store;
+
+mod restore;
+
+pub use restore::{PaidRestore, RestoreQueued, Suspension};
 
 id_type!(
     /// The key of a `payment` row: the Stripe Checkout Session id.
@@ -97,6 +102,9 @@ pub struct PaymentProgress {
 pub struct PaymentOfIntent {
     pub session_id: PaymentId,
     pub vps: VpsId,
+    /// `restore` for a paid restore; `None` for an upgrade.
+    #[serde(default)]
+    pub purpose: Option<String>,
 }
 
 /// What Stripe reports later about a charge; stamped on the payment, nothing is undone.
@@ -183,10 +191,10 @@ impl Store {
         Ok(!first.is_empty())
     }
 
-    /// The payment a PaymentIntent paid, if it is an upgrade payment.
+    /// The payment a PaymentIntent paid, if it is an upgrade or restore payment.
     pub async fn payment_of_intent(&self, intent: &str) -> anyhow::Result<Option<PaymentOfIntent>> {
         self.query_first::<PaymentOfIntent>(
-            "SELECT session_id, vps FROM payment WHERE payment_intent = $intent LIMIT 1",
+            "SELECT session_id, vps, purpose FROM payment WHERE payment_intent = $intent LIMIT 1",
             json!({ "intent": intent }),
             0,
         )

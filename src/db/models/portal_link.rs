@@ -160,6 +160,9 @@ pub struct PortalOperation {
     /// Asked for through this link.
     #[serde(default)]
     pub mine: bool,
+    /// Waits for a later time and has not started (a deletion after the grace period).
+    #[serde(default)]
+    pub scheduled: bool,
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
@@ -188,7 +191,8 @@ impl Store {
     /// The VPS's latest operations, newest first; `mine` marks those `who` asked for.
     pub async fn portal_operations(&self, id: &VpsId, who: &str, limit: usize) -> anyhow::Result<Vec<PortalOperation>> {
         self.query_one(
-            "SELECT record::id(id) AS id, kind, state, params, requested_by = $who AS mine, created_at, finished_at
+            "SELECT record::id(id) AS id, kind, state, params, requested_by = $who AS mine, created_at, finished_at,
+                state = 'queued' AND attempts = 0 AND next_attempt_at > time::now() AS scheduled
              FROM operation WHERE vps = $vps ORDER BY created_at DESC LIMIT $limit",
             json!({ "vps": id, "who": who, "limit": limit }),
             0,

@@ -20,7 +20,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/my/{token}/reinstall", web::post().to(post_reinstall))
         .route("/my/{token}/password", web::post().to(post_password))
         .route("/my/{token}/password/show", web::post().to(post_password_show))
-        .route("/my/{token}/upgrade", web::post().to(post_upgrade));
+        .route("/my/{token}/upgrade", web::post().to(post_upgrade))
+        .route("/my/{token}/restore", web::post().to(post_restore));
 }
 
 fn back(token: &str, code: &str) -> HttpResponse {
@@ -227,5 +228,78 @@ async fn post_upgrade(
                 .finish()
         }
         Err(e) => unavailable(&state, &e),
+    }
+}
+
+/// Pay to restore: opens the Stripe Checkout of the restore the VPS is offered, and sends the
+/// customer there; Stripe sends them back to this page.
+async fn post_restore(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    token: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    use crate::upgrade::restore::{self, RestoreCheckout};
+    let (link, _) = match accept(&state, &req, &token, &body).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let offer = match restore::offer_for(&state.store, &state.config, &link.vps).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return back(&token, "restore_unavailable"),
+        Err(e) => return unavailable(&state, &e),
+    };
+    if offer.paid {
+        return back(&token, "restore_paid");
+    }
+    let seen = match look(&state, &link).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(&state, &e),
+    };
+    if seen.busy() {
+        return back(&token, "busy");
+    }
+    let base = format!("{}/my/{}", state.config.server.public_url.trim_end_matches('/'), token.as_str());
+    let checkout = RestoreCheckout {
+        vps: &link.vps,
+        vps_name: if seen.vps.name.is_empty() { "your server" } else { &seen.vps.name },
+        portal_link: link.id.as_str(),
+        offer: &offer,
+        success_url: format!("{base}?m=restore_paid"),
+        cancel_url: format!("{base}?m=restore_cancelled"),
+    };
+    let who = portal::actor(&link.id);
+    let subject = format!("vps:{}", link.vps);
+    match restore::open_checkout(&state.config, &checkout).await {
+        Ok(session) => {
+            let _ = state
+                .store
+                .record_activity(
+                    Level::Info,
+                    &who,
+                    Some(&subject),
+                    "restore checkout started",
+                    json!({ "session": session.id, "price": offer.price_text(), "suspension": offer.suspension }),
+                )
+                .await;
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, session.url))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish()
+        }
+        Err(e) => {
+            tracing::error!(vps = %link.vps, error = %e, "a restore checkout could not be created");
+            let _ = state
+                .store
+                .record_activity(
+                    Level::Warning,
+                    &who,
+                    Some(&subject),
+                    "a restore checkout could not be started",
+                    json!({ "error": e.to_string() }),
+                )
+                .await;
+            back(&token, "restore_failed")
+        }
     }
 }
