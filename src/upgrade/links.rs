@@ -107,11 +107,48 @@ pub async fn issue_link(
     vps_id: &VpsId,
     issued_by: &str,
 ) -> anyhow::Result<IssuedLink> {
+    issue_token(store, config, vps_id, issued_by, LinkToken::generate(sealer)).await
+}
+
+/// The upgrade link the customer's portal link `portal_link` opens for `vps_id`. Derived
+/// from the portal link and a generation number, so every "See upgrades" answers the same
+/// link until it is used, revoked or within an hour of its expiry, and then the next one:
+/// rows grow with paid upgrades and expiries, never with clicks.
+pub async fn link_for_portal(
+    store: &Store,
+    config: &Config,
+    sealer: &Sealer,
+    vps_id: &VpsId,
+    portal_link: &str,
+    issued_by: &str,
+) -> anyhow::Result<IssuedLink> {
+    let base = config.server.public_url.trim_end_matches('/');
+    for generation in 0..10_000u32 {
+        let seed = format!("portal\0{portal_link}\0{generation}");
+        let token = LinkToken(SignedToken::derive(sealer, KEY_PURPOSE, seed.as_bytes()));
+        match store.upgrade_link(&token.id()).await? {
+            None => return issue_token(store, config, vps_id, issued_by, token).await,
+            Some(link) if link.state(Utc::now() + chrono::Duration::hours(1)) == "active" => {
+                let url = format!("{base}/upgrade/{}", token.expose());
+                return Ok(IssuedLink { id: link.id, vps: link.vps, url, expires_at: link.expires_at });
+            }
+            Some(_) => {}
+        }
+    }
+    bail!("portal link {portal_link} has used up its upgrade links; issue the customer a new portal link")
+}
+
+async fn issue_token(
+    store: &Store,
+    config: &Config,
+    vps_id: &VpsId,
+    issued_by: &str,
+    token: LinkToken,
+) -> anyhow::Result<IssuedLink> {
     let vps = store.vps(vps_id).await?.with_context(|| format!("there is no VPS {vps_id}"))?;
     if !vps.state.is_live() {
         bail!("VPS {vps_id} is {}; an upgrade link needs a live VPS", vps.state.as_str());
     }
-    let token = LinkToken::generate(sealer);
     let id = token.id();
     let hours = i64::try_from(config.stripe.link_ttl_hours).unwrap_or(i64::MAX / 3_600_000).min(24 * 365 * 10);
     let expires_at = Utc::now() + chrono::Duration::hours(hours);

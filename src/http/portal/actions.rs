@@ -203,8 +203,9 @@ async fn post_password_show(
     }
 }
 
-/// Opens the upgrade flow from the portal: a fresh upgrade link for this VPS, and the
-/// customer is sent to its page to choose and pay.
+/// Opens the upgrade flow from the portal: the upgrade link this portal link opens (the same
+/// one on every click until it is used), and the customer is sent to its page to choose and
+/// pay.
 async fn post_upgrade(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -219,7 +220,15 @@ async fn post_upgrade(
         return message(&state, StatusCode::NOT_FOUND, "No upgrades", "Upgrades are not offered for this server.");
     }
     let who = portal::actor(&link.id);
-    match crate::upgrade::links::issue_link(&state.store, &state.config, &state.sealer, &link.vps, &who).await {
+    let issued = crate::upgrade::links::link_for_portal(
+        &state.store,
+        &state.config,
+        &state.sealer,
+        &link.vps,
+        link.id.as_str(),
+        &who,
+    );
+    match issued.await {
         Ok(issued) => {
             let path = issued.url.split_once("/upgrade/").map(|(_, t)| format!("/upgrade/{t}")).unwrap_or(issued.url);
             HttpResponse::SeeOther()
