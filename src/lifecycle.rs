@@ -138,6 +138,7 @@ mod tests {
             customer: Customer::default(),
             plan_key: plan.map(Into::into),
             attributes: BTreeMap::new(),
+            choices: Default::default(),
         }
     }
 

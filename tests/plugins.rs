@@ -5,6 +5,7 @@
 
 mod bench;
 mod cache;
+mod choices;
 mod hostile;
 mod mapper;
 mod signature;

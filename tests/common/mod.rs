@@ -170,6 +170,7 @@ pub fn event(
         },
         plan_key: plan.map(Into::into),
         attributes: std::collections::BTreeMap::new(),
+        choices: Default::default(),
     }
 }
 

@@ -1,11 +1,12 @@
-;; A billing-source plugin written by hand in WebAssembly text, to show the contract is
-;; language-neutral. It answers every request with one `ignore` event whose subscription id
-;; is the request's source name and whose customer id is the request's path.
+;; A billing-source plugin of contract 1.0 (plugins/wit-1.0) written by hand in WebAssembly
+;; text, to show the contract is language-neutral and that 1.0 components keep loading. It
+;; answers every request with one `ignore` event whose subscription id is the request's source
+;; name and whose customer id is the request's path.
 ;;
 ;; Build: wat2wasm-equivalent (`wat` crate) -> `wit_component::embed_component_metadata`
 ;; with world `billing-source` -> `wit_component::ComponentEncoder` (tests/plugins/support.rs),
 ;; or with wasm-tools: `wasm-tools parse echo.wat -o echo.core.wasm`,
-;; `wasm-tools component embed plugins/wit --world billing-source echo.core.wasm -o e.wasm`,
+;; `wasm-tools component embed plugins/wit-1.0 --world billing-source echo.core.wasm -o e.wasm`,
 ;; `wasm-tools component new e.wasm -o echo.wasm`.
 (module
   (memory (export "memory") 1)

@@ -33,6 +33,7 @@ fn event(plan: Option<&str>) -> BillingEvent {
         customer: Customer { id: "c1".into(), name: "Dana".into(), email: "d@example.com".into() },
         plan_key: plan.map(str::to_string),
         attributes: BTreeMap::new(),
+        choices: Default::default(),
     }
 }
 

@@ -9,6 +9,8 @@
 //! - `subscription_field`, `customer_id_field`, `customer_name_field`,
 //!   `customer_email_field`, `plan_field`, `event_id_field`, `occurred_at_field` (RFC 3339
 //!   text or Unix seconds).
+//! - `image_field`, `hostname_field`, `location_field` (defaults `image`, `hostname`,
+//!   `location`): what the customer chose at checkout.
 //! - `attribute.<name> = <path>`: extra attributes.
 //! - `required`: comma-separated settings whose fields must be present
 //!   (e.g. `customer_id_field,plan_field`).
@@ -82,6 +84,11 @@ fn read(req: &Request, body: &Body) -> Result<Event> {
     e.customer.email = field("customer_email_field", Some("customer.email"))?.unwrap_or_default();
     e.plan_key = field("plan_field", Some("plan"))?;
     e.source_event_id = field("event_id_field", Some("id"))?;
+    e.choose(
+        field("image_field", Some("image"))?,
+        field("hostname_field", Some("hostname"))?,
+        field("location_field", Some("location"))?,
+    );
     let at_path = req.setting("occurred_at_field").unwrap_or("occurred_at");
     e.occurred_at = match body.get(at_path) {
         None => None,

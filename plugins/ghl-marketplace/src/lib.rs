@@ -6,6 +6,10 @@
 //!   `product_name` the names). Orders have no subscription id, so the order id is the
 //!   subscription id (`<order>:<price>` when one order holds several recurring items).
 //!   Setting `require_paid = true` ignores orders not yet `completed`/`paid`.
+//!   What the customer chose in the order form: settings `image_field`, `hostname_field`,
+//!   `location_field` name a custom field (its id or key) read from the order's
+//!   `customFields[]`, else the contact's (`contactSnapshot.customFields[]`); without a
+//!   setting, fields keyed `image`, `hostname`, `location` are read.
 //! - `InvoicePaid`: resume (the subscription resumes when it was suspended).
 //!   `InvoiceVoid`: setting `invoice_void` (`ignore` by default, or `suspend`, `cancel`).
 //!   Invoice deliveries without `type` are recognised by their shape and `status`.
@@ -148,6 +152,11 @@ fn order(req: &Request, body: &Body) -> Result<Vec<Event>> {
     }
     let mut common = Event::new(Kind::Ignore);
     common.customer = customer;
+    common.choose(
+        custom_field(req, body, "image")?,
+        custom_field(req, body, "hostname")?,
+        custom_field(req, body, "location")?,
+    );
     common.attr("order_id", order_id.as_str()).attr("order_status", status.as_str());
     if let Some(v) = body.get("amount") {
         common.attr("amount", text(v));
@@ -203,6 +212,31 @@ fn order(req: &Request, body: &Body) -> Result<Vec<Event>> {
             e
         })
         .collect())
+}
+
+/// The order-form field for `choice` (`image`, `hostname`, `location`): setting
+/// `<choice>_field` names it by id or key (default: the choice's own name); the order's
+/// `customFields[]` come first, then the contact's.
+fn custom_field(req: &Request, body: &Body, choice: &str) -> Result<Option<String>> {
+    let wanted = req.setting(&format!("{choice}_field")).unwrap_or(choice);
+    for path in ["customFields", "contactSnapshot.customFields"] {
+        let Some(fields) = body.opt_array(path)? else { continue };
+        for (i, f) in fields.iter().enumerate() {
+            let names = ["id", "key", "fieldKey", "name"];
+            let matches = names.iter().any(|n| f.get(n).and_then(Value::as_str).is_some_and(|v| {
+                v == wanted || v.strip_prefix("contact.") == Some(wanted)
+            }));
+            if matches {
+                return match f.get("value") {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.clone())),
+                    Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                    Some(_) => Err(vmauto_plugin_sdk::wrong(&format!("{path}.{i}.value"), "string")),
+                };
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn invoice(body: &Body, kind: Kind) -> Result<Event> {

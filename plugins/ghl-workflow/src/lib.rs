@@ -8,7 +8,10 @@
 //!   `…/provision` subscribes and `…/deprovision` cancels;
 //! - the plan from `customData.plan` (or `plan_key`, `sku`);
 //! - the subscription from `customData.subscription_id` (or `subscriptionId`);
-//! - an event id from `customData.event_id` (or `webhookId`).
+//! - an event id from `customData.event_id` (or `webhookId`);
+//! - what the customer chose at checkout from `customData.image`, `customData.hostname` and
+//!   `customData.location` (in a Custom Webhook also top-level strings of those names; GHL's
+//!   own top-level `location` object, the sub-account, is not a choice).
 //!
 //! A Custom Webhook action may send the same keys at the top level instead of under
 //! `customData`. Settings: `event.<word> = <kind>` adds words (e.g. `event.upgrade_paid =
@@ -59,6 +62,13 @@ fn parse(req: &Request) -> Result<Vec<Event>> {
         e.attr("event", w.as_str());
     }
     fill_common(&mut e, &body, &custom)?;
+    let choice = |key: &str| -> Result<Option<String>> {
+        match body.opt_str(&format!("customData.{key}"))? {
+            Some(v) => Ok(Some(v)),
+            None => Ok(body.get(key).and_then(Value::as_str).map(str::to_string)),
+        }
+    };
+    e.choose(choice("image")?, choice("hostname")?, choice("location")?);
     e.plan_key = match req.setting("plan_field") {
         Some(path) => body.opt_id(path)?,
         None => match custom("plan")? {
@@ -141,8 +151,18 @@ fn fill_common(e: &mut Event, body: &Body, custom: &dyn Fn(&str) -> Result<Optio
         for (k, v) in map {
             let lower = k.to_ascii_lowercase();
             let secret = ["token", "secret", "password", "key"].iter().any(|s| lower.contains(s));
-            let known =
-                ["event", "plan", "subscription_id", "subscriptionId", "event_id", "occurred_at"].contains(&k.as_str());
+            let known = [
+                "event",
+                "plan",
+                "subscription_id",
+                "subscriptionId",
+                "event_id",
+                "occurred_at",
+                "image",
+                "hostname",
+                "location",
+            ]
+            .contains(&k.as_str());
             if !secret && !known {
                 e.attr(k, vmauto_plugin_sdk::text(v));
             }

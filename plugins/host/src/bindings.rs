@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::{Catalogue, PluginError, Rejection, SourceRequest};
-use crate::event::{BillingEvent, Customer, EventKind};
+use crate::event::{BillingEvent, Customer, EventKind, OrderChoices};
 
 /// Most events one delivery may produce.
 pub const MAX_EVENTS: usize = 100;
@@ -47,27 +47,26 @@ impl SourceRequest {
     }
 }
 
-pub(super) fn rejection_from_source(e: source::vmauto::plugin::types::PluginError) -> Rejection {
-    use source::vmauto::plugin::types::PluginError as W;
-    match e {
-        W::Malformed(m) => Rejection::Malformed(m),
-        W::MissingField(f) => Rejection::MissingField(f),
-        W::WrongType(w) => Rejection::WrongType { field: w.field, expected: w.expected },
-        W::BadSetting(m) => Rejection::BadSetting(m),
-        W::Other(m) => Rejection::Other(m),
-    }
+/// The contract's `plugin-error` of one binding (each version and world has its own type).
+macro_rules! rejection_from {
+    ($name:ident, $types:path) => {
+        pub(super) fn $name(e: $types) -> Rejection {
+            use $types as W;
+            match e {
+                W::Malformed(m) => Rejection::Malformed(m),
+                W::MissingField(f) => Rejection::MissingField(f),
+                W::WrongType(w) => Rejection::WrongType { field: w.field, expected: w.expected },
+                W::BadSetting(m) => Rejection::BadSetting(m),
+                W::Other(m) => Rejection::Other(m),
+            }
+        }
+    };
 }
 
-pub(super) fn rejection_from_mapper(e: mapper::vmauto::plugin::types::PluginError) -> Rejection {
-    use mapper::vmauto::plugin::types::PluginError as W;
-    match e {
-        W::Malformed(m) => Rejection::Malformed(m),
-        W::MissingField(f) => Rejection::MissingField(f),
-        W::WrongType(w) => Rejection::WrongType { field: w.field, expected: w.expected },
-        W::BadSetting(m) => Rejection::BadSetting(m),
-        W::Other(m) => Rejection::Other(m),
-    }
-}
+rejection_from!(rejection_from_source, source::vmauto::plugin::types::PluginError);
+rejection_from!(rejection_from_mapper, mapper::vmauto::plugin::types::PluginError);
+rejection_from!(rejection_from_source_v1_0, super::v1_0::source::vmauto::plugin::types::PluginError);
+rejection_from!(rejection_from_mapper_v1_0, super::v1_0::mapper::vmauto::plugin::types::PluginError);
 
 fn text(plugin: &str, what: &str, s: String) -> Result<String, PluginError> {
     if s.len() > MAX_TEXT {
@@ -141,6 +140,11 @@ pub(super) fn events_from_wit(
                 },
                 plan_key: opt_text(plugin, "plan-key", e.plan_key)?,
                 attributes,
+                choices: OrderChoices {
+                    image: opt_text(plugin, "image", e.image)?,
+                    hostname: opt_text(plugin, "hostname", e.hostname)?,
+                    location: opt_text(plugin, "location", e.location)?,
+                },
             })
         })
         .collect()
@@ -176,6 +180,9 @@ pub(super) fn mapping_request(
             },
             plan_key: event.plan_key.clone(),
             attributes: event.attributes.iter().map(|(k, v)| pair(k, v)).collect(),
+            image: event.choices.image.clone(),
+            hostname: event.choices.hostname.clone(),
+            location: event.choices.location.clone(),
         },
         templates: catalogue
             .templates

@@ -40,6 +40,29 @@ pub struct BillingEvent {
     pub plan_key: Option<String>,
     /// Free-form extras the plugin found worth keeping (order id, invoice id, reason, …).
     pub attributes: BTreeMap<String, String>,
+    /// What the customer chose at checkout (contract 1.1; empty from 1.0 plugins).
+    #[serde(default, skip_serializing_if = "OrderChoices::is_empty")]
+    pub choices: OrderChoices,
+}
+
+/// What the customer chose at checkout, each `None` when not chosen. The host checks them
+/// against the template the plan maps to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderChoices {
+    /// An image alias the template allows (`ubuntu-22.04`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// A location name the template places into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+impl OrderChoices {
+    pub fn is_empty(&self) -> bool {
+        self.image.is_none() && self.hostname.is_none() && self.location.is_none()
+    }
 }
 
 impl BillingEvent {

@@ -28,7 +28,8 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Result<Componen
             }
             _ => 1,
         };
-        if name != TYPES_IMPORT || functions > 0 {
+        let types = name.strip_prefix(TYPES_IMPORT).is_some_and(|v| CONTRACT_VERSIONS.contains(&v));
+        if !types || functions > 0 {
             return Err(format!(
                 "the component imports {name}; plugins get no imports (no WASI, no host functions) - \
                  Hint: build for wasm32-unknown-unknown, not wasm32-wasip1/2"
@@ -50,8 +51,12 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Result<Componen
             ));
         }
     };
-    if version != CONTRACT_VERSION {
-        return Err(format!("the component speaks contract {version}; this vmauto speaks {CONTRACT_VERSION}"));
+    if !CONTRACT_VERSIONS.contains(&version.as_str()) {
+        return Err(format!(
+            "the component speaks contract {version}; this vmauto speaks {} - Hint: build it against \
+             plugins/wit of this vmauto",
+            CONTRACT_VERSIONS.join(" and ")
+        ));
     }
     Ok(ComponentReport { kind, contract_version: version, exports, imports })
 }

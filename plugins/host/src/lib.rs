@@ -1,5 +1,6 @@
 //! The plugin host of vmauto: runs WebAssembly components that implement the plugin
-//! contract (`plugins/wit`, package `vmauto:plugin@1.0.0`).
+//! contract (`plugins/wit`, package `vmauto:plugin@1.1.0`; components built for 1.0,
+//! `plugins/wit-1.0`, load too — see [`v1_0`]).
 //!
 //! - **Billing sources** turn one authenticated webhook delivery into zero or more
 //!   [`BillingEvent`]s ([`PluginRuntime::parse`]).
@@ -30,9 +31,12 @@
 pub mod bindings;
 pub mod bundled;
 pub mod catalogue;
+mod error;
 pub mod event;
 mod inspect;
+mod v1_0;
 
+pub use error::{PluginError, Rejection};
 pub use inspect::{ComponentReport, check_component};
 use inspect::{inspect, wasmparser_is_core_module};
 
@@ -49,16 +53,20 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 
 use self::bindings::{mapper, source};
 pub use self::catalogue::{Catalogue, PlanMapping, Template};
-pub use self::event::{BillingEvent, Customer, EventKind};
+pub use self::event::{BillingEvent, Customer, EventKind, OrderChoices};
 
 /// The contract version this host speaks (the version of the WIT package).
-pub const CONTRACT_VERSION: &str = "1.0.0";
+pub const CONTRACT_VERSION: &str = "1.1.0";
+/// Every contract version this host loads: the current one and the older minor versions of
+/// its major version.
+pub const CONTRACT_VERSIONS: &[&str] = &["1.0.0", "1.1.0"];
 /// The export a billing-source component provides.
-pub const SOURCE_EXPORT: &str = "vmauto:plugin/source@1.0.0";
+pub const SOURCE_EXPORT: &str = "vmauto:plugin/source@1.1.0";
 /// The export a plan-mapper component provides.
-pub const MAPPER_EXPORT: &str = "vmauto:plugin/mapper@1.0.0";
-/// The contract's type-only interface, which components may import (it has no functions).
-pub const TYPES_IMPORT: &str = "vmauto:plugin/types@1.0.0";
+pub const MAPPER_EXPORT: &str = "vmauto:plugin/mapper@1.1.0";
+/// The contract's type-only interface, which components may import (it has no functions),
+/// without its version.
+pub const TYPES_IMPORT: &str = "vmauto:plugin/types@";
 /// Largest plugin file accepted, in bytes.
 pub const MAX_COMPONENT_BYTES: usize = 16 << 20;
 /// Calls served by one instance before it is replaced (bounds allocator drift).
@@ -159,63 +167,6 @@ pub enum TemplateChoice {
     None(String),
 }
 
-/// Why a plugin refused a request (the contract's `plugin-error`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    #[error("malformed body: {0}")]
-    Malformed(String),
-    #[error("missing field `{0}`")]
-    MissingField(String),
-    #[error("field `{field}` has the wrong type (expected {expected})")]
-    WrongType { field: String, expected: String },
-    #[error("bad plugin setting: {0}")]
-    BadSetting(String),
-    #[error("{0}")]
-    Other(String),
-}
-
-/// Why a plugin call failed. Each variant fails only the call that caused it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PluginError {
-    #[error("no plugin named {name:?} - Hint: loaded plugins are {available}")]
-    UnknownPlugin { name: String, available: String },
-    #[error("plugin {name:?} is a {actual} plugin, not a {expected} plugin")]
-    WrongKind { name: String, expected: PluginKind, actual: PluginKind },
-    #[error("plugin {name:?} cannot be loaded: {reason}")]
-    Load { name: String, reason: String },
-    #[error("the {plugin} plugin refused the request: {rejection}")]
-    Rejected { plugin: String, rejection: Rejection },
-    #[error(
-        "the {plugin} plugin ran out of its time budget ({deadline_ms} ms) - Hint: an endless loop or a very large body"
-    )]
-    Timeout { plugin: String, deadline_ms: u64 },
-    #[error("the {plugin} plugin exceeded its memory limit of {limit_bytes} bytes")]
-    MemoryLimit { plugin: String, limit_bytes: usize },
-    #[error("the {plugin} plugin crashed (trap): {message}")]
-    Trap { plugin: String, message: String },
-    #[error("the {plugin} plugin returned output that breaks the contract: {reason}")]
-    BadOutput { plugin: String, reason: String },
-    #[error("the plugin runtime is unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl PluginError {
-    /// A stable snake_case name, for the inbox record and metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            PluginError::UnknownPlugin { .. } => "unknown_plugin",
-            PluginError::WrongKind { .. } => "wrong_plugin_kind",
-            PluginError::Load { .. } => "plugin_load_failed",
-            PluginError::Rejected { .. } => "plugin_rejected",
-            PluginError::Timeout { .. } => "plugin_timeout",
-            PluginError::MemoryLimit { .. } => "plugin_memory_limit",
-            PluginError::Trap { .. } => "plugin_trap",
-            PluginError::BadOutput { .. } => "plugin_bad_output",
-            PluginError::Unavailable(_) => "plugin_unavailable",
-        }
-    }
-}
-
 /// The store data of one instance: its resource limiter.
 struct HostState {
     memory_cap: usize,
@@ -240,12 +191,16 @@ impl ResourceLimiter for HostState {
 enum Prepared {
     Source(source::BillingSourcePre<HostState>),
     Mapper(mapper::PlanMapperPre<HostState>),
+    SourceV1_0(v1_0::source::BillingSourcePre<HostState>),
+    MapperV1_0(v1_0::mapper::PlanMapperPre<HostState>),
 }
 
 /// A live instance kept for reuse.
 enum Bound {
     Source(source::BillingSource),
     Mapper(mapper::PlanMapper),
+    SourceV1_0(v1_0::source::BillingSource),
+    MapperV1_0(v1_0::mapper::PlanMapper),
 }
 
 struct Warm {
@@ -384,7 +339,8 @@ impl PluginRuntime {
             return Err(fail("a plugin name may hold only letters, digits, '-' and '_'".into()));
         }
         let (component, sha256) = self.compile(bytes).map_err(fail)?;
-        let kind = inspect(&self.engine, &component).map_err(fail)?.kind;
+        let report = inspect(&self.engine, &component).map_err(fail)?;
+        let (kind, old) = (report.kind, report.contract_version == "1.0.0");
         let mut linker = Linker::<HostState>::new(&self.engine);
         let ty = component.component_type();
         for (import, _) in ty.imports(&self.engine) {
@@ -392,14 +348,18 @@ impl PluginRuntime {
             linker.instance(import).map_err(|e| fail(format!("cannot link {import}: {e}")))?;
         }
         let pre = linker.instantiate_pre(&component).map_err(|e| fail(format!("cannot link: {e}")))?;
-        let prepared = match kind {
-            PluginKind::BillingSource => Prepared::Source(
-                source::BillingSourcePre::new(pre)
-                    .map_err(|e| fail(format!("exports do not match the contract: {e}")))?,
-            ),
-            PluginKind::PlanMapper => Prepared::Mapper(
-                mapper::PlanMapperPre::new(pre).map_err(|e| fail(format!("exports do not match the contract: {e}")))?,
-            ),
+        let mismatch = |e: wasmtime::Error| fail(format!("exports do not match the contract: {e}"));
+        let prepared = match (kind, old) {
+            (PluginKind::BillingSource, false) => {
+                Prepared::Source(source::BillingSourcePre::new(pre).map_err(mismatch)?)
+            }
+            (PluginKind::PlanMapper, false) => Prepared::Mapper(mapper::PlanMapperPre::new(pre).map_err(mismatch)?),
+            (PluginKind::BillingSource, true) => {
+                Prepared::SourceV1_0(v1_0::source::BillingSourcePre::new(pre).map_err(mismatch)?)
+            }
+            (PluginKind::PlanMapper, true) => {
+                Prepared::MapperV1_0(v1_0::mapper::PlanMapperPre::new(pre).map_err(mismatch)?)
+            }
         };
         let info = PluginInfo { name: name.into(), kind, origin, sha256, size: bytes.len() };
         let loaded = Arc::new(Loaded { info: info.clone(), prepared, idle: Mutex::new(Vec::new()) });
@@ -471,6 +431,8 @@ impl PluginRuntime {
         let bound = match &plugin.prepared {
             Prepared::Source(pre) => pre.instantiate(&mut store).map(Bound::Source),
             Prepared::Mapper(pre) => pre.instantiate(&mut store).map(Bound::Mapper),
+            Prepared::SourceV1_0(pre) => pre.instantiate(&mut store).map(Bound::SourceV1_0),
+            Prepared::MapperV1_0(pre) => pre.instantiate(&mut store).map(Bound::MapperV1_0),
         }
         .map_err(|e| self.classify(&plugin.info.name, &store, e))?;
         Ok(Warm { store, bound, calls: 0 })
@@ -507,20 +469,24 @@ impl PluginRuntime {
         let loaded = self.get(plugin, PluginKind::BillingSource)?;
         let mut warm = self.checkout(&loaded)?;
         warm.store.set_epoch_deadline(self.deadline_ticks());
-        let Bound::Source(instance) = &warm.bound else {
-            return Err(PluginError::Unavailable("instance kind mismatch".into()));
+        let result = match &warm.bound {
+            Bound::Source(instance) => instance
+                .vmauto_plugin_source()
+                .call_parse(&mut warm.store, &req.to_wit())
+                .map(|a| a.map_err(bindings::rejection_from_source)),
+            Bound::SourceV1_0(instance) => instance
+                .vmauto_plugin_source()
+                .call_parse(&mut warm.store, &req.to_wit_v1_0())
+                .map(|a| a.map(v1_0::events_to_current).map_err(bindings::rejection_from_source_v1_0)),
+            _ => return Err(PluginError::Unavailable("instance kind mismatch".into())),
         };
-        let result = instance.vmauto_plugin_source().call_parse(&mut warm.store, &req.to_wit());
         match result {
             Err(e) => Err(self.classify(plugin, &warm.store, e)),
             Ok(answer) => {
                 self.checkin(&loaded, warm);
                 match answer {
                     Ok(events) => bindings::events_from_wit(plugin, events),
-                    Err(e) => Err(PluginError::Rejected {
-                        plugin: plugin.into(),
-                        rejection: bindings::rejection_from_source(e),
-                    }),
+                    Err(rejection) => Err(PluginError::Rejected { plugin: plugin.into(), rejection }),
                 }
             }
         }
@@ -547,11 +513,18 @@ impl PluginRuntime {
         let loaded = self.get(plugin, PluginKind::PlanMapper)?;
         let mut warm = self.checkout(&loaded)?;
         warm.store.set_epoch_deadline(self.deadline_ticks());
-        let Bound::Mapper(instance) = &warm.bound else {
-            return Err(PluginError::Unavailable("instance kind mismatch".into()));
-        };
         let request = bindings::mapping_request(source, event, catalogue, settings);
-        let result = instance.vmauto_plugin_mapper().call_choose(&mut warm.store, &request);
+        let result = match &warm.bound {
+            Bound::Mapper(instance) => instance
+                .vmauto_plugin_mapper()
+                .call_choose(&mut warm.store, &request)
+                .map(|a| a.map_err(bindings::rejection_from_mapper)),
+            Bound::MapperV1_0(instance) => instance
+                .vmauto_plugin_mapper()
+                .call_choose(&mut warm.store, &v1_0::mapping_request_to_v1_0(request))
+                .map(|a| a.map(v1_0::choice_to_current).map_err(bindings::rejection_from_mapper_v1_0)),
+            _ => return Err(PluginError::Unavailable("instance kind mismatch".into())),
+        };
         match result {
             Err(e) => Err(self.classify(plugin, &warm.store, e)),
             Ok(answer) => {
@@ -568,10 +541,7 @@ impl PluginRuntime {
                         }
                     }
                     Ok(mapper::vmauto::plugin::types::Choice::None(reason)) => Ok(TemplateChoice::None(reason)),
-                    Err(e) => Err(PluginError::Rejected {
-                        plugin: plugin.into(),
-                        rejection: bindings::rejection_from_mapper(e),
-                    }),
+                    Err(rejection) => Err(PluginError::Rejected { plugin: plugin.into(), rejection }),
                 }
             }
         }

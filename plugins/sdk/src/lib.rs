@@ -90,6 +90,10 @@ pub struct Event {
     pub customer: Customer,
     pub plan_key: Option<String>,
     pub attributes: Vec<(String, String)>,
+    /// What the customer chose at checkout (contract 1.1); see [`Event::choose`].
+    pub image: Option<String>,
+    pub hostname: Option<String>,
+    pub location: Option<String>,
 }
 
 impl Event {
@@ -102,7 +106,20 @@ impl Event {
             customer: Customer::default(),
             plan_key: None,
             attributes: Vec::new(),
+            image: None,
+            hostname: None,
+            location: None,
         }
+    }
+
+    /// Sets the customer's order-time choices (blank values count as not chosen); the host
+    /// checks them against the template and parks the event when one is not allowed.
+    pub fn choose(&mut self, image: Option<String>, hostname: Option<String>, location: Option<String>) -> &mut Self {
+        let keep = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        self.image = keep(image);
+        self.hostname = keep(hostname);
+        self.location = keep(location);
+        self
     }
 
     /// An `ignore` event that records why.
@@ -420,6 +437,9 @@ macro_rules! export_mapper {
                     customer: $crate::Customer { id: e.customer.id, name: e.customer.name, email: e.customer.email },
                     plan_key: e.plan_key,
                     attributes: pairs(e.attributes),
+                    image: e.image,
+                    hostname: e.hostname,
+                    location: e.location,
                 };
                 let req = $crate::MappingRequest {
                     source: req.source,
@@ -497,6 +517,9 @@ macro_rules! __vmauto_conversions {
                 customer: t::Customer { id: e.customer.id, name: e.customer.name, email: e.customer.email },
                 plan_key: e.plan_key,
                 attributes: e.attributes.into_iter().map(|(name, value)| t::Pair { name, value }).collect(),
+                image: e.image,
+                hostname: e.hostname,
+                location: e.location,
             }
         }
     };

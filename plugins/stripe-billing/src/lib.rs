@@ -15,6 +15,10 @@
 //!
 //! The plan key is the price's `lookup_key` when set, else the price id; setting
 //! `plan_from = metadata:<key>` reads the subscription's metadata instead.
+//!
+//! What the customer chose at checkout comes from the subscription's metadata `image`,
+//! `hostname` and `location` (set them with Checkout's `subscription_data[metadata]`, e.g.
+//! from custom fields), else from the price's metadata (a price per image or location).
 
 use vmauto_plugin_sdk::{Body, Error, Event, Instant, Kind, Request, Result, text};
 
@@ -105,6 +109,13 @@ fn subscription(req: &Request, event_type: &str, envelope: &Body, sub: &Body) ->
         e.attr("cancel_at_period_end", b.to_string());
     }
     metadata(&mut e, sub, "metadata")?;
+    let choice = |key: &str| -> Result<Option<String>> {
+        match sub.opt_str(&format!("metadata.{key}"))? {
+            Some(v) => Ok(Some(v)),
+            None => sub.opt_str(&format!("items.data.0.price.metadata.{key}")),
+        }
+    };
+    e.choose(choice("image")?, choice("hostname")?, choice("location")?);
     Ok(e)
 }
 

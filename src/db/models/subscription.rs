@@ -287,6 +287,7 @@ mod tests {
             customer: Customer { id: "c1".into(), name: "Dana".into(), email: "d@example.com".into() },
             plan_key: Some("starter".into()),
             attributes: BTreeMap::new(),
+            choices: Default::default(),
         };
         let sub = SubscriptionId::of("ghl", "sub1");
         let vps_id = VpsId::new(new_key());
