@@ -3,4 +3,4 @@
 
 pub mod signature;
 
-pub use vmauto_plugin_host::event::{BillingEvent, Customer, EventKind};
+pub use vmauto_plugin_host::event::{BillingEvent, Customer, EventKind, OrderChoices};

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod locations;
 mod notify;
 mod portal;
 mod provider;
@@ -26,6 +27,7 @@ mod server;
 mod sources;
 mod stripe;
 
+pub use locations::*;
 pub use notify::*;
 pub use portal::*;
 pub use provider::*;
@@ -109,6 +111,8 @@ pub struct Config {
     pub inbox: InboxConfig,
     pub portal: PortalConfig,
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Where an order may ask its VPS to be built.
+    pub locations: BTreeMap<String, LocationConfig>,
 }
 
 /// Overrides from the command line, applied last.
@@ -218,6 +222,7 @@ impl Config {
         }
         self.server.trusted_proxy_nets()?;
         self.portal.check().map_err(|e| anyhow!(e))?;
+        check_locations(&self.locations, &["default"]).map_err(|e| anyhow!(e))?;
         if self.server.body_timeout_secs == 0 {
             bail!("server.body_timeout_secs: must be at least 1");
         }

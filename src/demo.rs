@@ -175,6 +175,7 @@ pub async fn seed(store: &Store, config: &Config, source: &str) -> anyhow::Resul
             name_pattern: "vps-{customer}-{id}".into(),
             enabled: true,
             allowed_images: Vec::new(),
+            ..Template::default()
         };
         store.seed_template(&row, source, t.plan).await?;
     }

@@ -5,6 +5,7 @@
 //! machine is tested without a store; the rows they read and write, and the queries, are in
 //! [`crate::db::models`] (re-exported here under their lifecycle names).
 
+pub mod choices;
 pub mod kpi;
 
 use crate::billing::{BillingEvent, EventKind};

@@ -8,6 +8,7 @@ mod bench_ui;
 mod bench_upgrades;
 mod browser;
 mod chaos;
+mod choices;
 mod cli;
 mod common;
 mod crash;

@@ -240,6 +240,7 @@ async fn the_reconciler_reports_orphans_missing_vms_and_drift_without_touching_t
         nics: vec![],
         owner_tag: vmauto::lifecycle::owner_tag(&install, &VpsId::from("ghost")),
         power_on: false,
+        hostname: None,
     };
     let created = gw.send(CreateServer { spec, op: OpKey::random() }).await.expect("sent").expect("create");
     gw.send(wait(created.task_id)).await.expect("sent").expect("created");

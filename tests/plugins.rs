@@ -5,9 +5,9 @@
 
 mod bench;
 mod cache;
-mod choices;
+pub(crate) mod choices;
 mod hostile;
 mod mapper;
 mod signature;
 mod sources;
-mod support;
+pub(crate) mod support;

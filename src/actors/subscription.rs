@@ -186,11 +186,23 @@ impl Apply {
                     Ok(t) => t,
                     Err(why) => return Ok(self.park(source, event, &why).await),
                 };
+                let chosen = match crate::lifecycle::choices::resolve(&template, &event.choices, &self.config.locations)
+                {
+                    Ok(c) => c,
+                    Err(why) => return Ok(self.park(source, event, &why).await),
+                };
                 let id = VpsId::new(new_key());
                 let name = template.name_pattern.replace("{id}", &id.as_str()[..8]).replace("{customer}", "c");
                 w.subscription_status = Some("active");
-                w.new_vps.push(NewVps { id: id.clone(), name, template });
-                w.operations.push(op(&id, OpKind::Create));
+                let recorded = (!event.choices.is_empty()).then(|| {
+                    json!({
+                        "chosen": &chosen, "source": source, "event_id": event.source_event_id,
+                        "requested_by": requested_by,
+                    })
+                });
+                w.new_vps.push(NewVps { id: id.clone(), name, template: chosen.apply(&template), choices: recorded });
+                let params = chosen.hostname.as_ref().map_or_else(|| json!({}), |h| json!({ "hostname": h }));
+                w.operations.push(NewOperation { params, ..op(&id, OpKind::Create) });
                 EventOutcome::new("processed", format!("provisioning VPS {id}"))
             }
             Decision::Deprovision { vps, grace_days } => {

@@ -247,6 +247,7 @@ async fn save_template(
     body: web::Json<Template>,
 ) -> AppResult<HttpResponse> {
     let p = user.require(Role::Admin)?;
+    admin::unconfigured_locations(&body, &state.config).map_err(|e| bad(anyhow::anyhow!(e)))?;
     admin::save_template(&state.store, &body, &p.actor()).await.map_err(bad)?;
     Ok(HttpResponse::Ok().json(json!({ "saved": body.name })))
 }

@@ -125,6 +125,9 @@ pub struct ServerSpec {
     pub owner_tag: String,
     #[serde(default = "yes")]
     pub power_on: bool,
+    /// The guest's hostname, when the order chose one (SCP's `hostname`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 fn one() -> u32 {

@@ -166,6 +166,7 @@ pub fn spec(name: &str, tag: &str) -> ServerSpec {
         nics: vec![NicSpec { network_id: VPC_A.into(), subnet_id: SUBNET_A1.into(), ip: None }],
         owner_tag: tag.into(),
         power_on: true,
+        hostname: None,
     }
 }
 

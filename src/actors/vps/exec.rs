@@ -269,6 +269,7 @@ async fn ensure_vm(
         },
         owner_tag: tag.clone(),
         power_on: true,
+        hostname: op.params.get("hostname").and_then(serde_json::Value::as_str).map(str::to_string),
     };
     let created = call(cx, CreateServer { spec, op: key(op, "create") }).await?.map_err(Outcome::from)?;
     let sid = created.server_id.as_ref().map(|s| s.0.clone());

@@ -134,9 +134,13 @@ pub struct PortalVps {
     /// The image the VM runs.
     #[serde(default)]
     pub image_id: Option<String>,
-    /// Images a reinstall may choose: the template's own first, then its allowed ones.
+    /// Images a reinstall may choose: the template's own first, then its allowed ones and
+    /// those orders may choose.
     #[serde(default, deserialize_with = "present_strings")]
     pub images: Vec<String>,
+    /// The template as stored with the VPS (read for `images`; never shown).
+    #[serde(default, deserialize_with = "super::lenient", skip_serializing)]
+    pub template_row: Option<crate::db::models::template::Template>,
     #[serde(default)]
     pub power: Option<PowerState>,
     #[serde(default)]
@@ -179,13 +183,19 @@ impl Store {
         self.query_first::<PortalVps>(
             "SELECT record::id(id) AS id, name, state, ips OR [] AS ips, spec, template,
                 image_id OR template_row.image_id AS image_id,
-                array::distinct(array::concat([template_row.image_id], template_row.allowed_images OR [])) AS images,
-                power, delete_after, server_id != NONE AS has_vm, subscription
+                template_row, power, delete_after, server_id != NONE AS has_vm, subscription
              FROM type::record('vps', $id)",
             json!({ "id": id }),
             0,
         )
         .await
+        .map(|v| {
+            v.map(|mut v| {
+                v.images = v.template_row.as_ref().map(|t| t.rebuild_images()).unwrap_or_default();
+                v.images.retain(|i| !i.is_empty());
+                v
+            })
+        })
     }
 
     /// The VPS's latest operations, newest first; `mine` marks those `who` asked for.

@@ -51,7 +51,10 @@ pub struct SubscriptionView {
 pub struct NewVps {
     pub id: VpsId,
     pub name: String,
+    /// The template row to store with it (built where and from what the order chose).
     pub template: Template,
+    /// What the order chose and where it came from (`choices` on the row), when it chose.
+    pub choices: Option<Value>,
 }
 
 /// Everything one decision writes, committed together.
@@ -157,7 +160,7 @@ impl Store {
             .map(|v| {
                 json!({
                     "key": v.id, "name": v.name, "template": v.template.name,
-                    "spec": Spec::from(&v.template), "template_row": v.template,
+                    "spec": Spec::from(&v.template), "template_row": v.template, "choices": v.choices,
                 })
             })
             .collect();
@@ -188,7 +191,8 @@ impl Store {
                     name: $v.name, state: 'pending', subscription: $sub_key, source: $source,
                     customer: $customer_key, customer_id: $customer_id, customer_name: $customer_name,
                     customer_email: $customer_email, template: $v.template, spec: $v.spec,
-                    template_row: $v.template_row, ips: [], created_at: time::now(), updated_at: time::now()
+                    template_row: $v.template_row, choices: $v.choices, ips: [], created_at: time::now(),
+                    updated_at: time::now()
                 };
             };
             FOR $s IN $states {
@@ -298,7 +302,7 @@ mod tests {
             subscription_status: Some("active"),
             plan_key: Some("starter".into()),
             occurred_at: event.occurred_at,
-            new_vps: vec![NewVps { id: vps_id.clone(), name: "vps-x".into(), template: t }],
+            new_vps: vec![NewVps { id: vps_id.clone(), name: "vps-x".into(), template: t, choices: None }],
             operations: vec![NewOperation {
                 vps: vps_id.clone(),
                 kind: OpKind::Create,

@@ -1,6 +1,8 @@
 //! The `template` table (what a plan gets) and `plan_mapping` (which template a source's plan
 //! maps to).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -42,12 +44,63 @@ pub struct Template {
     /// own `image_id` is always allowed.
     #[serde(default)]
     pub allowed_images: Vec<String>,
+    /// Images an order may choose, by alias (`ubuntu-22.04`): one SCP image id, or one per AZ.
+    /// A rebuild may use them too.
+    #[serde(default)]
+    pub images: BTreeMap<String, ImageRef>,
+    /// Locations an order may choose (names of `[locations.<name>]`); none: the template's AZ.
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Which hostname an order may choose: empty, any valid one (RFC 1123); `none`, none;
+    /// `*.example.com`, one under `example.com`.
+    #[serde(default)]
+    pub hostname_rule: String,
+}
+
+/// The SCP image an alias stands for: one id everywhere, or one per AZ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ImageRef {
+    Id(String),
+    PerAz(BTreeMap<String, String>),
+}
+
+impl ImageRef {
+    /// The image id in `az`, if the alias has one there.
+    pub fn in_az(&self, az: &str) -> Option<&str> {
+        match self {
+            Self::Id(id) => Some(id.as_str()),
+            Self::PerAz(by_az) => by_az.get(az).map(String::as_str),
+        }
+        .filter(|id| !id.is_empty())
+    }
+
+    fn ids(&self) -> Vec<&str> {
+        match self {
+            Self::Id(id) => vec![id.as_str()],
+            Self::PerAz(by_az) => by_az.values().map(String::as_str).collect(),
+        }
+    }
 }
 
 impl Template {
     /// Whether a rebuild may use `image_id`.
     pub fn allows_image(&self, image_id: &str) -> bool {
-        image_id == self.image_id || self.allowed_images.iter().any(|i| i == image_id)
+        image_id == self.image_id
+            || self.allowed_images.iter().any(|i| i == image_id)
+            || self.images.values().any(|r| r.ids().contains(&image_id))
+    }
+
+    /// Every image id a rebuild may use, the template's own first.
+    pub fn rebuild_images(&self) -> Vec<String> {
+        let mut all = vec![self.image_id.clone()];
+        let more = self.allowed_images.iter().map(String::as_str).chain(self.images.values().flat_map(ImageRef::ids));
+        for id in more {
+            if !id.is_empty() && !all.iter().any(|a| a == id) {
+                all.push(id.to_string());
+            }
+        }
+        all
     }
 }
 
@@ -68,6 +121,9 @@ impl Default for Template {
             name_pattern: default_pattern(),
             enabled: enabled(),
             allowed_images: Vec::new(),
+            images: BTreeMap::new(),
+            locations: Vec::new(),
+            hostname_rule: String::new(),
         }
     }
 }

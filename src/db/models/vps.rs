@@ -245,6 +245,10 @@ pub struct VpsDetail {
     pub active_at: Option<String>,
     #[serde(default)]
     pub has_password: bool,
+    /// What the order chose at checkout (image, hostname, location, as built) and where it
+    /// came from (source, event id, inbox delivery); absent when it chose nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Value>,
 }
 
 /// Filters of the VPS list (all optional).
@@ -378,7 +382,7 @@ impl Store {
     pub async fn vps_detail(&self, id: &VpsId) -> anyhow::Result<Option<VpsDetail>> {
         self.query_first::<VpsDetail>(
             &format!(
-                "SELECT {VPS_ROW}, template_row, delete_after, IF active_at {{ <string>active_at }} AS active_at,
+                "SELECT {VPS_ROW}, template_row, choices, delete_after, IF active_at {{ <string>active_at }} AS active_at,
                         root_password != NONE AS has_password
                      FROM type::record('vps', $id)"
             ),

@@ -77,6 +77,8 @@ async fn edit_template_form(
         }
     }
     let ctx = TemplateFormPage {
+        images_text: admin::images_text(&current.images),
+        locations: state.config.locations.keys().cloned().collect(),
         t: current,
         az,
         zones,
@@ -96,6 +98,10 @@ async fn edit_template_form(
 #[derive(Serialize)]
 struct TemplateFormPage<'a> {
     t: Template,
+    /// The template's order images as the form edits them.
+    images_text: String,
+    /// The configured locations an order may be offered.
+    locations: Vec<String>,
     /// The AZ whose images, storage tags and VPCs are offered.
     az: String,
     zones: Vec<Zone>,
@@ -154,12 +160,24 @@ struct TemplateForm {
     /// Other image ids a rebuild may choose, separated by commas or spaces.
     #[serde(default)]
     allowed_images: String,
+    /// Images an order may choose, one `alias = image-id` per line.
+    #[serde(default)]
+    images: String,
+    /// Locations an order may choose, comma-separated.
+    #[serde(default)]
+    locations: String,
+    #[serde(default)]
+    hostname_rule: String,
 }
 
 async fn save_template(state: web::Data<AppState>, user: UiUser, form: web::Form<TemplateForm>) -> Page {
     let p = user.require(Role::Admin)?;
     check_csrf(p, &form._csrf)?;
     let f = form.into_inner();
+    let images = match admin::parse_images(&f.images) {
+        Ok(i) => i,
+        Err(e) => return Ok(redirect_msg("/templates", false, &format!("{e:#}"))),
+    };
     let t = Template {
         name: TemplateName::from(f.name.trim()),
         description: f.description,
@@ -179,8 +197,15 @@ async fn save_template(state: web::Data<AppState>, user: UiUser, form: web::Form
             .filter(|i| !i.is_empty())
             .map(str::to_owned)
             .collect(),
+        images,
+        locations: f.locations.split(',').map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+        hostname_rule: f.hostname_rule.trim().to_string(),
     };
-    match admin::save_template(&state.store, &t, &p.actor()).await {
+    let saved = match admin::unconfigured_locations(&t, &state.config) {
+        Ok(()) => admin::save_template(&state.store, &t, &p.actor()).await,
+        Err(e) => Err(anyhow::anyhow!(e)),
+    };
+    match saved {
         Ok(()) => Ok(redirect_msg("/templates", true, &format!("Template {} saved.", t.name))),
         Err(e) => {
             let back = format!(

@@ -99,7 +99,8 @@ async fn show_vps(state: web::Data<AppState>, user: UiUser, id: web::Path<String
         timeline.iter().filter(|t| matches!(t, TimelineEntry::Operation(op) if op.state == OpState::Dead)).collect();
     // The images a rebuild may choose: the template's own first, then its allowed ones.
     let mut rebuild_images: Vec<RebuildImage> = Vec::new();
-    for img in vps.row.template_image.iter().chain(&vps.row.allowed_images) {
+    let from_row = vps.template_row.as_ref().map(|t| t.rebuild_images()).unwrap_or_default();
+    for img in vps.row.template_image.iter().chain(&vps.row.allowed_images).chain(&from_row) {
         if !img.is_empty() && !rebuild_images.iter().any(|r| r.id == img) {
             rebuild_images.push(RebuildImage { id: img, current: vps.row.image_id.as_ref() == Some(img) });
         }

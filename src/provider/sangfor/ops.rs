@@ -66,6 +66,9 @@ pub fn create_body(spec: &ServerSpec) -> Value {
         "power_on": u8::from(spec.power_on),
         "location": {"id": "cluster"},
     });
+    if let Some(hostname) = &spec.hostname {
+        body["hostname"] = json!(hostname);
+    }
     if let Some(size_mb) = spec.disk_mb {
         body["disks"] = json!([{"id": "ide0", "type": "derive_disk", "size_mb": size_mb, "preallocate": "off"}]);
     }
@@ -339,6 +342,7 @@ mod tests {
             nics: vec![NicSpec { network_id: "vpc1".into(), subnet_id: "sn1".into(), ip: Some("10.0.0.5".into()) }],
             owner_tag: "vmauto:i:v".into(),
             power_on: true,
+            hostname: Some("web-1.example.com".into()),
         };
         let b = create_body(&spec);
         assert_eq!(b["description"], "vmauto:i:v");
@@ -347,6 +351,7 @@ mod tests {
         assert_eq!(b["disks"][0]["size_mb"], 81920);
         assert_eq!(b["power_on"], 1);
         assert_eq!(b["location"]["id"], "cluster");
+        assert_eq!(b["hostname"], "web-1.example.com");
     }
 
     #[test]
