@@ -113,7 +113,13 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     /// Where an order may ask its VPS to be built.
     pub locations: BTreeMap<String, LocationConfig>,
+    /// More SCPs, each a full connection of its own (`[providers.<name>]`, the keys of
+    /// `[provider.sangfor]`); `[provider.sangfor]` is the provider named `default`.
+    pub providers: BTreeMap<String, SangforConfig>,
 }
+
+/// The name of `[provider.sangfor]` among the providers.
+pub const DEFAULT_PROVIDER: &str = "default";
 
 /// Overrides from the command line, applied last.
 #[derive(Debug, Clone, Default)]
@@ -207,6 +213,22 @@ impl Config {
         self.sources.iter().find(|(_, s)| s.plugin == "ghl-workflow").map(|(n, _)| n.as_str())
     }
 
+    /// Every provider: `default` (`[provider.sangfor]`) first, then `[providers.<name>]`.
+    pub fn provider_configs(&self) -> Vec<(&str, &SangforConfig)> {
+        std::iter::once((DEFAULT_PROVIDER, &self.provider.sangfor))
+            .chain(self.providers.iter().map(|(n, p)| (n.as_str(), p)))
+            .collect()
+    }
+
+    /// The connection settings of provider `name`.
+    pub fn provider_config(&self, name: &str) -> Option<&SangforConfig> {
+        if name.is_empty() || name == DEFAULT_PROVIDER {
+            Some(&self.provider.sangfor)
+        } else {
+            self.providers.get(name)
+        }
+    }
+
     /// Cross-field rules, each failure naming its key.
     pub fn validate(&self) -> anyhow::Result<()> {
         let url = self.database_url();
@@ -222,36 +244,29 @@ impl Config {
         }
         self.server.trusted_proxy_nets()?;
         self.portal.check().map_err(|e| anyhow!(e))?;
-        check_locations(&self.locations, &["default"]).map_err(|e| anyhow!(e))?;
+        if self.providers.contains_key(DEFAULT_PROVIDER) {
+            bail!("providers.default: the provider named default is [provider.sangfor]; give this one another name");
+        }
+        for (name, p) in &self.providers {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                bail!("providers.{name}: a provider name may hold only letters, digits, '-' and '_'");
+            }
+            if p.base_url.is_empty() {
+                bail!("providers.{name}.base_url: required (e.g. https://10.1.2.3)");
+            }
+        }
+        let names: Vec<&str> = self.provider_configs().into_iter().map(|(n, _)| n).collect();
+        check_locations(&self.locations, &names).map_err(|e| anyhow!(e))?;
         if self.server.body_timeout_secs == 0 {
             bail!("server.body_timeout_secs: must be at least 1");
         }
         if self.server.body_limit_bytes < 1024 {
             bail!("server.body_limit_bytes: {} is too small; use at least 1024", self.server.body_limit_bytes);
         }
-        let sp = &self.provider.sangfor;
-        if !sp.base_url.is_empty() {
-            let parsed = url::Url::parse(&sp.base_url).map_err(|e| {
-                anyhow!(
-                    "provider.sangfor.base_url: {:?} is not a URL ({e}); include the scheme, e.g. https://10.1.2.3",
-                    sp.base_url
-                )
-            })?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                bail!("provider.sangfor.base_url: scheme must be http or https, not {:?}", parsed.scheme());
-            }
-            match sp.auth {
-                SangforAuth::Ec2 if sp.access_key.is_empty() || sp.secret_key.is_empty() => {
-                    bail!("provider.sangfor: auth = \"ec2\" needs access_key and secret_key (or secret_key_file)")
-                }
-                SangforAuth::Token if sp.username.is_empty() || sp.password.is_empty() => {
-                    bail!("provider.sangfor: auth = \"token\" needs username and password (or password_file)")
-                }
-                _ => {}
-            }
-        }
-        if sp.max_concurrency == 0 {
-            bail!("provider.sangfor.max_concurrency: must be at least 1");
+        for (name, sp) in self.provider_configs() {
+            let key =
+                if name == DEFAULT_PROVIDER { "provider.sangfor".to_string() } else { format!("providers.{name}") };
+            check_sangfor(&key, sp)?;
         }
         if self.policy.max_attempts == 0 {
             bail!("policy.max_attempts: must be at least 1");

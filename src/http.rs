@@ -66,6 +66,19 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The gateway of the SCP the VM of `vps` lives on.
+    pub async fn gateway_of(
+        &self,
+        vps: &crate::lifecycle::VpsId,
+    ) -> anyhow::Result<actix::Addr<crate::actors::gateway::SangforGateway>> {
+        let provider = self.store.vps_template(vps).await?.map(|t| t.provider).unwrap_or_default();
+        self.handles
+            .gateways
+            .get(&provider)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("provider {provider:?} of VPS {vps} is not configured"))
+    }
+
     fn peer_is_trusted_proxy(&self, req: &actix_web::HttpRequest) -> bool {
         req.peer_addr().is_some_and(|p| self.trusted_proxies.iter().any(|n| n.contains(&p.ip())))
     }

@@ -18,11 +18,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod set;
+pub use set::Gateways;
+
 use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 
 use super::messages::{Notify, Shutdown};
 use super::supervisor::Supervision;
-use crate::config::{Config, DeleteMode, Secret};
+use crate::config::{Config, DEFAULT_PROVIDER, DeleteMode, SangforConfig, Secret};
 use crate::notice::{NotifyKind, Severity};
 /// What the catalogue messages ([`ListZones`], [`ListImages`], …) answer.
 pub use crate::provider::console::ConsoleSocket;
@@ -284,7 +287,10 @@ pub struct GatewaySettings {
 
 impl GatewaySettings {
     pub fn from_config(config: &Config) -> Self {
-        let s = &config.provider.sangfor;
+        Self::from_sangfor(&config.provider.sangfor)
+    }
+
+    pub fn from_sangfor(s: &SangforConfig) -> Self {
         Self {
             poll: PollPolicy {
                 initial: Duration::from_millis(s.task_poll_initial_ms.clamp(20, 60_000)),
@@ -313,9 +319,24 @@ pub struct SangforGateway {
 impl SangforGateway {
     /// The gateway for `config.provider.sangfor`; registers the `vmauto_scp_*` metrics.
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, notify: Option<Recipient<Notify>>) -> Self {
-        let policy = TrafficPolicy::from_config(&config.provider.sangfor);
-        let settings = GatewaySettings::from_config(&config);
-        Self::with_policy(&config, metrics, notify, policy, settings)
+        Self::for_provider(DEFAULT_PROVIDER, &config.provider.sangfor, metrics, notify)
+    }
+
+    /// The gateway of provider `name` (connection `sp`): its own traffic layer, rate limits,
+    /// breaker and `vmauto_scp_*` metrics labelled `provider="<name>"`.
+    pub fn for_provider(
+        name: &str,
+        sp: &SangforConfig,
+        metrics: Arc<Metrics>,
+        notify: Option<Recipient<Notify>>,
+    ) -> Self {
+        let policy = TrafficPolicy::from_config(sp);
+        let settings = GatewaySettings::from_sangfor(sp);
+        let provider = name.to_string();
+        let listener =
+            notify.map(|to| Arc::new(move |event| to.do_send(breaker_notice(&provider, event))) as BreakerListener);
+        let traffic = Arc::new(Traffic::new(policy, GatewayMetrics::for_provider(&metrics, name), listener));
+        Self::over(name, sp, traffic, settings, metrics)
     }
 
     /// [`SangforGateway::new`] with an explicit traffic policy and settings (tests, benches).
@@ -326,16 +347,31 @@ impl SangforGateway {
         policy: TrafficPolicy,
         settings: GatewaySettings,
     ) -> Self {
-        let listener = notify.map(|to| Arc::new(move |event| to.do_send(breaker_notice(event))) as BreakerListener);
+        let listener = notify
+            .map(|to| Arc::new(move |event| to.do_send(breaker_notice(DEFAULT_PROVIDER, event))) as BreakerListener);
         let traffic = Arc::new(Traffic::new(policy, GatewayMetrics::new(&metrics), listener));
-        let provider = SangforClient::new(&config.provider.sangfor, Arc::clone(&traffic))
-            .map(|c| Arc::new(c) as Arc<dyn Provider>);
+        Self::over(DEFAULT_PROVIDER, &config.provider.sangfor, traffic, settings, metrics)
+    }
+
+    fn over(
+        name: &str,
+        sp: &SangforConfig,
+        traffic: Arc<Traffic>,
+        settings: GatewaySettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let provider = SangforClient::new(sp, Arc::clone(&traffic)).map(|c| Arc::new(c) as Arc<dyn Provider>);
         match &provider {
-            Ok(_) => tracing::info!(base_url = %config.provider.sangfor.base_url, "SCP gateway ready"),
+            Ok(_) => tracing::info!(provider = name, base_url = %sp.base_url, "SCP gateway ready"),
             Err(ProviderError::NotConfigured) => {
-                tracing::warn!("SCP is not configured; provider requests will fail until base_url is set");
+                tracing::warn!(
+                    provider = name,
+                    "SCP is not configured; provider requests will fail until base_url is set"
+                );
             }
-            Err(e) => tracing::error!(error = %e, "SCP configuration is unusable; provider requests will fail"),
+            Err(e) => {
+                tracing::error!(provider = name, error = %e, "SCP configuration is unusable; provider requests will fail")
+            }
         }
         Self {
             provider,
@@ -449,28 +485,42 @@ pub fn customer_capacity(
     }
 }
 
+/// [`customer_capacity`] of a gateway that may not be there (a VPS whose provider is not
+/// configured): then every read fails, and nothing is sold blind.
+pub fn customer_capacity_of(
+    gateway: anyhow::Result<actix::Addr<SangforGateway>>,
+) -> impl AsyncFnOnce(String) -> anyhow::Result<Capacity> {
+    async move |zone: String| {
+        let gateway = gateway?;
+        customer_capacity(&gateway)(zone).await
+    }
+}
+
 /// What admins are told when the circuit breaker opens or closes.
-fn breaker_notice(event: BreakerEvent) -> Notify {
+fn breaker_notice(provider: &str, event: BreakerEvent) -> Notify {
+    // The default SCP keeps its words; another names itself.
+    let scp = if provider == DEFAULT_PROVIDER { "SCP".to_string() } else { format!("SCP {provider}") };
     let (kind, severity, title, body) = match event {
         BreakerEvent::Opened { failures, cooldown } => (
             NotifyKind::BreakerOpen,
             Severity::Critical,
-            "SCP is failing: circuit breaker open",
+            format!("{scp} is failing: circuit breaker open"),
             format!(
-                "{failures} consecutive SCP requests failed (server errors, timeouts or connection errors). vmauto \
+                "{failures} consecutive {scp} requests failed (server errors, timeouts or connection errors). vmauto \
                  stops sending requests for {}s, then probes again. Lifecycle operations wait and resume \
-                 automatically. Check that SCP is up and reachable.",
+                 automatically; new VMs are placed on other providers of their location meanwhile. Check that \
+                 {scp} is up and reachable.",
                 cooldown.as_secs()
             ),
         ),
         BreakerEvent::Closed => (
             NotifyKind::BreakerClosed,
             Severity::Info,
-            "SCP is reachable again",
-            "The circuit breaker closed: requests to SCP flow again and waiting operations resume.".to_string(),
+            format!("{scp} is reachable again"),
+            format!("The circuit breaker closed: requests to {scp} flow again and waiting operations resume."),
         ),
     };
-    Notify { kind, severity, title: title.to_string(), body, subject: None, portal_url: None }
+    Notify { kind, severity, title, body, subject: None, portal_url: None }
 }
 
 impl Handler<GetCapacityCached> for SangforGateway {

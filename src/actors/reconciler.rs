@@ -17,7 +17,7 @@ use actix::{
 use serde::Serialize;
 use serde_json::json;
 
-use super::gateway::{FindServersByTagPrefix, SangforGateway};
+use super::gateway::{FindServersByTagPrefix, Gateways};
 use super::messages::{Notify, NotifyKind, Severity, Shutdown};
 use super::supervisor::Supervision;
 use crate::config::Config;
@@ -43,7 +43,7 @@ pub enum Finding {
 pub struct Reconciler {
     config: Arc<Config>,
     store: Store,
-    gateway: Addr<SangforGateway>,
+    gateways: Gateways,
     notify: Recipient<Notify>,
     install_id: String,
     /// Findings already reported, so a standing difference alerts once.
@@ -55,7 +55,7 @@ impl Reconciler {
     pub fn new(
         config: Arc<Config>,
         store: Store,
-        gateway: Addr<SangforGateway>,
+        gateways: Gateways,
         notify: Recipient<Notify>,
         install_id: String,
         metrics: Arc<Metrics>,
@@ -63,7 +63,7 @@ impl Reconciler {
         Self {
             config,
             store,
-            gateway,
+            gateways,
             notify,
             install_id,
             reported: HashSet::new(),
@@ -78,10 +78,10 @@ impl Actor for Reconciler {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.sup.on_started(ctx);
         let every = self.config.policy.reconcile_interval_secs;
-        if every > 0 && !self.config.provider.sangfor.base_url.is_empty() {
+        if every > 0 && self.config.provider_configs().iter().any(|(_, p)| !p.base_url.is_empty()) {
             ctx.run_interval(Duration::from_secs(every), |act, ctx| {
-                let (store, gateway, install) = (act.store.clone(), act.gateway.clone(), act.install_id.clone());
-                ctx.spawn(async move { reconcile(&store, &gateway, &install).await }.into_actor(act).map(
+                let (store, gateways, install) = (act.store.clone(), act.configured(), act.install_id.clone());
+                ctx.spawn(async move { reconcile(&store, &gateways, &install).await }.into_actor(act).map(
                     |result, act, _| match result {
                         Ok(findings) => act.report(findings),
                         Err(e) => tracing::warn!(error = %format!("{e:#}"), "reconciliation could not run"),
@@ -93,6 +93,15 @@ impl Actor for Reconciler {
 }
 
 impl Reconciler {
+    /// The gateways of the providers that are configured (the others answer nothing).
+    fn configured(&self) -> Vec<(String, Addr<super::gateway::SangforGateway>)> {
+        self.gateways
+            .iter()
+            .filter(|(n, _)| self.config.provider_config(n).is_some_and(|p| !p.base_url.is_empty()))
+            .map(|(n, g)| (n.to_string(), g.clone()))
+            .collect()
+    }
+
     /// Notifies about findings not reported before; forgets the ones that went away.
     fn report(&mut self, findings: Vec<Finding>) {
         let now: HashSet<Finding> = findings.into_iter().collect();
@@ -125,8 +134,8 @@ impl Handler<Reconcile> for Reconciler {
     type Result = ResponseFuture<anyhow::Result<Vec<Finding>>>;
 
     fn handle(&mut self, _: Reconcile, _: &mut Self::Context) -> Self::Result {
-        let (store, gateway, install) = (self.store.clone(), self.gateway.clone(), self.install_id.clone());
-        Box::pin(async move { reconcile(&store, &gateway, &install).await })
+        let (store, gateways, install) = (self.store.clone(), self.configured(), self.install_id.clone());
+        Box::pin(async move { reconcile(&store, &gateways, &install).await })
     }
 }
 
@@ -136,23 +145,51 @@ impl Handler<Shutdown> for Reconciler {
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {}
 }
 
-/// Compares this installation's VMs with the live VPS records and records each finding.
+/// Compares this installation's VMs on each provider (`gateways`: name and gateway) with the
+/// live VPS records and records each finding.
 pub async fn reconcile(
     store: &Store,
-    gateway: &Addr<SangforGateway>,
+    gateways: &[(String, Addr<super::gateway::SangforGateway>)],
     install_id: &str,
 ) -> anyhow::Result<Vec<Finding>> {
     let prefix = format!("vmauto:{install_id}:");
-    let servers = gateway
-        .send(FindServersByTagPrefix { prefix: prefix.clone() })
-        .await
-        .map_err(|e| anyhow::anyhow!("the gateway is not running: {e}"))??;
     let rows = store.vps_with_vms().await?;
-    let live: HashMap<&str, &VpsWithVm> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut findings = Vec::new();
+    for (name, gateway) in gateways {
+        let servers = gateway
+            .send(FindServersByTagPrefix { prefix: prefix.clone() })
+            .await
+            .map_err(|e| anyhow::anyhow!("the gateway of provider {name} is not running: {e}"))?
+            .map_err(|e| anyhow::anyhow!("provider {name}: {e}"))?;
+        let mine =
+            |r: &&VpsWithVm| r.provider == *name || (r.provider.is_empty() && name == crate::config::DEFAULT_PROVIDER);
+        let on_it: Vec<&VpsWithVm> = rows.iter().filter(mine).collect();
+        findings.extend(compare(store, &prefix, &servers, &on_it).await?);
+    }
+    for f in &findings {
+        let subject = match f {
+            Finding::Orphan { .. } => None,
+            Finding::Missing { vps, .. } | Finding::Drift { vps, .. } => Some(format!("vps:{vps}")),
+        };
+        store
+            .record_activity(Level::Warning, "reconciler", subject.as_deref(), "reconciliation finding", json!(f))
+            .await?;
+    }
+    Ok(findings)
+}
+
+/// The differences between one provider's VMs and the VPS records placed on it.
+async fn compare(
+    store: &Store,
+    prefix: &str,
+    servers: &[crate::provider::Server],
+    rows: &[&VpsWithVm],
+) -> anyhow::Result<Vec<Finding>> {
+    let live: HashMap<&str, &VpsWithVm> = rows.iter().map(|r| (r.id.as_str(), *r)).collect();
     let by_server: HashSet<&str> = servers.iter().map(|s| s.id.as_str()).collect();
     let mut findings = Vec::new();
-    for server in &servers {
-        let tag = server.tag_with_prefix(&prefix).unwrap_or_default();
+    for server in servers {
+        let tag = server.tag_with_prefix(prefix).unwrap_or_default();
         let vps_id = &tag[prefix.len().min(tag.len())..];
         match live.get(vps_id) {
             None => {
@@ -176,21 +213,12 @@ pub async fn reconcile(
             }
         }
     }
-    for row in &rows {
+    for row in rows {
         if let Some(sid) =
             row.server_id.as_ref().filter(|s| !by_server.contains(s.as_str()) && row.state != VpsState::Failed)
         {
             findings.push(Finding::Missing { vps: row.id.clone(), server_id: sid.clone() });
         }
-    }
-    for f in &findings {
-        let subject = match f {
-            Finding::Orphan { .. } => None,
-            Finding::Missing { vps, .. } | Finding::Drift { vps, .. } => Some(format!("vps:{vps}")),
-        };
-        store
-            .record_activity(Level::Warning, "reconciler", subject.as_deref(), "reconciliation finding", json!(f))
-            .await?;
     }
     Ok(findings)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::{Addr, Supervisor};
 
-use super::gateway::SangforGateway;
+use super::gateway::{Gateways, SangforGateway};
 use super::messages::Shutdown;
 use super::notifier::Notifier;
 use super::plugins::PluginHost;
@@ -38,7 +38,10 @@ pub struct TreeDeps {
 #[derive(Clone)]
 pub struct Handles {
     pub notifier: Addr<Notifier>,
+    /// `[provider.sangfor]`'s gateway (the `default` provider).
     pub gateway: Addr<SangforGateway>,
+    /// Every provider's gateway, by name.
+    pub gateways: Gateways,
     pub plugins: Addr<PluginHost>,
     pub registry: Addr<VpsRegistry>,
     pub subscription: Addr<SubscriptionActor>,
@@ -59,7 +62,7 @@ impl Handles {
     pub fn stopped(&self) -> Vec<&'static str> {
         let checks = [
             ("notifier", self.notifier.connected()),
-            ("gateway", self.gateway.connected()),
+            ("gateway", self.gateways.iter().all(|(_, g)| g.connected())),
             ("plugins", self.plugins.connected()),
             ("registry", self.registry.connected()),
             ("subscription", self.subscription.connected()),
@@ -80,7 +83,9 @@ impl Handles {
             let _ = self.reconciler.send(Shutdown).await;
             let _ = self.registry.send(Shutdown).await;
             let _ = self.plugins.send(Shutdown).await;
-            let _ = self.gateway.send(Shutdown).await;
+            for (_, gw) in self.gateways.iter() {
+                let _ = gw.send(Shutdown).await;
+            }
             let _ = self.notifier.send(Shutdown).await;
         };
         if tokio::time::timeout(timeout, steps).await.is_err() {
@@ -103,10 +108,21 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         let (store, metrics, config) = (deps.store.clone(), m.clone(), deps.config.clone());
         Supervisor::start(move |_| Notifier::new(store, metrics, config))
     };
-    let gateway = {
-        let (config, metrics, notify) = (deps.config.clone(), m.clone(), notifier.clone().recipient());
-        Supervisor::start_in_arbiter(&lane, move |_| SangforGateway::new(config, metrics, Some(notify)))
+    let gateways = {
+        let mut all = std::collections::BTreeMap::new();
+        for (name, sp) in deps.config.provider_configs() {
+            let (name, sp, metrics, notify) = (name.to_string(), sp.clone(), m.clone(), notifier.clone().recipient());
+            let gw = {
+                let name = name.clone();
+                Supervisor::start_in_arbiter(&lane, move |_| {
+                    SangforGateway::for_provider(&name, &sp, metrics.clone(), Some(notify.clone()))
+                })
+            };
+            all.insert(name, gw);
+        }
+        Gateways::new(all)
     };
+    let gateway = gateways.default_gateway().clone();
     let plugins = {
         let (config, metrics) = (deps.config.clone(), m.clone());
         Supervisor::start(move |_| PluginHost::new(config, metrics))
@@ -115,6 +131,7 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         let cx = ExecContext {
             store: deps.store.clone(),
             gateway: gateway.clone(),
+            gateways: gateways.clone(),
             sealer: deps.sealer.clone(),
             install_id: deps.install_id.clone(),
         };
@@ -137,10 +154,10 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         Supervisor::start(move |_| Scheduler::new(registry, store, &config, notify, metrics))
     };
     let reconciler = {
-        let (config, store, metrics, gateway, notify) =
-            (deps.config.clone(), deps.store.clone(), m.clone(), gateway.clone(), notifier.clone().recipient());
+        let (config, store, metrics, gateways, notify) =
+            (deps.config.clone(), deps.store.clone(), m.clone(), gateways.clone(), notifier.clone().recipient());
         let install = deps.install_id.clone();
-        Supervisor::start(move |_| Reconciler::new(config, store, gateway, notify, install, metrics))
+        Supervisor::start(move |_| Reconciler::new(config, store, gateways, notify, install, metrics))
     };
-    Handles { notifier, gateway, plugins, registry, subscription, webhook, scheduler, reconciler, lane }
+    Handles { notifier, gateway, gateways, plugins, registry, subscription, webhook, scheduler, reconciler, lane }
 }

@@ -96,6 +96,16 @@ impl Handler<Kick> for VpsActor {
 /// Runs due operations until none is due. The scheduler wakes the VPS again when a retry or
 /// a delayed operation falls due.
 async fn run_due(id: &VpsId, cx: &ExecContext, config: &Config, notify: &Recipient<Notify>) {
+    // Calls go to the SCP the VPS's VM lives on.
+    let (cx, problem) = match cx.for_vps(id).await {
+        Ok(Ok(routed)) => (routed, None),
+        Ok(Err(problem)) => (cx.clone(), Some(problem)),
+        Err(e) => {
+            tracing::warn!(vps = %id, error = %e, "cannot read the VPS's provider; the scheduler will retry");
+            return;
+        }
+    };
+    let cx = &cx;
     loop {
         let op = match cx.store.next_operation(id).await {
             Ok(Some(op)) => op,
@@ -108,12 +118,18 @@ async fn run_due(id: &VpsId, cx: &ExecContext, config: &Config, notify: &Recipie
         if op.next_attempt_at.is_some_and(|t| t > Utc::now()) {
             return;
         }
-        run_one(cx, config, notify, op).await;
+        run_one(cx, config, notify, op, problem.as_deref()).await;
     }
 }
 
 #[tracing::instrument(skip_all, fields(vps = %op.vps, operation = %op.id, kind = op.kind.as_str()))]
-async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, mut op: Operation) {
+async fn run_one(
+    cx: &ExecContext,
+    config: &Config,
+    notify: &Recipient<Notify>,
+    mut op: Operation,
+    problem: Option<&str>,
+) {
     // An operation found `running` or `waiting_task` was interrupted in the middle of an
     // attempt (a crash, a restart): that attempt goes on under the same keys, so SCP replays
     // what it already did. Otherwise this is a new attempt, with keys of its own.
@@ -151,7 +167,10 @@ async fn run_one(cx: &ExecContext, config: &Config, notify: &Recipient<Notify>, 
         let _ = cx.store.update_vps(&op.vps, &VpsPatch::state(running)).await;
     }
     let started = std::time::Instant::now();
-    let outcome = execute(cx, &op).await;
+    let outcome = match problem {
+        Some(p) => Outcome::Fail(p.to_string()),
+        None => execute(cx, &op).await,
+    };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let subject = format!("vps:{}", op.vps);
     match outcome {

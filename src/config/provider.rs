@@ -144,3 +144,29 @@ impl Default for PolicyConfig {
         }
     }
 }
+
+/// The rules of one SCP connection; `key` is where it is configured (`provider.sangfor`,
+/// `providers.<name>`).
+pub(super) fn check_sangfor(key: &str, sp: &SangforConfig) -> anyhow::Result<()> {
+    if !sp.base_url.is_empty() {
+        let parsed = url::Url::parse(&sp.base_url).map_err(|e| {
+            anyhow!("{key}.base_url: {:?} is not a URL ({e}); include the scheme, e.g. https://10.1.2.3", sp.base_url)
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!("{key}.base_url: scheme must be http or https, not {:?}", parsed.scheme());
+        }
+        match sp.auth {
+            SangforAuth::Ec2 if sp.access_key.is_empty() || sp.secret_key.is_empty() => {
+                bail!("{key}: auth = \"ec2\" needs access_key and secret_key (or secret_key_file)")
+            }
+            SangforAuth::Token if sp.username.is_empty() || sp.password.is_empty() => {
+                bail!("{key}: auth = \"token\" needs username and password (or password_file)")
+            }
+            _ => {}
+        }
+    }
+    if sp.max_concurrency == 0 {
+        bail!("{key}.max_concurrency: must be at least 1");
+    }
+    Ok(())
+}

@@ -426,7 +426,7 @@ async fn get_usage(
         Err(e) => return unavailable(&state, &e),
     };
     let charts = match server {
-        Some(id) if seen.vps.state.is_live() => Some(charts_for(&state, &id, span, true).await),
+        Some(id) if seen.vps.state.is_live() => Some(charts_for(&state, &link.vps, &id, span, true).await),
         _ => None,
     };
     let page = UsagePage {

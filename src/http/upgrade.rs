@@ -218,7 +218,7 @@ async fn get_upgrade(
     };
     let (available, reason, status) = match offers::offers_for_vps(
         &state.store,
-        crate::actors::gateway::customer_capacity(&state.handles.gateway),
+        crate::actors::gateway::customer_capacity_of(state.gateway_of(&vps.id).await),
         &vps,
     )
     .await
@@ -306,7 +306,7 @@ async fn post_upgrade_pay(
     };
     let available = match offers::offers_for_vps(
         &state.store,
-        crate::actors::gateway::customer_capacity(&state.handles.gateway),
+        crate::actors::gateway::customer_capacity_of(state.gateway_of(&vps.id).await),
         &vps,
     )
     .await

@@ -70,9 +70,15 @@ fn series(m: &ServerMetrics, name: &str, label: &str, scale: f64) -> Series {
     Series { label: label.to_string(), points }
 }
 
-/// The usage of `server_id` over `span`; `customer`: for a customer's page (the read waits in
-/// the customers' lane of the SCP budget).
-pub async fn charts_for(state: &AppState, server_id: &str, span: Span, customer: bool) -> UsageCharts {
+/// The usage of the VM of `vps` (`server_id`) over `span`; `customer`: for a customer's page
+/// (the read waits in the customers' lane of the SCP budget).
+pub async fn charts_for(
+    state: &AppState,
+    vps: &crate::lifecycle::VpsId,
+    server_id: &str,
+    span: Span,
+    customer: bool,
+) -> UsageCharts {
     let key = (server_id.to_string(), span);
     let kept = state.usage.0.lock().get(&key).filter(|(at, _)| at.elapsed() < KEEP).map(|(_, m)| m.clone());
     let metrics = match kept {
@@ -89,19 +95,23 @@ pub async fn charts_for(state: &AppState, server_id: &str, span: Span, customer:
                 granularity: None,
                 customer,
             };
-            match state.handles.gateway.send(read).await {
-                Ok(Ok(m)) => {
-                    let mut cache = state.usage.0.lock();
-                    if cache.len() >= MAX_KEPT {
-                        cache.retain(|_, (at, _)| at.elapsed() < KEEP);
+            let gateway = state.gateway_of(vps).await;
+            match gateway {
+                Err(e) => Err(format!("{e:#}")),
+                Ok(gateway) => match gateway.send(read).await {
+                    Ok(Ok(m)) => {
+                        let mut cache = state.usage.0.lock();
+                        if cache.len() >= MAX_KEPT {
+                            cache.retain(|_, (at, _)| at.elapsed() < KEEP);
+                        }
+                        if cache.len() < MAX_KEPT {
+                            cache.insert(key, (Instant::now(), m.clone()));
+                        }
+                        Ok(m)
                     }
-                    if cache.len() < MAX_KEPT {
-                        cache.insert(key, (Instant::now(), m.clone()));
-                    }
-                    Ok(m)
-                }
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("the gateway is not running".to_string()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("the gateway is not running".to_string()),
+                },
             }
         }
     };

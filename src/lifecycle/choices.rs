@@ -45,6 +45,7 @@ impl Resolved {
             set(&mut t.storage_tag_id, &c.storage_tag_id);
             set(&mut t.vpc_id, &c.vpc_id);
             set(&mut t.subnet_id, &c.subnet_id);
+            t.provider = if c.provider == crate::config::DEFAULT_PROVIDER { String::new() } else { c.provider.clone() };
         }
         t
     }

@@ -235,9 +235,15 @@ impl std::fmt::Debug for GatewayMetrics {
 }
 
 impl GatewayMetrics {
-    /// Builds the group and registers it in `metrics` (once per process and gateway).
+    /// Builds the group of the `default` provider and registers it in `metrics`.
     pub fn new(metrics: &Metrics) -> Self {
-        let m = Self::unregistered();
+        Self::for_provider(metrics, crate::config::DEFAULT_PROVIDER)
+    }
+
+    /// Builds the group of provider `name` (every sample labelled `provider="<name>"`) and
+    /// registers it in `metrics` (once per process and provider).
+    pub fn for_provider(metrics: &Metrics, name: &str) -> Self {
+        let m = Self::labelled(name);
         for c in m.collectors() {
             metrics.register(c);
         }
@@ -246,22 +252,28 @@ impl GatewayMetrics {
 
     /// Builds the group without registering it.
     pub fn unregistered() -> Self {
+        Self::labelled(crate::config::DEFAULT_PROVIDER)
+    }
+
+    fn labelled(provider: &str) -> Self {
+        let opts = |name: &str, help: &str| Opts::new(name, help).const_label("provider", provider);
+        let hopts = |name: &str, help: &str| HistogramOpts::new(name, help).const_label("provider", provider);
         let wait_buckets =
             vec![0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0];
         Self {
             requests: IntCounterVec::new(
-                Opts::new(names::SCP_REQUESTS, "SCP requests (attempts) by operation and outcome."),
+                opts(names::SCP_REQUESTS, "SCP requests (attempts) by operation and outcome."),
                 &["op", "outcome"],
             )
             .expect("valid metric"),
             duration: HistogramVec::new(
-                HistogramOpts::new(names::SCP_REQUEST_DURATION, "SCP request latency on the wire, by operation.")
+                hopts(names::SCP_REQUEST_DURATION, "SCP request latency on the wire, by operation.")
                     .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
                 &["op"],
             )
             .expect("valid metric"),
             rate_limit_wait: HistogramVec::new(
-                HistogramOpts::new(
+                hopts(
                     names::SCP_RATE_LIMIT_WAIT,
                     "Time SCP requests waited for a rate-limit token and a concurrency slot, by class.",
                 )
@@ -270,28 +282,29 @@ impl GatewayMetrics {
             )
             .expect("valid metric"),
             queue_depth: IntGaugeVec::new(
-                Opts::new(names::SCP_QUEUE_DEPTH, "SCP requests waiting for admission, by class."),
+                opts(names::SCP_QUEUE_DEPTH, "SCP requests waiting for admission, by class."),
                 &["class"],
             )
             .expect("valid metric"),
-            in_flight: IntGauge::new(names::SCP_IN_FLIGHT, "SCP requests on the wire.").expect("valid metric"),
+            in_flight: IntGauge::with_opts(opts(names::SCP_IN_FLIGHT, "SCP requests on the wire."))
+                .expect("valid metric"),
             retries: IntCounterVec::new(
-                Opts::new(names::SCP_RETRIES, "SCP request retries by operation and cause."),
+                opts(names::SCP_RETRIES, "SCP request retries by operation and cause."),
                 &["op", "cause"],
             )
             .expect("valid metric"),
-            breaker_state: IntGauge::new(
+            breaker_state: IntGauge::with_opts(opts(
                 names::SCP_BREAKER_STATE,
                 "SCP circuit breaker: 0 closed, 1 half-open, 2 open.",
-            )
+            ))
             .expect("valid metric"),
             breaker_transitions: IntCounterVec::new(
-                Opts::new(names::SCP_BREAKER_TRANSITIONS, "SCP circuit breaker transitions by new state."),
+                opts(names::SCP_BREAKER_TRANSITIONS, "SCP circuit breaker transitions by new state."),
                 &["state"],
             )
             .expect("valid metric"),
             token_refreshes: IntCounterVec::new(
-                Opts::new(names::SCP_TOKEN_REFRESHES, "SCP token logins by outcome."),
+                opts(names::SCP_TOKEN_REFRESHES, "SCP token logins by outcome."),
                 &["outcome"],
             )
             .expect("valid metric"),
@@ -336,9 +349,15 @@ mod tests {
         g.requests.with_label_values(&["get_server", "ok"]).inc();
         g.queue_depth.with_label_values(&["write"]).set(3);
         g.breaker_state.set(2);
+        let other = GatewayMetrics::for_provider(&m, "b");
+        other.breaker_state.set(1);
         let text = m.render();
-        assert!(text.contains("vmauto_scp_requests_total{op=\"get_server\",outcome=\"ok\"} 1"), "{text}");
-        assert!(text.contains("vmauto_scp_queue_depth{class=\"write\"} 3"), "{text}");
-        assert!(text.contains("vmauto_scp_breaker_state 2"), "{text}");
+        assert!(
+            text.contains("vmauto_scp_requests_total{op=\"get_server\",outcome=\"ok\",provider=\"default\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("vmauto_scp_queue_depth{class=\"write\",provider=\"default\"} 3"), "{text}");
+        assert!(text.contains("vmauto_scp_breaker_state{provider=\"default\"} 2"), "{text}");
+        assert!(text.contains("vmauto_scp_breaker_state{provider=\"b\"} 1"), "a second provider beside: {text}");
     }
 }

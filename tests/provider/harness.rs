@@ -137,10 +137,15 @@ impl Gw {
         Self::start(config, quick_policy(config), None)
     }
 
-    /// The value of a `vmauto_scp_*` sample line, e.g. `vmauto_scp_retries_total{cause="timeout",op="get_server"}`.
+    /// The value of a `vmauto_scp_*` sample line, e.g. `vmauto_scp_retries_total{cause="timeout",op="get_server"}`,
+    /// summed over providers (the `provider` label is left out of the comparison).
     pub fn metric(&self, needle: &str) -> f64 {
         let text = self.metrics.render();
-        text.lines().filter(|l| l.starts_with(needle)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+        text.lines()
+            .map(without_provider)
+            .filter(|l| l.starts_with(needle))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     pub async fn wait(&self, task_id: &TaskId) -> TaskState {
@@ -188,4 +193,13 @@ impl Handler<Notify> for Inbox {
     fn handle(&mut self, msg: Notify, _: &mut Self::Context) {
         self.0.lock().push(msg);
     }
+}
+
+/// A sample line without its `provider="…"` label (`name{provider="x"} 1` becomes `name 1`).
+pub fn without_provider(line: &str) -> String {
+    let Some(at) = line.find("provider=\"") else { return line.to_string() };
+    let end = line[at + 10..].find('"').map_or(line.len(), |e| at + 10 + e + 1);
+    let mut out = format!("{}{}", &line[..at], &line[end..]);
+    out = out.replace(",}", "}").replace("{,", "{").replace("{}", "");
+    out
 }

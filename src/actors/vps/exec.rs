@@ -14,6 +14,7 @@
 
 mod power;
 mod restore;
+mod route;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +43,10 @@ pub const IP_POLL: Duration = Duration::from_millis(250);
 #[derive(Clone)]
 pub struct ExecContext {
     pub store: Store,
+    /// The gateway of the VPS's provider (see [`ExecContext::for_vps`]).
     pub gateway: Addr<SangforGateway>,
+    /// Every provider's gateway.
+    pub gateways: crate::actors::gateway::Gateways,
     pub sealer: Arc<Sealer>,
     pub install_id: String,
 }

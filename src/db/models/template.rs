@@ -55,6 +55,10 @@ pub struct Template {
     /// `*.example.com`, one under `example.com`.
     #[serde(default)]
     pub hostname_rule: String,
+    /// The provider its AZ belongs to (empty: `default`, `[provider.sangfor]`). Stored with a
+    /// VPS, it is the SCP the VPS's VM lives on.
+    #[serde(default)]
+    pub provider: String,
 }
 
 /// The SCP image an alias stands for: one id everywhere, or one per AZ.
@@ -124,6 +128,7 @@ impl Default for Template {
             images: BTreeMap::new(),
             locations: Vec::new(),
             hostname_rule: String::new(),
+            provider: String::new(),
         }
     }
 }

@@ -487,6 +487,9 @@ pub struct VpsWithVm {
     pub server_id: Option<String>,
     pub state: VpsState,
     pub spec: Option<Spec>,
+    /// The provider its VM lives on (empty: default).
+    #[serde(default)]
+    pub provider: String,
 }
 
 /// The reconciler's reads.
@@ -494,7 +497,7 @@ impl Store {
     /// VPSs that should have a VM now (not deleted, and not being created or deleted).
     pub async fn vps_with_vms(&self) -> anyhow::Result<Vec<VpsWithVm>> {
         self.query_one(
-            "SELECT record::id(id) AS id, server_id, state, spec FROM vps
+            "SELECT record::id(id) AS id, server_id, state, spec, template_row.provider OR '' AS provider FROM vps
              WHERE state NOT IN ['deleted', 'pending', 'provisioning', 'deleting']",
             json!({}),
             0,

@@ -124,7 +124,11 @@ async fn get_console_ws(
     if !upgrade.is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket")) {
         return HttpResponse::build(StatusCode::UPGRADE_REQUIRED).body("open the console from its page");
     }
-    let scp = match state.handles.gateway.send(OpenConsole { server_id: ServerId::new(&server) }).await {
+    let gateway = match state.gateway_of(&link.vps).await {
+        Ok(g) => g,
+        Err(e) => return unavailable(&state, &e),
+    };
+    let scp = match gateway.send(OpenConsole { server_id: ServerId::new(&server) }).await {
         Ok(Ok(socket)) => socket,
         Ok(Err(e)) => {
             tracing::warn!(vps = %link.vps, error = %e, "a customer's console could not be opened");

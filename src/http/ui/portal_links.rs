@@ -44,7 +44,7 @@ async fn usage(state: web::Data<AppState>, user: UiUser, id: web::Path<String>, 
     };
     let span = Span::parse(q.range.as_deref());
     let charts = match &vps.row.server_id {
-        Some(server) if vps.row.state.is_live() => Some(charts_for(&state, server, span, false).await),
+        Some(server) if vps.row.state.is_live() => Some(charts_for(&state, &vps.row.id, server, span, false).await),
         _ => None,
     };
     let name = if vps.row.name.is_empty() { id.to_string() } else { vps.row.name.clone() };

@@ -49,6 +49,9 @@ struct TemplateQuery {
     name: String,
     #[serde(default)]
     az: String,
+    /// The provider whose AZs, images and networks the pickers offer.
+    #[serde(default)]
+    provider: Option<String>,
 }
 
 /// The new/edit form, with pickers filled from SCP through the gateway (a field falls back to
@@ -61,9 +64,13 @@ async fn edit_template_form(
 ) -> Page {
     let p = user.require(Role::Admin)?;
     let all = state.store.templates_with_plans().await.map_err(anyhow_internal)?;
-    let current = all.into_iter().find(|t| t.template.name == q.name.as_str()).map(|t| t.template).unwrap_or_default();
+    let mut current =
+        all.into_iter().find(|t| t.template.name == q.name.as_str()).map(|t| t.template).unwrap_or_default();
+    if let Some(p) = &q.provider {
+        current.provider = if p == crate::config::DEFAULT_PROVIDER { String::new() } else { p.clone() };
+    }
     let az = if q.az.is_empty() { current.az_id.clone() } else { q.az.clone() };
-    let gw = &state.handles.gateway;
+    let gw = state.handles.gateways.get(&current.provider).unwrap_or(&state.handles.gateway);
     let mut problems = Vec::new();
     let zones = pick(gw.send(ListZones).await, "AZs", &mut problems);
     let (mut images, mut tags, mut vpcs, mut subnets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -77,6 +84,8 @@ async fn edit_template_form(
         }
     }
     let ctx = TemplateFormPage {
+        providers: state.handles.gateways.iter().map(|(n, _)| n.to_string()).collect(),
+        several_providers: state.handles.gateways.len() > 1,
         images_text: admin::images_text(&current.images),
         locations: state.config.locations.keys().cloned().collect(),
         t: current,
@@ -102,6 +111,9 @@ struct TemplateFormPage<'a> {
     images_text: String,
     /// The configured locations an order may be offered.
     locations: Vec<String>,
+    /// The configured providers (`default` first); more than one shows a picker.
+    providers: Vec<String>,
+    several_providers: bool,
     /// The AZ whose images, storage tags and VPCs are offered.
     az: String,
     zones: Vec<Zone>,
@@ -168,6 +180,9 @@ struct TemplateForm {
     locations: String,
     #[serde(default)]
     hostname_rule: String,
+    /// The provider its AZ is on (empty: default).
+    #[serde(default)]
+    provider: String,
 }
 
 async fn save_template(state: web::Data<AppState>, user: UiUser, form: web::Form<TemplateForm>) -> Page {
@@ -200,7 +215,14 @@ async fn save_template(state: web::Data<AppState>, user: UiUser, form: web::Form
         images,
         locations: f.locations.split(',').map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
         hostname_rule: f.hostname_rule.trim().to_string(),
+        provider: match f.provider.trim() {
+            crate::config::DEFAULT_PROVIDER => String::new(),
+            other => other.to_string(),
+        },
     };
+    if state.handles.gateways.get(&t.provider).is_none() {
+        return Ok(redirect_msg("/templates", false, &format!("provider {:?} is not configured", t.provider)));
+    }
     let saved = match admin::unconfigured_locations(&t, &state.config) {
         Ok(()) => admin::save_template(&state.store, &t, &p.actor()).await,
         Err(e) => Err(anyhow::anyhow!(e)),

@@ -1,0 +1,57 @@
+//! Every provider's gateway, by provider name (`default` is `[provider.sangfor]`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::Addr;
+
+use super::{GatewayStatus, GetGatewayStatus, SangforGateway};
+use crate::config::DEFAULT_PROVIDER;
+
+/// The gateways of all providers; cheap to clone.
+#[derive(Clone)]
+pub struct Gateways(Arc<BTreeMap<String, Addr<SangforGateway>>>);
+
+impl Gateways {
+    /// `all` must hold the `default` provider.
+    pub fn new(all: BTreeMap<String, Addr<SangforGateway>>) -> Self {
+        assert!(all.contains_key(DEFAULT_PROVIDER), "the default provider's gateway is always started");
+        Self(Arc::new(all))
+    }
+
+    /// The gateway of provider `name` (`""` and `default`: `[provider.sangfor]`).
+    pub fn get(&self, name: &str) -> Option<&Addr<SangforGateway>> {
+        self.0.get(if name.is_empty() { DEFAULT_PROVIDER } else { name })
+    }
+
+    /// `[provider.sangfor]`'s gateway.
+    pub fn default_gateway(&self) -> &Addr<SangforGateway> {
+        &self.0[DEFAULT_PROVIDER]
+    }
+
+    /// Provider names and gateways, `default` first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Addr<SangforGateway>)> {
+        let default = self.0.get_key_value(DEFAULT_PROVIDER).map(|(n, a)| (n.as_str(), a));
+        default.into_iter().chain(self.0.iter().filter(|(n, _)| *n != DEFAULT_PROVIDER).map(|(n, a)| (n.as_str(), a)))
+    }
+
+    /// How many providers there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each provider's gateway status (a gateway that does not answer is left out).
+    pub async fn statuses(&self) -> Vec<(String, GatewayStatus)> {
+        let mut out = Vec::new();
+        for (name, gw) in self.iter() {
+            if let Ok(s) = gw.send(GetGatewayStatus).await {
+                out.push((name.to_string(), s));
+            }
+        }
+        out
+    }
+}
