@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (6, "one spelling of activity levels", include_str!("db/migrations/0006_activity_levels.surql")),
     (7, "customer portal links and deletion reminders", include_str!("db/migrations/0007_portal.surql")),
     (8, "paid restores of a suspended VPS", include_str!("db/migrations/0008_restore.surql")),
+    (9, "placement: when a VPS's VM was asked for", include_str!("db/migrations/0009_placement.surql")),
 ];
 
 /// The schema version this binary writes.

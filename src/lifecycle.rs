@@ -7,6 +7,7 @@
 
 pub mod choices;
 pub mod kpi;
+pub mod placement;
 
 use crate::billing::{BillingEvent, EventKind};
 

@@ -20,6 +20,7 @@ mod lifecycle;
 mod login;
 mod notifier;
 mod ops;
+mod placement;
 mod plugins;
 mod portal;
 mod provider;

@@ -10,6 +10,9 @@ use actix::{Actor, Addr, AtomicResponse, Context, Handler, Message, Recipient, W
 use chrono::Utc;
 use serde_json::json;
 
+mod placer;
+
+use super::gateway::Gateways;
 use super::messages::{Notify, NotifyKind, Severity, Shutdown};
 use super::plugins::{ChooseTemplate, PluginHost};
 use super::registry::{Activate, VpsRegistry};
@@ -19,6 +22,7 @@ use crate::config::Config;
 use crate::db::Store;
 use crate::db::models::webhook_event::InboxKey;
 use crate::lifecycle::Level;
+use crate::lifecycle::placement::Placed;
 use crate::lifecycle::{Decision, OpKind, Spec, Template, TemplateName, VpsId, VpsState, decide};
 use crate::lifecycle::{DecisionActivity, DecisionWrite, NewOperation, NewVps, SubscriptionId, new_key, stable_key};
 use crate::plugin_host::{DEFAULT_MAPPER, TemplateChoice};
@@ -50,6 +54,8 @@ pub struct SubscriptionActor {
     plugins: Addr<PluginHost>,
     registry: Addr<VpsRegistry>,
     notify: Recipient<Notify>,
+    gateways: Gateways,
+    placer: placer::Placer,
     sup: Supervision,
 }
 
@@ -60,9 +66,11 @@ impl SubscriptionActor {
         plugins: Addr<PluginHost>,
         registry: Addr<VpsRegistry>,
         notify: Recipient<Notify>,
+        gateways: Gateways,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { store, config, plugins, registry, notify, sup: Supervision::new("subscription", metrics) }
+        let sup = Supervision::new("subscription", metrics);
+        Self { store, config, plugins, registry, notify, gateways, placer: placer::Placer::default(), sup }
     }
 }
 
@@ -86,6 +94,8 @@ impl Handler<HandleEvents> for SubscriptionActor {
             plugins: self.plugins.clone(),
             registry: self.registry.clone(),
             notify: self.notify.clone(),
+            gateways: self.gateways.clone(),
+            placer: self.placer.clone(),
         };
         // Atomic: the next message waits until these events are applied.
         AtomicResponse::new(Box::pin(
@@ -139,6 +149,8 @@ struct Apply {
     plugins: Addr<PluginHost>,
     registry: Addr<VpsRegistry>,
     notify: Recipient<Notify>,
+    gateways: Gateways,
+    placer: placer::Placer,
 }
 
 impl Apply {
@@ -186,11 +198,23 @@ impl Apply {
                     Ok(t) => t,
                     Err(why) => return Ok(self.park(source, event, &why).await),
                 };
-                let chosen = match crate::lifecycle::choices::resolve(&template, &event.choices, &self.config.locations)
-                {
-                    Ok(c) => c,
+                let wanted = match crate::lifecycle::choices::check(&template, &event.choices, &self.config.locations) {
+                    Ok(w) => w,
                     Err(why) => return Ok(self.park(source, event, &why).await),
                 };
+                let spec = Spec::from(&template);
+                let at = match self.placer.place(&self.store, &self.gateways, &wanted, spec).await? {
+                    Placed::Room(i) | Placed::Unknown(i) => &wanted.candidates[i],
+                    Placed::Full(why) => {
+                        let place = wanted.location.as_deref().map_or_else(
+                            || format!("AZ {} of provider {}", wanted.candidates[0].az, wanted.candidates[0].provider),
+                            |l| format!("location {l}"),
+                        );
+                        let why = format!("no capacity for {} in {place} ({})", template.name, why.join("; "));
+                        return Ok(self.park(source, event, &why).await);
+                    }
+                };
+                let chosen = wanted.build(&template, at);
                 let id = VpsId::new(new_key());
                 let name = template.name_pattern.replace("{id}", &id.as_str()[..8]).replace("{customer}", "c");
                 w.subscription_status = Some("active");

@@ -141,8 +141,8 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
     let subscription = {
         let (store, config, metrics, registry, notify) =
             (deps.store.clone(), deps.config.clone(), m.clone(), registry.clone(), notifier.clone().recipient());
-        let plugins = plugins.clone();
-        Supervisor::start(move |_| SubscriptionActor::new(store, config, plugins, registry, notify, metrics))
+        let (plugins, gateways) = (plugins.clone(), gateways.clone());
+        Supervisor::start(move |_| SubscriptionActor::new(store, config, plugins, registry, notify, gateways, metrics))
     };
     let webhook = {
         let (store, metrics, subscription) = (deps.store.clone(), m.clone(), subscription.clone());

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::billing::OrderChoices;
-use crate::config::{Candidate, LocationConfig};
+use crate::config::{Candidate, LocationConfig, PlacementPolicy};
 use crate::db::models::template::Template;
 
 /// The choices as they will be built.
@@ -24,11 +24,12 @@ pub struct Resolved {
     /// The location chosen, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-    /// The AZ the VM is built in (the location's first candidate, or the template's).
+    /// The provider and AZ the VM is built in (placement's choice among the candidates).
+    pub provider: String,
     pub az_id: String,
-    /// The location's candidate it is built in.
+    /// The candidate it is built in.
     #[serde(skip)]
-    pub candidate: Option<Candidate>,
+    pub candidate: Candidate,
 }
 
 impl Resolved {
@@ -36,18 +37,50 @@ impl Resolved {
     /// chosen.
     pub fn apply(&self, template: &Template) -> Template {
         let mut t = Template { image_id: self.image_id.clone(), az_id: self.az_id.clone(), ..template.clone() };
-        if let Some(c) = &self.candidate {
-            let set = |field: &mut String, value: &str| {
-                if !value.is_empty() {
-                    *field = value.to_string();
-                }
-            };
-            set(&mut t.storage_tag_id, &c.storage_tag_id);
-            set(&mut t.vpc_id, &c.vpc_id);
-            set(&mut t.subnet_id, &c.subnet_id);
-            t.provider = if c.provider == crate::config::DEFAULT_PROVIDER { String::new() } else { c.provider.clone() };
-        }
+        let c = &self.candidate;
+        let set = |field: &mut String, value: &str| {
+            if !value.is_empty() {
+                *field = value.to_string();
+            }
+        };
+        set(&mut t.storage_tag_id, &c.storage_tag_id);
+        set(&mut t.vpc_id, &c.vpc_id);
+        set(&mut t.subnet_id, &c.subnet_id);
+        t.provider = if c.provider == crate::config::DEFAULT_PROVIDER { String::new() } else { c.provider.clone() };
         t
+    }
+}
+
+/// What the order asks for, checked against the template, before it is placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub image: Option<String>,
+    pub hostname: Option<String>,
+    pub location: Option<String>,
+    /// Where it may be built, in order: the location's candidates (those that have the
+    /// chosen image in their AZ), or the template's own provider and AZ.
+    pub candidates: Vec<Candidate>,
+    pub policy: PlacementPolicy,
+}
+
+impl Wanted {
+    /// The choices as built in `candidate` (one of [`Wanted::candidates`]).
+    pub fn build(&self, template: &Template, candidate: &Candidate) -> Resolved {
+        let image_id = self
+            .image
+            .as_ref()
+            .and_then(|alias| template.images.get(alias))
+            .and_then(|r| r.in_az(&candidate.az))
+            .map_or_else(|| template.image_id.clone(), str::to_string);
+        Resolved {
+            image: self.image.clone(),
+            image_id,
+            hostname: self.hostname.clone(),
+            location: self.location.clone(),
+            provider: candidate.provider.clone(),
+            az_id: candidate.az.clone(),
+            candidate: candidate.clone(),
+        }
     }
 }
 
@@ -57,19 +90,28 @@ fn listed(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
 }
 
 /// Checks `choices` against `template`; `Err` is the message to park the event with.
-pub fn resolve(
+pub fn check(
     template: &Template,
     choices: &OrderChoices,
     locations: &BTreeMap<String, LocationConfig>,
-) -> Result<Resolved, String> {
+) -> Result<Wanted, String> {
     let t = &template.name;
-    let (location, az_id, candidate) = match &choices.location {
-        None => (None, template.az_id.clone(), None),
+    let own = Candidate {
+        provider: if template.provider.is_empty() {
+            crate::config::DEFAULT_PROVIDER.to_string()
+        } else {
+            template.provider.clone()
+        },
+        az: template.az_id.clone(),
+        ..Candidate::default()
+    };
+    let (location, mut candidates, policy) = match &choices.location {
+        None => (None, vec![own], PlacementPolicy::Fill),
         Some(l) if !template.locations.contains(l) => {
             return Err(format!("location {l:?} is not offered for template {t} ({})", listed(&template.locations)));
         }
-        Some(l) => match locations.get(l).and_then(|c| c.candidates.first()) {
-            Some(first) => (Some(l.clone()), first.az.clone(), Some(first.clone())),
+        Some(l) => match locations.get(l).filter(|c| !c.candidates.is_empty()) {
+            Some(c) => (Some(l.clone()), c.candidates.clone(), c.policy),
             None => {
                 return Err(format!(
                     "location {l:?} of template {t} is not configured: add [locations.{l}] to appliance.toml"
@@ -77,8 +119,8 @@ pub fn resolve(
             }
         },
     };
-    let (image, image_id) = match &choices.image {
-        None => (None, template.image_id.clone()),
+    let image = match &choices.image {
+        None => None,
         Some(alias) => match template.images.get(alias) {
             None => {
                 return Err(format!(
@@ -86,21 +128,25 @@ pub fn resolve(
                     listed(template.images.keys())
                 ));
             }
-            Some(r) => match r.in_az(&az_id) {
-                Some(id) => (Some(alias.clone()), id.to_string()),
-                None => {
+            Some(r) => {
+                candidates.retain(|c| r.in_az(&c.az).is_some());
+                if candidates.is_empty() {
+                    let place = location
+                        .as_deref()
+                        .map_or_else(|| format!("AZ {}", template.az_id), |l| format!("location {l}"));
                     return Err(format!(
-                        "image {alias:?} of template {t} has no image id for AZ {az_id}: add one to the template"
+                        "image {alias:?} of template {t} has no image id for an AZ of {place}: add one to the template"
                     ));
                 }
-            },
+                Some(alias.clone())
+            }
         },
     };
     let hostname = match &choices.hostname {
         None => None,
         Some(h) => Some(check_hostname(t.as_str(), &template.hostname_rule, h)?),
     };
-    Ok(Resolved { image, image_id, hostname, location, az_id, candidate })
+    Ok(Wanted { image, hostname, location, candidates, policy })
 }
 
 /// A hostname as RFC 1123 allows it (labels of 1–63 letters, digits and hyphens, not starting
@@ -184,10 +230,16 @@ mod tests {
         }
     }
 
+    /// Checks and builds at the first candidate.
+    fn resolve(t: &Template, c: &OrderChoices, l: &BTreeMap<String, LocationConfig>) -> Result<Resolved, String> {
+        let w = check(t, c, l)?;
+        Ok(w.build(t, &w.candidates[0]))
+    }
+
     #[test]
     fn no_choice_builds_the_template() {
         let r = resolve(&template(), &OrderChoices::default(), &locations()).expect("ok");
-        assert_eq!((r.image_id.as_str(), r.az_id.as_str()), ("img-default", "az-1"));
+        assert_eq!((r.image_id.as_str(), r.az_id.as_str(), r.provider.as_str()), ("img-default", "az-1", "default"));
         assert_eq!((r.image, r.hostname, r.location), (None, None, None));
     }
 
@@ -211,7 +263,7 @@ mod tests {
         let e = no(choose(Some("windows-11"), None, None));
         assert!(e.contains("image \"windows-11\"") && e.contains("debian-12, rocky-9, ubuntu-22.04"), "{e}");
         let e = no(choose(Some("rocky-9"), None, Some("us")));
-        assert!(e.contains("no image id for AZ az-2"), "{e}");
+        assert!(e.contains("no image id for an AZ of location us"), "{e}");
         let e = no(choose(None, None, Some("mars")));
         assert!(e.contains("location \"mars\"") && e.contains("allowed: eu, us"), "{e}");
         let e = no(choose(None, Some("-bad-.example.com"), None));
@@ -223,10 +275,10 @@ mod tests {
         }
         let mut none = template();
         none.hostname_rule = "none".into();
-        assert!(resolve(&none, &choose(None, Some("a.example.com"), None), &locations()).is_err());
+        assert!(check(&none, &choose(None, Some("a.example.com"), None), &locations()).is_err());
         let mut unconfigured = template();
         unconfigured.locations.push("asia".into());
-        let e = resolve(&unconfigured, &choose(None, None, Some("asia")), &locations()).expect_err("refused");
+        let e = check(&unconfigured, &choose(None, None, Some("asia")), &locations()).expect_err("refused");
         assert!(e.contains("[locations.asia]"), "{e}");
     }
 }

@@ -11,6 +11,7 @@
 //! | `DELETE /_sim/faults` | removes every rule |
 //! | `GET /_sim/config` / `PUT /_sim/config` | reads / changes `task_ms`, `ip_delay_ms`, `token_ttl_secs`, `get_per_minute`, `write_per_minute` |
 //! | `POST /_sim/tokens/expire` | makes every issued token expired (next call → 401) |
+//! | `PUT /_sim/azs/{id}/capacity` | `{"vcpu_total": N, "memory_total_mb": M}`: a pool's allocatable size (an admin growing or shrinking it) |
 //! | `POST /_sim/servers/{id}/age` | `{"hours": N}`: the server was created, and its power changes happened, N hours earlier (usage history for graphs and demos) |
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -156,6 +157,23 @@ pub async fn handle(req: &HttpRequest, payload: web::Payload, shared: &Shared) -
             }
             let consoles = sim.consoles.expire_all(now);
             ok(json!({"expired": n, "consoles": consoles}))
+        }
+        ("PUT", p) if p.starts_with("/_sim/azs/") && p.ends_with("/capacity") => {
+            let id = &p["/_sim/azs/".len()..p.len() - "/capacity".len()];
+            let patch = match parse("capacity") {
+                Ok(v) => v,
+                Err(e) => return err(shared, e),
+            };
+            let Some(az) = sim.world.azs.iter_mut().find(|a| a.id == id) else {
+                return err(shared, ApiError::not_found("az", id));
+            };
+            if let Some(n) = patch.get("vcpu_total").and_then(Value::as_u64) {
+                az.vcpu_total = n;
+            }
+            if let Some(n) = patch.get("memory_total_mb").and_then(Value::as_u64) {
+                az.memory_total_mb = n;
+            }
+            ok(json!({"id": id, "vcpu_total": az.vcpu_total, "memory_total_mb": az.memory_total_mb}))
         }
         ("POST", p) if p.starts_with("/_sim/servers/") && p.ends_with("/age") => {
             let id = &p["/_sim/servers/".len()..p.len() - "/age".len()];

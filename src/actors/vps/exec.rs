@@ -305,6 +305,7 @@ async fn create(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
             &VpsPatch {
                 server_id: Some(server_id.clone()),
                 state: Some(VpsState::Provisioning),
+                vm_at: Some(crate::db::models::vps::vm_time(chrono::Utc::now())),
                 ..VpsPatch::default()
             },
         )

@@ -12,7 +12,10 @@ use super::subscription::SubscriptionId;
 use super::template::{Template, TemplateName};
 use super::{PAGE_SIZE, Page, SEARCH_CAP};
 
+mod placement;
 mod timeline;
+
+pub use placement::{Reserved, vm_time};
 
 pub use timeline::{TimelineActivity, TimelineEntry, TimelineNotification, TimelineOperation, TimelineWebhook};
 
@@ -139,6 +142,10 @@ pub struct VpsPatch {
     pub delete_after: Option<Option<DateTime<Utc>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_at: Option<String>,
+    /// When the VM was asked of SCP (see [`vm_time`]); placement counts VMs asked for after
+    /// it read an AZ's capacity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspended_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
