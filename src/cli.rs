@@ -212,9 +212,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Provider { command: ProviderCommand::Check }) => {
             let config = cli.load_config(cli.config_file().as_deref())?;
             crate::telemetry::init(&config.log);
-            let report = crate::provider::check::check(&config).await?;
-            println!("{report}");
-            Ok(())
+            let reports = crate::provider::check::check_all(&config).await;
+            if reports.len() == 1 {
+                // One SCP: its report alone, as before there could be several.
+                let report = reports.into_iter().next().map(|(_, r)| r).expect("the default provider")?;
+                println!("{report}");
+                return Ok(());
+            }
+            let mut failed = Vec::new();
+            for (name, report) in reports {
+                println!("== provider {name} ==");
+                match report {
+                    Ok(r) => println!("{r}"),
+                    Err(e) => {
+                        println!("FAILED: {e:#}\n");
+                        failed.push(name);
+                    }
+                }
+            }
+            if failed.is_empty() { Ok(()) } else { anyhow::bail!("provider check failed for: {}", failed.join(", ")) }
         }
         Some(Command::Config { command: ConfigCommand::Check { file } }) => {
             let file = file.clone().or_else(|| cli.config_file());
@@ -227,6 +243,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  listen      {}", config.server.listen);
             println!("  data dir    {}", config.server.data_dir.display());
             println!("  database    {}", config.database_url());
+            for (name, p) in config.providers.iter() {
+                println!("  SCP {name:<7} {}", p.base_url);
+            }
             println!(
                 "  SCP         {}",
                 if config.provider.sangfor.base_url.is_empty() {

@@ -185,3 +185,29 @@ fn the_cli_lists_offers_and_issues_and_revokes_links() {
     let (ok, out) = vmauto_cli(&["--config", config, "upgrade", "revoke", "0000"], dir.path());
     assert!(!ok && out.contains("no upgrade link"), "{out}");
 }
+
+#[actix_web::test]
+async fn provider_check_checks_every_provider_and_names_the_one_that_fails() {
+    let sim = vmauto::sim::start(vmauto::sim::SimConfig::default()).await.expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("appliance.toml");
+    let keys = format!("access_key = \"{}\"\nsecret_key = \"{}\"\n", sim.access_key(), sim.secret_key());
+    std::fs::write(
+        &file,
+        format!(
+            "[provider.sangfor]\nbase_url = \"{}\"\n{keys}\n[providers.b]\nbase_url = \"http://127.0.0.1:9\"\n{keys}\
+             max_retries = 0\nrequest_timeout_secs = 2\n",
+            sim.base_url()
+        ),
+    )
+    .expect("write");
+    let (path, data) = (file.to_str().expect("utf-8").to_string(), dir.path().to_path_buf());
+    let (ok, out) = tokio::task::spawn_blocking(move || vmauto(&["--config", &path, "provider", "check"], &data))
+        .await
+        .expect("ran");
+    assert!(!ok, "one provider cannot be reached: {out}");
+    assert!(out.contains("== provider default ==") && out.contains("== provider b =="), "{out}");
+    assert!(out.contains(vmauto::sim::world::AZ_A), "the default provider's AZs: {out}");
+    assert!(out.contains("cannot reach SCP at http://127.0.0.1:9"), "{out}");
+    assert!(out.contains("provider check failed for: b"), "{out}");
+}

@@ -44,15 +44,28 @@ pub struct CheckReport {
 /// How long `provider check` may take in all before it gives up.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Connects to SCP as `config` says and collects the report.
+/// Connects to the default SCP (`[provider.sangfor]`) and collects the report.
 pub async fn check(config: &Config) -> anyhow::Result<CheckReport> {
-    tokio::time::timeout(CHECK_TIMEOUT, collect(config)).await.map_err(|_| {
+    check_provider(&config.provider.sangfor).await
+}
+
+/// Checks every provider, `default` first: its name and its report or what went wrong.
+pub async fn check_all(config: &Config) -> Vec<(String, anyhow::Result<CheckReport>)> {
+    let mut out = Vec::new();
+    for (name, cfg) in config.provider_configs() {
+        out.push((name.to_string(), check_provider(cfg).await));
+    }
+    out
+}
+
+/// Connects to one SCP and collects the report.
+pub async fn check_provider(cfg: &SangforConfig) -> anyhow::Result<CheckReport> {
+    tokio::time::timeout(CHECK_TIMEOUT, collect(cfg)).await.map_err(|_| {
         anyhow!("SCP did not answer the whole check within {}s; it may be overloaded", CHECK_TIMEOUT.as_secs())
     })?
 }
 
-async fn collect(config: &Config) -> anyhow::Result<CheckReport> {
-    let cfg = &config.provider.sangfor;
+async fn collect(cfg: &SangforConfig) -> anyhow::Result<CheckReport> {
     let policy = TrafficPolicy { max_retries: cfg.max_retries.min(2), ..TrafficPolicy::from_config(cfg) };
     let traffic = Arc::new(Traffic::new(policy, GatewayMetrics::unregistered(), None));
     let client = SangforClient::new(cfg, traffic).map_err(|e| match e {
