@@ -129,6 +129,17 @@ async fn spread_alternates_and_a_failing_provider_is_skipped() {
     let status = s.t.app.state.handles.gateways.statuses().await;
     let b_state = status.iter().find(|(n, _)| n == "b").map(|(_, st)| format!("{:?}", st.breaker));
     assert_eq!(b_state.as_deref(), Some("Open"), "{status:?}");
+
+    // The dashboard shows each provider's health and the capacity of its AZ.
+    crate::ui::users(&s.t).await;
+    let base = s.t.app.base_url();
+    let session = crate::ui::login(&base, "view").await;
+    let (code, html) = crate::ui::get(&base, &session, "/").await;
+    assert_eq!(code, 200);
+    let section = html.split("id=\"providers\"").nth(1).expect("the providers section");
+    assert!(section.contains("<h3>default <span class=\"breaker-closed\">breaker closed"), "{section}");
+    assert!(section.contains("<h3>b <span class=\"breaker-open\">breaker open"), "{section}");
+    assert!(section.contains("class=\"cap-used\"") && section.contains(&format!("AZ {AZ_A}")), "{section}");
 }
 
 #[actix_web::test]

@@ -161,6 +161,24 @@ fn fmt_num(v: f64) -> String {
     if v >= 100.0 || v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") }
 }
 
+/// A capacity bar: `used` then `reserved` of `total`, the rest free, as a small SVG (classes
+/// `cap-used`, `cap-reserved`, `cap-free` colour it). `label` is its accessible name.
+pub fn capacity_bar(used: f64, reserved: f64, total: f64, label: &str) -> String {
+    let pct = |v: f64| if total > 0.0 { (v / total * 100.0).clamp(0.0, 100.0) } else { 0.0 };
+    let (u, r) = (pct(used), pct(reserved).min(100.0 - pct(used)));
+    format!(
+        "<svg class=\"capacity\" viewBox=\"0 0 100 6\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{}\">\
+         <rect class=\"cap-free\" x=\"0\" y=\"0\" width=\"100\" height=\"6\"/>\
+         <rect class=\"cap-used\" x=\"0\" y=\"0\" width=\"{u:.2}\" height=\"6\"/>\
+         <rect class=\"cap-reserved\" x=\"{u:.2}\" y=\"0\" width=\"{r:.2}\" height=\"6\"/></svg>",
+        html_escape(label)
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +213,15 @@ mod tests {
         );
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("18 bps") && svg.contains("&lt;out&gt;") && !svg.contains("<out>"), "{svg}");
+    }
+
+    #[test]
+    fn capacity_bars_stack_used_then_reserved() {
+        let svg = capacity_bar(50.0, 30.0, 100.0, "AZ <a>");
+        assert!(svg.contains("class=\"cap-used\" x=\"0\" y=\"0\" width=\"50.00\""), "{svg}");
+        assert!(svg.contains("class=\"cap-reserved\" x=\"50.00\" y=\"0\" width=\"30.00\""), "{svg}");
+        assert!(svg.contains("AZ &lt;a&gt;"), "{svg}");
+        let over = capacity_bar(90.0, 30.0, 100.0, "x");
+        assert!(over.contains("width=\"10.00\""), "reserved never draws past the end: {over}");
     }
 }

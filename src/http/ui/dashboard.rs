@@ -30,6 +30,7 @@ async fn show_dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
     let parked = store.inbox_page("parked", 1).await.map_err(anyhow_internal)?;
     let templates = store.templates_with_plans().await.map_err(anyhow_internal)?;
     let gateway = state.handles.gateway.send(GetGatewayStatus).await.ok();
+    let providers = providers(&state, &templates).await.map_err(anyhow_internal)?;
     let (breaker, in_flight, wait_ms) = gateway_figures(&state.metrics);
     let mut setup = Vec::new();
     if state.config.provider.sangfor.base_url.is_empty() {
@@ -70,6 +71,8 @@ async fn show_dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
         parked: parked.rows,
         parked_total: parked.total,
         gateway,
+        several_providers: providers.len() > 1,
+        providers,
         breaker: match breaker as i64 {
             0 => "closed",
             1 => "half-open",
@@ -101,7 +104,10 @@ struct DashboardPage<'a> {
     parked: Vec<InboxSummary>,
     parked_total: u64,
     gateway: Option<GatewayStatus>,
-    /// `closed`, `half-open` or `open`.
+    /// Each provider's health and the capacity of the AZs it builds in.
+    providers: Vec<ProviderView>,
+    several_providers: bool,
+    /// `closed`, `half-open` or `open` (the worst over the providers).
     breaker: &'static str,
     rate_wait_ms: String,
     in_flight: i64,
@@ -139,9 +145,9 @@ fn gateway_figures(metrics: &crate::telemetry::metrics::Metrics) -> (f64, f64, f
         let name = mf.name();
         for m in mf.get_metric() {
             if name == names::SCP_BREAKER_STATE {
-                breaker = m.get_gauge().get_value();
+                breaker = f64::max(breaker, m.get_gauge().get_value());
             } else if name == names::SCP_IN_FLIGHT {
-                in_flight = m.get_gauge().get_value();
+                in_flight += m.get_gauge().get_value();
             } else if name == names::SCP_RATE_LIMIT_WAIT {
                 sum += m.get_histogram().get_sample_sum();
                 count += m.get_histogram().get_sample_count();
@@ -149,4 +155,108 @@ fn gateway_figures(metrics: &crate::telemetry::metrics::Metrics) -> (f64, f64, f
         }
     }
     (breaker, in_flight, if count > 0 { sum / count as f64 * 1000.0 } else { 0.0 })
+}
+
+/// One provider on the dashboard.
+#[derive(Serialize)]
+struct ProviderView {
+    name: String,
+    configured: bool,
+    problem: Option<String>,
+    /// `closed`, `half-open` or `open`.
+    breaker: &'static str,
+    zones: Vec<ZoneView>,
+}
+
+/// One AZ's capacity: used, reserved (VMs being created), free.
+#[derive(Serialize)]
+struct ZoneView {
+    az: String,
+    /// The memory bar (SVG), and the figures in words.
+    bar: String,
+    text: String,
+}
+
+/// The providers and, for each, the AZs templates and locations build in, with their
+/// capacity (SCP's answers kept for customer pages, so the dashboard costs SCP nothing more).
+async fn providers(state: &AppState, templates: &[admin::TemplateWithPlans]) -> anyhow::Result<Vec<ProviderView>> {
+    use std::collections::BTreeSet;
+
+    use crate::actors::gateway::GetCapacityCached;
+    use crate::config::DEFAULT_PROVIDER;
+    let mut zones: BTreeSet<(String, String)> = BTreeSet::new();
+    for t in templates {
+        let p = if t.template.provider.is_empty() { DEFAULT_PROVIDER } else { t.template.provider.as_str() };
+        if !t.template.az_id.is_empty() {
+            zones.insert((p.to_string(), t.template.az_id.clone()));
+        }
+    }
+    for l in state.config.locations.values() {
+        for c in &l.candidates {
+            zones.insert((c.provider.clone(), c.az.clone()));
+        }
+    }
+    let since = chrono::Utc::now() - chrono::Duration::from_std(crate::actors::gateway::CAPACITY_CACHE)?;
+    let mut out = Vec::new();
+    for (name, gw) in state.handles.gateways.iter() {
+        let Ok(status) = gw.send(GetGatewayStatus).await else { continue };
+        let mut views = Vec::new();
+        if status.configured {
+            for (_, az) in zones.iter().filter(|(p, _)| p == name) {
+                let cap = gw.send(GetCapacityCached { zone_id: Some(az.clone()) }).await;
+                let reserved = state.store.reserved_in(name, az, since).await?;
+                let view = match cap {
+                    Ok(Ok(cap)) => match &cap.memory {
+                        Some(m) => {
+                            let r = reserved.memory_mb as f64;
+                            ZoneView {
+                                az: az.clone(),
+                                bar: crate::http::charts::capacity_bar(
+                                    m.used,
+                                    r,
+                                    m.total,
+                                    &format!("memory of AZ {az}"),
+                                ),
+                                text: format!(
+                                    "memory {:.0} used · {:.0} reserved · {:.0} free of {:.0} GB{}",
+                                    m.used / 1024.0,
+                                    r / 1024.0,
+                                    (m.free() - r).max(0.0) / 1024.0,
+                                    m.total / 1024.0,
+                                    cap.cpu.as_ref().map_or(String::new(), |c| format!(
+                                        "; vCPU {:.0} used · {} reserved · {:.0} free",
+                                        c.used,
+                                        reserved.cores,
+                                        (c.free() - reserved.cores as f64).max(0.0)
+                                    ))
+                                ),
+                            }
+                        }
+                        None => {
+                            ZoneView { az: az.clone(), bar: String::new(), text: "SCP reports no memory figure".into() }
+                        }
+                    },
+                    Ok(Err(e)) => {
+                        ZoneView { az: az.clone(), bar: String::new(), text: format!("capacity unknown: {e}") }
+                    }
+                    Err(_) => {
+                        ZoneView { az: az.clone(), bar: String::new(), text: "the gateway is not running".into() }
+                    }
+                };
+                views.push(view);
+            }
+        }
+        out.push(ProviderView {
+            name: name.to_string(),
+            configured: status.configured,
+            problem: status.problem.clone(),
+            breaker: match status.breaker {
+                crate::provider::traffic::BreakerState::Closed => "closed",
+                crate::provider::traffic::BreakerState::HalfOpen => "half-open",
+                crate::provider::traffic::BreakerState::Open => "open",
+            },
+            zones: views,
+        });
+    }
+    Ok(out)
 }
