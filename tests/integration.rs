@@ -29,5 +29,6 @@ mod restore;
 mod sim;
 mod stripe_billing;
 mod ui;
+mod upgrade_path;
 mod upgrades;
 mod webhooks;

@@ -195,7 +195,20 @@ pub async fn offers_for_vps(
         Some(z) => z,
         None => store.template_by_name(&vps.template).await?.map(|t| t.az_id).context("the VPS's AZ is unknown")?,
     };
-    let cap = capacity(zone.clone()).await.with_context(|| format!("cannot read the capacity of AZ {zone}"))?;
+    let mut cap = capacity(zone.clone()).await.with_context(|| format!("cannot read the capacity of AZ {zone}"))?;
+    // What placement has reserved there for VMs being created (the answer may be up to the
+    // capacity cache's age old): an upgrade does not take the room of a VM already sold.
+    let provider = store.vps_template(&vps.id).await?.map(|t| t.provider).unwrap_or_default();
+    let since = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let reserved = store.reserved_in(&provider, &zone, since).await?;
+    let take = |item: &mut Option<crate::provider::CapacityItem>, v: u64| {
+        if let Some(i) = item.as_mut() {
+            i.used += v as f64;
+        }
+    };
+    take(&mut cap.cpu, reserved.cores);
+    take(&mut cap.memory, reserved.memory_mb);
+    take(&mut cap.storage, reserved.disk_gb * 1024);
     candidates.retain(|a| fits(&cap, vps.spec, a.target.spec));
     Ok(candidates)
 }
