@@ -4,6 +4,7 @@ mod app;
 mod architecture;
 mod bench_hardening;
 mod bench_lifecycle;
+mod bench_placement;
 mod bench_ui;
 mod bench_upgrades;
 mod browser;
