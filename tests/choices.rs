@@ -34,7 +34,7 @@ async fn stack() -> Stack {
         let at = |az: &str, extra: fn(&mut Candidate)| {
             let mut c = Candidate { provider: "default".into(), az: az.into(), ..Candidate::default() };
             extra(&mut c);
-            LocationConfig { label: String::new(), candidates: vec![c], policy: Default::default() }
+            LocationConfig { candidates: vec![c], policy: Default::default() }
         };
         c.locations.insert("eu-west".into(), at(AZ_A, |_| {}));
         c.locations.insert(
@@ -154,7 +154,7 @@ async fn a_choice_the_template_does_not_allow_parks_the_event_and_alerts() {
         (
             "alias in AZ",
             |b| b["order"]["where"] = json!("eu-west"),
-            "image \"rocky-9\" of template vps-small has no image id for AZ",
+            "image \"rocky-9\" of template vps-small has no image id for an AZ of location eu-west",
         ),
     ];
     for (i, (what, edit, message)) in cases.into_iter().enumerate() {

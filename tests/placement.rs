@@ -26,8 +26,7 @@ async fn two_scps() -> (Stack, vmauto::sim::SimServer) {
         let candidates =
             ["default", "b"].map(|p| Candidate { provider: p.into(), az: AZ_A.into(), ..Candidate::default() });
         for (name, policy) in [("fill", PlacementPolicy::Fill), ("spread", PlacementPolicy::Spread)] {
-            c.locations
-                .insert(name.into(), LocationConfig { label: String::new(), candidates: candidates.to_vec(), policy });
+            c.locations.insert(name.into(), LocationConfig { candidates: candidates.to_vec(), policy });
         }
     })
     .await;

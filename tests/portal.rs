@@ -528,29 +528,17 @@ async fn the_portal_opens_the_upgrade_flow_of_its_vps() {
     let issued = s.rows(&format!("SELECT VALUE issued_by FROM upgrade_link WHERE vps = '{vps}'")).await;
     assert_eq!(issued, vec![serde_json::json!(format!("customer:{}", link.id))]);
     // Clicking again answers the same link: clicks store nothing more.
+    let see_upgrades =
+        async || location(&post_form(&s, &format!("{path}/upgrade"), &[("form_token", &form_token)]).await);
     for _ in 0..3 {
-        let again = no_redirects()
-            .post(s.t.url(&format!("{path}/upgrade")))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("form_token={form_token}"))
-            .send()
-            .await
-            .expect("upgrade");
-        assert_eq!(again.headers()["location"].to_str().expect("location"), to);
+        assert_eq!(see_upgrades().await, to);
     }
     assert_eq!(s.rows(&format!("SELECT * FROM upgrade_link WHERE vps = '{vps}'")).await.len(), 1);
     // Once that link is used up (revoked here), the next click opens the next one.
     let first = s.rows(&format!("SELECT VALUE record::id(id) FROM upgrade_link WHERE vps = '{vps}'")).await;
     let first = vmauto::upgrade::links::LinkId::from(first[0].as_str().expect("id"));
     vmauto::upgrade::revoke_link(&st.store, &first, "admin:t").await.expect("revoked");
-    let next = no_redirects()
-        .post(s.t.url(&format!("{path}/upgrade")))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("form_token={form_token}"))
-        .send()
-        .await
-        .expect("upgrade");
-    let next = next.headers()["location"].to_str().expect("location").to_string();
+    let next = see_upgrades().await;
     assert!(next.starts_with("/upgrade/") && next != to, "{next}");
     assert_eq!(s.t.get(&next).await.0, 200, "the next link opens");
     // Without the page's form token nothing is issued.

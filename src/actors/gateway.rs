@@ -30,6 +30,7 @@ use crate::notice::{NotifyKind, Severity};
 /// What the catalogue messages ([`ListZones`], [`ListImages`], …) answer.
 pub use crate::provider::console::ConsoleSocket;
 use crate::provider::sangfor::SangforClient;
+pub use crate::provider::traffic::BreakerState as Breaker;
 use crate::provider::traffic::{BreakerEvent, BreakerListener, BreakerState, Traffic, TrafficPolicy, for_customer};
 use crate::provider::{
     Capacity, ConsoleUrl, Created, OpKey, PollPolicy, Provider, ProviderError, ProviderResult, Server, ServerSpec,

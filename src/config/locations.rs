@@ -41,8 +41,6 @@ pub enum PlacementPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocationConfig {
-    /// What customers see (`Frankfurt`); empty: the location's name.
-    pub label: String,
     pub candidates: Vec<Candidate>,
     pub policy: PlacementPolicy,
 }

@@ -88,7 +88,7 @@ mod tests {
     const SMALL: Spec = Spec { cores: 1, memory_mb: 1024, disk_gb: 20 };
 
     fn room(cores: f64, memory_mb: f64) -> Known {
-        Ok(Room { cores: Some(cores), memory_mb: Some(memory_mb), disk_mb: Some(1e9) })
+        Ok(Room { cores: Some(cores), memory_mb: Some(memory_mb), disk_mb: Some(40960.0) })
     }
 
     #[test]
@@ -112,10 +112,7 @@ mod tests {
     fn all_full_says_what_each_has() {
         let known = [room(0.0, 8192.0), room(2.0, 512.0)];
         let Placed::Full(why) = place(PlacementPolicy::Spread, SMALL, &known) else { panic!("full") };
-        assert_eq!(
-            why,
-            vec!["0 vCPU, 8192 MB memory, 976563 GB disk free", "2 vCPU, 512 MB memory, 976563 GB disk free"]
-        );
+        assert_eq!(why, vec!["0 vCPU, 8192 MB memory, 40 GB disk free", "2 vCPU, 512 MB memory, 40 GB disk free"]);
         let unreported = [Ok(Room::default())];
         assert_eq!(
             place(PlacementPolicy::Fill, SMALL, &unreported),

@@ -127,24 +127,14 @@ async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::Resu
             "Checkout Session {sid} paid for upgrade link {link_id} of VPS {vps_id}, which an earlier payment \
              already used. Nothing was applied for it: refund it in Stripe."
         );
-        let _ = store
-            .record_activity(
-                Level::Warning,
-                &actor,
-                Some(&subject),
-                "a second payment for one upgrade link",
-                json!({ "session": sid, "link": link_id }),
-            )
-            .await;
-        state.notifier.do_send(Notify {
-            kind: NotifyKind::PaymentIssue,
-            severity: Severity::Warning,
+        let refund = Refund {
+            actor: &actor,
+            subject,
+            what: "a second payment for one upgrade link",
+            data: json!({ "session": sid, "link": link_id }),
             title: format!("Refund needed: a second upgrade payment for VPS {vps_id}"),
-            body: body.clone(),
-            subject: Some(subject),
-            portal_url: None,
-        });
-        return Ok(EventOutcome::new("processed", body));
+        };
+        return Ok(refund_needed(state, refund, body).await);
     }
     let mut params = json!({ "spec": spec, "payment": sid, "offer": offer });
     if let Some(t) = meta_str(session, meta::TEMPLATE) {
@@ -359,6 +349,35 @@ async fn payment_issue(state: &Ctx<'_>, kind: &str, object: &Value) -> anyhow::R
         portal_url: None,
     });
     Ok(EventOutcome::new("processed", body))
+}
+
+/// A payment that applies nothing and must be refunded: what the activity log and the admins
+/// are told.
+pub(super) struct Refund<'a> {
+    pub actor: &'a str,
+    pub subject: String,
+    /// The activity entry's message.
+    pub what: &'a str,
+    pub data: Value,
+    pub title: String,
+}
+
+/// Records `refund` (a warning in the activity log, a payment-issue notice with `body`) and
+/// answers the event's outcome.
+pub(super) async fn refund_needed(state: &Ctx<'_>, refund: Refund<'_>, body: String) -> EventOutcome {
+    let _ = state
+        .store
+        .record_activity(Level::Warning, refund.actor, Some(&refund.subject), refund.what, refund.data)
+        .await;
+    state.notifier.do_send(Notify {
+        kind: NotifyKind::PaymentIssue,
+        severity: Severity::Warning,
+        title: refund.title,
+        body: body.clone(),
+        subject: Some(refund.subject),
+        portal_url: None,
+    });
+    EventOutcome::new("processed", body)
 }
 
 /// `an upgrade`, `a restore`.

@@ -19,12 +19,14 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::checkout::{CheckoutError, PaymentPage, Session, open_payment_page};
-use super::fulfil::{Ctx, Words, meta_str, meta_u64, mode_mismatch, park_mismatch, requested_by};
+use super::fulfil::{
+    Ctx, Refund, Words, meta_str, meta_u64, mode_mismatch, park_mismatch, refund_needed, requested_by,
+};
 use crate::config::Config;
 use crate::db::Store;
 use crate::db::models::operation::OperationId;
 use crate::db::models::payment::{PaidRestore, PaymentId, PaymentStatus, RestoreQueued};
-use crate::lifecycle::{EventOutcome, Level, VpsId, VpsState};
+use crate::lifecycle::{EventOutcome, VpsId, VpsState};
 use crate::notice::{Notify, NotifyKind, Severity};
 
 /// Metadata keys of a restore's Checkout Session (besides `vmauto_vps`).
@@ -232,24 +234,14 @@ pub async fn fulfil(state: &Ctx<'_>, event: &Value, session: &Value) -> anyhow::
     if let Some((status, why)) = unneeded {
         store.set_payment_status(sid, status).await?;
         let body = format!("Restore payment {sid} was not applied: {why}. Refund it in Stripe.");
-        let _ = store
-            .record_activity(
-                Level::Warning,
-                &requested_by(sid.as_str()),
-                Some(&subject),
-                "a restore payment that restores nothing",
-                json!({ "session": sid, "why": why }),
-            )
-            .await;
-        state.notifier.do_send(Notify {
-            kind: NotifyKind::PaymentIssue,
-            severity: Severity::Warning,
+        let refund = Refund {
+            actor: &requested_by(sid.as_str()),
+            subject,
+            what: "a restore payment that restores nothing",
+            data: json!({ "session": sid, "why": why }),
             title: format!("Refund needed: a restore payment for VPS {vps}"),
-            body: body.clone(),
-            subject: Some(subject),
-            portal_url: None,
-        });
-        return Ok(EventOutcome::new("processed", body));
+        };
+        return Ok(refund_needed(state, refund, body).await);
     }
     let op = operation_key(sid.as_str());
     let amount = super::format_price(session["amount_total"].as_u64().unwrap_or_default(), currency);

@@ -251,9 +251,9 @@ async fn providers(state: &AppState, templates: &[admin::TemplateWithPlans]) -> 
             configured: status.configured,
             problem: status.problem.clone(),
             breaker: match status.breaker {
-                crate::provider::traffic::BreakerState::Closed => "closed",
-                crate::provider::traffic::BreakerState::HalfOpen => "half-open",
-                crate::provider::traffic::BreakerState::Open => "open",
+                crate::actors::gateway::Breaker::Closed => "closed",
+                crate::actors::gateway::Breaker::HalfOpen => "half-open",
+                crate::actors::gateway::Breaker::Open => "open",
             },
             zones: views,
         });
