@@ -27,6 +27,7 @@ mod portal;
 mod provider;
 mod recovery;
 mod restore;
+mod server_store;
 mod sim;
 mod stripe_billing;
 mod ui;

@@ -8,6 +8,7 @@
 pub mod process;
 pub mod python;
 pub mod stripe;
+pub mod surreal;
 
 use std::path::Path;
 

@@ -1,0 +1,100 @@
+//! A real SurrealDB server for the tests that run vmauto on `database.url = ws://…`: the
+//! `surreal` binary of `tools/surreal-server` (built once by `tests/surreal-server.sh`, found
+//! through `VMAUTO_SURREAL_BIN` or the script's cache), on a loopback port and a SurrealKV
+//! store of its own, stopped, killed and restarted on the same store.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The root user the tests' servers start with.
+pub const USER: &str = "root";
+pub const PASS: &str = "vmauto-test-root";
+
+/// The server binary; panics with how to build it when it is missing.
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("VMAUTO_SURREAL_BIN") {
+        return PathBuf::from(p);
+    }
+    let version = "3.3.5";
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cached = PathBuf::from(home).join(format!(".cache/vmauto-surreal-{version}/bin/surreal"));
+    assert!(
+        cached.exists(),
+        "the SurrealDB server is not built: run tests/surreal-server.sh (tests/run-all.sh does) or set VMAUTO_SURREAL_BIN"
+    );
+    cached
+}
+
+/// A running SurrealDB server.
+pub struct SurrealServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl SurrealServer {
+    pub async fn start() -> Self {
+        vmauto::init_crypto();
+        let mut s = Self { port: super::free_port(), dir: tempfile::tempdir().expect("tempdir"), child: None };
+        s.up().await;
+        s
+    }
+
+    /// `ws://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Points `config`'s store at this server.
+    pub fn configure(&self, config: &mut vmauto::config::Config) {
+        config.database.url = self.url();
+        config.database.username = USER.into();
+        config.database.password = vmauto::config::Secret::new(PASS);
+    }
+
+    /// Starts the server on its store (again) and waits until it answers.
+    pub async fn up(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
+        let store = format!("surrealkv://{}", self.dir.path().join("data").display());
+        let child = Command::new(binary())
+            .args(["start", "--no-banner", "--username", USER, "--password", PASS, "--bind"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(store)
+            .env("SURREAL_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("the SurrealDB server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let health = format!("http://127.0.0.1:{}/health", self.port);
+        loop {
+            if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the SurrealDB server did not answer within 60 s: {}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL, as a crash or a lost machine.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for SurrealServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
