@@ -34,8 +34,8 @@ npm ci --prefix tests/browser --no-audit --no-fund
 step "SurrealDB server"
 # The real server (tools/surreal-server) for the tests that run vmauto on database.url =
 # ws://…; built once into $HOME/.cache (about half an hour on two cores), then reused.
-VMAUTO_SURREAL_BIN="$(./tests/surreal-server.sh)"
-export VMAUTO_SURREAL_BIN
+TEST_SURREAL_BIN="$(./tests/surreal-server.sh)"
+export TEST_SURREAL_BIN
 
 step "format"
 cargo fmt --all -- --check

@@ -1,6 +1,6 @@
 //! A real SurrealDB server for the tests that run vmauto on `database.url = ws://…`: the
 //! `surreal` binary of `tools/surreal-server` (built once by `tests/surreal-server.sh`, found
-//! through `VMAUTO_SURREAL_BIN` or the script's cache), on a loopback port and a SurrealKV
+//! through `TEST_SURREAL_BIN` or the script's cache), on a loopback port and a SurrealKV
 //! store of its own, stopped, killed and restarted on the same store.
 
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ pub const PASS: &str = "vmauto-test-root";
 
 /// The server binary; panics with how to build it when it is missing.
 pub fn binary() -> PathBuf {
-    if let Ok(p) = std::env::var("VMAUTO_SURREAL_BIN") {
+    if let Ok(p) = std::env::var("TEST_SURREAL_BIN") {
         return PathBuf::from(p);
     }
     let version = "3.3.5";
@@ -21,7 +21,7 @@ pub fn binary() -> PathBuf {
     let cached = PathBuf::from(home).join(format!(".cache/vmauto-surreal-{version}/bin/surreal"));
     assert!(
         cached.exists(),
-        "the SurrealDB server is not built: run tests/surreal-server.sh (tests/run-all.sh does) or set VMAUTO_SURREAL_BIN"
+        "the SurrealDB server is not built: run tests/surreal-server.sh (tests/run-all.sh does) or set TEST_SURREAL_BIN"
     );
     cached
 }
