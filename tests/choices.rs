@@ -133,6 +133,16 @@ async fn every_bundled_source_builds_what_the_customer_chose() {
     assert_eq!(detail["choices"]["chosen"]["image"], "rocky-9", "{api}");
     assert_eq!(detail["choices"]["chosen"]["image_id"], ROCKY, "{api}");
     assert_eq!(detail["choices"]["event_id"], "gen-evt-2", "{api}");
+
+    // The customer's reinstall list names the images by the template's aliases.
+    let st = &s.t.app.state;
+    let link =
+        vmauto::portal::issue(&st.store, &st.config, &st.sealer, &id.as_str().into(), "admin:t").await.expect("link");
+    let path = format!("/my/{}", link.url.rsplit('/').next().expect("token"));
+    let (code, html) = s.t.get(&path).await;
+    assert_eq!(code, 200);
+    assert!(html.contains(&format!("<option value=\"{ROCKY}\" selected>rocky-9</option>")), "{html}");
+    assert!(html.contains(&format!("<option value=\"{DEBIAN}\">debian-12</option>")), "{html}");
 }
 
 #[actix_web::test]

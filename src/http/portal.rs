@@ -276,7 +276,7 @@ struct PortalPage {
     spec: SpecView,
     template: String,
     image: Option<String>,
-    images: Vec<String>,
+    images: Vec<ImageChoice>,
     delete_after: Option<String>,
     active: bool,
     suspended: bool,
@@ -290,6 +290,15 @@ struct PortalPage {
     power_actions: Vec<PowerChoice>,
     notice: Option<String>,
     error: Option<String>,
+}
+
+/// An image a reinstall may choose: its SCP id, and the template's alias for it when it has
+/// one (what the customer ordered by).
+#[derive(Serialize)]
+struct ImageChoice {
+    id: String,
+    label: String,
+    current: bool,
 }
 
 #[derive(Serialize)]
@@ -352,7 +361,19 @@ async fn get_page(
         spec: SpecView { cores: v.spec.cores, memory: memory_text(v.spec.memory_mb), disk_gb: v.spec.disk_gb },
         template: v.template.to_string(),
         image: v.image_id.clone(),
-        images: v.images.clone(),
+        images: v
+            .images
+            .iter()
+            .map(|id| ImageChoice {
+                current: v.image_id.as_deref() == Some(id.as_str()),
+                label: v
+                    .template_row
+                    .as_ref()
+                    .and_then(|t| t.images.iter().find(|(_, r)| r.in_any(id)).map(|(alias, _)| alias.clone()))
+                    .unwrap_or_else(|| id.clone()),
+                id: id.clone(),
+            })
+            .collect(),
         delete_after: v.delete_after.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
         active: v.state == VpsState::Active,
         suspended: v.state == VpsState::Suspended,

@@ -79,6 +79,11 @@ impl ImageRef {
         .filter(|id| !id.is_empty())
     }
 
+    /// Whether `id` is this alias's image in some AZ.
+    pub fn in_any(&self, id: &str) -> bool {
+        self.ids().contains(&id)
+    }
+
     fn ids(&self) -> Vec<&str> {
         match self {
             Self::Id(id) => vec![id.as_str()],
