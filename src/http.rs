@@ -71,12 +71,7 @@ impl AppState {
         &self,
         vps: &crate::lifecycle::VpsId,
     ) -> anyhow::Result<actix::Addr<crate::actors::gateway::SangforGateway>> {
-        let provider = self.store.vps_template(vps).await?.map(|t| t.provider).unwrap_or_default();
-        self.handles
-            .gateways
-            .get(&provider)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("provider {provider:?} of VPS {vps} is not configured"))
+        self.handles.gateways.of_vps(&self.store, vps).await?.map_err(anyhow::Error::msg)
     }
 
     fn peer_is_trusted_proxy(&self, req: &actix_web::HttpRequest) -> bool {

@@ -44,6 +44,23 @@ impl Gateways {
         self.0.is_empty()
     }
 
+    /// The gateway of the SCP the VM of `vps` lives on (its template row's provider). The inner
+    /// `Err` says why there is none: a provider that is not configured (any call would reach
+    /// the wrong SCP).
+    pub async fn of_vps(
+        &self,
+        store: &crate::db::Store,
+        vps: &crate::lifecycle::VpsId,
+    ) -> anyhow::Result<Result<Addr<SangforGateway>, String>> {
+        let provider = store.vps_template(vps).await?.map(|t| t.provider).unwrap_or_default();
+        Ok(self.get(&provider).cloned().ok_or_else(|| {
+            format!(
+                "the VM of VPS {vps} lives on provider {provider:?}, which is not configured: add \
+                 [providers.{provider}] to appliance.toml and restart"
+            )
+        }))
+    }
+
     /// Each provider's gateway status (a gateway that does not answer is left out).
     pub async fn statuses(&self) -> Vec<(String, GatewayStatus)> {
         let mut out = Vec::new();
