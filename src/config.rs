@@ -237,7 +237,9 @@ impl Config {
             || url.starts_with("ws://")
             || url.starts_with("wss://"))
         {
-            bail!("database.url: {url:?} is not supported; use surrealkv://PATH, mem:// or ws://HOST:PORT");
+            bail!(
+                "database.url: {url:?} is not supported; use surrealkv://PATH, mem://, ws://HOST:PORT or wss://HOST:PORT"
+            );
         }
         if self.log.level.trim().is_empty() {
             bail!("log.level: must not be empty (e.g. \"info\")");

@@ -18,6 +18,7 @@ use crate::config::Config;
 
 mod catalogue;
 pub mod inbox;
+pub mod link;
 pub mod models;
 
 /// Ordered migrations: `(version, name, SurrealQL)`. Append only; never edit a shipped one.
@@ -70,6 +71,8 @@ fn conflict_pause(attempt: u32) -> std::time::Duration {
 #[derive(Clone)]
 pub struct Store {
     db: Surreal<Any>,
+    /// The connection to a server; `None` for the embedded engines.
+    link: Option<std::sync::Arc<link::Link>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -87,9 +90,14 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create the data directory {}", parent.display()))?;
         }
-        let db = surrealdb::engine::any::connect(url.as_str())
-            .await
-            .with_context(|| format!("cannot open the store at {url} (database.url)"))?;
+        let db = if url.starts_with("wss://") {
+            let tls = crate::tls::verified_client_config(&config.database.ca_file, "database.ca_file")
+                .map_err(anyhow::Error::msg)?;
+            surrealdb::engine::any::connect((url.as_str(), surrealdb::opt::Config::new().rustls(tls))).await
+        } else {
+            surrealdb::engine::any::connect(url.as_str()).await
+        }
+        .with_context(|| format!("cannot open the store at {url} (database.url)"))?;
         if url.starts_with("ws") && !config.database.username.is_empty() {
             db.signin(Root {
                 username: config.database.username.clone(),
@@ -102,7 +110,11 @@ impl Store {
             .use_db(config.database.database.as_str())
             .await
             .context("cannot select the namespace and database")?;
-        Ok(Self { db })
+        let link = url.starts_with("ws").then(|| {
+            let deadline = std::time::Duration::from_secs(config.database.timeout_secs.max(1));
+            link::Link::watch(db.clone(), &url, deadline)
+        });
+        Ok(Self { db, link })
     }
 
     /// Opens the store and brings its schema up to date.
@@ -151,7 +163,15 @@ impl Store {
 
     /// True when the store answers.
     pub async fn is_healthy(&self) -> bool {
-        self.db.health().await.is_ok()
+        match &self.link {
+            Some(link) => link.call(self.db.health().into_future()).await.is_ok(),
+            None => self.db.health().await.is_ok(),
+        }
+    }
+
+    /// The connection to a SurrealDB server (`None` for the embedded engines).
+    pub fn link(&self) -> Option<&link::Link> {
+        self.link.as_deref()
     }
 
     /// Runs a query with JSON bindings and returns statement `index` deserialized as `T`.
@@ -211,7 +231,11 @@ impl Store {
     }
 
     async fn run_once(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
-        let mut response = self.db.query(sql).bind(bindings).await?;
+        let query = self.db.query(sql).bind(bindings).into_future();
+        let mut response = match &self.link {
+            Some(link) => link.call(query).await?,
+            None => query.await?,
+        };
         let mut errors: Vec<(usize, surrealdb::Error)> = response.take_errors().into_iter().collect();
         if errors.is_empty() {
             return Ok(response);

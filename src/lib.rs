@@ -7,6 +7,7 @@
 //! - [`config`]: `appliance.toml` + `VMAUTO_*` environment + CLI flags, validated once.
 //! - [`error`]: the error-code table every client-facing error goes through.
 //! - [`telemetry`]: tracing set-up and every `vmauto_*` Prometheus metric.
+//! - [`tls`]: TLS client set-up for SCP and the SurrealDB server.
 //! - [`db`]: the SurrealDB store, ordered migrations, export and import; `db::models`, one
 //!   file per table with its typed row and queries (the only SurrealQL).
 //! - [`billing`]: the normalized billing event and webhook signature verification.
@@ -55,6 +56,7 @@ pub mod secrets;
 pub mod settings;
 pub mod sim;
 pub mod telemetry;
+pub mod tls;
 pub mod upgrade;
 
 /// The version of this build.

@@ -104,6 +104,15 @@ impl Handler<HandleEvents> for SubscriptionActor {
                 for event in &msg.events {
                     let outcome = match ctx.apply(&msg.source, &msg.requested_by, event).await {
                         Ok(outcome) => outcome,
+                        // Not the event's fault: it is applied again once the server answers,
+                        // and the events after it wait for it.
+                        Err(e) if crate::db::link::is_unavailable(&e) => {
+                            outcomes.push(EventOutcome::new(
+                                crate::db::models::webhook_event::STORE_AWAY,
+                                format!("{e:#}"),
+                            ));
+                            break;
+                        }
                         Err(e) => ctx.failed(&msg.source, &msg.requested_by, event, &format!("{e:#}")).await,
                     };
                     outcomes.push(outcome);

@@ -95,6 +95,9 @@ pub const MAX_QUEUED: usize = 1024;
 /// and their outcomes written, in the order they arrived.
 const MAX_IN_FLIGHT: usize = 1;
 
+/// How long applying waits before trying the store again after it did not answer.
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A committed row whose events are to be applied: only what applying needs is kept.
 #[derive(Debug)]
 struct Queued {
@@ -127,6 +130,8 @@ pub struct WebhookActor {
     /// A read of the backlog runs: rows committed meanwhile wait in `deferred`.
     reading: bool,
     deferred: Vec<InboxRow>,
+    /// The store's server stopped answering: nothing is applied until the next try.
+    waiting_for_store: bool,
     /// Keys the last read of the backlog queued: a batch committed while that read ran may
     /// be in it, and is not queued twice.
     last_read: std::collections::HashSet<InboxKey>,
@@ -150,6 +155,7 @@ impl WebhookActor {
             backlog: true,
             reading: false,
             deferred: Vec::new(),
+            waiting_for_store: false,
             last_read: std::collections::HashSet::new(),
             outcomes: Vec::new(),
         }
@@ -198,20 +204,39 @@ impl WebhookActor {
     /// backlog once the queue is empty and every outcome so far is written (so a row read back
     /// is one no decision has finished).
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while self.in_flight < MAX_IN_FLIGHT {
+        while self.in_flight < MAX_IN_FLIGHT && !self.waiting_for_store {
             let Some(row) = self.queue.pop_front() else { break };
             self.in_flight += 1;
             ctx.spawn(process(self.subscription.clone(), row).into_actor(self).map(|(key, outcomes), act, ctx| {
                 act.in_flight -= 1;
-                act.outcomes.push((key, outcomes));
-                act.flush(ctx);
+                if outcomes.iter().any(EventOutcome::is_store_away) {
+                    act.wait_for_store(ctx);
+                } else {
+                    act.outcomes.push((key, outcomes));
+                    act.flush(ctx);
+                }
                 act.pump(ctx);
             }));
         }
         let settled = self.queue.is_empty() && self.in_flight == 0 && self.outcomes.is_empty() && !self.flushing;
-        if self.backlog && !self.reading && settled {
+        if self.backlog && !self.reading && !self.waiting_for_store && settled {
             self.read_backlog(ctx);
         }
+    }
+
+    /// The store's server stopped answering while a row was applied: the row stays
+    /// `received`, and so do the queued rows after it. Drop them from memory and read them
+    /// back, in their order, once the server answers (the read fails and is tried again
+    /// while it does not).
+    fn wait_for_store(&mut self, ctx: &mut Context<Self>) {
+        tracing::warn!(queued = self.queue.len(), "the store does not answer; applying webhooks waits for it");
+        self.queue.clear();
+        self.backlog = true;
+        self.waiting_for_store = true;
+        ctx.run_later(STORE_RETRY, |act, ctx| {
+            act.waiting_for_store = false;
+            act.pump(ctx);
+        });
     }
 
     /// Reads the oldest committed rows whose events are not all applied (a page of
@@ -243,7 +268,7 @@ impl WebhookActor {
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "cannot read unapplied webhooks; trying again shortly");
                     act.backlog = true;
-                    ctx.run_later(std::time::Duration::from_secs(5), |act, ctx| act.pump(ctx));
+                    ctx.run_later(STORE_RETRY, |act, ctx| act.pump(ctx));
                     return;
                 }
             }
@@ -268,6 +293,9 @@ impl WebhookActor {
             async move {
                 let rows: Vec<&InboxRow> = batch.iter().map(|(r, _)| r).collect();
                 let result = store.insert_inbox_with_outcomes(&rows, &outcomes).await;
+                // Rows whose outcomes were not written stay `received`: read back later, their
+                // applied events skipped, they get their outcomes then.
+                let lost = result.is_err() && !outcomes.is_empty();
                 if let Err(e) = &result {
                     tracing::error!(outcomes = outcomes.len(), error = %format!("{e:#}"), "cannot record webhook outcomes");
                 }
@@ -298,11 +326,12 @@ impl WebhookActor {
                         }
                     }
                 }
-                stored
+                (stored, lost)
             }
             .into_actor(self)
-            .map(|stored, act, ctx| {
+            .map(|(stored, lost), act, ctx| {
                 act.flushing = false;
+                act.backlog |= lost;
                 act.enqueue(stored, ctx);
                 act.flush(ctx);
             }),

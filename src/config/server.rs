@@ -138,14 +138,20 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `surrealkv://PATH` (embedded file store), `mem://` (in memory) or `ws://host:port`
-    /// (an external SurrealDB server). Empty: `surrealkv://<data_dir>/store`.
+    /// `surrealkv://PATH` (embedded file store), `mem://` (in memory), `ws://host:port` or
+    /// `wss://host:port` (an external SurrealDB server). Empty: `surrealkv://<data_dir>/store`.
     pub url: String,
     pub namespace: String,
     pub database: String,
-    /// Root credentials, only for `ws://` servers.
+    /// Root credentials, only for `ws://`/`wss://` servers.
     pub username: String,
     pub password: Secret,
+    /// A server's answer deadline: a store call that takes longer fails as "store
+    /// unavailable" (webhooks are answered 429) instead of waiting for the server.
+    pub timeout_secs: u64,
+    /// `wss://` only: PEM file of the CA (or the certificate) the server's certificate is
+    /// checked against. Empty: the operating system's trust store.
+    pub ca_file: String,
 }
 
 impl Default for DatabaseConfig {
@@ -156,6 +162,8 @@ impl Default for DatabaseConfig {
             database: "vmauto".into(),
             username: String::new(),
             password: Secret::default(),
+            timeout_secs: 5,
+            ca_file: String::new(),
         }
     }
 }

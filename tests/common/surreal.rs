@@ -31,19 +31,45 @@ pub struct SurrealServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Serves `wss://` with a certificate for `localhost` (its CA file in `dir`).
+    tls: bool,
 }
 
 impl SurrealServer {
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// A server that speaks only TLS (`wss://localhost:PORT`), its certificate self-signed:
+    /// [`SurrealServer::ca_file`] is what a client must trust.
+    pub async fn start_tls() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> Self {
         vmauto::init_crypto();
-        let mut s = Self { port: super::free_port(), dir: tempfile::tempdir().expect("tempdir"), child: None };
+        let dir = tempfile::tempdir().expect("tempdir");
+        if tls {
+            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
+            std::fs::write(dir.path().join("server.crt"), cert.cert.pem()).expect("crt");
+            std::fs::write(dir.path().join("server.key"), cert.signing_key.serialize_pem()).expect("key");
+        }
+        let mut s = Self { port: super::free_port(), dir, child: None, tls };
         s.up().await;
         s
     }
 
-    /// `ws://127.0.0.1:PORT`.
+    /// `ws://127.0.0.1:PORT`, or `wss://localhost:PORT` for a TLS server.
     pub fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
+        match self.tls {
+            true => format!("wss://localhost:{}", self.port),
+            false => format!("ws://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The certificate a TLS server presents (self-signed: its own CA).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("server.crt")
     }
 
     /// Points `config`'s store at this server.
@@ -51,6 +77,9 @@ impl SurrealServer {
         config.database.url = self.url();
         config.database.username = USER.into();
         config.database.password = vmauto::config::Secret::new(PASS);
+        if self.tls {
+            config.database.ca_file = self.ca_file().display().to_string();
+        }
     }
 
     /// Starts the server on its store (again) and waits until it answers.
@@ -58,9 +87,13 @@ impl SurrealServer {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
         let store = format!("surrealkv://{}", self.dir.path().join("data").display());
-        let child = Command::new(binary())
-            .args(["start", "--no-banner", "--username", USER, "--password", PASS, "--bind"])
-            .arg(format!("127.0.0.1:{}", self.port))
+        let mut command = Command::new(binary());
+        command.args(["start", "--no-banner", "--username", USER, "--password", PASS, "--bind"]);
+        command.arg(format!("127.0.0.1:{}", self.port));
+        if self.tls {
+            command.arg("--web-crt").arg(self.ca_file()).arg("--web-key").arg(self.dir.path().join("server.key"));
+        }
+        let child = command
             .arg(store)
             .env("SURREAL_LOG", "warn")
             .stdin(Stdio::null())
@@ -70,9 +103,12 @@ impl SurrealServer {
             .expect("the SurrealDB server starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
-        let health = format!("http://127.0.0.1:{}/health", self.port);
+        let scheme = if self.tls { "https" } else { "http" };
+        let health = format!("{scheme}://localhost:{}/health", self.port);
+        // Only whether it answers: the certificate is the client's test, not this probe's.
+        let http = reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build().expect("client");
         loop {
-            if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+            if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
                 return;
             }
             assert!(Instant::now() < deadline, "the SurrealDB server did not answer within 60 s: {}", self.log());

@@ -58,14 +58,24 @@ fn none_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<BillingEv
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventOutcome {
-    /// `processed`, `ignored`, `stale`, `parked` or `failed`.
+    /// `processed`, `ignored`, `stale`, `parked` or `failed`; or [`STORE_AWAY`], never
+    /// recorded: the event is applied again once the store answers.
     pub status: &'static str,
     pub detail: String,
 }
 
+/// The status of an event that could not be applied because the store's server did not
+/// answer: its row stays `received` and is applied again, in its turn, once it answers.
+pub const STORE_AWAY: &str = "store_away";
+
 impl EventOutcome {
     pub fn new(status: &'static str, detail: impl Into<String>) -> Self {
         Self { status, detail: detail.into() }
+    }
+
+    /// True for [`STORE_AWAY`].
+    pub fn is_store_away(&self) -> bool {
+        self.status == STORE_AWAY
     }
 }
 
