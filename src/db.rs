@@ -126,18 +126,33 @@ impl Store {
 
     /// The schema version recorded in the store (0 for an empty store).
     pub async fn schema_version(&self) -> anyhow::Result<u32> {
-        let v: Vec<u32> = self
-            .query_one(
-                "DEFINE TABLE IF NOT EXISTS schema_version SCHEMALESS; SELECT VALUE version FROM schema_version:current",
-                serde_json::json!({}),
-                1,
-            )
-            .await?;
-        Ok(v.first().copied().unwrap_or(0))
+        let mut attempt = 1;
+        loop {
+            // Two nodes starting at once may both define the table: a conflict is run again.
+            match self
+                .query_one::<Vec<u32>>(
+                    "DEFINE TABLE IF NOT EXISTS schema_version SCHEMALESS; SELECT VALUE version FROM schema_version:current",
+                    serde_json::json!({}),
+                    1,
+                )
+                .await
+            {
+                Ok(v) => return Ok(v.first().copied().unwrap_or(0)),
+                Err(e) if attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => {
+                    tokio::time::sleep(conflict_pause(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Applies every migration newer than the store's version, in order, each in its own
     /// transaction together with the version bump. Refuses a store newer than this binary.
+    ///
+    /// Several nodes may start on one server at once: a migration another node applied
+    /// first (its transaction conflicts with ours, or its definitions exist by the time
+    /// ours runs) is skipped once the recorded version shows it.
     pub async fn migrate(&self) -> anyhow::Result<u32> {
         let current = self.schema_version().await?;
         if current > SCHEMA_VERSION {
@@ -150,13 +165,23 @@ impl Store {
             let script = format!(
                 "BEGIN TRANSACTION;\n{sql}\nUPSERT schema_version:current SET version = {version}, name = $name, applied_at = time::now();\nCOMMIT TRANSACTION;"
             );
-            self.db
-                .query(script)
-                .bind(("name", (*name).to_string()))
-                .await
-                .and_then(|r| r.check())
-                .with_context(|| format!("migration {version} ({name}) failed"))?;
-            tracing::info!(version, name, "schema migration applied");
+            let mut attempt = 1;
+            loop {
+                let applied = self.run_once(&script, serde_json::json!({ "name": name })).await;
+                let Err(e) = applied else {
+                    tracing::info!(version, name, "schema migration applied");
+                    break;
+                };
+                if self.schema_version().await.is_ok_and(|v| v >= *version) {
+                    tracing::info!(version, name, "schema migration applied by another node");
+                    break;
+                }
+                if attempt >= CONFLICT_ATTEMPTS || !is_conflict(&e) {
+                    return Err(e.context(format!("migration {version} ({name}) failed")));
+                }
+                tokio::time::sleep(conflict_pause(attempt)).await;
+                attempt += 1;
+            }
         }
         Ok(SCHEMA_VERSION)
     }

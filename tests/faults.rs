@@ -70,7 +70,9 @@ async fn a_failed_task_ends_dead_with_an_alert() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(s.rows(&vps_of("sub-t")).await[0]["state"], "failed");
-    let notes = s.rows("SELECT VALUE kind FROM notification").await;
+    let notes = s
+        .wait_for("the alert", 30, "SELECT VALUE kind FROM notification", |r| r.contains(&json!("operation_dead")))
+        .await;
     assert!(notes.contains(&json!("operation_dead")), "{notes:?}");
 }
 
@@ -90,7 +92,9 @@ async fn a_persistent_outage_exhausts_retries_and_ends_dead() {
         .await;
     assert_eq!(rows[0]["attempts"], 2, "{rows:?}");
     assert!(s.sim_servers().await.is_empty());
-    let notes = s.rows("SELECT VALUE kind FROM notification").await;
+    let notes = s
+        .wait_for("the alert", 30, "SELECT VALUE kind FROM notification", |r| r.contains(&json!("operation_dead")))
+        .await;
     assert!(notes.contains(&json!("operation_dead")), "{notes:?}");
 }
 

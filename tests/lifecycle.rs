@@ -63,8 +63,9 @@ async fn subscribe_creates_one_tagged_vm_with_ip_and_sealed_password_then_cancel
     assert!(s.sim_servers().await.is_empty(), "the VM went to the recycle bin");
     let ops = s.rows("SELECT kind, state FROM operation ORDER BY created_at").await;
     assert_eq!(ops.iter().filter(|o| o["state"] == "succeeded").count(), 2, "{ops:?}");
-    let notes = s.rows("SELECT VALUE kind FROM notification").await;
-    assert!(notes.contains(&json!("vps_ready")) && notes.contains(&json!("vps_deleted")), "{notes:?}");
+    let both = |r: &[Value]| r.contains(&json!("vps_ready")) && r.contains(&json!("vps_deleted"));
+    let notes = s.wait_for("both notices", 30, "SELECT VALUE kind FROM notification", both).await;
+    assert!(both(&notes), "{notes:?}");
 }
 
 #[actix_web::test]
@@ -111,7 +112,8 @@ async fn unknown_plan_is_parked_with_a_notification() {
     assert_eq!(out[0].status, "parked", "{out:?}");
     assert!(out[0].detail.contains("platinum"));
     assert!(s.rows(&vps_of("sub-u")).await.is_empty());
-    let notes = s.rows("SELECT VALUE kind FROM notification").await;
+    // The notifier writes its row after the decision answers.
+    let notes = s.wait_for("the notification", 30, "SELECT VALUE kind FROM notification", |r| !r.is_empty()).await;
     assert_eq!(notes, vec![json!("event_parked")]);
 }
 
@@ -182,7 +184,9 @@ async fn the_guard_holds_destructive_operations_over_the_threshold() {
     let held = s.rows("SELECT VALUE state FROM operation WHERE kind = 'delete' AND state = 'held'").await;
     assert_eq!(held.len(), 1);
     assert_eq!(s.rows(&vps_of("g2")).await[0]["state"], "active", "the held deletion did not run");
-    let notes = s.rows("SELECT VALUE kind FROM notification").await;
+    let notes = s
+        .wait_for("the alert", 30, "SELECT VALUE kind FROM notification", |r| r.contains(&json!("guard_tripped")))
+        .await;
     assert!(notes.contains(&json!("guard_tripped")), "{notes:?}");
     // The dashboard says the guard tripped and lists what waits for approval.
     crate::ui::users(&s.t).await;

@@ -228,7 +228,8 @@ async fn scp_broken_then_healed_one_retry_of_each_dead_operation_converges() {
         })
         .await;
     assert!(dead.iter().all(|o| o["attempts"] == 2), "max_attempts were used: {dead:?}");
-    let notes = s.rows("SELECT VALUE kind FROM notification WHERE kind = 'operation_dead'").await;
+    let alerts = "SELECT VALUE kind FROM notification WHERE kind = 'operation_dead'";
+    let notes = s.wait_for("an alert each", 30, alerts, |r| r.len() >= 3).await;
     assert_eq!(notes.len(), 3, "one alert each: {notes:?}");
     // SCP heals; one retry each.
     s.sim.clear_faults();

@@ -46,6 +46,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked --lib --bins --tests -- --test-threads=2
 
+step "the lifecycle, store and crash suites again, on a SurrealDB server (ws://)"
+# Every appliance of these tests keeps its store on one real server, a database each.
+./tests/on-surreal-server.sh lifecycle:: inbox:: recovery:: faults:: crash::
+
 step "packaging"
 # The .deb and the container image, from the debug build the tests just used.
 ./packaging/test-packaging.sh

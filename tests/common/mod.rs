@@ -30,13 +30,15 @@ pub fn workflow_for(name: &str, event: &str, sub: &str, plan: &str) -> serde_jso
 use vmauto::app::Appliance;
 use vmauto::config::Config;
 
-/// A configuration for tests: `mem://` store, port 0, key and plugins under `dir`.
+/// A configuration for tests: `mem://` store (or a database of its own on the server of
+/// `TEST_DATABASE_URL`), port 0, key and plugins under `dir`.
 pub fn test_config(dir: &Path) -> Config {
     let mut c = Config::for_data_dir(dir);
     c.server.listen = "127.0.0.1:0".parse().expect("addr");
     c.server.workers = 1;
     c.server.shutdown_timeout_secs = 5;
     c.database.url = "mem://".into();
+    surreal::use_shared(&mut c);
     c
 }
 

@@ -71,11 +71,12 @@ signature = "shared_token"
 token = "{TOKEN}"
 token_in = "path"
 {extra}
-"#,
+{database}"#,
             data = dir.display(),
             url = scp.0,
             ak = scp.1,
             sk = scp.2,
+            database = super::surreal::shared_toml(),
         );
         std::fs::write(&config, toml).expect("config written");
         Self { dir: dir.to_path_buf(), config, port, child: None, starts: 0 }

@@ -11,6 +11,40 @@ use std::time::{Duration, Instant};
 pub const USER: &str = "root";
 pub const PASS: &str = "vmauto-test-root";
 
+/// `TEST_DATABASE_URL`: when set (`ws://HOST:PORT` of a server started with [`USER`] and
+/// [`PASS`]), the harness's appliances keep their store there instead of embedded, each in a
+/// database of its own — `tests/run-all.sh` runs the lifecycle, store and crash suites once
+/// more that way.
+pub fn shared_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// A database name no other test uses.
+pub fn fresh_database() -> String {
+    format!("t{:016x}", rand::random::<u64>())
+}
+
+/// Points `config` at the shared server of [`shared_url`], if there is one.
+pub fn use_shared(config: &mut vmauto::config::Config) {
+    if let Some(url) = shared_url() {
+        config.database.url = url;
+        config.database.username = USER.into();
+        config.database.password = vmauto::config::Secret::new(PASS);
+        config.database.database = fresh_database();
+    }
+}
+
+/// The `[database]` table of [`use_shared`] for a configuration file (empty without one).
+pub fn shared_toml() -> String {
+    match shared_url() {
+        Some(url) => format!(
+            "\n[database]\nurl = \"{url}\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\ndatabase = \"{}\"\n",
+            fresh_database()
+        ),
+        None => String::new(),
+    }
+}
+
 /// The server binary; panics with how to build it when it is missing.
 pub fn binary() -> PathBuf {
     if let Ok(p) = std::env::var("TEST_SURREAL_BIN") {
