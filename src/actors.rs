@@ -3,6 +3,7 @@
 //! [`supervisor`]'s.
 
 pub mod gateway;
+pub mod lease;
 pub mod messages;
 pub mod notifier;
 pub mod plugins;

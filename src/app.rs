@@ -60,7 +60,9 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
     let started_at = Instant::now();
     ensure_appliance_key(&config)?;
     let store = Store::open(&config).await?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::for_node(&config.cluster.node_id));
+    let fence =
+        (!config.cluster.node_id.is_empty()).then(|| Arc::new(crate::db::lease::Fence::new(&config.cluster.node_id)));
     let sealer = Arc::new(Sealer::from_file(&config.key_file())?);
     // Settings an admin saved in the web UI apply over the file and the environment.
     let ui_settings = crate::settings::stored(&store).await?;
@@ -82,6 +84,7 @@ pub async fn start(config: Config, handle_signals: bool) -> anyhow::Result<Appli
         metrics: metrics.clone(),
         sealer: sealer.clone(),
         install_id,
+        fence,
     });
     let auth = crate::auth::Auth::new(store.clone(), config.security.clone(), sealer.clone());
     if auth.user_count().await.unwrap_or(1) == 0 {

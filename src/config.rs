@@ -100,6 +100,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub log: LogConfig,
     pub database: DatabaseConfig,
+    pub cluster: ClusterConfig,
     pub provider: ProviderConfig,
     pub policy: PolicyConfig,
     pub smtp: SmtpConfig,
@@ -241,6 +242,7 @@ impl Config {
                 "database.url: {url:?} is not supported; use surrealkv://PATH, mem://, ws://HOST:PORT or wss://HOST:PORT"
             );
         }
+        self.cluster.validate(&url)?;
         if self.log.level.trim().is_empty() {
             bail!("log.level: must not be empty (e.g. \"info\")");
         }

@@ -18,6 +18,7 @@ use crate::config::Config;
 
 mod catalogue;
 pub mod inbox;
+pub mod lease;
 pub mod link;
 pub mod models;
 
@@ -32,6 +33,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (7, "customer portal links and deletion reminders", include_str!("db/migrations/0007_portal.surql")),
     (8, "paid restores of a suspended VPS", include_str!("db/migrations/0008_restore.surql")),
     (9, "placement: when a VPS's VM was asked for", include_str!("db/migrations/0009_placement.surql")),
+    (10, "the work lease of nodes sharing a store", include_str!("db/migrations/0010_lease.surql")),
 ];
 
 /// The schema version this binary writes.
@@ -73,6 +75,9 @@ pub struct Store {
     db: Surreal<Any>,
     /// The connection to a server; `None` for the embedded engines.
     link: Option<std::sync::Arc<link::Link>>,
+    /// Set on the handle the lifecycle writes through when several nodes share the store:
+    /// its writes check this node's work lease (see [`lease`]).
+    fence: Option<std::sync::Arc<lease::Fence>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -114,7 +119,7 @@ impl Store {
             let deadline = std::time::Duration::from_secs(config.database.timeout_secs.max(1));
             link::Link::watch(db.clone(), &url, deadline)
         });
-        Ok(Self { db, link })
+        Ok(Self { db, link, fence: None })
     }
 
     /// Opens the store and brings its schema up to date.
@@ -194,6 +199,28 @@ impl Store {
         }
     }
 
+    /// This handle, writing only while `fence` holds the work lease.
+    pub fn fenced(&self, fence: std::sync::Arc<lease::Fence>) -> Self {
+        Self { fence: Some(fence), ..self.clone() }
+    }
+
+    /// This handle without a fence: for writes any node may make (the inbox, an admin's or a
+    /// payment's requests).
+    pub fn unfenced(&self) -> Self {
+        Self { fence: None, ..self.clone() }
+    }
+
+    /// The fence of this handle, if it has one.
+    pub fn fence(&self) -> Option<&lease::Fence> {
+        self.fence.as_deref()
+    }
+
+    /// True when work written through this handle may go ahead: always for an unfenced
+    /// handle, while the lease is held for a fenced one.
+    pub fn may_work(&self) -> bool {
+        self.fence.as_ref().is_none_or(|f| f.holds())
+    }
+
     /// The connection to a SurrealDB server (`None` for the embedded engines).
     pub fn link(&self) -> Option<&link::Link> {
         self.link.as_deref()
@@ -206,8 +233,9 @@ impl Store {
         bindings: serde_json::Value,
         index: usize,
     ) -> anyhow::Result<T> {
-        let mut response = self.run(sql, bindings).await?;
-        let value: serde_json::Value = response.take::<Vec<serde_json::Value>>(index).map(serde_json::Value::Array)?;
+        let (mut response, offset) = self.run(sql, bindings).await?;
+        let value: serde_json::Value =
+            response.take::<Vec<serde_json::Value>>(index + offset).map(serde_json::Value::Array)?;
         Ok(serde_json::from_value(value)?)
     }
 
@@ -233,7 +261,36 @@ impl Store {
     /// and fails because a concurrent transaction wrote the same rows is run again, after a
     /// short random pause, up to [`CONFLICT_ATTEMPTS`] times: a conflicting transaction
     /// commits nothing, so running it again is as if it had started a little later.
-    async fn run(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
+    ///
+    /// Through a fenced handle a query that writes first checks the work lease, in its
+    /// transaction (a query that is not one is made one); the answer's second part is how many
+    /// statements that added before the caller's.
+    async fn run(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<(surrealdb::IndexedResults, usize)> {
+        match &self.fence {
+            Some(fence) if lease::writes(sql) => {
+                if !fence.holds() {
+                    bail!("this node no longer holds the work lease; the node that holds it does this work");
+                }
+                let mut bindings = bindings;
+                if let Some(map) = bindings.as_object_mut() {
+                    map.insert("vmauto_fence".into(), fence.token().into());
+                }
+                let sql = sql.trim().trim_end_matches(';');
+                // `BEGIN` has a place among the answers, as every statement.
+                let (fenced, added) = match sql.find(';') {
+                    Some(begin) if is_one_transaction(&format!("{sql};")) => {
+                        (format!("{};\n{}\n{};", &sql[..begin], lease::CHECK, &sql[begin + 1..]), 1)
+                    }
+                    _ if sql.to_ascii_uppercase().contains("BEGIN") => (format!("{}\n{sql};", lease::CHECK), 1),
+                    _ => (format!("BEGIN TRANSACTION;\n{}\n{sql};\nCOMMIT TRANSACTION;", lease::CHECK), 2),
+                };
+                Ok((self.run_retrying(&fenced, bindings).await?, added))
+            }
+            _ => Ok((self.run_retrying(sql, bindings).await?, 0)),
+        }
+    }
+
+    async fn run_retrying(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
         if !is_one_transaction(sql) {
             return self.run_once(sql, bindings).await;
         }

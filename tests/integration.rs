@@ -11,6 +11,7 @@ mod browser;
 mod chaos;
 mod choices;
 mod cli;
+mod cluster;
 mod common;
 mod crash;
 mod customer_notices;

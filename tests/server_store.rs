@@ -140,3 +140,107 @@ async fn the_store_runs_over_tls_with_the_servers_certificate_trusted() {
     };
     assert!(err.contains("database.url"), "the error names the setting: {err}");
 }
+
+/// Two nodes on one server (in this process): one holds the work lease and says so, a
+/// webhook sent to the other is applied by it, a duplicate sent to both is stored once, every
+/// metric names its node, and when the holder stops the other takes over.
+#[actix_web::test]
+async fn two_nodes_share_the_work_through_the_lease() {
+    let server = SurrealServer::start().await;
+    let sim = vmauto::sim::start(vmauto::sim::SimConfig::default()).await.expect("simulator");
+    let shared = tempfile::tempdir().expect("tempdir");
+    let node = |name: &'static str| {
+        let (url, ak, sk) = (sim.base_url(), sim.access_key().to_string(), sim.secret_key().to_string());
+        let key = shared.path().join("appliance.key");
+        let server = &server;
+        move |c: &mut vmauto::config::Config| {
+            server.configure(c);
+            c.database.database = "two".into();
+            c.cluster.node_id = name.into();
+            c.cluster.lease_secs = 3;
+            c.security.key_file = key.display().to_string();
+            c.provider.sangfor.base_url = url;
+            c.provider.sangfor.access_key = ak;
+            c.provider.sangfor.secret_key = vmauto::config::Secret::new(sk);
+            c.policy.grace_days = 0;
+            c.sources.insert(
+                "ghl".into(),
+                vmauto::config::SourceConfig {
+                    plugin: "ghl-workflow".into(),
+                    signature: vmauto::config::SignatureScheme::SharedToken,
+                    token: vmauto::config::Secret::new(TOKEN),
+                    token_in: "path".into(),
+                    ..Default::default()
+                },
+            );
+        }
+    };
+    let a = crate::common::TestApp::start_with(node("a")).await;
+    vmauto::demo::seed(&a.app.state.store, &a.app.state.config, "ghl").await.expect("seeded");
+    let b = crate::common::TestApp::start_with(node("b")).await;
+    let leader_of = async |t: &crate::common::TestApp| {
+        let (status, body) = t.get("/readyz").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["leader"] == serde_json::json!(true)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (leader, follower) = loop {
+        match (leader_of(&a).await, leader_of(&b).await) {
+            (true, false) => break (a, b),
+            (false, true) => break (b, a),
+            (true, true) => panic!("two nodes hold the lease"),
+            (false, false) => assert!(std::time::Instant::now() < deadline, "no node took the lease"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let (_, metrics) = follower.get("/metrics").await;
+    let own = format!("vmauto_leader{{node=\"{}\"}} 0", follower.app.state.config.cluster.node_id);
+    assert!(metrics.contains(&own), "every series names the node: {own}");
+
+    // A webhook sent to the follower, and the same one to both at once.
+    let post = async |t: &crate::common::TestApp, sub: &str| {
+        let body = crate::common::workflow("subscribe", sub, "starter");
+        t.http.post(t.url(&format!("/webhooks/ghl/{TOKEN}"))).json(&body).send().await.expect("sent").status().as_u16()
+    };
+    assert_eq!(post(&follower, "sub-f").await, 202);
+    let (x, y) = tokio::join!(post(&leader, "sub-both"), post(&follower, "sub-both"));
+    let mut answers = [x, y];
+    answers.sort();
+    assert_eq!(answers, [200, 202], "stored once, the other a duplicate");
+    let store = &follower.app.state.store;
+    let state_of = |sub: &str| {
+        format!("SELECT VALUE state FROM vps WHERE subscription = '{}'", vmauto::lifecycle::stable_key("ghl", sub))
+    };
+    for sub in ["sub-f", "sub-both"] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let s: Vec<String> = store.query_one(&state_of(sub), serde_json::json!({}), 0).await.expect("query");
+            if s == ["active"] {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{sub}: {s:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    // The holder stops (and gives the lease up): the other takes over and applies.
+    leader.app.stop().await.expect("stopped");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !leader_of(&follower).await {
+        assert!(std::time::Instant::now() < deadline, "the lease was not taken over");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(post(&follower, "sub-after").await, 202);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s: Vec<String> = store.query_one(&state_of("sub-after"), serde_json::json!({}), 0).await.expect("query");
+        if s == ["active"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sub-after: {s:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let servers = sim.snapshot()["servers"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(servers, 3, "one VM per subscription");
+}

@@ -80,6 +80,10 @@ impl Actor for Reconciler {
         let every = self.config.policy.reconcile_interval_secs;
         if every > 0 && self.config.provider_configs().iter().any(|(_, p)| !p.base_url.is_empty()) {
             ctx.run_interval(Duration::from_secs(every), |act, ctx| {
+                // The lease holder reconciles; the other nodes would only repeat its reads.
+                if !act.store.may_work() {
+                    return;
+                }
                 let (store, gateways, install) = (act.store.clone(), act.configured(), act.install_id.clone());
                 ctx.spawn(async move { reconcile(&store, &gateways, &install).await }.into_actor(act).map(
                     |result, act, _| match result {

@@ -67,6 +67,10 @@ impl VpsRegistry {
     }
 
     fn activate(&mut self, vps: VpsId, ctx: &mut Context<Self>) {
+        // Operations run on the node holding the work lease; it finds this one in its scan.
+        if !self.cx.store.may_work() {
+            return;
+        }
         match self.active.get(&vps) {
             Some((_, addr)) if addr.connected() => return addr.do_send(Kick),
             Some(_) => {

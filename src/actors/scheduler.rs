@@ -55,7 +55,8 @@ impl Scheduler {
 
     /// Tells the customers whose deletion is near (each scheduled deletion once).
     fn remind(&self) {
-        if self.remind_hours == 0 {
+        // Reminders and purges are the lease holder's work, as operations are.
+        if self.remind_hours == 0 || !self.store.may_work() {
             return;
         }
         let (store, notify, hours) = (self.store.clone(), self.notify.clone(), self.remind_hours);
@@ -88,6 +89,9 @@ impl Actor for Scheduler {
         self.remind();
         ctx.run_interval(REMIND_EVERY, |act, _| act.remind());
         ctx.run_interval(PURGE_EVERY, |act, _| {
+            if !act.store.may_work() {
+                return;
+            }
             let (store, inbox) = (act.store.clone(), act.inbox.clone());
             actix::spawn(async move {
                 match crate::db::inbox::purge(&store, &inbox, chrono::Utc::now()).await {

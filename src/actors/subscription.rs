@@ -101,16 +101,20 @@ impl Handler<HandleEvents> for SubscriptionActor {
         AtomicResponse::new(Box::pin(
             async move {
                 let mut outcomes = Vec::with_capacity(msg.events.len());
+                if !ctx.store.may_work() {
+                    // Another node runs the lifecycle; the row waits in the inbox for it.
+                    let why = "this node does not hold the work lease; the node that holds it applies the event";
+                    outcomes.push(EventOutcome::new(crate::db::models::webhook_event::DEFERRED, why));
+                    return outcomes;
+                }
                 for event in &msg.events {
                     let outcome = match ctx.apply(&msg.source, &msg.requested_by, event).await {
                         Ok(outcome) => outcome,
                         // Not the event's fault: it is applied again once the server answers,
                         // and the events after it wait for it.
                         Err(e) if crate::db::link::is_unavailable(&e) => {
-                            outcomes.push(EventOutcome::new(
-                                crate::db::models::webhook_event::STORE_AWAY,
-                                format!("{e:#}"),
-                            ));
+                            outcomes
+                                .push(EventOutcome::new(crate::db::models::webhook_event::DEFERRED, format!("{e:#}")));
                             break;
                         }
                         Err(e) => ctx.failed(&msg.source, &msg.requested_by, event, &format!("{e:#}")).await,
@@ -128,7 +132,9 @@ impl Handler<HandlePayment> for SubscriptionActor {
     type Result = AtomicResponse<Self, anyhow::Result<EventOutcome>>;
 
     fn handle(&mut self, msg: HandlePayment, _: &mut Self::Context) -> Self::Result {
-        let (store, config, notifier) = (self.store.clone(), self.config.clone(), self.notify.clone());
+        // A payment is applied by the node Stripe reached, as an admin's action is: its
+        // writes are transactions of their own, and the sender waits for them.
+        let (store, config, notifier) = (self.store.unfenced(), self.config.clone(), self.notify.clone());
         let registry = self.registry.clone();
         AtomicResponse::new(Box::pin(
             async move {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::{Addr, Supervisor};
 
 use super::gateway::{Gateways, SangforGateway};
+use super::lease::LeaseKeeper;
 use super::messages::Shutdown;
 use super::notifier::Notifier;
 use super::plugins::PluginHost;
@@ -32,6 +33,8 @@ pub struct TreeDeps {
     pub sealer: Arc<Sealer>,
     /// This installation's id, part of every VM ownership tag.
     pub install_id: String,
+    /// This node's claim on the work lease, when several nodes share the store.
+    pub fence: Option<Arc<crate::db::lease::Fence>>,
 }
 
 /// Addresses of the running children.
@@ -48,6 +51,8 @@ pub struct Handles {
     pub webhook: Addr<WebhookActor>,
     pub scheduler: Addr<Scheduler>,
     pub reconciler: Addr<Reconciler>,
+    /// Keeps the work lease (only when several nodes share the store).
+    pub lease: Option<Addr<LeaseKeeper>>,
     /// The thread the VPS actors and the SCP gateway run on (the rest share the system's).
     pub lane: actix::ArbiterHandle,
 }
@@ -69,6 +74,7 @@ impl Handles {
             ("webhook", self.webhook.connected()),
             ("scheduler", self.scheduler.connected()),
             ("reconciler", self.reconciler.connected()),
+            ("lease", self.lease.as_ref().is_none_or(Addr::connected)),
         ];
         checks.into_iter().filter(|(_, up)| !up).map(|(n, _)| n).collect()
     }
@@ -82,6 +88,10 @@ impl Handles {
             let _ = self.scheduler.send(Shutdown).await;
             let _ = self.reconciler.send(Shutdown).await;
             let _ = self.registry.send(Shutdown).await;
+            // The work has stopped: another node may take it over at once.
+            if let Some(lease) = &self.lease {
+                let _ = lease.send(Shutdown).await;
+            }
             let _ = self.plugins.send(Shutdown).await;
             for (_, gw) in self.gateways.iter() {
                 let _ = gw.send(Shutdown).await;
@@ -104,6 +114,11 @@ impl Handles {
 pub fn spawn_tree(deps: &TreeDeps) -> Handles {
     let m = &deps.metrics;
     let lane = actix::Arbiter::new().handle();
+    // What the lifecycle writes goes through the fenced store when nodes share the store.
+    let work = match &deps.fence {
+        Some(fence) => deps.store.fenced(fence.clone()),
+        None => deps.store.clone(),
+    };
     let notifier = {
         let (store, metrics, config) = (deps.store.clone(), m.clone(), deps.config.clone());
         Supervisor::start(move |_| Notifier::new(store, metrics, config))
@@ -129,7 +144,7 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
     };
     let registry = {
         let cx = ExecContext {
-            store: deps.store.clone(),
+            store: work.clone(),
             gateway: gateway.clone(),
             gateways: gateways.clone(),
             sealer: deps.sealer.clone(),
@@ -140,24 +155,44 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
     };
     let subscription = {
         let (store, config, metrics, registry, notify) =
-            (deps.store.clone(), deps.config.clone(), m.clone(), registry.clone(), notifier.clone().recipient());
+            (work.clone(), deps.config.clone(), m.clone(), registry.clone(), notifier.clone().recipient());
         let (plugins, gateways) = (plugins.clone(), gateways.clone());
         Supervisor::start(move |_| SubscriptionActor::new(store, config, plugins, registry, notify, gateways, metrics))
     };
     let webhook = {
-        let (store, metrics, subscription) = (deps.store.clone(), m.clone(), subscription.clone());
-        Supervisor::start(move |_| WebhookActor::new(store, subscription, metrics))
+        let (store, work, metrics, subscription) = (deps.store.clone(), work.clone(), m.clone(), subscription.clone());
+        Supervisor::start(move |_| WebhookActor::new(store, work, subscription, metrics))
     };
     let scheduler = {
-        let (metrics, registry, store, config) = (m.clone(), registry.clone(), deps.store.clone(), deps.config.clone());
+        let (metrics, registry, store, config) = (m.clone(), registry.clone(), work.clone(), deps.config.clone());
         let notify = notifier.clone().recipient();
         Supervisor::start(move |_| Scheduler::new(registry, store, &config, notify, metrics))
     };
     let reconciler = {
         let (config, store, metrics, gateways, notify) =
-            (deps.config.clone(), deps.store.clone(), m.clone(), gateways.clone(), notifier.clone().recipient());
+            (deps.config.clone(), work.clone(), m.clone(), gateways.clone(), notifier.clone().recipient());
         let install = deps.install_id.clone();
         Supervisor::start(move |_| Reconciler::new(config, store, gateways, notify, install, metrics))
     };
-    Handles { notifier, gateway, gateways, plugins, registry, subscription, webhook, scheduler, reconciler, lane }
+    let lease = deps.fence.as_ref().map(|fence| {
+        let (store, fence, metrics, registry) = (deps.store.clone(), fence.clone(), m.clone(), registry.clone());
+        let ttl = Duration::from_secs(deps.config.cluster.lease_secs);
+        Supervisor::start(move |_| LeaseKeeper::new(store, fence, ttl, registry, metrics))
+    });
+    if lease.is_none() {
+        m.leader.set(1);
+    }
+    Handles {
+        notifier,
+        gateway,
+        gateways,
+        plugins,
+        registry,
+        subscription,
+        webhook,
+        scheduler,
+        reconciler,
+        lease,
+        lane,
+    }
 }

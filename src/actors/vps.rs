@@ -106,7 +106,9 @@ async fn run_due(id: &VpsId, cx: &ExecContext, config: &Config, notify: &Recipie
         }
     };
     let cx = &cx;
-    loop {
+    // Each operation starts only while this node holds the work lease (its writes are fenced
+    // as well): a node that lost it leaves the rest to the one that took it.
+    while cx.store.may_work() {
         let op = match cx.store.next_operation(id).await {
             Ok(Some(op)) => op,
             Ok(None) => return,

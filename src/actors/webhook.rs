@@ -95,6 +95,9 @@ pub const MAX_QUEUED: usize = 1024;
 /// and their outcomes written, in the order they arrived.
 const MAX_IN_FLIGHT: usize = 1;
 
+/// How often the node holding the work lease looks for rows other nodes stored.
+const POLL_OTHERS: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// How long applying waits before trying the store again after it did not answer.
 const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -115,7 +118,11 @@ impl Queued {
 }
 
 pub struct WebhookActor {
+    /// Writes the inbox (any node may).
     store: Store,
+    /// Writes what applying the rows did: fenced when several nodes share the store, so only
+    /// the node holding the work lease applies webhooks.
+    work: Store,
     subscription: Addr<SubscriptionActor>,
     metrics: Arc<Metrics>,
     pending: Vec<Waiter>,
@@ -130,7 +137,8 @@ pub struct WebhookActor {
     /// A read of the backlog runs: rows committed meanwhile wait in `deferred`.
     reading: bool,
     deferred: Vec<InboxRow>,
-    /// The store's server stopped answering: nothing is applied until the next try.
+    /// A row could not be applied now (the store's server did not answer, or the lease
+    /// moved): nothing is applied until the next try.
     waiting_for_store: bool,
     /// Keys the last read of the backlog queued: a batch committed while that read ran may
     /// be in it, and is not queued twice.
@@ -141,9 +149,10 @@ pub struct WebhookActor {
 }
 
 impl WebhookActor {
-    pub fn new(store: Store, subscription: Addr<SubscriptionActor>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Store, work: Store, subscription: Addr<SubscriptionActor>, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
+            work,
             subscription,
             sup: Supervision::new("webhook", metrics.clone()),
             metrics,
@@ -189,6 +198,13 @@ impl WebhookActor {
     /// Rows just committed: queued in memory while there is room and nothing older waits in
     /// the store; otherwise they are read back from the store in their turn.
     fn enqueue(&mut self, mut rows: Vec<InboxRow>, ctx: &mut Context<Self>) {
+        if self.work.fence().is_some() {
+            // Several nodes store webhooks: the lease holder applies every node's rows from
+            // the store, in the order they arrived, its own included.
+            self.backlog |= !rows.is_empty();
+            self.pump(ctx);
+            return;
+        }
         rows.retain(|r| !self.last_read.contains(&r.key));
         if self.reading {
             self.deferred.extend(rows);
@@ -204,13 +220,20 @@ impl WebhookActor {
     /// backlog once the queue is empty and every outcome so far is written (so a row read back
     /// is one no decision has finished).
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        if !self.work.may_work() {
+            // Another node applies webhooks: what was queued here waits in the store for it,
+            // and is read back if this node takes the lease.
+            self.queue.clear();
+            self.backlog = true;
+            return;
+        }
         while self.in_flight < MAX_IN_FLIGHT && !self.waiting_for_store {
             let Some(row) = self.queue.pop_front() else { break };
             self.in_flight += 1;
             ctx.spawn(process(self.subscription.clone(), row).into_actor(self).map(|(key, outcomes), act, ctx| {
                 act.in_flight -= 1;
-                if outcomes.iter().any(EventOutcome::is_store_away) {
-                    act.wait_for_store(ctx);
+                if outcomes.iter().any(EventOutcome::is_deferred) {
+                    act.defer(ctx);
                 } else {
                     act.outcomes.push((key, outcomes));
                     act.flush(ctx);
@@ -224,12 +247,16 @@ impl WebhookActor {
         }
     }
 
-    /// The store's server stopped answering while a row was applied: the row stays
-    /// `received`, and so do the queued rows after it. Drop them from memory and read them
-    /// back, in their order, once the server answers (the read fails and is tried again
-    /// while it does not).
-    fn wait_for_store(&mut self, ctx: &mut Context<Self>) {
-        tracing::warn!(queued = self.queue.len(), "the store does not answer; applying webhooks waits for it");
+    /// A row could not be applied now (the store's server stopped answering, or this node
+    /// lost the work lease): the row stays `received`, and so do the queued rows after it.
+    /// Drop them from memory and read them back, in their order, once the server answers
+    /// (the read fails and is tried again while it does not) and only while this node holds
+    /// the lease.
+    fn defer(&mut self, ctx: &mut Context<Self>) {
+        tracing::warn!(
+            queued = self.queue.len(),
+            "applying webhooks waits (the store does not answer, or the lease moved)"
+        );
         self.queue.clear();
         self.backlog = true;
         self.waiting_for_store = true;
@@ -287,7 +314,8 @@ impl WebhookActor {
         let batch: Vec<Waiter> = self.pending.drain(..take).collect();
         let take = self.outcomes.len().min(MAX_BATCH);
         let outcomes: Vec<(InboxKey, Vec<EventOutcome>)> = self.outcomes.drain(..take).collect();
-        let store = self.store.clone();
+        // Outcomes are the lease holder's writes; a batch of new rows alone, any node's.
+        let store = if outcomes.is_empty() { self.store.clone() } else { self.work.clone() };
         let metrics = self.metrics.clone();
         ctx.spawn(
             async move {
@@ -374,6 +402,17 @@ impl Actor for WebhookActor {
             act.pump(ctx);
             act.flush(ctx);
         }));
+        if self.work.fence().is_some() {
+            // Other nodes store webhooks too: the lease holder looks for their rows whenever
+            // it has nothing queued.
+            ctx.run_interval(POLL_OTHERS, |act, ctx| {
+                let idle = act.queue.is_empty() && act.in_flight == 0 && !act.reading;
+                if idle && act.work.may_work() {
+                    act.backlog = true;
+                    act.pump(ctx);
+                }
+            });
+        }
     }
 }
 

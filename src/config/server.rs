@@ -217,3 +217,40 @@ impl Default for SecurityConfig {
         }
     }
 }
+
+/// Several nodes on one SurrealDB server (`[cluster]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's name, unique among the nodes sharing the store. Empty: vmauto runs as the
+    /// only node (no lease).
+    pub node_id: String,
+    /// How long the work lease lasts without a renewal; the node holding it renews it every
+    /// third of that, and another node takes over this long after it stopped renewing.
+    pub lease_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { node_id: String::new(), lease_secs: 10 }
+    }
+}
+
+impl ClusterConfig {
+    /// A node id needs a store the nodes can share.
+    pub fn validate(&self, database_url: &str) -> anyhow::Result<()> {
+        if self.node_id.is_empty() {
+            return Ok(());
+        }
+        if !(database_url.starts_with("ws://") || database_url.starts_with("wss://")) {
+            anyhow::bail!(
+                "cluster.node_id: several nodes share a SurrealDB server; set database.url = ws://HOST:PORT \
+                 (or wss://), or leave cluster.node_id empty for a single node"
+            );
+        }
+        if !(3..=3600).contains(&self.lease_secs) {
+            anyhow::bail!("cluster.lease_secs: must be between 3 and 3600 (10 is usual)");
+        }
+        Ok(())
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! - `GET /healthz`: the process is up (always 200 while it can answer).
 //! - `GET /readyz`: the store answers and every actor of the tree runs (else 503 with what
-//!   is missing).
+//!   is missing); with several nodes, also the node id and whether it holds the work lease
+//!   (`"leader": true`). A node that does not is ready: it takes webhooks and serves the UI.
 //! - `GET /metrics`: Prometheus text format, behind `server.metrics_token` when it is set. The
 //!   gauges read from the store are recomputed at most every `server.metrics_refresh_secs`,
 //!   by one scrape at a time; every other scrape renders what is in memory, so scraping
@@ -34,7 +35,14 @@ async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError
     let ready = store_ok && stopped.is_empty();
     state.metrics.ready.set(i64::from(ready));
     if ready {
-        return Ok(HttpResponse::Ok().json(json!({ "status": "ready", "store": "ok", "actors": "running" })));
+        let mut body = json!({ "status": "ready", "store": "ok", "actors": "running" });
+        // With several nodes: which one this is, and whether it runs the lifecycle.
+        let node = &state.config.cluster.node_id;
+        if !node.is_empty() {
+            body["node"] = json!(node);
+            body["leader"] = json!(state.metrics.leader.get() == 1);
+        }
+        return Ok(HttpResponse::Ok().json(body));
     }
     let mut problems = Vec::new();
     if !store_ok {

@@ -15,6 +15,7 @@ pub mod names {
     pub const ACTOR_RESTARTS: &str = "vmauto_actor_restarts_total";
     pub const ACTORS_RUNNING: &str = "vmauto_actors_running";
     pub const READY: &str = "vmauto_ready";
+    pub const LEADER: &str = "vmauto_leader";
     pub const WEBHOOKS: &str = "vmauto_webhooks_total";
     pub const INBOX_BATCH: &str = "vmauto_inbox_batch_size";
     pub const KPI: &str = "vmauto_kpi";
@@ -42,6 +43,8 @@ pub struct Metrics {
     pub actor_restarts: IntCounterVec,
     pub actors_running: IntGaugeVec,
     pub ready: IntGauge,
+    /// 1 while this node holds the work lease (always, for a single node).
+    pub leader: IntGauge,
     /// Webhooks by source and result (stored, duplicate, rejected_signature, rejected_payload, …).
     pub webhooks: IntCounterVec,
     /// Rows per inbox transaction (group commit).
@@ -69,7 +72,17 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
+        Self::for_node("")
+    }
+
+    /// The metrics of node `node` (`cluster.node_id`): every series carries `node="<id>"`, so
+    /// the nodes of a cluster can be scraped into one Prometheus. Empty: no such label.
+    pub fn for_node(node: &str) -> Self {
+        let registry = match node {
+            "" => Registry::new(),
+            node => Registry::new_custom(None, Some([("node".to_string(), node.to_string())].into()))
+                .expect("a valid label value"),
+        };
         let build_info =
             IntGaugeVec::new(Opts::new(names::BUILD_INFO, "Build information; the value is always 1."), &["version"])
                 .expect("valid metric");
@@ -97,6 +110,11 @@ impl Metrics {
         .expect("valid metric");
         let ready =
             IntGauge::new(names::READY, "1 when the store is open and the actor tree runs.").expect("valid metric");
+        let leader = IntGauge::new(
+            names::LEADER,
+            "1 while this node holds the work lease (applies webhooks, runs operations, the scheduler and the reconciler).",
+        )
+        .expect("valid metric");
         let webhooks = IntCounterVec::new(
             Opts::new(names::WEBHOOKS, "Webhooks received, by source and result."),
             &["source", "result"],
@@ -161,6 +179,7 @@ impl Metrics {
             Box::new(actor_restarts.clone()),
             Box::new(actors_running.clone()),
             Box::new(ready.clone()),
+            Box::new(leader.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -171,6 +190,7 @@ impl Metrics {
             actor_restarts,
             actors_running,
             ready,
+            leader,
             webhooks,
             inbox_batch_size,
             kpi,

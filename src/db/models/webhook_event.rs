@@ -58,29 +58,33 @@ fn none_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<BillingEv
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventOutcome {
-    /// `processed`, `ignored`, `stale`, `parked` or `failed`; or [`STORE_AWAY`], never
-    /// recorded: the event is applied again once the store answers.
+    /// `processed`, `ignored`, `stale`, `parked` or `failed`; or [`DEFERRED`]: not applied
+    /// now, and applied again later.
     pub status: &'static str,
     pub detail: String,
 }
 
-/// The status of an event that could not be applied because the store's server did not
-/// answer: its row stays `received` and is applied again, in its turn, once it answers.
-pub const STORE_AWAY: &str = "store_away";
+/// The status of an event that was not applied now, through no fault of its own: the store's
+/// server did not answer, or this node does not hold the work lease. Its row stays (or goes
+/// back to) `received`, and the node holding the lease applies it in its turn.
+pub const DEFERRED: &str = "deferred";
 
 impl EventOutcome {
     pub fn new(status: &'static str, detail: impl Into<String>) -> Self {
         Self { status, detail: detail.into() }
     }
 
-    /// True for [`STORE_AWAY`].
-    pub fn is_store_away(&self) -> bool {
-        self.status == STORE_AWAY
+    /// True for [`DEFERRED`].
+    pub fn is_deferred(&self) -> bool {
+        self.status == DEFERRED
     }
 }
 
 /// One status for a row from its events' outcomes: the most serious wins.
 pub fn inbox_status(outcomes: &[EventOutcome]) -> &'static str {
+    if outcomes.iter().any(EventOutcome::is_deferred) {
+        return "received";
+    }
     for status in ["failed", "parked", "processed", "stale"] {
         if outcomes.iter().any(|o| o.status == status) {
             return status;
