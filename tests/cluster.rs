@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -17,7 +16,7 @@ use tokio::sync::Mutex;
 use vmauto::lifecycle::{VpsId, stable_key};
 use vmauto::sim::SimConfig;
 
-use crate::common::surreal::{PASS, SurrealServer, USER};
+use crate::common::surreal::SurrealServer;
 use crate::common::{Proc, TOKEN, workflow_for};
 
 const SUBS: usize = 200;
@@ -26,46 +25,6 @@ const LATE: usize = 60;
 
 fn sub(i: usize) -> String {
     format!("cl-{i:03}")
-}
-
-/// The balancer: forwards every request to the next node, skipping nodes that do not answer.
-async fn balancer(nodes: Vec<u16>) -> (u16, actix_web::dev::ServerHandle) {
-    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-    struct Lb {
-        nodes: Vec<u16>,
-        next: AtomicUsize,
-        http: reqwest::Client,
-    }
-    async fn forward(lb: web::Data<Lb>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-        for _ in 0..lb.nodes.len() {
-            let port = lb.nodes[lb.next.fetch_add(1, Ordering::Relaxed) % lb.nodes.len()];
-            let url = format!("http://127.0.0.1:{port}{}", req.uri());
-            let sent = lb
-                .http
-                .request(reqwest::Method::from_bytes(req.method().as_str().as_bytes()).expect("method"), url)
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await;
-            if let Ok(r) = sent {
-                let status = actix_web::http::StatusCode::from_u16(r.status().as_u16()).expect("status");
-                return HttpResponse::build(status).body(r.bytes().await.unwrap_or_default());
-            }
-        }
-        HttpResponse::BadGateway().finish()
-    }
-    let lb = web::Data::new(Lb { nodes, next: AtomicUsize::new(0), http: reqwest::Client::new() });
-    let server = HttpServer::new(move || App::new().app_data(lb.clone()).default_service(web::to(forward)))
-        .workers(2)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .expect("bind");
-    let port = server.addrs()[0].port();
-    let server = server.run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    (port, handle)
 }
 
 /// Sends one webhook through the balancer until it gets a 2xx; records the inbox id.
@@ -143,21 +102,7 @@ async fn three_nodes_lose_a_follower_and_the_leader_and_nothing_is_lost() {
         vmauto::sim::start(SimConfig { task_ms: 300, ip_delay_ms: 200, capacity_factor: 20, ..SimConfig::default() })
             .await
             .expect("simulator starts");
-    let key = dir.path().join("appliance.key");
-    let mut nodes: Vec<Proc> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| {
-            let d = dir.path().join(n);
-            std::fs::create_dir_all(&d).expect("dir");
-            let extra = format!(
-                "\n[cluster]\nnode_id = \"{n}\"\nlease_secs = 4\n\n[security]\nkey_file = \"{}\"\n\n\
-                 [database]\nurl = \"{}\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\ndatabase = \"cluster\"\n",
-                key.display(),
-                server.url()
-            );
-            Proc::new(&d, &sim, "get_per_minute = 60000\nwrite_per_minute = 60000", &extra)
-        })
-        .collect();
+    let mut nodes = crate::common::cluster::nodes(&server, &sim, dir.path(), 3);
     let config = nodes[0].load_config();
     let store = vmauto::db::Store::open(&config).await.expect("the server's store");
     vmauto::demo::seed(&store, &config, "ghl").await.expect("seeded");
@@ -166,7 +111,7 @@ async fn three_nodes_lose_a_follower_and_the_leader_and_nothing_is_lost() {
         n.start().await;
     }
     let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
-    let (lb, lb_handle) = balancer(ports).await;
+    let (lb, lb_handle) = crate::common::cluster::balancer(ports).await;
     let url = format!("http://127.0.0.1:{lb}/webhooks/ghl/{TOKEN}");
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let plans = ["starter", "business", "pro"];

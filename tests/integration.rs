@@ -2,6 +2,7 @@
 
 mod app;
 mod architecture;
+mod bench_cluster;
 mod bench_hardening;
 mod bench_lifecycle;
 mod bench_placement;

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vmauto-target}"
 TEST_SURREAL_BIN="${TEST_SURREAL_BIN:-$(./tests/surreal-server.sh)}"
 export TEST_SURREAL_BIN
-cargo test --locked --test integration -- --ignored --nocapture cluster::
+cargo test --locked --test integration -- --ignored --nocapture cluster::three_nodes

@@ -5,6 +5,7 @@
 
 #![allow(dead_code, reason = "each test module uses a different part of the harness")]
 
+pub mod cluster;
 pub mod process;
 pub mod python;
 pub mod stripe;
