@@ -21,6 +21,7 @@ pub mod inbox;
 pub mod lease;
 pub mod link;
 pub mod models;
+pub mod scp_budget;
 
 /// Ordered migrations: `(version, name, SurrealQL)`. Append only; never edit a shipped one.
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
@@ -34,6 +35,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (8, "paid restores of a suspended VPS", include_str!("db/migrations/0008_restore.surql")),
     (9, "placement: when a VPS's VM was asked for", include_str!("db/migrations/0009_placement.surql")),
     (10, "the work lease of nodes sharing a store", include_str!("db/migrations/0010_lease.surql")),
+    (11, "the SCP budget nodes share", include_str!("db/migrations/0011_scp_budget.surql")),
 ];
 
 /// The schema version this binary writes.

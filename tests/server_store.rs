@@ -149,32 +149,7 @@ async fn two_nodes_share_the_work_through_the_lease() {
     let server = SurrealServer::start().await;
     let sim = vmauto::sim::start(vmauto::sim::SimConfig::default()).await.expect("simulator");
     let shared = tempfile::tempdir().expect("tempdir");
-    let node = |name: &'static str| {
-        let (url, ak, sk) = (sim.base_url(), sim.access_key().to_string(), sim.secret_key().to_string());
-        let key = shared.path().join("appliance.key");
-        let server = &server;
-        move |c: &mut vmauto::config::Config| {
-            server.configure(c);
-            c.database.database = "two".into();
-            c.cluster.node_id = name.into();
-            c.cluster.lease_secs = 3;
-            c.security.key_file = key.display().to_string();
-            c.provider.sangfor.base_url = url;
-            c.provider.sangfor.access_key = ak;
-            c.provider.sangfor.secret_key = vmauto::config::Secret::new(sk);
-            c.policy.grace_days = 0;
-            c.sources.insert(
-                "ghl".into(),
-                vmauto::config::SourceConfig {
-                    plugin: "ghl-workflow".into(),
-                    signature: vmauto::config::SignatureScheme::SharedToken,
-                    token: vmauto::config::Secret::new(TOKEN),
-                    token_in: "path".into(),
-                    ..Default::default()
-                },
-            );
-        }
-    };
+    let node = |name: &'static str| node_config(&server, &sim, shared.path(), name);
     let a = crate::common::TestApp::start_with(node("a")).await;
     vmauto::demo::seed(&a.app.state.store, &a.app.state.config, "ghl").await.expect("seeded");
     let b = crate::common::TestApp::start_with(node("b")).await;
@@ -243,4 +218,75 @@ async fn two_nodes_share_the_work_through_the_lease() {
     }
     let servers = sim.snapshot()["servers"].as_array().map(Vec::len).unwrap_or(0);
     assert_eq!(servers, 3, "one VM per subscription");
+}
+
+/// The configuration of cluster node `name` on `server` (database `two`), SCP `sim`, the
+/// appliance key in `dir`, source `ghl` with the path token.
+fn node_config(
+    server: &SurrealServer,
+    sim: &vmauto::sim::SimServer,
+    dir: &std::path::Path,
+    name: &'static str,
+) -> impl FnOnce(&mut vmauto::config::Config) {
+    let (url, ak, sk) = (sim.base_url(), sim.access_key().to_string(), sim.secret_key().to_string());
+    let key = dir.join("appliance.key");
+    let (db_url, user) = (server.url(), crate::common::surreal::USER);
+    move |c: &mut vmauto::config::Config| {
+        c.database.url = db_url;
+        c.database.username = user.into();
+        c.database.password = vmauto::config::Secret::new(crate::common::surreal::PASS);
+        c.database.database = "two".into();
+        c.cluster.node_id = name.into();
+        c.cluster.lease_secs = 3;
+        c.security.key_file = key.display().to_string();
+        c.provider.sangfor.base_url = url;
+        c.provider.sangfor.access_key = ak;
+        c.provider.sangfor.secret_key = vmauto::config::Secret::new(sk);
+        c.policy.grace_days = 0;
+        c.sources.insert(
+            "ghl".into(),
+            vmauto::config::SourceConfig {
+                plugin: "ghl-workflow".into(),
+                signature: vmauto::config::SignatureScheme::SharedToken,
+                token: vmauto::config::Secret::new(TOKEN),
+                token_in: "path".into(),
+                ..Default::default()
+            },
+        );
+    }
+}
+
+/// SCP's limits hold for the nodes together: each node's own read bucket lets 54 reads go at
+/// once (540 a minute, a tenth of it at once), two nodes 108; the budget they share in the
+/// store lets 60 go at once and then one each 100 ms. A slow machine only lowers the count
+/// seen at any moment, so the bound cannot fail for slowness.
+#[actix_web::test]
+async fn nodes_together_stay_within_scps_limits() {
+    let server = SurrealServer::start().await;
+    let sim =
+        vmauto::sim::start(vmauto::sim::SimConfig { get_per_minute: 0, ..Default::default() }).await.expect("sim");
+    let shared = tempfile::tempdir().expect("tempdir");
+    let a = crate::common::TestApp::start_with(node_config(&server, &sim, shared.path(), "a")).await;
+    let b = crate::common::TestApp::start_with(node_config(&server, &sim, shared.path(), "b")).await;
+    assert_eq!(a.app.state.config.provider.sangfor.get_per_minute, 600);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut calls = Vec::new();
+    for t in [&a, &b] {
+        for _ in 0..60 {
+            let (gw, done) = (t.app.handles().gateway.clone(), done.clone());
+            calls.push(tokio::spawn(async move {
+                let zones = gw.send(vmauto::actors::gateway::ListZones).await.expect("gateway");
+                assert!(zones.is_ok(), "{zones:?}");
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let early = done.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("reads done within 1.5 s: {early}");
+    assert!(early <= 60 + 20, "{early} reads went to SCP within 1.5 s: the nodes did not share the budget");
+    for c in calls {
+        c.await.expect("call");
+    }
+    assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 120, "every read went through in the end");
 }

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod set;
+mod shared;
 pub use set::Gateways;
+pub use shared::StoreBudget;
 
 use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 
@@ -320,23 +322,29 @@ pub struct SangforGateway {
 impl SangforGateway {
     /// The gateway for `config.provider.sangfor`; registers the `vmauto_scp_*` metrics.
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, notify: Option<Recipient<Notify>>) -> Self {
-        Self::for_provider(DEFAULT_PROVIDER, &config.provider.sangfor, metrics, notify)
+        Self::for_provider(DEFAULT_PROVIDER, &config.provider.sangfor, metrics, notify, None)
     }
 
     /// The gateway of provider `name` (connection `sp`): its own traffic layer, rate limits,
-    /// breaker and `vmauto_scp_*` metrics labelled `provider="<name>"`.
+    /// breaker and `vmauto_scp_*` metrics labelled `provider="<name>"`; with `shared`, every
+    /// request also draws from the budget the nodes of a cluster share.
     pub fn for_provider(
         name: &str,
         sp: &SangforConfig,
         metrics: Arc<Metrics>,
         notify: Option<Recipient<Notify>>,
+        shared: Option<Arc<dyn crate::provider::traffic::SharedBudget>>,
     ) -> Self {
         let policy = TrafficPolicy::from_config(sp);
         let settings = GatewaySettings::from_sangfor(sp);
         let provider = name.to_string();
         let listener =
             notify.map(|to| Arc::new(move |event| to.do_send(breaker_notice(&provider, event))) as BreakerListener);
-        let traffic = Arc::new(Traffic::new(policy, GatewayMetrics::for_provider(&metrics, name), listener));
+        let traffic = Traffic::new(policy, GatewayMetrics::for_provider(&metrics, name), listener);
+        let traffic = Arc::new(match shared {
+            Some(budget) => traffic.sharing(budget),
+            None => traffic,
+        });
         Self::over(name, sp, traffic, settings, metrics)
     }
 

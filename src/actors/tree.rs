@@ -127,10 +127,12 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         let mut all = std::collections::BTreeMap::new();
         for (name, sp) in deps.config.provider_configs() {
             let (name, sp, metrics, notify) = (name.to_string(), sp.clone(), m.clone(), notifier.clone().recipient());
+            // Nodes sharing the store share each SCP's limits too.
+            let shared = deps.fence.as_ref().map(|_| super::gateway::StoreBudget::shared(deps.store.clone(), &name, &sp));
             let gw = {
                 let name = name.clone();
                 Supervisor::start_in_arbiter(&lane, move |_| {
-                    SangforGateway::for_provider(&name, &sp, metrics.clone(), Some(notify.clone()))
+                    SangforGateway::for_provider(&name, &sp, metrics.clone(), Some(notify.clone()), shared.clone())
                 })
             };
             all.insert(name, gw);

@@ -99,6 +99,15 @@ pub async fn for_customer<F: Future>(f: F) -> F::Output {
     CUSTOMER.scope((), f).await
 }
 
+/// A budget several processes share for one provider (vmauto nodes on one store): each
+/// request takes a token from it after the process's own buckets and slots let it go, so the
+/// processes together stay within the provider's limits.
+pub trait SharedBudget: Send + Sync {
+    /// Takes one request of `class` (customer reads count as reads): `Ok(None)` when taken,
+    /// `Ok(Some(wait))` when the budget is spent for `wait`, `Err` when it cannot be asked.
+    fn take(&self, class: RequestClass) -> futures::future::BoxFuture<'_, Result<Option<Duration>, String>>;
+}
+
 /// Whether a request may be sent again after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replay {
@@ -128,6 +137,7 @@ pub struct Traffic {
     admission: queue::Admission,
     breaker: breaker::Breaker,
     metrics: GatewayMetrics,
+    shared: Option<std::sync::Arc<dyn SharedBudget>>,
 }
 
 impl std::fmt::Debug for Traffic {
@@ -149,7 +159,13 @@ impl Traffic {
         let admission = queue::Admission::new(limits, metrics.clone());
         let breaker =
             breaker::Breaker::new(policy.breaker_threshold, policy.breaker_cooldown, metrics.clone(), listener);
-        Self { policy, admission, breaker, metrics }
+        Self { policy, admission, breaker, metrics, shared: None }
+    }
+
+    /// Draws every request from `budget` as well (several nodes on one provider).
+    pub fn sharing(mut self, budget: std::sync::Arc<dyn SharedBudget>) -> Self {
+        self.shared = Some(budget);
+        self
     }
 
     pub fn policy(&self) -> &TrafficPolicy {
@@ -179,10 +195,24 @@ impl Traffic {
             .admit(class)
             .await
             .map_err(|f| ProviderError::Overloaded { class: f.class.label(), queued: f.queued })?;
-        match self.breaker.is_open() {
-            Some(retry_after) => Err(ProviderError::CircuitOpen { retry_after }),
-            None => Ok(Permit { _slot: slot, op, since: std::time::Instant::now(), metrics: self.metrics.clone() }),
+        if let Some(retry_after) = self.breaker.is_open() {
+            return Err(ProviderError::CircuitOpen { retry_after });
         }
+        if let Some(shared) = &self.shared {
+            // The slot is held while the shared budget refills: this node's next request
+            // would wait for the same budget anyway.
+            loop {
+                match shared.take(class).await {
+                    Ok(None) => break,
+                    Ok(Some(wait)) => tokio::time::sleep(wait).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the budget shared with the other nodes cannot be read");
+                        return Err(ProviderError::Overloaded { class: class.label(), queued: 0 });
+                    }
+                }
+            }
+        }
+        Ok(Permit { _slot: slot, op, since: std::time::Instant::now(), metrics: self.metrics.clone() })
     }
 
     /// Runs `attempt` until it succeeds, fails permanently, or the retries are spent.
