@@ -12,15 +12,19 @@ use super::surreal::{PASS, SurrealServer, USER};
 /// key and the simulator, each with a data directory under `dir`; lease 4 s.
 pub fn nodes(server: &SurrealServer, sim: &vmauto::sim::SimServer, dir: &Path, n: usize) -> Vec<Proc> {
     let key = dir.join("appliance.key");
+    // The server's password from a file, as an operator would keep it.
+    let password = dir.join("surrealdb.password");
+    std::fs::write(&password, format!("{PASS}\n")).expect("password file");
     (1..=n)
         .map(|i| {
             let d = dir.join(format!("n{i}"));
             std::fs::create_dir_all(&d).expect("dir");
             let extra = format!(
                 "\n[cluster]\nnode_id = \"n{i}\"\nlease_secs = 4\n\n[security]\nkey_file = \"{}\"\n\n\
-                 [database]\nurl = \"{}\"\nusername = \"{USER}\"\npassword = \"{PASS}\"\ndatabase = \"cluster\"\n",
+                 [database]\nurl = \"{}\"\nusername = \"{USER}\"\npassword_file = \"{}\"\ndatabase = \"cluster\"\n",
                 key.display(),
-                server.url()
+                server.url(),
+                password.display()
             );
             Proc::new(&d, sim, "get_per_minute = 60000\nwrite_per_minute = 60000", &extra)
         })
