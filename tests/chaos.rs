@@ -131,13 +131,7 @@ fn sim_vms(sim: &vmauto::sim::SimServer) -> Vec<(String, String, bool, bool)> {
         .iter()
         .filter(|s| s["recycled"] != json!(true))
         .map(|s| {
-            let tag = s["description"]
-                .as_str()
-                .unwrap_or_default()
-                .split_whitespace()
-                .find(|w| w.starts_with("vmauto:"))
-                .unwrap_or("(untagged)")
-                .to_string();
+            let tag = crate::common::vm_tag(s);
             let ip = s["ips"].as_array().is_some_and(|a| !a.is_empty());
             (tag, s["status"].as_str().unwrap_or_default().to_string(), ip, !s["busy_task"].is_null())
         })

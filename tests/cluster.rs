@@ -209,13 +209,7 @@ async fn three_nodes_lose_a_follower_and_the_leader_and_nothing_is_lost() {
     let mut created: BTreeMap<String, usize> = BTreeMap::new();
     let mut live: BTreeMap<String, usize> = BTreeMap::new();
     for s in &servers {
-        let tag = s["description"]
-            .as_str()
-            .unwrap_or_default()
-            .split_whitespace()
-            .find(|w| w.starts_with("vmauto:"))
-            .unwrap_or("(untagged)")
-            .to_string();
+        let tag = crate::common::vm_tag(s);
         *created.entry(tag.clone()).or_default() += 1;
         if s["recycled"] != json!(true) {
             *live.entry(tag).or_default() += 1;

@@ -57,16 +57,7 @@ async fn webhooks_get_429_while_the_server_is_away_and_work_resumes() {
         server.configure(c);
         c.policy.grace_days = 0;
         c.database.timeout_secs = 2;
-        c.sources.insert(
-            "ghl".into(),
-            vmauto::config::SourceConfig {
-                plugin: "ghl-workflow".into(),
-                signature: vmauto::config::SignatureScheme::SharedToken,
-                token: vmauto::config::Secret::new(TOKEN),
-                token_in: "path".into(),
-                ..Default::default()
-            },
-        );
+        c.sources.insert("ghl".into(), crate::common::ghl_path_source(TOKEN));
     })
     .await;
     let state_of = |sub: &str| {
@@ -243,16 +234,7 @@ fn node_config(
         c.provider.sangfor.access_key = ak;
         c.provider.sangfor.secret_key = vmauto::config::Secret::new(sk);
         c.policy.grace_days = 0;
-        c.sources.insert(
-            "ghl".into(),
-            vmauto::config::SourceConfig {
-                plugin: "ghl-workflow".into(),
-                signature: vmauto::config::SignatureScheme::SharedToken,
-                token: vmauto::config::Secret::new(TOKEN),
-                token_in: "path".into(),
-                ..Default::default()
-            },
-        );
+        c.sources.insert("ghl".into(), crate::common::ghl_path_source(TOKEN));
     }
 }
 

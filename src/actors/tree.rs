@@ -128,7 +128,8 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         for (name, sp) in deps.config.provider_configs() {
             let (name, sp, metrics, notify) = (name.to_string(), sp.clone(), m.clone(), notifier.clone().recipient());
             // Nodes sharing the store share each SCP's limits too.
-            let shared = deps.fence.as_ref().map(|_| super::gateway::StoreBudget::shared(deps.store.clone(), &name, &sp));
+            let shared =
+                deps.fence.as_ref().map(|_| super::gateway::StoreBudget::shared(deps.store.clone(), &name, &sp));
             let gw = {
                 let name = name.clone();
                 Supervisor::start_in_arbiter(&lane, move |_| {

@@ -31,6 +31,28 @@ pub fn workflow_for(name: &str, event: &str, sub: &str, plan: &str) -> serde_jso
 use vmauto::app::Appliance;
 use vmauto::config::Config;
 
+/// The ownership tag (`vmauto:…`) in a simulator server's description, or `(untagged)`.
+pub fn vm_tag(server: &serde_json::Value) -> String {
+    server["description"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .find(|w| w.starts_with("vmauto:"))
+        .unwrap_or("(untagged)")
+        .to_string()
+}
+
+/// Source `ghl` as a GoHighLevel workflow sends: the workflow plugin, `token` in the path.
+pub fn ghl_path_source(token: &str) -> vmauto::config::SourceConfig {
+    vmauto::config::SourceConfig {
+        plugin: "ghl-workflow".into(),
+        signature: vmauto::config::SignatureScheme::SharedToken,
+        token: vmauto::config::Secret::new(token),
+        token_in: "path".into(),
+        ..Default::default()
+    }
+}
+
 /// A configuration for tests: `mem://` store (or a database of its own on the server of
 /// `TEST_DATABASE_URL`), port 0, key and plugins under `dir`.
 pub fn test_config(dir: &Path) -> Config {
