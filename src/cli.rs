@@ -101,6 +101,8 @@ pub enum Command {
     /// Ask the appliance at server.listen for /healthz; exit 0 when it answers 200 within a
     /// few seconds (for container health checks and service monitors).
     Healthcheck,
+    /// Show which node holds the work lease of the nodes sharing the store (`[cluster]`).
+    Cluster,
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +274,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 PluginCommand::Check { file } => crate::plugin_host::cli::check(file)?,
             };
             print!("{out}");
+            Ok(())
+        }
+        Some(Command::Cluster) => {
+            let config = cli.load_config(cli.config_file().as_deref())?;
+            let store = crate::db::Store::connect(&config).await?;
+            println!("{}", crate::ops::cluster_report(&store, &config).await?);
             Ok(())
         }
         Some(Command::Healthcheck) => {

@@ -84,6 +84,29 @@ fn client(timeout: Option<Duration>) -> anyhow::Result<reqwest::Client> {
     b.build().context("cannot build the HTTP client")
 }
 
+/// `vmauto cluster`: this configuration's node and who holds the work lease, read from the
+/// store the nodes share.
+pub async fn cluster_report(store: &crate::db::Store, config: &Config) -> anyhow::Result<String> {
+    let node = &config.cluster.node_id;
+    let mut out = if node.is_empty() {
+        "cluster.node_id is empty: this configuration runs a single node (no lease).\n".to_string()
+    } else {
+        format!("this configuration's node: {node} (lease_secs {})\n", config.cluster.lease_secs)
+    };
+    match store.lease_holder().await? {
+        Some(l) if l.expires_in >= 0.0 => out.push_str(&format!(
+            "work lease: held by {} (counter {}), expires in {:.0} s unless renewed\n",
+            l.node, l.fence, l.expires_in
+        )),
+        Some(l) => out.push_str(&format!(
+            "work lease: expired {:.0} s ago (last held by {}, counter {}): no node holds it; the next to ask takes it\n",
+            -l.expires_in, l.node, l.fence
+        )),
+        None => out.push_str("work lease: never taken (no node has run on this store with cluster.node_id set)\n"),
+    }
+    Ok(out.trim_end().to_string())
+}
+
 /// `vmauto healthcheck`: GET /healthz on the configured listen address; Ok when it answers
 /// 200 within a few seconds.
 pub async fn healthcheck(config: &Config) -> anyhow::Result<String> {

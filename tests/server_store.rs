@@ -160,6 +160,46 @@ async fn two_nodes_share_the_work_through_the_lease() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
+    // The API and the dashboard say which node this is and who holds the lease.
+    let token = follower.app.state.auth.create_token("robot", vmauto::auth::Role::Viewer, "t").await.expect("token");
+    let api: serde_json::Value = follower
+        .http
+        .get(follower.url("/api/v1/cluster"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    let (leader_id, follower_id) =
+        (&leader.app.state.config.cluster.node_id, &follower.app.state.config.cluster.node_id);
+    assert_eq!(api["cluster"]["node"], serde_json::json!(follower_id), "{api}");
+    assert_eq!(api["cluster"]["holds_lease"], serde_json::json!(false), "{api}");
+    assert_eq!(api["cluster"]["lease_node"], serde_json::json!(leader_id), "{api}");
+    follower.app.state.auth.add_user("root", crate::ui::PW, vmauto::auth::Role::Admin).await.expect("user");
+    let session = crate::ui::login(&follower.app.base_url(), "root").await;
+    let (_, page) = crate::ui::get(&follower.app.base_url(), &session, "/").await;
+    assert!(page.contains(&format!("held by {leader_id}")), "the dashboard names the holder");
+    // So does `vmauto cluster`, from the store.
+    let url = follower.app.state.config.database.url.clone();
+    let args = [
+        format!("--set=database.url={url}"),
+        format!("--set=database.username={}", crate::common::surreal::USER),
+        format!("--set=database.password={}", crate::common::surreal::PASS),
+        "--set=database.database=two".to_string(),
+        "--set=cluster.node_id=c".to_string(),
+        "cluster".to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(crate::common::binary()).args(&args).env_remove("VMAUTO_CONFIG").output()
+    })
+    .await
+    .expect("ran")
+    .expect("vmauto runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("work lease: held by {leader_id}")), "{text}");
     let (_, metrics) = follower.get("/metrics").await;
     let own = format!("vmauto_leader{{node=\"{}\"}} 0", follower.app.state.config.cluster.node_id);
     assert!(metrics.contains(&own), "every series names the node: {own}");

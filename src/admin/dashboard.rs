@@ -81,3 +81,38 @@ pub async fn operation_series(store: &Store) -> anyhow::Result<Vec<Series>> {
         Series { label: "failed operations".into(), points: labels(failed) },
     ])
 }
+
+/// Where this node stands among the nodes sharing the store (`cluster.node_id` set).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub node: String,
+    /// Whether this node holds the work lease now.
+    pub holds_lease: bool,
+    /// The lease as the store has it: holder node, fencing counter, seconds left (negative:
+    /// expired; the next node to ask takes it).
+    pub lease_node: Option<String>,
+    pub lease_counter: Option<u64>,
+    pub lease_expires_in_secs: Option<f64>,
+    pub lease_secs: u64,
+}
+
+/// The cluster's state as this node sees it; `None` for a single node.
+pub async fn cluster_status(
+    store: &crate::db::Store,
+    config: &crate::config::Config,
+    holds_lease: bool,
+) -> anyhow::Result<Option<ClusterStatus>> {
+    if config.cluster.node_id.is_empty() {
+        return Ok(None);
+    }
+    let lease = store.lease_holder().await?;
+    Ok(Some(ClusterStatus {
+        node: config.cluster.node_id.clone(),
+        holds_lease,
+        lease_node: lease.as_ref().map(|l| l.node.clone()),
+        lease_counter: lease.as_ref().map(|l| l.fence),
+        lease_expires_in_secs: lease.as_ref().map(|l| l.expires_in),
+        lease_secs: config.cluster.lease_secs,
+    }))
+}

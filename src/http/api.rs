@@ -35,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/operations/{id}/reject", web::post().to(reject))
             .route("/activity", web::get().to(activity))
             .route("/kpis", web::get().to(kpis))
+            .route("/cluster", web::get().to(cluster))
             .route("/inbox", web::get().to(inbox))
             .route("/inbox/{id}", web::get().to(inbox_event))
             .route("/inbox/{id}/replay", web::post().to(replay))
@@ -200,6 +201,14 @@ async fn kpis(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpRespon
     let counts = state.store.vps_counts_by_state().await.map_err(store_err)?;
     let by_state: serde_json::Map<String, Value> = counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
     Ok(HttpResponse::Ok().json(json!({ "kpis": k, "vps_by_state": by_state, "window_days": kpi::WINDOW_DAYS })))
+}
+
+/// `GET /api/v1/cluster`: this node and the work lease (`{"cluster": null}` for a single node).
+async fn cluster(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
+    user.require(Role::Viewer)?;
+    let holds = state.metrics.leader.get() == 1;
+    let status = crate::admin::cluster_status(&state.store, &state.config, holds).await.map_err(store_err)?;
+    Ok(HttpResponse::Ok().json(json!({ "cluster": status })))
 }
 
 #[derive(Deserialize)]

@@ -32,6 +32,9 @@ async fn show_dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
     let gateway = state.handles.gateway.send(GetGatewayStatus).await.ok();
     let providers = providers(&state, &templates).await.map_err(anyhow_internal)?;
     let (breaker, in_flight, wait_ms) = gateway_figures(&state.metrics);
+    let holds_lease = state.metrics.leader.get() == 1;
+    let cluster = admin::cluster_status(store, &state.config, holds_lease).await.map_err(anyhow_internal)?;
+    let lease_text = cluster.as_ref().map(lease_text).unwrap_or_default();
     let mut setup = Vec::new();
     if state.config.provider.sangfor.base_url.is_empty() {
         setup.push("Connect SCP: set provider.sangfor.base_url and its keys in appliance.toml, then run `vmauto provider check`.");
@@ -81,11 +84,30 @@ async fn show_dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
         rate_wait_ms: format!("{wait_ms:.1}"),
         in_flight: in_flight as i64,
         guard_limit: state.config.policy.max_destructive_per_hour,
+        cluster,
+        lease_text,
         csrf: &user.0.csrf,
         is_admin: user.0.can(Role::Admin),
         setup,
     };
     render(&state, &user.0, "admin/dashboard.html", "Dashboard", "dashboard", ctx)
+}
+
+/// Who holds the work lease and until when, in words.
+fn lease_text(c: &admin::ClusterStatus) -> String {
+    match (&c.lease_node, c.lease_counter, c.lease_expires_in_secs) {
+        (Some(node), Some(counter), Some(left)) if left >= 0.0 => format!(
+            "held by {node} (counter {counter}); renewed every {} s, it expires in {left:.0} s if {node} stops renewing",
+            (c.lease_secs / 3).max(1)
+        ),
+        (Some(node), Some(counter), Some(left)) => {
+            format!(
+                "expired {:.0} s ago (last held by {node}, counter {counter}): the next node to ask takes it",
+                -left
+            )
+        }
+        _ => "not taken yet: the first node to ask takes it".to_string(),
+    }
 }
 
 /// The dashboard: VPS counts, key figures, charts, what waits for an admin, the SCP gateway.
@@ -112,6 +134,9 @@ struct DashboardPage<'a> {
     rate_wait_ms: String,
     in_flight: i64,
     guard_limit: u32,
+    /// This node and the work lease, when several nodes share the store.
+    cluster: Option<admin::ClusterStatus>,
+    lease_text: String,
     csrf: &'a str,
     is_admin: bool,
     /// What is still to be set up, as sentences.
