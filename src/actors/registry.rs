@@ -135,6 +135,9 @@ impl Handler<ActivateDue> for VpsRegistry {
     type Result = ();
 
     fn handle(&mut self, _: ActivateDue, ctx: &mut Self::Context) {
+        if !self.cx.store.may_work() {
+            return; // the node holding the work lease scans
+        }
         let store = self.cx.store.clone();
         ctx.spawn(async move { store.vps_with_due_operations(Utc::now()).await }.into_actor(self).map(
             |due, act, ctx| match due {

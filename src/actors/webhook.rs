@@ -140,6 +140,8 @@ pub struct WebhookActor {
     /// A row could not be applied now (the store's server did not answer, or the lease
     /// moved): nothing is applied until the next try.
     waiting_for_store: bool,
+    /// This node held the work lease at the last look (several nodes only).
+    was_working: bool,
     /// Keys the last read of the backlog queued: a batch committed while that read ran may
     /// be in it, and is not queued twice.
     last_read: std::collections::HashSet<InboxKey>,
@@ -165,6 +167,7 @@ impl WebhookActor {
             reading: false,
             deferred: Vec::new(),
             waiting_for_store: false,
+            was_working: false,
             last_read: std::collections::HashSet::new(),
             outcomes: Vec::new(),
         }
@@ -395,10 +398,14 @@ impl Actor for WebhookActor {
         self.last_read.clear();
         self.backlog = true;
         self.reading = true;
+        self.was_working = false;
         let barrier = HandleEvents { source: String::new(), requested_by: "system".into(), events: Vec::new() };
         ctx.spawn(self.subscription.send(barrier).into_actor(self).map(|_, act, ctx| {
             act.reading = false;
-            act.recover_payments(ctx);
+            // With several nodes, the one that takes the work lease recovers them.
+            if act.work.fence().is_none() {
+                act.recover_payments(ctx);
+            }
             act.pump(ctx);
             act.flush(ctx);
         }));
@@ -406,8 +413,14 @@ impl Actor for WebhookActor {
             // Other nodes store webhooks too: the lease holder looks for their rows whenever
             // it has nothing queued.
             ctx.run_interval(POLL_OTHERS, |act, ctx| {
+                let working = act.work.may_work();
+                if working && !act.was_working {
+                    // Payments a node that died was applying: this node applies them now.
+                    act.recover_payments(ctx);
+                }
+                act.was_working = working;
                 let idle = act.queue.is_empty() && act.in_flight == 0 && !act.reading;
-                if idle && act.work.may_work() {
+                if idle && working {
                     act.backlog = true;
                     act.pump(ctx);
                 }
