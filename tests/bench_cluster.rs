@@ -9,11 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use vmauto::billing::EventKind;
 use vmauto::sim::SimConfig;
 
+use crate::common::TOKEN;
 use crate::common::surreal::SurrealServer;
-use crate::common::{Stack, TOKEN};
 
 /// CPU seconds (user + system) a process has used.
 fn cpu_secs(pid: u32) -> f64 {
@@ -110,48 +109,56 @@ async fn bench_cluster_ingest() {
     }
 }
 
-/// Webhook → active, one subscription at a time, embedded SurrealKV against `ws://`.
+/// Webhook → active, one subscription at a time, the appliance binary on its embedded
+/// SurrealKV store against the same on a `ws://` server (receipt and activation times as the
+/// store recorded them).
 #[actix_web::test]
 #[ignore = "benchmark: run with --ignored --nocapture bench_cluster"]
 async fn bench_cluster_ws_overhead() {
+    vmauto::init_crypto();
     let n: usize = std::env::var("BENCH_CLUSTER_SUBS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     let server = SurrealServer::start().await;
+    let sim = vmauto::sim::start(SimConfig { task_ms: 0, ip_delay_ms: 0, ..SimConfig::default() }).await.expect("sim");
+    let limits = "get_per_minute = 1000000\nwrite_per_minute = 1000000\ntask_poll_initial_ms = 20";
     for (label, ws) in [("embedded surrealkv", false), ("ws:// server", true)] {
-        let store_dir = tempfile::tempdir().expect("tempdir");
-        let s = Stack::start_with(SimConfig { task_ms: 0, ip_delay_ms: 0, ..SimConfig::default() }, |c| {
-            c.policy.grace_days = 0;
-            c.provider.sangfor.get_per_minute = 60000;
-            c.provider.sangfor.write_per_minute = 60000;
-            if ws {
-                server.configure(c);
-                c.database.database = crate::common::surreal::fresh_database();
-            } else {
-                c.database.url = format!("surrealkv://{}", store_dir.path().join("store").display());
-            }
-        })
-        .await;
-        let mut times = Vec::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra = match ws {
+            true => format!(
+                "\n[database]\nurl = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\ndatabase = \"{}\"\n",
+                server.url(),
+                crate::common::surreal::USER,
+                crate::common::surreal::PASS,
+                crate::common::surreal::fresh_database()
+            ),
+            false => String::new(),
+        };
+        let mut p = crate::common::Proc::new(dir.path(), &sim, limits, &extra);
+        let config = p.load_config();
+        p.with_store(async |s| vmauto::demo::seed(s, &config, "ghl").await.expect("seeded")).await;
+        p.start().await;
+        let http = reqwest::Client::new();
+        let before = sim.snapshot()["servers"].as_array().map_or(0, Vec::len);
         for i in 0..n {
-            let sub = format!("ovh-{i}");
-            let t = Instant::now();
-            let out = s.send(crate::common::event(EventKind::Subscribe, &sub, Some("starter"), None)).await;
-            assert_eq!(out[0].status, "processed", "{out:?}");
-            let key = vmauto::lifecycle::stable_key("ghl", &sub);
-            let sql = format!("SELECT VALUE state FROM vps WHERE subscription = '{key}'");
-            loop {
-                if s.rows(&sql).await.first().is_some_and(|v| v == "active") {
-                    break;
-                }
-                assert!(t.elapsed() < Duration::from_secs(60), "{sub} did not become active");
+            let body = crate::common::workflow("subscribe", &format!("ovh-{ws}-{i}"), "starter");
+            let r = http.post(p.url(&format!("/webhooks/ghl/{TOKEN}"))).json(&body).send().await.expect("post");
+            assert_eq!(r.status().as_u16(), 202);
+            // One at a time: the next once this one's VM is built.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while sim.snapshot()["servers"].as_array().map_or(0, Vec::len) < before + i + 1 {
+                assert!(Instant::now() < deadline, "no VM for subscription {i}");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
+        // The last VPS's row is written just after SCP's last task.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        p.stop();
+        let mut times = crate::bench_lifecycle::receipt_to_active(&p).await;
+        assert_eq!(times.len(), n, "every VPS active");
         times.sort_by(f64::total_cmp);
         let mean = times.iter().sum::<f64>() / times.len() as f64;
         eprintln!(
-            "bench_cluster_ws_overhead: {label}: event → VPS active, {n} one at a time: mean {mean:.0} ms, \
-             p50 {:.0} ms, p99 {:.0} ms (instant simulator, polled every 5 ms)",
+            "bench_cluster_ws_overhead: {label}: webhook received → VPS active, {n} one at a time (instant \
+             simulator): mean {mean:.0} ms, p50 {:.0} ms, p99 {:.0} ms",
             pct(&times, 0.5),
             pct(&times, 0.99)
         );

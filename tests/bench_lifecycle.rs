@@ -163,7 +163,7 @@ async fn receipt_and_active(p: &Proc) -> Vec<Instants> {
 }
 
 /// Receipt → active per VPS (milliseconds).
-async fn receipt_to_active(p: &Proc) -> Vec<f64> {
+pub(crate) async fn receipt_to_active(p: &Proc) -> Vec<f64> {
     receipt_and_active(p)
         .await
         .iter()
