@@ -174,7 +174,7 @@ impl Store {
             );
             let mut attempt = 1;
             loop {
-                let applied = self.run_once(&script, serde_json::json!({ "name": name })).await;
+                let applied = self.run_unbounded(&script, serde_json::json!({ "name": name })).await;
                 let Err(e) = applied else {
                     tracing::info!(version, name, "schema migration applied");
                     break;
@@ -316,10 +316,21 @@ impl Store {
 
     async fn run_once(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
         let query = self.db.query(sql).bind(bindings).into_future();
-        let mut response = match &self.link {
+        let response = match &self.link {
             Some(link) => link.call(query).await?,
             None => query.await?,
         };
+        Self::statement_errors(response)
+    }
+
+    /// [`Store::run_once`] without the server's answer deadline: for migrations, which may
+    /// rightly take long on a large store.
+    async fn run_unbounded(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
+        Self::statement_errors(self.db.query(sql).bind(bindings).await?)
+    }
+
+    /// The response, or the statement error that failed it.
+    fn statement_errors(mut response: surrealdb::IndexedResults) -> anyhow::Result<surrealdb::IndexedResults> {
         let mut errors: Vec<(usize, surrealdb::Error)> = response.take_errors().into_iter().collect();
         if errors.is_empty() {
             return Ok(response);

@@ -162,7 +162,7 @@ impl Default for DatabaseConfig {
             database: "vmauto".into(),
             username: String::new(),
             password: Secret::default(),
-            timeout_secs: 5,
+            timeout_secs: 10,
             ca_file: String::new(),
         }
     }
