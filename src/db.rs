@@ -131,27 +131,20 @@ impl Store {
         Ok(store)
     }
 
-    /// The schema version recorded in the store (0 for an empty store).
+    /// The schema version recorded in the store (0 for an empty store). One transaction, so
+    /// two nodes starting at once and both defining the table are run again on a conflict.
     pub async fn schema_version(&self) -> anyhow::Result<u32> {
-        let mut attempt = 1;
-        loop {
-            // Two nodes starting at once may both define the table: a conflict is run again.
-            match self
-                .query_one::<Vec<u32>>(
-                    "DEFINE TABLE IF NOT EXISTS schema_version SCHEMALESS; SELECT VALUE version FROM schema_version:current",
-                    serde_json::json!({}),
-                    1,
-                )
-                .await
-            {
-                Ok(v) => return Ok(v.first().copied().unwrap_or(0)),
-                Err(e) if attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => {
-                    tokio::time::sleep(conflict_pause(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let v: Vec<u32> = self
+            .query_one(
+                "BEGIN TRANSACTION;
+                 DEFINE TABLE IF NOT EXISTS schema_version SCHEMALESS;
+                 SELECT VALUE version FROM schema_version:current;
+                 COMMIT TRANSACTION;",
+                serde_json::json!({}),
+                2,
+            )
+            .await?;
+        Ok(v.first().copied().unwrap_or(0))
     }
 
     /// Applies every migration newer than the store's version, in order, each in its own
@@ -277,12 +270,11 @@ impl Store {
                 if let Some(map) = bindings.as_object_mut() {
                     map.insert("vmauto_fence".into(), fence.token().into());
                 }
+                let one = is_one_transaction(sql);
                 let sql = sql.trim().trim_end_matches(';');
                 // `BEGIN` has a place among the answers, as every statement.
                 let (fenced, added) = match sql.find(';') {
-                    Some(begin) if is_one_transaction(&format!("{sql};")) => {
-                        (format!("{};\n{}\n{};", &sql[..begin], lease::CHECK, &sql[begin + 1..]), 1)
-                    }
+                    Some(begin) if one => (format!("{};\n{}\n{};", &sql[..begin], lease::CHECK, &sql[begin + 1..]), 1),
                     _ if sql.to_ascii_uppercase().contains("BEGIN") => (format!("{}\n{sql};", lease::CHECK), 1),
                     _ => (format!("BEGIN TRANSACTION;\n{}\n{sql};\nCOMMIT TRANSACTION;", lease::CHECK), 2),
                 };

@@ -53,6 +53,8 @@ pub struct Handles {
     pub reconciler: Addr<Reconciler>,
     /// Keeps the work lease (only when several nodes share the store).
     pub lease: Option<Addr<LeaseKeeper>>,
+    /// This node's claim on the work lease (only when several nodes share the store).
+    pub fence: Option<Arc<crate::db::lease::Fence>>,
     /// The thread the VPS actors and the SCP gateway run on (the rest share the system's).
     pub lane: actix::ArbiterHandle,
 }
@@ -61,6 +63,12 @@ impl Handles {
     /// The intake pipeline (the plugin host and the inbox writer together).
     pub fn intake(&self) -> super::webhook::Intake {
         super::webhook::Intake::new(self.plugins.clone(), self.webhook.clone())
+    }
+
+    /// True while this node may do the lifecycle's work: always for a single node, while it
+    /// holds the work lease (by its own clock) when several nodes share the store.
+    pub fn holds_lease(&self) -> bool {
+        self.fence.as_ref().is_none_or(|f| f.holds())
     }
 
     /// Names of children whose mailbox is closed (empty when the whole tree runs).
@@ -196,6 +204,7 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
         scheduler,
         reconciler,
         lease,
+        fence: deps.fence.clone(),
         lane,
     }
 }

@@ -206,7 +206,7 @@ async fn kpis(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpRespon
 /// `GET /api/v1/cluster`: this node and the work lease (`{"cluster": null}` for a single node).
 async fn cluster(state: web::Data<AppState>, user: ApiUser) -> AppResult<HttpResponse> {
     user.require(Role::Viewer)?;
-    let holds = state.metrics.leader.get() == 1;
+    let holds = state.handles.holds_lease();
     let status = crate::admin::cluster_status(&state.store, &state.config, holds).await.map_err(store_err)?;
     Ok(HttpResponse::Ok().json(json!({ "cluster": status })))
 }

@@ -40,7 +40,7 @@ async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError
         let node = &state.config.cluster.node_id;
         if !node.is_empty() {
             body["node"] = json!(node);
-            body["leader"] = json!(state.metrics.leader.get() == 1);
+            body["leader"] = json!(state.handles.holds_lease());
         }
         return Ok(HttpResponse::Ok().json(body));
     }

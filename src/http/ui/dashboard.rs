@@ -32,7 +32,7 @@ async fn show_dashboard(state: web::Data<AppState>, user: UiUser) -> Page {
     let gateway = state.handles.gateway.send(GetGatewayStatus).await.ok();
     let providers = providers(&state, &templates).await.map_err(anyhow_internal)?;
     let (breaker, in_flight, wait_ms) = gateway_figures(&state.metrics);
-    let holds_lease = state.metrics.leader.get() == 1;
+    let holds_lease = state.handles.holds_lease();
     let cluster = admin::cluster_status(store, &state.config, holds_lease).await.map_err(anyhow_internal)?;
     let lease_text = cluster.as_ref().map(lease_text).unwrap_or_default();
     let mut setup = Vec::new();
