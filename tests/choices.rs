@@ -117,18 +117,7 @@ async fn every_bundled_source_builds_what_the_customer_chose() {
         .as_str()
         .expect("id")
         .to_string();
-    let token =
-        s.t.app.state.auth.create_token("robot", vmauto::auth::Role::Viewer, "admin:root").await.expect("token");
-    let api: Value =
-        s.t.http
-            .get(s.t.url(&format!("/api/v1/vps/{id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("api")
-            .json()
-            .await
-            .expect("json");
+    let api: Value = s.t.api_get(vmauto::auth::Role::Viewer, &format!("/vps/{id}")).await;
     let detail = if api["vps"].is_object() { &api["vps"] } else { &api };
     assert_eq!(detail["choices"]["chosen"]["image"], "rocky-9", "{api}");
     assert_eq!(detail["choices"]["chosen"]["image_id"], ROCKY, "{api}");

@@ -161,17 +161,7 @@ async fn two_nodes_share_the_work_through_the_lease() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     // The API and the dashboard say which node this is and who holds the lease.
-    let token = follower.app.state.auth.create_token("robot", vmauto::auth::Role::Viewer, "t").await.expect("token");
-    let api: serde_json::Value = follower
-        .http
-        .get(follower.url("/api/v1/cluster"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("api")
-        .json()
-        .await
-        .expect("json");
+    let api = follower.api_get(vmauto::auth::Role::Viewer, "/cluster").await;
     let (leader_id, follower_id) =
         (&leader.app.state.config.cluster.node_id, &follower.app.state.config.cluster.node_id);
     assert_eq!(api["cluster"]["node"], serde_json::json!(follower_id), "{api}");
@@ -215,19 +205,8 @@ async fn two_nodes_share_the_work_through_the_lease() {
     answers.sort();
     assert_eq!(answers, [200, 202], "stored once, the other a duplicate");
     let store = &follower.app.state.store;
-    let state_of = |sub: &str| {
-        format!("SELECT VALUE state FROM vps WHERE subscription = '{}'", vmauto::lifecycle::stable_key("ghl", sub))
-    };
     for sub in ["sub-f", "sub-both"] {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let s: Vec<String> = store.query_one(&state_of(sub), serde_json::json!({}), 0).await.expect("query");
-            if s == ["active"] {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{sub}: {s:?}");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        wait_active(store, sub).await;
     }
 
     // The holder stops (and gives the lease up): the other takes over and applies.
@@ -238,15 +217,7 @@ async fn two_nodes_share_the_work_through_the_lease() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(post(&follower, "sub-after").await, 202);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let s: Vec<String> = store.query_one(&state_of("sub-after"), serde_json::json!({}), 0).await.expect("query");
-        if s == ["active"] {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "sub-after: {s:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_active(store, "sub-after").await;
     let servers = sim.snapshot()["servers"].as_array().map(Vec::len).unwrap_or(0);
     assert_eq!(servers, 3, "one VM per subscription");
 }
@@ -311,4 +282,20 @@ async fn nodes_together_stay_within_scps_limits() {
         c.await.expect("call");
     }
     assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 120, "every read went through in the end");
+}
+
+/// Waits (through any node's store handle) until subscription `sub` of source `ghl` has an
+/// active VPS.
+async fn wait_active(store: &vmauto::db::Store, sub: &str) {
+    let sql =
+        format!("SELECT VALUE state FROM vps WHERE subscription = '{}'", vmauto::lifecycle::stable_key("ghl", sub));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s: Vec<String> = store.query_one(&sql, serde_json::json!({}), 0).await.expect("query");
+        if s == ["active"] {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{sub}: {s:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

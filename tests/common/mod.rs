@@ -90,6 +90,13 @@ impl TestApp {
         format!("{}{}", self.app.base_url(), path)
     }
 
+    /// GET `/api/v1{path}` with a new API token of `role`; returns the JSON answer.
+    pub async fn api_get(&self, role: vmauto::auth::Role, path: &str) -> serde_json::Value {
+        let token = self.app.state.auth.create_token("robot", role, "admin:root").await.expect("token");
+        let resp = self.http.get(self.url(&format!("/api/v1{path}"))).bearer_auth(&token).send().await.expect("api");
+        resp.json().await.expect("json")
+    }
+
     /// GET `path`; returns the status and the body as text.
     pub async fn get(&self, path: &str) -> (u16, String) {
         let resp = self.http.get(self.url(path)).send().await.expect("request");
