@@ -40,6 +40,7 @@ impl Appliance {
         let result = self.server_task.await;
         let timeout = Duration::from_secs(self.state.config.server.shutdown_timeout_secs);
         self.state.handles.shutdown(timeout).await;
+        self.state.store.close().await;
         tracing::info!("vmauto stopped");
         result.context("the HTTP server task failed")?.context("the HTTP server failed")
     }

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 use surrealdb::Surreal;
 use surrealdb::engine::any::Any;
+use surrealdb::engine::local::Db;
 use surrealdb::opt::auth::Root;
 
 use crate::config::Config;
@@ -71,12 +72,57 @@ fn conflict_pause(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_micros(rand::thread_rng().gen_range(0..=cap * 1000))
 }
 
+/// The SurrealDB handle: an embedded engine of ours, or any other by its URL.
+#[derive(Clone)]
+enum Conn {
+    Embedded(Surreal<Db>),
+    Url(Surreal<Any>),
+}
+
+/// Runs `$body` with `$db` bound to the handle, whichever engine it is.
+macro_rules! with_db {
+    ($conn:expr, $db:ident => $body:expr) => {
+        match $conn {
+            Conn::Embedded($db) => $body,
+            Conn::Url($db) => $body,
+        }
+    };
+}
+
+/// Opens the embedded SurrealKV store at `url` with a write buffer and block cache of the
+/// configured sizes (left to itself the engine takes them from the host's memory: on a
+/// 24 GB machine a 1 GiB memtable and a 10.5 GiB cache, which the process's memory then
+/// grows into under a steady stream of writes). The same steps as the SDK's own opening.
+async fn open_embedded(
+    url: &str,
+    config: &crate::config::DatabaseConfig,
+) -> anyhow::Result<(Surreal<Db>, std::sync::Arc<surrealdb_core::kvs::Datastore>)> {
+    const MIB: u64 = 1024 * 1024;
+    let engine = surrealdb_cnf::ConfigMap::empty()
+        .with_key_value("surrealkv_max_memtable_size", (config.memtable_mib * MIB).to_string())
+        .with_key_value("surrealkv_block_cache_capacity", (config.cache_mib * MIB).to_string());
+    let datastore = surrealdb_core::kvs::Datastore::builder()
+        .with_config(engine)
+        .without_maintenance_tasks()
+        .build_with_path(url)
+        .await?;
+    // The version key first: a maintenance task writing before it would make a new store
+    // look like one from before versioned stores.
+    datastore.check_version().await?;
+    datastore.bootstrap().await?;
+    datastore.start_maintenance_tasks();
+    let db = Surreal::<Db>::unstable_from_datastore(datastore.clone(), None).await?;
+    Ok((db, datastore))
+}
+
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Surreal<Any>,
+    db: Conn,
     /// The connection to a server; `None` for the embedded engines.
     link: Option<std::sync::Arc<link::Link>>,
+    /// The embedded datastore, to close it when the appliance stops.
+    embedded: Option<std::sync::Arc<surrealdb_core::kvs::Datastore>>,
     /// Set on the handle the lifecycle writes through when several nodes share the store:
     /// its writes check this node's work lease (see [`lease`]).
     fence: Option<std::sync::Arc<lease::Fence>>,
@@ -97,31 +143,39 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create the data directory {}", parent.display()))?;
         }
-        let db = if url.starts_with("wss://") {
+        let cannot_open = || format!("cannot open the store at {url} (database.url)");
+        let mut embedded = None;
+        let db = if url.starts_with("surrealkv://") {
+            let (db, datastore) = open_embedded(&url, &config.database).await.with_context(cannot_open)?;
+            embedded = Some(datastore);
+            Conn::Embedded(db)
+        } else if url.starts_with("wss://") {
             let tls = crate::tls::verified_client_config(&config.database.ca_file, "database.ca_file")
                 .map_err(anyhow::Error::msg)?;
-            surrealdb::engine::any::connect((url.as_str(), surrealdb::opt::Config::new().rustls(tls))).await
+            let options = surrealdb::opt::Config::new().rustls(tls);
+            Conn::Url(surrealdb::engine::any::connect((url.as_str(), options)).await.with_context(cannot_open)?)
         } else {
-            surrealdb::engine::any::connect(url.as_str()).await
-        }
-        .with_context(|| format!("cannot open the store at {url} (database.url)"))?;
-        if url.starts_with("ws") && !config.database.username.is_empty() {
-            db.signin(Root {
-                username: config.database.username.clone(),
-                password: config.database.password.expose().to_string(),
-            })
-            .await
-            .context("the SurrealDB server refused database.username / database.password")?;
-        }
-        db.use_ns(config.database.namespace.as_str())
-            .use_db(config.database.database.as_str())
-            .await
+            Conn::Url(surrealdb::engine::any::connect(url.as_str()).await.with_context(cannot_open)?)
+        };
+        let link = match &db {
+            Conn::Url(server) if url.starts_with("ws") => {
+                if !config.database.username.is_empty() {
+                    server
+                        .signin(Root {
+                            username: config.database.username.clone(),
+                            password: config.database.password.expose().to_string(),
+                        })
+                        .await
+                        .context("the SurrealDB server refused database.username / database.password")?;
+                }
+                let deadline = std::time::Duration::from_secs(config.database.timeout_secs.max(1));
+                Some(link::Link::watch(server.clone(), &url, deadline))
+            }
+            _ => None,
+        };
+        with_db!(&db, db => db.use_ns(config.database.namespace.as_str()).use_db(config.database.database.as_str()).await)
             .context("cannot select the namespace and database")?;
-        let link = url.starts_with("ws").then(|| {
-            let deadline = std::time::Duration::from_secs(config.database.timeout_secs.max(1));
-            link::Link::watch(db.clone(), &url, deadline)
-        });
-        Ok(Self { db, link, fence: None })
+        Ok(Self { db, link, embedded, fence: None })
     }
 
     /// Opens the store and brings its schema up to date.
@@ -186,11 +240,22 @@ impl Store {
         Ok(SCHEMA_VERSION)
     }
 
+    /// Writes out and closes the embedded store (nothing for a server's): its next opening
+    /// then has no log to replay. Every handle fails from here on; called last when the
+    /// appliance stops.
+    pub async fn close(&self) {
+        if let Some(datastore) = &self.embedded
+            && let Err(e) = datastore.shutdown().await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "the store did not close cleanly; it recovers from its log at the next start");
+        }
+    }
+
     /// True when the store answers.
     pub async fn is_healthy(&self) -> bool {
         match &self.link {
-            Some(link) => link.call(self.db.health().into_future()).await.is_ok(),
-            None => self.db.health().await.is_ok(),
+            Some(link) => with_db!(&self.db, db => link.call(db.health().into_future()).await.is_ok()),
+            None => with_db!(&self.db, db => db.health().await.is_ok()),
         }
     }
 
@@ -307,18 +372,20 @@ impl Store {
     }
 
     async fn run_once(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
-        let query = self.db.query(sql).bind(bindings).into_future();
-        let response = match &self.link {
-            Some(link) => link.call(query).await?,
-            None => query.await?,
-        };
+        let response = with_db!(&self.db, db => {
+            let query = db.query(sql).bind(bindings).into_future();
+            match &self.link {
+                Some(link) => link.call(query).await?,
+                None => query.await?,
+            }
+        });
         Self::statement_errors(response)
     }
 
     /// [`Store::run_once`] without the server's answer deadline: for migrations, which may
     /// rightly take long on a large store.
     async fn run_unbounded(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
-        Self::statement_errors(self.db.query(sql).bind(bindings).await?)
+        Self::statement_errors(with_db!(&self.db, db => db.query(sql).bind(bindings).await?))
     }
 
     /// The response, or the statement error that failed it.
@@ -347,14 +414,14 @@ impl Store {
 
     /// Writes a SurrealQL dump of the whole database to `path`.
     pub async fn export(&self, path: &Path) -> anyhow::Result<()> {
-        self.db.export(path).await.with_context(|| format!("export to {} failed", path.display()))
+        with_db!(&self.db, db => db.export(path).await).with_context(|| format!("export to {} failed", path.display()))
     }
 
     /// The same dump as [`Store::export`], as a stream of chunks. The dump is read in one
     /// transaction, so it is a consistent snapshot even while the appliance writes.
     pub async fn export_stream(&self) -> anyhow::Result<impl futures::Stream<Item = anyhow::Result<Vec<u8>>> + use<>> {
         use futures::StreamExt;
-        let backup = self.db.export(()).await.context("the export could not start")?;
+        let backup = with_db!(&self.db, db => db.export(()).await.context("the export could not start")?.boxed());
         Ok(backup.map(|chunk| chunk.map_err(anyhow::Error::from)))
     }
 
@@ -368,7 +435,8 @@ impl Store {
                  (a new data directory or database.url)"
             );
         }
-        self.db.import(path).await.with_context(|| format!("import from {} failed", path.display()))?;
+        with_db!(&self.db, db => db.import(path).await)
+            .with_context(|| format!("import from {} failed", path.display()))?;
         self.migrate().await?;
         Ok(())
     }
@@ -418,5 +486,36 @@ mod tests {
         let n: Vec<u64> =
             store.query_one("SELECT VALUE n FROM ONLY counter:one", serde_json::json!({}), 0).await.unwrap();
         assert_eq!(n, vec![12]);
+    }
+
+    /// With the smallest write buffer the embedded store flushes to files many times over;
+    /// every row is read back, also after the store is opened again, and a size out of range
+    /// is refused by name.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_write_buffer_flushes_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.database.url = format!("surrealkv://{}", dir.path().join("store").display());
+        config.database.memtable_mib = 4;
+        config.database.cache_mib = 1;
+        let pad = "x".repeat(2000);
+        let store = Store::open(&config).await.expect("store");
+        store.execute("DEFINE TABLE IF NOT EXISTS filler SCHEMALESS", serde_json::json!({})).await.unwrap();
+        for batch in 0..60 {
+            let sql = "FOR $i IN $ids { CREATE type::record('filler', $i) SET pad = $pad; }";
+            let ids: Vec<u64> = (batch * 100..batch * 100 + 100).collect();
+            store.execute(sql, serde_json::json!({ "ids": ids, "pad": pad })).await.unwrap();
+        }
+        store.close().await;
+        drop(store);
+        let store = Store::open(&config).await.expect("the store opens again");
+        let n: Vec<u64> = store
+            .query_one("SELECT VALUE n FROM (SELECT count() AS n FROM filler GROUP ALL)", serde_json::json!({}), 0)
+            .await
+            .unwrap();
+        assert_eq!(n, vec![6000], "12 MB of rows through a 4 MiB write buffer, all there");
+        config.database.memtable_mib = 1;
+        let refused = config.database.check().unwrap_err().to_string();
+        assert!(refused.contains("database.memtable_mib"), "{refused}");
     }
 }

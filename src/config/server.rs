@@ -152,6 +152,27 @@ pub struct DatabaseConfig {
     /// `wss://` only: PEM file of the CA (or the certificate) the server's certificate is
     /// checked against. Empty: the operating system's trust store.
     pub ca_file: String,
+    /// The embedded store's write buffer (SurrealKV's memtable), MiB: written rows are kept
+    /// here until it is full and written out as a sorted file. One transaction must fit.
+    pub memtable_mib: u64,
+    /// The embedded store's cache of file blocks read, MiB.
+    pub cache_mib: u64,
+}
+
+impl DatabaseConfig {
+    /// Refuses sizes the embedded store cannot work with.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !(4..=4096).contains(&self.memtable_mib) {
+            anyhow::bail!(
+                "database.memtable_mib: {} is out of range; use 4 to 4096 (32 by default)",
+                self.memtable_mib
+            );
+        }
+        if !(1..=65536).contains(&self.cache_mib) {
+            anyhow::bail!("database.cache_mib: {} is out of range; use 1 to 65536 (16 by default)", self.cache_mib);
+        }
+        Ok(())
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -164,6 +185,8 @@ impl Default for DatabaseConfig {
             password: Secret::default(),
             timeout_secs: 10,
             ca_file: String::new(),
+            memtable_mib: 32,
+            cache_mib: 16,
         }
     }
 }
