@@ -138,8 +138,15 @@ impl Handler<ActivateDue> for VpsRegistry {
         if !self.cx.store.may_work() {
             return; // the node holding the work lease scans
         }
+        // VPSs waiting for a free slot are due already: until they have all started, a scan
+        // would only find them again — and with a backlog (SCP's write limit holding
+        // thousands of creates) read every waiting operation twice a second.
+        if !self.waiting.is_empty() {
+            return;
+        }
         let store = self.cx.store.clone();
-        ctx.spawn(async move { store.vps_with_due_operations(Utc::now()).await }.into_actor(self).map(
+        let room = 2 * MAX_ACTIVE;
+        ctx.spawn(async move { store.vps_with_due_operations(Utc::now(), room).await }.into_actor(self).map(
             |due, act, ctx| match due {
                 Ok(ids) => ids.into_iter().for_each(|id| act.activate(id, ctx)),
                 Err(e) => tracing::warn!(error = %e, "cannot list due operations"),

@@ -215,20 +215,23 @@ const OP_FIELDS: &str =
 
 impl Store {
     /// VPS ids with an operation that is not finished and is due (start-up recovery and the
-    /// scheduler's wake-ups).
-    pub async fn vps_with_due_operations(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<VpsId>> {
-        let ids: Vec<Value> = self
+    /// scheduler's wake-ups): the longest due first, from at most `limit` operations.
+    pub async fn vps_with_due_operations(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<VpsId>> {
+        #[derive(serde::Deserialize)]
+        struct Due {
+            vps: VpsId,
+        }
+        let due: Vec<Due> = self
             .query_one(
-                "SELECT VALUE vps FROM operation
-                 WHERE state IN ['queued', 'running', 'waiting_task'] AND next_attempt_at <= <datetime>$now",
-                json!({ "now": now.to_rfc3339() }),
+                "SELECT vps, next_attempt_at FROM operation
+                 WHERE state IN ['queued', 'running', 'waiting_task'] AND next_attempt_at <= <datetime>$now
+                 ORDER BY next_attempt_at LIMIT $limit",
+                json!({ "now": now.to_rfc3339(), "limit": limit }),
                 0,
             )
             .await?;
-        let mut ids: Vec<VpsId> = ids.into_iter().filter_map(|v| v.as_str().map(VpsId::from)).collect();
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
+        let mut seen = std::collections::HashSet::new();
+        Ok(due.into_iter().map(|d| d.vps).filter(|v| seen.insert(v.clone())).collect())
     }
 
     /// The next unfinished operation of a VPS, oldest first. One scheduled for later and not

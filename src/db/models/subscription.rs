@@ -325,7 +325,7 @@ mod tests {
         let op = s.next_operation(&vps_id).await.expect("query").expect("queued op");
         assert_eq!(op.kind, OpKind::Create);
         assert_eq!(op.id, ops[0]);
-        let due = s.vps_with_due_operations(Utc::now() + chrono::Duration::seconds(1)).await.expect("due");
+        let due = s.vps_with_due_operations(Utc::now() + chrono::Duration::seconds(1), 100).await.expect("due");
         assert_eq!(due, vec![vps_id.clone()]);
         assert_eq!(s.vps_template(&vps_id).await.expect("q").expect("template").name, "vps-small");
         s.finish_operation(&op.id, OpState::Succeeded, None, &vps_id, &VpsPatch::state(VpsState::Active))
