@@ -26,6 +26,16 @@ use crate::lifecycle::Vps;
 /// How long one call to Stripe may take.
 const STRIPE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// What vmauto reads of the created Checkout Session. Only these two fields are
+/// deserialized: async-stripe's whole `CheckoutSession` reaches, through its expandable
+/// fields, most of Stripe's object model, and its deserializers were several megabytes of
+/// the binary for two strings.
+#[derive(miniserde::Deserialize)]
+struct OpenedSession {
+    id: String,
+    url: Option<String>,
+}
+
 /// A created session: where to send the customer.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -166,7 +176,8 @@ pub async fn open_payment_page(config: &StripeConfig, page: &PaymentPage) -> Res
         .payment_intent_data(intent)
         .success_url(page.success_url.clone())
         .cancel_url(page.cancel_url.clone())
-        .customize()
+        .build()
+        .customize::<OpenedSession>()
         .request_strategy(stripe::RequestStrategy::Idempotent(key))
         .send(&client)
         .await
@@ -177,5 +188,5 @@ pub async fn open_payment_page(config: &StripeConfig, page: &PaymentPage) -> Res
             other => CheckoutError::Unreachable(other.to_string()),
         })?;
     let url = session.url.filter(|u| !u.is_empty()).ok_or(CheckoutError::NoUrl)?;
-    Ok(Session { id: session.id.to_string(), url })
+    Ok(Session { id: session.id, url })
 }
