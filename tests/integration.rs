@@ -5,6 +5,7 @@ mod architecture;
 mod bench_cluster;
 mod bench_hardening;
 mod bench_lifecycle;
+mod bench_memory;
 mod bench_placement;
 mod bench_ui;
 mod bench_upgrades;

@@ -172,9 +172,7 @@ token_in = "path"
         assert!(self.child.is_none(), "the embedded store is single-process");
         let store = Store::open(&self.load_config()).await.expect("store opens");
         let out = f(&store).await;
-        drop(store);
-        // The embedded engine closes its files in the background.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        store.close().await;
         out
     }
 }
