@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (9, "placement: when a VPS's VM was asked for", include_str!("db/migrations/0009_placement.surql")),
     (10, "the work lease of nodes sharing a store", include_str!("db/migrations/0010_lease.surql")),
     (11, "the SCP budget nodes share", include_str!("db/migrations/0011_scp_budget.surql")),
+    (12, "the inbox backlog in arrival order", include_str!("db/migrations/0012_inbox_backlog.surql")),
 ];
 
 /// The schema version this binary writes.
@@ -396,6 +397,13 @@ impl Store {
         }
         errors.sort_by_key(|(i, _)| *i);
         let cause = errors.iter().find(|(_, e)| !e.to_string().contains("failed transaction")).unwrap_or(&errors[0]);
+        if cause.1.to_string().contains("Memtable arena is full") {
+            anyhow::bail!(
+                "statement {} failed: one write was larger than the store's write buffer; raise database.memtable_mib ({})",
+                cause.0,
+                cause.1
+            );
+        }
         anyhow::bail!("statement {} failed: {}", cause.0, cause.1)
     }
 
@@ -515,7 +523,7 @@ mod tests {
             .unwrap();
         assert_eq!(n, vec![6000], "12 MB of rows through a 4 MiB write buffer, all there");
         config.database.memtable_mib = 1;
-        let refused = config.database.check().unwrap_err().to_string();
+        let refused = config.database.check(1024 * 1024).unwrap_err().to_string();
         assert!(refused.contains("database.memtable_mib"), "{refused}");
     }
 }
