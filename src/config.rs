@@ -261,7 +261,7 @@ impl Config {
         }
         let names: Vec<&str> = self.provider_configs().into_iter().map(|(n, _)| n).collect();
         check_locations(&self.locations, &names).map_err(|e| anyhow!(e))?;
-        self.database.check()?;
+        self.database.check(self.server.body_limit_bytes)?;
         if self.server.body_timeout_secs == 0 {
             bail!("server.body_timeout_secs: must be at least 1");
         }

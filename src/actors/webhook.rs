@@ -40,6 +40,10 @@ pub use intake::{Deliver, DeliverPayment, Delivered, Intake, PaymentDelivered, U
 
 /// Most rows one transaction carries.
 pub const MAX_BATCH: usize = 256;
+/// At most about this many bytes of webhooks in one inbox batch (a single larger webhook goes
+/// alone): the smallest write buffer the store may have (`database.memtable_mib`, 4 MiB) holds
+/// a batch with room to spare.
+pub const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
 
 /// What happened to an ingested row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +317,20 @@ impl WebhookActor {
             return;
         }
         self.flushing = true;
-        let take = self.pending.len().min(MAX_BATCH);
+        // A batch is one transaction, which must fit in the store's write buffer: bounded by
+        // the bodies' bytes as well as by count.
+        let mut bytes = 0;
+        let take = self
+            .pending
+            .iter()
+            .take(MAX_BATCH)
+            .take_while(|(row, _)| {
+                bytes += row.fields.get("body").and_then(serde_json::Value::as_str).map_or(0, str::len) + 1024;
+                bytes <= MAX_BATCH_BYTES
+            })
+            .count()
+            .max(1)
+            .min(self.pending.len());
         let batch: Vec<Waiter> = self.pending.drain(..take).collect();
         let take = self.outcomes.len().min(MAX_BATCH);
         let outcomes: Vec<(InboxKey, Vec<EventOutcome>)> = self.outcomes.drain(..take).collect();

@@ -160,11 +160,19 @@ pub struct DatabaseConfig {
 }
 
 impl DatabaseConfig {
-    /// Refuses sizes the embedded store cannot work with.
-    pub fn check(&self) -> anyhow::Result<()> {
+    /// Refuses sizes the embedded store cannot work with: a webhook of `body_limit` bytes
+    /// must fit in the write buffer with room to spare.
+    pub fn check(&self, body_limit: usize) -> anyhow::Result<()> {
         if !(4..=4096).contains(&self.memtable_mib) {
             anyhow::bail!(
                 "database.memtable_mib: {} is out of range; use 4 to 4096 (32 by default)",
+                self.memtable_mib
+            );
+        }
+        if body_limit as u64 * 2 > self.memtable_mib * 1024 * 1024 {
+            anyhow::bail!(
+                "database.memtable_mib: {} MiB cannot hold a webhook of server.body_limit_bytes ({body_limit}); \
+                 make it at least twice that, or lower the body limit",
                 self.memtable_mib
             );
         }
