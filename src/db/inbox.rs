@@ -22,30 +22,108 @@ pub struct PurgeReport {
 /// Statuses of webhooks that need nothing more.
 const SETTLED: &[&str] = &["processed", "ignored", "stale"];
 
-/// Purges the inbox as of `now`.
+/// Rows one purge step reads: each change it makes is a transaction of its own, which must fit
+/// in the store's write buffer however many webhooks a first purge of years finds.
+const PURGE_STEP: usize = 500;
+
+/// Purges the inbox as of `now`: rows older than the retention, oldest first, a step at a
+/// time, each step going on from where the last one stopped.
 pub async fn purge(store: &Store, config: &InboxConfig, now: DateTime<Utc>) -> anyhow::Result<PurgeReport> {
     if config.retention_days == 0 {
         return Ok(PurgeReport::default());
     }
     let cut = now - chrono::Duration::days(i64::from(config.retention_days));
     let gone = now - chrono::Duration::days(i64::from(config.dedupe_days.max(config.retention_days)));
-    let rows: Vec<Value> = store
-        .query_one(
-            "LET $compact = (SELECT VALUE id FROM webhook_event
-                 WHERE status IN $settled AND received_at < <datetime>$cut AND compacted = NONE);
-             LET $refused = (SELECT VALUE id FROM webhook_event
-                 WHERE status = 'rejected' AND received_at < <datetime>$cut);
-             LET $expired = (SELECT VALUE id FROM webhook_event
-                 WHERE compacted != NONE AND received_at < <datetime>$gone);
-             UPDATE $compact SET headers = NONE, body = NONE, events = NONE, outcomes = NONE, signature = NONE,
-                 applied = NONE, error = NONE, compacted = time::now() RETURN NONE;
-             DELETE $refused RETURN NONE;
-             DELETE $expired RETURN NONE;
-             RETURN [{ compacted: array::len($compact), deleted: array::len($refused) + array::len($expired) }];",
-            json!({ "settled": SETTLED, "cut": cut.to_rfc3339(), "gone": gone.to_rfc3339() }),
-            6,
-        )
-        .await?;
-    let r = rows.first().cloned().unwrap_or_default();
-    Ok(PurgeReport { compacted: r["compacted"].as_u64().unwrap_or(0), deleted: r["deleted"].as_u64().unwrap_or(0) })
+    let mut report = PurgeReport::default();
+    let mut after = Value::from("1970-01-01T00:00:00Z");
+    loop {
+        let rows: Vec<Value> = store
+            .query_one(
+                "LET $rows = (SELECT id, status, compacted, received_at FROM webhook_event
+                     WHERE received_at >= <datetime>$after AND received_at < <datetime>$cut
+                     ORDER BY received_at LIMIT $step);
+                 LET $compact = array::map(array::filter($rows, |$r| $r.status IN $settled AND $r.compacted = NONE),
+                     |$r| $r.id);
+                 LET $refused = array::map(array::filter($rows, |$r| $r.status = 'rejected'), |$r| $r.id);
+                 LET $expired = array::map(array::filter($rows,
+                     |$r| $r.compacted != NONE AND $r.received_at < <datetime>$gone), |$r| $r.id);
+                 UPDATE $compact SET headers = NONE, body = NONE, events = NONE, outcomes = NONE, signature = NONE,
+                     applied = NONE, error = NONE, compacted = time::now() RETURN NONE;
+                 DELETE $refused RETURN NONE;
+                 DELETE $expired RETURN NONE;
+                 RETURN [{ compacted: array::len($compact), deleted: array::len($refused) + array::len($expired),
+                     seen: array::len($rows), last: array::last($rows).received_at }];",
+                json!({ "settled": SETTLED, "cut": cut.to_rfc3339(), "gone": gone.to_rfc3339(), "after": after,
+                        "step": PURGE_STEP }),
+                7,
+            )
+            .await?;
+        let r = rows.first().cloned().unwrap_or_default();
+        report.compacted += r["compacted"].as_u64().unwrap_or(0);
+        report.deleted += r["deleted"].as_u64().unwrap_or(0);
+        let last = r["last"].clone();
+        // A short step reached the cut; a full one of rows all received at one instant would
+        // find itself again.
+        if r["seen"].as_u64().unwrap_or(0) < PURGE_STEP as u64 || last.is_null() || last == after {
+            return Ok(report);
+        }
+        after = last;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many more rows than one step: every old settled row is compacted, every old refused
+    /// row and expired key deleted; recent rows and unsettled old ones are kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_goes_through_more_rows_than_one_step() {
+        let mut config = crate::config::Config::default();
+        config.database.url = "mem://".into();
+        let store = Store::open(&config).await.expect("store");
+        let seed = |n: usize, status: &'static str, days: i64, compacted: bool| {
+            let store = store.clone();
+            async move {
+                let rows: Vec<Value> = (0..n)
+                    .map(|i| json!({ "status": status, "body": "x", "compacted": compacted.then(|| "2026-01-01T00:00:00Z"),
+                                     "at": (Utc::now() - chrono::Duration::days(days) + chrono::Duration::seconds(i as i64)).to_rfc3339() }))
+                    .collect();
+                store
+                    .execute(
+                        "FOR $r IN $rows { CREATE webhook_event CONTENT { status: $r.status, body: $r.body,
+                             compacted: IF $r.compacted { <datetime> $r.compacted } ELSE { NONE },
+                             received_at: <datetime> $r.at } };",
+                        json!({ "rows": rows }),
+                    )
+                    .await
+                    .expect("seeded");
+            }
+        };
+        seed(1234, "processed", 40, false).await;
+        seed(20, "rejected", 40, false).await;
+        seed(300, "ignored", 100, true).await;
+        seed(50, "processed", 1, false).await;
+        seed(10, "failed", 40, false).await;
+        let report = purge(&store, &config.inbox, Utc::now()).await.expect("purge");
+        assert_eq!(report, PurgeReport { compacted: 1234, deleted: 320 });
+        let left: Vec<Value> = store
+            .query_one(
+                "SELECT status, compacted != NONE AS compacted, body != NONE AS body, count() AS n FROM webhook_event
+                 GROUP BY status, compacted, body ORDER BY status",
+                json!({}),
+                0,
+            )
+            .await
+            .expect("rows");
+        assert_eq!(
+            left,
+            vec![
+                json!({ "status": "failed", "compacted": false, "body": true, "n": 10 }),
+                json!({ "status": "processed", "compacted": false, "body": true, "n": 50 }),
+                json!({ "status": "processed", "compacted": true, "body": false, "n": 1234 }),
+            ],
+            "{left:?}"
+        );
+    }
 }
