@@ -1,5 +1,9 @@
-//! The Stripe Checkout Session behind a pay button, created with async-stripe against
-//! `stripe.api_base` with `stripe.secret_key`.
+//! The Stripe Checkout Session behind a pay button, created against `stripe.api_base` with
+//! `stripe.secret_key`: async-stripe's typed `CreateCheckoutSession` builds the request (path
+//! and form), which is sent with the appliance's own HTTP client. async-stripe's client
+//! would also bring its error type, whose deserializers reach most of Stripe's object model
+//! (several megabytes of the binary); of the answer vmauto needs the session's id and URL,
+//! or Stripe's error message.
 //!
 //! The session carries the link, the VPS, the offer and the target spec in `metadata` and in
 //! `payment_intent_data.metadata` (so refunds and disputes can be traced back), and the link
@@ -10,12 +14,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use stripe::StripeRequest as _;
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
     CreateCheckoutSessionPaymentIntentData, ProductData,
 };
+use stripe_client_core::{RequestBuilder, StripeMethod, StripeRequest as _};
 
 use super::links::LinkId;
 use super::meta;
@@ -26,14 +30,22 @@ use crate::lifecycle::Vps;
 /// How long one call to Stripe may take.
 const STRIPE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// What vmauto reads of the created Checkout Session. Only these two fields are
-/// deserialized: async-stripe's whole `CheckoutSession` reaches, through its expandable
-/// fields, most of Stripe's object model, and its deserializers were several megabytes of
-/// the binary for two strings.
-#[derive(miniserde::Deserialize)]
+/// What vmauto reads of the created Checkout Session.
+#[derive(serde::Deserialize)]
 struct OpenedSession {
     id: String,
     url: Option<String>,
+}
+
+/// What vmauto reads of Stripe's error answer.
+#[derive(serde::Deserialize)]
+struct StripeErrorBody {
+    error: StripeErrorDetail,
+}
+
+#[derive(serde::Deserialize)]
+struct StripeErrorDetail {
+    message: Option<String>,
 }
 
 /// A created session: where to send the customer.
@@ -146,13 +158,6 @@ pub async fn open_payment_page(config: &StripeConfig, page: &PaymentPage) -> Res
     if !config.enabled || config.secret_key.is_empty() {
         return Err(CheckoutError::NotConfigured);
     }
-    // The client appends `v1/…` to the base, so the base ends with a slash.
-    let base = format!("{}/", config.api_base.trim_end_matches('/'));
-    let client = stripe::ClientBuilder::new(config.secret_key.expose())
-        .url(base)
-        .timeout(STRIPE_TIMEOUT)
-        .build()
-        .map_err(|e| CheckoutError::Unreachable(e.to_string()))?;
     let currency: stripe_types::Currency =
         page.currency.parse().map_err(|_| CheckoutError::Refused(format!("currency {}", page.currency)))?;
     let mut product = ProductData::new(page.product.clone());
@@ -166,9 +171,7 @@ pub async fn open_payment_page(config: &StripeConfig, page: &PaymentPage) -> Res
     let mut intent = CreateCheckoutSessionPaymentIntentData::new();
     intent.metadata = Some(page.metadata.clone());
     intent.description = Some(page.intent_description.clone());
-    let key =
-        stripe::IdempotencyKey::new(page.idempotency_key.clone()).map_err(|e| CheckoutError::Refused(e.to_string()))?;
-    let session = CreateCheckoutSession::new()
+    let request = CreateCheckoutSession::new()
         .mode(CheckoutSessionMode::Payment)
         .line_items(vec![item])
         .client_reference_id(page.reference.as_str())
@@ -176,17 +179,52 @@ pub async fn open_payment_page(config: &StripeConfig, page: &PaymentPage) -> Res
         .payment_intent_data(intent)
         .success_url(page.success_url.clone())
         .cancel_url(page.cancel_url.clone())
-        .build()
-        .customize::<OpenedSession>()
-        .request_strategy(stripe::RequestStrategy::Idempotent(key))
-        .send(&client)
-        .await
-        .map_err(|e| match e {
-            stripe::StripeError::Stripe(err, status) => {
-                CheckoutError::Refused(format!("{} (HTTP {status})", err.message.as_deref().unwrap_or("no message")))
-            }
-            other => CheckoutError::Unreachable(other.to_string()),
-        })?;
+        .build();
+    let session = send(config, request, &page.idempotency_key).await?;
     let url = session.url.filter(|u| !u.is_empty()).ok_or(CheckoutError::NoUrl)?;
     Ok(Session { id: session.id, url })
+}
+
+/// Sends a Stripe API request as Stripe's own clients do: the secret key as a bearer token,
+/// the API version the request types were generated for, the idempotency key, a form body.
+async fn send(config: &StripeConfig, request: RequestBuilder, key: &str) -> Result<OpenedSession, CheckoutError> {
+    let unreachable = |e: &dyn std::fmt::Display| CheckoutError::Unreachable(e.to_string());
+    if key.is_empty() || key.len() > 255 {
+        return Err(CheckoutError::Refused(format!("idempotency key of {} characters", key.len())));
+    }
+    let tls = crate::tls::verified_client_config("", "stripe").map_err(|e| unreachable(&e))?;
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(STRIPE_TIMEOUT)
+        .build()
+        .map_err(|e| unreachable(&e))?;
+    let mut url = format!("{}/v1{}", config.api_base.trim_end_matches('/'), request.path);
+    if let Some(query) = &request.query {
+        url = format!("{url}?{query}");
+    }
+    let method = match request.method {
+        StripeMethod::Get => reqwest::Method::GET,
+        StripeMethod::Post => reqwest::Method::POST,
+        StripeMethod::Delete => reqwest::Method::DELETE,
+    };
+    let mut call = client
+        .request(method, url)
+        .bearer_auth(config.secret_key.expose())
+        .header("Stripe-Version", stripe_client_core::VERSION.as_str())
+        .header("Idempotency-Key", key);
+    if let Some(body) = request.body {
+        call = call.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body);
+    }
+    let answer = call.send().await.map_err(|e| unreachable(&e.without_url()))?;
+    let status = answer.status();
+    let bytes = answer.bytes().await.map_err(|e| unreachable(&e.without_url()))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<StripeErrorBody>(&bytes).ok().and_then(|b| b.error.message);
+        return Err(CheckoutError::Refused(format!(
+            "{} (HTTP {})",
+            message.as_deref().unwrap_or("no message"),
+            status.as_u16()
+        )));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| unreachable(&format!("Stripe's answer could not be read: {e}")))
 }
