@@ -394,7 +394,11 @@ async fn run_db(config: &Config, command: &DbCommand) -> anyhow::Result<()> {
     let out = match command {
         DbCommand::Export { file } => crate::ops::export(config, file).await?,
         DbCommand::Import { file } => {
-            let store = crate::db::Store::connect(config).await?;
+            // Each statement of a dump is one write, and may be large: the import has the
+            // store to itself, so it may take a larger write buffer than the appliance.
+            let mut config = config.clone();
+            config.database.memtable_mib = config.database.memtable_mib.max(256);
+            let store = crate::db::Store::connect(&config).await?;
             store.import(file).await?;
             format!("imported {} (schema version {})", file.display(), store.schema_version().await?)
         }
