@@ -27,7 +27,8 @@ seed_vps=$(sed -n 's/.*throughput \([0-9.]*\) VPS\/s.*/\1/p' <<<"$seed_out" | ta
 cd "$root"
 vm_out=$(TEST_VMAUTO_BIN=$BIN BENCH_E2E_N=$N cargo test --locked --test integration -- --ignored \
     --nocapture --test-threads=1 bench_lifecycle_e2e_burst 2>&1)
-vm_line=$(grep '^bench_lifecycle_e2e_burst' <<<"$vm_out") || { echo "$vm_out" | tail -30; exit 1; }
+# The figures follow the test's name on its line ("test … ... bench_lifecycle_e2e_burst: …").
+vm_line=$(grep -o 'bench_lifecycle_e2e_burst: .*' <<<"$vm_out") || { echo "$vm_out" | tail -30; exit 1; }
 echo "vmauto: $vm_line"
 vm_vps=$(sed -n 's/.*: \([0-9.]*\) VPS\/s.*/\1/p' <<<"$vm_line")
 python3 -c "import sys; print(f'ratio vmauto/seedstack end to end: {float(sys.argv[1])/float(sys.argv[2]):.2f}x VPS/s')" "$vm_vps" "$seed_vps"
