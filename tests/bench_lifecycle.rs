@@ -428,17 +428,7 @@ async fn bench_lifecycle_startup_100k() {
     let t0 = Instant::now();
     p.with_store(async |s| {
         for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
-            let rows: Vec<Value> = chunk
-                .iter()
-                .map(|i| {
-                    json!({
-                        "key": format!("v{i:07}"), "name": format!("vps-c-{i}"), "state": "active",
-                        "subscription": format!("s{i:07}"), "source": "ghl", "customer": format!("c{i:07}"),
-                        "template": "vps-small", "spec": { "cores": 1, "memory_mb": 1024, "disk_gb": 40 },
-                        "server_id": format!("srv-{i}"), "ips": ["10.0.0.1"],
-                    })
-                })
-                .collect();
+            let rows: Vec<Value> = chunk.iter().map(|i| crate::common::active_vps_row(*i)).collect();
             s.execute(
                 "BEGIN TRANSACTION;
                  FOR $r IN $rows { CREATE type::record('vps', $r.key) CONTENT object::extend($r, {

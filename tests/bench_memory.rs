@@ -82,16 +82,7 @@ async fn seed_webhooks(p: &Proc, n: usize) {
 async fn seed_vps(p: &Proc, n: usize) {
     p.with_store(async |s| {
         for start in (0..n).step_by(2000) {
-            let rows: Vec<Value> = (start..n.min(start + 2000))
-                .map(|i| {
-                    json!({
-                        "key": format!("v{i:07}"), "name": format!("vps-c-{i}"), "state": "active",
-                        "subscription": format!("s{i:07}"), "source": "ghl", "customer": format!("c{i:07}"),
-                        "template": "vps-small", "spec": { "cores": 1, "memory_mb": 1024, "disk_gb": 40 },
-                        "server_id": format!("srv-{i}"), "ips": ["10.0.0.1"],
-                    })
-                })
-                .collect();
+            let rows: Vec<Value> = (start..n.min(start + 2000)).map(crate::common::active_vps_row).collect();
             s.execute(
                 "BEGIN TRANSACTION;
                  FOR $r IN $rows {

@@ -184,6 +184,16 @@ impl Stack {
     }
 }
 
+/// An active VPS row numbered `i`, as benchmarks seed them by the thousand.
+pub fn active_vps_row(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "key": format!("v{i:07}"), "name": format!("vps-c-{i}"), "state": "active",
+        "subscription": format!("s{i:07}"), "source": "ghl", "customer": format!("c{i:07}"),
+        "template": "vps-small", "spec": { "cores": 1, "memory_mb": 1024, "disk_gb": 40 },
+        "server_id": format!("srv-{i}"), "ips": ["10.0.0.1"],
+    })
+}
+
 /// A billing event for subscription `sub` of customer `cust-<sub>`.
 pub fn event(
     kind: vmauto::billing::EventKind,
