@@ -86,7 +86,7 @@ mod tests {
             let store = store.clone();
             async move {
                 let rows: Vec<Value> = (0..n)
-                    .map(|i| json!({ "status": status, "body": "x", "compacted": compacted.then(|| "2026-01-01T00:00:00Z"),
+                    .map(|i| json!({ "status": status, "body": "x", "compacted": compacted.then_some("2026-01-01T00:00:00Z"),
                                      "at": (Utc::now() - chrono::Duration::days(days) + chrono::Duration::seconds(i as i64)).to_rfc3339() }))
                     .collect();
                 store
