@@ -170,6 +170,11 @@ async fn a_choice_the_template_does_not_allow_parks_the_event_and_alerts() {
         assert!(said.contains(&message.replace('"', "\\\"")), "{what}: {said}");
     }
     assert!(s.rows("SELECT * FROM vps WHERE source = 'generic'").await.is_empty(), "nothing built with defaults");
-    let alerts = s.rows("SELECT VALUE kind FROM notification WHERE kind = 'event_parked'").await;
+    // The notifier writes each alert just after its webhook is parked.
+    let alerts = s
+        .wait_for("an alert for each", 30, "SELECT VALUE kind FROM notification WHERE kind = 'event_parked'", |r| {
+            r.len() >= 4
+        })
+        .await;
     assert_eq!(alerts.len(), 4, "an alert for each: {alerts:?}");
 }

@@ -85,11 +85,11 @@ async fn a_permanent_task_failure_ends_dead_at_once_and_says_what_to_change() {
     assert_eq!(op["attempts"], 1, "no retry of a failure only an admin can fix: {op}");
     let error = op["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("quota") && error.contains("raise the quota"), "{error}");
-    let notes = s.rows("SELECT kind, severity, body FROM notification").await;
-    assert!(
-        notes.iter().any(|n| n["kind"] == "operation_dead" && n["body"].as_str().is_some_and(|b| b.contains("quota"))),
-        "{notes:?}"
-    );
+    // The notifier writes the admins' notice just after the operation is marked dead.
+    s.wait_for("the admins told what to change", 30, "SELECT kind, severity, body FROM notification", |notes| {
+        notes.iter().any(|n| n["kind"] == "operation_dead" && n["body"].as_str().is_some_and(|b| b.contains("quota")))
+    })
+    .await;
 }
 
 #[actix_web::test]
