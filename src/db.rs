@@ -76,7 +76,8 @@ fn conflict_pause(attempt: u32) -> std::time::Duration {
 /// The SurrealDB handle: an embedded engine of ours, or any other by its URL.
 #[derive(Clone)]
 enum Conn {
-    Embedded(Surreal<Db>),
+    /// With the datastore itself, to close it when the appliance stops.
+    Embedded(Surreal<Db>, std::sync::Arc<surrealdb_core::kvs::Datastore>),
     Url(Surreal<Any>),
 }
 
@@ -84,7 +85,7 @@ enum Conn {
 macro_rules! with_db {
     ($conn:expr, $db:ident => $body:expr) => {
         match $conn {
-            Conn::Embedded($db) => $body,
+            Conn::Embedded($db, _) => $body,
             Conn::Url($db) => $body,
         }
     };
@@ -122,8 +123,6 @@ pub struct Store {
     db: Conn,
     /// The connection to a server; `None` for the embedded engines.
     link: Option<std::sync::Arc<link::Link>>,
-    /// The embedded datastore, to close it when the appliance stops.
-    embedded: Option<std::sync::Arc<surrealdb_core::kvs::Datastore>>,
     /// Set on the handle the lifecycle writes through when several nodes share the store:
     /// its writes check this node's work lease (see [`lease`]).
     fence: Option<std::sync::Arc<lease::Fence>>,
@@ -145,11 +144,9 @@ impl Store {
                 .with_context(|| format!("cannot create the data directory {}", parent.display()))?;
         }
         let cannot_open = || format!("cannot open the store at {url} (database.url)");
-        let mut embedded = None;
         let db = if url.starts_with("surrealkv://") {
             let (db, datastore) = open_embedded(&url, &config.database).await.with_context(cannot_open)?;
-            embedded = Some(datastore);
-            Conn::Embedded(db)
+            Conn::Embedded(db, datastore)
         } else if url.starts_with("wss://") {
             let tls = crate::tls::verified_client_config(&config.database.ca_file, "database.ca_file")
                 .map_err(anyhow::Error::msg)?;
@@ -176,7 +173,7 @@ impl Store {
         };
         with_db!(&db, db => db.use_ns(config.database.namespace.as_str()).use_db(config.database.database.as_str()).await)
             .context("cannot select the namespace and database")?;
-        Ok(Self { db, link, embedded, fence: None })
+        Ok(Self { db, link, fence: None })
     }
 
     /// Opens the store and brings its schema up to date.
@@ -245,7 +242,7 @@ impl Store {
     /// then has no log to replay. Every handle fails from here on; called last when the
     /// appliance stops.
     pub async fn close(&self) {
-        if let Some(datastore) = &self.embedded
+        if let Conn::Embedded(_, datastore) = &self.db
             && let Err(e) = datastore.shutdown().await
         {
             tracing::warn!(error = %format!("{e:#}"), "the store did not close cleanly; it recovers from its log at the next start");
