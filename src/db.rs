@@ -522,5 +522,9 @@ mod tests {
         config.database.memtable_mib = 1;
         let refused = config.database.check(1024 * 1024).unwrap_err().to_string();
         assert!(refused.contains("database.memtable_mib"), "{refused}");
+        config.database.memtable_mib = 4;
+        let refused = config.database.check(3 * 1024 * 1024).unwrap_err().to_string();
+        assert!(refused.contains("server.body_limit_bytes"), "a webhook must fit twice: {refused}");
+        assert!(config.database.check(2 * 1024 * 1024).is_ok());
     }
 }
