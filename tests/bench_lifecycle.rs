@@ -138,15 +138,27 @@ fn rss_mb(pid: u32) -> u64 {
         / 1024
 }
 
-type Instants = (chrono::DateTime<chrono::FixedOffset>, chrono::DateTime<chrono::FixedOffset>);
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's name, which ends with the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
 
-/// Reads when each VPS's webhook was received and when the VPS became active, from the stopped
-/// appliance's store.
+type Instant3 = chrono::DateTime<chrono::FixedOffset>;
+/// When a VPS's webhook was received, when its create was decided, when it became active.
+type Instants = (Instant3, Instant3, Instant3);
+
+/// Reads when each VPS's webhook was received, when its create was decided (the operation
+/// written) and when the VPS became active, from the stopped appliance's store.
 async fn receipt_and_active(p: &Proc) -> Vec<Instants> {
     let q = |sql: &'static str| async move {
         p.with_store(async |s| s.query_one::<Vec<Value>>(sql, json!({}), 0).await.expect("rows")).await
     };
-    let ops = q("SELECT vps, requested_by FROM operation WHERE kind = 'create'").await;
+    let ops = q("SELECT vps, requested_by, created_at FROM operation WHERE kind = 'create'").await;
     let vps = q("SELECT record::id(id) AS id, active_at FROM vps WHERE state = 'active'").await;
     let inbox = q("SELECT record::id(id) AS id, received_at FROM webhook_event").await;
     let time = |v: &Value| v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
@@ -157,7 +169,7 @@ async fn receipt_and_active(p: &Proc) -> Vec<Instants> {
     ops.iter()
         .filter_map(|o| {
             let webhook = o["requested_by"].as_str()?.strip_prefix("webhook:")?;
-            Some((time(received.get(webhook)?)?, time(active.get(o["vps"].as_str()?)?)?))
+            Some((time(received.get(webhook)?)?, time(&o["created_at"])?, time(active.get(o["vps"].as_str()?)?)?))
         })
         .collect()
 }
@@ -167,7 +179,7 @@ pub(crate) async fn receipt_to_active(p: &Proc) -> Vec<f64> {
     receipt_and_active(p)
         .await
         .iter()
-        .filter_map(|(r, a)| Some((*a - *r).num_microseconds()? as f64 / 1000.0))
+        .filter_map(|(r, _, a)| Some((*a - *r).num_microseconds()? as f64 / 1000.0))
         .collect()
 }
 
@@ -209,6 +221,7 @@ async fn bench_lifecycle_e2e_burst() {
     p.start().await;
     let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu_before = cpu_secs(p.pid().unwrap_or_default());
     let t0 = Instant::now();
     let senders: Vec<_> = (0..clients)
         .map(|_| {
@@ -255,6 +268,7 @@ async fn bench_lifecycle_e2e_burst() {
     }
     // The last VPSs' own rows are written just after SCP's last task.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu = cpu_secs(p.pid().unwrap_or_default()) - cpu_before;
     p.stop();
     let _ = sim.kill();
     let _ = sim.wait();
@@ -266,17 +280,25 @@ async fn bench_lifecycle_e2e_burst() {
         let ops: Vec<Value> = p.with_store(async |s| s.query_one(sql, json!({}), 1).await.unwrap_or_default()).await;
         panic!("{} of {n} VPS active; VPS by state {why:?}; unfinished operations {ops:?}", times.len());
     }
-    let first = times.iter().map(|(r, _)| *r).min().expect("one");
-    let last = times.iter().map(|(_, a)| *a).max().expect("one");
+    let first = times.iter().map(|(r, _, _)| *r).min().expect("one");
+    let last = times.iter().map(|(_, _, a)| *a).max().expect("one");
+    let decided = times.iter().map(|(_, d, _)| *d).max().expect("one");
     let span = (last - first).num_milliseconds() as f64 / 1000.0;
-    let mut lat: Vec<f64> = times.iter().map(|(r, a)| (*a - *r).num_milliseconds() as f64).collect();
-    lat.sort_by(f64::total_cmp);
+    let ms = |from: &Instant3, to: &Instant3| (*to - *from).num_milliseconds() as f64;
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let lat = sorted(times.iter().map(|(r, _, a)| ms(r, a)).collect());
+    let to_decision = sorted(times.iter().map(|(r, d, _)| ms(r, d)).collect());
+    let to_active = sorted(times.iter().map(|(_, d, a)| ms(d, a)).collect());
     ack.sort_by(f64::total_cmp);
     println!(
         "bench_lifecycle_e2e_burst: {n} subscriptions, {clients} clients, instant SCP, limits off: sent in {sent:.2} s \
          (ack p50 {:.1} ms, p99 {:.1} ms); all active after {span:.2} s (first receipt → last activation, store clock): \
          {:.1} VPS/s; receipt→active p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms; peak RSS {peak_rss} MB; \
-         load {}",
+         vmauto CPU {cpu:.2} s ({:.1} ms a VPS); load {}\n  where the time went: every create decided {:.2} s after the first receipt; receipt→decided p50 \
+         {:.0} ms, p99 {:.0} ms; decided→active p50 {:.0} ms, p99 {:.0} ms",
         pct(&ack, 0.5),
         pct(&ack, 0.99),
         n as f64 / span,
@@ -284,7 +306,13 @@ async fn bench_lifecycle_e2e_burst() {
         pct(&lat, 0.9),
         pct(&lat, 0.99),
         pct(&lat, 1.0),
-        load()
+        cpu * 1000.0 / n as f64,
+        load(),
+        (decided - first).num_milliseconds() as f64 / 1000.0,
+        pct(&to_decision, 0.5),
+        pct(&to_decision, 0.99),
+        pct(&to_active, 0.5),
+        pct(&to_active, 0.99),
     );
 }
 
