@@ -254,8 +254,7 @@ impl Store {
     /// Updates an operation's progress fields (only those given).
     pub async fn update_operation(&self, id: &OperationId, patch: &OpPatch) -> anyhow::Result<()> {
         self.execute(
-            "UPDATE type::record('operation', $id) MERGE $patch;
-             UPDATE type::record('operation', $id) SET updated_at = time::now();",
+            "UPDATE type::record('operation', $id) MERGE object::extend($patch, { updated_at: time::now() });",
             json!({ "id": id, "patch": patch }),
         )
         .await
@@ -287,8 +286,7 @@ impl Store {
             "BEGIN TRANSACTION;
              UPDATE type::record('operation', $op) SET state = $state, last_error = $error,
                 finished_at = time::now(), updated_at = time::now();
-             UPDATE type::record('vps', $vps) MERGE $patch;
-             UPDATE type::record('vps', $vps) SET updated_at = time::now();
+             UPDATE type::record('vps', $vps) MERGE object::extend($patch, { updated_at: time::now() });
              IF $cancel_deletes {
                  LET $since = (SELECT VALUE created_at FROM type::record('operation', $op))[0];
                  UPDATE operation SET state = 'cancelled', updated_at = time::now(),

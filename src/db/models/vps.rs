@@ -181,7 +181,7 @@ impl Store {
     /// Updates a VPS's fields (only those given).
     pub async fn update_vps(&self, id: &VpsId, patch: &VpsPatch) -> anyhow::Result<()> {
         self.execute(
-            "UPDATE type::record('vps', $id) MERGE $patch; UPDATE type::record('vps', $id) SET updated_at = time::now();",
+            "UPDATE type::record('vps', $id) MERGE object::extend($patch, { updated_at: time::now() });",
             json!({ "id": id, "patch": patch }),
         )
         .await
