@@ -126,6 +126,10 @@ pub struct Store {
     /// Set on the handle the lifecycle writes through when several nodes share the store:
     /// its writes check this node's work lease (see [`lease`]).
     fence: Option<std::sync::Arc<lease::Fence>>,
+    /// Counts the writes through this process's handles that gave room in an AZ back or moved
+    /// it (a VPS failed, deleted or resized, or one made by hand): placement's running sum of
+    /// what it has placed is read again from the store when this has moved.
+    room_moves: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -173,7 +177,7 @@ impl Store {
         };
         with_db!(&db, db => db.use_ns(config.database.namespace.as_str()).use_db(config.database.database.as_str()).await)
             .context("cannot select the namespace and database")?;
-        Ok(Self { db, link, fence: None })
+        Ok(Self { db, link, fence: None, room_moves: Default::default() })
     }
 
     /// Opens the store and brings its schema up to date.
@@ -277,6 +281,17 @@ impl Store {
     /// handle, while the lease is held for a fenced one.
     pub fn may_work(&self) -> bool {
         self.fence.as_ref().is_none_or(|f| f.holds())
+    }
+
+    /// How many writes through this process's handles moved room in an AZ so far (see
+    /// [`Store::room_moved`]).
+    pub fn room_moves(&self) -> u64 {
+        self.room_moves.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Notes a write that gave room in an AZ back or moved it (called once it is committed).
+    pub fn room_moved(&self) {
+        self.room_moves.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The connection to a SurrealDB server (`None` for the embedded engines).

@@ -201,6 +201,8 @@ impl Apply {
             not_before: None,
             held: false,
         };
+        // Where a new VPS goes, added to that AZ's running sum once written.
+        let mut placed = None;
         let outcome = match &decision {
             Decision::Stale => return Ok(EventOutcome::new("stale", "older than the last event applied")),
             Decision::Nothing(why) => {
@@ -239,7 +241,9 @@ impl Apply {
                         "requested_by": requested_by,
                     })
                 });
-                w.new_vps.push(NewVps { id: id.clone(), name, template: chosen.apply(&template), choices: recorded });
+                let template = chosen.apply(&template);
+                placed = Some((at.clone(), Spec::from(&template)));
+                w.new_vps.push(NewVps { id: id.clone(), name, template, choices: recorded });
                 let params = chosen.hostname.as_ref().map_or_else(|| json!({}), |h| json!({ "hostname": h }));
                 w.operations.push(NewOperation { params, ..op(&id, OpKind::Create) });
                 EventOutcome::new("processed", format!("provisioning VPS {id}"))
@@ -312,6 +316,9 @@ impl Apply {
             data: json!({ "source": source, "event": event }),
         });
         self.store.write_decision(event, &w).await?;
+        if let Some((at, spec)) = &placed {
+            self.placer.placed(at, *spec);
+        }
         if matches!(decision, Decision::Deprovision { .. }) {
             self.warn_customer(&w.vps_states);
         }

@@ -299,7 +299,11 @@ impl Store {
                 "cancel_deletes": state == OpState::Succeeded && vps_patch.delete_after == Some(None),
             }),
         )
-        .await
+        .await?;
+        if vps_patch.moves_room() {
+            self.room_moved();
+        }
+        Ok(())
     }
 
     /// Queues an operation asked for outside the billing flow: by an admin (`requested_by` =

@@ -237,6 +237,10 @@ impl Store {
             }),
         )
         .await?;
+        if !w.vps_states.is_empty() {
+            // VPSs that go give their room back.
+            self.room_moved();
+        }
         Ok(op_ids)
     }
 }

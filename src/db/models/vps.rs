@@ -161,6 +161,14 @@ impl VpsPatch {
     pub fn state(state: VpsState) -> Self {
         Self { state: Some(state), ..Self::default() }
     }
+
+    /// Whether writing this gives room in an AZ back or moves it: the VPS fails or goes, or
+    /// its hardware or template (and so perhaps its AZ) changes.
+    pub fn moves_room(&self) -> bool {
+        matches!(self.state, Some(VpsState::Failed | VpsState::Deleting | VpsState::Deleted))
+            || self.spec.is_some()
+            || self.template_row.is_some()
+    }
 }
 
 pub(crate) const VPS_FIELDS: &str =
@@ -184,7 +192,11 @@ impl Store {
             "UPDATE type::record('vps', $id) MERGE object::extend($patch, { updated_at: time::now() });",
             json!({ "id": id, "patch": patch }),
         )
-        .await
+        .await?;
+        if patch.moves_room() {
+            self.room_moved();
+        }
+        Ok(())
     }
 }
 
@@ -444,7 +456,10 @@ impl Store {
                 "template": v.template.name, "spec": v.spec, "row": v.template, "op": v.operation, "actor": v.actor,
             }),
         )
-        .await
+        .await?;
+        // Placed outside the subscription actor's placement: it reads the AZ's sum again.
+        self.room_moved();
+        Ok(())
     }
 }
 
