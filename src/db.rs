@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (10, "the work lease of nodes sharing a store", include_str!("db/migrations/0010_lease.surql")),
     (11, "the SCP budget nodes share", include_str!("db/migrations/0011_scp_budget.surql")),
     (12, "the inbox backlog in arrival order", include_str!("db/migrations/0012_inbox_backlog.surql")),
+    (13, "VPS search index apart from the VPS rows", include_str!("db/migrations/0013_vps_search_apart.surql")),
 ];
 
 /// The schema version this binary writes.
@@ -130,6 +131,8 @@ pub struct Store {
     /// it (a VPS failed, deleted or resized, or one made by hand): placement's running sum of
     /// what it has placed is read again from the store when this has moved.
     room_moves: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Held by the pass that brings the VPS search index up to date (one at a time).
+    vps_text: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -177,7 +180,7 @@ impl Store {
         };
         with_db!(&db, db => db.use_ns(config.database.namespace.as_str()).use_db(config.database.database.as_str()).await)
             .context("cannot select the namespace and database")?;
-        Ok(Self { db, link, fence: None, room_moves: Default::default() })
+        Ok(Self { db, link, fence: None, room_moves: Default::default(), vps_text: Default::default() })
     }
 
     /// Opens the store and brings its schema up to date.
@@ -292,6 +295,11 @@ impl Store {
     /// Notes a write that gave room in an AZ back or moved it (called once it is committed).
     pub fn room_moved(&self) {
         self.room_moves.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Held by the pass that brings the VPS search index up to date.
+    pub(crate) fn vps_text_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.vps_text
     }
 
     /// The connection to a SurrealDB server (`None` for the embedded engines).

@@ -88,6 +88,14 @@ impl Actor for Scheduler {
         ctx.run_interval(TICK, |act, _| act.registry.do_send(ActivateDue));
         self.remind();
         ctx.run_interval(REMIND_EVERY, |act, _| act.remind());
+        ctx.run_interval(crate::db::models::vps::INDEX_EVERY, |act, _| {
+            let store = act.store.clone();
+            actix::spawn(async move {
+                if let Err(e) = store.index_vps_text_if_idle().await {
+                    tracing::warn!(error = %format!("{e:#}"), "the VPS search index is behind; it is tried again shortly");
+                }
+            });
+        });
         ctx.run_interval(PURGE_EVERY, |act, _| {
             if !act.store.may_work() {
                 return;

@@ -10,12 +10,14 @@ use crate::db::Store;
 use super::operation::OperationId;
 use super::subscription::SubscriptionId;
 use super::template::{Template, TemplateName};
-use super::{PAGE_SIZE, Page, SEARCH_CAP};
+use super::{PAGE_SIZE, Page};
 
 mod placement;
+mod search;
 mod timeline;
 
 pub use placement::{Reserved, vm_time};
+pub use search::INDEX_EVERY;
 
 pub use timeline::{TimelineActivity, TimelineEntry, TimelineNotification, TimelineOperation, TimelineWebhook};
 
@@ -292,7 +294,8 @@ pub struct VpsQuery {
 }
 
 impl VpsQuery {
-    fn where_clause(&self) -> (String, Value) {
+    /// The filters other than the search words, each a condition on a VPS row.
+    fn filters(&self) -> Vec<&'static str> {
         let mut conds: Vec<&str> = Vec::new();
         match self.state.as_str() {
             "" => {}
@@ -306,15 +309,17 @@ impl VpsQuery {
         if !self.source.is_empty() {
             conds.push("source = $source");
         }
-        // Every word must start a word of the VPS's search text (full-text index `vps_search`):
-        // "dana 10.0.3" finds Dana's VPS with that IP.
-        let words: Vec<&str> = self.q.split_whitespace().take(8).collect();
-        let q = words.join(" ");
-        if !q.is_empty() {
-            conds.push("search @@ $q");
-        }
-        let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
-        (clause, json!({ "state": self.state, "template": self.template, "source": self.source, "q": q }))
+        conds
+    }
+
+    /// The search words (at most eight): every one must start a word of a VPS's search text;
+    /// "dana 10.0.3" finds Dana's VPS with that IP.
+    fn words(&self) -> String {
+        self.q.split_whitespace().take(8).collect::<Vec<_>>().join(" ")
+    }
+
+    fn bindings(&self) -> Value {
+        json!({ "state": self.state, "template": self.template, "source": self.source, "q": self.words() })
     }
 
     fn order(&self) -> &'static str {
@@ -332,10 +337,12 @@ impl VpsQuery {
 impl Store {
     /// One page of the VPS list.
     pub async fn list_vps(&self, query: &VpsQuery) -> anyhow::Result<Page<VpsRow>> {
-        let (clause, mut bindings) = query.where_clause();
-        if !query.q.trim().is_empty() {
-            return self.search_vps(query, &clause, bindings).await;
+        if !query.words().is_empty() {
+            return self.search_vps(query).await;
         }
+        let filters = query.filters();
+        let clause = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
+        let mut bindings = query.bindings();
         let total = super::count(self, "vps", &clause, bindings.clone()).await?;
         let pages = total.div_ceil(PAGE_SIZE).max(1);
         let page = query.page.clamp(1, pages);
@@ -362,39 +369,6 @@ impl Store {
             rows.reverse();
         }
         Ok(Page { rows, total, page, pages, capped: false })
-    }
-
-    /// A search: the first [`SEARCH_CAP`] matches the index yields, then sorted and paged.
-    async fn search_vps(&self, query: &VpsQuery, clause: &str, mut bindings: Value) -> anyhow::Result<Page<VpsRow>> {
-        let mut ids: Vec<Value> = self
-            .query_one(
-                &format!("SELECT VALUE record::id(id) FROM vps {clause} LIMIT {}", SEARCH_CAP + 1),
-                bindings.clone(),
-                0,
-            )
-            .await?;
-        let capped = ids.len() as u64 > SEARCH_CAP;
-        ids.truncate(SEARCH_CAP as usize);
-        let total = ids.len() as u64;
-        let pages = total.div_ceil(PAGE_SIZE).max(1);
-        let page = query.page.clamp(1, pages);
-        bindings["ids"] = json!(ids);
-        let rows: Vec<VpsRow> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            self.query_one(
-                &format!(
-                    "LET $records = array::map($ids, |$k| type::record('vps', $k));
-                         SELECT {VPS_ROW} FROM $records ORDER BY {} LIMIT {PAGE_SIZE} START {}",
-                    query.order(),
-                    (page - 1) * PAGE_SIZE
-                ),
-                bindings,
-                1,
-            )
-            .await?
-        };
-        Ok(Page { rows, total, page, pages, capped })
     }
 
     /// A VPS with everything its page shows (never its sealed password).

@@ -1,0 +1,191 @@
+//! The VPS list's search. Its full-text index is kept apart from the VPS rows (schema 13):
+//! a change of a VPS's search text only notes the VPS in `vps_text_due`, and
+//! [`Store::index_vps_text`] copies the noted VPSs' text into `vps_text`, which holds the
+//! index — every [`INDEX_EVERY`] (the scheduler) and before each search, so a search finds a
+//! VPS written just before it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{VPS_ROW, VpsQuery, VpsRow};
+use crate::db::Store;
+use crate::db::models::{PAGE_SIZE, Page, SEARCH_CAP};
+
+/// How often the scheduler brings the search index up to date.
+pub const INDEX_EVERY: Duration = Duration::from_secs(5);
+
+/// How many change notes one indexing transaction takes.
+const INDEX_PAGE: usize = 500;
+
+/// One page of notes: the text of each noted VPS copied (or dropped, for a VPS that is no
+/// more), the notes taken deleted, in one transaction. Notes written meanwhile are rows of
+/// their own, so the VPS writes that make them never conflict with this.
+const INDEX_STEP: &str = "BEGIN TRANSACTION;
+    LET $due = (SELECT id, vps FROM vps_text_due LIMIT $page);
+    FOR $k IN array::distinct($due.vps) {
+        LET $text = (SELECT VALUE search FROM type::record('vps', $k))[0];
+        IF $text == NONE {
+            DELETE type::record('vps_text', $k) RETURN NONE;
+        } ELSE {
+            UPSERT type::record('vps_text', $k) SET text = $text, vps = type::record('vps', $k) RETURN NONE;
+        };
+    };
+    DELETE $due.id RETURN NONE;
+    RETURN [array::len($due)];
+    COMMIT TRANSACTION;";
+
+impl Store {
+    /// Brings the search index up to date with every VPS change noted so far; answers how
+    /// many notes it took. One pass runs at a time in this process.
+    pub async fn index_vps_text(&self) -> anyhow::Result<usize> {
+        let _one = self.vps_text_lock().lock().await;
+        self.index_vps_text_now().await
+    }
+
+    /// [`Store::index_vps_text`], unless a pass is running already (then 0).
+    pub async fn index_vps_text_if_idle(&self) -> anyhow::Result<usize> {
+        let Ok(_one) = self.vps_text_lock().try_lock() else { return Ok(0) };
+        self.index_vps_text_now().await
+    }
+
+    async fn index_vps_text_now(&self) -> anyhow::Result<usize> {
+        // Any node may index: the index holds no decision.
+        let store = self.unfenced();
+        let mut taken = 0;
+        loop {
+            let n: Vec<usize> = store.query_one(INDEX_STEP, json!({ "page": INDEX_PAGE }), 4).await?;
+            let n = n.first().copied().unwrap_or(0);
+            taken += n;
+            if n < INDEX_PAGE {
+                return Ok(taken);
+            }
+        }
+    }
+
+    /// A search: the first [`SEARCH_CAP`] matches the index yields, then sorted and paged.
+    pub(super) async fn search_vps(&self, query: &VpsQuery) -> anyhow::Result<Page<VpsRow>> {
+        self.index_vps_text().await?;
+        let mut bindings = query.bindings();
+        let conds: Vec<String> = std::iter::once("text @@ $q".to_string())
+            .chain(query.filters().iter().map(|c| format!("vps.{c}")))
+            .collect();
+        let mut ids: Vec<Value> = self
+            .query_one(
+                &format!(
+                    "SELECT VALUE record::id(id) FROM vps_text WHERE {} LIMIT {}",
+                    conds.join(" AND "),
+                    SEARCH_CAP + 1
+                ),
+                bindings.clone(),
+                0,
+            )
+            .await?;
+        let capped = ids.len() as u64 > SEARCH_CAP;
+        ids.truncate(SEARCH_CAP as usize);
+        let total = ids.len() as u64;
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        let page = query.page.clamp(1, pages);
+        bindings["ids"] = json!(ids);
+        let rows: Vec<VpsRow> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.query_one(
+                &format!(
+                    "LET $records = array::map($ids, |$k| type::record('vps', $k));
+                         SELECT {VPS_ROW} FROM $records ORDER BY {} LIMIT {PAGE_SIZE} START {}",
+                    query.order(),
+                    (page - 1) * PAGE_SIZE
+                ),
+                bindings,
+                1,
+            )
+            .await?
+        };
+        Ok(Page { rows, total, page, pages, capped })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::db::models::vps::{VpsId, VpsPatch, VpsState};
+
+    async fn store() -> Store {
+        let mut c = Config::default();
+        c.database.url = "mem://".into();
+        Store::open(&c).await.expect("store")
+    }
+
+    async fn add(s: &Store, key: &str, name: &str, email: &str, state: &str) {
+        s.execute(
+            "CREATE type::record('vps', $key) CONTENT { name: $name, customer_email: $email, state: $state,
+                 source: 'ghl', template: 'vps-small', ips: [], created_at: time::now(), updated_at: time::now() }",
+            json!({ "key": key, "name": name, "email": email, "state": state }),
+        )
+        .await
+        .expect("vps");
+    }
+
+    async fn found(s: &Store, q: &str, state: &str) -> Vec<String> {
+        let query = VpsQuery { q: q.into(), state: state.into(), ..VpsQuery::default() };
+        let mut ids: Vec<String> =
+            s.list_vps(&query).await.expect("search").rows.into_iter().map(|r| r.id.to_string()).collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_search_finds_what_was_written_just_before_it_and_follows_its_changes() {
+        let s = store().await;
+        add(&s, "va", "web-1", "dana@example.com", "active").await;
+        add(&s, "vb", "web-2", "eve@example.org", "suspended").await;
+        // Written, not indexed yet: the search brings the index up to date first.
+        assert_eq!(found(&s, "dana", "").await, vec!["va"]);
+        assert_eq!(found(&s, "web", "").await, vec!["va", "vb"]);
+        assert_eq!(found(&s, "web", "suspended").await, vec!["vb"], "the filters still apply");
+        assert_eq!(found(&s, "web exam", "").await, vec!["va", "vb"], "every word starts a word");
+        assert!(found(&s, "web nobody", "").await.is_empty());
+        assert_eq!(s.index_vps_text().await.expect("index"), 0, "nothing is due any more");
+
+        // A new address is found, and the text it replaced no longer is.
+        let ips = |a: &str| VpsPatch { ips: Some(vec![a.to_string()]), ..VpsPatch::default() };
+        s.update_vps(&VpsId::from("va"), &ips("10.0.3.7")).await.expect("patch");
+        assert_eq!(found(&s, "10.0.3", "").await, vec!["va"]);
+        s.update_vps(&VpsId::from("va"), &ips("192.168.9.9")).await.expect("patch");
+        assert!(found(&s, "10.0.3", "").await.is_empty());
+        assert_eq!(found(&s, "192.168", "").await, vec!["va"]);
+
+        // A write that leaves the text as it was notes nothing.
+        s.update_vps(&VpsId::from("va"), &VpsPatch::state(VpsState::Suspended)).await.expect("patch");
+        assert_eq!(s.index_vps_text().await.expect("index"), 0);
+
+        // A VPS that is no more leaves the index.
+        s.execute("DELETE vps:vb", json!({})).await.expect("delete");
+        assert!(found(&s, "eve", "").await.is_empty());
+        let left: Vec<Value> = s.query_one("SELECT * FROM vps_text", json!({}), 0).await.expect("rows");
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn the_index_catches_up_a_page_at_a_time() {
+        let s = store().await;
+        let rows: Vec<Value> = (0..INDEX_PAGE * 2 + 7)
+            .map(|i| json!({ "key": format!("v{i:05}"), "name": format!("node-{i:05}") }))
+            .collect();
+        s.execute(
+            "BEGIN TRANSACTION;
+             FOR $r IN $rows { CREATE type::record('vps', $r.key) CONTENT { name: $r.name, state: 'active', template: 't',
+                 ips: [], created_at: time::now(), updated_at: time::now() }; };
+             COMMIT TRANSACTION;",
+            json!({ "rows": rows }),
+        )
+        .await
+        .expect("rows");
+        assert_eq!(s.index_vps_text().await.expect("index"), INDEX_PAGE * 2 + 7);
+        assert_eq!(found(&s, "node-01006", "").await, vec!["v01006"]);
+        let page = s.list_vps(&VpsQuery { q: "node".into(), ..VpsQuery::default() }).await.expect("search");
+        assert!(page.capped && page.total == SEARCH_CAP, "every row is indexed: {} matches", page.total);
+    }
+}
