@@ -152,22 +152,13 @@ async fn run_one(
         OpKind::Power => None,
     };
     let state = if op.task_id.is_some() { OpState::WaitingTask } else { OpState::Running };
-    if let Err(e) = cx
-        .store
-        .update_operation(
-            &op.id,
-            &OpPatch { state: Some(state), attempts: Some(attempt), attempt_seq: Some(seq), ..OpPatch::default() },
-        )
-        .await
-    {
+    let started = OpPatch { state: Some(state), attempts: Some(attempt), attempt_seq: Some(seq), ..OpPatch::default() };
+    if let Err(e) = cx.store.start_operation(&op.id, &started, &op.vps, running_state).await {
         tracing::warn!(error = %e, "cannot mark the operation running");
         return;
     }
     op.attempts = attempt;
     op.attempt_seq = seq;
-    if let Some(running) = running_state {
-        let _ = cx.store.update_vps(&op.vps, &VpsPatch::state(running)).await;
-    }
     let started = std::time::Instant::now();
     let outcome = match problem {
         Some(p) => Outcome::Fail(p.to_string()),
@@ -177,20 +168,16 @@ async fn run_one(
     let subject = format!("vps:{}", op.vps);
     match outcome {
         Outcome::Done(patch) => {
-            if let Err(e) = cx.store.finish_operation(&op.id, OpState::Succeeded, None, &op.vps, &patch).await {
+            let note = (
+                Level::Info,
+                format!("{} succeeded", op.kind.as_str()),
+                json!({ "operation": op.id, "attempt": attempt, "duration_ms": elapsed_ms }),
+            );
+            let finished = cx.store.finish_operation(&op.id, OpState::Succeeded, None, &op.vps, &patch, note);
+            if let Err(e) = finished.await {
                 tracing::error!(error = %e, "the operation succeeded but could not be recorded; it will be resumed");
                 return;
             }
-            let _ = cx
-                .store
-                .record_activity(
-                    Level::Info,
-                    "system",
-                    Some(&subject),
-                    &format!("{} succeeded", op.kind.as_str()),
-                    json!({ "operation": op.id, "attempt": attempt, "duration_ms": elapsed_ms }),
-                )
-                .await;
             tracing::info!(attempt, elapsed_ms, "operation succeeded");
             let kind = match op.kind {
                 OpKind::Create => Some((NotifyKind::VpsReady, "VPS ready")),
@@ -236,17 +223,12 @@ async fn run_one(
                 OpKind::Restore => VpsPatch::state(VpsState::Deleted),
                 _ => VpsPatch::state(VpsState::Failed),
             };
-            let _ = cx.store.finish_operation(&op.id, OpState::Dead, Some(&error), &op.vps, &patch).await;
-            let _ = cx
-                .store
-                .record_activity(
-                    Level::Error,
-                    "system",
-                    Some(&subject),
-                    &format!("{} failed for good", op.kind.as_str()),
-                    json!({ "operation": op.id, "error": error, "attempts": attempt }),
-                )
-                .await;
+            let note = (
+                Level::Error,
+                format!("{} failed for good", op.kind.as_str()),
+                json!({ "operation": op.id, "error": error, "attempts": attempt }),
+            );
+            let _ = cx.store.finish_operation(&op.id, OpState::Dead, Some(&error), &op.vps, &patch, note).await;
             notify.do_send(Notify {
                 kind: NotifyKind::OperationDead,
                 severity: Severity::Critical,

@@ -274,7 +274,27 @@ impl Store {
         .await
     }
 
-    /// Marks the finish of an operation and sets the VPS state in one transaction. A
+    /// Marks the start of an attempt (the operation's `patch`) and, when given, the VPS's
+    /// state while it runs, in one transaction.
+    pub async fn start_operation(
+        &self,
+        op: &OperationId,
+        patch: &OpPatch,
+        vps: &VpsId,
+        running: Option<super::vps::VpsState>,
+    ) -> anyhow::Result<()> {
+        self.execute(
+            "BEGIN TRANSACTION;
+             UPDATE type::record('operation', $op) MERGE object::extend($patch, { updated_at: time::now() });
+             IF $running { UPDATE type::record('vps', $vps) SET state = $running, updated_at = time::now(); };
+             COMMIT TRANSACTION;",
+            json!({ "op": op, "patch": patch, "vps": vps, "running": running }),
+        )
+        .await
+    }
+
+    /// Marks the finish of an operation, sets the VPS state and writes the activity-log entry
+    /// (`note`: level, message, data; actor `system`, subject the VPS) in one transaction. A
     /// succeeded operation whose patch clears a scheduled deletion (a resume, a restore)
     /// cancels the deletions queued before it, which it made unnecessary.
     pub async fn finish_operation(
@@ -284,11 +304,14 @@ impl Store {
         error: Option<&str>,
         vps: &VpsId,
         vps_patch: &super::vps::VpsPatch,
+        (level, message, data): (super::activity::Level, String, Value),
     ) -> anyhow::Result<()> {
         self.execute(
             "BEGIN TRANSACTION;
              UPDATE type::record('operation', $op) SET state = $state, last_error = $error,
                 finished_at = time::now(), updated_at = time::now();
+             CREATE activity CONTENT { at: time::now(), level: $level, actor: 'system', subject: 'vps:' + $vps,
+                message: $message, data: $data };
              UPDATE type::record('vps', $vps) MERGE object::extend($patch, { updated_at: time::now() });
              IF $cancel_deletes {
                  LET $since = (SELECT VALUE created_at FROM type::record('operation', $op))[0];
@@ -300,6 +323,7 @@ impl Store {
             json!({
                 "op": op, "state": state, "error": error, "vps": vps, "patch": vps_patch,
                 "cancel_deletes": state == OpState::Succeeded && vps_patch.delete_after == Some(None),
+                "level": level.as_str(), "message": message, "data": data,
             }),
         )
         .await?;

@@ -332,7 +332,8 @@ mod tests {
         let due = s.vps_with_due_operations(Utc::now() + chrono::Duration::seconds(1), 100).await.expect("due");
         assert_eq!(due, vec![vps_id.clone()]);
         assert_eq!(s.vps_template(&vps_id).await.expect("q").expect("template").name, "vps-small");
-        s.finish_operation(&op.id, OpState::Succeeded, None, &vps_id, &VpsPatch::state(VpsState::Active))
+        let note = (Level::Info, "create succeeded".to_string(), json!({}));
+        s.finish_operation(&op.id, OpState::Succeeded, None, &vps_id, &VpsPatch::state(VpsState::Active), note)
             .await
             .expect("finish");
         assert!(s.next_operation(&vps_id).await.expect("query").is_none());
