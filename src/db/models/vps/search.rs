@@ -52,7 +52,7 @@ impl Store {
     async fn index_vps_text_now(&self) -> anyhow::Result<usize> {
         // Any node may index: the index holds no decision.
         let store = self.unfenced();
-        let mut taken = 0;
+        let mut taken = store.fill_vps_text().await?;
         loop {
             let n: Vec<usize> = store.query_one(INDEX_STEP, json!({ "page": INDEX_PAGE }), 4).await?;
             let n = n.first().copied().unwrap_or(0);
@@ -60,6 +60,45 @@ impl Store {
             if n < INDEX_PAGE {
                 return Ok(taken);
             }
+        }
+    }
+
+    /// Indexes every VPS that was there when the store was brought to schema 13, in order of
+    /// their keys, a page per transaction, remembering where it got to (`vps_text_fill:state`,
+    /// gone once done); answers how many it indexed.
+    async fn fill_vps_text(&self) -> anyhow::Result<usize> {
+        let mut filled = 0;
+        loop {
+            let after: Vec<Value> = self.query_one("SELECT VALUE after FROM vps_text_fill:state", json!({}), 0).await?;
+            let Some(after) = after.first().and_then(Value::as_str) else { return Ok(filled) };
+            // A key range reads from where the last page ended (a filter on `id` scans the
+            // table from its start every page); vmauto's own keys are plain, others take the
+            // filter.
+            let plain = after.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let from = match after {
+                "" => "vps".to_string(),
+                _ if plain => format!("vps:⟨{after}⟩>.."),
+                _ => "vps WHERE id > type::record('vps', $after) ORDER BY id".to_string(),
+            };
+            let n: Vec<usize> = self
+                .query_one(
+                    &format!(
+                        "BEGIN TRANSACTION;
+                         LET $rows = (SELECT record::id(id) AS k, search FROM {from} LIMIT $page);
+                         FOR $r IN $rows {{
+                             UPSERT type::record('vps_text', $r.k) SET text = $r.search,
+                                 vps = type::record('vps', $r.k) RETURN NONE;
+                         }};
+                         IF array::len($rows) < $page {{ DELETE vps_text_fill:state RETURN NONE; }}
+                         ELSE {{ UPSERT vps_text_fill:state SET after = array::last($rows).k RETURN NONE; }};
+                         RETURN [array::len($rows)];
+                         COMMIT TRANSACTION;"
+                    ),
+                    json!({ "page": INDEX_PAGE, "after": after }),
+                    4,
+                )
+                .await?;
+            filled += n.first().copied().unwrap_or(0);
         }
     }
 
@@ -169,23 +208,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_index_catches_up_a_page_at_a_time() {
+    async fn the_index_catches_up_a_page_at_a_time_and_fills_itself_after_an_upgrade() {
         let s = store().await;
-        let rows: Vec<Value> = (0..INDEX_PAGE * 2 + 7)
-            .map(|i| json!({ "key": format!("v{i:05}"), "name": format!("node-{i:05}") }))
+        // 1,008 VPSs; the 500th key, where the first page of the fill ends, needs escaping.
+        let keys: Vec<String> = (0..499)
+            .map(|i| format!("v{i:05}"))
+            .chain(std::iter::once("v00499⟩\\x".to_string()))
+            .chain((0..508).map(|i| format!("w{i:05}")))
             .collect();
+        let rows: Vec<Value> = keys.iter().map(|k| json!({ "key": k, "name": format!("node-{k}") })).collect();
         s.execute(
             "BEGIN TRANSACTION;
-             FOR $r IN $rows { CREATE type::record('vps', $r.key) CONTENT { name: $r.name, state: 'active', template: 't',
-                 ips: [], created_at: time::now(), updated_at: time::now() }; };
+             FOR $r IN $rows { CREATE type::record('vps', $r.key) CONTENT { name: $r.name, state: 'active',
+                 template: 't', ips: [], created_at: time::now(), updated_at: time::now() }; };
              COMMIT TRANSACTION;",
             json!({ "rows": rows }),
         )
         .await
         .expect("rows");
-        assert_eq!(s.index_vps_text().await.expect("index"), INDEX_PAGE * 2 + 7);
-        assert_eq!(found(&s, "node-01006", "").await, vec!["v01006"]);
+        assert_eq!(s.index_vps_text().await.expect("index"), keys.len(), "every note taken, in pages");
+        assert_eq!(found(&s, "node-w00507", "").await, vec!["w00507"]);
         let page = s.list_vps(&VpsQuery { q: "node".into(), ..VpsQuery::default() }).await.expect("search");
         assert!(page.capped && page.total == SEARCH_CAP, "every row is indexed: {} matches", page.total);
+
+        // A store brought to schema 13 with its VPSs there already: they are indexed by key.
+        s.execute("DELETE vps_text; DELETE vps_text_due; UPSERT vps_text_fill:state SET after = '';", json!({}))
+            .await
+            .expect("as after the upgrade");
+        assert!(s.index_vps_text_if_idle().await.expect("fill") == keys.len());
+        assert_eq!(found(&s, "node-w00507", "").await, vec!["w00507"]);
+        assert_eq!(found(&s, "node-v00499", "").await, vec!["v00499⟩\\x"]);
+        let left: Vec<Value> = s.query_one("SELECT * FROM vps_text_fill", json!({}), 0).await.expect("fill state");
+        assert!(left.is_empty(), "the fill is done: {left:?}");
+        assert_eq!(s.index_vps_text().await.expect("index"), 0);
     }
 }
