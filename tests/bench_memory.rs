@@ -130,12 +130,23 @@ async fn measure(dir: &std::path::Path, sim: &vmauto::sim::SimServer, label: &st
     let clients: Vec<_> = (0..64)
         .map(|c| {
             let (http, url, sent, run) = (http.clone(), url.clone(), sent.clone(), run.clone());
+            let logs = dir.join("run-1.log");
             tokio::spawn(async move {
                 let mut i = 0;
                 while Instant::now() < until {
                     let body = crate::common::workflow("subscribe", &format!("{run}-{c}-{i}"), "starter");
                     let r = http.post(&url).json(&body).send().await.expect("post");
-                    assert!(r.status().is_success(), "{}", r.status());
+                    let status = r.status();
+                    if !status.is_success() {
+                        let log = std::fs::read_to_string(&logs).unwrap_or_default();
+                        let errors: Vec<&str> =
+                            log.lines().filter(|l| l.contains("ERROR") || l.contains("WARN")).collect();
+                        panic!(
+                            "{status}: {}\n{}",
+                            r.text().await.unwrap_or_default(),
+                            errors[errors.len().saturating_sub(8)..].join("\n")
+                        );
+                    }
                     sent.fetch_add(1, Ordering::Relaxed);
                     i += 1;
                 }
