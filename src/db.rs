@@ -183,6 +183,14 @@ impl Store {
         Ok(Self { db, link, fence: None, room_moves: Default::default(), vps_text: Default::default() })
     }
 
+    /// A new in-memory store with the schema up to date (unit tests).
+    #[cfg(test)]
+    pub(crate) async fn in_memory() -> Self {
+        let mut config = crate::config::Config::default();
+        config.database.url = "mem://".into();
+        Self::open(&config).await.expect("an in-memory store opens")
+    }
+
     /// Opens the store and brings its schema up to date.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let store = Self::connect(config).await?;
@@ -494,9 +502,7 @@ mod tests {
     /// every increment lands.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conflicting_transactions_are_run_again_until_they_commit() {
-        let mut config = Config::default();
-        config.database.url = "mem://".into();
-        let store = Store::open(&config).await.expect("store");
+        let store = Store::in_memory().await;
         store.execute("UPSERT counter:one SET n = 0", serde_json::json!({})).await.unwrap();
         let tx = "BEGIN TRANSACTION;
                   LET $n = (SELECT VALUE n FROM ONLY counter:one);

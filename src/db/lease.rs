@@ -147,12 +147,9 @@ pub(super) const CHECK: &str = "IF (SELECT VALUE fence FROM ONLY lease:work) != 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     async fn store() -> Store {
-        let mut config = Config::default();
-        config.database.url = "mem://".into();
-        Store::open(&config).await.expect("store")
+        Store::in_memory().await
     }
 
     #[test]

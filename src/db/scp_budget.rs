@@ -38,13 +38,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     #[tokio::test]
     async fn a_burst_then_one_per_interval() {
-        let mut config = Config::default();
-        config.database.url = "mem://".into();
-        let store = Store::open(&config).await.expect("store");
+        let store = Store::in_memory().await;
         // 60 a minute (one a second), two at once.
         assert_eq!(store.take_scp_budget("p/write", 60, 2).await.unwrap(), None);
         assert_eq!(store.take_scp_budget("p/write", 60, 2).await.unwrap(), None);

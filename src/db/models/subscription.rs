@@ -251,15 +251,12 @@ mod tests {
 
     use super::*;
     use crate::billing::{Customer, EventKind};
-    use crate::config::Config;
     use crate::db::models::activity::Level;
     use crate::db::models::operation::OpKind;
     use crate::db::models::vps::VpsPatch;
 
     async fn store() -> Store {
-        let mut c = Config::default();
-        c.database.url = "mem://".into();
-        Store::open(&c).await.expect("store")
+        Store::in_memory().await
     }
 
     fn template() -> Template {

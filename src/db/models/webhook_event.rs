@@ -261,9 +261,7 @@ mod tests {
     /// stored as given and recognised as duplicates the next time.
     #[tokio::test]
     async fn inbox_keys_are_bound_not_formatted() {
-        let mut config = crate::config::Config::default();
-        config.database.url = "mem://".into();
-        let store = Store::open(&config).await.expect("store");
+        let store = Store::in_memory().await;
         let keys = ["plain", "a], (DELETE webhook_event)", "⟩; REMOVE TABLE webhook_event; --", "x`y'z\"w"];
         let rows: Vec<InboxRow> = keys
             .iter()

@@ -148,13 +148,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::db::models::vps::{VpsId, VpsPatch, VpsState};
 
     async fn store() -> Store {
-        let mut c = Config::default();
-        c.database.url = "mem://".into();
-        Store::open(&c).await.expect("store")
+        Store::in_memory().await
     }
 
     async fn add(s: &Store, key: &str, name: &str, email: &str, state: &str) {
