@@ -306,8 +306,9 @@ impl Store {
         vps_patch: &super::vps::VpsPatch,
         (level, message, data): (super::activity::Level, String, Value),
     ) -> anyhow::Result<()> {
-        self.execute(
-            "BEGIN TRANSACTION;
+        let written = self
+            .execute(
+                "BEGIN TRANSACTION;
              UPDATE type::record('operation', $op) SET state = $state, last_error = $error,
                 finished_at = time::now(), updated_at = time::now();
              CREATE activity CONTENT { at: time::now(), level: $level, actor: 'system', subject: 'vps:' + $vps,
@@ -320,17 +321,18 @@ impl Store {
                  WHERE vps = $vps AND kind = 'delete' AND state IN ['queued', 'held'] AND created_at < $since;
              };
              COMMIT TRANSACTION;",
-            json!({
-                "op": op, "state": state, "error": error, "vps": vps, "patch": vps_patch,
-                "cancel_deletes": state == OpState::Succeeded && vps_patch.delete_after == Some(None),
-                "level": level.as_str(), "message": message, "data": data,
-            }),
-        )
-        .await?;
+                json!({
+                    "op": op, "state": state, "error": error, "vps": vps, "patch": vps_patch,
+                    "cancel_deletes": state == OpState::Succeeded && vps_patch.delete_after == Some(None),
+                    "level": level.as_str(), "message": message, "data": data,
+                }),
+            )
+            .await;
+        // Counted even when the write's outcome is not known: placement then sums the store.
         if vps_patch.moves_room() {
             self.room_moved();
         }
-        Ok(())
+        written
     }
 
     /// Queues an operation asked for outside the billing flow: by an admin (`requested_by` =

@@ -221,26 +221,29 @@ impl Store {
             };
             COMMIT TRANSACTION;";
         let (inbox_key, inbox_fp) = w.inbox.clone().unzip();
-        self.execute(
-            sql,
-            json!({
-                "source": w.source, "customer_key": customer_key, "customer_id": event.customer.id,
-                "customer_name": event.customer.name, "customer_email": event.customer.email,
-                "sub_key": w.subscription_key, "sub_external": w.subscription_external_id,
-                "sub_status": w.subscription_status, "plan_key": w.plan_key,
-                "occurred_at": w.occurred_at.map(|t| t.to_rfc3339()),
-                "new_vps": new_vps, "states": states, "ops": ops, "cancel_deletes": w.cancel_pending_deletes_of,
-                "inbox_key": inbox_key, "inbox_fp": inbox_fp,
-                "activity": w.activity.as_ref().map(|a| json!({
-                    "actor": a.actor, "subject": a.subject, "message": a.message, "data": a.data,
-                })),
-            }),
-        )
-        .await?;
-        if !w.vps_states.is_empty() {
-            // VPSs that go give their room back.
+        let written = self
+            .execute(
+                sql,
+                json!({
+                    "source": w.source, "customer_key": customer_key, "customer_id": event.customer.id,
+                    "customer_name": event.customer.name, "customer_email": event.customer.email,
+                    "sub_key": w.subscription_key, "sub_external": w.subscription_external_id,
+                    "sub_status": w.subscription_status, "plan_key": w.plan_key,
+                    "occurred_at": w.occurred_at.map(|t| t.to_rfc3339()),
+                    "new_vps": new_vps, "states": states, "ops": ops, "cancel_deletes": w.cancel_pending_deletes_of,
+                    "inbox_key": inbox_key, "inbox_fp": inbox_fp,
+                    "activity": w.activity.as_ref().map(|a| json!({
+                        "actor": a.actor, "subject": a.subject, "message": a.message, "data": a.data,
+                    })),
+                }),
+            )
+            .await;
+        // VPSs that go give their room back; and a write whose outcome is not known (a
+        // server that stopped answering) may have placed a VPS: placement sums the store again.
+        if written.is_err() || !w.vps_states.is_empty() {
             self.room_moved();
         }
+        written?;
         Ok(op_ids)
     }
 }

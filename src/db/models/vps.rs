@@ -190,15 +190,17 @@ impl Store {
 
     /// Updates a VPS's fields (only those given).
     pub async fn update_vps(&self, id: &VpsId, patch: &VpsPatch) -> anyhow::Result<()> {
-        self.execute(
-            "UPDATE type::record('vps', $id) MERGE object::extend($patch, { updated_at: time::now() });",
-            json!({ "id": id, "patch": patch }),
-        )
-        .await?;
+        let written = self
+            .execute(
+                "UPDATE type::record('vps', $id) MERGE object::extend($patch, { updated_at: time::now() });",
+                json!({ "id": id, "patch": patch }),
+            )
+            .await;
+        // Counted even when the write's outcome is not known: placement then sums the store.
         if patch.moves_room() {
             self.room_moved();
         }
-        Ok(())
+        written
     }
 }
 
