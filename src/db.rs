@@ -300,7 +300,8 @@ impl Store {
         self.room_moves.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Notes a write that gave room in an AZ back or moved it (called once it is committed).
+    /// Notes a write that gave room in an AZ back or moved it (called after the write, also
+    /// when it failed: a write whose outcome is not known may have committed).
     pub fn room_moved(&self) {
         self.room_moves.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }

@@ -283,14 +283,20 @@ impl Store {
         vps: &VpsId,
         running: Option<super::vps::VpsState>,
     ) -> anyhow::Result<()> {
-        self.execute(
-            "BEGIN TRANSACTION;
+        let written = self
+            .execute(
+                "BEGIN TRANSACTION;
              UPDATE type::record('operation', $op) MERGE object::extend($patch, { updated_at: time::now() });
              IF $running { UPDATE type::record('vps', $vps) SET state = $running, updated_at = time::now(); };
              COMMIT TRANSACTION;",
-            json!({ "op": op, "patch": patch, "vps": vps, "running": running }),
-        )
-        .await
+                json!({ "op": op, "patch": patch, "vps": vps, "running": running }),
+            )
+            .await;
+        // A deletion under way gives its room back (counted even when the outcome is not known).
+        if running.is_some_and(super::vps::VpsState::gives_room_back) {
+            self.room_moved();
+        }
+        written
     }
 
     /// Marks the finish of an operation, sets the VPS state and writes the activity-log entry

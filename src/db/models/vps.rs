@@ -45,6 +45,11 @@ pub enum VpsState {
 }
 
 impl VpsState {
+    /// Whether a VPS in this state no longer takes room in its AZ: it failed or is going.
+    pub fn gives_room_back(self) -> bool {
+        matches!(self, Self::Failed | Self::Deleting | Self::Deleted)
+    }
+
     /// A VPS that still has (or is getting) a VM.
     pub fn is_live(self) -> bool {
         !matches!(self, Self::Deleted)
@@ -167,9 +172,7 @@ impl VpsPatch {
     /// Whether writing this gives room in an AZ back or moves it: the VPS fails or goes, or
     /// its hardware or template (and so perhaps its AZ) changes.
     pub fn moves_room(&self) -> bool {
-        matches!(self.state, Some(VpsState::Failed | VpsState::Deleting | VpsState::Deleted))
-            || self.spec.is_some()
-            || self.template_row.is_some()
+        self.state.is_some_and(VpsState::gives_room_back) || self.spec.is_some() || self.template_row.is_some()
     }
 }
 
@@ -413,8 +416,9 @@ pub struct ManualVpsRow<'a> {
 impl Store {
     /// Writes a VPS made by hand, its create operation and the activity row in one transaction.
     pub async fn create_manual_vps(&self, v: &ManualVpsRow<'_>) -> anyhow::Result<()> {
-        self.execute(
-            "BEGIN TRANSACTION;
+        let written = self
+            .execute(
+                "BEGIN TRANSACTION;
              CREATE type::record('vps', $id) CONTENT {
                  name: $name, state: 'pending', source: 'manual', customer_name: $cname, customer_email: $cemail,
                  customer_id: '', template: $template, spec: $spec, template_row: $row, ips: [],
@@ -427,15 +431,16 @@ impl Store {
              CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $id,
                  message: $actor + ' created a VPS by hand', data: { template: $template } };
              COMMIT TRANSACTION;",
-            json!({
-                "id": v.id, "name": v.name, "cname": v.customer_name, "cemail": v.customer_email,
-                "template": v.template.name, "spec": v.spec, "row": v.template, "op": v.operation, "actor": v.actor,
-            }),
-        )
-        .await?;
-        // Placed outside the subscription actor's placement: it reads the AZ's sum again.
+                json!({
+                    "id": v.id, "name": v.name, "cname": v.customer_name, "cemail": v.customer_email,
+                    "template": v.template.name, "spec": v.spec, "row": v.template, "op": v.operation, "actor": v.actor,
+                }),
+            )
+            .await;
+        // Placed outside the subscription actor's placement: it reads the AZ's sum again
+        // (also when the write's outcome is not known).
         self.room_moved();
-        Ok(())
+        written
     }
 }
 
