@@ -248,9 +248,10 @@ async fn scp_faults_and_kills_converge_without_an_admin() {
         .await;
     let open: Vec<&Value> =
         ops.iter().filter(|o| !matches!(o["state"].as_str(), Some("succeeded" | "cancelled"))).collect();
-    assert!(converged.is_some(), "SCP did not settle within 240 s of the faults ending; open operations: {open:?}");
     assert!(open.is_empty(), "every operation finished by itself, none dead: {open:?}");
 
+    // What follows says which VPS or VM differs when SCP did not settle; the settling is
+    // checked last, so a failure names the subscription rather than only the wait.
     let vms = sim_vms(&sim);
     let mut by_tag: BTreeMap<&str, Vec<&(String, String, bool, bool)>> = BTreeMap::new();
     for vm in &vms {
@@ -281,6 +282,11 @@ async fn scp_faults_and_kills_converge_without_an_admin() {
         assert!(active.contains(&vm.0), "orphan VM {vm:?}");
     }
     assert_eq!(vms.len(), expected_live, "live VMs");
+    let unsettled: Vec<_> = vms.iter().filter(|v| v.1 != "running" || !v.2 || v.3).collect();
+    assert!(
+        converged.is_some(),
+        "SCP did not settle within 240 s of the faults ending; VMs not running, without an address or busy: {unsettled:?}"
+    );
 
     let attempts: Vec<u64> = ops.iter().map(|o| o["attempt_seq"].as_u64().unwrap_or(1)).collect();
     let retried = attempts.iter().filter(|a| **a > 1).count();
