@@ -18,6 +18,7 @@ use surrealdb::opt::auth::Root;
 use crate::config::Config;
 
 mod catalogue;
+pub use catalogue::Catalogued;
 pub mod inbox;
 pub mod lease;
 pub mod link;
@@ -39,6 +40,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (11, "the SCP budget nodes share", include_str!("db/migrations/0011_scp_budget.surql")),
     (12, "the inbox backlog in arrival order", include_str!("db/migrations/0012_inbox_backlog.surql")),
     (13, "VPS search index apart from the VPS rows", include_str!("db/migrations/0013_vps_search_apart.surql")),
+    (14, "a mark of the catalogue's last change", include_str!("db/migrations/0014_catalogue_version.surql")),
 ];
 
 /// The schema version this binary writes.
@@ -133,6 +135,8 @@ pub struct Store {
     room_moves: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Held by the pass that brings the VPS search index up to date (one at a time).
     vps_text: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The catalogue last read (see [`catalogue`]).
+    catalogue: std::sync::Arc<catalogue::CatalogueCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -180,7 +184,14 @@ impl Store {
         };
         with_db!(&db, db => db.use_ns(config.database.namespace.as_str()).use_db(config.database.database.as_str()).await)
             .context("cannot select the namespace and database")?;
-        Ok(Self { db, link, fence: None, room_moves: Default::default(), vps_text: Default::default() })
+        Ok(Self {
+            db,
+            link,
+            fence: None,
+            room_moves: Default::default(),
+            vps_text: Default::default(),
+            catalogue: Default::default(),
+        })
     }
 
     /// A new in-memory store with the schema up to date (unit tests).

@@ -361,8 +361,8 @@ impl Apply {
         event: &BillingEvent,
         plan_key: &str,
     ) -> anyhow::Result<Result<Template, String>> {
-        let mut catalogue = self.store.catalogue().await?;
-        catalogue.mappings.retain(|m| m.source == source);
+        let catalogued = self.store.catalogued().await?;
+        let catalogue = catalogued.for_source(source);
         let mut event = event.clone();
         event.plan_key = Some(plan_key.to_string());
         let settings = self.config.sources.get(source).map(|s| s.settings.clone()).unwrap_or_default();
@@ -384,7 +384,7 @@ impl Apply {
                 return Ok(Err(format!("plan {plan_key:?} of source {source:?}: {reason}")));
             }
         };
-        Ok(match self.store.template_by_name(&name).await? {
+        Ok(match catalogued.templates.get(&name).cloned() {
             Some(t) if t.enabled => Ok(t),
             Some(_) => Err(format!("plan {plan_key:?} maps to template {name:?}, which is disabled")),
             None => Err(format!("plan {plan_key:?} maps to template {name:?}, which does not exist")),
