@@ -12,6 +12,7 @@
 //! left it half-built, before creating again. Destructive steps check the tag first and refuse
 //! a VM vmauto does not own; a VM already gone counts as deleted.
 
+mod password;
 mod power;
 mod restore;
 mod route;
@@ -23,8 +24,8 @@ use actix::Addr;
 use serde_json::{Value, json};
 
 use crate::actors::gateway::{
-    CreateServer, DeleteServer, FindServersByTag, GetServer, PowerOff, RebootServer, ResizeDisk, SangforGateway,
-    SetPassword, StartServer, UpdateCompute, WaitTask,
+    CreateServer, DeleteServer, FindServersByTag, GetServer, PowerOff, ResizeDisk, SangforGateway, StartServer,
+    UpdateCompute, WaitTask,
 };
 use crate::db::Store;
 use crate::lifecycle::Level;
@@ -32,7 +33,7 @@ use crate::lifecycle::{OpKind, OpPatch, Operation, Spec, Template, TemplateName,
 use crate::provider::{
     NicSpec, OpKey, ProviderError, ProviderResult, Server, ServerId, ServerSpec, ServerStatus, TaskId,
 };
-use crate::secrets::{Sealer, generate_password};
+use crate::secrets::Sealer;
 
 /// How long a new VM may take to report its IP address.
 pub const IP_WAIT: Duration = Duration::from_secs(600);
@@ -87,8 +88,8 @@ pub async fn execute(cx: &ExecContext, op: &Operation) -> Outcome {
         OpKind::Resume => resume(cx, op).await,
         OpKind::Delete => delete(cx, op).await,
         OpKind::Resize => resize(cx, op).await,
-        OpKind::SetPassword => set_password(cx, op).await,
-        OpKind::Reset => reset(cx, op).await,
+        OpKind::SetPassword => password::set_password(cx, op).await,
+        OpKind::Reset => password::reset(cx, op).await,
         OpKind::Rebuild => rebuild(cx, op).await,
         OpKind::Power => power::power(cx, op).await,
         OpKind::Restore => restore::restore(cx, op).await,
@@ -116,9 +117,16 @@ async fn save_task(cx: &ExecContext, op: &Operation, task: &TaskId) -> Step<()> 
     cx.store.update_operation(&op.id, &OpPatch::waiting_on(task.as_str())).await.map_err(store_err)
 }
 
+/// Waits for a task whose id was saved on the operation, then forgets it.
 async fn wait(cx: &ExecContext, op: &Operation, task: TaskId) -> Step<()> {
-    call(cx, WaitTask { task_id: task, timeout: None }).await?.map_err(Outcome::from)?;
+    wait_unsaved(cx, task).await?;
     cx.store.update_operation(&op.id, &OpPatch::task_done()).await.map_err(store_err)
+}
+
+/// Waits for a task that was not saved (a step that is run again under the same key after a
+/// crash): nothing to forget, so nothing is written.
+async fn wait_unsaved(cx: &ExecContext, task: TaskId) -> Step<()> {
+    call(cx, WaitTask { task_id: task, timeout: None }).await?.map(drop).map_err(Outcome::from)
 }
 
 /// Starts a task, saves its id, waits for it.
@@ -135,15 +143,20 @@ fn key(op: &Operation, step: &str) -> OpKey {
     OpKey::new(base).step(step)
 }
 
-/// Merges `patch` into the operation's params and saves them, before the step that needs
-/// them runs; answers the merged params.
-async fn save_params(cx: &ExecContext, op: &Operation, patch: Value) -> Step<Value> {
+/// Merges `patch` into the operation's params and saves them (with `vps`, the VPS's fields
+/// to change in the same transaction), before the step that needs them runs; answers the
+/// merged params.
+async fn save_params(cx: &ExecContext, op: &Operation, patch: Value, vps: Option<&VpsPatch>) -> Step<Value> {
     let mut params = if op.params.is_object() { op.params.clone() } else { json!({}) };
     if let (Some(p), Some(e)) = (params.as_object_mut(), patch.as_object()) {
         p.extend(e.clone());
     }
     let saved = OpPatch { params: Some(params.clone()), ..OpPatch::default() };
-    cx.store.update_operation(&op.id, &saved).await.map_err(store_err)?;
+    match vps {
+        Some(vps) => cx.store.update_operation_and_vps(&op.id, &saved, &op.vps, vps).await,
+        None => cx.store.update_operation(&op.id, &saved).await,
+    }
+    .map_err(store_err)?;
     Ok(params)
 }
 
@@ -315,8 +328,7 @@ async fn create(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     // The VM runs with an address: show it while the password step (which can fail and be
     // retried alone) finishes.
     let shown = VpsPatch { ips: Some(server.ips.clone()), vm_name: Some(server.name.clone()), ..VpsPatch::default() };
-    cx.store.update_vps(&op.vps, &shown).await.map_err(store_err)?;
-    let sealed = new_root_password(cx, op, &server_id).await?;
+    let sealed = password::new_root_password(cx, op, &server_id, Some(&shown)).await?;
     Ok(VpsPatch {
         state: Some(VpsState::Active),
         server_id: Some(server_id),
@@ -444,60 +456,25 @@ async fn resize(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
         )
         .await?
         .map_err(Outcome::from)?;
-        wait(cx, op, task).await?;
+        wait_unsaved(cx, task).await?;
     }
     let disk_mb = spec.disk_gb * 1024;
     if disk_mb > server.disk_mb {
         let task = call(cx, ResizeDisk { server_id: sid.clone(), op: key(op, "disk"), size_mb: disk_mb })
             .await?
             .map_err(Outcome::from)?;
-        wait(cx, op, task).await?;
+        wait_unsaved(cx, task).await?;
     }
     let now = call(cx, GetServer { server_id: sid.clone() }).await?.map_err(Outcome::from)?;
     if now.power == crate::provider::Power::Off {
         let task = call(cx, StartServer { server_id: sid, op: key(op, "start") }).await?.map_err(Outcome::from)?;
-        wait(cx, op, task).await?;
+        wait_unsaved(cx, task).await?;
     }
     Ok(VpsPatch {
         state: Some(VpsState::Active),
         spec: Some(spec),
         template: op.params.get("template").and_then(Value::as_str).map(TemplateName::from),
         template_row: op.params.get("template_row").and_then(|r| serde_json::from_value(r.clone()).ok()),
-        ..VpsPatch::default()
-    })
-}
-
-async fn set_password(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
-    let server_id = server_id_of(cx, op).await?.ok_or_else(|| Outcome::Fail("the VPS has no VM".into()))?;
-    owned_server(cx, op, &server_id).await?.ok_or_else(|| Outcome::Fail(format!("VM {server_id} is gone")))?;
-    let sealed = new_root_password(cx, op, &server_id).await?;
-    Ok(VpsPatch { state: Some(VpsState::Active), root_password: Some(sealed), ..VpsPatch::default() })
-}
-
-/// Reset: a power cycle (a forced reboot of a running VM, a start of a stopped one), then a new
-/// root password once the guest is back.
-async fn reset(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
-    let server_id = server_id_of(cx, op).await?.ok_or_else(|| Outcome::Fail("the VPS has no VM".into()))?;
-    let server =
-        owned_server(cx, op, &server_id).await?.ok_or_else(|| Outcome::Fail(format!("VM {server_id} is gone")))?;
-    if let Some(task) = &op.task_id {
-        // Resumed while this attempt's power cycle ran: it is done once the task is.
-        wait(cx, op, TaskId::new(task.clone())).await?;
-    } else {
-        let sid = ServerId::new(&server_id);
-        let task = if server.power == crate::provider::Power::Off {
-            call(cx, StartServer { server_id: sid, op: key(op, "power-cycle") }).await?
-        } else {
-            call(cx, RebootServer { server_id: sid, op: key(op, "power-cycle"), force: true }).await?
-        };
-        run_task(cx, op, task).await?;
-    }
-    let server = wait_for_ip(cx, op, &server_id).await?;
-    let sealed = new_root_password(cx, op, &server_id).await?;
-    Ok(VpsPatch {
-        state: Some(VpsState::Active),
-        ips: Some(server.ips),
-        root_password: Some(sealed),
         ..VpsPatch::default()
     })
 }
@@ -523,7 +500,7 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
         Some(v) => v.as_str().map(str::to_owned),
         None => {
             let old = server_id_of(cx, &op).await?;
-            op.params = save_params(cx, &op, json!({ "old_server_id": old })).await?;
+            op.params = save_params(cx, &op, json!({ "old_server_id": old }), None).await?;
             old
         }
     };
@@ -536,7 +513,7 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     }
     let new_id = ensure_vm(cx, &op, &template, &image_id, old.as_deref()).await?;
     let server = wait_for_ip(cx, &op, &new_id).await?;
-    let sealed = new_root_password(cx, &op, &new_id).await?;
+    let sealed = password::new_root_password(cx, &op, &new_id, None).await?;
     // The VPS points at the new VM from here on; the old one is deleted next.
     cx.store
         .update_vps(
@@ -567,32 +544,4 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
         rebuilt_at: Some(chrono::Utc::now().to_rfc3339()),
         ..VpsPatch::default()
     })
-}
-
-/// Sets a new root password through SCP and returns it sealed for the store. The password is
-/// sealed into the operation before SCP is asked, so a crash during this attempt replays the
-/// same password under the same key instead of storing one SCP never set.
-async fn new_root_password(cx: &ExecContext, op: &Operation, server_id: &str) -> Step<String> {
-    let place = crate::secrets::root_password_place(op.vps.as_str());
-    let pending = op.params.get("pending_password");
-    let reuse = pending
-        .filter(|p| p["attempt"].as_u64() == Some(u64::from(op.attempt_seq)) && p["server_id"] == json!(server_id))
-        .and_then(|p| p["sealed"].as_str())
-        .and_then(|sealed| cx.sealer.open(sealed, &place).ok().map(|pw| (pw, sealed.to_string())));
-    let (password, sealed) = match reuse {
-        Some(found) => found,
-        None => {
-            let password = generate_password();
-            let sealed = cx.sealer.seal(&password, &place);
-            let patch =
-                json!({ "pending_password": { "attempt": op.attempt_seq, "server_id": server_id, "sealed": sealed } });
-            save_params(cx, op, patch).await?;
-            (password, sealed)
-        }
-    };
-    let task = call(cx, SetPassword { server_id: ServerId::new(server_id), op: key(op, "password"), password })
-        .await?
-        .map_err(Outcome::from)?;
-    wait(cx, op, task).await?;
-    Ok(sealed)
 }

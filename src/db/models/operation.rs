@@ -263,6 +263,30 @@ impl Store {
         .await
     }
 
+    /// Updates an operation's progress fields and a VPS's fields in one transaction.
+    pub async fn update_operation_and_vps(
+        &self,
+        op: &OperationId,
+        patch: &OpPatch,
+        vps: &VpsId,
+        vps_patch: &super::vps::VpsPatch,
+    ) -> anyhow::Result<()> {
+        let written = self
+            .execute(
+                "BEGIN TRANSACTION;
+                 UPDATE type::record('operation', $op) MERGE object::extend($patch, { updated_at: time::now() });
+                 UPDATE type::record('vps', $vps) MERGE object::extend($vps_patch, { updated_at: time::now() });
+                 COMMIT TRANSACTION;",
+                json!({ "op": op, "patch": patch, "vps": vps, "vps_patch": vps_patch }),
+            )
+            .await;
+        // Counted even when the write's outcome is not known: placement then sums the store.
+        if vps_patch.moves_room() {
+            self.room_moved();
+        }
+        written
+    }
+
     /// Schedules a retry: the next attempt time; the failed attempt's task is forgotten, so the
     /// next attempt looks at SCP afresh instead of waiting on a task that has ended.
     pub async fn retry_operation_at(&self, id: &OperationId, at: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
