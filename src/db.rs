@@ -106,11 +106,25 @@ async fn open_embedded(
     let engine = surrealdb_cnf::ConfigMap::empty()
         .with_key_value("surrealkv_max_memtable_size", (config.memtable_mib * MIB).to_string())
         .with_key_value("surrealkv_block_cache_capacity", (config.cache_mib * MIB).to_string());
-    let datastore = surrealdb_core::kvs::Datastore::builder()
-        .with_config(engine)
-        .without_maintenance_tasks()
-        .build_with_path(url)
-        .await?;
+    let build = || {
+        surrealdb_core::kvs::Datastore::builder()
+            .with_config(engine.clone())
+            .without_maintenance_tasks()
+            .build_with_path(url)
+    };
+    if left_a_log(url) {
+        // SurrealKV 0.21 opens its log's writer before it replays the log; when a crash cut
+        // the log's last record short, the replay repairs the log by writing a new file in
+        // place of the old one, and the writer goes on appending to the replaced file, which
+        // no later start reads: what this start acknowledged would be lost at the next crash.
+        // So a store whose last stop was not clean is opened once to replay (and repair) its
+        // log and closed, which writes everything out and removes the log, then opened for
+        // use with a log of its own.
+        let replayed = build().await?;
+        replayed.shutdown().await.context("cannot write out the store after replaying its log")?;
+        drop(replayed);
+    }
+    let datastore = build().await?;
     // The version key first: a maintenance task writing before it would make a new store
     // look like one from before versioned stores.
     datastore.check_version().await?;
@@ -118,6 +132,14 @@ async fn open_embedded(
     datastore.start_maintenance_tasks();
     let db = Surreal::<Db>::unstable_from_datastore(datastore.clone(), None).await?;
     Ok((db, datastore))
+}
+
+/// Whether the SurrealKV store at `url` has a log with records in it: its last stop was not
+/// clean (a clean stop writes everything out and removes the log).
+fn left_a_log(url: &str) -> bool {
+    let Some(path) = url.strip_prefix("surrealkv://") else { return false };
+    let Ok(entries) = std::fs::read_dir(std::path::Path::new(path).join("wal")) else { return false };
+    entries.flatten().any(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() > 0))
 }
 
 /// A handle on the store; cheap to clone.

@@ -430,3 +430,80 @@ async fn sigkill_at_any_point_loses_and_duplicates_nothing() {
     );
     sim.stop().await;
 }
+
+/// Sends `bodies` one at a time until each gets a 2xx; answers their inbox ids.
+async fn acknowledged(p: &Proc, bodies: &[Value]) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let url = p.url(&format!("/webhooks/ghl/{TOKEN}"));
+    let mut ids = Vec::new();
+    for body in bodies {
+        let answer: Value = loop {
+            match http.post(&url).json(body).timeout(Duration::from_secs(5)).send().await {
+                Ok(r) if r.status().is_success() => break r.json().await.expect("answer"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        ids.push(answer["id"].as_str().expect("inbox id").to_string());
+    }
+    ids
+}
+
+/// A crash can cut the last record of the store's log short; the next start repairs the log.
+/// What that start acknowledges must survive the crash after it as well (the storage engine
+/// wrote it to the log file the repair had replaced, until the appliance opened such a store
+/// twice).
+#[actix_web::test]
+async fn what_a_start_after_a_torn_log_acknowledges_survives_the_next_crash() {
+    vmauto::init_crypto();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = vmauto::sim::start(SimConfig::default()).await.expect("simulator starts");
+    let mut p = Proc::new(dir.path(), &sim, "", "");
+    let batch = |from: usize| -> Vec<Value> {
+        (from..from + 5).map(|i| crash_workflow("subscribe", &format!("torn-{i}"), "no-such-plan")).collect()
+    };
+    p.start().await;
+    let mut ids = acknowledged(&p, &batch(0)).await;
+    p.kill();
+
+    // The tail of a record the crash cut short: a header whose length runs past its block.
+    let wal = dir.path().join("store/wal");
+    let segment = std::fs::read_dir(&wal)
+        .expect("the store's log")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a log segment");
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    const BLOCK: usize = 32 * 1024;
+    if BLOCK - bytes.len() % BLOCK < 16 {
+        bytes.resize(bytes.len().next_multiple_of(BLOCK), 0);
+    }
+    bytes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0x7f, 0xff, 1, 42, 42, 42]);
+    std::fs::write(&segment, bytes).expect("torn tail written");
+
+    p.start().await;
+    let logs = || {
+        let mut all = String::new();
+        for e in std::fs::read_dir(dir.path()).expect("data dir").flatten() {
+            if e.path().extension().is_some_and(|x| x == "log") {
+                all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        all
+    };
+    assert!(logs().contains("Attempting repair"), "the start found the torn record and repaired the log");
+    ids.extend(acknowledged(&p, &batch(5)).await);
+    p.kill();
+
+    p.start().await;
+    p.stop();
+    let stored: Vec<String> = p
+        .with_store(async |s| {
+            s.query_one("SELECT VALUE record::id(id) FROM webhook_event", json!({}), 0).await.expect("inbox")
+        })
+        .await;
+    let missing: Vec<&String> = ids.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(missing.is_empty(), "acknowledged webhooks missing from the inbox: {missing:?} of {ids:?}");
+    sim.stop().await;
+}
