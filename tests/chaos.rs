@@ -10,7 +10,7 @@
 //! cancelled one (grace 0) has none, no VM is doubled or orphaned, no operation is dead.
 //!
 //! `CHAOS_SUBS` sizes the run (150 subscriptions, ≈300 events by default); the figures are
-//! printed at the end.
+//! printed at the end. `CHAOS_KEEP=1` keeps the run's data directory (store and logs).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -165,7 +165,12 @@ async fn scp_faults_and_kills_converge_without_an_admin() {
     vmauto::init_crypto();
     let started = Instant::now();
     let n = subs();
-    let dir = tempfile::tempdir().expect("tempdir");
+    // CHAOS_KEEP=1 keeps the data directory (the store, each start's log) and prints where.
+    let keep = std::env::var_os("CHAOS_KEEP").is_some();
+    let dir = tempfile::Builder::new().disable_cleanup(keep).tempdir().expect("tempdir");
+    if keep {
+        eprintln!("chaos: data directory {}", dir.path().display());
+    }
     let sim =
         vmauto::sim::start(SimConfig { task_ms: 150, ip_delay_ms: 100, capacity_factor: 8, ..SimConfig::default() })
             .await
@@ -229,7 +234,7 @@ async fn scp_faults_and_kills_converge_without_an_admin() {
     let converged = settled(&sim, expected_live, Duration::from_secs(3), Duration::from_secs(240)).await;
     p.stop();
 
-    let (vps, ops) = p
+    let (vps, ops, inbox) = p
         .with_store(async |s| {
             let vps: Vec<Value> = s
                 .query_one("SELECT record::id(id) AS id, subscription, state, server_id, ips FROM vps", json!({}), 0)
@@ -243,9 +248,22 @@ async fn scp_faults_and_kills_converge_without_an_admin() {
                 )
                 .await
                 .expect("operations");
-            (vps, ops)
+            let inbox: Vec<Value> = s
+                .query_one(
+                    "SELECT record::id(id) AS key, status, outcomes, applied, events.map(|$e| $e.subscription_id) AS subs,
+                        <string>received_at AS received_at FROM webhook_event",
+                    json!({}),
+                    0,
+                )
+                .await
+                .expect("inbox");
+            (vps, ops, inbox)
         })
         .await;
+    // What the inbox holds of a subscription's webhooks, for the messages below.
+    let story = |i: usize| -> Vec<&Value> {
+        inbox.iter().filter(|r| r["subs"].as_array().is_some_and(|a| a.contains(&json!(sub_name(i))))).collect()
+    };
     let open: Vec<&Value> =
         ops.iter().filter(|o| !matches!(o["state"].as_str(), Some("succeeded" | "cancelled"))).collect();
     assert!(open.is_empty(), "every operation finished by itself, none dead: {open:?}");
@@ -262,7 +280,7 @@ async fn scp_faults_and_kills_converge_without_an_admin() {
         let mine: Vec<&Value> =
             vps.iter().filter(|v| v["subscription"] == json!(key) && v["state"] != "deleted").collect();
         if live(i) {
-            assert_eq!(mine.len(), 1, "{}: exactly one VPS: {mine:?}", sub_name(i));
+            assert_eq!(mine.len(), 1, "{}: exactly one VPS: {mine:?}; its webhooks: {:?}", sub_name(i), story(i));
             let v = mine[0];
             assert_eq!(v["state"], "active", "{}: {v}", sub_name(i));
             assert!(v["ips"].as_array().is_some_and(|a| !a.is_empty()), "{}: its address: {v}", sub_name(i));
@@ -270,7 +288,12 @@ async fn scp_faults_and_kills_converge_without_an_admin() {
             let found = by_tag.get(tag.as_str()).map_or(0, Vec::len);
             assert_eq!(found, 1, "{}: exactly one running VM with tag {tag}", sub_name(i));
         } else {
-            assert!(mine.is_empty(), "{}: a cancelled subscription keeps no VPS: {mine:?}", sub_name(i));
+            assert!(
+                mine.is_empty(),
+                "{}: a cancelled subscription keeps no VPS: {mine:?}; its webhooks: {:?}",
+                sub_name(i),
+                story(i)
+            );
         }
     }
     let active: Vec<String> = vps
