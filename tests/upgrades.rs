@@ -579,27 +579,22 @@ async fn a_hammered_customer_link_costs_scp_one_read_and_gets_429_and_a_slow_scp
     s.sim.clear_faults();
 
     // A link opened far more often than a person would: one SCP read serves every view, and
-    // past the link's budget the page answers 429.
-    // The budget is counted per minute of the clock: a run that crosses into the next minute
-    // is made again with a new link from a new address.
+    // past the link's budget (counted per minute of the clock: a run that crosses into the
+    // next minute is made again, with a new link from a new address) the page answers 429.
     let overview = |state: &Value| state["requests"]["GET /janus/{v}/overview"].as_u64().unwrap_or(0);
-    let minute = || chrono::Utc::now().timestamp() / 60;
-    let (mut statuses, mut before) = (Vec::new(), 0);
-    for run in 0..3 {
+    let (mut statuses, mut before, per_minute) = (Vec::new(), 0, vmauto::http::upgrade::LINK_REQUESTS_PER_MINUTE);
+    for run in 0..3u8 {
         let token = token_of(&issue(&s, &active_vps(&s, &format!("sub-hammer-{run}")).await).await.url);
-        let started = minute();
-        before = overview(&s.sim_state().await);
-        statuses.clear();
-        for _ in 0..vmauto::http::upgrade::LINK_REQUESTS_PER_MINUTE + 5 {
+        let started = chrono::Utc::now().timestamp() / 60;
+        (before, statuses) = (overview(&s.sim_state().await), Vec::new());
+        for _ in 0..per_minute + 5 {
             statuses.push(page(token.clone(), format!("198.51.100.{}", 2 + run)).await.status().as_u16());
         }
-        if minute() == started {
+        if chrono::Utc::now().timestamp() / 60 == started {
             break;
         }
     }
-    let served = statuses.iter().filter(|s| **s == 200).count() as u32;
-    assert_eq!(served, vmauto::http::upgrade::LINK_REQUESTS_PER_MINUTE, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count() as u32, per_minute, "{statuses:?}");
     assert!(statuses.ends_with(&[429, 429, 429, 429, 429]), "past the link's budget: {statuses:?}");
-    let reads = overview(&s.sim_state().await) - before;
-    assert_eq!(reads, 1, "one capacity read served every page view");
+    assert_eq!(overview(&s.sim_state().await) - before, 1, "one capacity read served every page view");
 }
