@@ -271,20 +271,15 @@ impl Store {
         vps: &VpsId,
         vps_patch: &super::vps::VpsPatch,
     ) -> anyhow::Result<()> {
-        let written = self
-            .execute(
-                "BEGIN TRANSACTION;
+        self.execute_moving_room(
+            "BEGIN TRANSACTION;
                  UPDATE type::record('operation', $op) MERGE object::extend($patch, { updated_at: time::now() });
                  UPDATE type::record('vps', $vps) MERGE object::extend($vps_patch, { updated_at: time::now() });
                  COMMIT TRANSACTION;",
-                json!({ "op": op, "patch": patch, "vps": vps, "vps_patch": vps_patch }),
-            )
-            .await;
-        // Counted even when the write's outcome is not known: placement then sums the store.
-        if vps_patch.moves_room() {
-            self.room_moved();
-        }
-        written
+            json!({ "op": op, "patch": patch, "vps": vps, "vps_patch": vps_patch }),
+            vps_patch.moves_room(),
+        )
+        .await
     }
 
     /// Schedules a retry: the next attempt time; the failed attempt's task is forgotten, so the
@@ -307,20 +302,15 @@ impl Store {
         vps: &VpsId,
         running: Option<super::vps::VpsState>,
     ) -> anyhow::Result<()> {
-        let written = self
-            .execute(
-                "BEGIN TRANSACTION;
+        self.execute_moving_room(
+            "BEGIN TRANSACTION;
              UPDATE type::record('operation', $op) MERGE object::extend($patch, { updated_at: time::now() });
              IF $running { UPDATE type::record('vps', $vps) SET state = $running, updated_at = time::now(); };
              COMMIT TRANSACTION;",
-                json!({ "op": op, "patch": patch, "vps": vps, "running": running }),
-            )
-            .await;
-        // A deletion under way gives its room back (counted even when the outcome is not known).
-        if running.is_some_and(super::vps::VpsState::gives_room_back) {
-            self.room_moved();
-        }
-        written
+            json!({ "op": op, "patch": patch, "vps": vps, "running": running }),
+            running.is_some_and(super::vps::VpsState::gives_room_back),
+        )
+        .await
     }
 
     /// Marks the finish of an operation, sets the VPS state and writes the activity-log entry
@@ -336,9 +326,8 @@ impl Store {
         vps_patch: &super::vps::VpsPatch,
         (level, message, data): (super::activity::Level, String, Value),
     ) -> anyhow::Result<()> {
-        let written = self
-            .execute(
-                "BEGIN TRANSACTION;
+        self.execute_moving_room(
+            "BEGIN TRANSACTION;
              UPDATE type::record('operation', $op) SET state = $state, last_error = $error,
                 finished_at = time::now(), updated_at = time::now();
              CREATE activity CONTENT { at: time::now(), level: $level, actor: 'system', subject: 'vps:' + $vps,
@@ -351,18 +340,14 @@ impl Store {
                  WHERE vps = $vps AND kind = 'delete' AND state IN ['queued', 'held'] AND created_at < $since;
              };
              COMMIT TRANSACTION;",
-                json!({
-                    "op": op, "state": state, "error": error, "vps": vps, "patch": vps_patch,
-                    "cancel_deletes": state == OpState::Succeeded && vps_patch.delete_after == Some(None),
-                    "level": level.as_str(), "message": message, "data": data,
-                }),
-            )
-            .await;
-        // Counted even when the write's outcome is not known: placement then sums the store.
-        if vps_patch.moves_room() {
-            self.room_moved();
-        }
-        written
+            json!({
+                "op": op, "state": state, "error": error, "vps": vps, "patch": vps_patch,
+                "cancel_deletes": state == OpState::Succeeded && vps_patch.delete_after == Some(None),
+                "level": level.as_str(), "message": message, "data": data,
+            }),
+            vps_patch.moves_room(),
+        )
+        .await
     }
 
     /// Queues an operation asked for outside the billing flow: by an admin (`requested_by` =

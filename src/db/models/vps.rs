@@ -193,17 +193,12 @@ impl Store {
 
     /// Updates a VPS's fields (only those given).
     pub async fn update_vps(&self, id: &VpsId, patch: &VpsPatch) -> anyhow::Result<()> {
-        let written = self
-            .execute(
-                "UPDATE type::record('vps', $id) MERGE object::extend($patch, { updated_at: time::now() });",
-                json!({ "id": id, "patch": patch }),
-            )
-            .await;
-        // Counted even when the write's outcome is not known: placement then sums the store.
-        if patch.moves_room() {
-            self.room_moved();
-        }
-        written
+        self.execute_moving_room(
+            "UPDATE type::record('vps', $id) MERGE object::extend($patch, { updated_at: time::now() });",
+            json!({ "id": id, "patch": patch }),
+            patch.moves_room(),
+        )
+        .await
     }
 }
 
@@ -416,9 +411,9 @@ pub struct ManualVpsRow<'a> {
 impl Store {
     /// Writes a VPS made by hand, its create operation and the activity row in one transaction.
     pub async fn create_manual_vps(&self, v: &ManualVpsRow<'_>) -> anyhow::Result<()> {
-        let written = self
-            .execute(
-                "BEGIN TRANSACTION;
+        // Placed outside the subscription actor's placement: it reads the AZ's sum again.
+        self.execute_moving_room(
+            "BEGIN TRANSACTION;
              CREATE type::record('vps', $id) CONTENT {
                  name: $name, state: 'pending', source: 'manual', customer_name: $cname, customer_email: $cemail,
                  customer_id: '', template: $template, spec: $spec, template_row: $row, ips: [],
@@ -431,16 +426,13 @@ impl Store {
              CREATE activity CONTENT { at: time::now(), level: 'info', actor: $actor, subject: $id,
                  message: $actor + ' created a VPS by hand', data: { template: $template } };
              COMMIT TRANSACTION;",
-                json!({
-                    "id": v.id, "name": v.name, "cname": v.customer_name, "cemail": v.customer_email,
-                    "template": v.template.name, "spec": v.spec, "row": v.template, "op": v.operation, "actor": v.actor,
-                }),
-            )
-            .await;
-        // Placed outside the subscription actor's placement: it reads the AZ's sum again
-        // (also when the write's outcome is not known).
-        self.room_moved();
-        written
+            json!({
+                "id": v.id, "name": v.name, "cname": v.customer_name, "cemail": v.customer_email,
+                "template": v.template.name, "spec": v.spec, "row": v.template, "op": v.operation, "actor": v.actor,
+            }),
+            true,
+        )
+        .await
     }
 }
 
