@@ -339,22 +339,6 @@ impl Store {
         self.room_moves.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    /// Runs a write that may give room in an AZ back or move it; when `moves`, notes that
-    /// afterwards ([`Store::room_moved`]), also when the write failed: a write whose outcome
-    /// is not known may have committed.
-    pub(crate) async fn execute_moving_room(
-        &self,
-        sql: &str,
-        bindings: serde_json::Value,
-        moves: bool,
-    ) -> anyhow::Result<()> {
-        let written = self.execute(sql, bindings).await;
-        if moves {
-            self.room_moved();
-        }
-        written
-    }
-
     /// Held by the pass that brings the VPS search index up to date.
     pub(crate) fn vps_text_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.vps_text

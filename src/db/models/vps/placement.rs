@@ -71,3 +71,21 @@ impl Store {
         Ok(r)
     }
 }
+
+impl Store {
+    /// Runs a write that may give room in an AZ back or move it; when `moves`, notes that
+    /// afterwards ([`Store::room_moved`]), also when the write failed: a write whose outcome
+    /// is not known may have committed.
+    pub(crate) async fn execute_moving_room(
+        &self,
+        sql: &str,
+        bindings: serde_json::Value,
+        moves: bool,
+    ) -> anyhow::Result<()> {
+        let written = self.execute(sql, bindings).await;
+        if moves {
+            self.room_moved();
+        }
+        written
+    }
+}
