@@ -120,35 +120,45 @@ fn verify_ec2(
 }
 
 /// The platform's RSA key, generated once in the background at start: key generation is slow
-/// in debug builds and must not delay binding.
+/// in debug builds and must not delay binding. `POST /_sim/key/rotate` replaces it, as a
+/// reinstalled or upgraded platform does.
 #[derive(Clone)]
 pub struct RsaKey {
     cell: Arc<OnceCell<Arc<RsaPrivateKey>>>,
+    replaced: Arc<parking_lot::Mutex<Option<Arc<RsaPrivateKey>>>>,
     bits: usize,
 }
 
 impl RsaKey {
     pub fn new(bits: usize) -> Self {
-        Self { cell: Arc::new(OnceCell::new()), bits }
+        Self { cell: Arc::new(OnceCell::new()), replaced: Arc::default(), bits }
     }
 
     /// The key, generating it on first use.
     pub async fn get(&self) -> Result<Arc<RsaPrivateKey>, ApiError> {
+        if let Some(key) = self.replaced.lock().clone() {
+            return Ok(key);
+        }
         let bits = self.bits;
-        self.cell
-            .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || RsaPrivateKey::new(&mut rand::rngs::OsRng, bits))
-                    .await
-                    .map_err(|e| ApiError::internal(format!("key generation stopped: {e}")))?
-                    .map(Arc::new)
-                    .map_err(|e| ApiError::internal(format!("key generation failed: {e}")))
-            })
-            .await
-            .cloned()
+        self.cell.get_or_try_init(|| generate(bits)).await.cloned()
+    }
+
+    /// A new key pair in place of the current one.
+    pub async fn rotate(&self) -> Result<(), ApiError> {
+        let key = generate(self.bits).await?;
+        *self.replaced.lock() = Some(key);
+        Ok(())
     }
 }
 
-/// `{"public_key": "<hex modulus>"}`, the body of `GET /janus/v2/public-key` (§2.2).
+async fn generate(bits: usize) -> Result<Arc<RsaPrivateKey>, ApiError> {
+    tokio::task::spawn_blocking(move || RsaPrivateKey::new(&mut rand::rngs::OsRng, bits))
+        .await
+        .map_err(|e| ApiError::internal(format!("key generation stopped: {e}")))?
+        .map(Arc::new)
+        .map_err(|e| ApiError::internal(format!("key generation failed: {e}")))
+}
+
 pub fn public_key_data(key: &RsaPrivateKey) -> Value {
     json!({"public_key": hex::encode_upper(key.n().to_bytes_be())})
 }

@@ -11,6 +11,7 @@
 //! | `DELETE /_sim/faults` | removes every rule |
 //! | `GET /_sim/config` / `PUT /_sim/config` | reads / changes `task_ms`, `ip_delay_ms`, `token_ttl_secs`, `get_per_minute`, `write_per_minute` |
 //! | `POST /_sim/tokens/expire` | makes every issued token expired (next call → 401) |
+//! | `POST /_sim/key/rotate` | a new platform key pair: passwords encrypted with the old public key are refused (400) |
 //! | `PUT /_sim/azs/{id}/capacity` | `{"vcpu_total": N, "memory_total_mb": M}`: a pool's allocatable size (an admin growing or shrinking it) |
 //! | `POST /_sim/servers/{id}/age` | `{"hours": N}`: the server was created, and its power changes happened, N hours earlier (usage history for graphs and demos) |
 
@@ -104,6 +105,12 @@ pub async fn handle(req: &HttpRequest, payload: web::Payload, shared: &Shared) -
     };
     let now = now_ms();
     let path = req.path().trim_end_matches('/');
+    if req.method() == actix_web::http::Method::POST && path == "/_sim/key/rotate" {
+        return match shared.rsa.rotate().await {
+            Ok(()) => ok(json!({"rotated": true})),
+            Err(e) => err(shared, e),
+        };
+    }
     let mut sim = shared.sim.lock();
     sim.advance(now);
     match (req.method().as_str(), path) {
