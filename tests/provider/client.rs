@@ -148,6 +148,39 @@ async fn token_auth_logs_in_and_survives_expiry_mid_run() {
 }
 
 #[actix_web::test]
+async fn the_public_key_is_kept_and_fetched_again_when_scp_has_a_new_one() {
+    let scp = Scp::start().await;
+    let gw = Gw::quick(&scp.config(SangforAuth::Token));
+    let g = &gw.addr;
+    let created = g
+        .send(CreateServer { spec: spec("key-vm", "vmauto:test:key"), op: op("key-create") })
+        .await
+        .unwrap()
+        .expect("create");
+    gw.wait(&created.task_id).await;
+    let id = created.server_id.expect("a server id");
+    let t = g.send(StartServer { server_id: id.clone(), op: op("key-start") }).await.unwrap().expect("start");
+    gw.wait(&t).await;
+    let password = |n: &str| SetPassword { server_id: id.clone(), op: op(n), password: Secret::new("N3w-Passw0rd!") };
+    for n in ["key-pw-1", "key-pw-2", "key-pw-3"] {
+        let t = g.send(password(n)).await.unwrap().expect("password");
+        gw.wait(&t).await;
+    }
+    assert_eq!(scp.requests("GET /janus/public-key").await, 1, "one fetch for the login and three passwords");
+    // SCP gets a new key pair: the kept key's cipher is refused once, the key is fetched again
+    // and the password set with it; a new login uses the new key too.
+    scp.rotate_key().await;
+    let t = g.send(password("key-pw-4")).await.unwrap().expect("password after the platform's key changed");
+    assert_eq!(gw.wait(&t).await.status, TaskStatus::Finished);
+    assert_eq!(scp.requests("GET /janus/public-key").await, 2);
+    assert_eq!(gw.metric("vmauto_scp_requests_total{op=\"set_password\",outcome=\"bad_request\"}"), 1.0);
+    assert!(scp.expire_tokens().await >= 1);
+    g.send(ListZones).await.unwrap().expect("a login with the new key");
+    assert_eq!(gw.metric("vmauto_scp_token_refreshes_total{outcome=\"ok\"}"), 2.0);
+    assert_eq!(scp.requests("GET /janus/public-key").await, 2, "still the kept key");
+}
+
+#[actix_web::test]
 async fn short_lived_tokens_are_renewed_before_they_expire() {
     let scp = Scp::start_with(|c| c.token_ttl_secs = 2).await;
     let config = scp.config(SangforAuth::Token);

@@ -83,6 +83,11 @@ impl Scp {
         v["expired"].as_u64().unwrap_or(0)
     }
 
+    /// A new platform key pair (a reinstalled or upgraded SCP).
+    pub async fn rotate_key(&self) {
+        self.control(reqwest::Method::POST, "/_sim/key/rotate", None).await;
+    }
+
     /// Live (not recycled) servers whose description carries `tag`.
     pub async fn servers_tagged(&self, tag: &str) -> Vec<Value> {
         let state = self.state().await;

@@ -4,8 +4,11 @@
 //! public key, whose modulus SCP serves as hex. The same encryption protects VM root
 //! passwords in `server-password`, in both authentication modes. Tokens are cached and
 //! renewed shortly before they expire; one login runs at a time, whoever else needs a token
-//! waits for it instead of logging in again.
+//! waits for it instead of logging in again. The public key is kept too (it changes only
+//! with the platform's key pair), so a create does not ask for it again; a request SCP
+//! refuses (400) with a kept key is made once more with the key fetched again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -22,6 +25,8 @@ use crate::telemetry::metrics::GatewayMetrics;
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(23 * 3600);
 /// Renew this long before expiry, at most (a tenth of the lifetime for short-lived tokens).
 const RENEW_MARGIN: Duration = Duration::from_secs(300);
+/// How long SCP's public key is used before it is fetched again.
+const PUBLIC_KEY_TTL: Duration = Duration::from_secs(600);
 
 struct Token {
     id: String,
@@ -31,12 +36,14 @@ struct Token {
 /// The current token, if any.
 pub(super) struct TokenCache {
     current: Mutex<Option<Token>>,
+    /// SCP's public key and when it was fetched.
+    key: parking_lot::Mutex<Option<(Arc<RsaPublicKey>, Instant)>>,
     metrics: GatewayMetrics,
 }
 
 impl TokenCache {
     pub fn new(metrics: GatewayMetrics) -> Self {
-        Self { current: Mutex::new(None), metrics }
+        Self { current: Mutex::new(None), key: parking_lot::Mutex::new(None), metrics }
     }
 
     /// Forgets `id` if it is still the current token (a concurrent request may already have
@@ -73,11 +80,13 @@ impl SangforClient {
     }
 
     async fn login(&self) -> Result<Token, ProviderError> {
-        let password = self.encrypt(self.cfg.password.expose()).await?;
-        let body = json!({"auth": {"passwordCredentials": {"username": self.cfg.username, "password": password}}});
-        let mut call = Call::write("authenticate", Method::POST, "/janus/authenticate", &body, None);
-        call.headers.push(("cookie", format!("aCMPAuthToken={}", uuid::Uuid::new_v4().simple())));
-        let data = self.call_anonymous(call).await.map_err(|e| match e {
+        let send = |password: String| async move {
+            let body = json!({"auth": {"passwordCredentials": {"username": self.cfg.username, "password": password}}});
+            let mut call = Call::write("authenticate", Method::POST, "/janus/authenticate", &body, None);
+            call.headers.push(("cookie", format!("aCMPAuthToken={}", uuid::Uuid::new_v4().simple())));
+            self.call_anonymous(call).await
+        };
+        let data = self.with_encrypted(self.cfg.password.expose(), send).await.map_err(|e| match e {
             ProviderError::Unauthorized { message, .. } | ProviderError::BadRequest { message, .. } => {
                 ProviderError::Auth(format!("SCP refused user {:?}: {message}", self.cfg.username))
             }
@@ -108,10 +117,37 @@ impl SangforClient {
         public_key_from_hex(&hex)
     }
 
-    /// Encrypts a secret for SCP: RSA PKCS#1 v1.5 with the platform key, lower-case hex.
-    pub(crate) async fn encrypt(&self, secret: &str) -> Result<String, ProviderError> {
-        let key = self.public_key().await?;
-        encrypt_hex(&key, secret)
+    /// Sends a request carrying `secret` encrypted for SCP (RSA PKCS#1 v1.5 with the
+    /// platform key, lower-case hex). The key is kept for [`PUBLIC_KEY_TTL`]; when SCP
+    /// refuses the request (400) and the key was a kept one, the platform may have a new key
+    /// pair: the key is fetched again and the request sent once more.
+    pub(crate) async fn with_encrypted<T, F, Fut>(&self, secret: &str, send: F) -> Result<T, ProviderError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let (key, kept) = self.kept_public_key().await?;
+        match send(encrypt_hex(&key, secret)?).await {
+            Err(ProviderError::BadRequest { message, .. }) if kept => {
+                tracing::info!(%message, "SCP refused a request encrypted with its kept public key; fetching the key again");
+                self.tokens.key.lock().take();
+                let (key, _) = self.kept_public_key().await?;
+                send(encrypt_hex(&key, secret)?).await
+            }
+            result => result,
+        }
+    }
+
+    /// SCP's public key, and whether it was kept from an earlier fetch.
+    async fn kept_public_key(&self) -> Result<(Arc<RsaPublicKey>, bool), ProviderError> {
+        if let Some((key, at)) = self.tokens.key.lock().as_ref()
+            && at.elapsed() < PUBLIC_KEY_TTL
+        {
+            return Ok((key.clone(), true));
+        }
+        let key = Arc::new(self.public_key().await?);
+        *self.tokens.key.lock() = Some((key.clone(), Instant::now()));
+        Ok((key, false))
     }
 }
 

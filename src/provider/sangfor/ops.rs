@@ -257,8 +257,10 @@ impl Provider for SangforClient {
     }
 
     async fn set_password(&self, id: &ServerId, password: &Secret, op: &OpKey) -> ProviderResult<TaskId> {
-        let encrypted = self.encrypt(password.expose()).await?;
-        self.server_action("set_password", id, "server-password", json!({"password": encrypted}), op).await
+        let send = |encrypted: String| {
+            self.server_action("set_password", id, "server-password", json!({"password": encrypted}), op)
+        };
+        self.with_encrypted(password.expose(), send).await
     }
 
     async fn delete(&self, id: &ServerId, permanent: bool, op: &OpKey) -> ProviderResult<TaskId> {
