@@ -14,6 +14,9 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(realpath "${BIN:?BIN=path to the vmauto binary (a release build for figures you quote)}")
 seed=${SEEDSTACK:-$root/../shared/bench/seedstack}
 export N=${N:-500}
+# The test build the README's test command made (cargo's default, ./target, would mean a
+# build of the whole project first).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vmauto-target}"
 
 "$seed/setup.sh" >/tmp/seedstack-setup.log 2>&1 || { echo "seedstack setup failed: /tmp/seedstack-setup.log"; exit 1; }
 "$seed/stop.sh" >/dev/null 2>&1 || true
