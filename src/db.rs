@@ -49,8 +49,7 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 /// Runs of a transaction that keeps meeting write conflicts, the first included.
 pub const CONFLICT_ATTEMPTS: u32 = 10;
 
-/// True for a query that is a single explicit transaction: nothing before `BEGIN`, nothing
-/// after its one `COMMIT`.
+/// True for a query that is one explicit transaction: nothing before `BEGIN` or after `COMMIT`.
 fn is_one_transaction(sql: &str) -> bool {
     let sql = sql.trim();
     // Most queries are not transactions: decide those without copying the text.
@@ -204,8 +203,16 @@ impl Store {
             }
             _ => None,
         };
-        with_db!(&db, db => db.use_ns(config.database.namespace.as_str()).use_db(config.database.database.as_str()).await)
-            .context("cannot select the namespace and database")?;
+        // A server defines them on first use: two appliances starting at once may conflict.
+        let (ns, name) = (config.database.namespace.as_str(), config.database.database.as_str());
+        let mut attempt = 1;
+        while let Err(e) = with_db!(&db, db => db.use_ns(ns).use_db(name).await).map_err(anyhow::Error::from) {
+            if attempt >= CONFLICT_ATTEMPTS || !is_conflict(&e) {
+                return Err(e.context("cannot select the namespace and database"));
+            }
+            tokio::time::sleep(conflict_pause(attempt)).await;
+            attempt += 1;
+        }
         Ok(Self {
             db,
             link,

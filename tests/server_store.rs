@@ -132,6 +132,21 @@ async fn the_store_runs_over_tls_with_the_servers_certificate_trusted() {
     assert!(err.contains("database.url"), "the error names the setting: {err}");
 }
 
+/// Appliances starting at once on a new database: selecting it defines it, and the selections
+/// may conflict; every one of them opens the store all the same.
+#[actix_web::test]
+async fn appliances_starting_together_all_open_the_store() {
+    let server = SurrealServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::common::test_config(dir.path());
+    server.configure(&mut config);
+    config.database.namespace = "together".into();
+    let opened = futures::future::join_all((0..6).map(|_| vmauto::db::Store::connect(&config))).await;
+    for store in opened {
+        store.expect("the store opens");
+    }
+}
+
 /// Two nodes on one server (in this process): one holds the work lease and says so, a
 /// webhook sent to the other is applied by it, a duplicate sent to both is stored once, every
 /// metric names its node, and when the holder stops the other takes over.
