@@ -75,6 +75,26 @@ fn conflict_pause(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_micros(rand::thread_rng().gen_range(0..=cap * 1000))
 }
 
+/// Runs `f` again after a [`conflict_pause`] while it meets a conflict, [`CONFLICT_ATTEMPTS`] runs at most.
+async fn again_on_conflict<T, F, Fut>(mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => {
+                let pause = conflict_pause(attempt);
+                tracing::debug!(attempt, pause_ms = pause.as_millis() as u64, "transaction conflict; running it again");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// The SurrealDB handle: an embedded engine of ours, or any other by its URL.
 #[derive(Clone)]
 enum Conn {
@@ -205,14 +225,9 @@ impl Store {
         };
         // A server defines them on first use: two appliances starting at once may conflict.
         let (ns, name) = (config.database.namespace.as_str(), config.database.database.as_str());
-        let mut attempt = 1;
-        while let Err(e) = with_db!(&db, db => db.use_ns(ns).use_db(name).await).map_err(anyhow::Error::from) {
-            if attempt >= CONFLICT_ATTEMPTS || !is_conflict(&e) {
-                return Err(e.context("cannot select the namespace and database"));
-            }
-            tokio::time::sleep(conflict_pause(attempt)).await;
-            attempt += 1;
-        }
+        again_on_conflict(|| async { Ok(with_db!(&db, db => db.use_ns(ns).use_db(name).await)?) })
+            .await
+            .context("cannot select the namespace and database")?;
         Ok(Self {
             db,
             link,
@@ -423,22 +438,7 @@ impl Store {
         if !is_one_transaction(sql) {
             return self.run_once(sql, bindings).await;
         }
-        let mut attempt = 1;
-        loop {
-            match self.run_once(sql, bindings.clone()).await {
-                Err(e) if attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => {
-                    let pause = conflict_pause(attempt);
-                    tracing::debug!(
-                        attempt,
-                        pause_ms = pause.as_millis() as u64,
-                        "transaction conflict; running it again"
-                    );
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
+        again_on_conflict(|| self.run_once(sql, bindings.clone())).await
     }
 
     async fn run_once(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
