@@ -159,6 +159,7 @@ async fn generate(bits: usize) -> Result<Arc<RsaPrivateKey>, ApiError> {
         .map_err(|e| ApiError::internal(format!("key generation failed: {e}")))
 }
 
+/// `{"public_key": "<hex modulus>"}`, the body of `GET /janus/v2/public-key` (§2.2).
 pub fn public_key_data(key: &RsaPrivateKey) -> Value {
     json!({"public_key": hex::encode_upper(key.n().to_bytes_be())})
 }

@@ -33,7 +33,7 @@ struct Token {
     renew_at: Instant,
 }
 
-/// The current token, if any.
+/// The current token, if any, and SCP's public key, if fetched.
 pub(super) struct TokenCache {
     current: Mutex<Option<Token>>,
     /// SCP's public key and when it was fetched.
