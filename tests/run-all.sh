@@ -43,6 +43,11 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the plugin SDK (a workspace of its own, plugins/)"
+cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
+cargo clippy --manifest-path plugins/Cargo.toml --workspace --locked --target wasm32-unknown-unknown -- -D warnings
+cargo test --manifest-path plugins/Cargo.toml --locked -p vmauto-plugin-sdk
+
 step "tests"
 cargo test --workspace --locked --lib --bins --tests -- --test-threads=2
 

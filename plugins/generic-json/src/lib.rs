@@ -32,7 +32,7 @@ fn parse(req: &Request) -> Result<Vec<Event>> {
                     if !item.is_object() {
                         return Err(vmauto_plugin_sdk::wrong(&format!("{path}.{i}"), "object"));
                     }
-                    one(req, &Body(item.clone()), &format!("{path}.{i}."))
+                    one(req, item, &format!("{path}.{i}."))
                 })
                 .collect()
         }
@@ -92,7 +92,7 @@ fn read(req: &Request, body: &Body) -> Result<Event> {
     let at_path = req.setting("occurred_at_field").unwrap_or("occurred_at");
     e.occurred_at = match body.get(at_path) {
         None => None,
-        Some(Value::String(s)) => Some(Instant::Rfc3339(s.clone())),
+        Some(Value::String(s)) => Some(Instant::Rfc3339(s.to_string())),
         Some(Value::Number(n)) => {
             Some(Instant::UnixSeconds(n.as_i64().ok_or_else(|| vmauto_plugin_sdk::wrong(at_path, "integer"))?))
         }
@@ -100,7 +100,7 @@ fn read(req: &Request, body: &Body) -> Result<Event> {
     };
     for (name, path) in &req.settings {
         if let Some(attr) = name.strip_prefix("attribute.")
-            && let Some(v) = lookup(&body.0, path)
+            && let Some(v) = lookup(body, path)
         {
             e.attr(attr, text(v));
         }

@@ -120,10 +120,9 @@ fn order(req: &Request, body: &Body) -> Result<Vec<Event>> {
     if customer.id.is_empty() {
         return Err(Error::MissingField("contactId".into()));
     }
-    let items = body.opt_array("items")?.map(Vec::as_slice).unwrap_or(&[]);
+    let items = body.opt_array("items")?.unwrap_or(&[]);
     let mut recurring = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let item = Body(item.clone());
         let base = format!("items.{i}");
         let at = |p: &str| format!("{base}.{p}");
         let price_type =
@@ -223,13 +222,15 @@ fn custom_field(req: &Request, body: &Body, choice: &str) -> Result<Option<Strin
         let Some(fields) = body.opt_array(path)? else { continue };
         for (i, f) in fields.iter().enumerate() {
             let names = ["id", "key", "fieldKey", "name"];
-            let matches = names.iter().any(|n| f.get(n).and_then(Value::as_str).is_some_and(|v| {
-                v == wanted || v.strip_prefix("contact.") == Some(wanted)
-            }));
+            let matches = names.iter().any(|n| {
+                f.get(n)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v == wanted || v.strip_prefix("contact.") == Some(wanted))
+            });
             if matches {
                 return match f.get("value") {
                     None | Some(Value::Null) => Ok(None),
-                    Some(Value::String(s)) => Ok(Some(s.clone())),
+                    Some(Value::String(s)) => Ok(Some(s.to_string())),
                     Some(Value::Number(n)) => Ok(Some(n.to_string())),
                     Some(_) => Err(vmauto_plugin_sdk::wrong(&format!("{path}.{i}.value"), "string")),
                 };

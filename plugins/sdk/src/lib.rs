@@ -5,10 +5,13 @@
 //! sources) or [`export_mapper!`] (plan mappers); the macros generate the component-model
 //! bindings of `plugins/wit` inside the plugin crate and convert between them and these
 //! types. The JSON helpers ([`Body`]) produce the contract's typed errors (missing field,
-//! wrong type) with the dotted path of the field.
+//! wrong type) with the dotted path of the field; the body is parsed into a [`Value`] that
+//! borrows its strings from the request (see [`Value`] for why).
 
+mod json;
+
+pub use json::{Map, NULL, Number, Value};
 pub use serde_json;
-pub use serde_json::Value;
 pub use wit_bindgen;
 
 /// What a billing event asks for.
@@ -172,8 +175,8 @@ impl Request {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    /// The body as JSON.
-    pub fn json(&self) -> Result<Body> {
+    /// The body as JSON (an object), borrowing from the request.
+    pub fn json(&self) -> Result<Body<'_>> {
         Body::parse(&self.body)
     }
 }
@@ -188,28 +191,29 @@ pub fn list(value: Option<&str>) -> Vec<String> {
     value.unwrap_or("").split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
-/// A JSON body with typed, path-named accessors.
-#[derive(Debug, Clone)]
-pub struct Body(pub Value);
+/// A request body parsed as JSON: a [`Value`] borrowing from the request, with the typed,
+/// path-named accessors below (every [`Value`] has them, so an element of an array is read
+/// the same way as the body).
+pub type Body<'a> = Value<'a>;
 
-impl Body {
-    pub fn parse(bytes: &[u8]) -> Result<Body> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| Error::Malformed(format!("the body is not JSON: {e}")))?;
+impl<'a> Value<'a> {
+    /// Parses a body that must be a JSON object.
+    pub fn parse(bytes: &'a [u8]) -> Result<Body<'a>> {
+        let value = Value::from_slice(bytes).map_err(|e| Error::Malformed(format!("the body is not JSON: {e}")))?;
         if !value.is_object() {
             return Err(Error::Malformed("the body is not a JSON object".into()));
         }
-        Ok(Body(value))
+        Ok(value)
     }
 
     /// The value at a dotted path (`a.b.0.c`); `null` counts as absent.
-    pub fn get(&self, path: &str) -> Option<&Value> {
-        lookup(&self.0, path)
+    pub fn get(&self, path: &str) -> Option<&Value<'a>> {
+        lookup(self, path)
     }
 
     /// A string field, absent allowed; a number or bool is not a string.
     pub fn opt_str(&self, path: &str) -> Result<Option<String>> {
-        opt_str(&self.0, path)
+        opt_str(self, path)
     }
 
     /// A required string field.
@@ -219,7 +223,7 @@ impl Body {
 
     /// An identifier: a string or an integer (rendered as text).
     pub fn opt_id(&self, path: &str) -> Result<Option<String>> {
-        opt_id(&self.0, path)
+        opt_id(self, path)
     }
 
     /// The first of several paths that holds a string.
@@ -247,7 +251,7 @@ impl Body {
         }
     }
 
-    pub fn opt_array(&self, path: &str) -> Result<Option<&Vec<Value>>> {
+    pub fn opt_array(&self, path: &str) -> Result<Option<&[Value<'a>]>> {
         match self.get(path) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
@@ -255,7 +259,7 @@ impl Body {
         }
     }
 
-    pub fn opt_object(&self, path: &str) -> Result<Option<&serde_json::Map<String, Value>>> {
+    pub fn opt_object(&self, path: &str) -> Result<Option<&Map<'a>>> {
         match self.get(path) {
             None => Ok(None),
             Some(Value::Object(o)) => Ok(Some(o)),
@@ -265,15 +269,11 @@ impl Body {
 }
 
 /// The value at a dotted path; array elements are addressed by index; `null` is absent.
-pub fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+pub fn lookup<'v, 'a>(value: &'v Value<'a>, path: &str) -> Option<&'v Value<'a>> {
     let mut cur = value;
     if !path.is_empty() {
         for part in path.split('.') {
-            cur = match cur {
-                Value::Object(map) => map.get(part)?,
-                Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
+            cur = cur.member(part)?;
         }
     }
     (!cur.is_null()).then_some(cur)
@@ -301,7 +301,7 @@ pub fn opt_id(value: &Value, path: &str) -> Result<Option<String>> {
 /// A scalar rendered as text (for attributes); objects and arrays as compact JSON.
 pub fn text(value: &Value) -> String {
     match value {
-        Value::String(s) => s.clone(),
+        Value::String(s) => s.to_string(),
         Value::Null => String::new(),
         other => other.to_string(),
     }

@@ -20,7 +20,7 @@
 //! `hostname` and `location` (set them with Checkout's `subscription_data[metadata]`, e.g.
 //! from custom fields), else from the price's metadata (a price per image or location).
 
-use vmauto_plugin_sdk::{Body, Error, Event, Instant, Kind, Request, Result, text};
+use vmauto_plugin_sdk::{Body, Error, Event, Instant, Kind, NULL, Request, Result, text};
 
 const SUSPENDED: &[&str] = &["past_due", "unpaid", "paused"];
 const LIVE: &[&str] = &["active", "trialing"];
@@ -33,7 +33,7 @@ fn parse(req: &Request) -> Result<Vec<Event>> {
     if body.get("data.object").is_none() && !event_type.is_empty() {
         return Err(Error::MissingField("data.object".into()));
     }
-    let object = Body(body.get("data.object").cloned().unwrap_or_default());
+    let object = body.get("data.object").unwrap_or(&NULL);
     let field = |p: &str| format!("data.object.{p}");
     let rename = |e: Error| match e {
         Error::MissingField(f) => Error::MissingField(field(&f)),
@@ -42,9 +42,9 @@ fn parse(req: &Request) -> Result<Vec<Event>> {
     };
     let mut e = match event_type.as_str() {
         "customer.subscription.created" | "customer.subscription.updated" | "customer.subscription.deleted" => {
-            subscription(req, &event_type, &body, &object).map_err(rename)?
+            subscription(req, &event_type, &body, object).map_err(rename)?
         }
-        "invoice.paid" | "invoice.payment_failed" => invoice(req, &event_type, &object).map_err(rename)?,
+        "invoice.paid" | "invoice.payment_failed" => invoice(req, &event_type, object).map_err(rename)?,
         other => Event::ignored(format!("Stripe event {other:?} does not change a subscription")),
     };
     e.source_event_id = Some(id);

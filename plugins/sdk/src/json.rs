@@ -1,0 +1,333 @@
+//! The SDK's JSON tree: [`Value`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+pub use serde_json::Number;
+
+/// A JSON value whose strings borrow from the parsed bytes where they can.
+///
+/// A webhook body is parsed once per call and read a few dozen times; building a
+/// `serde_json::Value` (a `String` per key and per string, a B-tree per object) and dropping
+/// it again was most of a plugin's time. This tree keeps every string that needs no
+/// unescaping as a slice of the body and every object as a vector of its members, so a parse
+/// allocates little more than one vector per object and array.
+///
+/// It reads like `serde_json::Value`: the same variants, `as_str`, `as_i64`, `is_object`, …;
+/// a repeated key resolves to its last value, and [`Map::iter`] and the compact rendering
+/// ([`text`](crate::text), `to_string`) list members sorted by key, as `serde_json` does.
+/// [`Value::to_json`] converts to a `serde_json::Value` where one is needed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Value<'a> {
+    #[default]
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Cow<'a, str>),
+    Array(Vec<Value<'a>>),
+    Object(Map<'a>),
+}
+
+/// `null`, for `body.get(path).unwrap_or(&NULL)`.
+pub static NULL: Value<'static> = Value::Null;
+
+/// A JSON object's members in document order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Map<'a>(Vec<(Cow<'a, str>, Value<'a>)>);
+
+impl<'a> Map<'a> {
+    /// The member named `key` (the last one when the key repeats).
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The members sorted by key, each key once (its last value), like a `serde_json::Map`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
+        let mut members: Vec<&(Cow<'a, str>, Value<'a>)> = self.0.iter().collect();
+        // Stable: of equal keys, the last in the document ends the run and is kept.
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        let keep: Vec<bool> =
+            (0..members.len()).map(|i| members.get(i + 1).is_none_or(|next| next.0 != members[i].0)).collect();
+        members.into_iter().zip(keep).filter(|(_, keep)| *keep).map(|((k, v), _)| (k.as_ref(), v))
+    }
+
+    /// How many distinct keys.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'m, 'a> IntoIterator for &'m Map<'a> {
+    type Item = (&'m str, &'m Value<'a>);
+    type IntoIter = Box<dyn Iterator<Item = (&'m str, &'m Value<'a>)> + 'm>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl<'a> Value<'a> {
+    /// Parses JSON, borrowing strings from `bytes` where they hold no escapes.
+    pub fn from_slice(bytes: &'a [u8]) -> serde_json::Result<Value<'a>> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self, Value::Object(_))
+    }
+
+    pub fn is_array(&self) -> bool {
+        matches!(self, Value::Array(_))
+    }
+
+    pub fn is_string(&self) -> bool {
+        matches!(self, Value::String(_))
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Number(n) => n.as_i64(),
+            _ => None,
+        }
+    }
+
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Number(n) => n.as_u64(),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => n.as_f64(),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Value<'a>]> {
+        match self {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_object(&self) -> Option<&Map<'a>> {
+        match self {
+            Value::Object(map) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// A member of an object by key, or an element of an array by index (`"0"`).
+    pub fn member(&self, key: &str) -> Option<&Value<'a>> {
+        match self {
+            Value::Object(map) => map.get(key),
+            Value::Array(items) => items.get(key.parse::<usize>().ok()?),
+            _ => None,
+        }
+    }
+
+    /// The same value as a `serde_json::Value` (every string copied).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Number(n) => serde_json::Value::Number(n.clone()),
+            Value::String(s) => serde_json::Value::String(s.to_string()),
+            Value::Array(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
+            Value::Object(map) => {
+                serde_json::Value::Object(map.0.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect())
+            }
+        }
+    }
+}
+
+/// Compact JSON, object members sorted by key.
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_string(self).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl Serialize for Value<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => n.serialize(s),
+            Value::String(v) => s.serialize_str(v),
+            Value::Array(items) => s.collect_seq(items),
+            Value::Object(map) => {
+                let mut m = s.serialize_map(None)?;
+                for (k, v) in map.iter() {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value<'de>, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value<'de>, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
+        Deserialize::deserialize(d)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value<'de>, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value<'de>, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value<'de>, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value<'de>, E> {
+        Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Value<'de>, E> {
+        Ok(Value::String(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value<'de>, E> {
+        Ok(Value::String(Cow::Owned(s.to_string())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value<'de>, E> {
+        Ok(Value::String(Cow::Owned(s)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        while let Some((Key(k), v)) = map.next_entry()? {
+            members.push((k, v));
+        }
+        Ok(Value::Object(Map(members)))
+    }
+}
+
+/// An object key, borrowed when it holds no escapes (`Cow<str>`'s own impl always copies).
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_string())))
+            }
+
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str =
+        r#"{"b": {"x": "a\"b", "n": 1.5, "k": [1, -2, true, null]}, "a": "plain", "b2": {}, "d": 1, "d": 2}"#;
+
+    #[test]
+    fn strings_without_escapes_are_borrowed_and_escaped_ones_are_unescaped() {
+        let v = Value::from_slice(BODY.as_bytes()).unwrap();
+        assert!(matches!(v.member("a"), Some(Value::String(Cow::Borrowed("plain")))));
+        let inner = v.member("b").unwrap();
+        assert!(matches!(inner.member("x"), Some(Value::String(Cow::Owned(s))) if s == "a\"b"));
+        assert_eq!(inner.member("k").and_then(|k| k.member("1")).and_then(Value::as_i64), Some(-2));
+        assert_eq!(inner.member("n").and_then(Value::as_f64), Some(1.5));
+    }
+
+    #[test]
+    fn reads_and_renders_like_serde_json() {
+        let ours = Value::from_slice(BODY.as_bytes()).unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(BODY).unwrap();
+        assert_eq!(ours.to_string(), theirs.to_string());
+        assert_eq!(ours.to_json(), theirs);
+        assert_eq!(ours.member("d").and_then(Value::as_i64), Some(2), "the last of a repeated key wins");
+        let keys: Vec<&str> = ours.as_object().unwrap().iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "b", "b2", "d"]);
+        assert_eq!(ours.as_object().unwrap().len(), 4);
+        for bad in ["{", "[1,]", "{\"a\" 1}", "nul", "\"\\x\""] {
+            assert!(Value::from_slice(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}
