@@ -1,5 +1,10 @@
 //! The one integration-test binary: every area is a module, so the whole suite links once.
 
+/// The appliance's allocator (see `src/main.rs`), so that what runs in-process here, and the
+/// benchmarks among these tests, allocate as the appliance does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod app;
 mod architecture;
 mod bench_cluster;
