@@ -124,6 +124,10 @@ pub enum PluginCommand {
         /// The configured source whose settings apply.
         #[arg(long)]
         source: Option<String>,
+        /// Run the plugin this many times more, one instance reused as the appliance does,
+        /// and print how long a call took.
+        #[arg(long, value_name = "CALLS", default_value_t = 0)]
+        repeat: u32,
     },
     /// Check a component against the plugin contract: version, kind, exports, imports.
     Check { file: PathBuf },
@@ -262,12 +266,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Plugin { command }) => {
             let out = match command {
                 PluginCommand::List => crate::plugin_host::cli::list(&cli.load_config(cli.config_file().as_deref())?)?,
-                PluginCommand::Test { plugin, payload, headers, path, source } => {
+                PluginCommand::Test { plugin, payload, headers, path, source, repeat } => {
                     let config = cli.load_config(cli.config_file().as_deref())?;
                     let options = crate::plugin_host::cli::TestOptions {
                         headers: headers.clone(),
                         path: path.clone(),
                         source: source.clone(),
+                        repeat: *repeat,
                     };
                     crate::plugin_host::cli::test(&config, plugin, payload, &options)?
                 }

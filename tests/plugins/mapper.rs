@@ -117,6 +117,7 @@ fn plugin_commands_list_test_and_check() {
         headers: vec!["X-Event-Type=test".into()],
         path: Some("/api/vps/provision".into()),
         source: None,
+        repeat: 3,
     };
     let out = vmauto::plugin_host::cli::test(
         &config,
@@ -126,6 +127,7 @@ fn plugin_commands_list_test_and_check() {
     )
     .unwrap();
     assert!(out.contains("\"kind\": \"subscribe\""), "{out}");
+    assert!(out.contains("3 more calls in") && out.contains("µs a call"), "{out}");
     let err = vmauto::plugin_host::cli::test(
         &config,
         "stripe-billing",
