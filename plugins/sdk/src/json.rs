@@ -50,11 +50,16 @@ impl<'a> Map<'a> {
     /// The members sorted by key, each key once (its last value), like a `serde_json::Map`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
         let mut members: Vec<&(Cow<'a, str>, Value<'a>)> = self.0.iter().collect();
-        // Stable: of equal keys, the last in the document ends the run and is kept.
+        // Stable: equal keys stay in document order; of each run, the last one is kept.
         members.sort_by(|a, b| a.0.cmp(&b.0));
-        let keep: Vec<bool> =
-            (0..members.len()).map(|i| members.get(i + 1).is_none_or(|next| next.0 != members[i].0)).collect();
-        members.into_iter().zip(keep).filter(|(_, keep)| *keep).map(|((k, v), _)| (k.as_ref(), v))
+        members.dedup_by(|next, kept| {
+            let same = next.0 == kept.0;
+            if same {
+                *kept = *next;
+            }
+            same
+        });
+        members.into_iter().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// How many distinct keys.
