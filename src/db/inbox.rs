@@ -26,11 +26,12 @@ const SETTLED: &[&str] = &["processed", "ignored", "stale"];
 /// in the store's write buffer however many webhooks a first purge of years finds.
 const PURGE_STEP: usize = 500;
 
-/// The rows of one purge step. The bounds are datetimes bound beforehand (`$after_at`,
+/// The bounds and rows of one purge step. The bounds are datetimes bound beforehand (`$after_at`,
 /// `$cut_at`): with a cast in the condition (`received_at >= <datetime>$after`) the planner
 /// scans the whole `webhook_event_received` index and filters, so every step read the table
 /// from its start (a first purge of a million webhooks peaked at 875 MiB); with bound values it
 /// reads the index range, and stops after `$step` rows.
+const PURGE_STEP_BOUNDS: &str = "LET $after_at = <datetime>$after; LET $cut_at = <datetime>$cut;";
 const PURGE_STEP_ROWS: &str = "SELECT id, status, compacted, received_at FROM webhook_event
     WHERE received_at >= $after_at AND received_at < $cut_at ORDER BY received_at LIMIT $step";
 
@@ -48,8 +49,7 @@ pub async fn purge(store: &Store, config: &InboxConfig, now: DateTime<Utc>) -> a
         let rows: Vec<Value> = store
             .query_one(
                 &format!(
-                    "LET $after_at = <datetime>$after;
-                 LET $cut_at = <datetime>$cut;
+                    "{PURGE_STEP_BOUNDS}
                  LET $rows = ({PURGE_STEP_ROWS});
                  LET $compact = array::map(array::filter($rows, |$r| $r.status IN $settled AND $r.compacted = NONE),
                      |$r| $r.id);
@@ -102,7 +102,7 @@ mod tests {
             .expect("seeded");
         let plan: Vec<Value> = store
             .query_one(
-                &format!("LET $after_at = <datetime>$after; LET $cut_at = <datetime>$cut; EXPLAIN {PURGE_STEP_ROWS}"),
+                &format!("{PURGE_STEP_BOUNDS} EXPLAIN {PURGE_STEP_ROWS}"),
                 json!({ "after": "1970-01-01T00:00:00Z", "cut": Utc::now().to_rfc3339(), "step": PURGE_STEP }),
                 2,
             )
