@@ -178,3 +178,49 @@ where
 {
     T::deserialize(d).map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::{Value, json};
+
+    use crate::db::Store;
+
+    /// The live-update stream's three reads, run every second for every open browser, each
+    /// read a range of their index from `$since` and stop at their limit, whatever the table's
+    /// size (`EXPLAIN` of a read that filters the whole index shows an empty `access`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn change_feeds_read_a_range_of_their_index() {
+        let mut config = crate::config::Config::default();
+        config.database.url = "mem://".into();
+        let store = Store::open(&config).await.expect("store");
+        store
+            .execute(
+                "FOR $i IN 0..300 {
+                     CREATE vps CONTENT { state: 'active', updated_at: time::now() - 2h };
+                     CREATE operation CONTENT { vps: 'v', kind: 'create', state: 'done', updated_at: time::now() - 2h };
+                     CREATE notification CONTENT { title: 'n', severity: 'info', created_at: time::now() - 2h };
+                 };",
+                json!({}),
+            )
+            .await
+            .expect("seeded");
+        let since = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+        for (query, index, limit) in [
+            (super::vps::VPS_CHANGES, "vps_updated", 500),
+            (super::operation::OPERATION_CHANGES, "operation_updated", 500),
+            (super::notification::NOTIFICATIONS_SINCE, "notification_time", 50),
+        ] {
+            let (bound, select) = query.split_once(';').expect("a LET, then the SELECT");
+            let plan: Vec<Value> = store
+                .query_one(&format!("{bound}; EXPLAIN {select}"), json!({ "since": since }), 1)
+                .await
+                .expect("plan");
+            let plan = plan.iter().filter_map(Value::as_str).collect::<String>();
+            assert!(plan.contains(&format!("IndexScan [ctx: Db] [index: {index}, access: >d'")), "{plan}");
+            assert!(plan.contains(&format!("limit: {limit}")), "the limit is not in the scan: {plan}");
+            let rows: Vec<Value> = store.query_one(query, json!({ "since": since }), 1).await.expect("the read runs");
+            assert!(rows.is_empty(), "only rows changed in the last hour: {rows:?}");
+        }
+    }
+}

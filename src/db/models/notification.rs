@@ -54,15 +54,15 @@ impl Store {
 
     /// Notifications after `since`.
     pub async fn notifications_since(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<NotificationChange>> {
-        self.query_one(
-            "SELECT record::id(id) AS id, <string>created_at AS at, severity, title, subject FROM notification
-                 WHERE created_at > <datetime>$since ORDER BY created_at LIMIT 50",
-            json!({ "since": since.to_rfc3339() }),
-            0,
-        )
-        .await
+        self.query_one(NOTIFICATIONS_SINCE, json!({ "since": since.to_rfc3339() }), 1).await
     }
 }
+
+/// Notifications after `$since`, oldest first; the bound cast before the `SELECT` so that it
+/// reads a range of `notification_time` (as [`crate::db::models::vps::VPS_CHANGES`]).
+pub(crate) const NOTIFICATIONS_SINCE: &str = "LET $since_at = <datetime>$since;
+    SELECT record::id(id) AS id, <string>created_at AS at, severity, title, subject FROM notification
+    WHERE created_at > $since_at ORDER BY created_at LIMIT 50";
 
 /// Filters of the notification list (all optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

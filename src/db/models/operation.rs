@@ -10,6 +10,8 @@ use super::subscription::new_key;
 use super::vps::VpsId;
 
 mod reads;
+#[cfg(test)]
+pub(crate) use reads::OPERATION_CHANGES;
 pub use reads::{FailedOperation, FinishedOperation, HeldOperation, OperationChange, OperationFigures};
 
 id_type!(

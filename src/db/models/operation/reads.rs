@@ -18,17 +18,17 @@ pub struct OperationChange {
     pub updated_at: String,
 }
 
+/// Operations changed after `$since`, oldest change first; the bound cast before the `SELECT`
+/// so that it reads a range of `operation_updated` (as [`crate::db::models::vps::VPS_CHANGES`]).
+pub(crate) const OPERATION_CHANGES: &str = "LET $since_at = <datetime>$since;
+    SELECT record::id(id) AS id, vps, kind, state, <string>updated_at AS updated_at FROM operation
+    WHERE updated_at > $since_at ORDER BY updated_at LIMIT 500";
+
 /// The live-update stream.
 impl Store {
     /// Operations changed after `since` (the live-update stream).
     pub async fn operation_changes(&self, since: DateTime<Utc>) -> anyhow::Result<Vec<OperationChange>> {
-        self.query_one(
-            "SELECT record::id(id) AS id, vps, kind, state, <string>updated_at AS updated_at FROM operation
-                 WHERE updated_at > <datetime>$since ORDER BY updated_at LIMIT 500",
-            json!({ "since": since.to_rfc3339() }),
-            0,
-        )
-        .await
+        self.query_one(OPERATION_CHANGES, json!({ "since": since.to_rfc3339() }), 1).await
     }
 }
 
