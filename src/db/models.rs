@@ -223,4 +223,57 @@ mod tests {
             assert!(rows.is_empty(), "only rows changed in the last hour: {rows:?}");
         }
     }
+
+    /// The key figures (every metrics scrape and dashboard view) read the operations of their
+    /// window from a range of `operation_created`, the day's finished ones from a range of
+    /// `operation_finished`, and count each state from its index alone: their cost follows
+    /// the window, not the history. And they count what they should.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn key_figures_read_their_window_not_the_history() {
+        use super::operation::*;
+        let mut config = crate::config::Config::default();
+        config.database.url = "mem://".into();
+        let store = Store::open(&config).await.expect("store");
+        store
+            .execute(
+                "FOR $i IN 0..300 {
+                     CREATE operation CONTENT { vps: 'old', kind: 'create', state: 'succeeded', requested_by: 'admin:a',
+                         created_at: time::now() - 60d, finished_at: time::now() - 60d };
+                 };
+                 CREATE operation CONTENT { vps: 'a', kind: 'create', state: 'succeeded', requested_by: 'webhook',
+                     created_at: time::now() - 1h, next_attempt_at: time::now() - 1h, finished_at: time::now() - 1h + 30s };
+                 CREATE operation CONTENT { vps: 'a', kind: 'delete', state: 'succeeded', requested_by: 'admin:root',
+                     created_at: time::now() - 2d, next_attempt_at: time::now() - 2d, finished_at: time::now() - 2d + 5s };
+                 CREATE operation CONTENT { vps: 'b', kind: 'resize', state: 'dead', requested_by: 'webhook',
+                     created_at: time::now() - 3d, finished_at: time::now() - 3d };
+                 CREATE operation CONTENT { vps: 'c', kind: 'create', state: 'queued', created_at: time::now() };",
+                json!({}),
+            )
+            .await
+            .expect("seeded");
+        let explain = |query: String| {
+            let store = store.clone();
+            async move {
+                let plan: Vec<Value> = store.query_one(&query, json!({ "window": "30d" }), 1).await.expect("plan");
+                plan.iter().filter_map(Value::as_str).collect::<String>()
+            }
+        };
+        let plan = explain(format!("{OPERATIONS_OF_WINDOW_FROM} EXPLAIN {OPERATIONS_OF_WINDOW}")).await;
+        assert!(plan.contains("IndexScan [ctx: Db] [index: operation_created, access: >d'"), "{plan}");
+        let plan = explain(format!("RETURN 0; EXPLAIN {OPERATIONS_FINISHED_LAST_DAY}")).await;
+        assert!(plan.contains("IndexScan [ctx: Db] [index: operation_finished, access: >d'"), "{plan}");
+        let plan = explain(format!("RETURN 0; EXPLAIN {}", operations_in_state(OpState::Succeeded))).await;
+        assert!(plan.contains("IndexCountScan"), "{plan}");
+
+        let f = store.operation_figures(30).await.expect("figures");
+        assert_eq!((f.succeeded, f.dead, f.manual), (2, 1, 1));
+        assert_eq!(f.provisioning_secs.len(), 1);
+        assert!((f.provisioning_secs[0] - 30.0).abs() < 1.0, "{:?}", f.provisioning_secs);
+        assert!((f.deprovisioning_secs[0] - 5.0).abs() < 1.0, "{:?}", f.deprovisioning_secs);
+        let mut by_state = store.operations_by_state().await.expect("by state");
+        by_state.sort();
+        let expected = [("dead", 1), ("queued", 1), ("succeeded", 302)].map(|(s, n)| (s.to_string(), n));
+        assert_eq!(by_state, expected);
+        assert_eq!(store.operations_finished_last_day().await.expect("finished").len(), 1);
+    }
 }

@@ -10,9 +10,12 @@ use super::subscription::new_key;
 use super::vps::VpsId;
 
 mod reads;
-#[cfg(test)]
-pub(crate) use reads::OPERATION_CHANGES;
 pub use reads::{FailedOperation, FinishedOperation, HeldOperation, OperationChange, OperationFigures};
+#[cfg(test)]
+pub(crate) use reads::{
+    OPERATION_CHANGES, OPERATIONS_FINISHED_LAST_DAY, OPERATIONS_OF_WINDOW, OPERATIONS_OF_WINDOW_FROM,
+    operations_in_state,
+};
 
 id_type!(
     /// The key of an `operation` row (its idempotency key).
@@ -131,6 +134,9 @@ pub enum OpState {
 }
 
 impl OpState {
+    pub const ALL: [Self; 7] =
+        [Self::Queued, Self::Held, Self::Running, Self::WaitingTask, Self::Succeeded, Self::Dead, Self::Cancelled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
