@@ -196,11 +196,14 @@ mod tests {
         let store = Store::open(&config).await.expect("store");
         store
             .execute(
-                "FOR $i IN 0..300 {
+                // One transaction, run again on a conflict with the background index builds.
+                "BEGIN TRANSACTION;
+                 FOR $i IN 0..300 {
                      CREATE vps CONTENT { state: 'active', updated_at: time::now() - 2h };
                      CREATE operation CONTENT { vps: 'v', kind: 'create', state: 'done', updated_at: time::now() - 2h };
                      CREATE notification CONTENT { title: 'n', severity: 'info', created_at: time::now() - 2h };
-                 };",
+                 };
+                 COMMIT TRANSACTION;",
                 json!({}),
             )
             .await
@@ -236,7 +239,8 @@ mod tests {
         let store = Store::open(&config).await.expect("store");
         store
             .execute(
-                "FOR $i IN 0..300 {
+                "BEGIN TRANSACTION;
+                 FOR $i IN 0..300 {
                      CREATE operation CONTENT { vps: 'old', kind: 'create', state: 'succeeded', requested_by: 'admin:a',
                          created_at: time::now() - 60d, finished_at: time::now() - 60d };
                  };
@@ -246,11 +250,24 @@ mod tests {
                      created_at: time::now() - 2d, next_attempt_at: time::now() - 2d, finished_at: time::now() - 2d + 5s };
                  CREATE operation CONTENT { vps: 'b', kind: 'resize', state: 'dead', requested_by: 'webhook',
                      created_at: time::now() - 3d, finished_at: time::now() - 3d };
-                 CREATE operation CONTENT { vps: 'c', kind: 'create', state: 'queued', created_at: time::now() };",
+                 CREATE operation CONTENT { vps: 'c', kind: 'create', state: 'queued', created_at: time::now() };
+                 COMMIT TRANSACTION;",
                 json!({}),
             )
             .await
             .expect("seeded");
+        // The indexes are built in the background (`CONCURRENTLY`); the planner uses them once
+        // they are ready.
+        for index in ["operation_created", "operation_finished"] {
+            for _ in 0..200 {
+                let info: Vec<Value> =
+                    store.query_one(&format!("INFO FOR INDEX {index} ON operation"), json!({}), 0).await.expect("info");
+                if info.first().is_some_and(|i| i["building"]["status"] == "ready") {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        }
         let explain = |query: String| {
             let store = store.clone();
             async move {
