@@ -14,7 +14,6 @@ pub use reads::{FailedOperation, FinishedOperation, HeldOperation, OperationChan
 #[cfg(test)]
 pub(crate) use reads::{
     OPERATION_CHANGES, OPERATIONS_FINISHED_LAST_DAY, OPERATIONS_OF_WINDOW, OPERATIONS_OF_WINDOW_FROM,
-    operations_in_state,
 };
 
 id_type!(

@@ -45,6 +45,21 @@ pub enum VpsState {
 }
 
 impl VpsState {
+    pub const ALL: [Self; 12] = [
+        Self::Pending,
+        Self::Provisioning,
+        Self::Active,
+        Self::Suspending,
+        Self::Suspended,
+        Self::Resuming,
+        Self::Resizing,
+        Self::Resetting,
+        Self::Rebuilding,
+        Self::Deleting,
+        Self::Deleted,
+        Self::Failed,
+    ];
+
     /// Whether a VPS in this state no longer takes room in its AZ: it failed or is going.
     pub fn gives_room_back(self) -> bool {
         matches!(self, Self::Failed | Self::Deleting | Self::Deleted)
@@ -466,12 +481,7 @@ impl Store {
 impl Store {
     /// VPS counts by state.
     pub async fn vps_counts_by_state(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        let rows: Vec<Value> =
-            self.query_one("SELECT state, count() AS n FROM vps GROUP BY state", json!({}), 0).await?;
-        let mut out: Vec<(String, u64)> = rows
-            .into_iter()
-            .map(|r| (r["state"].as_str().unwrap_or("?").to_string(), r["n"].as_u64().unwrap_or(0)))
-            .collect();
+        let mut out = super::count_by_state(self, "vps", &VpsState::ALL.map(VpsState::as_str)).await?;
         out.sort_by_key(|c| std::cmp::Reverse(c.1));
         Ok(out)
     }

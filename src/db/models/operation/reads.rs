@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{OpKind, OpState, OperationId};
 use crate::db::Store;
@@ -111,12 +111,6 @@ pub(crate) const OPERATIONS_OF_WINDOW_FROM: &str = "LET $from = time::now() - ty
 pub(crate) const OPERATIONS_OF_WINDOW: &str = "SELECT kind, state, requested_by,
         IF finished_at != NONE { time::unix(finished_at) - time::unix(next_attempt_at OR created_at) } AS secs
     FROM operation WHERE created_at > $from";
-/// How many operations are in `state`. The state is written in the query, not bound: with a
-/// literal the store counts the index's entries (`IndexCountScan`), with a parameter it
-/// fetches every row of the state.
-pub(crate) fn operations_in_state(state: OpState) -> String {
-    format!("SELECT count() AS n FROM operation WHERE state = '{}' GROUP ALL", state.as_str())
-}
 
 /// Operations of a trailing window, for the service's key figures.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -175,17 +169,8 @@ impl Store {
         Ok(f)
     }
 
-    /// Operation count per state (states with no operation absent), each counted from the
-    /// `operation_state` index alone.
+    /// Operation count per state (states with no operation absent), from the state index.
     pub async fn operations_by_state(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        let mut out = Vec::new();
-        for state in OpState::ALL {
-            let n: Vec<Value> = self.query_one(&operations_in_state(state), json!({}), 0).await?;
-            let n = n.first().and_then(|r| r["n"].as_u64()).unwrap_or(0);
-            if n > 0 {
-                out.push((state.as_str().to_string(), n));
-            }
-        }
-        Ok(out)
+        super::super::count_by_state(self, "operation", &OpState::ALL.map(OpState::as_str)).await
     }
 }
