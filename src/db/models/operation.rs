@@ -397,7 +397,8 @@ impl Store {
         Ok(key)
     }
 
-    /// Destructive operations requested in the last hour (the blast-radius guard's count).
+    /// Destructive operations requested in the last hour (the blast-radius guard's count, read
+    /// at every destructive decision): a range of `operation_created`, not the whole table.
     pub async fn destructive_ops_last_hour(&self) -> anyhow::Result<u64> {
         let n: Vec<u64> = self
             .query_one(
