@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (13, "VPS search index apart from the VPS rows", include_str!("migrations/0013_vps_search_apart.surql")),
     (14, "a mark of the catalogue's last change", include_str!("migrations/0014_catalogue_version.surql")),
     (15, "operations by creation and finish time", include_str!("migrations/0015_operation_times.surql")),
+    (16, "the activity log by level and time", include_str!("migrations/0016_activity_level_time.surql")),
 ];
 
 /// The schema version this binary writes.

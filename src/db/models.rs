@@ -126,9 +126,18 @@ async fn count(store: &Store, table: &str, clause: &str, bindings: Value) -> any
         #[serde(default)]
         n: u64,
     }
-    let rows: Vec<Count> =
-        store.query_one(&format!("SELECT count() AS n FROM {table} {clause} GROUP ALL"), bindings, 0).await?;
+    let rows: Vec<Count> = store.query_one(&count_query(table, clause), bindings, 0).await?;
     Ok(rows.first().map_or(0, |r| r.n))
+}
+
+/// The query [`count`] runs.
+fn count_query(table: &str, clause: &str) -> String {
+    format!("SELECT count() AS n FROM {table} {clause} GROUP ALL")
+}
+
+/// The query [`page_of`] runs for its rows (`$limit` of them from `$start`).
+fn page_query(table: &str, fields: &str, clause: &str, order: &str) -> String {
+    format!("SELECT {fields} FROM {table} {clause} ORDER BY {order} LIMIT $limit START $start")
 }
 
 /// The rows of `table` in each of `states` (states with none left out), each counted from
@@ -167,13 +176,7 @@ async fn page_of<T: DeserializeOwned>(
     let page = page.clamp(1, pages);
     bindings["start"] = json!((page - 1) * PAGE_SIZE);
     bindings["limit"] = json!(PAGE_SIZE);
-    let rows: Vec<T> = store
-        .query_one(
-            &format!("SELECT {fields} FROM {table} {clause} ORDER BY {order} LIMIT $limit START $start"),
-            bindings,
-            0,
-        )
-        .await?;
+    let rows: Vec<T> = store.query_one(&page_query(table, fields, clause, order), bindings, 0).await?;
     Ok(Page { rows, total, page, pages, capped: false })
 }
 
@@ -279,18 +282,8 @@ mod tests {
             )
             .await
             .expect("seeded");
-        // The indexes are built in the background (`CONCURRENTLY`); the planner uses them once
-        // they are ready.
-        for index in ["operation_created", "operation_finished"] {
-            for _ in 0..200 {
-                let info: Vec<Value> =
-                    store.query_one(&format!("INFO FOR INDEX {index} ON operation"), json!({}), 0).await.expect("info");
-                if info.first().is_some_and(|i| i["building"]["status"] == "ready") {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-            }
-        }
+        wait_until_built(&store, "operation", "operation_created").await;
+        wait_until_built(&store, "operation", "operation_finished").await;
         let explain = |query: String| {
             let store = store.clone();
             async move {
@@ -319,5 +312,69 @@ mod tests {
         assert_eq!(store.operations_finished_last_day().await.expect("finished").len(), 1);
         let vps = store.vps_counts_by_state().await.expect("VPS counts");
         assert_eq!(vps, [("active", 2), ("deleted", 1)].map(|(s, n)| (s.to_string(), n)));
+    }
+
+    /// A page of the activity log filtered by level is a range of `activity_level_at`, newest
+    /// first, stopped at the page; its count is an index count. And it lists what it should.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn activity_by_level_reads_a_page_of_an_index() {
+        use super::activity::{ACTIVITY_FIELDS, ActivityQuery, activity_filter};
+        let mut config = crate::config::Config::default();
+        config.database.url = "mem://".into();
+        let store = Store::open(&config).await.expect("store");
+        wait_until_built(&store, "activity", "activity_level_at").await;
+        store
+            .execute(
+                "BEGIN TRANSACTION;
+                 FOR $i IN 0..300 {
+                     CREATE activity CONTENT { at: time::now() - 1h, level: 'info', actor: 'system', message: 'm', data: {} };
+                 };
+                 FOR $i IN 1..4 {
+                     CREATE activity CONTENT { at: time::now() - <duration> string::concat(<string> $i, 'm'),
+                         level: 'warning', actor: 'system', message: string::concat('w', <string> $i), data: {} };
+                 };
+                 COMMIT TRANSACTION;",
+                json!({}),
+            )
+            .await
+            .expect("seeded");
+        let query = ActivityQuery { level: "warn".into(), ..ActivityQuery::default() };
+        let (clause, bindings) = activity_filter(&query).expect("a known level");
+        let explain = |sql: String| {
+            let (store, mut bindings) = (store.clone(), bindings.clone());
+            bindings["limit"] = json!(super::PAGE_SIZE);
+            bindings["start"] = json!(0);
+            async move {
+                let plan: Vec<Value> = store.query_one(&format!("EXPLAIN {sql}"), bindings, 0).await.expect("plan");
+                plan.iter().filter_map(Value::as_str).collect::<String>()
+            }
+        };
+        let plan = explain(super::count_query("activity", &clause)).await;
+        assert!(plan.contains("IndexCountScan"), "{plan}");
+        let plan = explain(super::page_query("activity", ACTIVITY_FIELDS, &clause, "at DESC")).await;
+        assert!(
+            plan.contains("IndexScan [ctx: Db] [index: activity_level_at, access: ['warning'], direction: Backward"),
+            "{plan}"
+        );
+        assert!(plan.contains("limit: $limit"), "the page's limit is not in the scan: {plan}");
+
+        let page = store.activity_page(&query).await.expect("page");
+        assert_eq!(page.total, 3);
+        let messages: Vec<&str> = page.rows.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(messages, ["w1", "w2", "w3"], "newest first");
+    }
+
+    /// Waits until `index`, built in the background (`CONCURRENTLY`), is ready: the planner
+    /// uses it from then on.
+    async fn wait_until_built(store: &Store, table: &str, index: &str) {
+        for _ in 0..200 {
+            let info: Vec<Value> =
+                store.query_one(&format!("INFO FOR INDEX {index} ON {table}"), json!({}), 0).await.expect("info");
+            if info.first().is_some_and(|i| i["building"]["status"] == "ready") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("{index} was not built within 5 s");
     }
 }
