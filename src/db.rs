@@ -227,6 +227,13 @@ impl Store {
         Self::open(&config).await.expect("an in-memory store opens")
     }
 
+    /// The plan `EXPLAIN` gives for statement `index` of `sql`, as one text (unit tests).
+    #[cfg(test)]
+    pub(crate) async fn plan(&self, sql: &str, bindings: serde_json::Value, index: usize) -> String {
+        let plan: Vec<serde_json::Value> = self.query_one(sql, bindings, index).await.expect("a plan");
+        plan.iter().filter_map(serde_json::Value::as_str).collect()
+    }
+
     /// Opens the store and brings its schema up to date.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let store = Self::connect(config).await?;

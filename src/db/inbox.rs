@@ -89,9 +89,7 @@ mod tests {
     /// rather than scanning the whole index and filtering.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_purge_step_reads_an_index_range() {
-        let mut config = crate::config::Config::default();
-        config.database.url = "mem://".into();
-        let store = Store::open(&config).await.expect("store");
+        let store = Store::in_memory().await;
         store
             .execute(
                 "FOR $i IN 0..1200 { CREATE webhook_event CONTENT { status: 'processed', body: 'x',
@@ -100,15 +98,13 @@ mod tests {
             )
             .await
             .expect("seeded");
-        let plan: Vec<Value> = store
-            .query_one(
+        let plan = store
+            .plan(
                 &format!("{PURGE_STEP_BOUNDS} EXPLAIN {PURGE_STEP_ROWS}"),
                 json!({ "after": "1970-01-01T00:00:00Z", "cut": Utc::now().to_rfc3339(), "step": PURGE_STEP }),
                 2,
             )
-            .await
-            .expect("plan");
-        let plan = plan.iter().filter_map(Value::as_str).collect::<String>();
+            .await;
         assert!(plan.contains("IndexScan") && plan.contains("webhook_event_received"), "{plan}");
         assert!(plan.contains("access: >=d'1970-01-01T00:00:00Z' <d'"), "not a range of the index: {plan}");
         assert!(plan.contains("limit: $step"), "the step's limit is not in the scan: {plan}");
@@ -118,9 +114,7 @@ mod tests {
     /// row and expired key deleted; recent rows and unsettled old ones are kept.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_purge_goes_through_more_rows_than_one_step() {
-        let mut config = crate::config::Config::default();
-        config.database.url = "mem://".into();
-        let store = Store::open(&config).await.expect("store");
+        let store = Store::in_memory().await;
         let seed = |n: usize, status: &'static str, days: i64, compacted: bool| {
             let store = store.clone();
             async move {
@@ -144,7 +138,7 @@ mod tests {
         seed(300, "ignored", 100, true).await;
         seed(50, "processed", 1, false).await;
         seed(10, "failed", 40, false).await;
-        let report = purge(&store, &config.inbox, Utc::now()).await.expect("purge");
+        let report = purge(&store, &InboxConfig::default(), Utc::now()).await.expect("purge");
         assert_eq!(report, PurgeReport { compacted: 1234, deleted: 320 });
         let left: Vec<Value> = store
             .query_one(

@@ -215,9 +215,7 @@ mod tests {
     /// size (`EXPLAIN` of a read that filters the whole index shows an empty `access`).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn change_feeds_read_a_range_of_their_index() {
-        let mut config = crate::config::Config::default();
-        config.database.url = "mem://".into();
-        let store = Store::open(&config).await.expect("store");
+        let store = Store::in_memory().await;
         store
             .execute(
                 // One transaction, run again on a conflict with the background index builds.
@@ -239,11 +237,7 @@ mod tests {
             (super::notification::NOTIFICATIONS_SINCE, "notification_time", 50),
         ] {
             let (bound, select) = query.split_once(';').expect("a LET, then the SELECT");
-            let plan: Vec<Value> = store
-                .query_one(&format!("{bound}; EXPLAIN {select}"), json!({ "since": since }), 1)
-                .await
-                .expect("plan");
-            let plan = plan.iter().filter_map(Value::as_str).collect::<String>();
+            let plan = store.plan(&format!("{bound}; EXPLAIN {select}"), json!({ "since": since }), 1).await;
             assert!(plan.contains(&format!("IndexScan [ctx: Db] [index: {index}, access: >d'")), "{plan}");
             assert!(plan.contains(&format!("limit: {limit}")), "the limit is not in the scan: {plan}");
             let rows: Vec<Value> = store.query_one(query, json!({ "since": since }), 1).await.expect("the read runs");
@@ -258,9 +252,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn key_figures_read_their_window_not_the_history() {
         use super::operation::*;
-        let mut config = crate::config::Config::default();
-        config.database.url = "mem://".into();
-        let store = Store::open(&config).await.expect("store");
+        let store = Store::in_memory().await;
         store
             .execute(
                 "BEGIN TRANSACTION;
@@ -286,10 +278,7 @@ mod tests {
         wait_until_built(&store, "operation", "operation_finished").await;
         let explain = |query: String| {
             let store = store.clone();
-            async move {
-                let plan: Vec<Value> = store.query_one(&query, json!({ "window": "30d" }), 1).await.expect("plan");
-                plan.iter().filter_map(Value::as_str).collect::<String>()
-            }
+            async move { store.plan(&query, json!({ "window": "30d" }), 1).await }
         };
         let plan = explain(format!("{OPERATIONS_OF_WINDOW_FROM} EXPLAIN {OPERATIONS_OF_WINDOW}")).await;
         assert!(plan.contains("IndexScan [ctx: Db] [index: operation_created, access: >d'"), "{plan}");
@@ -319,9 +308,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn activity_by_level_reads_a_page_of_an_index() {
         use super::activity::{ACTIVITY_FIELDS, ActivityQuery, activity_filter};
-        let mut config = crate::config::Config::default();
-        config.database.url = "mem://".into();
-        let store = Store::open(&config).await.expect("store");
+        let store = Store::in_memory().await;
         wait_until_built(&store, "activity", "activity_level_at").await;
         store
             .execute(
@@ -344,10 +331,7 @@ mod tests {
             let (store, mut bindings) = (store.clone(), bindings.clone());
             bindings["limit"] = json!(super::PAGE_SIZE);
             bindings["start"] = json!(0);
-            async move {
-                let plan: Vec<Value> = store.query_one(&format!("EXPLAIN {sql}"), bindings, 0).await.expect("plan");
-                plan.iter().filter_map(Value::as_str).collect::<String>()
-            }
+            async move { store.plan(&format!("EXPLAIN {sql}"), bindings, 0).await }
         };
         let plan = explain(super::count_query("activity", &clause)).await;
         assert!(plan.contains("IndexCountScan"), "{plan}");
