@@ -17,13 +17,18 @@ use serde_json::{Value, json};
 
 use crate::common::{Proc, TOKEN};
 
-fn rss_kb(pid: u32) -> u64 {
+/// A process's `field` of `/proc/<pid>/status` in kB (`VmRSS`, `RssAnon`; 0 once it is gone).
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS")
 }
 
 fn mib(kb: u64) -> f64 {
@@ -118,17 +123,9 @@ async fn first_open(dir: &std::path::Path, label: &str) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("vmauto runs");
-    let anon_kb = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with("RssAnon:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
     let mut peak = 0;
     while child.try_wait().expect("wait").is_none() {
-        peak = peak.max(anon_kb(child.id()));
+        peak = peak.max(status_kb(child.id(), "RssAnon"));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let peak = if peak == 0 { "not sampled (too short)".to_string() } else { format!("{:.0} MiB", mib(peak)) };
