@@ -171,6 +171,6 @@ impl Store {
 
     /// Operation count per state (states with no operation absent), from the state index.
     pub async fn operations_by_state(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        super::super::count_by_state(self, "operation", &OpState::ALL.map(OpState::as_str)).await
+        crate::db::models::count_by_state(self, "operation", &OpState::ALL.map(OpState::as_str)).await
     }
 }
