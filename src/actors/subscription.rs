@@ -372,7 +372,7 @@ impl Apply {
                 plugin: DEFAULT_MAPPER.into(),
                 source: source.to_string(),
                 event,
-                catalogue: Arc::new(catalogue),
+                catalogue,
                 settings,
             })
             .await

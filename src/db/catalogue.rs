@@ -19,15 +19,22 @@ use super::models::template::{Template, TemplateName};
 pub struct Catalogued {
     pub catalogue: Catalogue,
     pub templates: BTreeMap<TemplateName, Template>,
+    /// [`Catalogued::for_source`]'s answers, made once per source.
+    by_source: std::sync::Mutex<BTreeMap<String, Arc<Catalogue>>>,
 }
 
 impl Catalogued {
     /// The catalogue a plan mapper sees for `source`: every template, the source's own
-    /// mappings and those for every source (`*`).
-    pub fn for_source(&self, source: &str) -> Catalogue {
-        let mut catalogue = self.catalogue.clone();
-        catalogue.mappings.retain(|m| m.source == source || m.source == "*");
-        catalogue
+    /// mappings and those for every source (`*`). The same `Arc` while this catalogue is
+    /// current, so a plan mapper's instance that keeps it is not sent it again.
+    pub fn for_source(&self, source: &str) -> Arc<Catalogue> {
+        let filtered = || {
+            let mut catalogue = self.catalogue.clone();
+            catalogue.mappings.retain(|m| m.source == source || m.source == "*");
+            Arc::new(catalogue)
+        };
+        let Ok(mut made) = self.by_source.lock() else { return filtered() };
+        made.entry(source.to_string()).or_insert_with(filtered).clone()
     }
 }
 
@@ -61,7 +68,11 @@ impl Store {
             .filter_map(|row| serde_json::from_value::<Template>(row.clone()).ok())
             .map(|t| (t.name.clone(), t))
             .collect();
-        let read = Arc::new(Catalogued { catalogue: Catalogue::from_rows(&templates, &mappings), templates: rows });
+        let read = Arc::new(Catalogued {
+            catalogue: Catalogue::from_rows(&templates, &mappings),
+            templates: rows,
+            by_source: Default::default(),
+        });
         if let Ok(mut last) = self.catalogue.lock() {
             // Kept under the mark read before the tables were: a change that raced the read
             // makes the next caller read them again.
@@ -104,6 +115,10 @@ mod tests {
         let plans: Vec<(&str, &str)> =
             stripe.mappings.iter().map(|m| (m.source.as_str(), m.plan_key.as_str())).collect();
         assert_eq!(plans, vec![("*", "any")], "another source's mappings are left out, every source's kept");
+        // One catalogue per source while unchanged, so a mapper instance keeping it is not
+        // sent it again.
+        assert!(Arc::ptr_eq(&stripe, &fourth.for_source("stripe")));
+        assert!(!Arc::ptr_eq(&stripe, &fourth.for_source("ghl")));
 
         assert!(store.delete_plan_mapping("ghl", "starter").await.expect("deleted"));
         let fifth = store.catalogued().await.expect("read");

@@ -77,7 +77,8 @@ pub fn test(config: &Config, plugin: &str, payload: &Path, options: &TestOptions
             }
             let input: MapperInput = serde_json::from_slice(&body)
                 .with_context(|| format!("{}: expected {{\"event\": …, \"catalogue\": …}}", payload.display()))?;
-            let call = || runtime.choose_template_blocking(plugin, &source, &input.event, &input.catalogue, &settings);
+            let catalogue = std::sync::Arc::new(input.catalogue);
+            let call = || runtime.choose_template_blocking(plugin, &source, &input.event, &catalogue, &settings);
             let choice = call()?;
             timing = repeat(options.repeat, call)?;
             match choice {

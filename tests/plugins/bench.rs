@@ -2,6 +2,7 @@
 //! `cargo test --test integration -- --ignored --nocapture bench_plugins`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vmauto::plugin_host::{Catalogue, Limits, PluginRuntime};
@@ -79,14 +80,14 @@ fn bench_plugins_events_per_second() {
         .unwrap()
         .remove(0);
     for (templates, mappings) in [(5, 10), (50, 200)] {
-        let catalogue = Catalogue::from_rows(
+        let catalogue = Arc::new(Catalogue::from_rows(
             &(0..templates)
                 .map(|i| serde_json::json!({"name": format!("t{i}"), "enabled": true, "cores": 2, "memory_mb": 2048, "disk_gb": 40}))
                 .collect::<Vec<_>>(),
             &(0..mappings)
                 .map(|i| serde_json::json!({"source": "bench", "plan_key": format!("p{i}"), "template": format!("t{}", i % templates)}))
                 .collect::<Vec<_>>(),
-        );
+        ));
         event.plan_key = Some(format!("p{}", mappings - 1));
         let settings = BTreeMap::new();
         runtime.choose_template_blocking("plan-table", "bench", &event, &catalogue, &settings).unwrap();
@@ -99,6 +100,23 @@ fn bench_plugins_events_per_second() {
         }
         println!(
             "  {:<16} {templates:>3} templates, {mappings:>3} mappings  {}",
+            "plan-table",
+            rate(calls, started.elapsed())
+        );
+        // The worst case: the catalogue changes between any two calls, so the instance is
+        // given it every time (as every call was before contract 1.2).
+        let mut other = (*catalogue).clone();
+        other.templates[0].cores += 1;
+        let both = [catalogue, Arc::new(other)];
+        let started = Instant::now();
+        for i in 0..calls {
+            let catalogue = &both[i as usize % 2];
+            std::hint::black_box(
+                runtime.choose_template_blocking("plan-table", "bench", &event, catalogue, &settings).unwrap(),
+            );
+        }
+        println!(
+            "  {:<16} {templates:>3} templates, {mappings:>3} mappings, a new catalogue every call  {}",
             "plan-table",
             rate(calls, started.elapsed())
         );

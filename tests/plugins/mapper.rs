@@ -1,12 +1,14 @@
-//! The default plan mapper (`plan-table`) over a catalogue read from table rows.
+//! The default plan mapper (`plan-table`) over a catalogue read from table rows; the
+//! catalogue an instance keeps (contract 1.2) and mappers of the older contracts.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::json;
 use vmauto::billing::{BillingEvent, Customer, EventKind};
-use vmauto::plugin_host::{Catalogue, TemplateChoice};
+use vmauto::plugin_host::{Catalogue, Limits, Origin, PluginError, PluginRuntime, TemplateChoice, check_component};
 
-use super::support::runtime;
+use super::support::{component_of_contract, runtime};
 
 fn catalogue() -> Catalogue {
     Catalogue::from_rows(
@@ -40,7 +42,7 @@ fn event(plan: Option<&str>) -> BillingEvent {
 fn choose(source: &str, plan: Option<&str>, settings: &[(&str, &str)]) -> TemplateChoice {
     let settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     runtime()
-        .choose_template_blocking("plan-table", source, &event(plan), &catalogue(), &settings)
+        .choose_template_blocking("plan-table", source, &event(plan), &Arc::new(catalogue()), &settings)
         .expect("mapper answers")
 }
 
@@ -74,6 +76,76 @@ fn plan_table_explains_why_there_is_no_template() {
     assert!(reason(choose("ghl", Some("old-plan"), &[])).contains("disabled"));
     assert!(reason(choose("ghl", Some("typo-plan"), &[])).contains("does not exist"));
     assert!(reason(choose("ghl", None, &[])).contains("no plan key"));
+}
+
+#[test]
+fn an_instance_is_given_the_catalogue_again_when_it_changes() {
+    // One runtime and one thread: every call reuses the same instance, which keeps the
+    // catalogue it was given last.
+    let runtime = PluginRuntime::with_plugins(Limits::default(), None).expect("runtime").0;
+    let ask = |catalogue: &Arc<Catalogue>, plan: &str| {
+        runtime
+            .choose_template_blocking("plan-table", "ghl", &event(Some(plan)), catalogue, &BTreeMap::new())
+            .expect("mapper answers")
+    };
+    let first = Arc::new(catalogue());
+    assert_eq!(ask(&first, "vps-small"), TemplateChoice::Template("small".into()));
+    assert_eq!(ask(&first, "vps-large"), TemplateChoice::Template("large".into()), "the kept catalogue, asked again");
+
+    // Another catalogue: the mapping changed, and a new template appeared.
+    let mut changed = catalogue();
+    changed.mappings[0].template = "large".into();
+    changed.templates.push(changed.templates[0].clone());
+    changed.templates[3].name = "medium".into();
+    changed.mappings.push(vmauto::plugin_host::PlanMapping {
+        source: "ghl".into(),
+        plan_key: "vps-medium".into(),
+        template: "medium".into(),
+    });
+    let changed = Arc::new(changed);
+    assert_eq!(ask(&changed, "vps-small"), TemplateChoice::Template("large".into()));
+    assert_eq!(ask(&changed, "vps-medium"), TemplateChoice::Template("medium".into()));
+    // The first one again, and an equal copy of it (another Arc, the same content).
+    assert_eq!(ask(&first, "vps-small"), TemplateChoice::Template("small".into()));
+    assert!(matches!(ask(&first, "vps-medium"), TemplateChoice::None(_)), "the first catalogue has no vps-medium");
+    assert_eq!(ask(&Arc::new(catalogue()), "vps-small"), TemplateChoice::Template("small".into()));
+    // An empty catalogue leaves nothing to choose.
+    let reason = match ask(&Arc::new(Catalogue::default()), "vps-small") {
+        TemplateChoice::None(reason) => reason,
+        other => panic!("expected no template, got {other:?}"),
+    };
+    assert!(reason.contains("no plan mapping"), "{reason}");
+}
+
+#[test]
+fn a_contract_1_1_mapper_is_sent_the_catalogue_with_every_request() {
+    let fixed = component_of_contract(include_str!("fixed-mapper.wat"), "plan-mapper", "1.1");
+    assert_eq!(check_component(&fixed).expect("a 1.1 mapper passes the check").contract_version, "1.1.0");
+    let runtime = PluginRuntime::new(Limits::default()).expect("runtime");
+    runtime.load("fixed", &fixed, Origin::Bundled).expect("load");
+    let ask = |catalogue: Catalogue| {
+        runtime.choose_template_blocking("fixed", "ghl", &event(Some("any")), &Arc::new(catalogue), &BTreeMap::new())
+    };
+    assert_eq!(ask(catalogue()).expect("answers"), TemplateChoice::Template("small".into()));
+    // It always chooses "small"; the host checks the choice against the catalogue it sent.
+    let mut without_small = catalogue();
+    without_small.templates.retain(|t| t.name != "small");
+    match ask(without_small) {
+        Err(PluginError::BadOutput { reason, .. }) => assert!(reason.contains("not in the catalogue"), "{reason}"),
+        other => panic!("expected a refused choice, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_contract_1_1_source_still_loads_and_runs() {
+    let empty = component_of_contract(include_str!("empty-source.wat"), "billing-source", "1.1");
+    assert_eq!(check_component(&empty).expect("a 1.1 source passes the check").contract_version, "1.1.0");
+    let runtime = PluginRuntime::new(Limits::default()).expect("runtime");
+    runtime.load("empty", &empty, Origin::Bundled).expect("load");
+    let events = runtime
+        .parse_blocking("empty", &super::support::request("src", "/p", b"{}".to_vec(), &[]))
+        .expect("a 1.1 source answers");
+    assert!(events.is_empty(), "{events:?}");
 }
 
 #[tokio::test]

@@ -61,14 +61,19 @@ pub fn one(result: Result<Vec<BillingEvent>, PluginError>) -> BillingEvent {
 
 /// Turns a core module in WebAssembly text into a component of `world`
 /// (`billing-source` or `plan-mapper`) of contract 1.0 (`plugins/wit-1.0`), as `wasm-tools
-/// component embed` + `new` would. The hand-written plugins are 1.0 components: they also
-/// show that components of an older minor version keep loading.
+/// component embed` + `new` would. The hand-written plugins are mostly 1.0 components: they
+/// also show that components of an older minor version keep loading.
 pub fn component_from_wat(wat_text: &str, world: &str) -> Vec<u8> {
+    component_of_contract(wat_text, world, "1.0")
+}
+
+/// [`component_from_wat`] against the frozen WIT of another older contract
+/// (`plugins/wit-<contract>`).
+pub fn component_of_contract(wat_text: &str, world: &str, contract: &str) -> Vec<u8> {
     let mut module = wat::parse_str(wat_text).expect("valid WebAssembly text");
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve
-        .push_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins/wit-1.0"))
-        .expect("plugins/wit-1.0 parses");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("plugins/wit-{contract}"));
+    let (package, _) = resolve.push_dir(&dir).unwrap_or_else(|e| panic!("{} parses: {e:#}", dir.display()));
     let world = resolve.select_world(&[package], Some(world)).expect("world");
     wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
         .expect("embed the contract");

@@ -150,61 +150,82 @@ pub(super) fn events_from_wit(
         .collect()
 }
 
-/// The mapper's request: the event, the catalogue and the source's settings.
+/// The mapper's request: the event, the catalogue and the source's settings (contracts 1.0
+/// and 1.1, which carry the catalogue with every request).
 pub(super) fn mapping_request(
     source: &str,
     event: &BillingEvent,
     catalogue: &Catalogue,
     settings: &BTreeMap<String, String>,
 ) -> mapper::vmauto::plugin::types::MappingRequest {
-    use mapper::vmauto::plugin::types as t;
-    let pair = |k: &String, v: &String| t::Pair { name: k.clone(), value: v.clone() };
-    t::MappingRequest {
+    let (templates, mappings) = catalogue_to_wit(catalogue);
+    mapper::vmauto::plugin::types::MappingRequest {
         source: source.into(),
-        event: t::Event {
-            kind: match event.kind {
-                EventKind::Subscribe => t::EventKind::Subscribe,
-                EventKind::Cancel => t::EventKind::Cancel,
-                EventKind::Suspend => t::EventKind::Suspend,
-                EventKind::Resume => t::EventKind::Resume,
-                EventKind::ChangePlan => t::EventKind::ChangePlan,
-                EventKind::Ignore => t::EventKind::Ignore,
-            },
-            source_event_id: event.source_event_id.clone(),
-            occurred_at: event.occurred_at.map(|t| t::Instant::Rfc3339(t.to_rfc3339())),
-            subscription_id: event.subscription_id.clone(),
-            customer: t::Customer {
-                id: event.customer.id.clone(),
-                name: event.customer.name.clone(),
-                email: event.customer.email.clone(),
-            },
-            plan_key: event.plan_key.clone(),
-            attributes: event.attributes.iter().map(|(k, v)| pair(k, v)).collect(),
-            image: event.choices.image.clone(),
-            hostname: event.choices.hostname.clone(),
-            location: event.choices.location.clone(),
-        },
-        templates: catalogue
-            .templates
-            .iter()
-            .map(|tpl| t::Template {
-                name: tpl.name.clone(),
-                enabled: tpl.enabled,
-                cores: tpl.cores,
-                memory_mb: tpl.memory_mb,
-                disk_gb: tpl.disk_gb,
-                extra: tpl.extra.iter().map(|(k, v)| pair(k, v)).collect(),
-            })
-            .collect(),
-        mappings: catalogue
-            .mappings
-            .iter()
-            .map(|m| t::PlanMapping {
-                source: m.source.clone(),
-                plan_key: m.plan_key.clone(),
-                template: m.template.clone(),
-            })
-            .collect(),
-        settings: settings.iter().map(|(k, v)| pair(k, v)).collect(),
+        event: mapper_event(event),
+        templates,
+        mappings,
+        settings: pairs(settings),
     }
+}
+
+/// Name/value pairs as the mapper's contract types.
+pub(super) fn pairs(map: &BTreeMap<String, String>) -> Vec<mapper::vmauto::plugin::types::Pair> {
+    map.iter().map(|(k, v)| mapper::vmauto::plugin::types::Pair { name: k.clone(), value: v.clone() }).collect()
+}
+
+/// An event as the mapper's contract type.
+pub(super) fn mapper_event(event: &BillingEvent) -> mapper::vmauto::plugin::types::Event {
+    use mapper::vmauto::plugin::types as t;
+    t::Event {
+        kind: match event.kind {
+            EventKind::Subscribe => t::EventKind::Subscribe,
+            EventKind::Cancel => t::EventKind::Cancel,
+            EventKind::Suspend => t::EventKind::Suspend,
+            EventKind::Resume => t::EventKind::Resume,
+            EventKind::ChangePlan => t::EventKind::ChangePlan,
+            EventKind::Ignore => t::EventKind::Ignore,
+        },
+        source_event_id: event.source_event_id.clone(),
+        occurred_at: event.occurred_at.map(|t| t::Instant::Rfc3339(t.to_rfc3339())),
+        subscription_id: event.subscription_id.clone(),
+        customer: t::Customer {
+            id: event.customer.id.clone(),
+            name: event.customer.name.clone(),
+            email: event.customer.email.clone(),
+        },
+        plan_key: event.plan_key.clone(),
+        attributes: pairs(&event.attributes),
+        image: event.choices.image.clone(),
+        hostname: event.choices.hostname.clone(),
+        location: event.choices.location.clone(),
+    }
+}
+
+/// The catalogue as the mapper's contract types: its templates and its plan mappings.
+pub(super) fn catalogue_to_wit(
+    catalogue: &Catalogue,
+) -> (Vec<mapper::vmauto::plugin::types::Template>, Vec<mapper::vmauto::plugin::types::PlanMapping>) {
+    use mapper::vmauto::plugin::types as t;
+    let templates = catalogue
+        .templates
+        .iter()
+        .map(|tpl| t::Template {
+            name: tpl.name.clone(),
+            enabled: tpl.enabled,
+            cores: tpl.cores,
+            memory_mb: tpl.memory_mb,
+            disk_gb: tpl.disk_gb,
+            extra: pairs(&tpl.extra),
+        })
+        .collect();
+    let mappings = catalogue
+        .mappings
+        .iter()
+        .map(|m| t::PlanMapping {
+            source: m.source.clone(),
+            plan_key: m.plan_key.clone(),
+            template: m.template.clone(),
+        })
+        .collect();
+    (templates, mappings)
 }

@@ -1,11 +1,13 @@
 //! The plugin host of vmauto: runs WebAssembly components that implement the plugin
-//! contract (`plugins/wit`, package `vmauto:plugin@1.1.0`; components built for 1.0,
-//! `plugins/wit-1.0`, load too — see [`v1_0`]).
+//! contract (`plugins/wit`, package `vmauto:plugin@1.2.0`; components built for 1.0 and
+//! 1.1, `plugins/wit-1.0` and `plugins/wit-1.1`, load too — see [`v1_0`] and [`v1_1`]).
 //!
 //! - **Billing sources** turn one authenticated webhook delivery into zero or more
 //!   [`BillingEvent`]s ([`PluginRuntime::parse`]).
 //! - **Plan mappers** choose the template for an event from the catalogue
-//!   ([`PluginRuntime::choose_template`]).
+//!   ([`PluginRuntime::choose_template`]). A 1.2 mapper instance keeps the catalogue it was
+//!   last given (`keep-catalogue`) and is asked per event without it (`choose-kept`): the
+//!   catalogue crosses into the instance only when it is not the one the instance keeps.
 //!
 //! Plugins come from the binary ([`bundled`], built from `plugins/` by this crate's
 //! `build.rs`) and from
@@ -31,10 +33,12 @@
 pub mod bindings;
 pub mod bundled;
 pub mod catalogue;
+mod choose;
 mod error;
 pub mod event;
 mod inspect;
 mod v1_0;
+mod v1_1;
 
 pub use error::{PluginError, Rejection};
 pub use inspect::{ComponentReport, check_component};
@@ -56,14 +60,14 @@ pub use self::catalogue::{Catalogue, PlanMapping, Template};
 pub use self::event::{BillingEvent, Customer, EventKind, OrderChoices};
 
 /// The contract version this host speaks (the version of the WIT package).
-pub const CONTRACT_VERSION: &str = "1.1.0";
+pub const CONTRACT_VERSION: &str = "1.2.0";
 /// Every contract version this host loads: the current one and the older minor versions of
 /// its major version.
-pub const CONTRACT_VERSIONS: &[&str] = &["1.0.0", "1.1.0"];
+pub const CONTRACT_VERSIONS: &[&str] = &["1.0.0", "1.1.0", "1.2.0"];
 /// The export a billing-source component provides.
-pub const SOURCE_EXPORT: &str = "vmauto:plugin/source@1.1.0";
+pub const SOURCE_EXPORT: &str = "vmauto:plugin/source@1.2.0";
 /// The export a plan-mapper component provides.
-pub const MAPPER_EXPORT: &str = "vmauto:plugin/mapper@1.1.0";
+pub const MAPPER_EXPORT: &str = "vmauto:plugin/mapper@1.2.0";
 /// The contract's type-only interface, which components may import (it has no functions),
 /// without its version.
 pub const TYPES_IMPORT: &str = "vmauto:plugin/types@";
@@ -193,6 +197,7 @@ enum Prepared {
     Mapper(mapper::PlanMapperPre<HostState>),
     SourceV1_0(v1_0::source::BillingSourcePre<HostState>),
     MapperV1_0(v1_0::mapper::PlanMapperPre<HostState>),
+    MapperV1_1(v1_1::mapper::PlanMapperPre<HostState>),
 }
 
 /// A live instance kept for reuse.
@@ -201,12 +206,15 @@ enum Bound {
     Mapper(mapper::PlanMapper),
     SourceV1_0(v1_0::source::BillingSource),
     MapperV1_0(v1_0::mapper::PlanMapper),
+    MapperV1_1(v1_1::mapper::PlanMapper),
 }
 
 struct Warm {
     store: Store<HostState>,
     bound: Bound,
     calls: u32,
+    /// The catalogue a 1.2 mapper instance keeps (given with `keep-catalogue`).
+    kept: Option<Arc<Catalogue>>,
 }
 
 struct Loaded {
@@ -340,7 +348,7 @@ impl PluginRuntime {
         }
         let (component, sha256) = self.compile(bytes).map_err(fail)?;
         let report = inspect(&self.engine, &component).map_err(fail)?;
-        let (kind, old) = (report.kind, report.contract_version == "1.0.0");
+        let (kind, version) = (report.kind, report.contract_version.as_str());
         let mut linker = Linker::<HostState>::new(&self.engine);
         let ty = component.component_type();
         for (import, _) in ty.imports(&self.engine) {
@@ -349,17 +357,18 @@ impl PluginRuntime {
         }
         let pre = linker.instantiate_pre(&component).map_err(|e| fail(format!("cannot link: {e}")))?;
         let mismatch = |e: wasmtime::Error| fail(format!("exports do not match the contract: {e}"));
-        let prepared = match (kind, old) {
-            (PluginKind::BillingSource, false) => {
-                Prepared::Source(source::BillingSourcePre::new(pre).map_err(mismatch)?)
-            }
-            (PluginKind::PlanMapper, false) => Prepared::Mapper(mapper::PlanMapperPre::new(pre).map_err(mismatch)?),
-            (PluginKind::BillingSource, true) => {
+        let prepared = match (kind, version) {
+            (PluginKind::BillingSource, "1.0.0") => {
                 Prepared::SourceV1_0(v1_0::source::BillingSourcePre::new(pre).map_err(mismatch)?)
             }
-            (PluginKind::PlanMapper, true) => {
+            (PluginKind::BillingSource, _) => Prepared::Source(source::BillingSourcePre::new(pre).map_err(mismatch)?),
+            (PluginKind::PlanMapper, "1.0.0") => {
                 Prepared::MapperV1_0(v1_0::mapper::PlanMapperPre::new(pre).map_err(mismatch)?)
             }
+            (PluginKind::PlanMapper, "1.1.0") => {
+                Prepared::MapperV1_1(v1_1::mapper::PlanMapperPre::new(pre).map_err(mismatch)?)
+            }
+            (PluginKind::PlanMapper, _) => Prepared::Mapper(mapper::PlanMapperPre::new(pre).map_err(mismatch)?),
         };
         let info = PluginInfo { name: name.into(), kind, origin, sha256, size: bytes.len() };
         let loaded = Arc::new(Loaded { info: info.clone(), prepared, idle: Mutex::new(Vec::new()) });
@@ -433,9 +442,10 @@ impl PluginRuntime {
             Prepared::Mapper(pre) => pre.instantiate(&mut store).map(Bound::Mapper),
             Prepared::SourceV1_0(pre) => pre.instantiate(&mut store).map(Bound::SourceV1_0),
             Prepared::MapperV1_0(pre) => pre.instantiate(&mut store).map(Bound::MapperV1_0),
+            Prepared::MapperV1_1(pre) => pre.instantiate(&mut store).map(Bound::MapperV1_1),
         }
         .map_err(|e| self.classify(&plugin.info.name, &store, e))?;
-        Ok(Warm { store, bound, calls: 0 })
+        Ok(Warm { store, bound, calls: 0, kept: None })
     }
 
     fn checkin(&self, plugin: &Loaded, mut warm: Warm) {
@@ -499,70 +509,6 @@ impl PluginRuntime {
         tokio::task::spawn_blocking(move || this.parse_blocking(&plugin, &req))
             .await
             .map_err(|e| PluginError::Unavailable(e.to_string()))?
-    }
-
-    /// Asks the plan-mapper plugin `plugin` for the template of `event` (blocking).
-    pub fn choose_template_blocking(
-        &self,
-        plugin: &str,
-        source: &str,
-        event: &BillingEvent,
-        catalogue: &Catalogue,
-        settings: &BTreeMap<String, String>,
-    ) -> Result<TemplateChoice, PluginError> {
-        let loaded = self.get(plugin, PluginKind::PlanMapper)?;
-        let mut warm = self.checkout(&loaded)?;
-        warm.store.set_epoch_deadline(self.deadline_ticks());
-        let request = bindings::mapping_request(source, event, catalogue, settings);
-        let result = match &warm.bound {
-            Bound::Mapper(instance) => instance
-                .vmauto_plugin_mapper()
-                .call_choose(&mut warm.store, &request)
-                .map(|a| a.map_err(bindings::rejection_from_mapper)),
-            Bound::MapperV1_0(instance) => instance
-                .vmauto_plugin_mapper()
-                .call_choose(&mut warm.store, &v1_0::mapping_request_to_v1_0(request))
-                .map(|a| a.map(v1_0::choice_to_current).map_err(bindings::rejection_from_mapper_v1_0)),
-            _ => return Err(PluginError::Unavailable("instance kind mismatch".into())),
-        };
-        match result {
-            Err(e) => Err(self.classify(plugin, &warm.store, e)),
-            Ok(answer) => {
-                self.checkin(&loaded, warm);
-                match answer {
-                    Ok(mapper::vmauto::plugin::types::Choice::Template(name)) => {
-                        if catalogue.templates.iter().any(|t| t.name == name) {
-                            Ok(TemplateChoice::Template(name))
-                        } else {
-                            Err(PluginError::BadOutput {
-                                plugin: plugin.into(),
-                                reason: format!("chose template {name:?}, which is not in the catalogue"),
-                            })
-                        }
-                    }
-                    Ok(mapper::vmauto::plugin::types::Choice::None(reason)) => Ok(TemplateChoice::None(reason)),
-                    Err(rejection) => Err(PluginError::Rejected { plugin: plugin.into(), rejection }),
-                }
-            }
-        }
-    }
-
-    /// Asks the plan mapper on tokio's blocking pool.
-    pub async fn choose_template(
-        self: &Arc<Self>,
-        plugin: &str,
-        source: &str,
-        event: BillingEvent,
-        catalogue: Arc<Catalogue>,
-        settings: BTreeMap<String, String>,
-    ) -> Result<TemplateChoice, PluginError> {
-        let _slot = self.slots.acquire().await.map_err(|e| PluginError::Unavailable(e.to_string()))?;
-        let (this, plugin, source) = (self.clone(), plugin.to_string(), source.to_string());
-        tokio::task::spawn_blocking(move || {
-            this.choose_template_blocking(&plugin, &source, &event, &catalogue, &settings)
-        })
-        .await
-        .map_err(|e| PluginError::Unavailable(e.to_string()))?
     }
 }
 

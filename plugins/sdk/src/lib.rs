@@ -8,6 +8,7 @@
 //! wrong type) with the dotted path of the field; the body is parsed into a [`Value`] that
 //! borrows its strings from the request (see [`Value`] for why).
 
+mod export;
 mod json;
 
 pub use json::{Map, NULL, Number, Value};
@@ -340,187 +341,22 @@ pub struct MappingRequest {
     pub settings: Vec<(String, String)>,
 }
 
+impl MappingRequest {
+    /// A request with no catalogue, no settings and an `ignore` event.
+    pub fn empty() -> Self {
+        Self {
+            source: String::new(),
+            event: Event::new(Kind::Ignore),
+            templates: Vec::new(),
+            mappings: Vec::new(),
+            settings: Vec::new(),
+        }
+    }
+}
+
 /// A plan mapper's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Choice {
     Template(String),
     None(String),
-}
-
-/// Exports a billing-source plugin: `export_source!(parse)` with
-/// `fn parse(req: &Request) -> Result<Vec<Event>>`.
-#[macro_export]
-macro_rules! export_source {
-    ($parse:path) => {
-        mod __vmauto_bindings {
-            $crate::wit_bindgen::generate!({
-                path: "../wit",
-                world: "billing-source",
-                runtime_path: "::vmauto_plugin_sdk::wit_bindgen::rt",
-            });
-        }
-
-        struct __VmautoPlugin;
-
-        impl __vmauto_bindings::exports::vmauto::plugin::source::Guest for __VmautoPlugin {
-            fn parse(
-                req: __vmauto_bindings::vmauto::plugin::types::Request,
-            ) -> ::core::result::Result<
-                ::std::vec::Vec<__vmauto_bindings::vmauto::plugin::types::Event>,
-                __vmauto_bindings::vmauto::plugin::types::PluginError,
-            > {
-                use __vmauto_bindings::vmauto::plugin::types as t;
-                let pairs = |v: ::std::vec::Vec<t::Pair>| v.into_iter().map(|p| (p.name, p.value)).collect();
-                let req = $crate::Request {
-                    source: req.source,
-                    path: req.path,
-                    headers: pairs(req.headers),
-                    body: req.body,
-                    settings: pairs(req.settings),
-                };
-                match $parse(&req) {
-                    Ok(events) => Ok(events.into_iter().map(__vmauto_event_out).collect()),
-                    Err(e) => Err(__vmauto_error_out(e)),
-                }
-            }
-        }
-
-        $crate::__vmauto_conversions!(__vmauto_bindings);
-
-        __vmauto_bindings::export!(__VmautoPlugin with_types_in __vmauto_bindings);
-    };
-}
-
-/// Exports a plan-mapper plugin: `export_mapper!(choose)` with
-/// `fn choose(req: &MappingRequest) -> Result<Choice>`.
-#[macro_export]
-macro_rules! export_mapper {
-    ($choose:path) => {
-        mod __vmauto_bindings {
-            $crate::wit_bindgen::generate!({
-                path: "../wit",
-                world: "plan-mapper",
-                runtime_path: "::vmauto_plugin_sdk::wit_bindgen::rt",
-            });
-        }
-
-        struct __VmautoPlugin;
-
-        impl __vmauto_bindings::exports::vmauto::plugin::mapper::Guest for __VmautoPlugin {
-            fn choose(
-                req: __vmauto_bindings::vmauto::plugin::types::MappingRequest,
-            ) -> ::core::result::Result<
-                __vmauto_bindings::vmauto::plugin::types::Choice,
-                __vmauto_bindings::vmauto::plugin::types::PluginError,
-            > {
-                use __vmauto_bindings::vmauto::plugin::types as t;
-                let pairs = |v: ::std::vec::Vec<t::Pair>| -> ::std::vec::Vec<(String, String)> {
-                    v.into_iter().map(|p| (p.name, p.value)).collect()
-                };
-                let e = req.event;
-                let kind = match e.kind {
-                    t::EventKind::Subscribe => $crate::Kind::Subscribe,
-                    t::EventKind::Cancel => $crate::Kind::Cancel,
-                    t::EventKind::Suspend => $crate::Kind::Suspend,
-                    t::EventKind::Resume => $crate::Kind::Resume,
-                    t::EventKind::ChangePlan => $crate::Kind::ChangePlan,
-                    t::EventKind::Ignore => $crate::Kind::Ignore,
-                };
-                let event = $crate::Event {
-                    kind,
-                    source_event_id: e.source_event_id,
-                    occurred_at: e.occurred_at.map(|i| match i {
-                        t::Instant::UnixSeconds(s) => $crate::Instant::UnixSeconds(s),
-                        t::Instant::Rfc3339(s) => $crate::Instant::Rfc3339(s),
-                    }),
-                    subscription_id: e.subscription_id,
-                    customer: $crate::Customer { id: e.customer.id, name: e.customer.name, email: e.customer.email },
-                    plan_key: e.plan_key,
-                    attributes: pairs(e.attributes),
-                    image: e.image,
-                    hostname: e.hostname,
-                    location: e.location,
-                };
-                let req = $crate::MappingRequest {
-                    source: req.source,
-                    event,
-                    templates: req
-                        .templates
-                        .into_iter()
-                        .map(|t| $crate::Template {
-                            name: t.name,
-                            enabled: t.enabled,
-                            cores: t.cores,
-                            memory_mb: t.memory_mb,
-                            disk_gb: t.disk_gb,
-                            extra: pairs(t.extra),
-                        })
-                        .collect(),
-                    mappings: req
-                        .mappings
-                        .into_iter()
-                        .map(|m| $crate::Mapping { source: m.source, plan_key: m.plan_key, template: m.template })
-                        .collect(),
-                    settings: pairs(req.settings),
-                };
-                match $choose(&req) {
-                    Ok($crate::Choice::Template(name)) => Ok(t::Choice::Template(name)),
-                    Ok($crate::Choice::None(reason)) => Ok(t::Choice::None(reason)),
-                    Err(e) => Err(__vmauto_error_out(e)),
-                }
-            }
-        }
-
-        $crate::__vmauto_conversions!(__vmauto_bindings);
-
-        __vmauto_bindings::export!(__VmautoPlugin with_types_in __vmauto_bindings);
-    };
-}
-
-/// Conversions from this crate's types to the generated ones (used by the export macros).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __vmauto_conversions {
-    ($b:ident) => {
-        #[allow(dead_code)]
-        fn __vmauto_error_out(e: $crate::Error) -> $b::vmauto::plugin::types::PluginError {
-            use $b::vmauto::plugin::types as t;
-            match e {
-                $crate::Error::Malformed(m) => t::PluginError::Malformed(m),
-                $crate::Error::MissingField(f) => t::PluginError::MissingField(f),
-                $crate::Error::WrongType { field, expected } => {
-                    t::PluginError::WrongType(t::WrongType { field, expected })
-                }
-                $crate::Error::BadSetting(m) => t::PluginError::BadSetting(m),
-                $crate::Error::Other(m) => t::PluginError::Other(m),
-            }
-        }
-
-        #[allow(dead_code)]
-        fn __vmauto_event_out(e: $crate::Event) -> $b::vmauto::plugin::types::Event {
-            use $b::vmauto::plugin::types as t;
-            t::Event {
-                kind: match e.kind {
-                    $crate::Kind::Subscribe => t::EventKind::Subscribe,
-                    $crate::Kind::Cancel => t::EventKind::Cancel,
-                    $crate::Kind::Suspend => t::EventKind::Suspend,
-                    $crate::Kind::Resume => t::EventKind::Resume,
-                    $crate::Kind::ChangePlan => t::EventKind::ChangePlan,
-                    $crate::Kind::Ignore => t::EventKind::Ignore,
-                },
-                source_event_id: e.source_event_id,
-                occurred_at: e.occurred_at.map(|i| match i {
-                    $crate::Instant::UnixSeconds(s) => t::Instant::UnixSeconds(s),
-                    $crate::Instant::Rfc3339(s) => t::Instant::Rfc3339(s),
-                }),
-                subscription_id: e.subscription_id,
-                customer: t::Customer { id: e.customer.id, name: e.customer.name, email: e.customer.email },
-                plan_key: e.plan_key,
-                attributes: e.attributes.into_iter().map(|(name, value)| t::Pair { name, value }).collect(),
-                image: e.image,
-                hostname: e.hostname,
-                location: e.location,
-            }
-        }
-    };
 }
