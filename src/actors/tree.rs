@@ -160,6 +160,7 @@ pub fn spawn_tree(deps: &TreeDeps) -> Handles {
             gateways: gateways.clone(),
             sealer: deps.sealer.clone(),
             install_id: deps.install_id.clone(),
+            template: None,
         };
         let (config, metrics, notify) = (deps.config.clone(), m.clone(), notifier.clone().recipient());
         Supervisor::start_in_arbiter(&lane, move |_| VpsRegistry::new(cx, config, notify, metrics))

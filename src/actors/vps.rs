@@ -97,7 +97,7 @@ impl Handler<Kick> for VpsActor {
 /// a delayed operation falls due.
 async fn run_due(id: &VpsId, cx: &ExecContext, config: &Config, notify: &Recipient<Notify>) {
     // Calls go to the SCP the VPS's VM lives on.
-    let (cx, problem) = match cx.for_vps(id).await {
+    let (mut cx, problem) = match cx.for_vps(id).await {
         Ok(Ok(routed)) => (routed, None),
         Ok(Err(problem)) => (cx.clone(), Some(problem)),
         Err(e) => {
@@ -105,7 +105,6 @@ async fn run_due(id: &VpsId, cx: &ExecContext, config: &Config, notify: &Recipie
             return;
         }
     };
-    let cx = &cx;
     // Each operation starts only while this node holds the work lease (its writes are fenced
     // as well): a node that lost it leaves the rest to the one that took it.
     while cx.store.may_work() {
@@ -120,7 +119,9 @@ async fn run_due(id: &VpsId, cx: &ExecContext, config: &Config, notify: &Recipie
         if op.next_attempt_at.is_some_and(|t| t > Utc::now()) {
             return;
         }
-        run_one(cx, config, notify, op, problem.as_deref()).await;
+        run_one(&cx, config, notify, op, problem.as_deref()).await;
+        // The operation may have changed the template row read with the route.
+        cx.template = None;
     }
 }
 

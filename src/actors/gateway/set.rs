@@ -52,13 +52,23 @@ impl Gateways {
         store: &crate::db::Store,
         vps: &crate::lifecycle::VpsId,
     ) -> anyhow::Result<Result<Addr<SangforGateway>, String>> {
-        let provider = store.vps_template(vps).await?.map(|t| t.provider).unwrap_or_default();
-        Ok(self.get(&provider).cloned().ok_or_else(|| {
+        let template = store.vps_template(vps).await?;
+        Ok(self.of_template(vps, template.as_ref()))
+    }
+
+    /// [`Gateways::of_vps`] with the VPS's template row already read.
+    pub fn of_template(
+        &self,
+        vps: &crate::lifecycle::VpsId,
+        template: Option<&crate::lifecycle::Template>,
+    ) -> Result<Addr<SangforGateway>, String> {
+        let provider = template.map(|t| t.provider.as_str()).unwrap_or_default();
+        self.get(provider).cloned().ok_or_else(|| {
             format!(
                 "the VM of VPS {vps} lives on provider {provider:?}, which is not configured: add \
                  [providers.{provider}] to appliance.toml and restart"
             )
-        }))
+        })
     }
 
     /// Each provider's gateway status (a gateway that does not answer is left out).

@@ -50,6 +50,9 @@ pub struct ExecContext {
     pub gateways: crate::actors::gateway::Gateways,
     pub sealer: Arc<Sealer>,
     pub install_id: String,
+    /// The VPS's template row as [`ExecContext::for_vps`] read it, until an operation of the
+    /// VPS has run (a finished resize or rebuild changes it; nothing else does).
+    pub template: Option<Arc<Template>>,
 }
 
 /// How an attempt ended.
@@ -161,6 +164,9 @@ async fn save_params(cx: &ExecContext, op: &Operation, patch: Value, vps: Option
 }
 
 async fn template_of(cx: &ExecContext, op: &Operation) -> Step<Template> {
+    if let Some(template) = &cx.template {
+        return Ok(Template::clone(template));
+    }
     match cx.store.vps_template(&op.vps).await {
         Ok(Some(t)) => Ok(t),
         Ok(None) => Err(Outcome::Fail("the VPS has no template".into())),
@@ -237,13 +243,16 @@ async fn remove_vm(
 /// replaces) or creates it. A healthy VM found is reused; broken ones are deleted first. With
 /// several healthy ones (a create SCP finished after we had given up on it), the first is kept
 /// and the others are deleted, so one VPS never ends with two VMs.
+/// Finds this VPS's healthy VM or creates one. With [`Created::Pending`], the create task's
+/// id is still saved on the operation: the caller forgets it ([`OpPatch::task_done`]) with
+/// its next write, one commit fewer (a crash before that write waits on the ended task again).
 async fn ensure_vm(
     cx: &ExecContext,
     op: &Operation,
     template: &Template,
     image_id: &str,
     exclude: Option<&str>,
-) -> Step<String> {
+) -> Step<Created> {
     let tag = owner_tag(&cx.install_id, &op.vps);
     let mut found = call(cx, FindServersByTag { tag: tag.clone() }).await?.map_err(Outcome::from)?;
     found.retain(|s| Some(s.id.0.as_str()) != exclude && s.has_tag(&tag));
@@ -268,7 +277,7 @@ async fn ensure_vm(
         remove_vm(cx, op, &server.id.0, &format!("discard-{}", server.id.0), Some(true)).await?;
     }
     if let Some(id) = keep {
-        return Ok(id);
+        return Ok(Created::Found(id));
     }
     let spec = ServerSpec {
         name: vm_name(template, op.vps.as_str()),
@@ -291,16 +300,44 @@ async fn ensure_vm(
     let created = call(cx, CreateServer { spec, op: key(op, "create") }).await?.map_err(Outcome::from)?;
     let sid = created.server_id.as_ref().map(|s| s.0.clone());
     save_task(cx, op, &created.task_id).await?;
-    wait(cx, op, created.task_id).await?;
+    wait_unsaved(cx, created.task_id).await?;
     match sid {
-        Some(s) => Ok(s),
+        Some(s) => Ok(Created::Pending(s)),
         None => {
             let found = call(cx, FindServersByTag { tag }).await?.map_err(Outcome::from)?;
             found
                 .into_iter()
                 .map(|s| s.id.0)
                 .find(|id| Some(id.as_str()) != exclude)
+                .map(Created::Pending)
                 .ok_or_else(|| Outcome::Retry("the new VM is not visible yet".into()))
+        }
+    }
+}
+
+/// The VM [`ensure_vm`] answers with.
+enum Created {
+    /// An existing VM of this VPS.
+    Found(String),
+    /// A VM just created; the operation still holds its create task's id.
+    Pending(String),
+}
+
+impl Created {
+    fn id(&self) -> &str {
+        match self {
+            Created::Found(id) | Created::Pending(id) => id,
+        }
+    }
+
+    /// The VM's id, forgetting the create task on the operation first when it holds one.
+    async fn settled(self, cx: &ExecContext, op: &Operation) -> Step<String> {
+        match self {
+            Created::Found(id) => Ok(id),
+            Created::Pending(id) => {
+                cx.store.update_operation(&op.id, &OpPatch::task_done()).await.map_err(store_err)?;
+                Ok(id)
+            }
         }
     }
 }
@@ -311,19 +348,19 @@ async fn create(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
         // Resumed after a restart while a task of this attempt ran.
         wait(cx, op, TaskId::new(task.clone())).await?;
     }
-    let server_id = ensure_vm(cx, op, &template, &template.image_id, None).await?;
-    cx.store
-        .update_vps(
-            &op.vps,
-            &VpsPatch {
-                server_id: Some(server_id.clone()),
-                state: Some(VpsState::Provisioning),
-                vm_at: Some(crate::db::models::vps::vm_time(chrono::Utc::now())),
-                ..VpsPatch::default()
-            },
-        )
-        .await
-        .map_err(store_err)?;
+    let created = ensure_vm(cx, op, &template, &template.image_id, None).await?;
+    let server_id = created.id().to_string();
+    let has_vm = VpsPatch {
+        server_id: Some(server_id.clone()),
+        state: Some(VpsState::Provisioning),
+        vm_at: Some(crate::db::models::vps::vm_time(chrono::Utc::now())),
+        ..VpsPatch::default()
+    };
+    match created {
+        Created::Found(_) => cx.store.update_vps(&op.vps, &has_vm).await,
+        Created::Pending(_) => cx.store.update_operation_and_vps(&op.id, &OpPatch::task_done(), &op.vps, &has_vm).await,
+    }
+    .map_err(store_err)?;
     let server = wait_for_ip(cx, op, &server_id).await?;
     // The VM runs with an address: show it while the password step (which can fail and be
     // retried alone) finishes.
@@ -511,7 +548,7 @@ async fn rebuild(cx: &ExecContext, op: &Operation) -> Step<VpsPatch> {
     if let Some(task) = &op.task_id {
         wait(cx, &op, TaskId::new(task.clone())).await?;
     }
-    let new_id = ensure_vm(cx, &op, &template, &image_id, old.as_deref()).await?;
+    let new_id = ensure_vm(cx, &op, &template, &image_id, old.as_deref()).await?.settled(cx, &op).await?;
     let server = wait_for_ip(cx, &op, &new_id).await?;
     let sealed = password::new_root_password(cx, &op, &new_id, None).await?;
     // The VPS points at the new VM from here on; the old one is deleted next.
