@@ -148,7 +148,16 @@ impl Handler<ActivateDue> for VpsRegistry {
         let room = 2 * MAX_ACTIVE;
         ctx.spawn(async move { store.vps_with_due_operations(Utc::now(), room).await }.into_actor(self).map(
             |due, act, ctx| match due {
-                Ok(ids) => ids.into_iter().for_each(|id| act.activate(id, ctx)),
+                // A running actor is not woken: its round goes on until nothing of its VPS is
+                // due, so a wake-up would only make it look once more (two reads) after that.
+                // Work it cannot see yet is found by a later tick, after it has stopped.
+                Ok(ids) => {
+                    for id in ids {
+                        if !act.active.get(&id).is_some_and(|(_, addr)| addr.connected()) {
+                            act.activate(id, ctx);
+                        }
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot list due operations"),
             },
         ));
