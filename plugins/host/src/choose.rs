@@ -53,25 +53,18 @@ impl PluginRuntime {
                 .map(|a| a.map(v1_0::choice_to_current).map_err(bindings::rejection_from_mapper_v1_0)),
             _ => return Err(PluginError::Unavailable("instance kind mismatch".into())),
         };
-        match result {
-            Err(e) => Err(self.classify(plugin, &warm.store, e)),
-            Ok(answer) => {
-                self.checkin(&loaded, warm);
-                match answer {
-                    Ok(mapper::vmauto::plugin::types::Choice::Template(name)) => {
-                        if catalogue.templates.iter().any(|t| t.name == name) {
-                            Ok(TemplateChoice::Template(name))
-                        } else {
-                            Err(PluginError::BadOutput {
-                                plugin: plugin.into(),
-                                reason: format!("chose template {name:?}, which is not in the catalogue"),
-                            })
-                        }
-                    }
-                    Ok(mapper::vmauto::plugin::types::Choice::None(reason)) => Ok(TemplateChoice::None(reason)),
-                    Err(rejection) => Err(PluginError::Rejected { plugin: plugin.into(), rejection }),
+        match self.settle(plugin, &loaded, warm, result)? {
+            mapper::vmauto::plugin::types::Choice::Template(name) => {
+                if catalogue.templates.iter().any(|t| t.name == name) {
+                    Ok(TemplateChoice::Template(name))
+                } else {
+                    Err(PluginError::BadOutput {
+                        plugin: plugin.into(),
+                        reason: format!("chose template {name:?}, which is not in the catalogue"),
+                    })
                 }
             }
+            mapper::vmauto::plugin::types::Choice::None(reason) => Ok(TemplateChoice::None(reason)),
         }
     }
 

@@ -490,14 +490,24 @@ impl PluginRuntime {
                 .map(|a| a.map(v1_0::events_to_current).map_err(bindings::rejection_from_source_v1_0)),
             _ => return Err(PluginError::Unavailable("instance kind mismatch".into())),
         };
+        self.settle(plugin, &loaded, warm, result).and_then(|events| bindings::events_from_wit(plugin, events))
+    }
+
+    /// A call's outcome: a trap, a deadline or a broken output fails it and drops the
+    /// instance; otherwise the instance goes back to the pool and the plugin's answer or
+    /// refusal is returned.
+    fn settle<T>(
+        &self,
+        plugin: &str,
+        loaded: &Loaded,
+        warm: Warm,
+        result: wasmtime::Result<Result<T, Rejection>>,
+    ) -> Result<T, PluginError> {
         match result {
             Err(e) => Err(self.classify(plugin, &warm.store, e)),
             Ok(answer) => {
-                self.checkin(&loaded, warm);
-                match answer {
-                    Ok(events) => bindings::events_from_wit(plugin, events),
-                    Err(rejection) => Err(PluginError::Rejected { plugin: plugin.into(), rejection }),
-                }
+                self.checkin(loaded, warm);
+                answer.map_err(|rejection| PluginError::Rejected { plugin: plugin.into(), rejection })
             }
         }
     }
