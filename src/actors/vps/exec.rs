@@ -243,9 +243,10 @@ async fn remove_vm(
 /// replaces) or creates it. A healthy VM found is reused; broken ones are deleted first. With
 /// several healthy ones (a create SCP finished after we had given up on it), the first is kept
 /// and the others are deleted, so one VPS never ends with two VMs.
-/// Finds this VPS's healthy VM or creates one. With [`Created::Pending`], the create task's
-/// id is still saved on the operation: the caller forgets it ([`OpPatch::task_done`]) with
-/// its next write, one commit fewer (a crash before that write waits on the ended task again).
+///
+/// With [`Created::Pending`], the create task's id is still saved on the operation: the
+/// caller forgets it ([`OpPatch::task_done`]) with its next write, one commit fewer (a crash
+/// before that write waits on the ended task again).
 async fn ensure_vm(
     cx: &ExecContext,
     op: &Operation,
