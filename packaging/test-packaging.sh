@@ -213,7 +213,7 @@ check "the packaged configuration is valid" as_vmauto vmauto --config "$CONF" co
 if /usr/bin/vmauto admin --help >/dev/null 2>&1; then
     check "the first admin's password is in a root-only file" test "$(owner_mode /etc/vmauto/initial-admin-password)" = "root root 600"
     PW="$(sed -n 's/^password: //p' /etc/vmauto/initial-admin-password)"
-    check "the first admin's password is shown in the install output" grep -qF "$PW" "$WORK/install.log"
+    check "the first admin's password is shown in the install output" grep -qF -e "$PW" "$WORK/install.log"
 else
     echo "  skipped: admin command missing (the first-admin step of postinst did not run)"
 fi

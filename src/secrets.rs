@@ -102,6 +102,9 @@ pub fn root_password_place(vps: &str) -> String {
 }
 
 /// A root password SCP accepts: upper, lower, digit and a special character, 20 characters.
+///
+/// It starts with a letter or digit, so it can follow a command-line flag or be passed to
+/// a tool without being taken for an option (`-C8f…`).
 pub fn generate_password() -> Secret {
     use rand::Rng;
     use rand::seq::SliceRandom;
@@ -117,6 +120,8 @@ pub fn generate_password() -> Secret {
         chars.push(all[rng.gen_range(0..all.len())]);
     }
     chars.shuffle(&mut rng);
+    let first = chars.iter().position(u8::is_ascii_alphanumeric).expect("one upper case letter at least");
+    chars.swap(0, first);
     Secret::new(String::from_utf8(chars).expect("ASCII"))
 }
 
@@ -168,7 +173,7 @@ mod tests {
 
     #[test]
     fn generated_passwords_meet_scp_policy() {
-        for _ in 0..50 {
+        for _ in 0..500 {
             let p = generate_password();
             let s = p.expose();
             assert_eq!(s.len(), 20);
@@ -176,6 +181,7 @@ mod tests {
             assert!(s.chars().any(|c| c.is_ascii_lowercase()));
             assert!(s.chars().any(|c| c.is_ascii_digit()));
             assert!(s.chars().any(|c| "!@#%^*_-+=".contains(c)));
+            assert!(s.starts_with(|c: char| c.is_ascii_alphanumeric()), "{s} starts like an option");
         }
     }
 }
