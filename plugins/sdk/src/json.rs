@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 pub use serde_json::Number;
 
@@ -209,13 +209,31 @@ impl Serialize for Value<'_> {
 
 impl<'de> Deserialize<'de> for Value<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor)
+        Parse(&mut Scratch::default()).deserialize(d)
     }
 }
 
-struct ValueVisitor;
+/// The children of the containers being parsed, shared down the tree: each container's
+/// items or members are gathered on top of these stacks and moved into a vector of exactly
+/// their number when it closes, instead of each growing a vector of its own step by step.
+#[derive(Default)]
+struct Scratch<'de> {
+    items: Vec<Value<'de>>,
+    members: Vec<(Cow<'de, str>, Value<'de>)>,
+}
 
-impl<'de> Visitor<'de> for ValueVisitor {
+/// Parses one value with the shared [`Scratch`].
+struct Parse<'s, 'de>(&'s mut Scratch<'de>);
+
+impl<'de> DeserializeSeed<'de> for Parse<'_, 'de> {
+    type Value = Value<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Parse<'_, 'de> {
     type Value = Value<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -231,7 +249,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
-        Deserialize::deserialize(d)
+        self.deserialize(d)
     }
 
     fn visit_bool<E>(self, b: bool) -> Result<Value<'de>, E> {
@@ -263,19 +281,20 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
+        let start = self.0.items.len();
+        while let Some(item) = seq.next_element_seed(Parse(&mut *self.0))? {
+            self.0.items.push(item);
         }
-        Ok(Value::Array(items))
+        Ok(Value::Array(self.0.items.drain(start..).collect()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some((Key(k), v)) = map.next_entry()? {
-            members.push((k, v));
+        let start = self.0.members.len();
+        while let Some(Key(k)) = map.next_key()? {
+            let v = map.next_value_seed(Parse(&mut *self.0))?;
+            self.0.members.push((k, v));
         }
-        Ok(Value::Object(Map(members)))
+        Ok(Value::Object(Map(self.0.members.drain(start..).collect())))
     }
 }
 
@@ -336,6 +355,22 @@ mod tests {
         assert_eq!(keys, ["a", "b", "b2", "d"]);
         assert_eq!(ours.as_object().unwrap().len(), 4);
         for bad in ["{", "[1,]", "{\"a\" 1}", "nul", "\"\\x\""] {
+            assert!(Value::from_slice(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nested_containers_keep_their_own_children() {
+        // Items and members of containers inside containers share the parse's stacks: each
+        // container must end with exactly its own, in order, however the kinds interleave.
+        let body = r#"[{"a": [{"b": [], "c": {"d": [1, {"e": 2}, 3]}}, {}], "f": 4}, [[], [{}], 5], {"g": [[6]]}, 7]"#;
+        let ours = Value::from_slice(body.as_bytes()).unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(ours.to_json(), theirs);
+        assert_eq!(ours.as_array().map(<[_]>::len), Some(4));
+        assert_eq!(ours.get("0.a.0.c.d.1.e").and_then(Value::as_i64), Some(2));
+        assert_eq!(ours.get("0.f").and_then(Value::as_i64), Some(4));
+        for bad in [r#"[{"a": [1, {"b": ]}]"#, r#"{"a": [{"b": 1}, {"c": }]}"#] {
             assert!(Value::from_slice(bad.as_bytes()).is_err(), "{bad}");
         }
     }
