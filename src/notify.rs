@@ -277,6 +277,10 @@ impl Channels {
     }
 
     async fn customer_vps_ready(&self, vps: &VpsId, portal_link: Option<&str>) -> anyhow::Result<()> {
+        // Most appliances email no customer: then the VPS row is not read at all.
+        if !self.config.sources.values().any(|s| s.customer_email) {
+            return Ok(());
+        }
         let v = self.store.vps_contact(vps).await?.context("the VPS row is missing")?;
         let source = v.source.unwrap_or_default();
         if !self.config.sources.get(&source).is_some_and(|s| s.customer_email) {
