@@ -289,19 +289,23 @@ pub fn lookup<'v, 'a>(value: &'v Value<'a>, path: &str) -> Option<&'v Value<'a>>
 pub fn opt_str(value: &Value, path: &str) -> Result<Option<String>> {
     match lookup(value, path) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim()).filter(|t| !t.is_empty()).map(str::to_string)),
+        Some(Value::String(s)) => Ok(trimmed(s)),
         Some(_) => Err(wrong(path, "string")),
     }
 }
 
 pub fn opt_id(value: &Value, path: &str) -> Result<Option<String>> {
     match lookup(value, path) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(trimmed(s)),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
-        Some(Value::Number(_)) | Some(Value::Bool(_)) | Some(Value::Array(_)) | Some(Value::Object(_)) => {
-            Err(wrong(path, "string or integer"))
-        }
-        _ => opt_str(value, path),
+        Some(_) => Err(wrong(path, "string or integer")),
     }
+}
+
+/// A string without its surrounding white space, `None` when nothing is left.
+fn trimmed(s: &str) -> Option<String> {
+    Some(s.trim()).filter(|t| !t.is_empty()).map(str::to_string)
 }
 
 /// A scalar rendered as text (for attributes); objects and arrays as compact JSON.
