@@ -6,20 +6,29 @@
 #   BIN=<vmauto release binary> tests/bench/plugins.sh
 #   CALLS=20000         calls per plugin (default)
 #   PLUGINS=<dir>       components named like bundled plugins replace them (to compare builds)
+#   ROUNDS=1            runs per plugin; with more, each plugin's runs and their median
+#   COMPARE=<dir>       components to compare with: each round runs both, one after the other
+#                       (a shared machine's speed drifts more than most changes; only runs
+#                       interleaved this way and repeated say which build is faster)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN="${BIN:?set BIN to a vmauto binary (a release build)}"
 CALLS="${CALLS:-20000}"
+ROUNDS="${ROUNDS:-1}"
 fixtures="$PWD/tests/fixtures/webhooks"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/plugins"
-[ -n "${PLUGINS:-}" ] && cp "$PLUGINS"/*.wasm "$work/plugins/"
-cat > "$work/vmauto.toml" <<TOML
+
+# config DIR COMPONENTS: a configuration in DIR whose plugins are COMPONENTS' (the bundled
+# ones when empty).
+config() {
+    mkdir -p "$1/plugins"
+    if [ -n "$2" ]; then cp "$2"/*.wasm "$1/plugins/"; fi
+    cat > "$1/vmauto.toml" <<TOML
 [server]
-data_dir = "$work"
+data_dir = "$1"
 [plugins]
-dir = "$work/plugins"
+dir = "$1/plugins"
 [sources.bench]
 plugin = "generic-json"
 signature = "none"
@@ -30,6 +39,9 @@ subscription_field = "contract.id"
 customer_id_field = "account.id"
 plan_field = "contract.product.sku"
 TOML
+}
+config "$work/a" "${PLUGINS:-}"
+[ -z "${COMPARE:-}" ] || config "$work/b" "$COMPARE"
 # A plan-table request with a catalogue of T templates and M mappings, asking for the last plan.
 catalogue() {
     python3 - "$1" "$2" <<'PY'
@@ -49,12 +61,27 @@ PY
 catalogue 5 10 > "$work/catalogue-5-10.json"
 catalogue 50 200 > "$work/catalogue-50-200.json"
 
-run() { # label plugin payload [source]
-    local line
-    line="$("$BIN" --config "$work/vmauto.toml" plugin test "$2" "$3" --source "${4:-test}" --repeat "$CALLS" | tail -1)"
-    printf '  %-34s %s\n' "$1" "$line"
+calls() { # config plugin payload source: one run's calls a second
+    "$BIN" --config "$1/vmauto.toml" plugin test "$2" "$3" --source "$4" --repeat "$CALLS" | tail -1 |
+        sed -E 's/.* ([0-9]+) calls a second.*/\1/'
 }
-echo "vmauto plugin test --repeat $CALLS ($("$BIN" --version))${PLUGINS:+, components from $PLUGINS}:"
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
+run() { # label plugin payload [source]
+    local line a="" b="" r
+    if [ "$ROUNDS" = 1 ] && [ -z "${COMPARE:-}" ]; then
+        line="$("$BIN" --config "$work/a/vmauto.toml" plugin test "$2" "$3" --source "${4:-test}" --repeat "$CALLS" | tail -1)"
+        printf '  %-34s %s\n' "$1" "$line"
+        return
+    fi
+    for r in $(seq "$ROUNDS"); do
+        a="$a $(calls "$work/a" "$2" "$3" "${4:-test}")"
+        [ -z "${COMPARE:-}" ] || b="$b $(calls "$work/b" "$2" "$3" "${4:-test}")"
+    done
+    printf '  %-34s median %7s calls/s, runs:%s\n' "$1" "$(echo "$a" | median)" "$a"
+    [ -z "${COMPARE:-}" ] || printf '  %-34s median %7s calls/s, runs:%s\n' "  with $COMPARE" "$(echo "$b" | median)" "$b"
+}
+echo "vmauto plugin test --repeat $CALLS ($("$BIN" --version))${PLUGINS:+, components from $PLUGINS}${COMPARE:+, against $COMPARE}, $ROUNDS round(s):"
 run ghl-workflow ghl-workflow "$fixtures/ghl-workflow-subscribe.json"
 run ghl-marketplace ghl-marketplace "$fixtures/ghl-order-create.json"
 run stripe-billing stripe-billing "$fixtures/stripe-subscription-created.json"
