@@ -61,17 +61,16 @@ PY
 catalogue 5 10 > "$work/catalogue-5-10.json"
 catalogue 50 200 > "$work/catalogue-50-200.json"
 
-calls() { # config plugin payload source: one run's calls a second
-    "$BIN" --config "$1/vmauto.toml" plugin test "$2" "$3" --source "$4" --repeat "$CALLS" | tail -1 |
-        sed -E 's/.* ([0-9]+) calls a second.*/\1/'
+summary() { # config plugin payload source: one run's summary line
+    "$BIN" --config "$1/vmauto.toml" plugin test "$2" "$3" --source "$4" --repeat "$CALLS" | tail -1
 }
+calls() { summary "$@" | sed -E 's/.* ([0-9]+) calls a second.*/\1/'; }
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 run() { # label plugin payload [source]
-    local line a="" b="" r
+    local a="" b="" r
     if [ "$ROUNDS" = 1 ] && [ -z "${COMPARE:-}" ]; then
-        line="$("$BIN" --config "$work/a/vmauto.toml" plugin test "$2" "$3" --source "${4:-test}" --repeat "$CALLS" | tail -1)"
-        printf '  %-34s %s\n' "$1" "$line"
+        printf '  %-34s %s\n' "$1" "$(summary "$work/a" "$2" "$3" "${4:-test}")"
         return
     fi
     for r in $(seq "$ROUNDS"); do
