@@ -127,7 +127,7 @@ fn fill_common(e: &mut Event, body: &Body, custom: &dyn Fn(&str) -> Result<Optio
     e.occurred_at = custom("occurred_at")?.map(Instant::Rfc3339);
     match body.get("tags") {
         Some(Value::String(s)) => {
-            e.attr("tags", s.as_ref());
+            e.attr("tags", *s);
         }
         Some(Value::Array(items)) => {
             let tags: Vec<String> = items.iter().map(vmauto_plugin_sdk::text).collect();

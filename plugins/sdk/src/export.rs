@@ -26,13 +26,13 @@ macro_rules! export_source {
             > {
                 use __vmauto_bindings::vmauto::plugin::types as t;
                 let pairs = |v: ::std::vec::Vec<t::Pair>| v.into_iter().map(|p| (p.name, p.value)).collect();
-                let req = $crate::Request {
-                    source: req.source,
-                    path: req.path,
-                    headers: pairs(req.headers),
-                    body: req.body,
-                    settings: pairs(req.settings),
-                };
+                let req = $crate::Request::new(
+                    req.source,
+                    req.path,
+                    pairs(req.headers),
+                    req.body,
+                    pairs(req.settings),
+                );
                 match $parse(&req) {
                     Ok(events) => Ok(events.into_iter().map(__vmauto_event_out).collect()),
                     Err(e) => Err(__vmauto_error_out(e)),

@@ -11,7 +11,7 @@
 mod export;
 mod json;
 
-pub use json::{Map, NULL, Number, Value};
+pub use json::{Arena, Map, NULL, Number, Value};
 pub use serde_json;
 pub use wit_bindgen;
 
@@ -163,9 +163,21 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub settings: Vec<(String, String)>,
+    /// Where [`Request::json`] parses to.
+    arena: std::cell::OnceCell<Arena>,
 }
 
 impl Request {
+    pub fn new(
+        source: String,
+        path: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        settings: Vec<(String, String)>,
+    ) -> Self {
+        Self { source, path, headers, body, settings, arena: std::cell::OnceCell::new() }
+    }
+
     /// A setting of the source, if configured and not empty.
     pub fn setting(&self, name: &str) -> Option<&str> {
         setting(&self.settings, name)
@@ -178,7 +190,8 @@ impl Request {
 
     /// The body as JSON (an object), borrowing from the request.
     pub fn json(&self) -> Result<Body<'_>> {
-        Body::parse(&self.body)
+        let arena = self.arena.get_or_init(|| Arena::with_capacity(self.body.len() * 2));
+        Body::parse(&self.body, arena)
     }
 }
 
@@ -199,8 +212,9 @@ pub type Body<'a> = Value<'a>;
 
 impl<'a> Value<'a> {
     /// Parses a body that must be a JSON object.
-    pub fn parse(bytes: &'a [u8]) -> Result<Body<'a>> {
-        let value = Value::from_slice(bytes).map_err(|e| Error::Malformed(format!("the body is not JSON: {e}")))?;
+    pub fn parse(bytes: &'a [u8], arena: &'a Arena) -> Result<Body<'a>> {
+        let value =
+            Value::from_slice(bytes, arena).map_err(|e| Error::Malformed(format!("the body is not JSON: {e}")))?;
         if !value.is_object() {
             return Err(Error::Malformed("the body is not a JSON object".into()));
         }
@@ -375,8 +389,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_request_parses_its_body_into_an_arena_of_its_own() {
+        let body = br#"{"a": "x\ty", "b": [1, {"c": "d"}]}"#.to_vec();
+        let req = Request::new("s".into(), "/p".into(), Vec::new(), body, Vec::new());
+        let parsed = req.json().unwrap();
+        assert_eq!(parsed.opt_str("a").unwrap().as_deref(), Some("x\ty"));
+        assert_eq!(parsed.opt_str("b.1.c").unwrap().as_deref(), Some("d"));
+        let again = req.json().unwrap();
+        assert_eq!(again, parsed, "a second parse reads the same");
+        let copy = req.clone();
+        drop(req);
+        assert_eq!(copy.json().unwrap().get("b.0").and_then(Value::as_i64), Some(1), "a clone parses on its own");
+        let empty = Request::default();
+        assert!(matches!(empty.json(), Err(Error::Malformed(_))), "an empty body is not JSON");
+        let array = Request { body: b"[1]".to_vec(), ..Request::default() };
+        assert_eq!(array.json(), Err(Error::Malformed("the body is not a JSON object".into())));
+    }
+
+    #[test]
     fn paths_are_read_part_by_part_as_split_on_dots() {
-        let body = Body::parse(br#"{"a": {"b": [{"c": " x "}, null], "": {"e": 1}}, "": 2, "s": "  "}"#).unwrap();
+        let arena = Arena::new();
+        let body =
+            Body::parse(br#"{"a": {"b": [{"c": " x "}, null], "": {"e": 1}}, "": 2, "s": "  "}"#, &arena).unwrap();
         assert_eq!(body.opt_str("a.b.0.c").unwrap().as_deref(), Some("x"), "trimmed");
         assert_eq!(body.get("a.b.1"), None, "null is absent");
         assert_eq!(body.get("a.b.2"), None);
