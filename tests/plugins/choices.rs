@@ -3,9 +3,9 @@
 //! contract 1.0 still loads and its events simply carry none.
 
 use vmauto::billing::EventKind;
-use vmauto::plugin_host::{OrderChoices, check_component};
+use vmauto::plugin_host::{OrderChoices, PluginError, Rejection, check_component};
 
-use super::support::{component_from_wat, one, parse};
+use super::support::{component_from_wat, one, parse, request, runtime};
 
 fn chosen(image: &str, hostname: &str, location: &str) -> OrderChoices {
     OrderChoices { image: Some(image.into()), hostname: Some(hostname.into()), location: Some(location.into()) }
@@ -49,6 +49,38 @@ fn every_bundled_source_reads_what_the_customer_chose() {
     let e = one(parse("generic-json", "generic-subscribe-choices.json", GENERIC_CHOICES));
     assert_eq!(e.kind, EventKind::Subscribe);
     assert_eq!(e.choices, chosen("rocky-9", "ci-runner-3", "us-east"));
+}
+
+/// A marketplace order whose custom fields are the given JSON arrays.
+fn order_with_fields(order: &str, contact: &str) -> Vec<u8> {
+    format!(
+        r#"{{"type": "OrderCreate", "_id": "o1", "contactId": "c1", "status": "completed",
+            "items": [{{"price": {{"_id": "p1", "type": "recurring"}}}}],
+            "customFields": {order}, "contactSnapshot": {{"customFields": {contact}}}}}"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_marketplace_choice_takes_the_first_field_that_names_it() {
+    let order = r#"[{"key": "contact.image", "value": "debian-12"}, {"id": "hostname", "value": null}]"#;
+    let contact = r#"[{"fieldKey": "image", "value": "ubuntu-22.04"}, {"name": "hostname", "value": "from-contact"},
+                      {"key": "location", "value": 7}]"#;
+    let req = request("test", "/webhooks/ghl", order_with_fields(order, contact), &[]);
+    let e = one(runtime().parse_blocking("ghl-marketplace", &req));
+    assert_eq!(e.choices.image.as_deref(), Some("debian-12"), "the order's field before the contact's");
+    assert_eq!(e.choices.hostname, None, "a matching field without a value ends the search: {:?}", e.choices);
+    assert_eq!(e.choices.location.as_deref(), Some("7"), "a number is read as text");
+
+    let bad = r#"[{"id": "image", "value": "debian-12"}, {"id": "location", "value": {"zone": "b"}}]"#;
+    let req = request("test", "/webhooks/ghl", order_with_fields(bad, "[]"), &[]);
+    match runtime().parse_blocking("ghl-marketplace", &req) {
+        Err(PluginError::Rejected { rejection, .. }) => assert_eq!(
+            rejection,
+            Rejection::WrongType { field: "customFields.1.value".into(), expected: "string".into() }
+        ),
+        other => panic!("expected a typed rejection, got {other:?}"),
+    }
 }
 
 #[test]

@@ -121,41 +121,37 @@ fn order(req: &Request, body: &Body) -> Result<Vec<Event>> {
         return Err(Error::MissingField("contactId".into()));
     }
     let items = body.opt_array("items")?.unwrap_or(&[]);
+    // A bad setting counts only when an item needs it.
+    let key_path = match req.setting("plan_key").unwrap_or("price") {
+        "price" => Ok("price._id"),
+        "product" => Ok("product._id"),
+        "price_name" => Ok("price.name"),
+        "product_name" => Ok("product.name"),
+        other => {
+            Err(Error::BadSetting(format!("plan_key: {other:?} must be price, product, price_name or product_name")))
+        }
+    };
     let mut recurring = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let base = format!("items.{i}");
-        let at = |p: &str| format!("{base}.{p}");
-        let price_type =
-            item.opt_str("price.type").map_err(|_| vmauto_plugin_sdk::wrong(&at("price.type"), "string"))?;
-        if price_type.as_deref() != Some("recurring") {
-            continue;
+        let at = |p: &str| format!("items.{i}.{p}");
+        match item.get("price.type") {
+            Some(Value::String(t)) if t.trim() == "recurring" => {}
+            None | Some(Value::String(_)) => continue,
+            Some(_) => return Err(vmauto_plugin_sdk::wrong(&at("price.type"), "string")),
         }
-        let key_path = match req.setting("plan_key").unwrap_or("price") {
-            "price" => "price._id",
-            "product" => "product._id",
-            "price_name" => "price.name",
-            "product_name" => "product.name",
-            other => {
-                return Err(Error::BadSetting(format!(
-                    "plan_key: {other:?} must be price, product, price_name or product_name"
-                )));
-            }
-        };
+        let key_path = key_path.clone()?;
         let key = item.opt_id(key_path).map_err(|_| vmauto_plugin_sdk::wrong(&at(key_path), "string"))?;
         let key = key.ok_or_else(|| Error::MissingField(at(key_path)))?;
-        let mut attrs = vec![("item_name".to_string(), item.opt_str("name").unwrap_or_default().unwrap_or_default())];
+        let mut attrs = vec![("item_name", item.opt_str("name").unwrap_or_default().unwrap_or_default())];
         if let Some(interval) = item.get("price.recurring.interval") {
-            attrs.push(("interval".into(), text(interval)));
+            attrs.push(("interval", text(interval)));
         }
         recurring.push((key, attrs));
     }
     let mut common = Event::new(Kind::Ignore);
     common.customer = customer;
-    common.choose(
-        custom_field(req, body, "image")?,
-        custom_field(req, body, "hostname")?,
-        custom_field(req, body, "location")?,
-    );
+    let [image, hostname, location] = choices(req, body)?;
+    common.choose(image, hostname, location);
     common.attr("order_id", order_id.as_str()).attr("order_status", status.as_str());
     if let Some(v) = body.get("amount") {
         common.attr("amount", text(v));
@@ -198,46 +194,52 @@ fn order(req: &Request, body: &Body) -> Result<Vec<Event>> {
         e.attr("reason", format!("order status {status:?} is not paid yet (require_paid = true)"));
         return Ok(vec![e]);
     }
-    Ok(recurring
-        .into_iter()
-        .map(|(key, attrs)| {
-            let mut e = common.clone();
-            e.kind = Kind::Subscribe;
-            e.subscription_id = Some(sub_id(&key));
-            e.plan_key = Some(key);
-            for (k, v) in attrs {
-                e.attr(&k, v);
-            }
-            e
-        })
-        .collect())
+    let last = recurring.len() - 1;
+    let mut events = Vec::with_capacity(recurring.len());
+    for (i, (key, attrs)) in recurring.into_iter().enumerate() {
+        let mut e = if i == last { std::mem::replace(&mut common, Event::new(Kind::Ignore)) } else { common.clone() };
+        e.kind = Kind::Subscribe;
+        e.subscription_id = Some(sub_id(&key));
+        e.plan_key = Some(key);
+        for (k, v) in attrs {
+            e.attr(k, v);
+        }
+        events.push(e);
+    }
+    Ok(events)
 }
 
-/// The order-form field for `choice` (`image`, `hostname`, `location`): setting
-/// `<choice>_field` names it by id or key (default: the choice's own name); the order's
-/// `customFields[]` come first, then the contact's.
-fn custom_field(req: &Request, body: &Body, choice: &str) -> Result<Option<String>> {
-    let wanted = req.setting(&format!("{choice}_field")).unwrap_or(choice);
+/// The order-form fields for the customer's choices (`image`, `hostname`, `location`):
+/// setting `<choice>_field` names each by id or key (default: the choice's own name); the
+/// order's `customFields[]` come first, then the contact's, and a choice takes the first
+/// field that matches it.
+fn choices(req: &Request, body: &Body) -> Result<[Option<String>; 3]> {
+    let wanted = [
+        req.setting("image_field").unwrap_or("image"),
+        req.setting("hostname_field").unwrap_or("hostname"),
+        req.setting("location_field").unwrap_or("location"),
+    ];
+    // Per choice: `None` until a field matches, then that field's value.
+    let mut found: [Option<Option<String>>; 3] = Default::default();
     for path in ["customFields", "contactSnapshot.customFields"] {
         let Some(fields) = body.opt_array(path)? else { continue };
         for (i, f) in fields.iter().enumerate() {
-            let names = ["id", "key", "fieldKey", "name"];
-            let matches = names.iter().any(|n| {
-                f.get(n)
-                    .and_then(Value::as_str)
-                    .is_some_and(|v| v == wanted || v.strip_prefix("contact.") == Some(wanted))
-            });
-            if matches {
-                return match f.get("value") {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::String(s)) => Ok(Some(s.to_string())),
-                    Some(Value::Number(n)) => Ok(Some(n.to_string())),
-                    Some(_) => Err(vmauto_plugin_sdk::wrong(&format!("{path}.{i}.value"), "string")),
-                };
+            let names = ["id", "key", "fieldKey", "name"].map(|n| f.get(n).and_then(Value::as_str));
+            for (wanted, slot) in wanted.iter().zip(found.iter_mut()) {
+                let matches = names.iter().flatten().any(|v| v == wanted || v.strip_prefix("contact.") == Some(wanted));
+                if slot.is_some() || !matches {
+                    continue;
+                }
+                *slot = Some(match f.get("value") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.to_string()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    Some(_) => return Err(vmauto_plugin_sdk::wrong(&format!("{path}.{i}.value"), "string")),
+                });
             }
         }
     }
-    Ok(None)
+    Ok(found.map(Option::flatten))
 }
 
 fn invoice(body: &Body, kind: Kind) -> Result<Event> {
