@@ -10,6 +10,9 @@
 #   COMPARE=<dir>       components to compare with: each round runs both, one after the other
 #                       (a shared machine's speed drifts more than most changes; only runs
 #                       interleaved this way and repeated say which build is faster)
+#   INSTRUCTIONS=1      instead of timing, count the instructions a call takes (valgrind's
+#                       cachegrind over 1,000 and 3,000 calls, the difference over 2,000): the
+#                       same on every run, whatever the machine is doing (apt install valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN="${BIN:?set BIN to a vmauto binary (a release build)}"
@@ -67,8 +70,25 @@ summary() { # config plugin payload source: one run's summary line
 calls() { summary "$@" | sed -E 's/.* ([0-9]+) calls a second.*/\1/'; }
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
+instructions() { # config plugin payload source: instructions a call
+    local n1 n3
+    count() {
+        valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null --smc-check=all-non-file \
+            "$BIN" --config "$1/vmauto.toml" plugin test "$2" "$3" --source "$4" --repeat "$5" 2>&1 >/dev/null |
+            sed -nE 's/.*I +refs: +([0-9,]+).*/\1/p' | tr -d ,
+    }
+    n1=$(count "$@" 1000)
+    n3=$(count "$@" 3000)
+    echo $(((n3 - n1) / 2000))
+}
+
 run() { # label plugin payload [source]
     local a="" b="" r
+    if [ -n "${INSTRUCTIONS:-}" ]; then
+        printf '  %-34s %7s instructions a call\n' "$1" "$(instructions "$work/a" "$2" "$3" "${4:-test}")"
+        [ -z "${COMPARE:-}" ] || printf '  %-34s %7s instructions a call\n' "  with $COMPARE" "$(instructions "$work/b" "$2" "$3" "${4:-test}")"
+        return
+    fi
     if [ "$ROUNDS" = 1 ] && [ -z "${COMPARE:-}" ]; then
         printf '  %-34s %s\n' "$1" "$(summary "$work/a" "$2" "$3" "${4:-test}")"
         return
@@ -80,6 +100,10 @@ run() { # label plugin payload [source]
     printf '  %-34s median %7s calls/s, runs:%s\n' "$1" "$(echo "$a" | median)" "$a"
     [ -z "${COMPARE:-}" ] || printf '  %-34s median %7s calls/s, runs:%s\n' "  with $COMPARE" "$(echo "$b" | median)" "$b"
 }
+if [ -n "${INSTRUCTIONS:-}" ]; then
+    command -v valgrind > /dev/null || { echo "INSTRUCTIONS=1 needs valgrind (apt install valgrind)" >&2; exit 1; }
+    CALLS="1000 and 3000"
+fi
 echo "vmauto plugin test --repeat $CALLS ($("$BIN" --version))${PLUGINS:+, components from $PLUGINS}${COMPARE:+, against $COMPARE}, $ROUNDS round(s):"
 run ghl-workflow ghl-workflow "$fixtures/ghl-workflow-subscribe.json"
 run ghl-marketplace ghl-marketplace "$fixtures/ghl-order-create.json"
