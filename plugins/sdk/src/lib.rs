@@ -319,7 +319,11 @@ pub fn opt_id(value: &Value, path: &str) -> Result<Option<String>> {
 
 /// A string without its surrounding white space, `None` when nothing is left.
 fn trimmed(s: &str) -> Option<String> {
-    Some(s.trim()).filter(|t| !t.is_empty()).map(str::to_string)
+    // Most values start and end with a visible ASCII character: nothing to trim, and no
+    // need to decode characters from both ends to find that out.
+    let visible = |b: Option<&u8>| b.is_some_and(|b| (b'!'..=b'~').contains(b));
+    let t = if visible(s.as_bytes().first()) && visible(s.as_bytes().last()) { s } else { s.trim() };
+    Some(t).filter(|t| !t.is_empty()).map(str::to_string)
 }
 
 /// A scalar rendered as text (for attributes); objects and arrays as compact JSON.
@@ -327,6 +331,9 @@ pub fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.to_string(),
         Value::Null => String::new(),
+        // Straight to text: going through the JSON rendering builds the text twice.
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
         other => other.to_string(),
     }
 }
@@ -389,6 +396,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn text_renders_scalars_as_serde_json_does() {
+        let json =
+            r#"[328.9, -2, 18446744073709551615, 1.5e300, 1e-7, 0.1, true, false, null, "s", {"b": 1, "a": [2.5]}]"#;
+        let arena = Arena::new();
+        let ours = Value::from_slice(json.as_bytes(), &arena).unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(json).unwrap();
+        for (ours, theirs) in ours.as_array().unwrap().iter().zip(theirs.as_array().unwrap()) {
+            let expected = match theirs {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            assert_eq!(text(ours), expected);
+        }
+    }
+
+    #[test]
     fn a_request_parses_its_body_into_an_arena_of_its_own() {
         let body = br#"{"a": "x\ty", "b": [1, {"c": "d"}]}"#.to_vec();
         let req = Request::new("s".into(), "/p".into(), Vec::new(), body, Vec::new());
@@ -409,9 +433,14 @@ mod tests {
     #[test]
     fn paths_are_read_part_by_part_as_split_on_dots() {
         let arena = Arena::new();
-        let body =
-            Body::parse(br#"{"a": {"b": [{"c": " x "}, null], "": {"e": 1}}, "": 2, "s": "  "}"#, &arena).unwrap();
+        let body = Body::parse(
+            br#"{"a": {"b": [{"c": " x "}, null], "": {"e": 1}}, "": 2, "s": "  ", "u": "\u00a0y\t", "v": "z"}"#,
+            &arena,
+        )
+        .unwrap();
         assert_eq!(body.opt_str("a.b.0.c").unwrap().as_deref(), Some("x"), "trimmed");
+        assert_eq!(body.opt_str("u").unwrap().as_deref(), Some("y"), "Unicode white space trimmed too");
+        assert_eq!(body.opt_str("v").unwrap().as_deref(), Some("z"));
         assert_eq!(body.get("a.b.1"), None, "null is absent");
         assert_eq!(body.get("a.b.2"), None);
         assert_eq!(body.get("a..e").and_then(Value::as_i64), Some(1), "an empty part is the empty key");
