@@ -3,9 +3,9 @@
 //! contract 1.0 still loads and its events simply carry none.
 
 use vmauto::billing::EventKind;
-use vmauto::plugin_host::{OrderChoices, PluginError, Rejection, check_component};
+use vmauto::plugin_host::{OrderChoices, Rejection, check_component};
 
-use super::support::{component_from_wat, one, parse, request, runtime};
+use super::support::{component_from_wat, one, parse, rejection, request, runtime};
 
 fn chosen(image: &str, hostname: &str, location: &str) -> OrderChoices {
     OrderChoices { image: Some(image.into()), hostname: Some(hostname.into()), location: Some(location.into()) }
@@ -74,13 +74,10 @@ fn a_marketplace_choice_takes_the_first_field_that_names_it() {
 
     let bad = r#"[{"id": "image", "value": "debian-12"}, {"id": "location", "value": {"zone": "b"}}]"#;
     let req = request("test", "/webhooks/ghl", order_with_fields(bad, "[]"), &[]);
-    match runtime().parse_blocking("ghl-marketplace", &req) {
-        Err(PluginError::Rejected { rejection, .. }) => assert_eq!(
-            rejection,
-            Rejection::WrongType { field: "customFields.1.value".into(), expected: "string".into() }
-        ),
-        other => panic!("expected a typed rejection, got {other:?}"),
-    }
+    assert_eq!(
+        rejection(runtime().parse_blocking("ghl-marketplace", &req)),
+        Rejection::WrongType { field: "customFields.1.value".into(), expected: "string".into() }
+    );
 }
 
 #[test]

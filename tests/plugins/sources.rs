@@ -5,14 +5,7 @@
 use vmauto::billing::EventKind;
 use vmauto::plugin_host::{PluginError, Rejection};
 
-use super::support::{one, parse, parse_at, runtime};
-
-fn rejection(result: Result<Vec<vmauto::billing::BillingEvent>, PluginError>) -> Rejection {
-    match result {
-        Err(PluginError::Rejected { rejection, .. }) => rejection,
-        other => panic!("expected a typed rejection, got {other:?}"),
-    }
-}
+use super::support::{one, parse, parse_at, rejection, runtime};
 
 #[test]
 fn bundled_plugins_are_listed_with_their_kinds() {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use vmauto::billing::BillingEvent;
-use vmauto::plugin_host::{Limits, PluginError, PluginRuntime, SourceRequest};
+use vmauto::plugin_host::{Limits, PluginError, PluginRuntime, Rejection, SourceRequest};
 
 /// The bundled plugins, compiled once for the whole test binary.
 pub fn runtime() -> Arc<PluginRuntime> {
@@ -50,6 +50,14 @@ pub fn parse_at(
     settings: &[(&str, &str)],
 ) -> Result<Vec<BillingEvent>, PluginError> {
     runtime().parse_blocking(plugin, &request("test", path, fixture(fixture_name), settings))
+}
+
+/// The plugin's typed refusal, else a panic naming what came back.
+pub fn rejection(result: Result<Vec<BillingEvent>, PluginError>) -> Rejection {
+    match result {
+        Err(PluginError::Rejected { rejection, .. }) => rejection,
+        other => panic!("expected a typed rejection, got {other:?}"),
+    }
 }
 
 /// Exactly one event, else a panic naming what came back.
