@@ -226,8 +226,8 @@ fn choices(req: &Request, body: &Body) -> Result<[Option<String>; 3]> {
         for (i, f) in fields.iter().enumerate() {
             let names = ["id", "key", "fieldKey", "name"].map(|n| f.get(n).and_then(Value::as_str));
             for (wanted, slot) in wanted.iter().zip(found.iter_mut()) {
-                let matches = names.iter().flatten().any(|v| v == wanted || v.strip_prefix("contact.") == Some(wanted));
-                if slot.is_some() || !matches {
+                let named = |v: &&str| v == wanted || v.strip_prefix("contact.") == Some(wanted);
+                if slot.is_some() || !names.iter().flatten().any(named) {
                     continue;
                 }
                 *slot = Some(match f.get("value") {
