@@ -18,6 +18,7 @@ use surrealdb::opt::auth::Root;
 use crate::config::Config;
 
 mod catalogue;
+mod embedded;
 pub use catalogue::Catalogued;
 pub mod inbox;
 pub mod lease;
@@ -94,54 +95,6 @@ macro_rules! with_db {
     };
 }
 
-/// Opens the embedded SurrealKV store at `url` with a write buffer and block cache of the
-/// configured sizes (left to itself the engine takes them from the host's memory: on a
-/// 24 GB machine a 1 GiB memtable and a 10.5 GiB cache, which the process's memory then
-/// grows into under a steady stream of writes). The same steps as the SDK's own opening.
-async fn open_embedded(
-    url: &str,
-    config: &crate::config::DatabaseConfig,
-) -> anyhow::Result<(Surreal<Db>, std::sync::Arc<surrealdb_core::kvs::Datastore>)> {
-    const MIB: u64 = 1024 * 1024;
-    let engine = surrealdb_cnf::ConfigMap::empty()
-        .with_key_value("surrealkv_max_memtable_size", (config.memtable_mib * MIB).to_string())
-        .with_key_value("surrealkv_block_cache_capacity", (config.cache_mib * MIB).to_string());
-    let build = || {
-        surrealdb_core::kvs::Datastore::builder()
-            .with_config(engine.clone())
-            .without_maintenance_tasks()
-            .build_with_path(url)
-    };
-    if left_a_log(url) {
-        // SurrealKV 0.21 opens its log's writer before it replays the log; when a crash cut
-        // the log's last record short, the replay repairs the log by writing a new file in
-        // place of the old one, and the writer goes on appending to the replaced file, which
-        // no later start reads: what this start acknowledged would be lost at the next crash.
-        // So a store whose last stop was not clean is opened once to replay (and repair) its
-        // log and closed, which writes everything out and removes the log, then opened for
-        // use with a log of its own.
-        let replayed = build().await?;
-        replayed.shutdown().await.context("cannot write out the store after replaying its log")?;
-        drop(replayed);
-    }
-    let datastore = build().await?;
-    // The version key first: a maintenance task writing before it would make a new store
-    // look like one from before versioned stores.
-    datastore.check_version().await?;
-    datastore.bootstrap().await?;
-    datastore.start_maintenance_tasks();
-    let db = Surreal::<Db>::unstable_from_datastore(datastore.clone(), None).await?;
-    Ok((db, datastore))
-}
-
-/// Whether the SurrealKV store at `url` has a log with records in it: its last stop was not
-/// clean (a clean stop writes everything out and removes the log).
-fn left_a_log(url: &str) -> bool {
-    let Some(path) = url.strip_prefix("surrealkv://") else { return false };
-    let Ok(entries) = std::fs::read_dir(std::path::Path::new(path).join("wal")) else { return false };
-    entries.flatten().any(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() > 0))
-}
-
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -178,7 +131,7 @@ impl Store {
         }
         let cannot_open = || format!("cannot open the store at {url} (database.url)");
         let db = if url.starts_with("surrealkv://") {
-            let (db, datastore) = open_embedded(&url, &config.database).await.with_context(cannot_open)?;
+            let (db, datastore) = embedded::open(&url, &config.database).await.with_context(cannot_open)?;
             Conn::Embedded(db, datastore)
         } else if url.starts_with("wss://") {
             let tls = crate::tls::verified_client_config(&config.database.ca_file, "database.ca_file")
@@ -301,7 +254,7 @@ impl Store {
     /// appliance stops.
     pub async fn close(&self) {
         if let Conn::Embedded(_, datastore) = &self.db
-            && let Err(e) = datastore.shutdown().await
+            && let Err(e) = embedded::close(datastore).await
         {
             tracing::warn!(error = %format!("{e:#}"), "the store did not close cleanly; it recovers from its log at the next start");
         }
@@ -430,20 +383,34 @@ impl Store {
     }
 
     async fn run_once(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
-        let response = with_db!(&self.db, db => {
-            let query = db.query(sql).bind(bindings).into_future();
-            match &self.link {
-                Some(link) => link.call(query).await?,
-                None => query.await?,
+        let response = match &self.db {
+            // On the store's own threads (see `embedded`).
+            Conn::Embedded(db, _) => {
+                let (db, sql) = (db.clone(), sql.to_string());
+                embedded::on_store(async move { Ok(db.query(sql).bind(bindings).await?) }).await?
             }
-        });
+            Conn::Url(db) => {
+                let query = db.query(sql).bind(bindings).into_future();
+                match &self.link {
+                    Some(link) => link.call(query).await?,
+                    None => query.await?,
+                }
+            }
+        };
         Self::statement_errors(response)
     }
 
     /// [`Store::run_once`] without the server's answer deadline: for migrations, which may
     /// rightly take long on a large store.
     async fn run_unbounded(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
-        Self::statement_errors(with_db!(&self.db, db => db.query(sql).bind(bindings).await?))
+        let response = match &self.db {
+            Conn::Embedded(db, _) => {
+                let (db, sql) = (db.clone(), sql.to_string());
+                embedded::on_store(async move { Ok(db.query(sql).bind(bindings).await?) }).await?
+            }
+            Conn::Url(db) => db.query(sql).bind(bindings).await?,
+        };
+        Self::statement_errors(response)
     }
 
     /// The response, or the statement error that failed it.
