@@ -100,3 +100,44 @@ fn left_a_log(url: &str) -> bool {
     let Ok(entries) = std::fs::read_dir(std::path::Path::new(path).join("wal")) else { return false };
     entries.flatten().any(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() > 0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is handed to the store runs on its threads, whichever runtime hands it over
+    /// (the actors' are single-threaded).
+    #[tokio::test(flavor = "current_thread")]
+    async fn work_runs_on_the_store_threads() {
+        let thread = on_store(async { Ok(std::thread::current().name().map(str::to_string)) }).await.expect("ran");
+        assert_eq!(thread.as_deref(), Some("vmauto-store"));
+        assert_ne!(std::thread::current().name(), Some("vmauto-store"));
+    }
+
+    /// A task that does not yield (as a SurrealKV compaction does not) holds one worker; the
+    /// others go on answering.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocked_worker_leaves_the_others_answering() {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let blocked = runtime().spawn(async move { released.recv_timeout(std::time::Duration::from_secs(60)).is_ok() });
+        // Whichever worker took the blocking task, this one is answered by another.
+        for _ in 0..4 {
+            on_store(async { Ok(()) }).await.expect("answered while a worker is blocked");
+        }
+        release.send(()).expect("the blocked task waits");
+        assert!(blocked.await.expect("finished"), "the blocked task was released, not timed out");
+    }
+
+    /// Dropping the answer's future stops the work it handed over.
+    #[tokio::test(flavor = "current_thread")]
+    async fn dropping_the_answer_stops_the_work() {
+        let (held, dropped) = tokio::sync::oneshot::channel::<()>();
+        let work = on_store(async move {
+            let _held = held;
+            std::future::pending::<anyhow::Result<()>>().await
+        });
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), work).await;
+        assert!(waited.is_err(), "the work never finishes by itself");
+        assert!(dropped.await.is_err(), "the work was dropped, and what it held with it");
+    }
+}
