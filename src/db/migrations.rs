@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (14, "a mark of the catalogue's last change", include_str!("migrations/0014_catalogue_version.surql")),
     (15, "operations by creation and finish time", include_str!("migrations/0015_operation_times.surql")),
     (16, "the activity log by level and time", include_str!("migrations/0016_activity_level_time.surql")),
+    (
+        17,
+        "one index fewer on the inbox and the activity log",
+        include_str!("migrations/0017_fewer_inbox_indexes.surql"),
+    ),
 ];
 
 /// The schema version this binary writes.

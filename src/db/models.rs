@@ -350,7 +350,7 @@ mod tests {
 
     /// Waits until `index`, built in the background (`CONCURRENTLY`), is ready: the planner
     /// uses it from then on.
-    async fn wait_until_built(store: &Store, table: &str, index: &str) {
+    pub(super) async fn wait_until_built(store: &Store, table: &str, index: &str) {
         for _ in 0..200 {
             let info: Vec<Value> =
                 store.query_one(&format!("INFO FOR INDEX {index} ON {table}"), json!({}), 0).await.expect("info");

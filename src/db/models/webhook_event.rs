@@ -280,6 +280,53 @@ mod tests {
         dups.sort();
         assert_eq!(dups, expected, "every key is known the second time");
     }
+
+    /// Reads of the inbox by status are ranges, or counts, of the (status, arrival) index:
+    /// schema 17 removed the index of the status alone, which every write kept up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_by_status_use_the_arrival_index() {
+        let store = Store::in_memory().await;
+        super::super::tests::wait_until_built(&store, "webhook_event", "webhook_event_status_received").await;
+        store
+            .execute(
+                "FOR $i IN 0..30 {
+                     CREATE type::record('webhook_event', string::concat('k', <string> $i)) CONTENT {
+                         source: 'ghl', events: [],
+                         status: IF $i % 3 = 0 { 'received' } ELSE IF $i % 3 = 1 { 'processed' } ELSE { $applying },
+                         received_at: time::now() - <duration> string::concat(<string> (100 - $i), 's') } };",
+                json!({ "applying": APPLYING }),
+            )
+            .await
+            .expect("seeded");
+        let indexes: Vec<Value> = store.query_one("INFO FOR TABLE webhook_event", json!({}), 0).await.expect("info");
+        let names: Vec<&String> = indexes[0]["indexes"].as_object().expect("indexes").keys().collect();
+        assert_eq!(names, ["webhook_event_received", "webhook_event_status_received"]);
+
+        let plan = store
+            .plan(
+                &format!("EXPLAIN {}", super::super::count_query("webhook_event", "WHERE status = 'received'")),
+                json!({}),
+                0,
+            )
+            .await;
+        assert!(plan.contains("IndexCountScan"), "{plan}");
+        let page = super::super::page_query("webhook_event", "id", "WHERE status = $status", "received_at DESC");
+        let plan =
+            store.plan(&format!("EXPLAIN {page}"), json!({ "status": "processed", "limit": 10, "start": 0 }), 0).await;
+        assert!(
+            plan.contains("index: webhook_event_status_received, access: ['processed'], direction: Backward"),
+            "{plan}"
+        );
+
+        assert_eq!(store.inbox_pending().await.expect("pending").0, 10);
+        assert_eq!(store.inbox_page("processed", 1).await.expect("page").total, 10);
+        let waiting = store.unapplied_inbox(3).await.expect("unapplied");
+        let keys: Vec<&str> = waiting.iter().map(|(r, _)| r.key.as_str()).collect();
+        assert_eq!(keys, ["k0", "k3", "k6"], "the oldest waiting rows first");
+        let applying = store.applying_payments().await.expect("applying");
+        assert_eq!(applying.len(), 10);
+        assert_eq!(applying[0].key.as_str(), "k2");
+    }
 }
 
 /// What became of one event, as stored on its inbox row ([`EventOutcome`] when written).
