@@ -114,21 +114,11 @@ impl Store {
         rows: &[&InboxRow],
         outcomes: &[(InboxKey, Vec<EventOutcome>)],
     ) -> anyhow::Result<Vec<InboxKey>> {
-        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
-        let existing: Vec<InboxKey> = if rows.is_empty() {
-            Vec::new()
-        } else {
-            self.query_one(
-                "SELECT VALUE record::id(id) FROM array::map($keys, |$k| type::record('webhook_event', $k)) WHERE id != NONE",
-                json!({ "keys": keys }),
-                0,
-            )
-            .await?
-        };
+        // A key twice in one batch is written once.
         let mut seen = std::collections::HashSet::new();
-        let fresh: Vec<Value> = rows
+        let firsts: Vec<Value> = rows
             .iter()
-            .filter(|r| !existing.contains(&r.key) && seen.insert(r.key.clone()))
+            .filter(|r| seen.insert(r.key.as_str()))
             .map(|r| {
                 let mut f = r.fields.clone();
                 f["source"] = json!(r.source);
@@ -138,22 +128,31 @@ impl Store {
             .collect();
         let outcomes: Vec<Value> =
             outcomes.iter().map(|(key, o)| json!({ "key": key, "status": inbox_status(o), "outcomes": o })).collect();
-        if !fresh.is_empty() || !outcomes.is_empty() {
-            self.execute(
+        if firsts.is_empty() && outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction finds the keys already stored and writes the others.
+        let existing: Vec<InboxKey> = self
+            .query_one(
                 "BEGIN TRANSACTION;
+                 LET $known = SELECT VALUE record::id(id)
+                     FROM array::map($rows, |$r| type::record('webhook_event', $r.key)) WHERE id != NONE;
                  FOR $r IN $rows {
-                    CREATE type::record('webhook_event', $r.key)
-                        CONTENT object::extend($r.fields, { received_at: time::now() });
+                    IF $r.key NOT IN $known {
+                        CREATE type::record('webhook_event', $r.key)
+                            CONTENT object::extend($r.fields, { received_at: time::now() });
+                    };
                  };
                  FOR $o IN $outcomes {
                     UPDATE type::record('webhook_event', $o.key) SET status = $o.status, outcomes = $o.outcomes,
                         processed_at = time::now();
                  };
+                 $known;
                  COMMIT TRANSACTION;",
-                json!({ "rows": fresh, "outcomes": outcomes }),
+                json!({ "rows": firsts, "outcomes": outcomes }),
+                4,
             )
             .await?;
-        }
         // A key twice in one batch: the later ones are duplicates of the first.
         let mut dups = existing;
         let mut first = std::collections::HashSet::new();
