@@ -384,11 +384,7 @@ impl Store {
 
     async fn run_once(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
         let response = match &self.db {
-            // On the store's own threads (see `embedded`).
-            Conn::Embedded(db, _) => {
-                let (db, sql) = (db.clone(), sql.to_string());
-                embedded::on_store(async move { Ok(db.query(sql).bind(bindings).await?) }).await?
-            }
+            Conn::Embedded(db, _) => embedded::query(db, sql, bindings).await?,
             Conn::Url(db) => {
                 let query = db.query(sql).bind(bindings).into_future();
                 match &self.link {
@@ -404,10 +400,7 @@ impl Store {
     /// rightly take long on a large store.
     async fn run_unbounded(&self, sql: &str, bindings: serde_json::Value) -> anyhow::Result<surrealdb::IndexedResults> {
         let response = match &self.db {
-            Conn::Embedded(db, _) => {
-                let (db, sql) = (db.clone(), sql.to_string());
-                embedded::on_store(async move { Ok(db.query(sql).bind(bindings).await?) }).await?
-            }
+            Conn::Embedded(db, _) => embedded::query(db, sql, bindings).await?,
             Conn::Url(db) => db.query(sql).bind(bindings).await?,
         };
         Self::statement_errors(response)

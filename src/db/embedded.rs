@@ -46,6 +46,16 @@ pub(super) async fn on_store<T: Send + 'static>(
     }
 }
 
+/// Runs `sql` with `bindings` on the store's runtime.
+pub(super) async fn query(
+    db: &Surreal<Db>,
+    sql: &str,
+    bindings: serde_json::Value,
+) -> anyhow::Result<surrealdb::IndexedResults> {
+    let (db, sql) = (db.clone(), sql.to_string());
+    on_store(async move { Ok(db.query(sql).bind(bindings).await?) }).await
+}
+
 /// The SDK's handle on the embedded store, and the datastore itself, to close it.
 pub(super) type Embedded = (Surreal<Db>, Arc<Datastore>);
 
