@@ -114,18 +114,20 @@ impl Store {
         rows: &[&InboxRow],
         outcomes: &[(InboxKey, Vec<EventOutcome>)],
     ) -> anyhow::Result<Vec<InboxKey>> {
-        // A key twice in one batch is written once.
+        // A key twice in one batch is written once; its later copies are duplicates.
         let mut seen = std::collections::HashSet::new();
-        let firsts: Vec<Value> = rows
-            .iter()
-            .filter(|r| seen.insert(r.key.as_str()))
-            .map(|r| {
-                let mut f = r.fields.clone();
-                f["source"] = json!(r.source);
-                f["events"] = serde_json::to_value(&r.events).unwrap_or_default();
-                json!({ "key": r.key, "fields": f })
-            })
-            .collect();
+        let mut repeated = Vec::new();
+        let mut firsts = Vec::new();
+        for r in rows {
+            if !seen.insert(r.key.as_str()) {
+                repeated.push(r.key.clone());
+                continue;
+            }
+            let mut f = r.fields.clone();
+            f["source"] = json!(r.source);
+            f["events"] = serde_json::to_value(&r.events).unwrap_or_default();
+            firsts.push(json!({ "key": r.key, "fields": f }));
+        }
         let outcomes: Vec<Value> =
             outcomes.iter().map(|(key, o)| json!({ "key": key, "status": inbox_status(o), "outcomes": o })).collect();
         if firsts.is_empty() && outcomes.is_empty() {
@@ -153,12 +155,10 @@ impl Store {
                 4,
             )
             .await?;
-        // A key twice in one batch: the later ones are duplicates of the first.
         let mut dups = existing;
-        let mut first = std::collections::HashSet::new();
-        for r in rows {
-            if !first.insert(r.key.clone()) && !dups.contains(&r.key) {
-                dups.push(r.key.clone());
+        for key in repeated {
+            if !dups.contains(&key) {
+                dups.push(key);
             }
         }
         Ok(dups)
@@ -278,6 +278,25 @@ mod tests {
         let mut dups = store.insert_inbox(&refs).await.expect("second batch");
         dups.sort();
         assert_eq!(dups, expected, "every key is known the second time");
+    }
+
+    /// A key twice in one batch is written once and its later copy answered as a duplicate,
+    /// as is a key stored by an earlier batch.
+    #[tokio::test]
+    async fn a_key_twice_in_a_batch_is_written_once() {
+        let store = Store::in_memory().await;
+        let row =
+            |k: &str| InboxRow { key: InboxKey::from(k), source: "ghl".into(), fields: json!({}), events: Vec::new() };
+        let (a, b, a2, c) = (row("a"), row("b"), row("a"), row("c"));
+        assert_eq!(store.insert_inbox(&[&a, &b, &a2]).await.expect("first batch"), [InboxKey::from("a")]);
+        assert_eq!(
+            store.insert_inbox(&[&c, &b, &c]).await.expect("second batch"),
+            [InboxKey::from("b"), InboxKey::from("c")]
+        );
+        let mut stored: Vec<InboxKey> =
+            store.query_one("SELECT VALUE record::id(id) FROM webhook_event", json!({}), 0).await.expect("rows");
+        stored.sort();
+        assert_eq!(stored, ["a", "b", "c"].map(InboxKey::from));
     }
 
     /// Reads of the inbox by status are ranges, or counts, of the (status, arrival) index:
